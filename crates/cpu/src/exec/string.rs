@@ -1,0 +1,119 @@
+//! String instructions with REP/REPE/REPNE: MOVS, CMPS, SCAS, LODS, STOS, INS, OUTS.
+//! The count register and the index registers follow the address size; the source segment of
+//! MOVS/CMPS/LODS/OUTS may be overridden, the destination is always ES.
+
+use crate::bus::Bus;
+use crate::decode::Insn;
+use crate::exception::Exc;
+use crate::flags::{bits, mask, FlagOp};
+use crate::regs::{RAX, RCX, RDI, RDX, RSI};
+use crate::{sreg, Cpu};
+use iced_x86::Mnemonic;
+
+type R = Result<(), Exc>;
+
+fn elem_size(d: &Insn) -> u8 {
+    match d.i.mnemonic() {
+        Mnemonic::Movsb | Mnemonic::Cmpsb | Mnemonic::Scasb | Mnemonic::Lodsb | Mnemonic::Stosb | Mnemonic::Insb | Mnemonic::Outsb => 1,
+        Mnemonic::Movsw | Mnemonic::Cmpsw | Mnemonic::Scasw | Mnemonic::Lodsw | Mnemonic::Stosw | Mnemonic::Insw | Mnemonic::Outsw => 2,
+        Mnemonic::Movsd | Mnemonic::Cmpsd | Mnemonic::Scasd | Mnemonic::Lodsd | Mnemonic::Stosd | Mnemonic::Insd | Mnemonic::Outsd => 4,
+        _ => 8,
+    }
+}
+
+/// Source segment: DS unless overridden.
+fn src_seg(d: &Insn) -> usize {
+    match d.i.segment_prefix() {
+        iced_x86::Register::None => sreg::DS,
+        r => crate::regs::seg_index(r),
+    }
+}
+
+pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
+    let sz = elem_size(d);
+    let asz = d.asize;
+    let am = mask(asz);
+    let step = if cpu.flags.sys(bits::DF) { (sz as u64).wrapping_neg() } else { sz as u64 };
+    let mn = d.i.mnemonic();
+    let rep = d.i.has_rep_prefix() || d.i.has_repne_prefix();
+    let cmp = matches!(mn, Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq | Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq);
+    let io = matches!(mn, Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd | Mnemonic::Outsb | Mnemonic::Outsw | Mnemonic::Outsd);
+    if io {
+        cpu.check_io(bus, cpu.regs[RDX] as u16, sz)?;
+    }
+    let seg = src_seg(d);
+    loop {
+        if rep && cpu.regs[RCX] & am == 0 {
+            break;
+        }
+        let si = cpu.regs[RSI] & am;
+        let di = cpu.regs[RDI] & am;
+        let mut stop = false;
+        match mn {
+            Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq => {
+                let v = cpu.read_seg(bus, seg, si, sz)?;
+                cpu.write_seg(bus, sreg::ES, di, sz, v)?;
+                cpu.set_gpr(RSI, asz, si.wrapping_add(step));
+                cpu.set_gpr(RDI, asz, di.wrapping_add(step));
+            }
+            Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq => {
+                cpu.write_seg(bus, sreg::ES, di, sz, cpu.regs[RAX] & mask(sz))?;
+                cpu.set_gpr(RDI, asz, di.wrapping_add(step));
+            }
+            Mnemonic::Lodsb | Mnemonic::Lodsw | Mnemonic::Lodsd | Mnemonic::Lodsq => {
+                let v = cpu.read_seg(bus, seg, si, sz)?;
+                cpu.set_gpr(RAX, sz, v);
+                cpu.set_gpr(RSI, asz, si.wrapping_add(step));
+            }
+            Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq => {
+                let a = cpu.read_seg(bus, seg, si, sz)?;
+                let b = cpu.read_seg(bus, sreg::ES, di, sz)?;
+                let r = a.wrapping_sub(b) & mask(sz);
+                cpu.flags.set_lazy(FlagOp::Sub, sz, a, b, r);
+                cpu.set_gpr(RSI, asz, si.wrapping_add(step));
+                cpu.set_gpr(RDI, asz, di.wrapping_add(step));
+                stop = true;
+            }
+            Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq => {
+                let a = cpu.regs[RAX] & mask(sz);
+                let b = cpu.read_seg(bus, sreg::ES, di, sz)?;
+                let r = a.wrapping_sub(b) & mask(sz);
+                cpu.flags.set_lazy(FlagOp::Sub, sz, a, b, r);
+                cpu.set_gpr(RDI, asz, di.wrapping_add(step));
+                stop = true;
+            }
+            Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => {
+                // Check the destination before the port is read (a read may have side effects).
+                cpu.seg_linear(sreg::ES, di, sz, true)?;
+                let v = cpu.port_in(bus, cpu.regs[RDX] as u16, sz);
+                cpu.write_seg(bus, sreg::ES, di, sz, v as u64)?;
+                cpu.set_gpr(RDI, asz, di.wrapping_add(step));
+            }
+            _ => {
+                let v = cpu.read_seg(bus, seg, si, sz)?;
+                cpu.port_out(bus, cpu.regs[RDX] as u16, sz, v as u32);
+                cpu.set_gpr(RSI, asz, si.wrapping_add(step));
+            }
+        }
+        if !rep {
+            break;
+        }
+        let c = cpu.regs[RCX].wrapping_sub(1) & am;
+        cpu.set_gpr(RCX, asz, c);
+        if cmp && stop {
+            let zf = cpu.flags.zf();
+            if (d.i.has_repe_prefix() && !zf) || (d.i.has_repne_prefix() && zf) {
+                break;
+            }
+        }
+        if io && cpu.end_block {
+            // The port access asked to stop (e.g. an SMI was raised): leave RIP on this
+            // instruction so the remaining iterations run after it.
+            if c != 0 {
+                cpu.rip = cpu.cur_rip;
+            }
+            break;
+        }
+    }
+    Ok(())
+}

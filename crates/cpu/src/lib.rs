@@ -1,0 +1,370 @@
+//! The x86 CPU of smmlab.
+//!
+//! Decoding is done once per basic block with iced-x86 into a cache keyed by physical address
+//! (see [`decode`]); execution dispatches each cached instruction to a handler chosen at decode
+//! time (see [`exec`]). The CPU owns no memory: it sees the platform only through the [`Bus`]
+//! trait, whose every access says its address, size, kind and whether the CPU is in SMM.
+//!
+//! Guest misbehaviour never panics: faults become x86 exceptions, a fault while delivering a
+//! double fault becomes [`Exit::Shutdown`], and an instruction this CPU does not implement
+//! raises #UD and is counted by mnemonic in [`Cpu::unimplemented`].
+
+pub mod bus;
+pub mod cpuid;
+pub mod decode;
+pub mod exception;
+pub mod exec;
+pub mod flags;
+pub mod mmu;
+pub mod msr;
+pub mod regs;
+pub mod segment;
+
+pub use bus::{Access, AccessKind, Bus, Pending};
+pub use cpuid::CpuModel;
+pub use exception::Exc;
+pub use flags::Flags;
+pub use segment::Segment;
+
+use std::collections::BTreeMap;
+
+/// Segment register numbers, in encoding order.
+pub mod sreg {
+    pub const ES: usize = 0;
+    pub const CS: usize = 1;
+    pub const SS: usize = 2;
+    pub const DS: usize = 3;
+    pub const FS: usize = 4;
+    pub const GS: usize = 5;
+}
+
+/// Control register bits (Intel SDM vol. 3, 2.5).
+pub mod cr {
+    pub const CR0_PE: u64 = 1 << 0;
+    pub const CR0_MP: u64 = 1 << 1;
+    pub const CR0_EM: u64 = 1 << 2;
+    pub const CR0_TS: u64 = 1 << 3;
+    pub const CR0_ET: u64 = 1 << 4;
+    pub const CR0_NE: u64 = 1 << 5;
+    pub const CR0_WP: u64 = 1 << 16;
+    pub const CR0_AM: u64 = 1 << 18;
+    pub const CR0_NW: u64 = 1 << 29;
+    pub const CR0_CD: u64 = 1 << 30;
+    pub const CR0_PG: u64 = 1 << 31;
+    pub const CR4_VME: u64 = 1 << 0;
+    pub const CR4_PVI: u64 = 1 << 1;
+    pub const CR4_TSD: u64 = 1 << 2;
+    pub const CR4_DE: u64 = 1 << 3;
+    pub const CR4_PSE: u64 = 1 << 4;
+    pub const CR4_PAE: u64 = 1 << 5;
+    pub const CR4_MCE: u64 = 1 << 6;
+    pub const CR4_PGE: u64 = 1 << 7;
+    pub const CR4_PCE: u64 = 1 << 8;
+    pub const CR4_OSFXSR: u64 = 1 << 9;
+    pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+    pub const EFER_SCE: u64 = 1 << 0;
+    pub const EFER_LME: u64 = 1 << 8;
+    pub const EFER_LMA: u64 = 1 << 10;
+    pub const EFER_NXE: u64 = 1 << 11;
+}
+
+/// Why [`Cpu::run`] returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The instruction budget given to `run` was used up.
+    InstructionLimit,
+    /// The CPU is halted with nothing to wake it.
+    Halted,
+    /// The bus asserted [`Pending::STOP`].
+    Stopped,
+    /// Triple fault or another shutdown condition; the reason is human-readable.
+    Shutdown(String),
+}
+
+/// A descriptor-table register (GDTR, IDTR).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableReg {
+    pub base: u64,
+    pub limit: u16,
+}
+
+/// The architectural state of one logical processor, plus its caches.
+pub struct Cpu {
+    /// RAX..R15 in encoding order.
+    pub regs: [u64; 16],
+    pub rip: u64,
+    pub flags: Flags,
+    pub seg: [Segment; 6],
+    pub ldtr: Segment,
+    pub tr: Segment,
+    pub gdtr: TableReg,
+    pub idtr: TableReg,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub cr8: u64,
+    pub efer: u64,
+    pub dr: [u64; 8],
+    /// XMM0..XMM15.
+    pub xmm: [u128; 16],
+    pub mxcsr: u32,
+    /// x87 control and status words (enough for firmware's FPU probes).
+    pub fcw: u16,
+    pub fsw: u16,
+    pub ftw: u16,
+    /// Current privilege level.
+    pub cpl: u8,
+    /// Whether the CPU is in System Management Mode (SMIACT#).
+    pub smm: bool,
+    /// Whether address bit 20 is passed through (the platform's A20 gate).
+    pub a20: bool,
+    /// Model-specific registers this CPU keeps.
+    pub msr: msr::MsrFile,
+    /// The configured CPU model (vendor, long mode, CPUID leaves).
+    pub model: CpuModel,
+    /// Instructions retired since reset.
+    pub icount: u64,
+    /// Set by HLT; cleared by an interrupt.
+    pub halted: bool,
+    /// Instructions the guest executed that this CPU does not implement, by mnemonic.
+    pub unimplemented: BTreeMap<String, u64>,
+    /// Interrupt shadow after STI / MOV SS: the next instruction runs before INTR.
+    pub(crate) shadow: bool,
+    /// Whether NMIs are blocked (after an NMI, until IRET).
+    pub nmi_blocked: bool,
+    pub(crate) shutdown: Option<String>,
+    /// The current block must stop after this instruction (code was overwritten, mode changed).
+    pub(crate) end_block: bool,
+    pub(crate) tlb: Box<mmu::Tlb>,
+    pub(crate) cache: decode::BlockCache,
+    /// Start of the instruction being executed (for faults).
+    pub(crate) cur_rip: u64,
+    /// Per-instruction time-stamp counter offset (TSC = icount + tsc_offset).
+    pub tsc_offset: u64,
+}
+
+impl Cpu {
+    /// A CPU of `model` in its power-on state (Intel SDM vol. 3, table 10-1): real mode,
+    /// CS:IP = F000:FFF0 with CS base 0xFFFF0000.
+    pub fn new(model: CpuModel) -> Self {
+        let mut cpu = Cpu {
+            regs: [0; 16],
+            rip: 0,
+            flags: Flags::default(),
+            seg: [Segment::default(); 6],
+            ldtr: Segment::default(),
+            tr: Segment::default(),
+            gdtr: TableReg::default(),
+            idtr: TableReg::default(),
+            cr0: 0,
+            cr2: 0,
+            cr3: 0,
+            cr4: 0,
+            cr8: 0,
+            efer: 0,
+            dr: [0; 8],
+            xmm: [0; 16],
+            mxcsr: 0x1f80,
+            fcw: 0x40,
+            fsw: 0,
+            ftw: 0,
+            cpl: 0,
+            smm: false,
+            a20: true,
+            msr: msr::MsrFile::default(),
+            model,
+            icount: 0,
+            halted: false,
+            unimplemented: BTreeMap::new(),
+            shadow: false,
+            nmi_blocked: false,
+            shutdown: None,
+            end_block: false,
+            tlb: Box::new(mmu::Tlb::new()),
+            cache: decode::BlockCache::default(),
+            cur_rip: 0,
+            tsc_offset: 0,
+        };
+        cpu.reset();
+        cpu
+    }
+
+    /// Resets to the power-on state, keeping the model and counters.
+    pub fn reset(&mut self) {
+        self.regs = [0; 16];
+        self.regs[regs::RDX] = self.model.reset_edx() as u64;
+        self.rip = 0xfff0;
+        self.flags = Flags::default();
+        for s in self.seg.iter_mut() {
+            *s = Segment::real(0);
+        }
+        self.seg[sreg::CS] = Segment { selector: 0xf000, base: 0xffff_0000, limit: 0xffff, attr: segment::ATTR_CODE16 };
+        self.ldtr = Segment { selector: 0, base: 0, limit: 0xffff, attr: 0x82 };
+        self.tr = Segment { selector: 0, base: 0, limit: 0xffff, attr: 0x8b };
+        self.gdtr = TableReg { base: 0, limit: 0xffff };
+        self.idtr = TableReg { base: 0, limit: 0xffff };
+        self.cr0 = cr::CR0_ET | cr::CR0_CD | cr::CR0_NW;
+        self.cr2 = 0;
+        self.cr3 = 0;
+        self.cr4 = 0;
+        self.efer = 0;
+        self.dr = [0, 0, 0, 0, 0, 0, 0xffff0ff0, 0x400];
+        self.xmm = [0; 16];
+        self.mxcsr = 0x1f80;
+        self.fcw = 0x40;
+        self.fsw = 0;
+        self.cpl = 0;
+        self.smm = false;
+        self.halted = false;
+        self.shadow = false;
+        self.nmi_blocked = false;
+        self.shutdown = None;
+        self.msr = msr::MsrFile::default();
+        self.flush_tlb();
+        self.cache.clear();
+    }
+
+    /// Whether CR0.PE is set.
+    #[inline]
+    pub fn protected(&self) -> bool {
+        self.cr0 & cr::CR0_PE != 0
+    }
+
+    /// Whether the CPU runs virtual-8086 code.
+    #[inline]
+    pub fn vm86(&self) -> bool {
+        self.flags.sys(flags::bits::VM)
+    }
+
+    /// Whether IA-32e mode is active (EFER.LMA).
+    #[inline]
+    pub fn long_mode(&self) -> bool {
+        self.efer & cr::EFER_LMA != 0
+    }
+
+    /// Whether the current code segment is a 64-bit one.
+    #[inline]
+    pub fn mode64(&self) -> bool {
+        self.long_mode() && self.seg[sreg::CS].long()
+    }
+
+    /// Code size of the current CS: 16, 32 or 64.
+    #[inline]
+    pub fn bitness(&self) -> u32 {
+        if self.mode64() {
+            64
+        } else if self.seg[sreg::CS].big() && self.protected() && !self.vm86() {
+            32
+        } else if self.seg[sreg::CS].big() && !self.protected() {
+            // Real mode with a 32-bit CS left over from protected mode (unusual but legal).
+            32
+        } else {
+            16
+        }
+    }
+
+    /// A human-readable mode name, for summaries and events.
+    pub fn mode_name(&self) -> &'static str {
+        if !self.protected() {
+            "real"
+        } else if self.vm86() {
+            "vm86"
+        } else if self.mode64() {
+            "long"
+        } else if self.long_mode() {
+            "compat"
+        } else if self.bitness() == 32 {
+            "protected32"
+        } else {
+            "protected16"
+        }
+    }
+
+    /// Drops every cached translation (after CR3/CR0/CR4 writes, a CPL or SMM change, or a
+    /// change in the platform's memory map).
+    pub fn flush_tlb(&mut self) {
+        self.tlb.flush();
+    }
+
+    /// Drops every decoded block (the platform remapped memory that may hold code).
+    pub fn flush_code(&mut self) {
+        self.cache.clear();
+        self.tlb.flush();
+    }
+
+    /// Runs until `budget` more instructions have retired, the CPU halts with nothing pending,
+    /// the bus asks to stop, or the CPU shuts down.
+    pub fn run(&mut self, bus: &mut dyn Bus, budget: u64) -> Exit {
+        let limit = self.icount.saturating_add(budget);
+        loop {
+            if let Some(r) = self.shutdown.take() {
+                self.shutdown = Some(r.clone());
+                return Exit::Shutdown(r);
+            }
+            if self.icount >= limit {
+                return Exit::InstructionLimit;
+            }
+            let p = bus.pending();
+            if p.0 != 0 {
+                if p.has(Pending::STOP) {
+                    return Exit::Stopped;
+                }
+                if self.take_interrupts(bus, p) {
+                    continue;
+                }
+            }
+            if self.halted {
+                return Exit::Halted;
+            }
+            let single = std::mem::replace(&mut self.shadow, false);
+            self.run_block(bus, limit, single);
+        }
+    }
+
+    /// Delivers a pending NMI or INTR if the CPU accepts it now. Returns true if one was taken.
+    fn take_interrupts(&mut self, bus: &mut dyn Bus, p: Pending) -> bool {
+        if p.has(Pending::NMI) && !self.nmi_blocked && !self.shadow {
+            self.halted = false;
+            self.nmi_blocked = true;
+            self.raise(bus, Exc::new(exception::NMI), exception::Source::External);
+            return true;
+        }
+        if p.has(Pending::INTR) && self.flags.sys(flags::bits::IF) && !self.shadow {
+            self.halted = false;
+            let v = bus.ack_intr();
+            self.raise(bus, Exc::new(v), exception::Source::External);
+            return true;
+        }
+        false
+    }
+
+    /// Executes one decoded block (or a single instruction when `single`).
+    fn run_block(&mut self, bus: &mut dyn Bus, limit: u64, single: bool) {
+        let block = match self.block_at_rip(bus) {
+            Ok(b) => b,
+            Err(e) => {
+                self.raise(bus, e, exception::Source::Fault);
+                return;
+            }
+        };
+        self.end_block = false;
+        let mask = if block.bitness == 64 { u64::MAX } else if block.bitness == 32 { 0xffff_ffff } else { 0xffff };
+        for d in block.insns.iter() {
+            let start = self.rip;
+            self.cur_rip = start;
+            self.rip = start.wrapping_add(d.len as u64) & mask;
+            match (d.exec)(self, bus, d) {
+                Ok(()) => self.icount += 1,
+                Err(e) => {
+                    self.rip = start;
+                    self.raise(bus, e, exception::Source::Fault);
+                    return;
+                }
+            }
+            if self.end_block || single || self.icount >= limit {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Model-specific registers (Intel SDM vol. 4). Any MSR not listed here raises #GP.
+
+use crate::cr::*;
+use crate::exception::Exc;
+use crate::Cpu;
+
+pub const IA32_TSC: u32 = 0x10;
+pub const IA32_APIC_BASE: u32 = 0x1b;
+pub const IA32_MTRRCAP: u32 = 0xfe;
+pub const IA32_SYSENTER_CS: u32 = 0x174;
+pub const IA32_SYSENTER_ESP: u32 = 0x175;
+pub const IA32_SYSENTER_EIP: u32 = 0x176;
+pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+pub const IA32_MTRR_PHYSBASE0: u32 = 0x200;
+pub const IA32_MTRR_PHYSMASK7: u32 = 0x20f;
+pub const IA32_MTRR_FIX64K_00000: u32 = 0x250;
+pub const IA32_MTRR_FIX16K_80000: u32 = 0x258;
+pub const IA32_MTRR_FIX16K_A0000: u32 = 0x259;
+pub const IA32_MTRR_FIX4K_C0000: u32 = 0x268;
+pub const IA32_MTRR_FIX4K_F8000: u32 = 0x26f;
+pub const IA32_PAT: u32 = 0x277;
+pub const IA32_MTRR_DEF_TYPE: u32 = 0x2ff;
+pub const IA32_EFER: u32 = 0xc000_0080;
+pub const IA32_STAR: u32 = 0xc000_0081;
+pub const IA32_LSTAR: u32 = 0xc000_0082;
+pub const IA32_CSTAR: u32 = 0xc000_0083;
+pub const IA32_FMASK: u32 = 0xc000_0084;
+pub const IA32_FS_BASE: u32 = 0xc000_0100;
+pub const IA32_GS_BASE: u32 = 0xc000_0101;
+pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+pub const IA32_TSC_AUX: u32 = 0xc000_0103;
+
+/// MSR values that are plain storage.
+#[derive(Clone, Debug)]
+pub struct MsrFile {
+    pub apic_base: u64,
+    pub sysenter: [u64; 3],
+    pub misc_enable: u64,
+    pub mtrr_var: [u64; 16],
+    pub mtrr_fixed: [u64; 11],
+    pub mtrr_def_type: u64,
+    pub pat: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub fmask: u64,
+    pub kernel_gs_base: u64,
+    pub tsc_aux: u64,
+}
+
+impl Default for MsrFile {
+    fn default() -> Self {
+        MsrFile {
+            apic_base: 0xfee0_0900,
+            sysenter: [0; 3],
+            misc_enable: 1,
+            mtrr_var: [0; 16],
+            mtrr_fixed: [0; 11],
+            mtrr_def_type: 0,
+            pat: 0x0007_0406_0007_0406,
+            star: 0,
+            lstar: 0,
+            cstar: 0,
+            fmask: 0,
+            kernel_gs_base: 0,
+            tsc_aux: 0,
+        }
+    }
+}
+
+fn fixed_index(idx: u32) -> Option<usize> {
+    match idx {
+        IA32_MTRR_FIX64K_00000 => Some(0),
+        IA32_MTRR_FIX16K_80000 => Some(1),
+        IA32_MTRR_FIX16K_A0000 => Some(2),
+        IA32_MTRR_FIX4K_C0000..=IA32_MTRR_FIX4K_F8000 => Some(3 + (idx - IA32_MTRR_FIX4K_C0000) as usize),
+        _ => None,
+    }
+}
+
+impl Cpu {
+    /// The time-stamp counter: retired instructions plus the guest's offset.
+    pub fn tsc(&self) -> u64 {
+        self.icount.wrapping_add(self.tsc_offset)
+    }
+
+    /// RDMSR.
+    pub fn rdmsr(&mut self, idx: u32) -> Result<u64, Exc> {
+        let m = &self.msr;
+        Ok(match idx {
+            IA32_TSC => self.tsc(),
+            IA32_APIC_BASE => m.apic_base,
+            // 8 variable ranges, fixed ranges, write-combining (SDM vol. 3, 12.11.1).
+            IA32_MTRRCAP => 0x508,
+            IA32_SYSENTER_CS..=IA32_SYSENTER_EIP => m.sysenter[(idx - IA32_SYSENTER_CS) as usize],
+            IA32_MISC_ENABLE => m.misc_enable,
+            IA32_MTRR_PHYSBASE0..=IA32_MTRR_PHYSMASK7 => m.mtrr_var[(idx - IA32_MTRR_PHYSBASE0) as usize],
+            IA32_PAT => m.pat,
+            IA32_MTRR_DEF_TYPE => m.mtrr_def_type,
+            IA32_EFER => self.efer,
+            IA32_STAR => m.star,
+            IA32_LSTAR => m.lstar,
+            IA32_CSTAR => m.cstar,
+            IA32_FMASK => m.fmask,
+            IA32_FS_BASE => self.seg[crate::sreg::FS].base,
+            IA32_GS_BASE => self.seg[crate::sreg::GS].base,
+            IA32_KERNEL_GS_BASE => m.kernel_gs_base,
+            IA32_TSC_AUX => m.tsc_aux,
+            _ => match fixed_index(idx) {
+                Some(k) => m.mtrr_fixed[k],
+                None => return Err(Exc::gp0()),
+            },
+        })
+    }
+
+    /// WRMSR.
+    pub fn wrmsr(&mut self, idx: u32, v: u64) -> Result<(), Exc> {
+        let long = self.model.long_mode;
+        let canon = |v: u64| if crate::segment::canonical(v) { Ok(v) } else { Err(Exc::gp0()) };
+        match idx {
+            IA32_TSC => self.tsc_offset = v.wrapping_sub(self.icount),
+            IA32_APIC_BASE => {
+                if v & 0xffff_fff0_0000_02ff != 0 {
+                    return Err(Exc::gp0());
+                }
+                self.msr.apic_base = v
+            }
+            IA32_SYSENTER_CS..=IA32_SYSENTER_EIP => self.msr.sysenter[(idx - IA32_SYSENTER_CS) as usize] = v,
+            IA32_MISC_ENABLE => self.msr.misc_enable = v,
+            IA32_MTRR_PHYSBASE0..=IA32_MTRR_PHYSMASK7 => self.msr.mtrr_var[(idx - IA32_MTRR_PHYSBASE0) as usize] = v,
+            IA32_PAT => self.msr.pat = v,
+            IA32_MTRR_DEF_TYPE => {
+                if v & !0xcff != 0 {
+                    return Err(Exc::gp0());
+                }
+                self.msr.mtrr_def_type = v
+            }
+            IA32_EFER => {
+                let mut allowed = EFER_NXE;
+                if long {
+                    allowed |= EFER_SCE | EFER_LME;
+                }
+                if v & !(allowed | EFER_LMA) != 0 {
+                    return Err(Exc::gp0());
+                }
+                // LME cannot change while paging is on; LMA is read-only.
+                if self.cr0 & CR0_PG != 0 && (v ^ self.efer) & EFER_LME != 0 {
+                    return Err(Exc::gp0());
+                }
+                self.efer = (v & !EFER_LMA) | (self.efer & EFER_LMA);
+                self.flush_tlb();
+            }
+            IA32_STAR if long => self.msr.star = v,
+            IA32_LSTAR if long => self.msr.lstar = canon(v)?,
+            IA32_CSTAR if long => self.msr.cstar = canon(v)?,
+            IA32_FMASK if long => self.msr.fmask = v & 0xffff_ffff,
+            IA32_FS_BASE if long => self.seg[crate::sreg::FS].base = canon(v)?,
+            IA32_GS_BASE if long => self.seg[crate::sreg::GS].base = canon(v)?,
+            IA32_KERNEL_GS_BASE if long => self.msr.kernel_gs_base = canon(v)?,
+            IA32_TSC_AUX if long => self.msr.tsc_aux = v & 0xffff_ffff,
+            _ => match fixed_index(idx) {
+                Some(k) => self.msr.mtrr_fixed[k] = v,
+                None => return Err(Exc::gp0()),
+            },
+        }
+        Ok(())
+    }
+}

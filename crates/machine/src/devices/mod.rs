@@ -1,0 +1,4 @@
+//! Devices, one file per part. A device knows register offsets, not where it sits.
+
+pub mod debug_exit;
+pub mod debugcon;

@@ -1,0 +1,93 @@
+//! The `minimal` board: RAM from 0, a flat ROM ending at 4 GiB whose last 64 KiB also appear at
+//! 0xF0000-0xFFFFF (as on a PC), debugcon on 0x402, isa-debug-exit on 0xF4. Unmapped memory
+//! reads as all ones; unmapped ports read as all ones and ignore writes.
+
+use crate::devices::{debug_exit::DebugExit, debugcon::Debugcon};
+use crate::memory::{read_le, write_le, Ram};
+use cpu::{Access, AccessKind, Bus, Pending};
+use std::ptr::NonNull;
+
+pub const PORT_DEBUGCON: u16 = 0x402;
+pub const PORT_DEBUG_EXIT: u16 = 0xf4;
+const LOW_ROM_BASE: u64 = 0xf0000;
+const FOUR_GIB: u64 = 1 << 32;
+
+pub struct Minimal {
+    pub ram: Ram,
+    pub rom: Vec<u8>,
+    pub debugcon: Debugcon,
+    pub debug_exit: DebugExit,
+}
+
+enum Target {
+    Ram(usize),
+    Rom(usize),
+    None,
+}
+
+impl Minimal {
+    pub fn new(ram_size: u64, rom: Vec<u8>) -> Self {
+        Minimal { ram: Ram::new(ram_size), rom, debugcon: Debugcon::default(), debug_exit: DebugExit::default() }
+    }
+
+    fn route(&self, addr: u64) -> Target {
+        let rom_len = self.rom.len() as u64;
+        if (LOW_ROM_BASE..LOW_ROM_BASE + 0x10000).contains(&addr) && rom_len >= 0x10000 {
+            return Target::Rom((rom_len - 0x10000 + (addr - LOW_ROM_BASE)) as usize);
+        }
+        if addr < self.ram.len() {
+            return Target::Ram(addr as usize);
+        }
+        if addr < FOUR_GIB && addr >= FOUR_GIB - rom_len {
+            return Target::Rom((addr - (FOUR_GIB - rom_len)) as usize);
+        }
+        Target::None
+    }
+}
+
+impl Bus for Minimal {
+    fn read(&mut self, a: Access) -> u64 {
+        match self.route(a.addr) {
+            Target::Ram(o) => read_le(self.ram.as_slice(), o, a.size),
+            Target::Rom(o) => read_le(&self.rom, o, a.size),
+            Target::None => u64::MAX >> (64 - 8 * a.size as u32),
+        }
+    }
+
+    fn write(&mut self, a: Access, value: u64) {
+        if let Target::Ram(o) = self.route(a.addr) {
+            write_le(self.ram.as_mut_slice(), o, a.size, value);
+        }
+    }
+
+    fn io_in(&mut self, a: Access) -> u32 {
+        match a.addr as u16 {
+            PORT_DEBUGCON => Debugcon::READBACK,
+            _ => u32::MAX >> (32 - 8 * a.size as u32),
+        }
+    }
+
+    fn io_out(&mut self, a: Access, value: u32) {
+        match a.addr as u16 {
+            PORT_DEBUGCON => self.debugcon.write(value as u8),
+            PORT_DEBUG_EXIT => self.debug_exit.write(value),
+            _ => {}
+        }
+    }
+
+    fn host_page(&mut self, page: u64, kind: AccessKind, _smm: bool) -> Option<NonNull<u8>> {
+        match self.route(page) {
+            Target::Ram(o) if o + 4096 <= self.ram.len() as usize => NonNull::new(self.ram.as_mut_slice()[o..].as_mut_ptr()),
+            Target::Rom(o) if kind != AccessKind::Write && o + 4096 <= self.rom.len() => NonNull::new(self.rom[o..].as_mut_ptr()),
+            _ => None,
+        }
+    }
+
+    fn pending(&mut self) -> Pending {
+        if self.debug_exit.code().is_some() {
+            Pending(Pending::STOP)
+        } else {
+            Pending(0)
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Subcommands, one file each.
+
+mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "smmlab", version, about = "x86 System Management Mode, emulated, traced and audited")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run firmware (or the built-in demonstration ROM) on an emulated machine.
+    Run(run::RunArgs),
+}
+
+/// Runs a subcommand; returns the process exit status.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+    }
+}

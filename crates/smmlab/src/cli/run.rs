@@ -1,0 +1,156 @@
+//! `smmlab run`: boot a ROM and report what happened.
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use cpu::cpuid::Vendor;
+use cpu::CpuModel;
+use machine::{Machine, MachineConfig, RunSummary};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MachineKind {
+    /// RAM, a flat ROM, debugcon and isa-debug-exit.
+    Minimal,
+    /// i440FX + PIIX (not yet available).
+    Pc,
+    /// Q35 + ICH9 (not yet available).
+    Q35,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CpuKind {
+    /// Intel CPU with long mode.
+    Intel64,
+    /// AMD CPU with long mode.
+    Amd64,
+    /// Intel CPU without long mode.
+    I686,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Firmware ROM (a multiple of 64 KiB, mapped to end at 4 GiB). Without it, the built-in
+    /// demonstration ROM runs.
+    #[arg(long, value_name = "FILE")]
+    pub bios: Option<PathBuf>,
+    /// Machine type.
+    #[arg(long, value_enum, default_value = "minimal")]
+    pub machine: MachineKind,
+    /// CPU model.
+    #[arg(long, value_enum, default_value = "intel64")]
+    pub cpu: CpuKind,
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = 128)]
+    pub memory: u64,
+    /// Write the guest's debugcon (port 0x402) output to FILE, or to stdout with '-'.
+    #[arg(long, value_name = "FILE")]
+    pub debugcon: Option<String>,
+    /// Write the run summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Stop after N instructions.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000_000)]
+    pub max_instructions: u64,
+    /// Guest instructions per second (guest time = instructions / rate).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
+    pub ips: u64,
+    /// Do not print the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    instructions: u64,
+    smis: u64,
+    smm_instructions: u64,
+    guest_ns: u64,
+    exit: &'a str,
+    exit_detail: Option<&'a str>,
+    exit_code: i32,
+    unimplemented: &'a std::collections::BTreeMap<String, u64>,
+    wall_seconds: f64,
+    mips: f64,
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+    let rom = match &a.bios {
+        Some(p) => machine::load_rom(p)?,
+        None => crate::demo_rom::build(),
+    };
+    let model = match a.cpu {
+        CpuKind::Intel64 => CpuModel { vendor: Vendor::Intel, long_mode: true, tsc_hz: a.ips },
+        CpuKind::Amd64 => CpuModel { vendor: Vendor::Amd, long_mode: true, tsc_hz: a.ips },
+        CpuKind::I686 => CpuModel { vendor: Vendor::Intel, long_mode: false, tsc_hz: a.ips },
+    };
+    if a.ips == 0 {
+        bail!("--ips must be greater than zero");
+    }
+    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips };
+    let mut m = match a.machine {
+        MachineKind::Minimal => Machine::minimal(config, rom)?,
+        MachineKind::Pc | MachineKind::Q35 => bail!("machine {:?} is not available yet; use --machine minimal", a.machine),
+    };
+    match a.debugcon.as_deref() {
+        None => {}
+        Some("-") => m.board.debugcon.sink = Some(Box::new(std::io::stdout())),
+        Some(path) => {
+            let f = std::fs::File::create(path).with_context(|| format!("cannot create debugcon file {path}"))?;
+            m.board.debugcon.sink = Some(Box::new(std::io::BufWriter::new(f)));
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let s = m.run(a.max_instructions);
+    let wall = t0.elapsed().as_secs_f64();
+    m.board.debugcon.flush();
+    if a.bios.is_none() && a.debugcon.is_none() && !a.quiet {
+        print!("{}", String::from_utf8_lossy(&m.board.debugcon.output));
+    }
+    if !a.quiet {
+        print_summary(&s, wall);
+    }
+    if let Some(p) = &a.summary_json {
+        let detail = match &s.exit {
+            machine::ExitReason::Shutdown(w) => Some(w.as_str()),
+            _ => None,
+        };
+        let j = SummaryJson {
+            instructions: s.instructions,
+            smis: s.smis,
+            smm_instructions: s.smm_instructions,
+            guest_ns: s.guest_ns,
+            exit: s.exit.name(),
+            exit_detail: detail,
+            exit_code: s.exit_code,
+            unimplemented: &s.unimplemented,
+            wall_seconds: wall,
+            mips: s.instructions as f64 / wall.max(1e-9) / 1e6,
+        };
+        let text = serde_json::to_string_pretty(&j)?;
+        std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;
+    }
+    Ok(s.exit_code)
+}
+
+fn print_summary(s: &RunSummary, wall: f64) {
+    println!("--- smmlab run summary ---");
+    println!("exit:             {}{}", s.exit.name(), match &s.exit {
+        machine::ExitReason::Shutdown(w) => format!(" ({w})"),
+        _ => String::new(),
+    });
+    println!("exit code:        {}", s.exit_code);
+    println!("instructions:     {}", s.instructions);
+    println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);
+    println!("SMIs:             {}", s.smis);
+    println!("SMM instructions: {}", s.smm_instructions);
+    println!("wall time:        {:.3} s ({:.0} MIPS)", wall, s.instructions as f64 / wall.max(1e-9) / 1e6);
+    if s.unimplemented.is_empty() {
+        println!("unimplemented:    none");
+    } else {
+        println!("unimplemented instructions executed (each raised #UD):");
+        for (k, v) in &s.unimplemented {
+            println!("  {k:<20} {v}");
+        }
+    }
+}
