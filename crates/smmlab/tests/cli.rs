@@ -1,0 +1,143 @@
+//! `smmlab run` driven as users drive it: the binary, real ROM files assembled with nasm,
+//! exit statuses, the summary and its JSON, and clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn smmlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_smmlab"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("smmlab-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Assembles a test ROM with nasm (installed by scripts/test.sh).
+fn assemble(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roms").join(format!("{name}.asm"));
+    let out = tmpdir("roms").join(format!("{name}.bin"));
+    let st = Command::new("nasm").args(["-f", "bin", "-o"]).arg(&out).arg(&src).status().expect("nasm must be installed (scripts/test.sh installs it)");
+    assert!(st.success(), "nasm failed on {}", src.display());
+    out
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn run_without_arguments_boots_the_builtin_rom_and_exits_zero() {
+    let o = smmlab().arg("run").output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("built-in demonstration ROM"), "{out}");
+    assert!(out.contains("exit:             debug-exit"), "{out}");
+    assert!(out.contains("unimplemented:    none"), "{out}");
+}
+
+#[test]
+fn guest_exit_value_becomes_the_process_status_and_debugcon_goes_to_a_file() {
+    let rom = assemble("exit_code");
+    let d = tmpdir("exit");
+    let con = d.join("con.txt");
+    let json = d.join("summary.json");
+    let o = smmlab().args(["run", "--machine", "minimal", "--bios"]).arg(&rom).arg("--debugcon").arg(&con).arg("--summary-json").arg(&json).output().unwrap();
+    assert_eq!(o.status.code(), Some(42), "{:?}", text(&o));
+    assert_eq!(std::fs::read_to_string(&con).unwrap(), "hello from the exit-code ROM\n");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["exit"], "debug-exit");
+    assert_eq!(j["exit_code"], 42);
+    assert_eq!(j["smis"], 0);
+    assert_eq!(j["smm_instructions"], 0);
+    // 3 setup + 7 per character * 28 + the final test/jz + mov/out.
+    let n = j["instructions"].as_u64().unwrap();
+    assert!(n > 28 * 5 && n < 28 * 8, "instructions {n}");
+    assert!(j["guest_ns"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_same_rom_gives_the_same_instruction_count_every_time() {
+    let rom = assemble("exit_code");
+    let count = || {
+        let json = tmpdir("det").join(format!("{}.json", rand_suffix()));
+        smmlab().args(["run", "-q", "--bios"]).arg(&rom).arg("--summary-json").arg(&json).status().unwrap();
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (j["instructions"].as_u64().unwrap(), j["guest_ns"].as_u64().unwrap())
+    };
+    assert_eq!(count(), count());
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[test]
+fn triple_fault_is_a_guest_event_not_a_crash() {
+    let rom = assemble("triple_fault");
+    let json = tmpdir("tf").join("s.json");
+    let o = smmlab().args(["run", "--bios"]).arg(&rom).arg("--summary-json").arg(&json).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    assert!(out.contains("triple fault"), "{out}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["exit"], "shutdown");
+    assert!(j["exit_detail"].as_str().unwrap().contains("triple fault"));
+}
+
+#[test]
+fn unimplemented_instruction_raises_ud_in_the_guest_and_is_counted() {
+    let rom = assemble("unimplemented");
+    let d = tmpdir("ud");
+    let json = d.join("s.json");
+    let con = d.join("con");
+    let o = smmlab().args(["run", "--bios"]).arg(&rom).arg("--summary-json").arg(&json).arg("--debugcon").arg(&con).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(std::fs::read_to_string(&con).unwrap(), "UD");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["unimplemented"]["fsin"], 1, "{j}");
+}
+
+#[test]
+fn instruction_limit_stops_a_runaway_guest() {
+    let o = smmlab().args(["run", "--max-instructions", "1000"]).output().unwrap();
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(out.contains("instruction-limit"), "{out}");
+    assert!(out.contains("instructions:     1000\n"), "{out}");
+}
+
+#[test]
+fn missing_rom_is_a_clear_error_naming_the_file() {
+    let o = smmlab().args(["run", "--bios", "/nonexistent/bios.bin"]).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("/nonexistent/bios.bin") && err.contains("cannot read ROM"), "{err}");
+}
+
+#[test]
+fn empty_and_wrongly_sized_roms_are_rejected() {
+    let d = tmpdir("bad");
+    let empty = d.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let o = smmlab().args(["run", "--bios"]).arg(&empty).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("is empty"), "{:?}", text(&o));
+    let odd = d.join("odd.bin");
+    std::fs::write(&odd, vec![0x90u8; 1000]).unwrap();
+    let o = smmlab().args(["run", "--bios"]).arg(&odd).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o).1;
+    assert!(err.contains("odd.bin") && err.contains("1000 bytes"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_rejected() {
+    let o = smmlab().args(["run", "--machine", "nonsense"]).output().unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).1.contains("nonsense"));
+    let o = smmlab().args(["run", "--memory", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("memory size"), "{:?}", text(&o));
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what smmlab's tests need on a fresh Debian machine, then runs them.
+# This is the README's test command and what .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: nasm assembles the benchmark ROM used by the CLI tests.
+need=()
+command -v nasm >/dev/null 2>&1 || need+=(nasm)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo test --workspace --locked "$@"
