@@ -11,7 +11,7 @@ use crate::exception::Exc;
 use crate::exec::{self, Handler};
 use crate::{sreg, Cpu};
 use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
 /// One decoded instruction with its handler.
@@ -24,6 +24,69 @@ pub struct Insn {
     pub asize: u8,
     /// Operand size in bytes of the first operand (or the instruction's natural size).
     pub osize: u8,
+    /// Memory operand, pre-resolved: base and index GPR numbers (`NO_REG` if absent), scale,
+    /// displacement (absolute target for RIP-relative), segment register number.
+    pub mem: MemRef,
+    /// Register operands 0 and 1 as [`crate::regs::RegRef`]s (kind and number), for handlers
+    /// that skip iced's operand dispatch.
+    pub r0: crate::regs::RegRef,
+    pub r1: crate::regs::RegRef,
+    /// The instruction's immediate (its last immediate operand), sign-extended as iced gives it.
+    pub imm: u64,
+    /// The x86 condition code (0-15) of Jcc/SETcc/CMOVcc.
+    pub cc: u8,
+}
+
+/// No register in a [`MemRef`] slot.
+pub const NO_REG: u8 = 0xff;
+
+/// A memory operand's address components, resolved once at decode time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemRef {
+    pub base: u8,
+    pub index: u8,
+    pub scale: u8,
+    pub seg: u8,
+    pub disp: u64,
+}
+
+impl MemRef {
+    fn of(i: &Instruction) -> Self {
+        let gpr = |r: iced_x86::Register| {
+            if r == iced_x86::Register::None || crate::regs::gpr_size(r) == 0 {
+                NO_REG
+            } else {
+                crate::regs::gpr_index(r) as u8
+            }
+        };
+        let has_mem = (0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory);
+        if !has_mem {
+            return MemRef { base: NO_REG, index: NO_REG, scale: 1, seg: 3, disp: 0 };
+        }
+        MemRef {
+            base: gpr(i.memory_base()),
+            index: gpr(i.memory_index()),
+            scale: i.memory_index_scale() as u8,
+            seg: crate::regs::seg_index(i.memory_segment()) as u8,
+            disp: i.memory_displacement64(),
+        }
+    }
+}
+
+impl Insn {
+    /// Bundles a decoded instruction with its handler and pre-resolved operand data.
+    pub fn new(i: Instruction, asize: u8, bitness: u32) -> Self {
+        let reg_of = |n: u32| if n < i.op_count() && i.op_kind(n) == iced_x86::OpKind::Register { crate::regs::RegRef::of(i.op_register(n)) } else { crate::regs::RegRef::NONE };
+        let imm = (0..i.op_count())
+            .filter(|&n| matches!(i.op_kind(n), iced_x86::OpKind::Immediate8 | iced_x86::OpKind::Immediate16 | iced_x86::OpKind::Immediate32 | iced_x86::OpKind::Immediate64 | iced_x86::OpKind::Immediate8to16 | iced_x86::OpKind::Immediate8to32 | iced_x86::OpKind::Immediate8to64 | iced_x86::OpKind::Immediate32to64))
+            .last()
+            .map(|n| i.immediate(n))
+            .unwrap_or_else(|| match i.op0_kind() {
+                iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64 => i.near_branch_target(),
+                _ => 0,
+            });
+        Insn { exec: exec::handler(&i), len: i.len() as u8, asize, osize: operand_size(&i, bitness), mem: MemRef::of(&i), r0: reg_of(0), r1: reg_of(1), imm, cc: (i.condition_code() as u8).wrapping_sub(1), i }
+    }
 }
 
 /// A decoded basic block.
@@ -33,15 +96,38 @@ pub struct Block {
     pub insns: Vec<Insn>,
 }
 
-/// Blocks by (physical address, SMM), and which physical pages hold decoded code.
-#[derive(Default)]
+/// Blocks by (physical address, SMM), and which 64-byte chunks of which physical pages hold
+/// decoded code. A small direct-mapped table in front of the hash map serves hot blocks.
 pub struct BlockCache {
     blocks: FxHashMap<u64, Rc<Block>>,
     pages: FxHashMap<u64, Vec<u64>>,
-    code_pages: FxHashSet<u64>,
+    /// Page -> bit mask of 64-byte chunks holding decoded instructions.
+    code_pages: FxHashMap<u64, u64>,
+    fast: Vec<(u64, Option<Rc<Block>>)>,
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        BlockCache { blocks: FxHashMap::default(), pages: FxHashMap::default(), code_pages: FxHashMap::default(), fast: vec![(u64::MAX, None); FAST_ENTRIES] }
+    }
 }
 
 const MAX_BLOCK: usize = 64;
+const FAST_ENTRIES: usize = 4096;
+
+#[inline(always)]
+fn fast_slot(k: u64) -> usize {
+    ((k ^ (k >> 12) ^ (k >> 63)) as usize) & (FAST_ENTRIES - 1)
+}
+
+/// Mask of the 64-byte chunks of a page touched by `[off, off + len)`.
+fn chunk_mask(off: u64, len: u64) -> u64 {
+    let first = off / 64;
+    let last = ((off + len.max(1) - 1) / 64).min(63);
+    let n = last - first + 1;
+    let bits = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    bits << first
+}
 
 fn key(phys: u64, smm: bool) -> u64 {
     phys | ((smm as u64) << 63)
@@ -52,15 +138,32 @@ impl BlockCache {
         self.blocks.clear();
         self.pages.clear();
         self.code_pages.clear();
+        for e in self.fast.iter_mut() {
+            *e = (u64::MAX, None);
+        }
     }
+    /// Whether physical page `page` holds decoded code anywhere.
     #[inline]
     pub fn has_code(&self, page: u64) -> bool {
-        !self.code_pages.is_empty() && self.code_pages.contains(&page)
+        !self.code_pages.is_empty() && self.code_pages.contains_key(&page)
     }
+    /// Whether a write of `len` bytes at physical `addr` (within one page) hits decoded code.
+    #[inline]
+    pub fn write_hits_code(&self, addr: u64, len: u64) -> bool {
+        match self.code_pages.get(&(addr & !0xfff)) {
+            Some(m) => m & chunk_mask(addr & 0xfff, len) != 0,
+            None => false,
+        }
+    }
+    /// Drops every block decoded from page `page`.
     pub fn invalidate_page(&mut self, page: u64) {
         if let Some(keys) = self.pages.remove(&page) {
             for k in keys {
                 self.blocks.remove(&k);
+                let e = &mut self.fast[fast_slot(k)];
+                if e.0 == k {
+                    *e = (u64::MAX, None);
+                }
             }
         }
         self.code_pages.remove(&page);
@@ -170,19 +273,31 @@ impl Cpu {
         let (phys_page, host) = self.fetch_page(bus, lin)?;
         let phys = phys_page | (lin & 0xfff);
         let k = key(phys, self.smm);
+        let slot = fast_slot(k);
+        if let (fk, Some(b)) = &self.cache.fast[slot] {
+            if *fk == k && b.rip == self.rip && b.bitness == bitness {
+                return Ok(b.clone());
+            }
+        }
         if let Some(b) = self.cache.blocks.get(&k) {
             if b.rip == self.rip && b.bitness == bitness {
-                return Ok(b.clone());
+                let b = b.clone();
+                self.cache.fast[slot] = (k, Some(b.clone()));
+                return Ok(b);
             }
         }
         let block = Rc::new(self.decode_block(bus, lin, phys, host, bitness)?);
         let page = phys_page;
-        if !self.cache.code_pages.contains(&page) {
-            self.cache.code_pages.insert(page);
+        let len: u64 = block.insns.iter().map(|d| d.len as u64).sum();
+        let mask = chunk_mask(phys & 0xfff, len.min(4096 - (phys & 0xfff)));
+        let entry = self.cache.code_pages.entry(page).or_insert(0);
+        if *entry == 0 {
             self.tlb.flush_phys_writes(page);
         }
+        *entry |= mask;
         self.cache.pages.entry(page).or_default().push(k);
         self.cache.blocks.insert(k, block.clone());
+        self.cache.fast[slot] = (k, Some(block.clone()));
         Ok(block)
     }
 
@@ -218,10 +333,8 @@ impl Cpu {
                     self.fetch_bytes(bus, lin.wrapping_add(pos as u64), &mut tmp)?;
                     let mut d = Decoder::with_ip(bitness, &tmp, ip, opts);
                     d.decode_out(&mut i);
-                    let len = i.len();
                     let asize = address_size(&tmp, bitness);
-                    let osize = operand_size(&i, bitness);
-                    insns.push(Insn { exec: exec::handler(&i), i, len: len as u8, asize, osize });
+                    insns.push(Insn::new(i, asize, bitness));
                     break;
                 }
             } else {
@@ -230,9 +343,8 @@ impl Cpu {
             }
             let len = i.len();
             let asize = address_size(&buf[pos..pos + 15.min(remaining)], bitness);
-            let osize = operand_size(&i, bitness);
             let end = ends_block(&i) || i.is_invalid();
-            insns.push(Insn { exec: exec::handler(&i), i, len: len as u8, asize, osize });
+            insns.push(Insn::new(i, asize, bitness));
             pos += len;
             ip = ip.wrapping_add(len as u64);
             if end || pos >= avail || insns.len() >= MAX_BLOCK {

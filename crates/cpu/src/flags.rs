@@ -90,7 +90,7 @@ impl Flags {
     /// Records an arithmetic result; `a`, `b` and `res` must already be masked to `size`.
     #[inline(always)]
     pub fn set_lazy(&mut self, op: FlagOp, size: u8, a: u64, b: u64, res: u64) {
-        if matches!(op, FlagOp::Inc | FlagOp::Dec) && self.op != FlagOp::None {
+        if matches!(op, FlagOp::Inc | FlagOp::Dec) && !matches!(self.op, FlagOp::None | FlagOp::Inc | FlagOp::Dec) {
             // INC/DEC keep CF: pin it down before the old state is lost.
             let cf = self.cf();
             self.base = (self.base & !bits::CF) | cf as u64;
@@ -231,7 +231,7 @@ impl Flags {
     }
 
     /// Evaluates condition code `cc` (the low nibble of Jcc/SETcc/CMOVcc opcodes).
-    #[inline]
+    #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
         let r = match cc >> 1 {
             0 => self.of(),

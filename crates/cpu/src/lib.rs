@@ -350,19 +350,19 @@ impl Cpu {
         };
         self.end_block = false;
         let mask = if block.bitness == 64 { u64::MAX } else if block.bitness == 32 { 0xffff_ffff } else { 0xffff };
-        for d in block.insns.iter() {
+        let room = limit.saturating_sub(self.icount) as usize;
+        let n = if single { 1 } else { block.insns.len().min(room.max(1)) };
+        for d in &block.insns[..n] {
             let start = self.rip;
             self.cur_rip = start;
             self.rip = start.wrapping_add(d.len as u64) & mask;
-            match (d.exec)(self, bus, d) {
-                Ok(()) => self.icount += 1,
-                Err(e) => {
-                    self.rip = start;
-                    self.raise(bus, e, exception::Source::Fault);
-                    return;
-                }
+            if let Err(e) = (d.exec)(self, bus, d) {
+                self.rip = start;
+                self.raise(bus, e, exception::Source::Fault);
+                return;
             }
-            if self.end_block || single || self.icount >= limit {
+            self.icount += 1;
+            if self.end_block {
                 return;
             }
         }

@@ -353,13 +353,15 @@ impl Cpu {
     /// A write reached physical memory outside the TLB fast path: if the page holds decoded
     /// code, drop that code and end the current block (self-modifying code).
     pub(crate) fn note_phys_write(&mut self, addr: u64, size: u8) {
-        let first = addr & !0xfff;
-        let last = addr.wrapping_add(size as u64 - 1) & !0xfff;
-        for page in [first, last] {
-            if self.cache.has_code(page) {
-                self.cache.invalidate_page(page);
-                self.end_block = true;
-            }
+        let end = addr.wrapping_add(size as u64 - 1);
+        let first_len = if (addr ^ end) & !0xfff == 0 { size as u64 } else { 0x1000 - (addr & 0xfff) };
+        if self.cache.write_hits_code(addr, first_len) {
+            self.cache.invalidate_page(addr & !0xfff);
+            self.end_block = true;
+        }
+        if first_len < size as u64 && self.cache.write_hits_code(end & !0xfff, size as u64 - first_len) {
+            self.cache.invalidate_page(end & !0xfff);
+            self.end_block = true;
         }
     }
 

@@ -25,6 +25,58 @@ const R64_FIRST: usize = Register::RAX as usize;
 const SEG_FIRST: usize = Register::ES as usize;
 const XMM_FIRST: usize = Register::XMM0 as usize;
 
+const K_NONE: u8 = 0;
+const K_LO8: u8 = 1;
+const K_HI8: u8 = 2;
+const K_16: u8 = 3;
+const K_32: u8 = 4;
+const K_64: u8 = 5;
+const K_SEG: u8 = 6;
+const K_IP: u8 = 7;
+
+/// For each iced `Register` value: kind (high nibble) and register number (low nibble).
+static REG_TABLE: [u8; 256] = build_reg_table();
+
+const fn build_reg_table() -> [u8; 256] {
+    let mut t = [K_NONE << 4; 256];
+    let mut n = 0;
+    while n < 256 {
+        t[n] = if n >= R8_FIRST && n < R8_HIGH {
+            (K_LO8 << 4) | (n - R8_FIRST) as u8
+        } else if n >= R8_HIGH && n < R8_REX {
+            (K_HI8 << 4) | (n - R8_HIGH) as u8
+        } else if n >= R8_REX && n < R16_FIRST {
+            (K_LO8 << 4) | (n - R8_REX + 4) as u8
+        } else if n >= R16_FIRST && n < R32_FIRST {
+            (K_16 << 4) | (n - R16_FIRST) as u8
+        } else if n >= R32_FIRST && n < R64_FIRST {
+            (K_32 << 4) | (n - R32_FIRST) as u8
+        } else if n >= R64_FIRST && n < R64_FIRST + 16 {
+            (K_64 << 4) | (n - R64_FIRST) as u8
+        } else if n >= SEG_FIRST && n < SEG_FIRST + 6 {
+            (K_SEG << 4) | (n - SEG_FIRST) as u8
+        } else if n == Register::EIP as usize || n == Register::RIP as usize {
+            K_IP << 4
+        } else {
+            K_NONE << 4
+        };
+        n += 1;
+    }
+    t
+}
+
+/// A general-purpose register resolved at decode time: kind in the high nibble, number in the
+/// low nibble (see [`Cpu::get_r`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegRef(pub u8);
+
+impl RegRef {
+    pub const NONE: RegRef = RegRef(0);
+    pub fn of(r: Register) -> Self {
+        RegRef(REG_TABLE[r as usize & 0xff])
+    }
+}
+
 /// Size in bytes of a general-purpose register (0 for anything else).
 #[inline]
 pub fn gpr_size(r: Register) -> u8 {
@@ -77,56 +129,65 @@ pub fn xmm_index(r: Register) -> usize {
 
 impl Cpu {
     /// Reads a general-purpose or segment register, zero-extended.
-    #[inline]
+    #[inline(always)]
     pub fn reg(&self, r: Register) -> u64 {
-        let n = r as usize;
-        if n < R16_FIRST {
-            if (R8_HIGH..R8_REX).contains(&n) {
-                (self.regs[n - R8_HIGH] >> 8) & 0xff
-            } else if n >= R8_REX {
-                self.regs[n - R8_REX + 4] & 0xff
-            } else {
-                self.regs[n.wrapping_sub(R8_FIRST) & 15] & 0xff
-            }
-        } else if n < R32_FIRST {
-            self.regs[n - R16_FIRST] & 0xffff
-        } else if n < R64_FIRST {
-            self.regs[n - R32_FIRST] & 0xffff_ffff
-        } else if n < R64_FIRST + 16 {
-            self.regs[n - R64_FIRST]
-        } else if (SEG_FIRST..SEG_FIRST + 6).contains(&n) {
-            self.seg[n - SEG_FIRST].selector as u64
-        } else if r == Register::RIP || r == Register::EIP {
-            self.rip
-        } else {
-            0
+        let e = REG_TABLE[r as usize & 0xff];
+        let i = (e & 15) as usize;
+        match e >> 4 {
+            K_LO8 => self.regs[i] & 0xff,
+            K_HI8 => (self.regs[i] >> 8) & 0xff,
+            K_16 => self.regs[i] & 0xffff,
+            K_32 => self.regs[i] & 0xffff_ffff,
+            K_64 => self.regs[i],
+            K_SEG => self.seg[i.min(5)].selector as u64,
+            K_IP => self.rip,
+            _ => 0,
         }
     }
 
     /// Writes a general-purpose register with x86 partial-register rules: 8/16-bit writes merge,
-    /// 32-bit writes zero the upper half.
-    #[inline]
+    /// 32-bit writes zero the upper half. Other registers are ignored.
+    #[inline(always)]
     pub fn set_reg(&mut self, r: Register, v: u64) {
-        let n = r as usize;
-        if n == 0 {
-            return;
+        let e = REG_TABLE[r as usize & 0xff];
+        let x = &mut self.regs[(e & 15) as usize];
+        match e >> 4 {
+            K_LO8 => *x = (*x & !0xff) | (v & 0xff),
+            K_HI8 => *x = (*x & !0xff00) | ((v & 0xff) << 8),
+            K_16 => *x = (*x & !0xffff) | (v & 0xffff),
+            K_32 => *x = v & 0xffff_ffff,
+            K_64 => *x = v,
+            _ => {}
         }
-        if n < R16_FIRST {
-            if (R8_HIGH..R8_REX).contains(&n) {
-                let x = &mut self.regs[n - R8_HIGH];
-                *x = (*x & !0xff00) | ((v & 0xff) << 8);
-            } else {
-                let i = if n >= R8_REX { n - R8_REX + 4 } else { n.wrapping_sub(R8_FIRST) & 15 };
-                let x = &mut self.regs[i];
-                *x = (*x & !0xff) | (v & 0xff);
-            }
-        } else if n < R32_FIRST {
-            let x = &mut self.regs[n - R16_FIRST];
-            *x = (*x & !0xffff) | (v & 0xffff);
-        } else if n < R64_FIRST {
-            self.regs[n - R32_FIRST] = v & 0xffff_ffff;
-        } else if n < R64_FIRST + 16 {
-            self.regs[n - R64_FIRST] = v;
+    }
+
+    /// Reads a register resolved at decode time.
+    #[inline(always)]
+    pub fn get_r(&self, r: RegRef) -> u64 {
+        let i = (r.0 & 15) as usize;
+        match r.0 >> 4 {
+            K_LO8 => self.regs[i] & 0xff,
+            K_HI8 => (self.regs[i] >> 8) & 0xff,
+            K_16 => self.regs[i] & 0xffff,
+            K_32 => self.regs[i] & 0xffff_ffff,
+            K_64 => self.regs[i],
+            K_SEG => self.seg[i.min(5)].selector as u64,
+            K_IP => self.rip,
+            _ => 0,
+        }
+    }
+
+    /// Writes a register resolved at decode time (partial-register rules as [`Cpu::set_reg`]).
+    #[inline(always)]
+    pub fn set_r(&mut self, r: RegRef, v: u64) {
+        let x = &mut self.regs[(r.0 & 15) as usize];
+        match r.0 >> 4 {
+            K_LO8 => *x = (*x & !0xff) | (v & 0xff),
+            K_HI8 => *x = (*x & !0xff00) | ((v & 0xff) << 8),
+            K_16 => *x = (*x & !0xffff) | (v & 0xffff),
+            K_32 => *x = v & 0xffff_ffff,
+            K_64 => *x = v,
+            _ => {}
         }
     }
 

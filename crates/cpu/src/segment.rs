@@ -279,8 +279,21 @@ impl Cpu {
 
     /// Translates segment `idx` + `offset` to a linear address with the limit and type checks
     /// of the current mode. `write` asks for a writable segment.
-    #[inline]
+    #[inline(always)]
     pub fn seg_linear(&self, idx: usize, offset: u64, size: u8, write: bool) -> Result<u64, Exc> {
+        let s = &self.seg[idx];
+        // Real mode: only the (cached) limit matters.
+        if self.cr0 & crate::cr::CR0_PE == 0 {
+            let last = offset.wrapping_add(size as u64 - 1);
+            if last > s.limit as u64 || last < offset {
+                return Err(Exc::code(if idx == sreg::SS { SS } else { GP }, 0));
+            }
+            return Ok(s.base.wrapping_add(offset) & 0xffff_ffff);
+        }
+        self.seg_linear_protected(idx, offset, size, write)
+    }
+
+    fn seg_linear_protected(&self, idx: usize, offset: u64, size: u8, write: bool) -> Result<u64, Exc> {
         let s = &self.seg[idx];
         if self.long_mode() && self.seg[sreg::CS].long() {
             let base = if idx >= sreg::FS { s.base } else { 0 };

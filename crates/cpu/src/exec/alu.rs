@@ -82,11 +82,11 @@ pub fn alu<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
 /// The register-register form, without operand-kind dispatch.
 pub fn alu_rr<const OP: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
-    let a = cpu.reg(d.i.op0_register());
-    let b = cpu.reg(d.i.op1_register());
+    let a = cpu.get_r(d.r0);
+    let b = cpu.get_r(d.r1);
     let r = alu_compute(cpu, OP, sz, a, b);
     if OP != CMP && OP != TEST {
-        cpu.set_reg(d.i.op0_register(), r);
+        cpu.set_r(d.r0, r);
     }
     Ok(())
 }
@@ -94,11 +94,11 @@ pub fn alu_rr<const OP: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
 /// The register-immediate form.
 pub fn alu_ri<const OP: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
-    let a = cpu.reg(d.i.op0_register());
-    let b = d.i.immediate(1) & mask(sz);
+    let a = cpu.get_r(d.r0);
+    let b = d.imm & mask(sz);
     let r = alu_compute(cpu, OP, sz, a, b);
     if OP != CMP && OP != TEST {
-        cpu.set_reg(d.i.op0_register(), r);
+        cpu.set_r(d.r0, r);
     }
     Ok(())
 }
@@ -118,6 +118,49 @@ pub fn dec(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let r = a.wrapping_sub(1) & mask(sz);
     cpu.write_op(bus, d, 0, sz, r)?;
     cpu.flags.set_lazy(FlagOp::Dec, sz, a, 1, r);
+    Ok(())
+}
+
+/// ALU op on full-width registers of SZ (2, 4 or 8) bytes: no register-kind dispatch at all.
+pub fn alu_rr_sized<const OP: u8, const SZ: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
+    let (x, y) = ((d.r0.0 & 15) as usize, (d.r1.0 & 15) as usize);
+    let a = cpu.regs[x] & mask(SZ);
+    let b = cpu.regs[y] & mask(SZ);
+    let r = alu_compute(cpu, OP, SZ, a, b);
+    if OP != CMP && OP != TEST {
+        cpu.set_gpr(x, SZ, r);
+    }
+    Ok(())
+}
+
+/// ALU op register-immediate on a full-width register of SZ bytes.
+pub fn alu_ri_sized<const OP: u8, const SZ: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
+    let x = (d.r0.0 & 15) as usize;
+    let a = cpu.regs[x] & mask(SZ);
+    let r = alu_compute(cpu, OP, SZ, a, d.imm & mask(SZ));
+    if OP != CMP && OP != TEST {
+        cpu.set_gpr(x, SZ, r);
+    }
+    Ok(())
+}
+
+/// INC/DEC of a full-width register of SZ bytes.
+pub fn incdec_r_sized<const DEC: bool, const SZ: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
+    let x = (d.r0.0 & 15) as usize;
+    let a = cpu.regs[x] & mask(SZ);
+    let res = if DEC { a.wrapping_sub(1) } else { a.wrapping_add(1) } & mask(SZ);
+    cpu.set_gpr(x, SZ, res);
+    cpu.flags.set_lazy(if DEC { FlagOp::Dec } else { FlagOp::Inc }, SZ, a, 1, res);
+    Ok(())
+}
+
+/// INC/DEC of a register, without operand-kind dispatch.
+pub fn incdec_r<const DEC: bool>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
+    let sz = d.osize;
+    let a = cpu.get_r(d.r0);
+    let res = if DEC { a.wrapping_sub(1) } else { a.wrapping_add(1) } & mask(sz);
+    cpu.set_r(d.r0, res);
+    cpu.flags.set_lazy(if DEC { FlagOp::Dec } else { FlagOp::Inc }, sz, a, 1, res);
     Ok(())
 }
 

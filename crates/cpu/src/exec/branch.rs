@@ -47,9 +47,8 @@ pub fn jmp(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
 }
 
 pub fn jcc(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
-    let cc = d.i.condition_code() as u8 - 1;
-    if cpu.flags.cond(cc) {
-        let t = d.i.near_branch_target();
+    if cpu.flags.cond(d.cc) {
+        let t = d.imm;
         check_target(cpu, t)?;
         cpu.rip = t;
     }

@@ -38,27 +38,27 @@ pub fn mov(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
 
 /// `mov reg, reg` without operand-kind dispatch.
 pub fn mov_rr(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
-    let v = cpu.reg(d.i.op1_register());
-    cpu.set_reg(d.i.op0_register(), v);
+    let v = cpu.get_r(d.r1);
+    cpu.set_r(d.r0, v);
     Ok(())
 }
 
 /// `mov reg, imm`.
 pub fn mov_ri(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
-    cpu.set_reg(d.i.op0_register(), d.i.immediate(1));
+    cpu.set_r(d.r0, d.imm);
     Ok(())
 }
 
 /// `mov reg, [mem]`.
 pub fn mov_rm(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let v = cpu.read_mem(bus, d, d.osize)?;
-    cpu.set_reg(d.i.op0_register(), v);
+    cpu.set_r(d.r0, v);
     Ok(())
 }
 
 /// `mov [mem], reg`.
 pub fn mov_mr(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
-    let v = cpu.reg(d.i.op1_register());
+    let v = cpu.get_r(d.r1);
     cpu.write_mem(bus, d, d.osize, v)
 }
 

@@ -29,10 +29,40 @@ pub fn unimplemented(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> Result<(), 
     Err(Exc::ud())
 }
 
+/// Size in bytes when every register operand is a full 16/32/64-bit GPR, else 0.
+fn full_gpr_size(i: &Instruction) -> u8 {
+    let mut size = 0;
+    for n in 0..i.op_count() {
+        if i.op_kind(n) == OpKind::Register {
+            let s = crate::regs::gpr_size(i.op_register(n));
+            if s < 2 || (size != 0 && s != size) {
+                return 0;
+            }
+            size = s;
+        }
+    }
+    size
+}
+
+macro_rules! by_size {
+    ($i:expr, $f:ident :: <$c:tt>, $fallback:expr) => {
+        match full_gpr_size($i) {
+            2 => alu::$f::<$c, 2>,
+            4 => alu::$f::<$c, 4>,
+            8 => alu::$f::<$c, 8>,
+            _ => $fallback,
+        }
+    };
+}
+
 fn alu_handler<const OP: u8>(i: &Instruction) -> Handler {
     let rr = i.op0_kind() == OpKind::Register && i.op1_kind() == OpKind::Register;
     let ri = i.op0_kind() == OpKind::Register && !matches!(i.op1_kind(), OpKind::Register | OpKind::Memory);
     if rr {
+        by_size!(i, alu_rr_sized::<OP>, alu::alu_rr::<OP>)
+    } else if ri {
+        by_size!(i, alu_ri_sized::<OP>, alu::alu_ri::<OP>)
+    } else if rr {
         alu::alu_rr::<OP>
     } else if ri {
         alu::alu_ri::<OP>
@@ -60,6 +90,8 @@ pub fn handler(i: &Instruction) -> Handler {
         M::Xor => alu_handler::<{ alu::XOR }>(i),
         M::Cmp => alu_handler::<{ alu::CMP }>(i),
         M::Test => alu_handler::<{ alu::TEST }>(i),
+        M::Inc if i.op0_kind() == r => by_size!(i, incdec_r_sized::<false>, alu::incdec_r::<false>),
+        M::Dec if i.op0_kind() == r => by_size!(i, incdec_r_sized::<true>, alu::incdec_r::<true>),
         M::Inc => alu::inc,
         M::Dec => alu::dec,
         M::Neg => alu::neg,

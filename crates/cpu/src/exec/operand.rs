@@ -2,26 +2,23 @@
 //! iced-x86 decoded (register, memory, immediate).
 
 use crate::bus::Bus;
-use crate::decode::Insn;
+use crate::decode::{Insn, NO_REG};
 use crate::exception::Exc;
 use crate::flags::mask;
-use crate::regs::seg_index;
 use crate::Cpu;
-use iced_x86::{OpKind, Register};
+use iced_x86::OpKind;
 
 impl Cpu {
     /// The effective address (segment offset) of the memory operand, wrapped to the address size.
     #[inline(always)]
     pub fn ea(&self, d: &Insn) -> u64 {
-        let i = &d.i;
-        let mut a = i.memory_displacement64();
-        let base = i.memory_base();
-        if base != Register::None && base != Register::RIP && base != Register::EIP {
-            a = a.wrapping_add(self.reg(base));
+        let m = &d.mem;
+        let mut a = m.disp;
+        if m.base != NO_REG {
+            a = a.wrapping_add(self.regs[(m.base & 15) as usize]);
         }
-        let index = i.memory_index();
-        if index != Register::None {
-            a = a.wrapping_add(self.reg(index).wrapping_mul(i.memory_index_scale() as u64));
+        if m.index != NO_REG {
+            a = a.wrapping_add(self.regs[(m.index & 15) as usize].wrapping_mul(m.scale as u64));
         }
         match d.asize {
             2 => a & 0xffff,
@@ -33,7 +30,7 @@ impl Cpu {
     /// The segment register of the memory operand.
     #[inline(always)]
     pub fn mem_seg(&self, d: &Insn) -> usize {
-        seg_index(d.i.memory_segment())
+        d.mem.seg as usize
     }
 
     /// The linear address of the memory operand, checked for an access of `size` bytes.
