@@ -48,6 +48,9 @@ impl Pending {
     pub const INIT: u32 = 8;
     /// The machine asks the CPU to return from `run` (debug exit, shutdown request...).
     pub const STOP: u32 = 16;
+    /// Set together with SMI when the SMI was raised synchronously by the CPU's last I/O
+    /// access (an I/O trap): the CPU then records I/O-restart information.
+    pub const IO_TRAP: u32 = 32;
 
     /// Whether any of `bits` is set.
     pub fn has(self, bits: u32) -> bool {
@@ -84,4 +87,53 @@ pub trait Bus {
     fn ack_intr(&mut self) -> u8 {
         0
     }
+    /// The CPU has latched the SMI request: the platform may drop its SMI# request.
+    fn ack_smi(&mut self) {}
+    /// The CPU has latched the NMI.
+    fn ack_nmi(&mut self) {}
+    /// The CPU has latched INIT.
+    fn ack_init(&mut self) {}
+    /// The CPU entered SMM (SMIACT# asserted). Called after the state save.
+    fn smm_entered(&mut self, _e: &SmmEntry) {}
+    /// The CPU left SMM through RSM (SMIACT# deasserted), or shut down trying.
+    fn smm_left(&mut self, _e: &SmmExit) {}
+}
+
+/// What the CPU reports when it enters SMM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmmEntry {
+    /// SMBASE used for this entry.
+    pub smbase: u32,
+    /// Where the interrupted program was: CS selector and RIP (the next instruction).
+    pub cs: u16,
+    pub rip: u64,
+    /// The interrupted program's mode ("real", "protected32", "long"...).
+    pub mode: &'static str,
+    /// Instructions retired before the entry.
+    pub icount: u64,
+    /// The SMI interrupted a HLT (auto-HALT restart is armed).
+    pub from_halt: bool,
+    /// The SMI was raised by the I/O instruction just executed (I/O restart is possible).
+    pub io_trap: bool,
+}
+
+/// What the CPU reports when it leaves SMM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmmExit {
+    /// SMBASE after RSM (changed if the handler relocated it).
+    pub smbase: u32,
+    /// Where execution resumes.
+    pub cs: u16,
+    pub rip: u64,
+    pub mode: &'static str,
+    /// Instructions retired in SMM, including the RSM.
+    pub smm_instructions: u64,
+    /// Instructions retired since reset.
+    pub icount: u64,
+    /// RSM re-executed the trapped I/O instruction.
+    pub io_restarted: bool,
+    /// RSM returned into the HLT state.
+    pub halt_restarted: bool,
+    /// RSM found an invalid saved state and shut the CPU down; the text says why.
+    pub shutdown: Option<String>,
 }

@@ -20,7 +20,7 @@ pub mod msr;
 pub mod regs;
 pub mod segment;
 
-pub use bus::{Access, AccessKind, Bus, Pending};
+pub use bus::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 pub use cpuid::CpuModel;
 pub use exception::Exc;
 pub use flags::Flags;
