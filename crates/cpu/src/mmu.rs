@@ -27,20 +27,33 @@ const EMPTY: TlbEntry = TlbEntry { tag: 0, phys: 0, host: std::ptr::null_mut() }
 
 /// Separate direct-mapped TLBs for reads, writes and fetches, so that each entry already holds
 /// the permission check's outcome for its kind.
+///
+/// An entry's tag is its linear page ORed with the TLB's current epoch (an odd number below
+/// 4096), so a flush is one increment; the arrays are cleared only when the epoch wraps. SMM
+/// entry and RSM flush, so this keeps the SMI round trip cheap.
 pub(crate) struct Tlb {
     read: [TlbEntry; TLB_ENTRIES],
     write: [TlbEntry; TLB_ENTRIES],
     fetch: [TlbEntry; TLB_ENTRIES],
+    epoch: u64,
 }
 
 impl Tlb {
     pub(crate) fn new() -> Self {
-        Tlb { read: [EMPTY; TLB_ENTRIES], write: [EMPTY; TLB_ENTRIES], fetch: [EMPTY; TLB_ENTRIES] }
+        Tlb { read: [EMPTY; TLB_ENTRIES], write: [EMPTY; TLB_ENTRIES], fetch: [EMPTY; TLB_ENTRIES], epoch: 1 }
     }
     pub(crate) fn flush(&mut self) {
-        self.read = [EMPTY; TLB_ENTRIES];
-        self.write = [EMPTY; TLB_ENTRIES];
-        self.fetch = [EMPTY; TLB_ENTRIES];
+        self.epoch += 2;
+        if self.epoch >= 0x1000 {
+            self.read = [EMPTY; TLB_ENTRIES];
+            self.write = [EMPTY; TLB_ENTRIES];
+            self.fetch = [EMPTY; TLB_ENTRIES];
+            self.epoch = 1;
+        }
+    }
+    #[inline(always)]
+    fn tag(&self, lin: u64) -> u64 {
+        (lin & !0xfff) | self.epoch
     }
     /// Drops the translations of one linear page (INVLPG).
     pub(crate) fn flush_page(&mut self, lin: u64) {
@@ -244,7 +257,7 @@ impl Cpu {
         if kind == AccessKind::Write && self.cache.has_code(page) {
             host = std::ptr::null_mut();
         }
-        let e = TlbEntry { tag: (lin & !0xfff) | 1, phys: page, host };
+        let e = TlbEntry { tag: self.tlb.tag(lin), phys: page, host };
         // Supervisor-only accesses by CPL-3 code are not cached: the entry would be used by
         // user accesses to the same page.
         if pv == Priv::Current || self.cpl != 3 {
@@ -264,7 +277,7 @@ impl Cpu {
         let off = (lin & 0xfff) as usize;
         if off + size as usize <= 4096 {
             let e = &self.tlb.read[slot(lin)];
-            if e.tag == (lin & !0xfff) | 1 && !e.host.is_null() {
+            if e.tag == self.tlb.tag(lin) && !e.host.is_null() {
                 // SAFETY: host points at a live 4 KiB page (Bus::host_page contract) and
                 // off + size <= 4096.
                 return Ok(unsafe { load(e.host.add(off), size) });
@@ -279,7 +292,7 @@ impl Cpu {
         let off = (lin & 0xfff) as usize;
         if off + size as usize <= 4096 {
             let e = &self.tlb.write[slot(lin)];
-            if e.tag == (lin & !0xfff) | 1 && !e.host.is_null() {
+            if e.tag == self.tlb.tag(lin) && !e.host.is_null() {
                 // SAFETY: as in read_lin.
                 unsafe { store(e.host.add(off), size, v) };
                 return Ok(());
@@ -369,7 +382,7 @@ impl Cpu {
     /// the host pointer if the page is direct memory.
     pub(crate) fn fetch_page(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<(u64, *mut u8), Exc> {
         let e = &self.tlb.fetch[slot(lin)];
-        if e.tag == (lin & !0xfff) | 1 {
+        if e.tag == self.tlb.tag(lin) {
             return Ok((e.phys, e.host));
         }
         let e = self.tlb_fill(bus, lin, AccessKind::Fetch, Priv::Current)?;

@@ -62,10 +62,6 @@ fn alu_handler<const OP: u8>(i: &Instruction) -> Handler {
         by_size!(i, alu_rr_sized::<OP>, alu::alu_rr::<OP>)
     } else if ri {
         by_size!(i, alu_ri_sized::<OP>, alu::alu_ri::<OP>)
-    } else if rr {
-        alu::alu_rr::<OP>
-    } else if ri {
-        alu::alu_ri::<OP>
     } else {
         alu::alu::<OP>
     }
@@ -165,8 +161,8 @@ pub fn handler(i: &Instruction) -> Handler {
         M::Iret | M::Iretd | M::Iretq => branch::iret,
         M::Bound => branch::bound,
         M::Syscall => branch::syscall,
-        M::Sysret => branch::sysret,
-        M::Sysenter | M::Sysexit => branch::sysenter,
+        M::Sysret | M::Sysretq => branch::sysret,
+        M::Sysenter | M::Sysexit | M::Sysexitq => branch::sysenter,
         M::Movsb | M::Movsw | M::Movsd if i.op_count() == 2 && i.op0_kind() != r => string::string,
         M::Movsq | M::Cmpsb | M::Cmpsw | M::Cmpsq | M::Scasb | M::Scasw | M::Scasd | M::Scasq | M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq | M::Stosb | M::Stosw | M::Stosd | M::Stosq | M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd => string::string,
         M::Cmpsd if i.op_count() == 2 && i.op0_kind() != r => string::string,
