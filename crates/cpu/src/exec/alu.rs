@@ -535,7 +535,7 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     let mut cf = f & bits::CF != 0;
     let mut af = f & bits::AF != 0;
     let al = cpu.regs[RAX] & 0xff;
-    let mut of = false;
+    let of;
     match d.i.mnemonic() {
         Mnemonic::Daa | Mnemonic::Das => {
             let old_al = al;
@@ -559,11 +559,11 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
                 al = if das { al.wrapping_sub(0x60) & 0xff } else { (al + 0x60) & 0xff };
                 cf = true;
             }
-            if !das {
-                of = (old_al & 0x80 == 0) && (al & 0x80 != 0);
+            of = if !das {
+                (old_al & 0x80 == 0) && (al & 0x80 != 0)
             } else {
-                of = (old_al & 0x80 != 0) && (al & 0x80 == 0);
-            }
+                (old_al & 0x80 != 0) && (al & 0x80 == 0)
+            };
             cpu.set_gpr(RAX, 1, al);
             let mut nf = 0;
             if cf {
@@ -596,10 +596,8 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
                     let nah = ((ax >> 8).wrapping_sub(1)) & 0xff;
                     ax = (nah << 8) | nal;
                 }
-                af = true;
                 cf = true;
             } else {
-                af = false;
                 cf = false;
             }
             ax = (ax & 0xff0f) & 0xffff;
