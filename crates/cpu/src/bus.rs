@@ -79,6 +79,9 @@ pub trait Bus {
     /// Contract: the pointer stays valid, and the answer for that page, kind and SMM state
     /// stays the same, until the machine calls [`crate::Cpu::flush_tlb`].
     fn host_page(&mut self, page: u64, kind: AccessKind, smm: bool) -> Option<NonNull<u8>>;
+    /// The CPU's retired-instruction count, given just before each port access so the
+    /// platform's virtual clock (PM timer, SMI timestamps) is exact for port I/O.
+    fn sync_icount(&mut self, _icount: u64) {}
     /// The lines the platform asserts now.
     fn pending(&mut self) -> Pending {
         Pending(0)

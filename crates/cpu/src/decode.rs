@@ -271,7 +271,21 @@ impl Cpu {
             return Err(Exc::gp0());
         }
         let (phys_page, host) = self.fetch_page(bus, lin)?;
+        let blocked = phys_page & crate::mmu::BLOCKED != 0;
+        let phys_page = phys_page & !crate::mmu::BLOCKED;
         let phys = phys_page | (lin & 0xfff);
+        if self.smm && self.smm_regs.feature_control & crate::smm::SMM_CODE_CHK_EN != 0 && !self.in_smrr(phys) {
+            // SDM vol. 3C, 34.16: with SMM_CODE_CHK_EN an SMM code fetch outside SMRR is an
+            // unrecoverable machine check.
+            self.shutdown = Some(format!(
+                "machine check: SMM code fetch at physical {phys:#x}, outside SMRR, with SMM_CODE_CHK_EN set"
+            ));
+            return Err(Exc::new(crate::exception::MC));
+        }
+        if blocked {
+            // Code the CPU may not see decodes as all ones, never cached.
+            return Ok(Rc::new(self.decode_block(bus, lin, phys, std::ptr::null_mut(), bitness, true)?));
+        }
         let k = key(phys, self.smm);
         let slot = fast_slot(k);
         if let (fk, Some(b)) = &self.cache.fast[slot] {
@@ -286,7 +300,7 @@ impl Cpu {
                 return Ok(b);
             }
         }
-        let block = Rc::new(self.decode_block(bus, lin, phys, host, bitness)?);
+        let block = Rc::new(self.decode_block(bus, lin, phys, host, bitness, false)?);
         let page = phys_page;
         let len: u64 = block.insns.iter().map(|d| d.len as u64).sum();
         let mask = chunk_mask(phys & 0xfff, len.min(4096 - (phys & 0xfff)));
@@ -301,11 +315,13 @@ impl Cpu {
         Ok(block)
     }
 
-    fn decode_block(&mut self, bus: &mut dyn Bus, lin: u64, phys: u64, host: *mut u8, bitness: u32) -> Result<Block, Exc> {
+    fn decode_block(&mut self, bus: &mut dyn Bus, lin: u64, phys: u64, host: *mut u8, bitness: u32, blocked: bool) -> Result<Block, Exc> {
         let off = (lin & 0xfff) as usize;
         let avail = 4096 - off;
         let mut buf = [0u8; 4096 + 16];
-        if host.is_null() {
+        if blocked {
+            buf.fill(0xff);
+        } else if host.is_null() {
             for k in 0..avail {
                 buf[k] = bus.read(crate::Access { addr: phys + k as u64, size: 1, kind: crate::AccessKind::Fetch, smm: self.smm }) as u8;
             }

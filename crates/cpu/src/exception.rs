@@ -72,10 +72,16 @@ impl Cpu {
     pub fn raise(&mut self, bus: &mut dyn Bus, e: Exc, src: Source) {
         let mut cur = e;
         let mut src = src;
-        for _ in 0..3 {
+        // The longest chain is benign -> contributory -> #PF -> #DF -> shutdown.
+        for _ in 0..8 {
             match self.deliver(bus, cur, src) {
                 Ok(()) => return,
                 Err(e2) => {
+                    if src == Source::Software {
+                        // A fault while delivering INT n (gate DPL, bad gate) is a fault of
+                        // the INT instruction: the saved EIP points at it.
+                        self.rip = self.cur_rip;
+                    }
                     if cur.vector == DF {
                         self.shutdown = Some(format!(
                             "triple fault: {} while delivering #DF at {:04x}:{:x} in {} mode",

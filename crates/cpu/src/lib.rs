@@ -19,6 +19,7 @@ pub mod mmu;
 pub mod msr;
 pub mod regs;
 pub mod segment;
+pub mod smm;
 
 pub use bus::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 pub use cpuid::CpuModel;
@@ -142,6 +143,10 @@ pub struct Cpu {
     pub(crate) cur_rip: u64,
     /// Per-instruction time-stamp counter offset (TSC = icount + tsc_offset).
     pub tsc_offset: u64,
+    /// SMBASE, the SMI latch, SMRR and the other SMM registers and hidden state.
+    pub smm_regs: smm::SmmRegs,
+    /// An NMI arrived and waits until NMIs are unblocked.
+    pub nmi_latched: bool,
 }
 
 impl Cpu {
@@ -185,6 +190,8 @@ impl Cpu {
             cache: decode::BlockCache::default(),
             cur_rip: 0,
             tsc_offset: 0,
+            smm_regs: smm::SmmRegs::default(),
+            nmi_latched: false,
         };
         cpu.reset();
         cpu
@@ -221,6 +228,8 @@ impl Cpu {
         self.nmi_blocked = false;
         self.shutdown = None;
         self.msr = msr::MsrFile::default();
+        self.smm_regs = smm::SmmRegs::default();
+        self.nmi_latched = false;
         self.flush_tlb();
         self.cache.clear();
     }
@@ -306,11 +315,11 @@ impl Cpu {
                 return Exit::InstructionLimit;
             }
             let p = bus.pending();
-            if p.0 != 0 {
+            if p.0 != 0 || self.smm_regs.smi_latched || self.nmi_latched {
                 if p.has(Pending::STOP) {
                     return Exit::Stopped;
                 }
-                if self.take_interrupts(bus, p) {
+                if self.take_events(bus, p) {
                     continue;
                 }
             }
@@ -322,9 +331,32 @@ impl Cpu {
         }
     }
 
-    /// Delivers a pending NMI or INTR if the CPU accepts it now. Returns true if one was taken.
-    fn take_interrupts(&mut self, bus: &mut dyn Bus, p: Pending) -> bool {
-        if p.has(Pending::NMI) && !self.nmi_blocked && !self.shadow {
+    /// Latches SMI/NMI/INIT requests and takes the highest-priority event the CPU accepts now
+    /// (SMI, then INIT, then NMI, then INTR). Returns true if one was taken.
+    fn take_events(&mut self, bus: &mut dyn Bus, p: Pending) -> bool {
+        if p.has(Pending::SMI) {
+            // SMI is an edge: latch it and let the platform drop its request. While in SMM
+            // one more SMI stays latched until after RSM.
+            bus.ack_smi();
+            self.latch_smi(p.has(Pending::IO_TRAP));
+        }
+        if p.has(Pending::NMI) {
+            bus.ack_nmi();
+            self.nmi_latched = true;
+        }
+        // SMI is not masked by IF or the STI/MOV SS shadow.
+        if self.smm_regs.smi_latched && !self.smm {
+            self.enter_smm(bus);
+            return true;
+        }
+        if p.has(Pending::INIT) && !self.smm {
+            // INIT stays pending at the platform while in SMM and is taken after RSM.
+            bus.ack_init();
+            self.init();
+            return true;
+        }
+        if self.nmi_latched && !self.nmi_blocked && !self.shadow {
+            self.nmi_latched = false;
             self.halted = false;
             self.nmi_blocked = true;
             self.raise(bus, Exc::new(exception::NMI), exception::Source::External);
@@ -339,10 +371,24 @@ impl Cpu {
         false
     }
 
+    /// INIT: the power-on register state, keeping SMBASE, the SMM registers, MTRRs and the TSC
+    /// (SDM vol. 3A, table 10-1).
+    pub fn init(&mut self) {
+        let smm_regs = self.smm_regs.clone();
+        let msr = self.msr.clone();
+        let tsc = self.tsc_offset;
+        self.reset();
+        self.smm_regs = smm_regs;
+        self.smm_regs.smi_latched = false;
+        self.msr = msr;
+        self.tsc_offset = tsc;
+    }
+
     /// Executes one decoded block (or a single instruction when `single`).
     fn run_block(&mut self, bus: &mut dyn Bus, limit: u64, single: bool) {
         let block = match self.block_at_rip(bus) {
             Ok(b) => b,
+            Err(_) if self.shutdown.is_some() => return,
             Err(e) => {
                 self.raise(bus, e, exception::Source::Fault);
                 return;

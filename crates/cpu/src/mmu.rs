@@ -77,6 +77,10 @@ fn slot(lin: u64) -> usize {
     (lin >> 12) as usize & (TLB_ENTRIES - 1)
 }
 
+/// Marks a TLB entry's physical page as blocked by the CPU's own SMRAM protection (SMRR or
+/// AMD ASeg/TSeg): reads return all ones, writes are dropped.
+pub(crate) const BLOCKED: u64 = 1;
+
 /// Page-table entry bits.
 const P: u64 = 1;
 const RW: u64 = 2;
@@ -119,7 +123,8 @@ impl Cpu {
 
     /// Translates a linear address, walking the page tables and setting A/D bits.
     pub(crate) fn translate(&mut self, bus: &mut dyn Bus, lin: u64, kind: AccessKind, pv: Priv) -> Result<u64, Exc> {
-        let a20 = if self.a20 { u64::MAX } else { !(1u64 << 20) };
+        // A20 masking does not apply in SMM.
+        let a20 = if self.a20 || self.smm { u64::MAX } else { !(1u64 << 20) };
         if self.cr0 & CR0_PG == 0 {
             return Ok(lin & 0xffff_ffff & a20 | (lin & !0xffff_ffff & if self.long_mode() { u64::MAX } else { 0 }));
         }
@@ -141,7 +146,8 @@ impl Cpu {
             if rsvd {
                 code |= PF_RSVD | PF_P;
             }
-            if fetch && (cpu.efer & EFER_NXE != 0 || cpu.cr4 & CR4_PAE == 0) {
+            // I/D is reported only with PAE/4-level paging and NXE (no SMEP here); SDM 4.7.
+            if fetch && cpu.efer & EFER_NXE != 0 && cpu.cr4 & CR4_PAE != 0 {
                 code |= PF_I;
             }
             Exc::code(PF, code)
@@ -252,8 +258,14 @@ impl Cpu {
     #[inline(never)]
     fn tlb_fill(&mut self, bus: &mut dyn Bus, lin: u64, kind: AccessKind, pv: Priv) -> Result<TlbEntry, Exc> {
         let phys = self.translate(bus, lin, kind, pv)?;
-        let page = phys & !0xfff;
-        let mut host = bus.host_page(page, kind, self.smm).map(NonNull::as_ptr).unwrap_or(std::ptr::null_mut());
+        let mut page = phys & !0xfff;
+        let mut host = if self.cpu_smram_view(page, kind == AccessKind::Fetch) == crate::smm::CpuSmramView::Blocked {
+            // SMRR (or AMD ASeg/TSeg) hides this page from the CPU: mark it.
+            page |= BLOCKED;
+            std::ptr::null_mut()
+        } else {
+            bus.host_page(page, kind, self.smm).map(NonNull::as_ptr).unwrap_or(std::ptr::null_mut())
+        };
         if kind == AccessKind::Write && self.cache.has_code(page) {
             host = std::ptr::null_mut();
         }
@@ -337,6 +349,9 @@ impl Cpu {
             // SAFETY: as in read_lin.
             return Ok(unsafe { load(e.host.add(off as usize), size) });
         }
+        if e.phys & BLOCKED != 0 {
+            return Ok(u64::MAX >> (64 - 8 * size as u32));
+        }
         Ok(bus.read(self.smm_access(e.phys | off, size, kind)))
     }
 
@@ -357,6 +372,9 @@ impl Cpu {
         if !e.host.is_null() {
             // SAFETY: as in read_lin.
             unsafe { store(e.host.add(off as usize), size, v) };
+            return Ok(());
+        }
+        if e.phys & BLOCKED != 0 {
             return Ok(());
         }
         self.phys_write(bus, e.phys | off, size, v);
@@ -394,7 +412,9 @@ impl Cpu {
         for (k, b) in out.iter_mut().enumerate() {
             let a = lin.wrapping_add(k as u64);
             let (phys, host) = self.fetch_page(bus, a)?;
-            *b = if host.is_null() {
+            *b = if phys & BLOCKED != 0 {
+                0xff
+            } else if host.is_null() {
                 bus.read(self.smm_access(phys | (a & 0xfff), 1, AccessKind::Fetch)) as u8
             } else {
                 // SAFETY: host points at a live 4 KiB page.

@@ -5,6 +5,16 @@ use crate::exception::Exc;
 use crate::Cpu;
 
 pub const IA32_TSC: u32 = 0x10;
+pub const MSR_SMI_COUNT: u32 = 0x34;
+pub const IA32_SMBASE: u32 = 0x9e;
+pub const MSR_SMM_MCA_CAP: u32 = 0x17d;
+pub const IA32_SMRR_PHYSBASE: u32 = 0x1f2;
+pub const IA32_SMRR_PHYSMASK: u32 = 0x1f3;
+pub const MSR_SMM_FEATURE_CONTROL: u32 = 0x4e0;
+pub const AMD_HWCR: u32 = 0xc001_0015;
+pub const AMD_SMM_BASE: u32 = 0xc001_0111;
+pub const AMD_SMM_ADDR: u32 = 0xc001_0112;
+pub const AMD_SMM_MASK: u32 = 0xc001_0113;
 pub const IA32_APIC_BASE: u32 = 0x1b;
 pub const IA32_MTRRCAP: u32 = 0xfe;
 pub const IA32_SYSENTER_CS: u32 = 0x174;
@@ -84,14 +94,93 @@ impl Cpu {
         self.icount.wrapping_add(self.tsc_offset)
     }
 
+    /// The SMM-related MSRs (Intel SDM vol. 4; AMD APM vol. 2, 10.2.5): `None` if `idx` is not
+    /// one of them on this model.
+    fn rdmsr_smm(&self, idx: u32) -> Option<Result<u64, Exc>> {
+        let s = &self.smm_regs;
+        let intel = self.model.vendor == crate::cpuid::Vendor::Intel;
+        let smm_only = |v: u64| if self.smm { Ok(v) } else { Err(Exc::gp0()) };
+        Some(match idx {
+            MSR_SMI_COUNT if intel => Ok(s.smi_count & 0xffff_ffff),
+            IA32_SMBASE if intel => smm_only(s.smbase as u64),
+            IA32_SMRR_PHYSBASE if intel => Ok(s.smrr_base),
+            IA32_SMRR_PHYSMASK if intel => Ok(s.smrr_mask),
+            // Bit 58: SMM_CODE_CHK supported (edk2 SmmCpuFeaturesLib tests BIT58).
+            MSR_SMM_MCA_CAP if intel => smm_only(1 << 58),
+            MSR_SMM_FEATURE_CONTROL if intel => smm_only(s.feature_control),
+            AMD_HWCR if !intel => Ok(s.hwcr),
+            AMD_SMM_BASE if !intel => Ok(s.smbase as u64),
+            AMD_SMM_ADDR if !intel => Ok(s.amd_addr),
+            AMD_SMM_MASK if !intel => Ok(s.amd_mask),
+            _ => return None,
+        })
+    }
+
+    fn wrmsr_smm(&mut self, idx: u32, v: u64) -> Option<Result<(), Exc>> {
+        let intel = self.model.vendor == crate::cpuid::Vendor::Intel;
+        let smm = self.smm;
+        let amd_locked = self.smm_regs.hwcr & crate::smm::HWCR_SMMLOCK != 0;
+        let s = &mut self.smm_regs;
+        let r = match idx {
+            // SMRR can be written only in SMM (SDM vol. 3A, 12.11.2.4).
+            IA32_SMRR_PHYSBASE | IA32_SMRR_PHYSMASK if intel => {
+                if !smm || v >> 32 != 0 {
+                    Err(Exc::gp0())
+                } else {
+                    if idx == IA32_SMRR_PHYSBASE {
+                        s.smrr_base = v & 0xffff_f0ff;
+                    } else {
+                        s.smrr_mask = v & 0xffff_f800;
+                    }
+                    Ok(())
+                }
+            }
+            MSR_SMM_FEATURE_CONTROL if intel => {
+                if !smm || s.feature_control & crate::smm::FEATURE_CONTROL_LOCK != 0 || v & !0x5 != 0 {
+                    Err(Exc::gp0())
+                } else {
+                    s.feature_control = v;
+                    Ok(())
+                }
+            }
+            MSR_SMI_COUNT | IA32_SMBASE | MSR_SMM_MCA_CAP if intel => Err(Exc::gp0()),
+            AMD_HWCR if !intel => {
+                // SmmLock is sticky until reset.
+                s.hwcr = v | (s.hwcr & crate::smm::HWCR_SMMLOCK);
+                Ok(())
+            }
+            AMD_SMM_BASE | AMD_SMM_ADDR | AMD_SMM_MASK if !intel => {
+                if amd_locked {
+                    Err(Exc::gp0())
+                } else {
+                    match idx {
+                        AMD_SMM_BASE => s.smbase = (v as u32) & !0xf,
+                        AMD_SMM_ADDR => s.amd_addr = v & 0xffff_fffe_0000,
+                        _ => s.amd_mask = v & 0xffff_fffe_773f,
+                    }
+                    Ok(())
+                }
+            }
+            _ => return None,
+        };
+        if r.is_ok() {
+            self.flush_tlb();
+        }
+        Some(r)
+    }
+
     /// RDMSR.
     pub fn rdmsr(&mut self, idx: u32) -> Result<u64, Exc> {
+        if let Some(r) = self.rdmsr_smm(idx) {
+            return r;
+        }
         let m = &self.msr;
         Ok(match idx {
             IA32_TSC => self.tsc(),
             IA32_APIC_BASE => m.apic_base,
-            // 8 variable ranges, fixed ranges, write-combining (SDM vol. 3, 12.11.1).
-            IA32_MTRRCAP => 0x508,
+            // 8 variable ranges, fixed ranges, write-combining (SDM vol. 3, 12.11.1); bit 11
+            // SMRR on the Intel models.
+            IA32_MTRRCAP => 0x508 | if self.model.vendor == crate::cpuid::Vendor::Intel { 0x800 } else { 0 },
             IA32_SYSENTER_CS..=IA32_SYSENTER_EIP => m.sysenter[(idx - IA32_SYSENTER_CS) as usize],
             IA32_MISC_ENABLE => m.misc_enable,
             IA32_MTRR_PHYSBASE0..=IA32_MTRR_PHYSMASK7 => m.mtrr_var[(idx - IA32_MTRR_PHYSBASE0) as usize],
@@ -115,6 +204,9 @@ impl Cpu {
 
     /// WRMSR.
     pub fn wrmsr(&mut self, idx: u32, v: u64) -> Result<(), Exc> {
+        if let Some(r) = self.wrmsr_smm(idx, v) {
+            return r;
+        }
         let long = self.model.long_mode;
         let canon = |v: u64| if crate::segment::canonical(v) { Ok(v) } else { Err(Exc::gp0()) };
         match idx {

@@ -324,8 +324,12 @@ pub fn shift(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let c = shift_count(cpu, d, sz, 1);
     if c == 0 {
-        // Operand is still read (and a memory fault still happens).
-        cpu.read_op(bus, d, 0, sz)?;
+        // Operand is still read (and a memory fault still happens); a 32-bit register is
+        // still written, so its upper half is cleared.
+        let a = cpu.read_op(bus, d, 0, sz)?;
+        if d.i.op0_kind() == OpKind::Register {
+            cpu.set_reg(d.i.op0_register(), a);
+        }
         return Ok(());
     }
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -420,6 +424,10 @@ pub fn shift_double(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let c = shift_count(cpu, d, sz, 2);
     let a = cpu.read_op(bus, d, 0, sz)?;
     if c == 0 {
+        // A 32-bit register destination is still written (upper half cleared).
+        if d.i.op0_kind() == OpKind::Register {
+            cpu.set_reg(d.i.op0_register(), a);
+        }
         return Ok(());
     }
     let b = cpu.read_op(bus, d, 1, sz)?;
@@ -430,7 +438,8 @@ pub fn shift_double(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         let wide = ((a as u128) << nb) | b as u128;
         let sh = wide << c;
         let r = (sh >> nb) as u64 & m;
-        let cf = (sh >> (2 * nb)) & 1 != 0;
+        // The last bit shifted out of the destination (a u128 cannot hold it for 64-bit).
+        let cf = if c <= nb { (a >> (nb - c)) & 1 != 0 } else { (sh >> (2 * nb)) & 1 != 0 };
         (r, cf)
     } else {
         let wide = ((b as u128) << nb) | a as u128;
@@ -649,8 +658,14 @@ pub fn xadd(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let a = cpu.read_op(bus, d, 0, sz)?;
     let b = cpu.reg(d.i.op1_register());
     let r = a.wrapping_add(b) & mask(sz);
-    cpu.write_op(bus, d, 0, sz, r)?;
-    cpu.set_reg(d.i.op1_register(), a);
+    // The destination is written last: `xadd r, r` leaves the sum.
+    if d.i.op0_kind() == OpKind::Memory {
+        cpu.write_op(bus, d, 0, sz, r)?;
+        cpu.set_reg(d.i.op1_register(), a);
+    } else {
+        cpu.set_reg(d.i.op1_register(), a);
+        cpu.set_reg(d.i.op0_register(), r);
+    }
     cpu.flags.set_lazy(FlagOp::Add, sz, a, b, r);
     Ok(())
 }

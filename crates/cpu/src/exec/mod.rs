@@ -182,6 +182,7 @@ pub fn handler(i: &Instruction) -> Handler {
         M::Invlpg => system::invlpg,
         M::Wbinvd | M::Invd => system::cache_control,
         M::Ud0 | M::Ud1 | M::Ud2 => system::ud,
+        M::Rsm => crate::smm::rsm,
         M::Fninit | M::Fnstsw | M::Fnstcw | M::Fldcw | M::Fnclex | M::Wait => x87::fpu,
         _ => unimplemented,
     }

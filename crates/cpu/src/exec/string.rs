@@ -84,13 +84,16 @@ pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
             }
             Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => {
                 // Check the destination before the port is read (a read may have side effects).
-                cpu.seg_linear(sreg::ES, di, sz, true)?;
+                let lin = cpu.seg_linear(sreg::ES, di, sz, true)?;
+                cpu.record_io(cpu.regs[RDX] as u16, sz, true, true, rep, false, lin);
                 let v = cpu.port_in(bus, cpu.regs[RDX] as u16, sz);
                 cpu.write_seg(bus, sreg::ES, di, sz, v as u64)?;
                 cpu.set_gpr(RDI, asz, di.wrapping_add(step));
             }
             _ => {
-                let v = cpu.read_seg(bus, seg, si, sz)?;
+                let lin = cpu.seg_linear(seg, si, sz, false)?;
+                let v = cpu.read_lin(bus, lin, sz)?;
+                cpu.record_io(cpu.regs[RDX] as u16, sz, false, true, rep, false, lin);
                 cpu.port_out(bus, cpu.regs[RDX] as u16, sz, v as u32);
                 cpu.set_gpr(RSI, asz, si.wrapping_add(step));
             }
@@ -106,9 +109,9 @@ pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
                 break;
             }
         }
-        if io && cpu.end_block {
-            // The port access asked to stop (e.g. an SMI was raised): leave RIP on this
-            // instruction so the remaining iterations run after it.
+        if io && bus.pending().has(crate::bus::Pending::SMI) {
+            // The port access raised an SMI (an I/O trap): it is taken after this iteration,
+            // with RIP left on this instruction so the remaining iterations run after RSM.
             if c != 0 {
                 cpu.rip = cpu.cur_rip;
             }

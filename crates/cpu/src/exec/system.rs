@@ -47,11 +47,17 @@ impl Cpu {
 
     /// Reads a port through the bus.
     pub(crate) fn port_in(&mut self, bus: &mut dyn Bus, port: u16, size: u8) -> u32 {
+        // Port I/O can raise an SMI or remap memory: end the block so the platform's
+        // pending lines (SMI, STOP for a TLB flush) are seen before the next instruction.
+        self.end_block = true;
+        bus.sync_icount(self.icount);
         bus.io_in(Access { addr: port as u64, size, kind: AccessKind::IoIn, smm: self.smm })
     }
 
     /// Writes a port through the bus.
     pub(crate) fn port_out(&mut self, bus: &mut dyn Bus, port: u16, size: u8, v: u32) {
+        self.end_block = true;
+        bus.sync_icount(self.icount);
         bus.io_out(Access { addr: port as u64, size, kind: AccessKind::IoOut, smm: self.smm }, v)
     }
 }
@@ -67,6 +73,7 @@ pub fn in_(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = crate::regs::gpr_size(d.i.op0_register());
     let port = io_port(cpu, d, 1);
     cpu.check_io(bus, port, sz)?;
+    cpu.record_io(port, sz, true, false, false, d.i.op1_kind() != OpKind::Register, 0);
     let v = cpu.port_in(bus, port, sz);
     cpu.set_gpr(RAX, sz, v as u64);
     Ok(())
@@ -76,6 +83,7 @@ pub fn out(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = crate::regs::gpr_size(d.i.op1_register());
     let port = io_port(cpu, d, 0);
     cpu.check_io(bus, port, sz)?;
+    cpu.record_io(port, sz, false, false, false, d.i.op0_kind() != OpKind::Register, 0);
     let v = cpu.regs[RAX] & mask(sz);
     cpu.port_out(bus, port, sz, v as u32);
     Ok(())

@@ -1,0 +1,1200 @@
+//! 16-, 32- and 64-bit mode semantics that the host cannot run natively, checked with small
+//! guest programs assembled here and run on the emulated CPU (see `guest` for the test
+//! machine and the shared memory layout).
+
+mod guest;
+
+use cpu::flags::bits;
+use cpu::regs::{RAX, RBX, RCX, RDI, RDX, RSI, RSP};
+use cpu::sreg::{CS, DS, SS};
+use cpu::{cr, Exit};
+use guest::*;
+use iced_x86::code_asm::*;
+
+type T = Result<(), Box<dyn std::error::Error>>;
+
+/// Assembles straight-line code for `bits`-bit mode at `ip`.
+fn code(bits: u32, ip: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(bits).expect("bitness");
+    f(&mut a).expect("emit");
+    a.assemble(ip).expect("assemble")
+}
+
+/// Emits kernel code that loads TR and IRETDs to 32-bit user code at USER_CODE with
+/// ESP = USER_STACK_TOP and IF set.
+fn to_user32(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(ax, TSS_SEL as u32)?;
+    a.ltr(ax)?;
+    a.push(UDATA as u32)?;
+    a.push(USER_STACK_TOP as u32)?;
+    a.push(0x202u32)?;
+    a.push(UCODE32 as u32)?;
+    a.push(USER_CODE as u32)?;
+    a.iretd()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Real mode
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn reset_starts_at_f000_fff0_and_far_jmp_reaches_real_mode_code() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.mov(ax, 0x1234)?;
+        a.hlt()
+    });
+    let mut m = Machine::boot(&prog);
+    assert_eq!((m.cpu.seg[CS].selector, m.cpu.seg[CS].base, m.cpu.rip), (0xf000, 0xffff_0000, 0xfff0));
+    m.run_to_halt();
+    assert_eq!(m.cpu.mode_name(), "real");
+    assert_eq!((m.cpu.seg[CS].selector, m.cpu.seg[CS].base), (0, 0));
+    assert_eq!(m.cpu.rip, REAL_CODE + prog.len() as u64);
+    assert_eq!(m.cpu.regs[RAX] & 0xffff, 0x1234);
+    Ok(())
+}
+
+#[test]
+fn real_mode_segment_base_is_selector_times_16() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.mov(ax, 0x1234)?;
+        a.mov(ds, ax)?;
+        a.mov(byte_ptr(0x10), 0xAB)?;
+        a.mov(bx, word_ptr(0x20))?;
+        a.hlt()
+    });
+    let mut m = Machine::real(&prog);
+    m.w16(0x12360, 0x3456);
+    m.run_to_halt();
+    assert_eq!(m.cpu.seg[DS].base, 0x12340);
+    assert_eq!(m.r8(0x12350), 0xAB);
+    assert_eq!(m.cpu.regs[RBX] & 0xffff, 0x3456);
+    Ok(())
+}
+
+#[test]
+fn real_mode_offsets_wrap_at_64k() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.mov(ax, 0x2000)?;
+        a.mov(ds, ax)?;
+        a.mov(bx, 0xFFF0)?;
+        a.mov(si, 0x20)?;
+        a.mov(byte_ptr(bx + si), 0x77)?; // offset (0xFFF0 + 0x20) & 0xFFFF = 0x10
+        a.mov(ax, 0x3000)?;
+        a.mov(ss, ax)?;
+        a.mov(sp, 0)?;
+        a.push(0xBEEFu32)?; // SP wraps from 0 to 0xFFFE
+        a.hlt()
+    });
+    let mut m = Machine::real(&prog);
+    m.run_to_halt();
+    assert_eq!(m.r8(0x20010), 0x77);
+    assert_eq!(m.r8(0x30010), 0, "no carry into the next 64 KiB");
+    assert_eq!(m.cpu.regs[RSP] & 0xffff, 0xFFFE);
+    assert_eq!(m.r16(0x3FFFE), 0xBEEF);
+    Ok(())
+}
+
+#[test]
+fn real_mode_int_pushes_flags_cs_ip_and_clears_if() -> T {
+    let mut a = CodeAssembler::new(16)?;
+    let mut after = a.create_label();
+    a.sti()?;
+    a.int(0x21)?;
+    a.set_label(&mut after)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, REAL_CODE, &[after]);
+    let mut m = Machine::real(&prog);
+    m.set_ivt(0x21, 0x0800, 0x0010);
+    m.load(0x8010, &[0xF4]); // hlt
+    m.run_to_halt();
+    assert_eq!((m.cpu.seg[CS].selector, m.cpu.rip), (0x0800, 0x0011), "{}", m.describe());
+    assert!(!m.cpu.flags.sys(bits::IF), "INT clears IF");
+    assert_eq!(m.cpu.regs[RSP] & 0xffff, REAL_CODE - 6);
+    assert_eq!(m.stack16(0) as u64, l[0], "IP of the next instruction");
+    assert_eq!(m.stack16(1), 0, "CS");
+    assert_ne!(m.stack16(2) as u64 & bits::IF, 0, "FLAGS as before the INT");
+    Ok(())
+}
+
+#[test]
+fn real_mode_iret_restores_flags_cs_ip_and_sp() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.sti()?;
+        a.stc()?;
+        a.int(0x21)?;
+        a.mov(cx, 0x2222)?;
+        a.hlt()
+    });
+    let mut m = Machine::real(&prog);
+    m.set_ivt(0x21, 0x0800, 0x0010);
+    m.load(0x8010, &code(16, 0x10, |a| {
+        a.mov(bx, 0x1111)?;
+        a.clc()?;
+        a.iret()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RBX] & 0xffff, 0x1111, "handler ran");
+    assert_eq!(m.cpu.regs[RCX] & 0xffff, 0x2222, "returned after the INT");
+    assert!(m.cpu.flags.cf(), "CF restored from the stack");
+    assert!(m.cpu.flags.sys(bits::IF), "IF restored from the stack");
+    assert_eq!(m.cpu.regs[RSP] & 0xffff, REAL_CODE);
+    Ok(())
+}
+
+#[test]
+fn real_mode_pushf_popf_round_trip_arithmetic_flags() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.push(0x08D5u32)?; // OF SF ZF AF PF CF
+        a.popf()?;
+        a.pushf()?;
+        a.pop(bx)?;
+        a.hlt()
+    });
+    let mut m = Machine::real(&prog);
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RBX] & 0xffff, 0x08D7, "bit 1 always reads as 1");
+    assert!(m.cpu.flags.cf() && m.cpu.flags.zf() && m.cpu.flags.sf() && m.cpu.flags.of());
+    Ok(())
+}
+
+#[test]
+fn real_mode_far_call_pushes_cs_ip_and_retf_returns() -> T {
+    let mut a = CodeAssembler::new(16)?;
+    let mut ret = a.create_label();
+    a.call_far(0x0900, 0x0000)?;
+    a.set_label(&mut ret)?;
+    a.mov(cx, 1)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, REAL_CODE, &[ret]);
+    let mut m = Machine::real(&prog);
+    m.load(0x9000, &code(16, 0, |a| {
+        a.mov(dx, cs)?;
+        a.mov(bp, sp)?;
+        a.mov(di, word_ptr(bp))?;
+        a.mov(si, word_ptr(bp + 2))?;
+        a.retf()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RDX] & 0xffff, 0x0900, "CS inside the callee");
+    assert_eq!(m.cpu.regs[RDI] & 0xffff, l[0], "pushed IP");
+    assert_eq!(m.cpu.regs[RSI] & 0xffff, 0, "pushed CS");
+    assert_eq!(m.cpu.regs[RCX] & 0xffff, 1, "RETF came back");
+    assert_eq!(m.cpu.regs[RSP] & 0xffff, REAL_CODE);
+    Ok(())
+}
+
+#[test]
+fn real_mode_divide_error_goes_through_ivt_0_and_returns_to_the_faulting_div() -> T {
+    let mut a = CodeAssembler::new(16)?;
+    let mut div_insn = a.create_label();
+    a.xor(si, si)?;
+    a.mov(ax, 100)?;
+    a.xor(cl, cl)?;
+    a.set_label(&mut div_insn)?;
+    a.div(cl)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, REAL_CODE, &[div_insn]);
+    let mut m = Machine::real(&prog);
+    m.set_ivt(0, 0x0800, 0);
+    // Handler: note the pushed IP, count, fix the divisor, and return to retry the DIV.
+    m.load(0x8000, &code(16, 0, |a| {
+        a.mov(bp, sp)?;
+        a.mov(di, word_ptr(bp))?;
+        a.inc(si)?;
+        a.mov(cl, 4)?;
+        a.iret()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RSI] & 0xffff, 1, "one #DE");
+    assert_eq!(m.cpu.regs[RDI] & 0xffff, l[0], "#DE is a fault: IP points at the DIV");
+    assert_eq!(m.cpu.regs[RAX] & 0xffff, 25, "the retried DIV: AL = 100 / 4, AH = 0");
+    Ok(())
+}
+
+#[test]
+fn real_mode_offset_above_64k_raises_gp_without_big_real_mode() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(esi, 0x300000)?;
+        a.mov(dword_ptr(esi), 0x12345678)?;
+        a.hlt()
+    });
+    let mut m = Machine::real(&prog);
+    m.real_ivt_to_stubs();
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!(m.r32(0x300000), 0);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Entering and leaving protected mode; segment checks
+// ---------------------------------------------------------------------------------------
+
+/// Writes a GDTR pseudo-descriptor for the GDT at GDT (limit 0xFFF) at `at`.
+fn gdtr_at(m: &mut Machine, at: u64) {
+    m.w16(at, 0xfff);
+    m.w32(at + 2, GDT as u32);
+}
+
+#[test]
+fn lgdt_cr0_pe_and_far_jmp_enter_32bit_protected_mode() -> T {
+    let real = code(16, REAL_CODE, |a| {
+        a.cli()?;
+        a.lgdt(ptr(0x7e00))?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 1)?;
+        a.mov(cr0, eax)?;
+        a.jmp_far(KCODE32, 0x8000)
+    });
+    let pm = code(32, 0x8000, |a| {
+        a.mov(ax, KDATA as u32)?;
+        a.mov(ds, ax)?;
+        a.mov(es, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(esp, 0x90000)?;
+        a.mov(dword_ptr(DATA), 0xCAFEBABEu32)?; // above 1 MiB
+        a.mov(ebx, dword_ptr(DATA))?;
+        a.push(ebx)?; // 32-bit stack
+        a.hlt()
+    });
+    let mut m = Machine::boot(&real);
+    m.load(0x8000, &pm);
+    gdtr_at(&mut m, 0x7e00);
+    m.set_gdt_entry(KCODE32, flat(ACC_CODE, FLAGS_32));
+    m.set_gdt_entry(KDATA, flat(ACC_DATA, FLAGS_32));
+    m.run_to_halt();
+    assert_eq!(m.cpu.mode_name(), "protected32", "{}", m.describe());
+    assert_eq!(m.cpu.gdtr.base, GDT);
+    assert_eq!(m.cpu.seg[CS].selector, KCODE32);
+    assert_eq!(m.r32(DATA), 0xCAFEBABE);
+    assert_eq!(m.cpu.regs[RBX], 0xCAFEBABE);
+    assert_eq!(m.cpu.regs[RSP], 0x90000 - 4);
+    assert_eq!(m.r32(0x90000 - 4), 0xCAFEBABE);
+    assert_ne!(m.r8(GDT + KDATA as u64 + 5) & 1, 0, "descriptor accessed bit set by the load");
+    Ok(())
+}
+
+#[test]
+fn big_real_mode_data_limit_survives_return_to_real_mode() -> T {
+    let mut m = Machine::real(&code(16, REAL_CODE, |a| {
+        a.cli()?;
+        a.lgdt(ptr(0x7e00))?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 1)?;
+        a.mov(cr0, eax)?;
+        a.jmp_far(CODE16, 0x8000)
+    }));
+    // 16-bit protected mode: load DS with a 4 GiB data segment and drop back to real mode.
+    m.load(0x8000, &code(16, 0x8000, |a| {
+        a.mov(ax, KDATA as u32)?;
+        a.mov(ds, ax)?;
+        a.mov(eax, cr0)?;
+        a.and(eax, !1)?;
+        a.mov(cr0, eax)?;
+        a.jmp_far(0, 0x8100)
+    }));
+    m.load(0x8100, &code(16, 0x8100, |a| {
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?; // a real-mode load changes base, keeps the 4 GiB limit
+        a.mov(esi, 0x300000)?;
+        a.mov(dword_ptr(esi), 0x12345678)?;
+        a.mov(ebx, dword_ptr(esi))?;
+        a.hlt()
+    }));
+    gdtr_at(&mut m, 0x7e00);
+    m.set_gdt_entry(KDATA, flat(ACC_DATA, FLAGS_32));
+    m.set_gdt_entry(CODE16, seg_desc(0, 0xffff, ACC_CODE, FLAGS_16));
+    m.run_to_halt();
+    assert_eq!(m.cpu.mode_name(), "real", "{}", m.describe());
+    assert_eq!((m.cpu.seg[DS].selector, m.cpu.seg[DS].base, m.cpu.seg[DS].limit), (0, 0, 0xffff_ffff));
+    assert_eq!(m.r32(0x300000), 0x12345678);
+    assert_eq!(m.cpu.regs[RBX], 0x12345678);
+    Ok(())
+}
+
+#[test]
+fn protected_mode_limit_violation_raises_gp0_at_the_faulting_instruction() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(ax, FREE_SEL as u32)?;
+    a.mov(ds, ax)?;
+    a.mov(eax, dword_ptr(0xffc))?; // last dword inside the 4 KiB limit
+    a.mov(ebx, 1)?;
+    a.set_label(&mut fault)?;
+    a.mov(eax, dword_ptr(0xffd))?; // its last byte is past the limit
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::protected32(&prog);
+    m.set_gdt_entry(FREE_SEL, seg_desc(DATA as u32, 0xfff, ACC_DATA, 0x4));
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!(m.cpu.regs[RBX], 1, "the access inside the limit worked");
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 16, "error code, EIP, CS, EFLAGS");
+    assert_eq!(m.stack32(0), 0, "error code");
+    assert_eq!(m.stack32(1) as u64, l[0], "EIP of the faulting MOV");
+    assert_eq!(m.stack32(2), KCODE32 as u32);
+    Ok(())
+}
+
+#[test]
+fn expand_down_segment_accepts_offsets_above_limit_and_faults_below() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(ax, FREE_SEL as u32)?;
+    a.mov(ds, ax)?;
+    a.mov(dword_ptr(0x2000), 0x11223344)?;
+    a.mov(ebx, 1)?;
+    a.set_label(&mut fault)?;
+    a.mov(eax, dword_ptr(0x800))?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::protected32(&prog);
+    // Expand-down, B=1: valid offsets are 0x1000..=0xFFFFFFFF.
+    m.set_gdt_entry(FREE_SEL, seg_desc(DATA as u32, 0xfff, ACC_DATA_EXPAND_DOWN, 0x4));
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!(m.r32(DATA + 0x2000), 0x11223344);
+    assert_eq!(m.cpu.regs[RBX], 1);
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, l[0]));
+    Ok(())
+}
+
+#[test]
+fn null_selector_loads_into_ds_but_using_it_raises_gp0() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.xor(eax, eax)?;
+    a.mov(ds, ax)?;
+    a.mov(ebx, 1)?;
+    a.set_label(&mut fault)?;
+    a.mov(eax, dword_ptr(0x100))?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::protected32(&prog);
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!(m.cpu.regs[RBX], 1, "loading the null selector itself is allowed");
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, l[0]));
+    Ok(())
+}
+
+#[test]
+fn loading_ss_with_wrong_dpl_raises_gp_with_the_selector() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(ax, (UDATA & !3) as u32)?; // RPL 0 = CPL, but DPL 3
+    a.set_label(&mut fault)?;
+    a.mov(ss, ax)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::protected32(&prog);
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), ((UDATA & !3) as u32, l[0]));
+    assert_eq!(m.cpu.seg[SS].selector, KDATA, "SS unchanged");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. IDT delivery in 32-bit protected mode
+// ---------------------------------------------------------------------------------------
+
+fn int40_with_gate(typ: u8) -> (Machine, u64) {
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut after = a.create_label();
+    a.sti().unwrap();
+    a.int(0x40).unwrap();
+    a.set_label(&mut after).unwrap();
+    a.hlt().unwrap();
+    let (prog, l) = assemble(&mut a, CODE, &[after]);
+    let mut m = Machine::protected32(&prog);
+    m.set_gate32(0x40, gate32(KCODE32, handler_addr(0x40) as u32, typ, 0, true));
+    (m, l[0])
+}
+
+#[test]
+fn int_through_interrupt_gate_clears_if() -> T {
+    let (mut m, after) = int40_with_gate(INT_GATE);
+    assert_eq!(m.run_to_exception(), 0x40);
+    assert!(!m.cpu.flags.sys(bits::IF));
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 12, "EIP, CS, EFLAGS; no error code");
+    assert_eq!(m.stack32(0) as u64, after);
+    assert_ne!(m.stack32(2) as u64 & bits::IF, 0);
+    Ok(())
+}
+
+#[test]
+fn int_through_trap_gate_keeps_if() -> T {
+    let (mut m, after) = int40_with_gate(TRAP_GATE);
+    assert_eq!(m.run_to_exception(), 0x40);
+    assert!(m.cpu.flags.sys(bits::IF));
+    assert_eq!(m.stack32(0) as u64, after);
+    Ok(())
+}
+
+#[test]
+fn ud_pushes_no_error_code() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| a.ud2()));
+    assert_eq!(m.run_to_exception(), 6);
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 12);
+    assert_eq!((m.stack32(0) as u64, m.stack32(1)), (CODE, KCODE32 as u32));
+    Ok(())
+}
+
+#[test]
+fn divide_error_pushes_no_error_code() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut fault)?;
+    a.div(ecx)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::protected32(&prog);
+    assert_eq!(m.run_to_exception(), 0);
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 12);
+    assert_eq!((m.stack32(0) as u64, m.stack32(1)), (l[0], KCODE32 as u32));
+    Ok(())
+}
+
+/// A machine that drops to CPL 3 and runs `user` there (gate 0x40 is a DPL-3 interrupt gate).
+fn user32(user: &[u8]) -> Machine {
+    let mut m = Machine::protected32(&code(32, CODE, to_user32));
+    m.load(USER_CODE, user);
+    m.set_gate32(0x40, gate32(KCODE32, handler_addr(0x40) as u32, INT_GATE, 3, true));
+    m
+}
+
+#[test]
+fn interrupt_from_cpl3_switches_to_the_tss_ring0_stack() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut after = a.create_label();
+    a.mov(eax, 0x1234)?;
+    a.int(0x40)?;
+    a.set_label(&mut after)?;
+    a.jmp(after)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[after]);
+    let mut m = user32(&user);
+    assert_eq!(m.run_to_exception(), 0x40);
+    assert_eq!(m.cpu.tr.selector, TSS_SEL);
+    assert_eq!(m.r8(GDT + TSS_SEL as u64 + 5) & 0xf, 0xB, "LTR marks the TSS busy");
+    assert_eq!(m.cpu.cpl, 0);
+    assert_eq!(m.cpu.seg[SS].selector, KDATA, "SS0 from the TSS");
+    assert_eq!(m.cpu.regs[RSP], KERNEL_STACK_TOP - 20, "ESP0 from the TSS, 5 dwords pushed");
+    assert_eq!(m.stack32(0) as u64, l[0], "user EIP");
+    assert_eq!(m.stack32(1), UCODE32 as u32, "user CS");
+    assert_ne!(m.stack32(2) as u64 & bits::IF, 0, "user EFLAGS");
+    assert_eq!(m.stack32(3) as u64, USER_STACK_TOP, "user ESP");
+    assert_eq!(m.stack32(4), UDATA as u32, "user SS");
+    Ok(())
+}
+
+#[test]
+fn int_n_from_cpl3_to_dpl0_gate_raises_gp_with_vector_error_code() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut int_insn = a.create_label();
+    a.set_label(&mut int_insn)?;
+    a.int(0x41)?; // gate 0x41 has DPL 0
+    a.jmp(int_insn)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[int_insn]);
+    let mut m = user32(&user);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.vectors(), [13], "gate 0x41 never entered");
+    assert_eq!(m.stack32(0), 0x41 * 8 + 2, "error code: IDT bit + vector");
+    assert_eq!(m.stack32(1) as u64, l[0], "#GP is a fault: EIP points at the INT");
+    assert_eq!(m.stack32(2), UCODE32 as u32);
+    assert_eq!(m.stack32(4) as u64, USER_STACK_TOP);
+    Ok(())
+}
+
+#[test]
+fn iretd_from_ring0_handler_returns_to_cpl3_and_its_stack() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut done = a.create_label();
+    a.xor(ebx, ebx)?;
+    a.int(0x40)?;
+    a.int(0x40)?;
+    a.mov(ecx, esp)?;
+    a.mov(edx, cs)?;
+    a.mov(esi, ss)?;
+    a.set_label(&mut done)?;
+    a.int(0x42)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[done]);
+    let mut m = user32(&user);
+    // Gate 0x40: a handler that counts in EBX and returns; gate 0x42: the halting stub.
+    m.load(0x5000, &code(32, 0x5000, |a| {
+        a.inc(ebx)?;
+        a.iretd()
+    }));
+    m.set_gate32(0x40, gate32(KCODE32, 0x5000, INT_GATE, 3, true));
+    m.set_gate32(0x42, gate32(KCODE32, handler_addr(0x42) as u32, INT_GATE, 3, true));
+    assert_eq!(m.run_to_exception(), 0x42, "{}", m.describe());
+    assert_eq!(m.cpu.regs[RBX], 2, "both INTs handled");
+    assert_eq!(m.cpu.regs[RCX], USER_STACK_TOP, "user ESP back after each IRETD");
+    assert_eq!(m.cpu.regs[RDX] & 0xffff, UCODE32 as u64);
+    assert_eq!(m.cpu.regs[RSI] & 0xffff, UDATA as u64);
+    assert_eq!(m.cpu.regs[RSP], KERNEL_STACK_TOP - 20, "ESP0 again for the third INT");
+    assert_eq!(m.stack32(0) as u64, l[0] + 2);
+    Ok(())
+}
+
+#[test]
+fn user_stack_limit_violation_raises_ss_not_gp() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(ax, (FREE_SEL | 3) as u32)?;
+    a.mov(ss, ax)?;
+    a.mov(esp, 0x2000)?;
+    a.set_label(&mut fault)?;
+    a.push(eax)?; // offset 0x1FFC is past the 4 KiB limit
+    a.jmp(fault)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[fault]);
+    let mut m = user32(&user);
+    m.set_gdt_entry(FREE_SEL, seg_desc(DATA as u32, 0xfff, ACC_USER_DATA, 0x4));
+    assert_eq!(m.run_to_exception(), 12, "{}", m.describe());
+    assert_eq!(m.stack32(0), 0, "#SS(0)");
+    assert_eq!(m.stack32(1) as u64, l[0]);
+    assert_eq!((m.stack32(4), m.stack32(5)), (0x2000, (FREE_SEL | 3) as u32), "user SS:ESP");
+    Ok(())
+}
+
+#[test]
+fn int_through_16bit_interrupt_gate_pushes_a_16bit_frame() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut after = a.create_label();
+    a.int(0x40)?;
+    a.set_label(&mut after)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[after]);
+    let mut m = Machine::protected32(&prog);
+    // A 286 interrupt gate (type 6) into the 16-bit code segment (base 0).
+    m.set_gate32(0x40, gate32(CODE16, handler_addr(0x40) as u32, 0x6, 0, true));
+    assert_eq!(m.run_to_exception(), 0x40);
+    assert_eq!(m.cpu.mode_name(), "protected16");
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 6, "IP, CS, FLAGS as words");
+    assert_eq!(m.r16(STACK_TOP - 6) as u64, l[0] & 0xffff, "EIP truncated to 16 bits");
+    assert_eq!(m.r16(STACK_TOP - 4), KCODE32);
+    Ok(())
+}
+
+#[test]
+fn ltr_of_a_busy_tss_raises_gp() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut second = a.create_label();
+    a.mov(ax, TSS_SEL as u32)?;
+    a.ltr(ax)?;
+    a.set_label(&mut second)?;
+    a.ltr(ax)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[second]);
+    let mut m = Machine::protected32(&prog);
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (TSS_SEL as u32, l[0]));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Paging
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn paging_4k_pages_translate_and_set_accessed_and_dirty_bits() -> T {
+    let prog = code(32, CODE, |a| {
+        a.mov(dword_ptr(0x400010), 0xDEADBEEFu32)?;
+        a.mov(eax, dword_ptr(0x401020))?;
+        a.hlt()
+    });
+    let mut m = Machine::protected32(&prog);
+    m.enable_paging32();
+    m.map4k_32(0x400000, 0x600000, PTE_P | PTE_W);
+    m.map4k_32(0x401000, 0x601000, PTE_P | PTE_W);
+    m.w32(0x601020, 0x55667788);
+    m.run_to_halt();
+    assert_eq!(m.r32(0x600010), 0xDEADBEEF);
+    assert_eq!(m.cpu.regs[RAX], 0x55667788);
+    let (w, r) = (m.pte32_addr(0x400000), m.pte32_addr(0x401000));
+    assert_eq!(m.r32(w) as u64 & (PTE_A | PTE_D), PTE_A | PTE_D, "written page: accessed and dirty");
+    assert_eq!(m.r32(r) as u64 & (PTE_A | PTE_D), PTE_A, "read page: accessed only");
+    assert_ne!(m.r32(PAGE_TABLES + 4) as u64 & PTE_A, 0, "directory entry accessed");
+    Ok(())
+}
+
+#[test]
+fn paging_4m_page_with_cr4_pse_translates() -> T {
+    let prog = code(32, CODE, |a| {
+        a.mov(dword_ptr(0x923456), 0x11u32)?;
+        a.mov(ebx, dword_ptr(0x800000))?;
+        a.hlt()
+    });
+    let mut m = Machine::protected32(&prog);
+    m.enable_paging32();
+    m.cpu.cr4 |= cr::CR4_PSE;
+    m.w32(PAGE_TABLES + 4 * 2, (0xC00000 | PTE_P | PTE_W | PTE_PS) as u32);
+    m.w32(0xC00000, 0xABCD);
+    m.run_to_halt();
+    assert_eq!(m.r32(0xD23456), 0x11);
+    assert_eq!(m.cpu.regs[RBX], 0xABCD);
+    assert_eq!(m.r32(PAGE_TABLES + 8) as u64 & (PTE_A | PTE_D), PTE_A | PTE_D);
+    Ok(())
+}
+
+#[test]
+fn not_present_page_raises_pf_with_cr2_and_error_code() -> T {
+    for (write, want) in [(false, 0u32), (true, 2)] {
+        let mut a = CodeAssembler::new(32)?;
+        let mut fault = a.create_label();
+        a.set_label(&mut fault)?;
+        if write {
+            a.mov(dword_ptr(0x500123), eax)?;
+        } else {
+            a.mov(eax, dword_ptr(0x500123))?;
+        }
+        a.hlt()?;
+        let (prog, l) = assemble(&mut a, CODE, &[fault]);
+        let mut m = Machine::protected32(&prog);
+        m.enable_paging32();
+        m.pte32_addr(0x500000); // page table present, entry not
+        assert_eq!(m.run_to_exception(), 14);
+        assert_eq!(m.cpu.cr2, 0x500123);
+        assert_eq!(m.stack32(0), want, "error code for write={write}");
+        assert_eq!(m.stack32(1) as u64, l[0]);
+    }
+    Ok(())
+}
+
+#[test]
+fn user_write_to_supervisor_page_raises_pf_with_p_w_u_bits() -> T {
+    let user = code(32, USER_CODE, |a| {
+        a.mov(ax, UDATA as u32)?;
+        a.mov(ds, ax)?;
+        a.mov(dword_ptr(0x402000), eax)?;
+        a.ud2()
+    });
+    let mut m = user32(&user);
+    m.enable_paging32();
+    m.map4k_32(0x402000, 0x602000, PTE_P | PTE_W); // supervisor-only
+    assert_eq!(m.run_to_exception(), 14, "{}", m.describe());
+    assert_eq!(m.cpu.cr2, 0x402000);
+    assert_eq!(m.stack32(0), 7, "P | W | U");
+    assert_eq!(m.r32(0x602000), 0);
+    Ok(())
+}
+
+#[test]
+fn instruction_fetch_pf_under_32bit_paging_has_no_id_bit() -> T {
+    // SDM vol. 3, 4.7: I/D is reported only with SMEP or with PAE/4-level paging and NXE.
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ebx, 0x500000)?;
+        a.jmp(ebx)
+    }));
+    m.enable_paging32();
+    m.pte32_addr(0x500000);
+    assert_eq!(m.run_to_exception(), 14);
+    assert_eq!((m.cpu.cr2, m.stack32(0), m.stack32(1)), (0x500000, 0, 0x500000));
+    Ok(())
+}
+
+#[test]
+fn page_crossing_write_that_faults_on_the_second_page_writes_nothing() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(dword_ptr(0x400FFE), 0x11223344u32)?;
+        a.hlt()
+    }));
+    m.enable_paging32();
+    m.map4k_32(0x400000, 0x600000, PTE_P | PTE_W);
+    m.pte32_addr(0x401000); // not present
+    assert_eq!(m.run_to_exception(), 14);
+    assert_eq!((m.cpu.cr2, m.stack32(0)), (0x401000, 2));
+    assert_eq!(m.r16(0x600FFE), 0, "first page untouched");
+    Ok(())
+}
+
+#[test]
+fn supervisor_write_to_read_only_page_faults_only_with_cr0_wp() -> T {
+    for wp in [true, false] {
+        let mut m = Machine::protected32(&code(32, CODE, |a| {
+            a.mov(dword_ptr(0x403000), 5u32)?;
+            a.hlt()
+        }));
+        m.enable_paging32();
+        m.map4k_32(0x403000, 0x603000, PTE_P);
+        if !wp {
+            m.cpu.cr0 &= !cr::CR0_WP;
+        }
+        m.run_to_halt();
+        if wp {
+            assert_eq!(m.vectors(), [14]);
+            assert_eq!((m.cpu.cr2, m.stack32(0)), (0x403000, 3), "P | W");
+            assert_eq!(m.r32(0x603000), 0);
+        } else {
+            assert_eq!(m.vectors(), [], "{}", m.describe());
+            assert_eq!(m.r32(0x603000), 5);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn pae_nx_page_allows_reads_but_fetch_raises_pf_with_id_bit() -> T {
+    let prog = code(32, CODE, |a| {
+        a.mov(edx, dword_ptr(0x400000))?;
+        a.mov(ebx, 0x400000)?;
+        a.jmp(ebx)
+    });
+    let mut m = Machine::protected32(&prog);
+    let (pdpt, pd, pt) = (PAGE_TABLES, PAGE_TABLES + 0x1000, PAGE_TABLES + 0x2000);
+    m.w64(pdpt, pd | PTE_P); // PDPTEs have no R/W or U/S bits
+    m.w64(pd, PTE_P | PTE_W | PTE_U | PTE_PS); // 0-2 MiB identity
+    m.w64(pd + 8 * 2, pt | PTE_P | PTE_W | PTE_U);
+    m.w64(pt, 0x600000 | PTE_P | PTE_W | PTE_NX);
+    m.w32(0x600000, 0x90909090);
+    m.cpu.cr4 |= cr::CR4_PAE;
+    m.cpu.efer |= cr::EFER_NXE;
+    m.cpu.cr3 = pdpt;
+    m.cpu.cr0 |= cr::CR0_PG;
+    assert_eq!(m.run_to_exception(), 14, "{}", m.describe());
+    assert_eq!(m.cpu.regs[RDX], 0x90909090, "data read from the NX page");
+    assert_eq!(m.cpu.cr2, 0x400000);
+    assert_eq!(m.stack32(0), 0x11, "P | I/D");
+    assert_eq!(m.stack32(1), 0x400000, "EIP is the target");
+    Ok(())
+}
+
+#[test]
+fn invlpg_after_changing_a_pte_makes_the_new_mapping_visible() -> T {
+    let mut m = Machine::protected32(&[]);
+    m.enable_paging32();
+    m.map4k_32(0x400000, 0x600000, PTE_P | PTE_W);
+    let pte = m.pte32_addr(0x400000);
+    m.load(CODE, &code(32, CODE, |a| {
+        a.mov(eax, dword_ptr(0x400000))?; // caches the translation
+        a.mov(dword_ptr(pte), (0x601000 | PTE_P | PTE_W) as u32)?;
+        a.invlpg(ptr(0x400000))?;
+        a.mov(ebx, dword_ptr(0x400000))?;
+        a.hlt()
+    }));
+    m.w32(0x600000, 0x1111);
+    m.w32(0x601000, 0x2222);
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RAX], 0x1111);
+    assert_eq!(m.cpu.regs[RBX], 0x2222);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Long mode
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn firmware_style_long_mode_entry_runs_64bit_code() -> T {
+    let real = code(16, REAL_CODE, |a| {
+        a.cli()?;
+        a.lgdt(ptr(0x7e00))?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 1)?;
+        a.mov(cr0, eax)?;
+        a.jmp_far(L_KCODE32, 0x8000)
+    });
+    let pm = code(32, 0x8000, |a| {
+        a.mov(ax, L_KDATA as u32)?;
+        a.mov(ds, ax)?;
+        a.mov(es, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(esp, STACK_TOP as u32)?;
+        a.mov(eax, cr4)?;
+        a.or(eax, cr::CR4_PAE as u32)?;
+        a.mov(cr4, eax)?;
+        a.mov(eax, PAGE_TABLES as u32)?;
+        a.mov(cr3, eax)?;
+        a.mov(ecx, 0xC000_0080u32)?;
+        a.rdmsr()?;
+        a.or(eax, cr::EFER_LME as u32)?;
+        a.wrmsr()?;
+        a.mov(eax, cr0)?;
+        a.or(eax, cr::CR0_PG as u32)?;
+        a.mov(cr0, eax)?;
+        a.jmp_far(L_KCODE64, 0x9000)
+    });
+    let mut a = CodeAssembler::new(64)?;
+    let mut data = a.create_label();
+    let mut result = a.create_label();
+    let mut msg = a.create_label();
+    let mut print = a.create_label();
+    a.mov(r8, 0x1122_3344_5566_7788u64)?;
+    a.mov(r15, r8)?;
+    a.add(r15, 1)?;
+    a.mov(rbx, qword_ptr(data))?; // RIP-relative
+    a.mov(qword_ptr(result), r15)?;
+    a.lea(rsi, ptr(msg))?;
+    a.mov(ecx, 3)?;
+    a.mov(dx, DEBUGCON as u32)?;
+    a.set_label(&mut print)?;
+    a.lodsb()?;
+    a.out(dx, al)?;
+    a.loop_(print)?;
+    a.mov(dx, EXIT_PORT as u32)?;
+    a.out(dx, al)?;
+    a.hlt()?;
+    a.set_label(&mut data)?;
+    a.dq(&[0xAABB_CCDD_EEFF_0011])?;
+    a.set_label(&mut result)?;
+    a.dq(&[0])?;
+    a.set_label(&mut msg)?;
+    a.db(b"OK\n")?;
+    let (long, l) = assemble(&mut a, 0x9000, &[result]);
+
+    let mut m = Machine::boot(&real);
+    m.load(0x8000, &pm);
+    m.load(0x9000, &long);
+    gdtr_at(&mut m, 0x7e00);
+    m.build_long_gdt();
+    m.build_long_page_tables();
+    assert_eq!(m.run(10_000), Exit::Stopped, "{}", m.describe());
+    assert_eq!(m.cpu.mode_name(), "long");
+    assert_ne!(m.cpu.efer & cr::EFER_LMA, 0);
+    assert_eq!(m.cpu.regs[8], 0x1122_3344_5566_7788);
+    assert_eq!(m.cpu.regs[15], 0x1122_3344_5566_7789);
+    assert_eq!(m.cpu.regs[RBX], 0xAABB_CCDD_EEFF_0011);
+    assert_eq!(m.r64(l[0]), 0x1122_3344_5566_7789);
+    assert_eq!(m.bus.debugcon, b"OK\n");
+    Ok(())
+}
+
+#[test]
+fn long_mode_fault_uses_16_byte_gate_and_ist_stack() -> T {
+    let mut a = CodeAssembler::new(64)?;
+    let mut fault = a.create_label();
+    a.mov(ax, L_TSS as u32)?;
+    a.ltr(ax)?;
+    a.set_label(&mut fault)?;
+    a.ud2()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::long64(&prog);
+    m.set_gate64(6, gate64(L_KCODE64, handler_addr(6), INT_GATE, 0, 1));
+    assert_eq!(m.run_to_exception(), 6, "{}", m.describe());
+    assert_eq!(m.cpu.regs[RSP], IST_STACK_TOP - 40, "IST1, five qwords, no error code");
+    assert_eq!(m.stack64(0), l[0]);
+    assert_eq!(m.stack64(1), L_KCODE64 as u64);
+    assert_eq!(m.stack64(3), STACK_TOP, "old RSP");
+    assert_eq!(m.stack64(4), L_KDATA as u64, "old SS");
+    Ok(())
+}
+
+#[test]
+fn long_mode_gp_pushes_error_code_on_16_byte_aligned_stack() -> T {
+    let mut a = CodeAssembler::new(64)?;
+    let mut fault = a.create_label();
+    a.mov(rsp, STACK_TOP - 8)?;
+    a.mov(rax, 0x0000_8000_0000_0000u64)?;
+    a.set_label(&mut fault)?;
+    a.mov(rbx, qword_ptr(rax))?; // non-canonical
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::long64(&prog);
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 16 - 48, "aligned down, then six qwords");
+    assert_eq!((m.stack64(0), m.stack64(1)), (0, l[0]));
+    assert_eq!(m.stack64(4), STACK_TOP - 8);
+    Ok(())
+}
+
+#[test]
+fn compatibility_mode_runs_32bit_code_under_long_mode() -> T {
+    let mut m = Machine::long64(&code(64, CODE, |a| {
+        a.push(L_KCODE32 as i32)?;
+        a.push(0x11000i32)?;
+        a.retf() // RETFQ
+    }));
+    m.load(0x11000, &code(32, 0x11000, |a| {
+        a.mov(eax, 5)?;
+        a.db(&[0x40])?; // INC EAX here; a REX prefix in 64-bit code
+        a.mov(dword_ptr(DATA), eax)?;
+        a.hlt()?;
+        a.jmp_far(L_KCODE64, 0x12000)
+    }));
+    m.load(0x12000, &code(64, 0x12000, |a| {
+        a.mov(rax, 0x1_0000_0000u64)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.mode_name(), "compat", "{}", m.describe());
+    assert_eq!(m.cpu.bitness(), 32);
+    assert_eq!(m.r32(DATA), 6);
+    m.cpu.halted = false; // resume after the HLT
+    m.run_to_halt();
+    assert_eq!(m.cpu.mode_name(), "long");
+    assert_eq!(m.cpu.regs[RAX], 0x1_0000_0000);
+    Ok(())
+}
+
+#[test]
+fn syscall_sysret_round_trip_between_cpl0_and_cpl3() -> T {
+    const ENTRY: u64 = 0x12000;
+    let kernel = code(64, CODE, |a| {
+        a.mov(ecx, cpu::msr::IA32_STAR)?;
+        a.xor(eax, eax)?;
+        a.mov(edx, ((L_UCODE32 as u32 & !3) << 16) | L_KCODE64 as u32)?;
+        a.wrmsr()?;
+        a.mov(ecx, cpu::msr::IA32_LSTAR)?;
+        a.mov(eax, ENTRY as u32)?;
+        a.xor(edx, edx)?;
+        a.wrmsr()?;
+        a.mov(ecx, cpu::msr::IA32_FMASK)?;
+        a.mov(eax, bits::IF as u32)?;
+        a.wrmsr()?;
+        a.mov(ecx, cpu::msr::IA32_EFER)?;
+        a.rdmsr()?;
+        a.or(eax, cr::EFER_SCE as u32)?;
+        a.wrmsr()?;
+        a.mov(rcx, USER_CODE)?;
+        a.mov(r11, 0x202u64)?;
+        a.mov(rsp, USER_STACK_TOP)?;
+        a.sysretq()
+    });
+    let mut a = CodeAssembler::new(64)?;
+    let mut after = a.create_label();
+    a.mov(eax, cs)?;
+    a.mov(r12, rsp)?;
+    a.syscall()?;
+    a.set_label(&mut after)?;
+    a.ud2()?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[after]);
+    let mut m = Machine::long64(&kernel);
+    m.load(USER_CODE, &user);
+    m.load(ENTRY, &code(64, ENTRY, |a| {
+        a.mov(rbx, rcx)?;
+        a.mov(rdx, r11)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.vectors(), [], "{}", m.describe());
+    assert_eq!(m.cpu.regs[RAX], L_UCODE64 as u64, "user code ran with SYSRET's CS");
+    assert_eq!(m.cpu.regs[12], USER_STACK_TOP);
+    assert_eq!(m.cpu.cpl, 0, "{}", m.describe());
+    assert_eq!(m.cpu.rip, ENTRY + 7, "stopped in the LSTAR entry after mov, mov, hlt");
+    assert_eq!((m.cpu.seg[CS].selector, m.cpu.seg[SS].selector), (L_KCODE64, L_KDATA));
+    assert_eq!(m.cpu.regs[RBX], l[0], "RCX = return RIP");
+    assert_ne!(m.cpu.regs[RDX] & bits::IF, 0, "R11 = user RFLAGS");
+    assert!(!m.cpu.flags.sys(bits::IF), "FMASK cleared IF");
+    Ok(())
+}
+
+#[test]
+fn long_mode_interrupt_from_cpl3_uses_rsp0_and_null_ss() -> T {
+    let kernel = code(64, CODE, |a| {
+        a.mov(ax, L_TSS as u32)?;
+        a.ltr(ax)?;
+        a.push(L_UDATA as i32)?;
+        a.push(USER_STACK_TOP as i32)?;
+        a.push(0x202)?;
+        a.push(L_UCODE64 as i32)?;
+        a.push(USER_CODE as i32)?;
+        a.iretq()
+    });
+    let mut a = CodeAssembler::new(64)?;
+    let mut after = a.create_label();
+    a.mov(r9, 0x1234_5678_9abc_def0u64)?;
+    a.int(0x40)?;
+    a.set_label(&mut after)?;
+    a.ud2()?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[after]);
+    let mut m = Machine::long64(&kernel);
+    m.load(USER_CODE, &user);
+    m.set_gate64(0x40, gate64(L_KCODE64, handler_addr(0x40), INT_GATE, 3, 0));
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert_eq!(m.cpu.regs[9], 0x1234_5678_9abc_def0, "user code ran");
+    assert_eq!(m.cpu.cpl, 0);
+    assert_eq!(m.cpu.seg[SS].selector, 0, "SS is the null selector with RPL = new CPL");
+    assert_eq!(m.cpu.regs[RSP], KERNEL_STACK_TOP - 40, "RSP0 from the 64-bit TSS");
+    assert_eq!(m.stack64(0), l[0]);
+    assert_eq!(m.stack64(1), L_UCODE64 as u64);
+    assert_ne!(m.stack64(2) & bits::IF, 0);
+    assert_eq!((m.stack64(3), m.stack64(4)), (USER_STACK_TOP, L_UDATA as u64));
+    Ok(())
+}
+
+#[test]
+fn long_mode_not_present_pde_raises_pf_from_the_4_level_walk() -> T {
+    let mut a = CodeAssembler::new(64)?;
+    let mut fault = a.create_label();
+    a.set_label(&mut fault)?;
+    a.mov(rbx, qword_ptr(0x100_0008))?; // PD entry 8 (16-18 MiB) is not present
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = Machine::long64(&prog);
+    assert_eq!(m.run_to_exception(), 14);
+    assert_eq!((m.cpu.cr2, m.stack64(0), m.stack64(1)), (0x100_0008, 0, l[0]));
+    assert_ne!(m.r64(PAGE_TABLES) & PTE_A, 0, "PML4 entry accessed");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Double and triple fault
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn np_while_delivering_gp_becomes_double_fault() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.xor(eax, eax)?;
+        a.mov(ds, ax)?;
+        a.mov(eax, dword_ptr(0))?; // #GP(0)
+        a.hlt()
+    }));
+    m.set_gate32(13, gate32(KCODE32, handler_addr(13) as u32, INT_GATE, 0, false));
+    assert_eq!(m.run_to_exception(), 8);
+    assert_eq!(m.vectors(), [8]);
+    assert_eq!(m.stack32(0), 0, "#DF error code");
+    Ok(())
+}
+
+#[test]
+fn protected_mode_without_idt_triple_faults_to_shutdown() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| a.ud2()));
+    m.cpu.idtr.limit = 0;
+    match m.run(1000) {
+        Exit::Shutdown(r) => assert!(r.contains("triple fault"), "reason: {r}"),
+        e => panic!("expected shutdown, got {e:?}: {}", m.describe()),
+    }
+    assert_eq!(m.run(1000), m.run(1000), "stays shut down");
+    Ok(())
+}
+
+#[test]
+fn np_then_page_faults_on_the_stack_end_in_triple_fault() -> T {
+    // #UD through a not-present gate -> #NP; pushing its frame -> #PF; pushing that -> #PF
+    // -> #DF; pushing that -> #PF -> shutdown.
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(esp, 0x500000)?; // unmapped
+        a.ud2()
+    }));
+    m.enable_paging32();
+    m.set_gate32(6, gate32(KCODE32, handler_addr(6) as u32, INT_GATE, 0, false));
+    match m.run(1000) {
+        Exit::Shutdown(r) => assert!(r.contains("triple fault"), "reason: {r}"),
+        e => panic!("expected shutdown, got {e:?}: {}", m.describe()),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Self-modifying code
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn overwriting_an_earlier_executed_instruction_runs_the_new_code() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut again = a.create_label();
+    let mut done = a.create_label();
+    a.xor(ebx, ebx)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut again)?;
+    a.mov(eax, 1)?; // B8 imm32: the immediate is patched to 2
+    a.add(ebx, eax)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, 2)?;
+    a.je(done)?;
+    a.mov(dword_ptr(CODE + 4 + 1), 2)?; // the imm32 of the MOV at `again`
+    a.jmp(again)?;
+    a.set_label(&mut done)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[again]);
+    assert_eq!(l[0], CODE + 4, "layout assumed by the patch address");
+    let mut m = Machine::protected32(&prog);
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RBX], 3, "1 from the original, 2 from the patched MOV");
+    Ok(())
+}
+
+#[test]
+fn overwriting_the_next_instruction_in_the_same_block_runs_the_new_code() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut next = a.create_label();
+    a.mov(al, 0)?;
+    a.mov(byte_ptr(CODE + 2 + 7 + 1), 0x22)?; // the imm8 of the MOV right after this one
+    a.set_label(&mut next)?;
+    a.mov(al, 0x11)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[next]);
+    assert_eq!(l[0], CODE + 2 + 7, "layout assumed by the patch address");
+    let mut m = Machine::protected32(&prog);
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RAX] & 0xff, 0x22);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. A20
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a20_disabled_wraps_real_mode_addresses_at_1mib() -> T {
+    for a20 in [false, true] {
+        let mut m = Machine::real(&code(16, REAL_CODE, |a| {
+            a.mov(ax, 0xFFFF)?;
+            a.mov(ds, ax)?;
+            a.mov(byte_ptr(0x10), 0x5A)?; // linear 0x100000
+            a.mov(bl, byte_ptr(0x30))?; // linear 0x100020
+            a.hlt()
+        }));
+        m.cpu.a20 = a20;
+        m.cpu.flush_tlb();
+        m.w16(0x20, 0x44);
+        m.w16(0x100020, 0x99);
+        m.run_to_halt();
+        if a20 {
+            assert_eq!((m.r8(0x100000), m.r8(0), m.cpu.regs[RBX] & 0xff), (0x5A, 0, 0x99));
+        } else {
+            assert_eq!((m.r8(0x100000), m.r8(0), m.cpu.regs[RBX] & 0xff), (0, 0x5A, 0x44));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. HLT and unimplemented instructions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn hlt_with_if_clear_returns_exit_halted() -> T {
+    let prog = code(16, REAL_CODE, |a| {
+        a.cli()?;
+        a.hlt()?;
+        a.mov(ax, 1)
+    });
+    let mut m = Machine::real(&prog);
+    assert_eq!(m.run(1000), Exit::Halted);
+    assert!(m.cpu.halted);
+    assert_eq!(m.cpu.rip, REAL_CODE + 2, "after the HLT");
+    assert_eq!(m.run(1000), Exit::Halted, "nothing wakes it");
+    assert_eq!(m.cpu.regs[RAX] & 0xffff, 0);
+    Ok(())
+}
+
+#[test]
+fn hlt_at_cpl3_raises_gp() -> T {
+    let mut m = user32(&code(32, USER_CODE, |a| a.hlt()));
+    assert_eq!(m.run_to_exception(), 13);
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, USER_CODE));
+    Ok(())
+}
+
+#[test]
+fn unimplemented_fpu_instruction_raises_ud_and_is_counted() -> T {
+    let mut m = Machine::real(&code(16, REAL_CODE, |a| {
+        a.fninit()?;
+        a.fsin()?;
+        a.hlt()
+    }));
+    m.real_ivt_to_stubs();
+    assert_eq!(m.run_to_exception(), 6);
+    assert_eq!(m.stack16(0) as u64, REAL_CODE + 2, "IP of the FSIN");
+    assert_eq!(m.cpu.unimplemented.get("fsin"), Some(&1));
+    Ok(())
+}
+
+#[test]
+fn avx_instruction_raises_ud_and_is_counted() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| a.vaddps(ymm0, ymm1, ymm2)));
+    assert_eq!(m.run_to_exception(), 6);
+    assert_eq!(m.stack32(0) as u64, CODE);
+    assert_eq!(m.cpu.unimplemented.get("vaddps"), Some(&1), "{:?}", m.cpu.unimplemented);
+    Ok(())
+}
+
