@@ -1,0 +1,1509 @@
+//! Support for the differential tests: random instruction sequences from templates, a native
+//! runner that executes them on the host CPU in a child process, an emulated runner that
+//! executes them in smmlab's CPU in 64-bit mode, and the comparison of the two final states.
+//!
+//! Both sides see the same guest-linear layout: the 4 KiB scratch buffer at [`SCRATCH`] (R15
+//! points at it; every memory operand lands inside it) and the case's stack inside it (RSP
+//! starts at [`STACK_TOP`]).
+
+#![allow(dead_code)]
+
+use cpu::{Access, AccessKind, Bus, Cpu, CpuModel, Exit, Segment};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, Encoder, Formatter, Instruction, IntelFormatter, MemoryOperand, Mnemonic, Register,
+    RepPrefixKind, RflagsBits,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::ptr::NonNull;
+
+/// Guest-linear (and native) address of the scratch buffer.
+pub const SCRATCH: u64 = 0x1000_0000;
+pub const SCRATCH_SIZE: usize = 4096;
+/// Initial RSP of every case: a stack inside the scratch buffer.
+pub const STACK_TOP: u64 = SCRATCH + 0xf00;
+/// How far PUSH/POP templates may move RSP away from STACK_TOP.
+const STACK_SLACK: i64 = 0x80;
+/// Native only: the state block the prologue loads from and the epilogue stores to.
+const STATE_ADDR: u64 = 0x2000_0000;
+/// Emulated only: where the case's code is placed.
+const CODE_ADDR: u64 = 0x10000;
+const LOW_RAM: usize = 0x20000;
+
+const RSP: usize = 4;
+const R15: usize = 15;
+
+/// RFLAGS bits.
+pub const CF: u64 = 1;
+pub const PF: u64 = 1 << 2;
+pub const AF: u64 = 1 << 4;
+pub const ZF: u64 = 1 << 6;
+pub const SF: u64 = 1 << 7;
+pub const DF: u64 = 1 << 10;
+pub const OF: u64 = 1 << 11;
+pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
+/// The RFLAGS bits the harness compares (minus the ones a sequence leaves undefined).
+pub const COMPARED_FLAGS: u64 = ARITH | DF;
+
+const GPR_NAMES: [&str; 16] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+
+// ---------------------------------------------------------------------------------------------
+// Machine state
+// ---------------------------------------------------------------------------------------------
+
+/// The architectural state the harness sets up and compares.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct State {
+    pub regs: [u64; 16],
+    pub rflags: u64,
+    pub xmm: [u128; 16],
+    pub mem: Vec<u8>,
+}
+
+const STATE_BYTES: usize = 16 * 8 + 8 + 16 * 16 + SCRATCH_SIZE;
+
+impl State {
+    fn serialize(&self, out: &mut Vec<u8>) {
+        for r in self.regs {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out.extend_from_slice(&self.rflags.to_le_bytes());
+        for x in self.xmm {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.extend_from_slice(&self.mem);
+    }
+
+    fn deserialize(b: &[u8]) -> State {
+        assert!(b.len() >= STATE_BYTES);
+        let mut regs = [0u64; 16];
+        for (k, r) in regs.iter_mut().enumerate() {
+            *r = u64::from_le_bytes(b[k * 8..k * 8 + 8].try_into().unwrap());
+        }
+        let rflags = u64::from_le_bytes(b[128..136].try_into().unwrap());
+        let mut xmm = [0u128; 16];
+        for (k, x) in xmm.iter_mut().enumerate() {
+            *x = u128::from_le_bytes(b[136 + k * 16..136 + k * 16 + 16].try_into().unwrap());
+        }
+        let mem = b[392..392 + SCRATCH_SIZE].to_vec();
+        State { regs, rflags, xmm, mem }
+    }
+}
+
+/// One generated case.
+pub struct Case {
+    pub index: u64,
+    pub code: Vec<u8>,
+    pub init: State,
+    /// RFLAGS bits the sequence leaves undefined (not compared).
+    pub undefined_flags: u64,
+    pub templates: Vec<&'static str>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instruction table: every iced Code whose name we can turn into operands
+// ---------------------------------------------------------------------------------------------
+
+/// An operand slot, parsed from iced's `Code` name (`Add_rm32_imm8` -> Rm(32), Imm(8)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tok {
+    Rm(u32),
+    R(u32),
+    M(u32),
+    Imm(u32),
+    One,
+    Fixed(Register),
+    Xmm,
+    XmmM(u32),
+}
+
+fn parse_tok(t: &str) -> Option<Tok> {
+    let num = |s: &str| s.parse::<u32>().ok();
+    Some(match t {
+        "1" => Tok::One,
+        "CL" => Tok::Fixed(Register::CL),
+        "AL" => Tok::Fixed(Register::AL),
+        "AX" => Tok::Fixed(Register::AX),
+        "EAX" => Tok::Fixed(Register::EAX),
+        "RAX" => Tok::Fixed(Register::RAX),
+        "xmm" => Tok::Xmm,
+        "m" => Tok::M(0),
+        _ if t.starts_with("xmmm") => Tok::XmmM(num(&t[4..])?),
+        _ if t.starts_with("rm") => Tok::Rm(num(&t[2..])?),
+        _ if t.starts_with("imm") => Tok::Imm(num(&t[3..])?),
+        _ if t.starts_with('r') => Tok::R(num(&t[1..]).filter(|n| [8, 16, 32, 64].contains(n))?),
+        _ if t.starts_with('m') => Tok::M(num(&t[1..]).filter(|n| [8, 16, 32, 64, 128].contains(n))?),
+        _ => return None,
+    })
+}
+
+/// Codes by the mnemonic part of their name ("Add", "Cmove", "Pxor"...).
+pub struct CodeTable {
+    by_mnem: HashMap<String, Vec<(Code, Vec<Tok>)>>,
+    by_name: HashMap<String, Code>,
+}
+
+impl CodeTable {
+    pub fn new() -> Self {
+        let mut by_mnem: HashMap<String, Vec<(Code, Vec<Tok>)>> = HashMap::new();
+        let mut by_name = HashMap::new();
+        let mut enc = Encoder::new(64);
+        for code in Code::values() {
+            let name = format!("{code:?}");
+            let mut parts = name.split('_');
+            let mnem = parts.next().unwrap().to_string();
+            let toks: Option<Vec<Tok>> = parts.map(parse_tok).collect();
+            let Some(toks) = toks else { continue };
+            // Forms whose results the SDM leaves undefined, or that are only legal outside
+            // 64-bit mode in odd ways.
+            if matches!(name.as_str(), "Bswap_r16" | "Movsxd_r16_rm16" | "Movsxd_r32_rm32") {
+                continue;
+            }
+            // Keep only codes that encode in 64-bit mode with simple operands.
+            let ops: Vec<Op> = toks
+                .iter()
+                .map(|t| match *t {
+                    Tok::Rm(n) | Tok::R(n) => Op::R(gpr(n, 0)),
+                    Tok::M(_) | Tok::XmmM(_) => Op::M(MemoryOperand::with_base_displ(Register::R15, 16)),
+                    Tok::Imm(_) | Tok::One => Op::I(1),
+                    Tok::Fixed(r) => Op::R(r),
+                    Tok::Xmm => Op::R(Register::XMM1),
+                })
+                .collect();
+            let Some(i) = make(code, &ops) else { continue };
+            if enc.encode(&i, 0).is_err() {
+                let _ = enc.take_buffer();
+                continue;
+            }
+            let _ = enc.take_buffer();
+            by_name.insert(name.clone(), code);
+            by_mnem.entry(mnem).or_default().push((code, toks));
+        }
+        CodeTable { by_mnem, by_name }
+    }
+
+    fn code(&self, name: &str) -> Code {
+        *self.by_name.get(name).unwrap_or_else(|| panic!("no iced Code named {name}"))
+    }
+
+    fn forms(&self, mnem: &str) -> &[(Code, Vec<Tok>)] {
+        self.by_mnem.get(mnem).map(|v| v.as_slice()).unwrap_or_else(|| panic!("no encodable forms of {mnem}"))
+    }
+}
+
+impl Default for CodeTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    R(Register),
+    M(MemoryOperand),
+    I(i64),
+}
+
+/// Builds an instruction from a code and operands (None when iced rejects the combination).
+fn make(code: Code, ops: &[Op]) -> Option<Instruction> {
+    use Op::*;
+    let i32_ = |x: i64| x as i32;
+    let r = match *ops {
+        [] => Ok(Instruction::with(code)),
+        [R(a)] => Instruction::with1(code, a),
+        [M(m)] => Instruction::with1(code, m),
+        [I(x)] => Instruction::with1(code, i32_(x)),
+        [R(a), R(b)] => Instruction::with2(code, a, b),
+        [R(a), M(m)] => Instruction::with2(code, a, m),
+        [M(m), R(b)] => Instruction::with2(code, m, b),
+        [R(a), I(x)] if x != x as i32 as i64 => Instruction::with2(code, a, x),
+        [R(a), I(x)] => Instruction::with2(code, a, i32_(x)),
+        [M(m), I(x)] => Instruction::with2(code, m, i32_(x)),
+        [R(a), R(b), R(c)] => Instruction::with3(code, a, b, c),
+        [R(a), R(b), I(x)] => Instruction::with3(code, a, b, i32_(x)),
+        [R(a), M(m), I(x)] => Instruction::with3(code, a, m, i32_(x)),
+        [M(m), R(b), R(c)] => Instruction::with3(code, m, b, c),
+        [M(m), R(b), I(x)] => Instruction::with3(code, m, b, i32_(x)),
+        _ => return None,
+    };
+    r.ok()
+}
+
+/// General-purpose register `n` (0-15) of `bits` bits; for 8 bits, 16-19 mean AH..BH.
+fn gpr(bits: u32, n: usize) -> Register {
+    let base = match bits {
+        8 => {
+            // iced order: AL CL DL BL AH CH DH BH SPL BPL SIL DIL R8L..R15L.
+            return match n {
+                16..=19 => Register::try_from(Register::AH as usize + n - 16).unwrap(),
+                0..=3 => Register::try_from(Register::AL as usize + n).unwrap(),
+                _ => Register::try_from(Register::SPL as usize + n - 4).unwrap(),
+            };
+        }
+        16 => Register::AX,
+        32 => Register::EAX,
+        _ => Register::RAX,
+    };
+    Register::try_from(base as usize + n).unwrap()
+}
+
+
+/// Maps iced's RflagsBits to RFLAGS bit positions.
+fn rflags_of(bits: u32) -> u64 {
+    let mut f = 0;
+    for (ib, fb) in [(RflagsBits::OF, OF), (RflagsBits::SF, SF), (RflagsBits::ZF, ZF), (RflagsBits::AF, AF), (RflagsBits::CF, CF), (RflagsBits::PF, PF), (RflagsBits::DF, DF)] {
+        if bits & ib != 0 {
+            f |= fb;
+        }
+    }
+    f
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator
+// ---------------------------------------------------------------------------------------------
+
+/// Registers random operands may use: everything but RSP (the stack) and R15 (the scratch base).
+const USABLE: [usize; 14] = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+
+pub struct Gen<'t> {
+    pub rng: StdRng,
+    table: &'t CodeTable,
+    insns: Vec<Instruction>,
+    /// RFLAGS bits currently undefined.
+    undefined: u64,
+    /// RSP offset from STACK_TOP.
+    depth: i64,
+}
+
+/// Effect of an instruction on the flags: (modified, left undefined).
+type Fx = Option<(u64, u64)>;
+
+impl<'t> Gen<'t> {
+    pub fn new(table: &'t CodeTable, seed: u64) -> Self {
+        Gen { rng: StdRng::seed_from_u64(seed), table, insns: Vec::new(), undefined: 0, depth: 0 }
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.rng.gen_range(0..v.len())]
+    }
+
+    /// A usable register index (0-15, never RSP/R15) not in `avoid` (a bit mask).
+    fn reg_index(&mut self, avoid: u32) -> usize {
+        loop {
+            let n = *self.pick(&USABLE);
+            if avoid & (1 << n) == 0 {
+                return n;
+            }
+        }
+    }
+
+    /// A random usable register of `bits` bits (8-bit includes AH..BH sometimes).
+    fn reg(&mut self, bits: u32, avoid: u32) -> Register {
+        if bits == 8 && self.rng.gen_bool(0.2) {
+            let n = self.rng.gen_range(0..4);
+            if avoid & (1 << n) == 0 {
+                return gpr(8, 16 + n);
+            }
+        }
+        let n = self.reg_index(avoid);
+        gpr(bits, n)
+    }
+
+    /// An interesting value of `bits` bits.
+    pub fn value(&mut self, bits: u32) -> u64 {
+        let m = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let sign = 1u64 << (bits - 1);
+        let v = match self.rng.gen_range(0..10) {
+            0 => 0,
+            1 => self.rng.gen_range(1..16),
+            2 => m,
+            3 => sign,
+            4 => sign - 1,
+            5 => m - self.rng.gen_range(0..16),
+            6 => sign.wrapping_add(self.rng.gen_range(0..4)).wrapping_sub(2),
+            _ => self.rng.gen(),
+        };
+        v & m
+    }
+
+    fn imm(&mut self, bits: u32) -> i64 {
+        let v = self.value(bits.min(32));
+        // Sign-extend from `bits` so the encoder accepts it for sign-extended immediates.
+        let sh = 64 - bits.min(32);
+        if bits == 64 {
+            self.value(64) as i64
+        } else {
+            ((v << sh) as i64) >> sh
+        }
+    }
+
+    /// Appends an instruction if it encodes in 64-bit mode; flags read while undefined get
+    /// redefined by a CMP first. `fx` overrides iced's flag info (count-dependent shifts).
+    fn emit_fx(&mut self, i: Instruction, fx: Fx) -> bool {
+        let mut enc = Encoder::new(64);
+        if enc.encode(&i, 0).is_err() {
+            return false;
+        }
+        let reads = rflags_of(i.rflags_read());
+        if reads & self.undefined != 0 {
+            self.define_flags();
+        }
+        let (m, u) = fx.unwrap_or((rflags_of(i.rflags_modified()), rflags_of(i.rflags_undefined())));
+        self.undefined = (self.undefined & !m) | u;
+        self.depth -= i.stack_pointer_increment() as i64;
+        self.insns.push(i);
+        true
+    }
+
+    fn emit(&mut self, i: Instruction) -> bool {
+        self.emit_fx(i, None)
+    }
+
+    fn emit_code(&mut self, code: Code, ops: &[Op]) {
+        let i = make(code, ops).unwrap_or_else(|| panic!("cannot build {code:?} {ops:?}"));
+        if !self.emit(i) {
+            panic!("cannot encode {code:?} {ops:?}: {:?}", Encoder::new(64).encode(&i, 0));
+        }
+    }
+
+    /// `cmp r64, r64`: defines all six arithmetic flags.
+    fn define_flags(&mut self) {
+        let a = gpr(64, self.reg_index(0));
+        let b = gpr(64, self.reg_index(0));
+        let i = Instruction::with2(Code::Cmp_rm64_r64, a, b).unwrap();
+        self.undefined &= !ARITH;
+        self.insns.push(i);
+    }
+
+    /// `mov reg, value` of the register's size.
+    fn mov_imm(&mut self, r: Register, v: u64) {
+        let code = match r.size() {
+            1 => Code::Mov_r8_imm8,
+            2 => Code::Mov_r16_imm16,
+            4 => Code::Mov_r32_imm32,
+            _ => Code::Mov_r64_imm64,
+        };
+        let v = match r.size() {
+            1 => v as u8 as i8 as i64,
+            2 => v as u16 as i16 as i64,
+            4 => v as u32 as i32 as i64,
+            _ => v as i64,
+        };
+        let i = if r.size() == 8 { Instruction::with2(code, r, v) } else { Instruction::with2(code, r, v as i32) };
+        assert!(self.emit(i.unwrap()));
+    }
+
+    /// A memory operand of `size` bytes inside the scratch buffer, aligned to `align`. May emit a
+    /// `mov` that sets up an index register (never one in `avoid`).
+    fn mem(&mut self, size: usize, align: usize, avoid: u32) -> MemoryOperand {
+        let size = size.max(1);
+        let align = align.max(1);
+        let t = self.rng.gen_range(0..=(SCRATCH_SIZE - size) / align) * align;
+        let a32 = self.rng.gen_bool(0.1);
+        let base = if a32 { Register::R15D } else { Register::R15 };
+        if self.rng.gen_bool(0.3) {
+            let n = self.reg_index(avoid);
+            let scale = *self.pick(&[1u32, 2, 4, 8]);
+            let k = self.rng.gen_range(0..=t / scale as usize);
+            let idx = if a32 { gpr(32, n) } else { gpr(64, n) };
+            // Garbage in the upper half of a 32-bit index would be ignored; keep it simple.
+            self.mov_imm(gpr(32, n), k as u64);
+            let disp = (t - k * scale as usize) as i64;
+            memop(base, idx, scale, disp, a32)
+        } else {
+            let disp = t as i64;
+            memop(base, Register::None, 1, disp, a32)
+        }
+    }
+
+    /// Builds operands for `toks` (one memory operand at most) and emits the instruction.
+    fn generic_form(&mut self, mnem: Mnemonic, code: Code, toks: &[Tok], p_mem: f64) -> bool {
+        let use_mem = self.rng.gen_bool(p_mem);
+        let unaligned_ok = matches!(mnem, Mnemonic::Movdqu | Mnemonic::Movups | Mnemonic::Movd | Mnemonic::Movq);
+        let mut mem_done = false;
+        let mut ops = Vec::new();
+        for t in toks {
+            let op = match *t {
+                Tok::Rm(n) if use_mem && !mem_done => {
+                    mem_done = true;
+                    Op::M(self.mem(n as usize / 8, 1, 0))
+                }
+                Tok::Rm(n) | Tok::R(n) => Op::R(self.reg(n, 0)),
+                Tok::M(n) => {
+                    mem_done = true;
+                    Op::M(self.mem(n as usize / 8, 1, 0))
+                }
+                Tok::Imm(n) => Op::I(self.imm(n)),
+                Tok::One => Op::I(1),
+                Tok::Fixed(r) => Op::R(r),
+                Tok::Xmm => Op::R(xmm(self.rng.gen_range(0..16))),
+                Tok::XmmM(n) if use_mem && !mem_done => {
+                    mem_done = true;
+                    let sz = n as usize / 8;
+                    Op::M(self.mem(sz, if sz == 16 && !unaligned_ok { 16 } else { 1 }, 0))
+                }
+                Tok::XmmM(_) => Op::R(xmm(self.rng.gen_range(0..16))),
+            };
+            ops.push(op);
+        }
+        match make(code, &ops) {
+            Some(i) => self.emit(i),
+            None => false,
+        }
+    }
+
+    /// Emits one random form of one of `mnems` (iced Code name prefixes).
+    fn generic(&mut self, mnems: &[&str], p_mem: f64) {
+        for _ in 0..100 {
+            let m = *self.pick(mnems);
+            let forms = self.table.forms(m);
+            let (code, toks) = forms[self.rng.gen_range(0..forms.len())].clone();
+            if self.generic_form(code.mnemonic(), code, &toks, p_mem) {
+                return;
+            }
+        }
+        panic!("could not generate any of {mnems:?}");
+    }
+
+    fn size_bits(&mut self) -> u32 {
+        *self.pick(&[8, 16, 32, 64])
+    }
+
+    /// Destination operand of `bits` bits: a register or memory.
+    fn rm(&mut self, bits: u32, avoid: u32) -> Op {
+        if self.rng.gen_bool(0.35) {
+            Op::M(self.mem(bits as usize / 8, 1, avoid))
+        } else {
+            Op::R(self.reg(bits, avoid))
+        }
+    }
+
+    /// The instructions and the RFLAGS bits they leave undefined. RSP stays where the sequence
+    /// put it: it is compared like any other register.
+    fn finish(self) -> (Vec<Instruction>, u64) {
+        (self.insns, self.undefined)
+    }
+}
+
+/// A memory operand with the displacement size iced wants for its address size.
+fn memop(base: Register, index: Register, scale: u32, disp: i64, a32: bool) -> MemoryOperand {
+    let dsize = if disp == 0 {
+        0
+    } else if (-128..128).contains(&disp) {
+        1
+    } else if a32 {
+        4
+    } else {
+        8
+    };
+    MemoryOperand::new(base, index, scale, disp, dsize, false, Register::None)
+}
+
+fn xmm(n: usize) -> Register {
+    Register::try_from(Register::XMM0 as usize + n).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+// ---------------------------------------------------------------------------------------------
+
+pub struct Template {
+    pub name: &'static str,
+    pub sse: bool,
+    emit: fn(&mut Gen),
+    available: fn() -> bool,
+}
+
+fn always() -> bool {
+    true
+}
+fn has_movbe() -> bool {
+    std::is_x86_feature_detected!("movbe")
+}
+fn has_bit_counts() -> bool {
+    std::is_x86_feature_detected!("bmi1") && std::is_x86_feature_detected!("lzcnt") && std::is_x86_feature_detected!("popcnt")
+}
+
+const CC: [&str; 16] = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+
+fn t_alu(g: &mut Gen) {
+    g.generic(&["Add", "Adc", "Sub", "Sbb", "And", "Or", "Xor", "Cmp", "Test"], 0.35);
+}
+fn t_unary(g: &mut Gen) {
+    g.generic(&["Inc", "Dec", "Neg", "Not"], 0.35);
+}
+fn t_mov(g: &mut Gen) {
+    g.generic(&["Mov"], 0.35);
+}
+fn t_mul(g: &mut Gen) {
+    g.generic(&["Mul", "Imul"], 0.35);
+}
+
+/// DIV/IDIV with a divisor and dividend chosen so that the quotient fits.
+fn t_div(g: &mut Gen) {
+    let bits = g.size_bits();
+    let signed = g.rng.gen_bool(0.5);
+    let m: u128 = if bits == 64 { u64::MAX as u128 } else { (1u128 << bits) - 1 };
+    // Divisor operand (never RAX/RDX, never AL/AH).
+    let avoid = 0b101;
+    let op = g.rm(bits, avoid);
+    let op = match op {
+        Op::R(r) if bits == 8 && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => Op::R(g.reg(8, 0b1111)),
+        o => o,
+    };
+    let imm32 = bits == 64 && matches!(op, Op::M(_));
+    let (divisor, dividend): (u64, u128) = if !signed {
+        let mut d = g.value(bits);
+        if d == 0 {
+            d = 1 + g.rng.gen_range(0..7);
+        }
+        if imm32 {
+            d &= 0x7fff_ffff; // a qword memory divisor is stored with an imm32
+            d = d.max(1);
+        }
+        let hi = g.rng.gen::<u64>() % d;
+        let lo = g.value(bits);
+        (d, ((hi as u128) << bits) | lo as u128)
+    } else {
+        let half = 1i128 << (bits - 1);
+        let sx = |v: u64| ((v << (64 - bits)) as i64 >> (64 - bits)) as i128;
+        let mut d = sx(g.value(bits));
+        if d == 0 {
+            d = -3;
+        }
+        if imm32 {
+            d = (d as i32) as i128;
+            if d == 0 {
+                d = 5;
+            }
+        }
+        let q = match g.rng.gen_range(0..4) {
+            0 => g.rng.gen_range(-4i128..4),
+            1 => half - 1,
+            2 => -half + 1,
+            _ => sx(g.rng.gen()) .max(-half + 1),
+        };
+        let ad = d.unsigned_abs();
+        let r_mag = (g.rng.gen::<u64>() as u128 % ad) as i128;
+        let qd = q * d;
+        let r = if qd > 0 {
+            r_mag
+        } else if qd < 0 {
+            -r_mag
+        } else if g.rng.gen_bool(0.5) {
+            r_mag
+        } else {
+            -r_mag
+        };
+        let n = qd + r;
+        (d as u64 & m as u64, (n as u128) & ((m << bits) | m))
+    };
+    match op {
+        Op::R(r) => g.mov_imm(r, divisor),
+        Op::M(mo) => {
+            let code = match bits {
+                8 => Code::Mov_rm8_imm8,
+                16 => Code::Mov_rm16_imm16,
+                32 => Code::Mov_rm32_imm32,
+                _ => Code::Mov_rm64_imm32,
+            };
+            let v = match bits {
+                8 => divisor as u8 as i8 as i64,
+                16 => divisor as u16 as i16 as i64,
+                _ => divisor as u32 as i32 as i64,
+            };
+            g.emit_code(code, &[Op::M(mo), Op::I(v)]);
+        }
+        Op::I(_) => unreachable!(),
+    }
+    if bits == 8 {
+        g.mov_imm(Register::AX, dividend as u64);
+    } else {
+        g.mov_imm(gpr(bits, 0), dividend as u64);
+        g.mov_imm(gpr(bits, 2), (dividend >> bits) as u64);
+    }
+    let name = format!("{}_rm{bits}", if signed { "Idiv" } else { "Div" });
+    let code = g.table.code(&name);
+    g.emit_code(code, &[op]);
+}
+
+/// The effect of a count-dependent shift/rotate on the flags, from the SDM (iced's static info
+/// is not count-exact: it treats `rcl r8, 9` as touching no flags, while the CPU writes OF).
+/// `masked` is the count after masking to 5 (6) bits.
+fn shift_fx(mn: &str, bits: u32, masked: u32) -> Fx {
+    if masked == 0 {
+        return Some((0, 0));
+    }
+    let of_undef = if masked == 1 { 0 } else { OF };
+    Some(match mn {
+        "Rol" | "Ror" | "Rcl" | "Rcr" => (CF | OF, of_undef),
+        // CF is undefined for SHL/SHR counts of at least the operand size (SDM vol. 2, SAL).
+        "Shl" | "Shr" if masked >= bits => (ARITH, AF | of_undef | CF),
+        _ => (ARITH, AF | of_undef),
+    })
+}
+
+fn shift_count(g: &mut Gen, bits: u32) -> u8 {
+    let v = [0, 1, 2, bits - 1, bits, bits + 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65];
+    if g.rng.gen_bool(0.8) {
+        *g.pick(&v) as u8
+    } else {
+        g.rng.gen()
+    }
+}
+
+fn t_shift(g: &mut Gen) {
+    let mn = *g.pick(&["Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr"]);
+    let bits = g.size_bits();
+    let form = g.rng.gen_range(0..3);
+    let count = if form == 0 { 1 } else { shift_count(g, bits) };
+    let dst = g.rm(bits, if form == 1 { 0b10 } else { 0 });
+    let (name, ops) = match form {
+        0 => (format!("{mn}_rm{bits}_1"), vec![dst, Op::I(1)]),
+        1 => {
+            let junk = g.rng.gen::<u32>() as u64 & 0xffff_ff00;
+            g.mov_imm(Register::ECX, count as u64 | junk);
+            (format!("{mn}_rm{bits}_CL"), vec![dst, Op::R(Register::CL)])
+        }
+        _ => (format!("{mn}_rm{bits}_imm8"), vec![dst, Op::I(count as i8 as i64)]),
+    };
+    // The destination may be CL itself: the count is read before the destination is written.
+    let code = g.table.code(&name);
+    let i = make(code, &ops).unwrap();
+    let masked = count as u32 & if bits == 64 { 63 } else { 31 };
+    let fx = shift_fx(mn, bits, masked);
+    // RCL/RCR read CF whenever the masked count is not zero (iced's count-exact info says they
+    // do not when the count is a multiple of 9 or 17).
+    if matches!(mn, "Rcl" | "Rcr") && masked != 0 && g.undefined & CF != 0 {
+        g.define_flags();
+    }
+    assert!(g.emit_fx(i, fx));
+}
+
+fn t_shift_double(g: &mut Gen) {
+    let mn = *g.pick(&["Shld", "Shrd"]);
+    let bits = *g.pick(&[16u32, 32, 64]);
+    let by_cl = g.rng.gen_bool(0.5);
+    let mut count = shift_count(g, bits) as u32;
+    if bits == 16 {
+        // Counts above the operand size leave the result undefined.
+        count &= 31;
+        if count > 16 {
+            count -= 16;
+        }
+    }
+    let dst = g.rm(bits, if by_cl { 0b10 } else { 0 });
+    let src = Op::R(g.reg(bits, if by_cl { 0b10 } else { 0 }));
+    let (name, ops) = if by_cl {
+        g.mov_imm(Register::ECX, count as u64);
+        (format!("{mn}_rm{bits}_r{bits}_CL"), vec![dst, src, Op::R(Register::CL)])
+    } else {
+        (format!("{mn}_rm{bits}_r{bits}_imm8"), vec![dst, src, Op::I(count as u8 as i8 as i64)])
+    };
+    let code = g.table.code(&name);
+    let i = make(code, &ops).unwrap();
+    let masked = count & if bits == 64 { 63 } else { 31 };
+    let fx = shift_fx(mn, bits, masked);
+    assert!(g.emit_fx(i, fx));
+}
+
+fn t_bit_test(g: &mut Gen) {
+    let mn = *g.pick(&["Bt", "Bts", "Btr", "Btc"]);
+    if g.rng.gen_bool(0.4) {
+        // Memory operand with a register bit offset that reaches outside the operand.
+        let bits = *g.pick(&[16u32, 32, 64]);
+        let n = g.reg_index(0);
+        let off: i64 = g.rng.gen_range(-7000..7000);
+        let upper = if bits == 64 { 0 } else { g.rng.gen::<u64>() << bits };
+        let v = (off as u64 & if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 }) | upper;
+        g.mov_imm(gpr(64, n), v);
+        let disp = 2048 + g.rng.gen_range(-8i64..8) * (bits as i64 / 8);
+        let m = memop(Register::R15, Register::None, 1, disp, false);
+        let code = g.table.code(&format!("{mn}_rm{bits}_r{bits}"));
+        g.emit_code(code, &[Op::M(m), Op::R(gpr(bits, n))]);
+    } else if g.rng.gen_bool(0.5) {
+        // Memory with an immediate bit offset (taken modulo the operand size).
+        let bits = *g.pick(&[16u32, 32, 64]);
+        let m = g.mem(bits as usize / 8, 1, 0);
+        let k = g.imm(8);
+        let code = g.table.code(&format!("{mn}_rm{bits}_imm8"));
+        g.emit_code(code, &[Op::M(m), Op::I(k)]);
+    } else {
+        // Register forms only: a random register bit offset would leave the scratch buffer.
+        g.generic(&[mn], 0.0);
+    }
+}
+
+fn t_bit_scan(g: &mut Gen) {
+    let mn = *g.pick(&["Bsf", "Bsr", "Tzcnt", "Lzcnt", "Popcnt"]);
+    let bits = *g.pick(&[16u32, 32, 64]);
+    let dst = g.reg(bits, 0);
+    let src = g.rm(bits, 0);
+    if matches!(mn, "Bsf" | "Bsr") {
+        // A zero source leaves the destination undefined (Intel): make sure a bit is set.
+        let k = g.rng.gen_range(0..bits) as i64;
+        let code = g.table.code(&format!("Bts_rm{bits}_imm8"));
+        g.emit_code(code, &[src, Op::I(k)]);
+    }
+    let code = g.table.code(&format!("{mn}_r{bits}_rm{bits}"));
+    g.emit_code(code, &[Op::R(dst), src]);
+}
+
+fn t_bswap(g: &mut Gen) {
+    g.generic(&["Bswap"], 0.0);
+}
+fn t_movbe(g: &mut Gen) {
+    g.generic(&["Movbe"], 1.0);
+}
+
+fn t_exchange(g: &mut Gen) {
+    let which = g.rng.gen_range(0..3);
+    if which < 2 {
+        g.generic(&[["Xchg", "Xadd"][which]], 0.4);
+        return;
+    }
+    // CMPXCHG, half of the time with the accumulator equal to the destination.
+    let bits = g.size_bits();
+    let dst = g.rm(bits, 1);
+    let dst = match dst {
+        Op::R(r) if bits == 8 && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => Op::R(g.reg(8, 0b1111)),
+        o => o,
+    };
+    let src = g.reg(bits, 0);
+    if g.rng.gen_bool(0.5) {
+        let acc = gpr(bits, 0);
+        let code = g.table.code(&format!("Mov_r{bits}_rm{bits}"));
+        g.emit_code(code, &[Op::R(acc), dst]);
+    }
+    let code = g.table.code(&format!("Cmpxchg_rm{bits}_r{bits}"));
+    let i = make(code, &[dst, Op::R(src)]).unwrap();
+    if !g.emit(i) {
+        // AH..BH with a REX register: use a plain low register instead.
+        let src = g.reg_index(0);
+        g.emit_code(code, &[dst, Op::R(gpr(bits, src))]);
+    }
+}
+
+fn t_cmov_setcc(g: &mut Gen) {
+    let cc = *g.pick(&CC);
+    let mn = if g.rng.gen_bool(0.5) { format!("Cmov{cc}") } else { format!("Set{cc}") };
+    g.generic(&[mn.as_str()], 0.35);
+}
+
+fn t_extend(g: &mut Gen) {
+    g.generic(&["Movzx", "Movsx", "Movsxd"], 0.35);
+}
+
+fn t_lea(g: &mut Gen) {
+    let bits = *g.pick(&[16u32, 32, 64]);
+    let dst = g.reg(bits, 0);
+    let a32 = g.rng.gen_bool(0.3);
+    let abits = if a32 { 32 } else { 64 };
+    let base = if g.rng.gen_bool(0.85) { gpr(abits, g.rng.gen_range(0..16)) } else { Register::None };
+    let index = if g.rng.gen_bool(0.6) {
+        let mut n = g.rng.gen_range(0..16);
+        if n == RSP {
+            n = 0;
+        }
+        gpr(abits, n)
+    } else {
+        Register::None
+    };
+    let scale = *g.pick(&[1u32, 2, 4, 8]);
+    let disp: i64 = match g.rng.gen_range(0..4) {
+        0 => 0,
+        1 => g.rng.gen_range(-128..128),
+        _ => g.rng.gen::<i32>() as i64,
+    };
+    let disp = if a32 && base == Register::None && index == Register::None { disp & 0x7fff_ffff } else { disp };
+    let m = memop(base, index, if index == Register::None { 1 } else { scale }, disp, a32);
+    let code = g.table.code(&format!("Lea_r{bits}_m"));
+    let i = make(code, &[Op::R(dst), Op::M(m)]).unwrap();
+    if !g.emit(i) {
+        let m = MemoryOperand::new(Register::RBX, Register::RSI, 2, 0x10, 1, false, Register::None);
+        g.emit_code(code, &[Op::R(dst), Op::M(m)]);
+    }
+}
+
+fn t_flags(g: &mut Gen) {
+    g.generic(&["Lahf", "Sahf", "Clc", "Stc", "Cmc"], 0.0);
+}
+fn t_sign_extend(g: &mut Gen) {
+    g.generic(&["Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo"], 0.0);
+}
+
+fn t_string(g: &mut Gen) {
+    let kind = g.rng.gen_range(0..5);
+    let sz = *g.pick(&[1usize, 2, 4, 8]);
+    let asz: u32 = if g.rng.gen_bool(0.15) { 32 } else { 64 };
+    let rep_kind = match g.rng.gen_range(0..3) {
+        0 => RepPrefixKind::None,
+        1 => RepPrefixKind::Repe,
+        _ => RepPrefixKind::Repne,
+    };
+    let rep_kind = if kind < 3 && rep_kind == RepPrefixKind::Repne { RepPrefixKind::Repe } else { rep_kind };
+    let count: u64 = g.rng.gen_range(0..9);
+    // Direction flag.
+    let down = g.rng.gen_bool(0.5);
+    g.emit_code(if down { Code::Std } else { Code::Cld }, &[]);
+    let lo = 72usize;
+    let hi = SCRATCH_SIZE - 72;
+    let s = g.rng.gen_range(lo..hi) as i64;
+    let d = if g.rng.gen_bool(0.3) { (s + g.rng.gen_range(-16i64..16)).clamp(lo as i64, hi as i64) } else { g.rng.gen_range(lo..hi) as i64 };
+    let lea = |g: &mut Gen, r: Register, off: i64| {
+        let m = memop(Register::R15, Register::None, 1, off, false);
+        g.emit_code(Code::Lea_r64_m, &[Op::R(r), Op::M(m)]);
+    };
+    lea(g, Register::RSI, s);
+    lea(g, Register::RDI, d);
+    let rcx = if asz == 32 { count | (g.rng.gen::<u64>() << 32) } else { count };
+    g.mov_imm(Register::RCX, rcx);
+    let seg = Register::None;
+    let i = match (kind, sz) {
+        (0, 1) => Instruction::with_movsb(asz, seg, rep_kind),
+        (0, 2) => Instruction::with_movsw(asz, seg, rep_kind),
+        (0, 4) => Instruction::with_movsd(asz, seg, rep_kind),
+        (0, _) => Instruction::with_movsq(asz, seg, rep_kind),
+        (1, 1) => Instruction::with_stosb(asz, rep_kind),
+        (1, 2) => Instruction::with_stosw(asz, rep_kind),
+        (1, 4) => Instruction::with_stosd(asz, rep_kind),
+        (1, _) => Instruction::with_stosq(asz, rep_kind),
+        (2, 1) => Instruction::with_lodsb(asz, seg, rep_kind),
+        (2, 2) => Instruction::with_lodsw(asz, seg, rep_kind),
+        (2, 4) => Instruction::with_lodsd(asz, seg, rep_kind),
+        (2, _) => Instruction::with_lodsq(asz, seg, rep_kind),
+        (3, 1) => Instruction::with_scasb(asz, rep_kind),
+        (3, 2) => Instruction::with_scasw(asz, rep_kind),
+        (3, 4) => Instruction::with_scasd(asz, rep_kind),
+        (3, _) => Instruction::with_scasq(asz, rep_kind),
+        (_, 1) => Instruction::with_cmpsb(asz, seg, rep_kind),
+        (_, 2) => Instruction::with_cmpsw(asz, seg, rep_kind),
+        (_, 4) => Instruction::with_cmpsd(asz, seg, rep_kind),
+        (_, _) => Instruction::with_cmpsq(asz, seg, rep_kind),
+    }
+    .unwrap();
+    // A repeated compare with a zero count leaves the flags alone.
+    let fx = if rep_kind != RepPrefixKind::None && count == 0 { Some((0, 0)) } else { None };
+    assert!(g.emit_fx(i, fx));
+}
+
+fn t_push_pop(g: &mut Gen) {
+    let push = if g.depth >= STACK_SLACK - 16 {
+        false
+    } else if g.depth <= -STACK_SLACK + 16 {
+        true
+    } else {
+        g.rng.gen_bool(0.5)
+    };
+    if push {
+        g.generic(&["Push", "Pushq", "Pushw"], 0.3);
+    } else {
+        g.generic(&["Pop"], 0.3);
+    }
+}
+
+// SSE2 integer templates.
+fn t_sse_move(g: &mut Gen) {
+    g.generic(&["Movdqa", "Movdqu", "Movd", "Movq"], 0.4);
+}
+fn t_sse_logic(g: &mut Gen) {
+    g.generic(&["Pxor", "Pand", "Por", "Pandn", "Xorps", "Andps", "Orps"], 0.35);
+}
+fn t_sse_compare(g: &mut Gen) {
+    g.generic(&["Pcmpeqb", "Pcmpeqw", "Pcmpeqd", "Pmovmskb"], 0.35);
+}
+fn t_sse_shuffle(g: &mut Gen) {
+    g.generic(
+        &["Pshufd", "Shufps", "Punpcklbw", "Punpcklwd", "Punpckldq", "Punpcklqdq", "Punpckhbw", "Punpckhwd", "Punpckhdq", "Punpckhqdq"],
+        0.35,
+    );
+}
+fn t_sse_add_sub(g: &mut Gen) {
+    g.generic(
+        &["Paddb", "Paddw", "Paddd", "Paddq", "Paddsb", "Paddsw", "Paddusb", "Paddusw", "Psubb", "Psubw", "Psubd", "Psubq", "Psubsb", "Psubsw", "Psubusb", "Psubusw"],
+        0.35,
+    );
+}
+fn t_sse_shift(g: &mut Gen) {
+    g.generic(&["Psllw", "Pslld", "Psllq", "Psrlw", "Psrld", "Psrlq", "Psraw", "Psrad", "Pslldq", "Psrldq"], 0.35);
+}
+fn t_sse_pack_minmax(g: &mut Gen) {
+    g.generic(&["Packsswb", "Packssdw", "Packuswb", "Pminub", "Pminsw", "Pmaxub", "Pmaxsw"], 0.35);
+}
+
+pub fn templates() -> Vec<Template> {
+    let t = |name, emit, available| Template { name, sse: false, emit, available };
+    let s = |name, emit| Template { name, sse: true, emit, available: always };
+    vec![
+        t("alu", t_alu as fn(&mut Gen), always as fn() -> bool),
+        t("inc_dec_neg_not", t_unary, always),
+        t("mov", t_mov, always),
+        t("mul_imul", t_mul, always),
+        t("div_idiv", t_div, always),
+        t("shift_rotate", t_shift, always),
+        t("shld_shrd", t_shift_double, always),
+        t("bt_bts_btr_btc", t_bit_test, always),
+        t("bsf_bsr_tzcnt_lzcnt_popcnt", t_bit_scan, has_bit_counts),
+        t("bswap", t_bswap, always),
+        t("movbe", t_movbe, has_movbe),
+        t("xchg_xadd_cmpxchg", t_exchange, always),
+        t("cmovcc_setcc", t_cmov_setcc, always),
+        t("movzx_movsx_movsxd", t_extend, always),
+        t("lea", t_lea, always),
+        t("lahf_sahf_clc_stc_cmc", t_flags, always),
+        t("cbw_cwde_cdqe_cwd_cdq_cqo", t_sign_extend, always),
+        t("string_ops", t_string, always),
+        t("push_pop", t_push_pop, always),
+        s("sse_moves", t_sse_move),
+        s("sse_logic", t_sse_logic),
+        s("sse_compare_movmsk", t_sse_compare),
+        s("sse_shuffle_unpack", t_sse_shuffle),
+        s("sse_add_sub", t_sse_add_sub),
+        s("sse_shifts", t_sse_shift),
+        s("sse_pack_min_max", t_sse_pack_minmax),
+    ]
+}
+
+/// A random initial state.
+fn initial_state(g: &mut Gen, sse: bool) -> State {
+    let mut regs = [0u64; 16];
+    for r in regs.iter_mut() {
+        let bits = *g.pick(&[8u32, 16, 32, 64, 64, 64]);
+        *r = g.value(bits);
+        if g.rng.gen_bool(0.3) {
+            *r |= g.rng.gen::<u64>() << bits.min(63);
+        }
+    }
+    regs[RSP] = STACK_TOP;
+    regs[R15] = SCRATCH;
+    let rflags = 2 | (g.rng.gen::<u64>() & ARITH);
+    let mut xmm = [0u128; 16];
+    for x in xmm.iter_mut() {
+        *x = if sse && g.rng.gen_bool(0.5) {
+            // Lane-structured edge values for saturation and compares.
+            let mut v = 0u128;
+            for k in 0..8 {
+                let lane = *g.pick(&[0u16, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x8080]) as u128;
+                let lane = if g.rng.gen_bool(0.3) { g.rng.gen::<u16>() as u128 } else { lane };
+                v |= lane << (16 * k);
+            }
+            v
+        } else {
+            g.rng.gen()
+        };
+    }
+    let mut mem = vec![0u8; SCRATCH_SIZE];
+    if g.rng.gen_bool(0.5) {
+        g.rng.fill(&mut mem[..]);
+    } else {
+        for b in mem.iter_mut() {
+            *b = *g.pick(&[0u8, 0, 1, 0xff, 0x80, 0x7f]);
+        }
+    }
+    State { regs, rflags, xmm, mem }
+}
+
+/// Per-case seed from the run seed and the case index.
+pub fn case_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Generates case `index` of the run `seed` from `templates`.
+pub fn generate(table: &CodeTable, templates: &[&Template], seed: u64, index: u64) -> Case {
+    let mut g = Gen::new(table, case_seed(seed, index));
+    let sse = templates.iter().any(|t| t.sse);
+    let init = initial_state(&mut g, sse);
+    let n = g.rng.gen_range(1..=5);
+    let mut used = Vec::new();
+    for k in 0..n {
+        // Cycle through the templates on the first pick so every template is used early.
+        let t = if k == 0 { templates[(index % templates.len() as u64) as usize] } else { templates[g.rng.gen_range(0..templates.len())] };
+        (t.emit)(&mut g);
+        used.push(t.name);
+    }
+    let (insns, undefined) = g.finish();
+    let mut enc = Encoder::new(64);
+    let mut code = Vec::new();
+    for i in &insns {
+        enc.encode(i, CODE_ADDR + code.len() as u64).expect("encodes");
+        code.extend_from_slice(&enc.take_buffer());
+    }
+    Case { index, code, init, undefined_flags: undefined, templates: used }
+}
+
+/// The templates for one suite, filtered by host support.
+pub fn suite(sse: bool) -> Vec<Template> {
+    templates().into_iter().filter(|t| t.sse == sse && (t.available)()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native side (runs in a child process)
+// ---------------------------------------------------------------------------------------------
+
+/// Env var that puts the test binary into native-runner mode.
+pub const NATIVE_ENV: &str = "SMMLAB_DIFF_NATIVE_RUNNER";
+const RESULTS_MARKER: &[u8] = b"\n=== smmlab differential native results ===\n";
+
+const ST_REGS: u64 = STATE_ADDR;
+const ST_RFLAGS: u64 = STATE_ADDR + 128;
+const ST_XMM: u64 = STATE_ADDR + 136;
+const ST_HOST_RSP: u64 = STATE_ADDR + 136 + 256;
+
+/// Prologue: save the host's callee-saved registers and stack pointer, load XMM0-15, RFLAGS and
+/// all sixteen GPRs from the state block. Epilogue: the reverse.
+fn prologue_epilogue() -> (Vec<u8>, Vec<u8>) {
+    use iced_x86::code_asm::*;
+    let gprs = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
+    let xmms = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
+    let saved = [rbx, rbp, r12, r13, r14, r15];
+    let mut a = CodeAssembler::new(64).unwrap();
+    for r in saved {
+        a.push(r).unwrap();
+    }
+    a.mov(qword_ptr(ST_HOST_RSP), rsp).unwrap();
+    for (k, x) in xmms.iter().enumerate() {
+        a.movdqu(*x, xmmword_ptr(ST_XMM + 16 * k as u64)).unwrap();
+    }
+    a.push(qword_ptr(ST_RFLAGS)).unwrap();
+    a.popfq().unwrap();
+    for (k, r) in gprs.iter().enumerate() {
+        a.mov(*r, qword_ptr(ST_REGS + 8 * k as u64)).unwrap();
+    }
+    let pro = a.assemble(0).unwrap();
+
+    let mut a = CodeAssembler::new(64).unwrap();
+    for (k, r) in gprs.iter().enumerate() {
+        a.mov(qword_ptr(ST_REGS + 8 * k as u64), *r).unwrap();
+    }
+    a.mov(rsp, qword_ptr(ST_HOST_RSP)).unwrap();
+    a.pushfq().unwrap();
+    a.pop(qword_ptr(ST_RFLAGS)).unwrap();
+    for (k, x) in xmms.iter().enumerate() {
+        a.movdqu(xmmword_ptr(ST_XMM + 16 * k as u64), *x).unwrap();
+    }
+    a.cld().unwrap();
+    for r in saved.iter().rev() {
+        a.pop(*r).unwrap();
+    }
+    a.ret().unwrap();
+    let epi = a.assemble(0).unwrap();
+    (pro, epi)
+}
+
+unsafe fn map_fixed(addr: u64, len: usize, prot: i32) -> *mut u8 {
+    let p = libc::mmap(addr as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0);
+    assert!(p != libc::MAP_FAILED && p as u64 == addr, "mmap at {addr:#x} failed: {}", std::io::Error::last_os_error());
+    p as *mut u8
+}
+
+/// The child's main loop: reads cases from stdin, runs each on the host CPU, writes the final
+/// states to stdout after a marker line.
+pub fn native_runner_main() {
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).unwrap();
+    let (pro, epi) = prologue_epilogue();
+    const CODE_LEN: usize = 64 * 1024;
+    unsafe {
+        let scratch = map_fixed(SCRATCH, SCRATCH_SIZE, libc::PROT_READ | libc::PROT_WRITE);
+        let state = map_fixed(STATE_ADDR, 4096, libc::PROT_READ | libc::PROT_WRITE);
+        let code = libc::mmap(std::ptr::null_mut(), CODE_LEN, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        assert!(code != libc::MAP_FAILED, "mmap RWX failed");
+        let code = code as *mut u8;
+        let mut out = std::io::stdout().lock();
+        out.write_all(RESULTS_MARKER).unwrap();
+        let mut pos = 0;
+        let mut buf = Vec::with_capacity(STATE_BYTES);
+        while pos < input.len() {
+            let len = u32::from_le_bytes(input[pos..pos + 4].try_into().unwrap()) as usize;
+            pos += 4;
+            let case_code = &input[pos..pos + len];
+            pos += len;
+            let st = State::deserialize(&input[pos..pos + STATE_BYTES]);
+            pos += STATE_BYTES;
+            let total = pro.len() + len + epi.len();
+            assert!(total <= CODE_LEN);
+            std::ptr::copy_nonoverlapping(pro.as_ptr(), code, pro.len());
+            std::ptr::copy_nonoverlapping(case_code.as_ptr(), code.add(pro.len()), len);
+            std::ptr::copy_nonoverlapping(epi.as_ptr(), code.add(pro.len() + len), epi.len());
+            std::ptr::copy_nonoverlapping(st.mem.as_ptr(), scratch, SCRATCH_SIZE);
+            let sp = state as *mut u64;
+            for k in 0..16 {
+                sp.add(k).write(st.regs[k]);
+            }
+            sp.add(16).write(st.rflags);
+            for k in 0..16 {
+                (state.add(136 + 16 * k) as *mut u128).write_unaligned(st.xmm[k]);
+            }
+            let f: extern "sysv64" fn() = std::mem::transmute(code);
+            f();
+            let mut regs = [0u64; 16];
+            for (k, r) in regs.iter_mut().enumerate() {
+                *r = sp.add(k).read();
+            }
+            let rflags = sp.add(16).read();
+            let mut xmm = [0u128; 16];
+            for (k, x) in xmm.iter_mut().enumerate() {
+                *x = (state.add(136 + 16 * k) as *const u128).read_unaligned();
+            }
+            let mem = std::slice::from_raw_parts(scratch, SCRATCH_SIZE).to_vec();
+            buf.clear();
+            State { regs, rflags, xmm, mem }.serialize(&mut buf);
+            out.write_all(&buf).unwrap();
+            out.flush().unwrap();
+        }
+    }
+}
+
+/// Runs `cases` natively in a child process (this test binary re-executed in runner mode).
+/// Returns the final states, or an error naming the case the child died on.
+pub fn run_native(runner_test: &str, cases: &[Case]) -> Result<Vec<State>, (usize, String)> {
+    use std::process::{Command, Stdio};
+    let mut input = Vec::with_capacity(cases.len() * (STATE_BYTES + 64));
+    for c in cases {
+        input.extend_from_slice(&(c.code.len() as u32).to_le_bytes());
+        input.extend_from_slice(&c.code);
+        c.init.serialize(&mut input);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", runner_test, "--nocapture", "--test-threads=1", "--include-ignored"])
+        .env(NATIVE_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn native runner");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stdout = out.stdout;
+    let start = stdout.windows(RESULTS_MARKER.len()).position(|w| w == RESULTS_MARKER).map(|p| p + RESULTS_MARKER.len());
+    let body = match start {
+        Some(s) => &stdout[s..],
+        None => &stdout[stdout.len()..],
+    };
+    let n = (body.len() / STATE_BYTES).min(cases.len());
+    let states: Vec<State> = (0..n).map(|k| State::deserialize(&body[k * STATE_BYTES..])).collect();
+    if n < cases.len() {
+        return Err((n, format!("native runner stopped after {n} of {} cases ({}); stderr:\n{}", cases.len(), out.status, String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(states)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emulated side
+// ---------------------------------------------------------------------------------------------
+
+/// Plain RAM: low memory (page tables, code) and the scratch page at its guest address.
+struct RamBus {
+    low: Vec<u8>,
+    scratch: Vec<u8>,
+    stray: Vec<String>,
+}
+
+impl RamBus {
+    fn slot(&mut self, addr: u64) -> Option<&mut u8> {
+        if (addr as usize) < LOW_RAM {
+            Some(&mut self.low[addr as usize])
+        } else if (SCRATCH..SCRATCH + SCRATCH_SIZE as u64).contains(&addr) {
+            Some(&mut self.scratch[(addr - SCRATCH) as usize])
+        } else {
+            None
+        }
+    }
+}
+
+impl Bus for RamBus {
+    fn read(&mut self, a: Access) -> u64 {
+        let mut v = 0;
+        for k in 0..a.size as u64 {
+            match self.slot(a.addr + k) {
+                Some(b) => v |= (*b as u64) << (8 * k),
+                None => self.stray.push(format!("{:?} of unmapped {:#x}", a.kind, a.addr + k)),
+            }
+        }
+        v
+    }
+    fn write(&mut self, a: Access, value: u64) {
+        for k in 0..a.size as u64 {
+            match self.slot(a.addr + k) {
+                Some(b) => *b = (value >> (8 * k)) as u8,
+                None => self.stray.push(format!("write of unmapped {:#x}", a.addr + k)),
+            }
+        }
+    }
+    fn io_in(&mut self, a: Access) -> u32 {
+        self.stray.push(format!("IN from port {:#x}", a.addr));
+        u32::MAX
+    }
+    fn io_out(&mut self, a: Access, _value: u32) {
+        self.stray.push(format!("OUT to port {:#x}", a.addr));
+    }
+    fn host_page(&mut self, page: u64, _kind: AccessKind, _smm: bool) -> Option<NonNull<u8>> {
+        if (page as usize) < LOW_RAM {
+            NonNull::new(self.low[page as usize..].as_mut_ptr())
+        } else if page == SCRATCH {
+            NonNull::new(self.scratch.as_mut_ptr())
+        } else {
+            None
+        }
+    }
+}
+
+pub struct Emulator {
+    bus: RamBus,
+}
+
+/// The outcome of one emulated case.
+pub struct EmuResult {
+    pub state: State,
+    pub problem: Option<String>,
+}
+
+impl Emulator {
+    pub fn new() -> Self {
+        let mut low = vec![0u8; LOW_RAM];
+        // Identity map of the low 1 GiB with 2 MiB pages: PML4 at 0x1000, PDPT at 0x2000,
+        // PD at 0x3000.
+        let put = |m: &mut Vec<u8>, at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put(&mut low, 0x1000, 0x2000 | 3);
+        put(&mut low, 0x2000, 0x3000 | 3);
+        for k in 0..512u64 {
+            put(&mut low, 0x3000 + 8 * k as usize, (k << 21) | 0x83);
+        }
+        Emulator { bus: RamBus { low, scratch: vec![0; SCRATCH_SIZE], stray: Vec::new() } }
+    }
+
+    pub fn run(&mut self, case: &Case) -> EmuResult {
+        use cpu::cr::*;
+        let at = CODE_ADDR as usize;
+        self.bus.low[at..at + case.code.len()].copy_from_slice(&case.code);
+        self.bus.low[at + case.code.len()] = 0xf4; // HLT
+        self.bus.scratch.copy_from_slice(&case.init.mem);
+        self.bus.stray.clear();
+        let mut cpu = Cpu::new(CpuModel::default());
+        cpu.cr0 = CR0_PE | CR0_PG | CR0_ET;
+        cpu.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+        cpu.efer = EFER_LME | EFER_LMA;
+        cpu.cr3 = 0x1000;
+        cpu.cpl = 0;
+        cpu.seg[cpu::sreg::CS] = Segment { selector: 8, base: 0, limit: 0xffff_ffff, attr: 0xa9b };
+        for s in [cpu::sreg::SS, cpu::sreg::DS, cpu::sreg::ES, cpu::sreg::FS, cpu::sreg::GS] {
+            cpu.seg[s] = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 };
+        }
+        // An empty IDT: any exception escalates to a shutdown at once.
+        cpu.idtr = cpu::TableReg { base: 0, limit: 0 };
+        cpu.regs = case.init.regs;
+        cpu.flags.set(case.init.rflags);
+        cpu.xmm = case.init.xmm;
+        cpu.rip = CODE_ADDR;
+        cpu.flush_code();
+        let exit = cpu.run(&mut self.bus, 100_000);
+        let mut problem = None;
+        let end = CODE_ADDR + case.code.len() as u64 + 1;
+        if exit != Exit::Halted || cpu.rip != end {
+            problem = Some(format!(
+                "emulator exit {exit:?} at rip {:#x} (expected Halted at {end:#x}); unimplemented: {:?}",
+                cpu.rip, cpu.unimplemented
+            ));
+        } else if !cpu.unimplemented.is_empty() {
+            problem = Some(format!("unimplemented: {:?}", cpu.unimplemented));
+        }
+        if !self.bus.stray.is_empty() {
+            let s = format!("stray bus accesses: {:?}", &self.bus.stray[..self.bus.stray.len().min(8)]);
+            problem = Some(problem.map_or(s.clone(), |p| format!("{p}; {s}")));
+        }
+        let state = State { regs: cpu.regs, rflags: cpu.flags.get(), xmm: cpu.xmm, mem: self.bus.scratch.clone() };
+        EmuResult { state, problem }
+    }
+}
+
+impl Default for Emulator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison and reporting
+// ---------------------------------------------------------------------------------------------
+
+fn flag_names(f: u64) -> String {
+    let mut s = Vec::new();
+    for (b, n) in [(CF, "CF"), (PF, "PF"), (AF, "AF"), (ZF, "ZF"), (SF, "SF"), (DF, "DF"), (OF, "OF")] {
+        if f & b != 0 {
+            s.push(n);
+        }
+    }
+    s.join("|")
+}
+
+/// The differences between the native and emulated final states, one per line (empty: equal).
+pub fn compare(case: &Case, native: &State, emu: &State) -> Vec<String> {
+    let mut d = Vec::new();
+    for (k, name) in GPR_NAMES.iter().enumerate() {
+        if native.regs[k] != emu.regs[k] {
+            d.push(format!("{name:>6}: host {:#018x}  smmlab {:#018x}  (initial {:#018x})", native.regs[k], emu.regs[k], case.init.regs[k]));
+        }
+    }
+    let mask = COMPARED_FLAGS & !case.undefined_flags;
+    let (nf, ef) = (native.rflags & mask, emu.rflags & mask);
+    if nf != ef {
+        d.push(format!(
+            "rflags: host {:#x} [{}]  smmlab {:#x} [{}]  differ in [{}] (compared [{}], initial {:#x})",
+            nf,
+            flag_names(nf),
+            ef,
+            flag_names(ef),
+            flag_names(nf ^ ef),
+            flag_names(mask),
+            case.init.rflags
+        ));
+    }
+    for k in 0..16 {
+        if native.xmm[k] != emu.xmm[k] {
+            d.push(format!("{:>6}: host {:#034x}  smmlab {:#034x}  (initial {:#034x})", format!("xmm{k}"), native.xmm[k], emu.xmm[k], case.init.xmm[k]));
+        }
+    }
+    let diffs: Vec<usize> = (0..SCRATCH_SIZE).filter(|&k| native.mem[k] != emu.mem[k]).collect();
+    if !diffs.is_empty() {
+        let shown: Vec<String> = diffs
+            .iter()
+            .take(16)
+            .map(|&k| format!("+{k:#05x}: host {:02x} smmlab {:02x} (initial {:02x})", native.mem[k], emu.mem[k], case.init.mem[k]))
+            .collect();
+        d.push(format!("scratch: {} bytes differ: {}", diffs.len(), shown.join(", ")));
+    }
+    d
+}
+
+/// The case's code, disassembled.
+pub fn disassemble(code: &[u8]) -> String {
+    let mut dec = Decoder::with_ip(64, code, CODE_ADDR, DecoderOptions::NONE);
+    let mut fmt = IntelFormatter::new();
+    let mut s = String::new();
+    for i in &mut dec {
+        let mut text = String::new();
+        fmt.format(&i, &mut text);
+        let start = (i.ip() - CODE_ADDR) as usize;
+        let bytes: String = code[start..start + i.len()].iter().map(|b| format!("{b:02x}")).collect();
+        s.push_str(&format!("    {:#07x}  {:<32} {}\n", i.ip(), bytes, text));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+// ---------------------------------------------------------------------------------------------
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| {
+        let v = v.trim();
+        if let Some(h) = v.strip_prefix("0x") {
+            u64::from_str_radix(h, 16).ok()
+        } else {
+            v.parse().ok()
+        }
+    })
+}
+
+/// Runs a suite: `SMMLAB_DIFF_CASES` cases (default `default_cases`) from `SMMLAB_DIFF_SEED`
+/// (a number, or `random`; default `default_seed`); `SMMLAB_DIFF_CASE=<index>` runs one case.
+/// Panics with a report of the first mismatches.
+pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, default_cases: u64, default_seed: u64) {
+    let templates = suite(sse);
+    assert!(!templates.is_empty());
+    let tref: Vec<&Template> = templates.iter().collect();
+    let cases = env_u64("SMMLAB_DIFF_CASES").unwrap_or(default_cases);
+    let seed = match std::env::var("SMMLAB_DIFF_SEED") {
+        Ok(s) if s.trim() == "random" => {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            case_seed(t, std::process::id() as u64)
+        }
+        Ok(_) => env_u64("SMMLAB_DIFF_SEED").expect("SMMLAB_DIFF_SEED: a number or `random`"),
+        Err(_) => default_seed,
+    };
+    let only = env_u64("SMMLAB_DIFF_CASE");
+    let indices: Vec<u64> = match only {
+        Some(i) => vec![i],
+        None => (0..cases).collect(),
+    };
+    let started = std::time::Instant::now();
+    let table = CodeTable::new();
+    let mut emu = Emulator::new();
+    let mut used: BTreeMap<&'static str, u64> = templates.iter().map(|t| (t.name, 0)).collect();
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed_cases = 0u64;
+    const BATCH: usize = 4000;
+    for chunk in indices.chunks(BATCH) {
+        let batch: Vec<Case> = chunk.iter().map(|&i| generate(&table, &tref, seed, i)).collect();
+        for c in &batch {
+            for t in &c.templates {
+                *used.get_mut(t).unwrap() += 1;
+            }
+        }
+        let native = run_native(runner_test, &batch);
+        let (native, crashed) = match native {
+            Ok(n) => (n, None),
+            Err((n, msg)) => (Vec::new(), Some((n, msg))),
+        };
+        if let Some((n, msg)) = crashed {
+            let c = &batch[n];
+            failures.push(format!(
+                "case {} (SMMLAB_DIFF_SEED={seed:#x} SMMLAB_DIFF_CASE={}), templates {:?}: {msg}\n{}",
+                c.index,
+                c.index,
+                c.templates,
+                disassemble(&c.code)
+            ));
+            failed_cases += 1;
+            break;
+        }
+        for (c, n) in batch.iter().zip(&native) {
+            let r = emu.run(c);
+            let mut diffs = compare(c, n, &r.state);
+            if let Some(p) = r.problem {
+                diffs.insert(0, p);
+            }
+            if !diffs.is_empty() {
+                failed_cases += 1;
+                if failures.len() < 10 {
+                    failures.push(format!(
+                        "case {} (reproduce: SMMLAB_DIFF_SEED={seed:#x} SMMLAB_DIFF_CASE={}), templates {:?}\n{}  differences:\n    {}",
+                        c.index,
+                        c.index,
+                        c.templates,
+                        disassemble(&c.code),
+                        diffs.join("\n    ")
+                    ));
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{suite_name}: {} cases, seed {seed:#x}, {failed_cases} mismatching, {:.1} s; template use: {used:?}",
+        indices.len(),
+        elapsed.as_secs_f64()
+    );
+    if !failures.is_empty() {
+        panic!(
+            "{suite_name}: {failed_cases} of {} cases differ from the host CPU (seed {seed:#x}). First ones:\n\n{}",
+            indices.len(),
+            failures.join("\n")
+        );
+    }
+    if only.is_none() {
+        let unused: Vec<_> = used.iter().filter(|(_, &n)| n == 0).map(|(t, _)| *t).collect();
+        assert!(unused.is_empty(), "{suite_name}: templates never used: {unused:?}");
+    }
+}

@@ -1,0 +1,30 @@
+//! Differential tests: random instruction sequences run on the host CPU (in a child process)
+//! and in smmlab's CPU in 64-bit mode must leave the same GPRs, defined RFLAGS, XMM registers
+//! and scratch memory.
+//!
+//! Longer run with a random seed:
+//! `SMMLAB_DIFF_CASES=1000000 SMMLAB_DIFF_SEED=random cargo test -p smmlab-cpu --test differential -- --nocapture`
+//! Reproduce one failing case: `SMMLAB_DIFF_SEED=<seed> SMMLAB_DIFF_CASE=<index> cargo test ...`
+
+mod diff_support;
+
+const RUNNER: &str = "native_runner_executes_cases_from_stdin_when_spawned_by_the_harness";
+
+/// Not a test by itself: when the harness re-executes this binary with the runner env var set,
+/// this is the child process that runs the cases on the host CPU.
+#[test]
+fn native_runner_executes_cases_from_stdin_when_spawned_by_the_harness() {
+    if std::env::var_os(diff_support::NATIVE_ENV).is_some() {
+        diff_support::native_runner_main();
+    }
+}
+
+#[test]
+fn integer_sequences_match_the_host_cpu() {
+    diff_support::run_suite("integer", RUNNER, false, 40_000, 0x5eed_0001);
+}
+
+#[test]
+fn sse_integer_sequences_match_the_host_cpu() {
+    diff_support::run_suite("sse", RUNNER, true, 10_000, 0x5eed_0002);
+}
