@@ -296,14 +296,11 @@ impl Cpu {
         self.smm = true;
         self.flush_tlb();
         let base = self.smm_regs.smbase as u64 + 0xfc00;
-        let mut area = [0u8; 0x400];
-        self.read_smram(bus, base, &mut area);
-        // Bytes of the map that no field covers are zeroed (as KVM and Bochs do); the
-        // Intel-64 map's reserved area below its first field is left alone.
+        // Bytes of the map that no field covers are zeroed (as KVM and Bochs do).
         let start = (map.start() - 0xfc00) as usize;
-        area[start..].fill(0);
+        let mut area = [0u8; 0x400];
         img.store(map, &mut area);
-        self.write_smram(bus, base, &area);
+        self.write_smram(bus, base, &area, start);
         // Entry state.
         let smbase = self.smm_regs.smbase as u64;
         let data = Segment { selector: 0, base: 0, limit: 0xffff_ffff, attr: 0x893 };
@@ -326,17 +323,38 @@ impl Cpu {
         bus.smm_entered(&entry);
     }
 
+    /// The host pointer to the page holding the save area (SMBASE + 0xF000), when it is plain
+    /// memory for the CPU in SMM and holds no decoded code.
+    fn save_area_page(&mut self, bus: &mut dyn Bus, base: u64, kind: crate::AccessKind) -> Option<*mut u8> {
+        let page = base & !0xfff;
+        if base & 0xfff != 0xc00 || (kind == crate::AccessKind::Write && self.cache.has_code(page)) {
+            return None;
+        }
+        bus.host_page(page, kind, true).map(|p| p.as_ptr())
+    }
+
     /// Reads the 1 KiB below SMBASE + 0x10000 as the CPU in SMM sees it.
     fn read_smram(&mut self, bus: &mut dyn Bus, base: u64, out: &mut [u8; 0x400]) {
+        if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Read) {
+            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000.
+            unsafe { std::ptr::copy_nonoverlapping(p.add(0xc00), out.as_mut_ptr(), 0x400) };
+            return;
+        }
         for (k, chunk) in out.chunks_mut(8).enumerate() {
             let v = self.phys_read(bus, base + 8 * k as u64, 8);
             chunk.copy_from_slice(&v.to_le_bytes());
         }
     }
 
-    fn write_smram(&mut self, bus: &mut dyn Bus, base: u64, data: &[u8; 0x400]) {
-        for (k, chunk) in data.chunks(8).enumerate() {
-            let v = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    /// Writes `data[from..]` to the 1 KiB below SMBASE + 0x10000.
+    fn write_smram(&mut self, bus: &mut dyn Bus, base: u64, data: &[u8; 0x400], from: usize) {
+        if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Write) {
+            // SAFETY: as in read_smram.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(from), p.add(0xc00 + from), 0x400 - from) };
+            return;
+        }
+        for k in (from / 8)..0x80 {
+            let v = u64::from_le_bytes(data[8 * k..8 * k + 8].try_into().unwrap_or([0; 8]));
             self.phys_write(bus, base + 8 * k as u64, 8, v);
         }
     }
