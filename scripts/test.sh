@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: nasm assembles the benchmark ROM used by the CLI tests.
+# Debian packages the tests use: nasm assembles the test ROMs; QEMU 7.2 is the reference in
+# the SMM differential tests.
 need=()
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -1,14 +1,31 @@
-//! The platforms smmlab emulates. A [`Machine`] owns the CPU and a board; the board implements
-//! the CPU's [`cpu::Bus`] and routes every access to memory or a device.
+//! The platforms smmlab emulates. A [`Machine`] owns the CPU and a [`board::Board`]; the board
+//! implements the CPU's [`cpu::Bus`] and routes every access to memory or a device.
 //!
-//! Only the `minimal` board exists so far: RAM, a flat ROM ending at 4 GiB with its last 64 KiB
-//! aliased below 1 MiB, debugcon on port 0x402 and isa-debug-exit on port 0xF4.
+//! Boards: `minimal` (RAM, a flat ROM, debugcon and isa-debug-exit), `pc` (i440FX + PIIX4) and
+//! `q35` (MCH + ICH9 LPC). On `pc` and `q35` every memory access goes through
+//! [`smram::route`], the one place SMRAM visibility is decided.
+//!
+//! How [`Machine::run`] drives time: guest time is the CPU's retired-instruction count (plus
+//! time skipped while halted) at [`MachineConfig::instructions_per_second`]. The machine runs
+//! the CPU in slices that end at the next timer deadline, tells the board the count between
+//! slices ([`board::Board::set_now`], which fires due timers), and the CPU reports the count
+//! before each port access ([`cpu::Bus::sync_icount`]) so the PM timer and SMI timestamps are
+//! exact. When SMRAM or PAM change, the board asserts `Pending::STOP`; the machine then calls
+//! [`cpu::Cpu::flush_code`] and continues.
 
+pub mod board;
+pub mod chipset;
+pub mod clock;
 pub mod devices;
+pub mod events;
 pub mod memory;
-pub mod minimal;
+pub mod pci;
+pub mod smi;
+pub mod smram;
 
+use clock::{Clock, Ticks};
 use cpu::{Cpu, CpuModel, Exit};
+use events::MachineEvent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +40,8 @@ pub enum MachineError {
     RomSize { path: PathBuf, size: usize },
     #[error("memory size {0} MiB is out of range (1..=3072)")]
     MemorySize(u64),
+    #[error("the instruction rate must be greater than zero")]
+    Rate,
 }
 
 /// Why a run ended.
@@ -54,13 +73,28 @@ impl ExitReason {
 #[derive(Clone, Debug)]
 pub struct RunSummary {
     pub instructions: u64,
+    /// SMIs the CPU took (SMM entries).
     pub smis: u64,
+    /// SMM entries by the source of the SMI ("apm", "periodic", "io-trap", ...).
+    pub smis_by_source: BTreeMap<String, u64>,
+    /// SMIs raised by sources (several can merge into one entry).
+    pub smis_raised: u64,
     pub smm_instructions: u64,
+    /// Guest time spent in SMM.
+    pub smm_guest_ns: u64,
     pub guest_ns: u64,
     pub exit: ExitReason,
     /// The process exit status the run asks for.
     pub exit_code: i32,
     pub unimplemented: BTreeMap<String, u64>,
+}
+
+/// Which board to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardKind {
+    Minimal,
+    Pc,
+    Q35,
 }
 
 /// Options shared by every board.
@@ -81,21 +115,58 @@ impl Default for MachineConfig {
 /// A CPU and the board it runs on.
 pub struct Machine {
     pub cpu: Cpu,
-    pub board: minimal::Minimal,
+    pub board: board::Board,
     pub config: MachineConfig,
 }
 
+/// The longest CPU slice between two looks at the clock.
+const MAX_SLICE: u64 = 1 << 24;
+
 impl Machine {
-    /// A minimal machine running `rom`.
-    pub fn minimal(config: MachineConfig, rom: Vec<u8>) -> Result<Self, MachineError> {
+    /// A machine of `kind` running `rom`.
+    pub fn new(kind: BoardKind, config: MachineConfig, rom: Vec<u8>) -> Result<Self, MachineError> {
         if config.memory_mib == 0 || config.memory_mib > 3072 {
             return Err(MachineError::MemorySize(config.memory_mib));
         }
-        let board = minimal::Minimal::new(config.memory_mib << 20, rom);
+        if config.instructions_per_second == 0 {
+            return Err(MachineError::Rate);
+        }
+        let ram = config.memory_mib << 20;
+        let ips = config.instructions_per_second;
+        let board = match kind {
+            BoardKind::Minimal => board::Board::Minimal(board::minimal::Minimal::new(ram, rom)),
+            BoardKind::Pc => board::Board::Pc(Box::new(board::pc::new(ram, rom, ips))),
+            BoardKind::Q35 => board::Board::Q35(Box::new(board::q35::new(ram, rom, ips))),
+        };
         Ok(Machine { cpu: Cpu::new(config.model), board, config })
     }
 
+    /// A minimal machine running `rom`.
+    pub fn minimal(config: MachineConfig, rom: Vec<u8>) -> Result<Self, MachineError> {
+        Self::new(BoardKind::Minimal, config, rom)
+    }
+
+    /// An i440FX `pc` machine running `rom`.
+    pub fn pc(config: MachineConfig, rom: Vec<u8>) -> Result<Self, MachineError> {
+        Self::new(BoardKind::Pc, config, rom)
+    }
+
+    /// A `q35` machine running `rom`.
+    pub fn q35(config: MachineConfig, rom: Vec<u8>) -> Result<Self, MachineError> {
+        Self::new(BoardKind::Q35, config, rom)
+    }
+
+    /// Takes the machine events queued so far (empty on the minimal board).
+    pub fn drain_events(&mut self) -> Vec<MachineEvent> {
+        self.board.events().map(|e| e.drain()).unwrap_or_default()
+    }
+
     /// Runs until the guest exits, shuts down, halts for good, or `max_instructions` retire.
+    ///
+    /// The CPU runs in slices that end at the next timer deadline; between slices the board
+    /// learns the instruction count and fires due timers. A halted CPU skips guest time to the
+    /// next timer that raises an SMI. When the board asks for it (SMRAM or PAM changed) the
+    /// CPU's TLB and decoded code are flushed before it continues.
     pub fn run(&mut self, max_instructions: u64) -> RunSummary {
         let start = self.cpu.icount;
         let exit = loop {
@@ -103,25 +174,53 @@ impl Machine {
             if left == 0 {
                 break ExitReason::InstructionLimit;
             }
-            match self.cpu.run(&mut self.board, left.min(1 << 24)) {
+            self.board.set_now(self.cpu.icount);
+            let now = self.board.now(self.cpu.icount);
+            let mut slice = left.min(MAX_SLICE);
+            if let Some(d) = self.board.next_deadline() {
+                slice = slice.min(d.0.saturating_sub(now.0).max(1));
+            }
+            self.board.begin_slice(Ticks(now.0.saturating_add(slice)));
+            let r = self.cpu.run(self.board.bus(), slice);
+            self.board.set_now(self.cpu.icount);
+            if self.board.take_flush() {
+                self.cpu.flush_code();
+            }
+            match r {
                 Exit::InstructionLimit => continue,
-                Exit::Stopped => break ExitReason::DebugExit,
+                Exit::Stopped if self.board.debug_exit_code().is_some() => break ExitReason::DebugExit,
+                Exit::Stopped => continue,
                 Exit::Shutdown(why) => break ExitReason::Shutdown(why),
-                Exit::Halted => break ExitReason::Halted,
+                Exit::Halted => {
+                    // An SMI the halted CPU did not take cannot wake it later either.
+                    if self.board.smi_pending() {
+                        break ExitReason::Halted;
+                    }
+                    match self.board.next_wake() {
+                        Some(t) => self.board.skip_to(t),
+                        None => break ExitReason::Halted,
+                    }
+                }
             }
         };
         let exit_code = match &exit {
-            ExitReason::DebugExit => self.board.debug_exit.code().unwrap_or(0) as i32,
+            ExitReason::DebugExit => self.board.debug_exit_code().unwrap_or(0) as i32,
             ExitReason::Shutdown(_) => 3,
             ExitReason::InstructionLimit => 4,
             ExitReason::Halted => 5,
         };
         let instructions = self.cpu.icount;
+        let clock = Clock::new(self.config.instructions_per_second);
+        let guest_ns = clock.ns_from_ticks(self.board.now(instructions).0);
+        let stats = self.board.events().map(|e| e.stats.clone()).unwrap_or_default();
         RunSummary {
             instructions,
-            smis: 0,
-            smm_instructions: 0,
-            guest_ns: (instructions as u128 * 1_000_000_000 / self.config.instructions_per_second.max(1) as u128) as u64,
+            smis: stats.smm_entries,
+            smis_by_source: stats.smis_by_source.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            smis_raised: stats.smis_raised,
+            smm_instructions: stats.smm_instructions,
+            smm_guest_ns: clock.ns_from_ticks(stats.smm_ticks),
+            guest_ns,
             exit,
             exit_code,
             unimplemented: self.cpu.unimplemented.clone(),

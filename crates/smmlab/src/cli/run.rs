@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use cpu::cpuid::Vendor;
 use cpu::CpuModel;
-use machine::{Machine, MachineConfig, RunSummary};
+use machine::{BoardKind, Machine, MachineConfig, RunSummary};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -12,9 +12,9 @@ use std::path::PathBuf;
 pub enum MachineKind {
     /// RAM, a flat ROM, debugcon and isa-debug-exit.
     Minimal,
-    /// i440FX + PIIX (not yet available).
+    /// i440FX + PIIX4: SMRAM at 0x72, APM SMIs through PIIX4 PM.
     Pc,
-    /// Q35 + ICH9 (not yet available).
+    /// Q35 + ICH9: SMRAM/ESMRAMC/TSEG, ICH9 SMI logic and timers.
     Q35,
 }
 
@@ -64,7 +64,9 @@ pub struct RunArgs {
 struct SummaryJson<'a> {
     instructions: u64,
     smis: u64,
+    smis_by_source: &'a std::collections::BTreeMap<String, u64>,
     smm_instructions: u64,
+    smm_guest_ns: u64,
     guest_ns: u64,
     exit: &'a str,
     exit_detail: Option<&'a str>,
@@ -88,24 +90,30 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         bail!("--ips must be greater than zero");
     }
     let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips };
-    let mut m = match a.machine {
-        MachineKind::Minimal => Machine::minimal(config, rom)?,
-        MachineKind::Pc | MachineKind::Q35 => bail!("machine {:?} is not available yet; use --machine minimal", a.machine),
+    let kind = match a.machine {
+        MachineKind::Minimal => BoardKind::Minimal,
+        MachineKind::Pc => BoardKind::Pc,
+        MachineKind::Q35 => BoardKind::Q35,
     };
+    let mut m = Machine::new(kind, config, rom)?;
+    // The CLI reports counters only; do not queue every event of a long run.
+    if let Some(ev) = m.board.events() {
+        ev.recording = false;
+    }
     match a.debugcon.as_deref() {
         None => {}
-        Some("-") => m.board.debugcon.sink = Some(Box::new(std::io::stdout())),
+        Some("-") => m.board.debugcon().sink = Some(Box::new(std::io::stdout())),
         Some(path) => {
             let f = std::fs::File::create(path).with_context(|| format!("cannot create debugcon file {path}"))?;
-            m.board.debugcon.sink = Some(Box::new(std::io::BufWriter::new(f)));
+            m.board.debugcon().sink = Some(Box::new(std::io::BufWriter::new(f)));
         }
     }
     let t0 = std::time::Instant::now();
     let s = m.run(a.max_instructions);
     let wall = t0.elapsed().as_secs_f64();
-    m.board.debugcon.flush();
+    m.board.debugcon().flush();
     if a.bios.is_none() && a.debugcon.is_none() && !a.quiet {
-        print!("{}", String::from_utf8_lossy(&m.board.debugcon.output));
+        print!("{}", String::from_utf8_lossy(&m.board.debugcon().output));
     }
     if !a.quiet {
         print_summary(&s, wall);
@@ -118,7 +126,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         let j = SummaryJson {
             instructions: s.instructions,
             smis: s.smis,
+            smis_by_source: &s.smis_by_source,
             smm_instructions: s.smm_instructions,
+            smm_guest_ns: s.smm_guest_ns,
             guest_ns: s.guest_ns,
             exit: s.exit.name(),
             exit_detail: detail,
@@ -143,7 +153,11 @@ fn print_summary(s: &RunSummary, wall: f64) {
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);
     println!("SMIs:             {}", s.smis);
+    for (source, n) in &s.smis_by_source {
+        println!("  {source:<16} {n}");
+    }
     println!("SMM instructions: {}", s.smm_instructions);
+    println!("guest time in SMM: {:.3} ms", s.smm_guest_ns as f64 / 1e6);
     println!("wall time:        {:.3} s ({:.0} MIPS)", wall, s.instructions as f64 / wall.max(1e-9) / 1e6);
     if s.unimplemented.is_empty() {
         println!("unimplemented:    none");

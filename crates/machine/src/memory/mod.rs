@@ -1,4 +1,7 @@
-//! Guest RAM and ROM.
+//! Guest RAM, the firmware ROM and PAM shadowing.
+
+pub mod pam;
+pub mod rom;
 
 /// Guest RAM: one zeroed block.
 pub struct Ram {

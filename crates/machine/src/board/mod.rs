@@ -1,0 +1,115 @@
+//! Boards: which devices sit where. `minimal` is RAM, ROM and the debug ports; `pc` and `q35`
+//! are the common [`platform::Platform`] around the i440FX and q35 chipsets.
+
+pub mod minimal;
+pub mod pc;
+pub mod platform;
+pub mod q35;
+
+use crate::clock::Ticks;
+use crate::devices::debugcon::Debugcon;
+use crate::events::Events;
+use crate::smi::io_trap::IoTraps;
+use crate::smi::pin::SmiPin;
+use cpu::Bus;
+
+/// One of the boards, chosen at run time.
+pub enum Board {
+    Minimal(minimal::Minimal),
+    Pc(Box<pc::Pc>),
+    Q35(Box<q35::Q35>),
+}
+
+macro_rules! platform {
+    ($self:expr, $p:ident => $e:expr, $minimal:expr) => {
+        match $self {
+            Board::Pc($p) => $e,
+            Board::Q35($p) => $e,
+            Board::Minimal(_) => $minimal,
+        }
+    };
+}
+
+impl Board {
+    /// The board as the CPU's bus.
+    pub fn bus(&mut self) -> &mut dyn Bus {
+        match self {
+            Board::Minimal(b) => b,
+            Board::Pc(b) => b.as_mut(),
+            Board::Q35(b) => b.as_mut(),
+        }
+    }
+
+    /// The debug console.
+    pub fn debugcon(&mut self) -> &mut Debugcon {
+        match self {
+            Board::Minimal(b) => &mut b.debugcon,
+            Board::Pc(b) => &mut b.debugcon,
+            Board::Q35(b) => &mut b.debugcon,
+        }
+    }
+
+    /// The value the guest wrote to isa-debug-exit, once it has.
+    pub fn debug_exit_code(&self) -> Option<u8> {
+        match self {
+            Board::Minimal(b) => b.debug_exit.code(),
+            Board::Pc(b) => b.debug_exit.code(),
+            Board::Q35(b) => b.debug_exit.code(),
+        }
+    }
+
+    /// Records the CPU's retired-instruction count and fires due timers.
+    pub fn set_now(&mut self, icount: u64) {
+        platform!(self, p => p.set_now(icount), ())
+    }
+
+    /// Guest time (ticks) given the CPU's count `icount` (the minimal board has no idle time).
+    pub fn now(&self, icount: u64) -> Ticks {
+        platform!(self, p => p.now(), Ticks(icount))
+    }
+
+    /// Moves guest time forward while the CPU is halted.
+    pub fn skip_to(&mut self, t: Ticks) {
+        platform!(self, p => p.skip_to(t), ())
+    }
+
+    /// Starts a CPU slice ending at `end`.
+    pub fn begin_slice(&mut self, end: Ticks) {
+        platform!(self, p => p.begin_slice(end), ())
+    }
+
+    /// The next timer deadline.
+    pub fn next_deadline(&self) -> Option<Ticks> {
+        platform!(self, p => p.next_deadline(), None)
+    }
+
+    /// The next timer deadline that raises an SMI.
+    pub fn next_wake(&self) -> Option<Ticks> {
+        platform!(self, p => p.next_wake(), None)
+    }
+
+    /// Whether the CPU must be flushed (SMRAM or PAM changed); clears the request.
+    pub fn take_flush(&mut self) -> bool {
+        platform!(self, p => p.take_flush(), false)
+    }
+
+    /// Whether SMI# is asserted.
+    pub fn smi_pending(&self) -> bool {
+        platform!(self, p => p.smi.is_pending(), false)
+    }
+
+    /// Events and counters (None on the minimal board).
+    pub fn events(&mut self) -> Option<&mut Events> {
+        platform!(self, p => Some(&mut p.events), None)
+    }
+
+    /// I/O trap configuration (None on the minimal board).
+    pub fn io_traps(&mut self) -> Option<&mut IoTraps> {
+        platform!(self, p => Some(&mut p.io_traps), None)
+    }
+
+    /// The external SMI pin (None on the minimal board).
+    pub fn smi_pin(&mut self) -> Option<&mut SmiPin> {
+        platform!(self, p => Some(&mut p.smi_pin), None)
+    }
+}

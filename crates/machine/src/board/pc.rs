@@ -1,0 +1,233 @@
+//! The `pc` board: i440FX PMC at 00:00.0, PIIX3 ISA bridge at 00:01.0 and PIIX4 power
+//! management at 00:01.3 (QEMU's `pc` machine), on the common [`Platform`].
+
+use super::platform::Platform;
+use crate::chipset::i440fx::piix3_isa::Piix3Isa;
+use crate::chipset::i440fx::piix4_pm::{Piix4Pm, PM_IO_SIZE};
+use crate::chipset::i440fx::pmc::Pmc;
+use crate::chipset::Chipset;
+use crate::clock::Ticks;
+use crate::memory::pam::Pam;
+use crate::pci::PciFunction;
+use crate::smi::SmiLatch;
+use crate::smram::SmramConfig;
+
+/// The i440FX + PIIX chipset.
+#[derive(Clone, Debug)]
+pub struct I440fx {
+    pub pmc: Pmc,
+    pub isa: Piix3Isa,
+    pub pm: Piix4Pm,
+}
+
+/// The `pc` board.
+pub type Pc = Platform<I440fx>;
+
+/// A `pc` board with `ram_size` bytes of RAM.
+pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Pc {
+    let chipset = I440fx { pmc: Pmc::new(), isa: Piix3Isa::default(), pm: Piix4Pm::new(instructions_per_second) };
+    Platform::new(ram_size, rom, chipset, instructions_per_second)
+}
+
+impl I440fx {
+    fn function(&self, device: u8, function: u8) -> Option<&dyn PciFunction> {
+        match (device, function) {
+            (0, 0) => Some(&self.pmc),
+            (1, 0) => Some(&self.isa),
+            (1, 3) => Some(&self.pm),
+            _ => None,
+        }
+    }
+
+    fn function_mut(&mut self, device: u8, function: u8) -> Option<&mut dyn PciFunction> {
+        match (device, function) {
+            (0, 0) => Some(&mut self.pmc),
+            (1, 0) => Some(&mut self.isa),
+            (1, 3) => Some(&mut self.pm),
+            _ => None,
+        }
+    }
+
+    fn pm_offset(&self, port: u16) -> Option<u16> {
+        let base = self.pm.pm_base()?;
+        (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
+    }
+}
+
+impl Chipset for I440fx {
+    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
+        self.function(device, function).map(|f| f.config_read(offset, size))
+    }
+
+    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, _now: Ticks, _smi: &mut SmiLatch) {
+        if let Some(f) = self.function_mut(device, function) {
+            f.config_write(offset, size, value);
+        }
+    }
+
+    fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
+        self.pm_offset(port).map(|o| self.pm.pm_read(o, size, now))
+    }
+
+    fn io_write(&mut self, port: u16, size: u8, value: u32, _now: Ticks, _smi: &mut SmiLatch) -> bool {
+        match self.pm_offset(port) {
+            Some(o) => {
+                self.pm.pm_write(o, size, value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
+        self.pm.apm_command(cmd, data, now, smi);
+    }
+
+    fn smram(&self, low_ram_top: u64) -> SmramConfig {
+        self.pmc.smram(low_ram_top)
+    }
+
+    fn pam(&self) -> Pam {
+        self.pmc.pam()
+    }
+
+    fn next_deadline(&self) -> Option<Ticks> {
+        None
+    }
+
+    fn next_wake(&self) -> Option<Ticks> {
+        None
+    }
+
+    fn advance(&mut self, _now: Ticks, _smi: &mut SmiLatch) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::MachineEvent;
+    use cpu::{Access, AccessKind, Bus, Pending};
+    use proptest::prelude::*;
+
+    const RAM: u64 = 32 << 20;
+
+    fn rom() -> Vec<u8> {
+        (0..0x20000u32).map(|i| (i >> 16) as u8 + 1).collect()
+    }
+
+    fn out(b: &mut Pc, port: u16, size: u8, v: u32) {
+        b.io_out(Access { addr: port as u64, size, kind: AccessKind::IoOut, smm: false }, v);
+    }
+
+    fn cfg_write(b: &mut Pc, devfn: u32, reg: u8, size: u8, v: u32) {
+        out(b, 0xcf8, 4, 0x8000_0000 | devfn << 8 | (reg as u32 & 0xfc));
+        out(b, 0xcfc + (reg as u16 & 3), size, v);
+    }
+
+    fn rd(b: &mut Pc, addr: u64, kind: AccessKind, smm: bool) -> u64 {
+        b.read(Access { addr, size: 1, kind, smm })
+    }
+
+    #[test]
+    fn rom_top_128k_at_e0000_and_pam_shadowing() {
+        let mut b = new(RAM, rom(), 1_000_000);
+        assert_eq!(rd(&mut b, 0xe_0000, AccessKind::Read, false), 1);
+        assert_eq!(rd(&mut b, 0xf_0000, AccessKind::Fetch, false), 2);
+        // make_bios_writable: reads and writes go to RAM.
+        cfg_write(&mut b, 0, 0x58, 4, 0x3333_3000);
+        cfg_write(&mut b, 0, 0x5c, 4, 0x3333_3333);
+        assert!(b.take_flush());
+        assert!(b.events.drain().iter().any(|e| matches!(e, MachineEvent::PamChanged { .. })));
+        assert_eq!(rd(&mut b, 0xf_0000, AccessKind::Read, false), 0);
+        b.write(Access { addr: 0xf_0000, size: 1, kind: AccessKind::Write, smm: false }, 0x77);
+        // make_bios_readonly: reads from RAM, writes dropped.
+        cfg_write(&mut b, 0, 0x58, 4, 0x1111_1000);
+        b.write(Access { addr: 0xf_0000, size: 1, kind: AccessKind::Write, smm: false }, 0x55);
+        assert_eq!(rd(&mut b, 0xf_0000, AccessKind::Read, false), 0x77);
+    }
+
+    #[test]
+    fn a_64k_rom_appears_twice_below_1m() {
+        let mut b = new(RAM, vec![0xab; 0x10000], 1_000_000);
+        assert_eq!(rd(&mut b, 0xe_0000, AccessKind::Read, false), 0xab);
+        assert_eq!(rd(&mut b, 0xf_ffff, AccessKind::Read, false), 0xab);
+        assert!(b.host_page(0xe_0000, AccessKind::Fetch, false).is_some());
+        assert!(b.host_page(0xe_0000, AccessKind::Write, false).is_none());
+    }
+
+    #[test]
+    fn benchmark_rom_enables_apmc_through_cf8_cfc() {
+        let mut b = new(RAM, rom(), 1_000_000);
+        out(&mut b, 0xcf8, 4, 0x8000_0b58);
+        let v = b.io_in(Access { addr: 0xcfc, size: 4, kind: AccessKind::IoIn, smm: false });
+        out(&mut b, 0xcfc, 4, v | 0x0200_0000);
+        out(&mut b, 0xb2, 1, 1);
+        assert!(b.pending().has(Pending::SMI));
+    }
+
+    #[test]
+    fn d_cls_in_smm_separates_code_and_data() {
+        let mut b = new(RAM, rom(), 1_000_000);
+        cfg_write(&mut b, 0, 0x72, 1, 0x4a);
+        b.write(Access { addr: 0xa_0000, size: 1, kind: AccessKind::Write, smm: false }, 0xc3);
+        cfg_write(&mut b, 0, 0x72, 1, 0x2a);
+        assert_eq!(rd(&mut b, 0xa_0000, AccessKind::Fetch, true), 0xc3);
+        assert_eq!(rd(&mut b, 0xa_0000, AccessKind::Read, true), 0xff);
+        assert!(b.host_page(0xa_0000, AccessKind::Read, true).is_none());
+        assert!(b.host_page(0xa_0000, AccessKind::Fetch, true).is_some());
+    }
+
+    /// A guest step outside SMM: a config write to the PMC, or a memory access.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Smram(u8),
+        Pam(u8, u8),
+        Write(u64, u8),
+        Read(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            any::<u8>().prop_map(Step::Smram),
+            (0u8..7, any::<u8>()).prop_map(|(r, v)| Step::Pam(r, v)),
+            (0x9_f000u64..0xc_1000, any::<u8>()).prop_map(|(a, v)| Step::Write(a, v)),
+            (0x9_f000u64..0xc_1000).prop_map(Step::Read),
+        ]
+    }
+
+    proptest! {
+        /// Once SMRAM is closed (D_OPEN = 0) or locked, no sequence of non-SMM register writes
+        /// and memory accesses reads or changes SMRAM, unless the guest reopens it (which a
+        /// lock forbids).
+        #[test]
+        fn closed_or_locked_smram_is_untouchable_outside_smm(lock in any::<bool>(), steps in proptest::collection::vec(step(), 1..40)) {
+            let mut b = new(RAM, rom(), 1_000_000);
+            cfg_write(&mut b, 0, 0x72, 1, 0x4a);
+            for k in 0..0x20000u64 {
+                b.ram.as_mut_slice()[(0xa_0000 + k) as usize] = 0x5a ^ (k as u8);
+            }
+            let secret: Vec<u8> = b.ram.as_slice()[0xa_0000..0xc_0000].to_vec();
+            cfg_write(&mut b, 0, 0x72, 1, if lock { 0x1a } else { 0x0a });
+            for s in steps {
+                match s {
+                    Step::Smram(v) => {
+                        if !lock && v & 0x40 != 0 {
+                            continue; // reopening an unlocked SMRAM is allowed; not this property
+                        }
+                        cfg_write(&mut b, 0, 0x72, 1, v as u32);
+                    }
+                    Step::Pam(r, v) => cfg_write(&mut b, 0, 0x59 + r, 1, v as u32),
+                    Step::Write(a, v) => b.write(Access { addr: a, size: 1, kind: AccessKind::Write, smm: false }, v as u64),
+                    Step::Read(a) => {
+                        let got = rd(&mut b, a, AccessKind::Read, false);
+                        if (0xa_0000..0xc_0000).contains(&a) {
+                            prop_assert_eq!(got, 0xff, "read SMRAM at {:#x}", a);
+                        }
+                    }
+                }
+                prop_assert!(!b.smram_config().open());
+            }
+            prop_assert!(b.ram.as_slice()[0xa_0000..0xc_0000] == secret[..], "SMRAM changed");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The `q35` board: the 3 Series MCH at 00:00.0 and the ICH9 LPC bridge at 00:1F.0 (QEMU's
+//! `q35` machine), on the common [`Platform`].
+
+use super::platform::Platform;
+use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE};
+use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
+use crate::chipset::Chipset;
+use crate::clock::Ticks;
+use crate::memory::pam::Pam;
+use crate::pci::PciFunction;
+use crate::smi::SmiLatch;
+use crate::smram::SmramConfig;
+
+/// The q35 chipset.
+#[derive(Clone, Debug)]
+pub struct Q35Chipset {
+    pub mch: Mch,
+    pub lpc: Ich9Lpc,
+}
+
+/// The `q35` board.
+pub type Q35 = Platform<Q35Chipset>;
+
+/// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
+pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
+    let chipset = Q35Chipset { mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES), lpc: Ich9Lpc::new(instructions_per_second) };
+    Platform::new(ram_size, rom, chipset, instructions_per_second)
+}
+
+impl Q35Chipset {
+    fn pm_offset(&self, port: u16) -> Option<u16> {
+        let base = self.lpc.pm_base()?;
+        (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
+    }
+}
+
+impl Chipset for Q35Chipset {
+    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
+        match (device, function) {
+            (0, 0) => Some(self.mch.config_read(offset, size)),
+            (0x1f, 0) => Some(self.lpc.config_read(offset, size)),
+            _ => None,
+        }
+    }
+
+    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) {
+        match (device, function) {
+            (0, 0) => self.mch.config_write(offset, size, value),
+            (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now),
+            _ => {}
+        }
+    }
+
+    fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
+        self.pm_offset(port).map(|o| self.lpc.pm_read(o, size, now))
+    }
+
+    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) -> bool {
+        match self.pm_offset(port) {
+            Some(o) => {
+                self.lpc.pm_write(o, size, value, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
+        self.lpc.apm_command(cmd, data, now, smi);
+    }
+
+    fn smram(&self, low_ram_top: u64) -> SmramConfig {
+        self.mch.smram(low_ram_top)
+    }
+
+    fn pam(&self) -> Pam {
+        self.mch.pam()
+    }
+
+    fn next_deadline(&self) -> Option<Ticks> {
+        self.lpc.next_deadline()
+    }
+
+    fn next_wake(&self) -> Option<Ticks> {
+        self.lpc.next_wake()
+    }
+
+    fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
+        self.lpc.advance(now, smi);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chipset::q35::ich9_lpc::{SMI_EN, SMI_EN_APMC_EN, SMI_EN_GBL_SMI_EN, SMI_STS};
+    use crate::events::MachineEvent;
+    use crate::smi::SmiCause;
+    use cpu::{Access, AccessKind, Bus, Pending};
+
+    const RAM: u64 = 128 << 20;
+
+    fn board() -> Q35 {
+        new(RAM, vec![0x90; 0x10000], 1_000_000)
+    }
+
+    fn out(b: &mut Q35, port: u16, size: u8, v: u32) {
+        b.io_out(Access { addr: port as u64, size, kind: AccessKind::IoOut, smm: false }, v);
+    }
+
+    fn inp(b: &mut Q35, port: u16, size: u8) -> u32 {
+        b.io_in(Access { addr: port as u64, size, kind: AccessKind::IoIn, smm: false })
+    }
+
+    fn cfg_write(b: &mut Q35, dev: u8, reg: u8, size: u8, v: u32) {
+        out(b, 0xcf8, 4, 0x8000_0000 | (dev as u32) << 11 | (reg as u32 & 0xfc));
+        out(b, 0xcfc + (reg as u16 & 3), size, v);
+    }
+
+    fn cfg_read(b: &mut Q35, dev: u8, reg: u8, size: u8) -> u32 {
+        out(b, 0xcf8, 4, 0x8000_0000 | (dev as u32) << 11 | (reg as u32 & 0xfc));
+        inp(b, 0xcfc + (reg as u16 & 3), size)
+    }
+
+    fn rd(b: &mut Q35, addr: u64, smm: bool) -> u64 {
+        b.read(Access { addr, size: 4, kind: AccessKind::Read, smm })
+    }
+
+    fn wr(b: &mut Q35, addr: u64, v: u64, smm: bool) {
+        b.write(Access { addr, size: 4, kind: AccessKind::Write, smm }, v)
+    }
+
+    #[test]
+    fn host_bridge_and_lpc_answer_on_bus_0() {
+        let mut b = board();
+        assert_eq!(cfg_read(&mut b, 0, 0, 4), 0x29c0_8086);
+        assert_eq!(cfg_read(&mut b, 0x1f, 0, 4), 0x2918_8086);
+        assert_eq!(cfg_read(&mut b, 3, 0, 4), 0xffff_ffff, "empty slot");
+        assert_eq!(cfg_read(&mut b, 0, 0x9d, 1), 0x02);
+    }
+
+    #[test]
+    fn ovmf_smram_sequence_hides_tseg_and_locks() {
+        let mut b = board();
+        cfg_write(&mut b, 0, 0x50, 2, 0xffff);
+        assert_eq!(cfg_read(&mut b, 0, 0x50, 2), 16);
+        cfg_write(&mut b, 0, 0x9e, 1, 0x3f);
+        cfg_write(&mut b, 0, 0x9d, 1, 0x0a);
+        assert!(b.take_flush(), "SMRAM changes flush the CPU");
+        assert!(b.pending().has(Pending::STOP) || !b.take_flush());
+        let tseg = RAM - (16 << 20);
+        wr(&mut b, tseg, 0x1234_5678, true);
+        assert_eq!(rd(&mut b, tseg, true), 0x1234_5678);
+        assert_eq!(rd(&mut b, tseg, false), 0xffff_ffff);
+        wr(&mut b, tseg, 0, false);
+        assert_eq!(rd(&mut b, tseg, true), 0x1234_5678, "writes from outside SMM are dropped");
+        cfg_write(&mut b, 0, 0x9d, 1, 0x1a);
+        let ev = b.events.drain();
+        assert!(ev.iter().any(|e| matches!(e, MachineEvent::SmramLocked { .. })), "{ev:?}");
+        cfg_write(&mut b, 0, 0x9e, 1, 0x3e);
+        assert_eq!(rd(&mut b, tseg, false), 0xffff_ffff, "TSEG stays closed after D_LCK");
+    }
+
+    #[test]
+    fn flush_request_stops_the_cpu_until_taken() {
+        let mut b = board();
+        assert!(!b.pending().has(Pending::STOP));
+        cfg_write(&mut b, 0, 0x9d, 1, 0x4a);
+        assert!(b.pending().has(Pending::STOP));
+        assert!(b.take_flush());
+        assert!(!b.pending().has(Pending::STOP));
+    }
+
+    #[test]
+    fn a_b_segment_is_vga_hole_until_opened() {
+        let mut b = board();
+        assert_eq!(rd(&mut b, 0xa_0000, false), 0xffff_ffff);
+        cfg_write(&mut b, 0, 0x9d, 1, 0x4a);
+        wr(&mut b, 0xa_0000, 0xdead_beef, false);
+        cfg_write(&mut b, 0, 0x9d, 1, 0x0a);
+        assert_eq!(rd(&mut b, 0xa_0000, false), 0xffff_ffff);
+        assert_eq!(rd(&mut b, 0xa_0000, true), 0xdead_beef);
+        // High SMRAM: the same DRAM at 0xFEDA0000, and the A/B segment becomes VGA in SMM.
+        cfg_write(&mut b, 0, 0x9e, 1, 0xb8);
+        assert_eq!(rd(&mut b, 0xfeda_0000, true), 0xdead_beef);
+        assert_eq!(rd(&mut b, 0xfeda_0000, false), 0xffff_ffff);
+        assert_eq!(rd(&mut b, 0xa_0000, true), 0xffff_ffff);
+    }
+
+    #[test]
+    fn apm_smi_through_the_ich9_with_apm_sts() {
+        let mut b = board();
+        cfg_write(&mut b, 0x1f, 0x40, 4, 0x601);
+        cfg_write(&mut b, 0x1f, 0x44, 1, 0x80);
+        out(&mut b, 0x600 + SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_APMC_EN);
+        assert_eq!(inp(&mut b, 0x600 + SMI_EN, 4), SMI_EN_GBL_SMI_EN | SMI_EN_APMC_EN);
+        out(&mut b, 0xb3, 1, 0x5a);
+        out(&mut b, 0xb2, 1, 0x01);
+        assert!(b.pending().has(Pending::SMI));
+        assert!(!b.pending().has(Pending::IO_TRAP));
+        assert_eq!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 5), 1 << 5);
+        b.ack_smi();
+        assert!(!b.pending().has(Pending::SMI));
+        let e = cpu::SmmEntry { smbase: 0x30000, cs: 0xf000, rip: 0x10, mode: "real", icount: 7, from_halt: false, io_trap: false };
+        b.smm_entered(&e);
+        let ev = b.events.drain();
+        assert!(matches!(ev[0], MachineEvent::SmiRaised { cause: SmiCause::Apm { cmd: 1, data: 0x5a }, .. }), "{ev:?}");
+        assert!(matches!(ev[1], MachineEvent::SmmEntered { cause: Some(SmiCause::Apm { .. }), icount: 7, .. }), "{ev:?}");
+        assert_eq!(b.events.stats.smis_by_source.get("apm"), Some(&1));
+    }
+
+    #[test]
+    fn pm_timer_reads_the_virtual_clock_at_the_io_instruction() {
+        let mut b = board();
+        cfg_write(&mut b, 0x1f, 0x40, 4, 0x601);
+        cfg_write(&mut b, 0x1f, 0x44, 1, 0x80);
+        b.sync_icount(1_000_000);
+        assert_eq!(inp(&mut b, 0x608, 4), 3_579_545);
+        b.sync_icount(1_000_001);
+        assert_eq!(inp(&mut b, 0x608, 4), 3_579_548);
+    }
+
+    #[test]
+    fn pm_block_is_not_decoded_before_acpi_en() {
+        let mut b = board();
+        cfg_write(&mut b, 0x1f, 0x40, 4, 0x601);
+        assert_eq!(inp(&mut b, 0x630, 4), 0xffff_ffff);
+    }
+
+    #[test]
+    fn io_trap_raises_smi_with_io_trap_pending() {
+        let mut b = board();
+        b.io_traps.add(0x80..=0x80, false, true);
+        inp(&mut b, 0x80, 1);
+        assert!(!b.pending().has(Pending::SMI));
+        out(&mut b, 0x80, 1, 0x12);
+        assert_eq!(b.pending().0 & (Pending::SMI | Pending::IO_TRAP), Pending::SMI | Pending::IO_TRAP);
+        b.ack_smi();
+        assert!(!b.pending().has(Pending::IO_TRAP));
+    }
+
+    #[test]
+    fn lapic_smi_ipi_to_self() {
+        let mut b = board();
+        b.write(Access { addr: 0xfee0_0310, size: 4, kind: AccessKind::Write, smm: false }, 0);
+        b.write(Access { addr: 0xfee0_0300, size: 4, kind: AccessKind::Write, smm: false }, 0x4200);
+        assert!(b.pending().has(Pending::SMI));
+        assert!(matches!(b.events.drain()[0], MachineEvent::SmiRaised { cause: SmiCause::Ipi, .. }));
+    }
+
+    #[test]
+    fn smi_pin_fires_at_its_guest_time() {
+        let mut b = board();
+        b.smi_pin.raise_at(Ticks(500));
+        assert_eq!(b.next_deadline(), Some(Ticks(500)));
+        b.set_now(499);
+        assert!(!b.pending().has(Pending::SMI));
+        b.set_now(500);
+        assert!(b.pending().has(Pending::SMI));
+    }
+
+    #[test]
+    fn timer_armed_inside_a_slice_stops_the_cpu() {
+        let mut b = board();
+        cfg_write(&mut b, 0x1f, 0x40, 4, 0x601);
+        cfg_write(&mut b, 0x1f, 0x44, 1, 0x80);
+        b.begin_slice(Ticks(1 << 40));
+        inp(&mut b, 0x80, 1);
+        assert!(b.pending().has(Pending::STOP), "the periodic timer (64 s) is earlier than the slice end");
+        b.begin_slice(Ticks(1_000));
+        assert!(!b.pending().has(Pending::STOP));
+        out(&mut b, 0x600 + SMI_EN, 4, 1 << 6); // SWSMI_TMR_EN: 1.5 ms = 1500 ticks
+        assert!(!b.pending().has(Pending::STOP));
+        b.begin_slice(Ticks(2_000));
+        out(&mut b, 0x600 + SMI_EN, 4, 0);
+        out(&mut b, 0x600 + SMI_EN, 4, 1 << 6);
+        assert!(b.pending().has(Pending::STOP));
+    }
+
+    #[test]
+    fn unmapped_ports_and_memory_read_all_ones() {
+        let mut b = board();
+        assert_eq!(inp(&mut b, 0x1234, 2), 0xffff);
+        assert_eq!(inp(&mut b, 0xcf9, 1), 0xff);
+        assert_eq!(rd(&mut b, 0xd0000, false), 0xffff_ffff);
+        assert_eq!(rd(&mut b, 0xf000_0000, false), 0xffff_ffff);
+        assert_eq!(b.read(Access { addr: 0xffff_fff0, size: 8, kind: AccessKind::Fetch, smm: false }), 0x9090_9090_9090_9090);
+    }
+}

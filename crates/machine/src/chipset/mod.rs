@@ -1,0 +1,38 @@
+//! Chipsets: the north- and southbridge functions of each board, behind one [`Chipset`] trait
+//! the platform board drives. A chipset decodes its own registers into a neutral
+//! [`SmramConfig`] and [`Pam`]; it never reaches into memory. [`crate::smram::route`] decides
+//! visibility.
+
+pub mod acpi_pm;
+pub mod i440fx;
+pub mod q35;
+
+use crate::clock::Ticks;
+use crate::memory::pam::Pam;
+use crate::smi::SmiLatch;
+use crate::smram::SmramConfig;
+
+/// The chipset-specific half of a PC board.
+#[allow(clippy::too_many_arguments)]
+pub trait Chipset {
+    /// Reads a bus-0 configuration space; `None` if no function answers at `device.function`.
+    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32>;
+    /// Writes a bus-0 configuration space (dropped if no function answers).
+    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch);
+    /// Reads a port the chipset decodes (the PM I/O block); `None` if it does not claim it.
+    fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32>;
+    /// Writes a port the chipset decodes; false if it does not claim it.
+    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool;
+    /// A write of `cmd` to APM_CNT with `data` in APM_STS.
+    fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch);
+    /// SMRAM control as the registers say; TSEG ends at `low_ram_top`.
+    fn smram(&self, low_ram_top: u64) -> SmramConfig;
+    /// BIOS shadowing.
+    fn pam(&self) -> Pam;
+    /// The next time a chipset timer expires.
+    fn next_deadline(&self) -> Option<Ticks>;
+    /// The next time a chipset timer expiry raises an SMI (can wake a halted CPU).
+    fn next_wake(&self) -> Option<Ticks>;
+    /// Expires the timers due by `now`.
+    fn advance(&mut self, now: Ticks, smi: &mut SmiLatch);
+}

@@ -1,0 +1,502 @@
+//! The ICH9 LPC interface bridge, 00:1F.0 (8086:2918): PMBASE and the PM I/O block with the
+//! SMI logic (SMI_EN, SMI_STS, GBL_SMI_EN, APMC_EN, SMI_LOCK), the periodic and software SMI
+//! timers, PM1 and the PM timer. Registers from the Intel I/O Controller Hub 9 (ICH9) Family
+//! datasheet (doc. 316972): §13.1 "LPC Interface Bridge Registers (D31:F0)", §13.8.3
+//! "Power Management I/O Registers".
+//!
+//! Departures from QEMU, following the datasheet: GBL_SMI_EN gates every SMI this function
+//! raises; APM_STS (SMI_STS bit 5) is set by APM SMIs; SMI_STS is write-one-to-clear; the
+//! periodic SMI timer runs from reset (its STS bit sets every period, PERIODIC_EN gates the
+//! SMI); the software SMI timer is one-shot, started when SWSMI_TMR_EN goes 0 -> 1. As in
+//! QEMU, the APM commands 0x02/0x03 only set/clear SCI_EN and raise no SMI.
+
+use super::mch::VENDOR_INTEL;
+use crate::chipset::acpi_pm::AcpiPm;
+use crate::clock::{Clock, Ticks};
+use crate::pci::config::{ConfigSpace, HEADER_TYPE_MULTI_FUNCTION};
+use crate::pci::PciFunction;
+use crate::smi::timer::SmiTimer;
+use crate::smi::{SmiCause, SmiLatch};
+
+/// LPC bridge device ID (ICH9).
+pub const LPC_DEVICE_ID: u16 = 0x2918;
+/// ISA bridge class code.
+pub const LPC_CLASS: u32 = 0x06_01_00;
+/// Revision ID as QEMU presents it.
+pub const LPC_REVISION: u8 = 0x02;
+
+/// PMBASE, ACPI base address (32 bits): bits 15:7 select a 128-byte I/O block, bit 0 reads 1.
+pub const LPC_PMBASE: u8 = 0x40;
+/// PMBASE writable bits.
+pub const PMBASE_WMASK: u32 = 0x0000_ff80;
+/// PMBASE bit 0, resource type indicator (I/O), hard-wired to 1.
+pub const PMBASE_RTE: u32 = 1;
+/// Size of the PM I/O block.
+pub const PM_IO_SIZE: u16 = 128;
+/// ACPI_CNTL (8 bits): ACPI_EN bit 7 enables the PM I/O decode, SCI_IRQ_SEL 2:0.
+pub const LPC_ACPI_CNTL: u8 = 0x44;
+/// ACPI_CNTL.ACPI_EN.
+pub const ACPI_CNTL_ACPI_EN: u8 = 1 << 7;
+/// ACPI_CNTL writable bits.
+pub const ACPI_CNTL_WMASK: u8 = 0x87;
+/// GPIOBASE (32 bits, stored).
+pub const LPC_GPIOBASE: u8 = 0x48;
+/// GC, GPIO control (8 bits, stored).
+pub const LPC_GC: u8 = 0x4c;
+/// PIRQA_ROUT..PIRQD_ROUT (8 bits each).
+pub const LPC_PIRQA_ROUT: u8 = 0x60;
+/// PIRQE_ROUT..PIRQH_ROUT (8 bits each).
+pub const LPC_PIRQE_ROUT: u8 = 0x68;
+/// PIRQx_ROUT reset value (IRQEN = 1: routing disabled).
+pub const PIRQ_ROUT_RESET: u8 = 0x80;
+/// PIRQx_ROUT writable bits.
+pub const PIRQ_ROUT_WMASK: u8 = 0x8f;
+/// GEN_PMCON_1 (16 bits).
+pub const LPC_GEN_PMCON_1: u8 = 0xa0;
+/// GEN_PMCON_1.PER_SMI_SEL (bits 1:0): periodic SMI rate, 00 64 s, 01 32 s, 10 16 s, 11 8 s.
+pub const GEN_PMCON_1_PER_SMI_SEL: u16 = 0b11;
+/// GEN_PMCON_1.SMI_LOCK (bit 4): sticky; freezes SMI_EN.GBL_SMI_EN until reset.
+pub const GEN_PMCON_1_SMI_LOCK: u16 = 1 << 4;
+/// GEN_PMCON_1 writable bits.
+pub const GEN_PMCON_1_WMASK: u16 = 0x0eff;
+/// GEN_PMCON_2 (8 bits, status bits; stored as zero).
+pub const LPC_GEN_PMCON_2: u8 = 0xa2;
+/// GEN_PMCON_3 (16 bits).
+pub const LPC_GEN_PMCON_3: u8 = 0xa4;
+/// GEN_PMCON_3.SWSMI_RATE_SEL (bits 7:6): 00 1.5 ms, 01 16 ms, 10 32 ms, 11 64 ms.
+pub const GEN_PMCON_3_SWSMI_RATE_SEL_SHIFT: u16 = 6;
+/// GEN_PMCON_3 writable bits.
+pub const GEN_PMCON_3_WMASK: u16 = 0x3fff;
+/// RCBA, root complex base address (32 bits, stored).
+pub const LPC_RCBA: u8 = 0xf0;
+/// RCBA writable bits: base 31:14, enable 0.
+pub const RCBA_WMASK: u32 = 0xffff_c001;
+
+/// SMI_EN offset in the PM I/O block (32 bits).
+pub const SMI_EN: u16 = 0x30;
+/// SMI_EN.GBL_SMI_EN (bit 0): enables SMI# generation at all.
+pub const SMI_EN_GBL_SMI_EN: u32 = 1 << 0;
+/// SMI_EN.EOS (bit 1): end of SMI (stored; SMI# re-arming is not modelled).
+pub const SMI_EN_EOS: u32 = 1 << 1;
+/// SMI_EN.APMC_EN (bit 5): writes to APM_CNT raise an SMI.
+pub const SMI_EN_APMC_EN: u32 = 1 << 5;
+/// SMI_EN.SWSMI_TMR_EN (bit 6): starts the software SMI timer.
+pub const SMI_EN_SWSMI_TMR_EN: u32 = 1 << 6;
+/// SMI_EN.BIOS_RLS (bit 7): write-only strobe, reads 0.
+pub const SMI_EN_BIOS_RLS: u32 = 1 << 7;
+/// SMI_EN.PERIODIC_EN (bit 14): the periodic timer raises an SMI.
+pub const SMI_EN_PERIODIC_EN: u32 = 1 << 14;
+/// SMI_EN writable bits (all but the write-only BIOS_RLS and reserved 31:28).
+pub const SMI_EN_WMASK: u32 = 0x0fff_ff7f;
+/// SMI_STS offset in the PM I/O block (32 bits, write one to clear).
+pub const SMI_STS: u16 = 0x34;
+/// SMI_STS.APM_STS (bit 5): an APM_CNT write raised an SMI.
+pub const SMI_STS_APM_STS: u32 = 1 << 5;
+/// SMI_STS.SWSMI_TMR_STS (bit 6).
+pub const SMI_STS_SWSMI_TMR_STS: u32 = 1 << 6;
+/// SMI_STS.PERIODIC_STS (bit 14).
+pub const SMI_STS_PERIODIC_STS: u32 = 1 << 14;
+/// The APM command that sets SCI_EN (ACPI enable).
+pub const APM_CMD_ACPI_ENABLE: u8 = 0x02;
+/// The APM command that clears SCI_EN (ACPI disable).
+pub const APM_CMD_ACPI_DISABLE: u8 = 0x03;
+
+/// The LPC function and its PM I/O block.
+#[derive(Clone, Debug)]
+pub struct Ich9Lpc {
+    cfg: ConfigSpace,
+    pm: AcpiPm,
+    smi_en: u32,
+    smi_sts: u32,
+    periodic: SmiTimer,
+    swsmi: SmiTimer,
+    clock: Clock,
+}
+
+impl Ich9Lpc {
+    /// The LPC function at reset; `instructions_per_second` converts timer periods to ticks.
+    pub fn new(instructions_per_second: u64) -> Self {
+        let clock = Clock::new(instructions_per_second);
+        let mut cfg = ConfigSpace::new(VENDOR_INTEL, LPC_DEVICE_ID, LPC_REVISION, LPC_CLASS, HEADER_TYPE_MULTI_FUNCTION);
+        cfg.set(LPC_PMBASE, 4, PMBASE_RTE);
+        cfg.set_wmask(LPC_PMBASE, 4, PMBASE_WMASK);
+        cfg.set_wmask(LPC_ACPI_CNTL, 1, ACPI_CNTL_WMASK as u32);
+        cfg.set(LPC_GPIOBASE, 4, 1);
+        cfg.set_wmask(LPC_GPIOBASE, 4, 0x0000_ffc0);
+        cfg.set_wmask(LPC_GC, 1, 0x11);
+        for k in 0..4 {
+            for base in [LPC_PIRQA_ROUT, LPC_PIRQE_ROUT] {
+                cfg.set(base + k, 1, PIRQ_ROUT_RESET as u32);
+                cfg.set_wmask(base + k, 1, PIRQ_ROUT_WMASK as u32);
+            }
+        }
+        cfg.set_wmask(LPC_GEN_PMCON_1, 2, GEN_PMCON_1_WMASK as u32);
+        cfg.set_wmask(LPC_GEN_PMCON_3, 2, GEN_PMCON_3_WMASK as u32);
+        cfg.set_wmask(LPC_RCBA, 4, RCBA_WMASK);
+        let mut lpc = Ich9Lpc {
+            cfg,
+            pm: AcpiPm::new(instructions_per_second),
+            smi_en: 0,
+            smi_sts: 0,
+            periodic: SmiTimer::new(1, true),
+            swsmi: SmiTimer::new(1, false),
+            clock,
+        };
+        lpc.periodic = SmiTimer::new(lpc.periodic_period(), true);
+        lpc.periodic.arm(Ticks(0));
+        lpc.swsmi = SmiTimer::new(lpc.swsmi_period(), false);
+        lpc
+    }
+
+    /// The PM I/O base, when ACPI_EN enables its decode.
+    pub fn pm_base(&self) -> Option<u16> {
+        if self.cfg.byte(LPC_ACPI_CNTL) & ACPI_CNTL_ACPI_EN == 0 {
+            return None;
+        }
+        Some((self.cfg.read(LPC_PMBASE, 4) & PMBASE_WMASK) as u16)
+    }
+
+    /// SMI_EN.
+    pub fn smi_en(&self) -> u32 {
+        self.smi_en
+    }
+
+    /// SMI_STS.
+    pub fn smi_sts(&self) -> u32 {
+        self.smi_sts
+    }
+
+    /// Whether SMI_LOCK is set.
+    pub fn smi_locked(&self) -> bool {
+        self.cfg.read(LPC_GEN_PMCON_1, 2) as u16 & GEN_PMCON_1_SMI_LOCK != 0
+    }
+
+    /// PM1_CNT.SCI_EN.
+    pub fn sci_en(&self) -> bool {
+        self.pm.sci_en()
+    }
+
+    /// Period of the periodic SMI timer: 8 s * 2^(3 - PER_SMI_SEL).
+    pub fn periodic_period(&self) -> u64 {
+        let sel = self.cfg.read(LPC_GEN_PMCON_1, 2) as u16 & GEN_PMCON_1_PER_SMI_SEL;
+        self.clock.ticks_from_ns(8_000_000_000u64 << (3 - sel))
+    }
+
+    /// Period of the software SMI timer: 1.5 ms, or 8 ms * 2^SWSMI_RATE_SEL.
+    pub fn swsmi_period(&self) -> u64 {
+        let sel = (self.cfg.read(LPC_GEN_PMCON_3, 2) as u16 >> GEN_PMCON_3_SWSMI_RATE_SEL_SHIFT) & 3;
+        let ns = if sel == 0 { 1_500_000 } else { 8_000_000u64 << sel };
+        self.clock.ticks_from_ns(ns)
+    }
+
+    /// Raises an SMI for `cause` if GBL_SMI_EN allows.
+    fn smi(&self, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
+        if self.smi_en & SMI_EN_GBL_SMI_EN != 0 {
+            smi.raise(cause, now);
+        }
+    }
+
+    /// A configuration write at guest time `now` (timer rates may change).
+    pub fn config_write_at(&mut self, offset: u8, size: u8, value: u32, now: Ticks) {
+        self.cfg.write(offset, size, value);
+        if self.smi_locked() {
+            self.cfg.set_wmask(LPC_GEN_PMCON_1, 2, (GEN_PMCON_1_WMASK & !GEN_PMCON_1_SMI_LOCK) as u32);
+        }
+        let (p, s) = (self.periodic_period(), self.swsmi_period());
+        self.periodic.set_period(p, now);
+        self.swsmi.set_period(s, now);
+    }
+
+    /// A write of `cmd` to APM_CNT.
+    pub fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
+        match cmd {
+            APM_CMD_ACPI_ENABLE => self.pm.set_sci_en(true),
+            APM_CMD_ACPI_DISABLE => self.pm.set_sci_en(false),
+            _ if self.smi_en & SMI_EN_APMC_EN != 0 => {
+                self.smi_sts |= SMI_STS_APM_STS;
+                self.smi(SmiCause::Apm { cmd, data }, now, smi);
+            }
+            _ => {}
+        }
+    }
+
+    fn read_byte(&self, offset: u16, now: Ticks) -> u8 {
+        if let Some(b) = self.pm.read_byte(offset, now) {
+            return b;
+        }
+        match offset {
+            SMI_EN..=0x33 => (self.smi_en >> (8 * (offset - SMI_EN))) as u8,
+            SMI_STS..=0x37 => (self.smi_sts >> (8 * (offset - SMI_STS))) as u8,
+            _ => 0,
+        }
+    }
+
+    fn write_byte(&mut self, offset: u16, b: u8) {
+        if self.pm.write_byte(offset, b) {
+            return;
+        }
+        match offset {
+            SMI_EN..=0x33 => {
+                let shift = 8 * (offset - SMI_EN);
+                let mut m = SMI_EN_WMASK;
+                if self.smi_locked() {
+                    m &= !SMI_EN_GBL_SMI_EN;
+                }
+                let m = m & (0xff << shift);
+                self.smi_en = (self.smi_en & !m) | (((b as u32) << shift) & m);
+            }
+            SMI_STS..=0x37 => self.smi_sts &= !((b as u32) << (8 * (offset - SMI_STS))),
+            _ => {}
+        }
+    }
+
+    /// Reads the PM I/O block at `offset` (0..128).
+    pub fn pm_read(&self, offset: u16, size: u8, now: Ticks) -> u32 {
+        let mut v = 0u32;
+        for k in 0..size.min(4) as u16 {
+            let b = if offset + k < PM_IO_SIZE { self.read_byte(offset + k, now) } else { 0xff };
+            v |= (b as u32) << (8 * k);
+        }
+        v
+    }
+
+    /// Writes the PM I/O block at `offset` (0..128).
+    pub fn pm_write(&mut self, offset: u16, size: u8, value: u32, now: Ticks) {
+        let swsmi_was = self.smi_en & SMI_EN_SWSMI_TMR_EN != 0;
+        for k in 0..size.min(4) as u16 {
+            if offset + k < PM_IO_SIZE {
+                self.write_byte(offset + k, (value >> (8 * k)) as u8);
+            }
+        }
+        match (swsmi_was, self.smi_en & SMI_EN_SWSMI_TMR_EN != 0) {
+            (false, true) => self.swsmi.arm(now),
+            (true, false) => self.swsmi.disarm(),
+            _ => {}
+        }
+    }
+
+    /// The next timer expiry.
+    pub fn next_deadline(&self) -> Option<Ticks> {
+        [self.periodic.deadline(), self.swsmi.deadline()].into_iter().flatten().min()
+    }
+
+    /// The next timer expiry that raises an SMI.
+    pub fn next_wake(&self) -> Option<Ticks> {
+        if self.smi_en & SMI_EN_GBL_SMI_EN == 0 {
+            return None;
+        }
+        let p = (self.smi_en & SMI_EN_PERIODIC_EN != 0).then(|| self.periodic.deadline()).flatten();
+        [p, self.swsmi.deadline()].into_iter().flatten().min()
+    }
+
+    /// Expires the timers due by `now`.
+    pub fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
+        if self.periodic.expire(now) {
+            self.smi_sts |= SMI_STS_PERIODIC_STS;
+            if self.smi_en & SMI_EN_PERIODIC_EN != 0 {
+                self.smi(SmiCause::Periodic, now, smi);
+            }
+        }
+        if self.swsmi.expire(now) {
+            self.smi_sts |= SMI_STS_SWSMI_TMR_STS;
+            self.smi(SmiCause::SwSmiTimer, now, smi);
+        }
+    }
+}
+
+impl PciFunction for Ich9Lpc {
+    fn config_read(&self, offset: u8, size: u8) -> u32 {
+        self.cfg.read(offset, size)
+    }
+
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+        self.config_write_at(offset, size, value, Ticks(0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::config::{DEVICE_ID, HEADER_TYPE};
+
+    const IPS: u64 = 1_000_000;
+
+    fn lpc() -> Ich9Lpc {
+        let mut l = Ich9Lpc::new(IPS);
+        l.config_write(LPC_PMBASE, 4, 0x601);
+        l.config_write(LPC_ACPI_CNTL, 1, 0x80);
+        l
+    }
+
+    #[test]
+    fn identifies_as_8086_2918_multifunction() {
+        let l = Ich9Lpc::new(IPS);
+        assert_eq!(l.config_read(DEVICE_ID, 2), 0x2918);
+        assert_eq!(l.config_read(HEADER_TYPE, 1), 0x80);
+    }
+
+    #[test]
+    fn pmbase_takes_0x601_and_decodes_only_with_acpi_en() {
+        let mut l = Ich9Lpc::new(IPS);
+        l.config_write(LPC_PMBASE, 4, 0x601);
+        assert_eq!(l.config_read(LPC_PMBASE, 4), 0x601);
+        assert_eq!(l.pm_base(), None);
+        l.config_write(LPC_ACPI_CNTL, 1, 0xff);
+        assert_eq!(l.config_read(LPC_ACPI_CNTL, 1), 0x87);
+        assert_eq!(l.pm_base(), Some(0x600));
+        l.config_write(LPC_PMBASE, 4, 0xffff_ffff);
+        assert_eq!(l.config_read(LPC_PMBASE, 4), 0xff81);
+    }
+
+    #[test]
+    fn apm_write_raises_smi_only_with_apmc_en() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.apm_command(0x10, 0, Ticks(1), &mut s);
+        assert!(!s.is_pending());
+        assert_eq!(l.smi_sts() & SMI_STS_APM_STS, 0);
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_APMC_EN, Ticks(0));
+        l.apm_command(0x10, 0x77, Ticks(2), &mut s);
+        assert!(s.is_pending());
+        assert_eq!(s.drain_raised().collect::<Vec<_>>(), vec![(SmiCause::Apm { cmd: 0x10, data: 0x77 }, Ticks(2))]);
+        assert_ne!(l.smi_sts() & SMI_STS_APM_STS, 0, "APM_STS is set, unlike QEMU");
+    }
+
+    #[test]
+    fn gbl_smi_en_gates_apm_smis() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_APMC_EN, Ticks(0));
+        l.apm_command(0x10, 0, Ticks(1), &mut s);
+        assert!(!s.is_pending(), "GBL_SMI_EN = 0 blocks every SMI from the LPC");
+        assert_ne!(l.smi_sts() & SMI_STS_APM_STS, 0);
+    }
+
+    #[test]
+    fn acpi_enable_and_disable_commands_toggle_sci_en_without_smi() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_APMC_EN, Ticks(0));
+        l.apm_command(APM_CMD_ACPI_ENABLE, 0, Ticks(1), &mut s);
+        assert!(l.sci_en() && !s.is_pending());
+        l.apm_command(APM_CMD_ACPI_DISABLE, 0, Ticks(1), &mut s);
+        assert!(!l.sci_en() && !s.is_pending());
+    }
+
+    #[test]
+    fn smi_lock_freezes_gbl_smi_en() {
+        // OVMF's SmmControl2Dxe check: set APMC_EN | GBL_SMI_EN, set SMI_LOCK, try to clear.
+        let mut l = lpc();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_APMC_EN, Ticks(0));
+        let pmcon = l.config_read(LPC_GEN_PMCON_1, 2);
+        l.config_write(LPC_GEN_PMCON_1, 4, pmcon | GEN_PMCON_1_SMI_LOCK as u32);
+        assert!(l.smi_locked());
+        l.pm_write(SMI_EN, 4, SMI_EN_APMC_EN, Ticks(0));
+        assert_eq!(l.smi_en() & SMI_EN_GBL_SMI_EN, SMI_EN_GBL_SMI_EN, "GBL_SMI_EN stuck");
+        l.pm_write(SMI_EN, 4, 0, Ticks(0));
+        assert_eq!(l.smi_en(), SMI_EN_GBL_SMI_EN, "other bits stay writable");
+        l.config_write(LPC_GEN_PMCON_1, 2, 0);
+        assert!(l.smi_locked(), "SMI_LOCK is sticky");
+    }
+
+    #[test]
+    fn gbl_smi_en_is_writable_before_lock() {
+        let mut l = lpc();
+        l.pm_write(SMI_EN, 1, 1, Ticks(0));
+        l.pm_write(SMI_EN, 1, 0, Ticks(0));
+        assert_eq!(l.smi_en(), 0);
+    }
+
+    #[test]
+    fn smi_sts_is_write_one_to_clear() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_APMC_EN, Ticks(0));
+        l.apm_command(0x20, 0, Ticks(0), &mut s);
+        l.advance(Ticks(64 * IPS), &mut s);
+        assert_eq!(l.smi_sts(), SMI_STS_APM_STS | SMI_STS_PERIODIC_STS);
+        l.pm_write(SMI_STS, 4, 0, Ticks(0));
+        assert_eq!(l.smi_sts(), SMI_STS_APM_STS | SMI_STS_PERIODIC_STS, "writing 0 changes nothing");
+        l.pm_write(SMI_STS, 4, SMI_STS_APM_STS, Ticks(0));
+        assert_eq!(l.smi_sts(), SMI_STS_PERIODIC_STS);
+        l.pm_write(SMI_STS + 1, 1, SMI_STS_PERIODIC_STS >> 8, Ticks(0));
+        assert_eq!(l.smi_sts(), 0);
+    }
+
+    #[test]
+    fn periodic_timer_fires_at_the_right_guest_time() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        // PER_SMI_SEL = 11b: 8 s.
+        l.config_write_at(LPC_GEN_PMCON_1, 2, 0b11, Ticks(0));
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_PERIODIC_EN, Ticks(0));
+        assert_eq!(l.next_deadline(), Some(Ticks(8 * IPS)));
+        assert_eq!(l.next_wake(), Some(Ticks(8 * IPS)));
+        l.advance(Ticks(8 * IPS - 1), &mut s);
+        assert!(!s.is_pending());
+        l.advance(Ticks(8 * IPS), &mut s);
+        assert!(s.is_pending());
+        assert_eq!(s.drain_raised().next(), Some((SmiCause::Periodic, Ticks(8 * IPS))));
+        assert_eq!(l.next_deadline(), Some(Ticks(16 * IPS)));
+        assert_ne!(l.smi_sts() & SMI_STS_PERIODIC_STS, 0);
+    }
+
+    #[test]
+    fn periodic_rate_select_sets_the_period() {
+        let mut l = lpc();
+        for (sel, secs) in [(0u32, 64u64), (1, 32), (2, 16), (3, 8)] {
+            l.config_write(LPC_GEN_PMCON_1, 2, sel);
+            assert_eq!(l.periodic_period(), secs * IPS);
+        }
+    }
+
+    #[test]
+    fn periodic_timer_without_enable_sets_status_only() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        assert_eq!(l.next_wake(), None);
+        l.advance(Ticks(64 * IPS), &mut s);
+        assert!(!s.is_pending());
+        assert_ne!(l.smi_sts() & SMI_STS_PERIODIC_STS, 0);
+    }
+
+    #[test]
+    fn swsmi_timer_fires_once_after_its_period() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_SWSMI_TMR_EN, Ticks(100));
+        assert_eq!(l.swsmi_period(), 1_500);
+        l.advance(Ticks(1_599), &mut s);
+        assert!(!s.is_pending());
+        l.advance(Ticks(1_600), &mut s);
+        assert_eq!(s.drain_raised().next(), Some((SmiCause::SwSmiTimer, Ticks(1_600))));
+        assert_ne!(l.smi_sts() & SMI_STS_SWSMI_TMR_STS, 0);
+        assert_eq!(l.next_wake(), None, "one-shot");
+        // GEN_PMCON_3 rate 01b: 16 ms.
+        l.config_write(LPC_GEN_PMCON_3, 2, 1 << 6);
+        assert_eq!(l.swsmi_period(), 16_000);
+    }
+
+    #[test]
+    fn pm_block_registers_and_invalid_offsets() {
+        let mut l = lpc();
+        assert_eq!(l.pm_read(0x7f, 4, Ticks(0)), 0xffff_ff00, "bytes past the block read all ones");
+        l.pm_write(0x50, 4, 0xffff_ffff, Ticks(0));
+        assert_eq!(l.pm_read(0x50, 4, Ticks(0)), 0, "reserved offsets read 0");
+        l.pm_write(SMI_EN, 4, 0xffff_ffff, Ticks(0));
+        assert_eq!(l.smi_en(), SMI_EN_WMASK);
+        assert_eq!(l.pm_read(8, 4, Ticks(IPS)), 3_579_545 & 0xff_ffff);
+    }
+
+    #[test]
+    fn rcba_and_pirq_routing_are_stored() {
+        let mut l = lpc();
+        l.config_write(LPC_RCBA, 4, 0xfed1_c001);
+        assert_eq!(l.config_read(LPC_RCBA, 4), 0xfed1_c001);
+        assert_eq!(l.config_read(LPC_PIRQA_ROUT, 4), 0x8080_8080);
+        l.config_write(LPC_PIRQA_ROUT, 1, 0x0b);
+        assert_eq!(l.config_read(LPC_PIRQA_ROUT, 1), 0x0b);
+    }
+}

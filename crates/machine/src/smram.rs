@@ -1,0 +1,274 @@
+//! SMRAM visibility, decided in exactly one place.
+//!
+//! The chipsets (q35 MCH, i440FX PMC) only decode their registers into a neutral
+//! [`SmramConfig`]; [`route`] alone says what a memory access sees. The rules:
+//!
+//! * **Compatible SMRAM, A/B segment (0xA0000-0xBFFFF)**, when G_SMRAME = 1 and H_SMRAME = 0
+//!   (Intel 3 Series Chipset MCH datasheet, doc. 316966, §5.1.35 SMRAM; Intel 440FX PMC
+//!   datasheet, doc. 290549, SMRAM register 72h; D_CLS split as the 440FX/440BX table and
+//!   Bochs model it):
+//!   - code fetches go to DRAM if D_OPEN or in SMM;
+//!   - data accesses go to DRAM if D_OPEN or (in SMM and not D_CLS);
+//!   - otherwise the normal decoding applies (the PCI/VGA hole).
+//!
+//!   D_OPEN counts only while D_LCK = 0: a locked SMRAM is never open.
+//! * **High SMRAM (HSEG), 0xFEDA0000-0xFEDBFFFF**, when G_SMRAME = 1 and H_SMRAME = 1: the same
+//!   rules, aliasing the A/B-segment DRAM. The A/B segment is then not SMRAM at all: it shows
+//!   the normal decoding in and out of SMM (MCH datasheet, ESMRAMC H_SMRAME).
+//! * **TSEG**, [top of low RAM - size, top of low RAM), enabled when T_EN = 1 and G_SMRAME = 1:
+//!   DRAM in SMM; outside SMM a hole that reads all ones and drops writes, even with D_OPEN
+//!   (MCH datasheet ESMRAMC T_EN; QEMU `mch_update_smram` for the blackhole).
+//! * Everything else: the normal decoding.
+
+use cpu::AccessKind;
+use std::ops::Range;
+
+/// The compatible SMRAM window (A/B segment).
+pub const AB_SEG: Range<u64> = 0xa_0000..0xc_0000;
+/// The high SMRAM alias window (MCH datasheet: 0FEDA_0000h-0FEDB_FFFFh).
+pub const HSEG: Range<u64> = 0xfeda_0000..0xfedc_0000;
+
+/// SMRAM control, decoded from a chipset's registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SmramConfig {
+    /// Global SMRAM enable.
+    pub g_smrame: bool,
+    /// SMM space open to non-SMM accesses (ignored while `d_lck`).
+    pub d_open: bool,
+    /// SMM space closed to data accesses in SMM (code fetches still reach DRAM).
+    pub d_cls: bool,
+    /// SMRAM locked until reset.
+    pub d_lck: bool,
+    /// High SMRAM: the A/B-segment DRAM is reached at 0xFEDA0000 instead.
+    pub h_smrame: bool,
+    /// TSEG enable.
+    pub t_en: bool,
+    /// TSEG size in bytes (0 when the chipset has none).
+    pub tseg_size: u64,
+    /// Top of RAM below 4 GiB: TSEG ends here.
+    pub low_ram_top: u64,
+}
+
+impl SmramConfig {
+    /// D_OPEN as it takes effect: a locked SMRAM is never open.
+    pub fn open(&self) -> bool {
+        self.d_open && !self.d_lck
+    }
+
+    /// The TSEG range, when TSEG is enabled (T_EN and G_SMRAME, nonzero size that fits).
+    pub fn tseg(&self) -> Option<Range<u64>> {
+        if self.t_en && self.g_smrame && self.tseg_size != 0 && self.tseg_size <= self.low_ram_top {
+            Some(self.low_ram_top - self.tseg_size..self.low_ram_top)
+        } else {
+            None
+        }
+    }
+}
+
+/// What an access sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// SMRAM: guest RAM at this offset.
+    Ram(u64),
+    /// A hole: reads return all ones, writes are dropped.
+    Hole,
+    /// Not SMRAM: the board's normal decoding (RAM, PAM, the PCI/VGA hole, ROM, MMIO...).
+    Normal,
+}
+
+/// What an access of `kind` at physical address `addr` sees, from a CPU whose SMM state is
+/// `smm`. Port I/O kinds count as data accesses.
+pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visibility {
+    if !cfg.g_smrame {
+        return Visibility::Normal;
+    }
+    let compat = |ram: u64| -> Visibility {
+        let dram = match kind {
+            AccessKind::Fetch => cfg.open() || smm,
+            _ => cfg.open() || (smm && !cfg.d_cls),
+        };
+        if dram {
+            Visibility::Ram(ram)
+        } else {
+            Visibility::Normal
+        }
+    };
+    if AB_SEG.contains(&addr) {
+        return if cfg.h_smrame { Visibility::Normal } else { compat(addr) };
+    }
+    if HSEG.contains(&addr) {
+        return if cfg.h_smrame { compat(addr - HSEG.start + AB_SEG.start) } else { Visibility::Normal };
+    }
+    if let Some(t) = cfg.tseg() {
+        if t.contains(&addr) {
+            return if smm { Visibility::Ram(addr) } else { Visibility::Hole };
+        }
+    }
+    Visibility::Normal
+}
+
+/// Whether the 4 KiB page at `page` is decoded by [`route`] at all (a cheap pre-check).
+pub fn covers(cfg: &SmramConfig, addr: u64) -> bool {
+    cfg.g_smrame && (AB_SEG.contains(&addr) || HSEG.contains(&addr) || cfg.tseg().is_some_and(|t| t.contains(&addr)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOW_TOP: u64 = 128 << 20;
+    const TSEG_SIZE: u64 = 1 << 20;
+
+    fn cfg(bits: u8) -> SmramConfig {
+        SmramConfig {
+            d_open: bits & 1 != 0,
+            d_cls: bits & 2 != 0,
+            d_lck: bits & 4 != 0,
+            g_smrame: bits & 8 != 0,
+            h_smrame: bits & 16 != 0,
+            t_en: bits & 32 != 0,
+            tseg_size: TSEG_SIZE,
+            low_ram_top: LOW_TOP,
+        }
+    }
+
+    /// What a fetch and a data access see in the compatible SMRAM window that is active
+    /// (A/B when H_SMRAME = 0, HSEG when H_SMRAME = 1).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum See {
+        Dram,
+        Normal,
+    }
+    use See::{Dram, Normal as Pci};
+
+    /// The decode table for compatible SMRAM: G_SMRAME, D_LCK, D_OPEN, D_CLS, SMM -> (code,
+    /// data); `None` is "any". Rows after the 440FX/440BX datasheet table, D_LCK forcing
+    /// D_OPEN off, and D_OPEN winning over D_CLS (the datasheets call D_OPEN with D_CLS
+    /// invalid; smmlab opens SMRAM for both).
+    #[allow(clippy::type_complexity)]
+    const COMPAT_TABLE: &[([Option<bool>; 5], (See, See))] = &[
+        // G      D_LCK        D_OPEN       D_CLS        SMM
+        ([Some(false), None, None, None, None], (Pci, Pci)),
+        ([Some(true), Some(false), Some(true), None, None], (Dram, Dram)),
+        ([Some(true), None, Some(false), Some(false), Some(true)], (Dram, Dram)),
+        ([Some(true), None, Some(false), Some(true), Some(true)], (Dram, Pci)),
+        ([Some(true), None, Some(false), None, Some(false)], (Pci, Pci)),
+        ([Some(true), Some(true), Some(true), Some(false), Some(true)], (Dram, Dram)),
+        ([Some(true), Some(true), Some(true), Some(true), Some(true)], (Dram, Pci)),
+        ([Some(true), Some(true), Some(true), None, Some(false)], (Pci, Pci)),
+    ];
+
+    fn table_lookup(c: &SmramConfig, smm: bool) -> (See, See) {
+        let key = [c.g_smrame, c.d_lck, c.d_open, c.d_cls, smm];
+        let rows: Vec<_> = COMPAT_TABLE
+            .iter()
+            .filter(|(pat, _)| pat.iter().zip(key).all(|(p, k)| p.is_none_or(|p| p == k)))
+            .collect();
+        assert_eq!(rows.len(), 1, "the table must have exactly one row for {key:?}");
+        rows[0].1
+    }
+
+    fn see(v: Visibility, ram: u64) -> See {
+        match v {
+            Visibility::Ram(o) => {
+                assert_eq!(o, ram);
+                Dram
+            }
+            Visibility::Normal => Pci,
+            Visibility::Hole => panic!("compatible SMRAM is never a hole"),
+        }
+    }
+
+    #[test]
+    fn every_register_combination_matches_the_decode_table() {
+        for bits in 0..64u8 {
+            let c = cfg(bits);
+            for smm in [false, true] {
+                let (code, data) = table_lookup(&c, smm);
+                for (addr, ram) in [(0xa_0000, 0xa_0000), (0xb_fffc, 0xb_fffc), (0xfeda_0000, 0xa_0000), (0xfedb_f000, 0xb_f000)] {
+                    let active = AB_SEG.contains(&addr) != c.h_smrame;
+                    let ctx = format!("bits {bits:06b} smm {smm} addr {addr:#x}");
+                    let (fetch, read, write) = (
+                        route(&c, addr, AccessKind::Fetch, smm),
+                        route(&c, addr, AccessKind::Read, smm),
+                        route(&c, addr, AccessKind::Write, smm),
+                    );
+                    if active {
+                        assert_eq!(see(fetch, ram), code, "{ctx}");
+                        assert_eq!(see(read, ram), data, "{ctx}");
+                        assert_eq!(see(write, ram), data, "{ctx}");
+                    } else {
+                        assert_eq!((fetch, read, write), (Visibility::Normal, Visibility::Normal, Visibility::Normal), "{ctx}");
+                    }
+                }
+                // TSEG: RAM in SMM, a hole outside, when T_EN and G_SMRAME; D_OPEN never opens it.
+                for addr in [LOW_TOP - TSEG_SIZE, LOW_TOP - 4] {
+                    for kind in [AccessKind::Fetch, AccessKind::Read, AccessKind::Write] {
+                        let want = match (c.t_en && c.g_smrame, smm) {
+                            (false, _) => Visibility::Normal,
+                            (true, true) => Visibility::Ram(addr),
+                            (true, false) => Visibility::Hole,
+                        };
+                        assert_eq!(route(&c, addr, kind, smm), want, "bits {bits:06b} smm {smm} {addr:#x} {kind:?}");
+                    }
+                }
+                // Just outside the windows nothing is SMRAM.
+                for addr in [0x9_fffc, 0xc_0000, 0xfed9_f000, 0xfedc_0000, LOW_TOP - TSEG_SIZE - 4, LOW_TOP] {
+                    assert_eq!(route(&c, addr, AccessKind::Read, smm), Visibility::Normal, "{addr:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn d_cls_sends_smm_data_to_the_vga_hole_but_code_to_dram() {
+        let c = SmramConfig { g_smrame: true, d_cls: true, ..Default::default() };
+        assert_eq!(route(&c, 0xa_8000, AccessKind::Fetch, true), Visibility::Ram(0xa_8000));
+        assert_eq!(route(&c, 0xa_8000, AccessKind::Read, true), Visibility::Normal);
+    }
+
+    #[test]
+    fn tseg_is_a_hole_outside_smm_even_when_open() {
+        let c = SmramConfig { g_smrame: true, d_open: true, t_en: true, tseg_size: 8 << 20, low_ram_top: 256 << 20, ..Default::default() };
+        assert_eq!(route(&c, (256 << 20) - 8, AccessKind::Read, false), Visibility::Hole);
+        assert_eq!(route(&c, (248 << 20) - 8, AccessKind::Read, false), Visibility::Normal);
+    }
+
+    #[test]
+    fn an_oversized_tseg_is_disabled_not_a_panic() {
+        let c = SmramConfig { g_smrame: true, t_en: true, tseg_size: 1 << 30, low_ram_top: 1 << 20, ..Default::default() };
+        assert_eq!(c.tseg(), None);
+        assert_eq!(route(&c, 0x1000, AccessKind::Read, false), Visibility::Normal);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn smram_bytes(c: &SmramConfig) -> Vec<Range<u64>> {
+            let mut v = vec![AB_SEG];
+            if let Some(t) = c.tseg() {
+                v.push(t);
+            }
+            v
+        }
+
+        proptest! {
+            /// No access from outside SMM reaches SMRAM DRAM once SMRAM is closed or locked.
+            #[test]
+            fn closed_or_locked_smram_is_unreachable_outside_smm(
+                bits in 0u8..64,
+                addr in prop_oneof![0x9_0000u64..0xd_0000, 0xfed9_0000u64..0xfedd_0000, (LOW_TOP - 3 * TSEG_SIZE)..(LOW_TOP + 0x1000)],
+                kind in prop_oneof![Just(AccessKind::Fetch), Just(AccessKind::Read), Just(AccessKind::Write)],
+            ) {
+                let c = cfg(bits);
+                prop_assume!(!c.d_open || c.d_lck);
+                let smram = smram_bytes(&c);
+                if let Visibility::Ram(o) = route(&c, addr, kind, false) {
+                    // Only the normal decoding may reach RAM; SMRAM offsets never.
+                    prop_assert!(!smram.iter().any(|r| r.contains(&o)), "{addr:#x} -> {o:#x}");
+                }
+            }
+        }
+    }
+}
