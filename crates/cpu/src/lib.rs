@@ -147,6 +147,10 @@ pub struct Cpu {
     pub smm_regs: smm::SmmRegs,
     /// An NMI arrived and waits until NMIs are unblocked.
     pub nmi_latched: bool,
+    /// Events delivered without an instruction retiring (faults, interrupts, SMI entries).
+    /// `run`'s budget counts them with retired instructions, so a guest stuck re-faulting on
+    /// one instruction still returns control.
+    pub stalls: u64,
 }
 
 impl Cpu {
@@ -192,6 +196,7 @@ impl Cpu {
             tsc_offset: 0,
             smm_regs: smm::SmmRegs::default(),
             nmi_latched: false,
+            stalls: 0,
         };
         cpu.reset();
         cpu
@@ -306,12 +311,13 @@ impl Cpu {
     /// the bus asks to stop, or the CPU shuts down.
     pub fn run(&mut self, bus: &mut dyn Bus, budget: u64) -> Exit {
         let limit = self.icount.saturating_add(budget);
+        let stall_limit = self.stalls.saturating_add(budget);
         loop {
             if let Some(r) = self.shutdown.take() {
                 self.shutdown = Some(r.clone());
                 return Exit::Shutdown(r);
             }
-            if self.icount >= limit {
+            if self.icount >= limit || self.stalls >= stall_limit {
                 return Exit::InstructionLimit;
             }
             let p = bus.pending();
@@ -320,6 +326,7 @@ impl Cpu {
                     return Exit::Stopped;
                 }
                 if self.take_events(bus, p) {
+                    self.stalls += 1;
                     continue;
                 }
             }
@@ -390,6 +397,7 @@ impl Cpu {
             Ok(b) => b,
             Err(_) if self.shutdown.is_some() => return,
             Err(e) => {
+                self.stalls += 1;
                 self.raise(bus, e, exception::Source::Fault);
                 return;
             }
@@ -404,6 +412,7 @@ impl Cpu {
             self.rip = start.wrapping_add(d.len as u64) & mask;
             if let Err(e) = (d.exec)(self, bus, d) {
                 self.rip = start;
+                self.stalls += 1;
                 self.raise(bus, e, exception::Source::Fault);
                 return;
             }

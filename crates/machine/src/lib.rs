@@ -181,7 +181,19 @@ impl Machine {
                 slice = slice.min(d.0.saturating_sub(now.0).max(1));
             }
             self.board.begin_slice(Ticks(now.0.saturating_add(slice)));
+            let before = self.cpu.icount;
             let r = self.cpu.run(self.board.bus(), slice);
+            if r == Exit::InstructionLimit && self.cpu.icount == before {
+                // The whole slice went to exceptions delivered without one instruction
+                // retiring: the guest re-faults forever, as a real CPU would.
+                break ExitReason::Shutdown(format!(
+                    "guest livelock: {} events delivered at {:04x}:{:#x} ({} mode) without an instruction retiring",
+                    slice,
+                    self.cpu.seg[cpu::sreg::CS].selector,
+                    self.cpu.rip,
+                    self.cpu.mode_name()
+                ));
+            }
             self.board.set_now(self.cpu.icount);
             if self.board.take_flush() {
                 self.cpu.flush_code();

@@ -141,3 +141,12 @@ fn bad_flags_are_rejected() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("memory size"), "{:?}", text(&o));
 }
+
+#[test]
+fn a_guest_that_refaults_forever_ends_with_a_livelock_reason() {
+    let rom = assemble("livelock");
+    let o = smmlab().args(["run", "--bios"]).arg(&rom).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    assert!(out.contains("livelock") && out.contains("f000:"), "{out}");
+}

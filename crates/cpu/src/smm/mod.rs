@@ -298,9 +298,17 @@ impl Cpu {
         let base = self.smm_regs.smbase as u64 + 0xfc00;
         // Bytes of the map that no field covers are zeroed (as KVM and Bochs do).
         let start = (map.start() - 0xfc00) as usize;
-        let mut area = [0u8; 0x400];
-        img.store(map, &mut area);
-        self.write_smram(bus, base, &area, start);
+        if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Write) {
+            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000
+            // are the save area, and nothing else references them during this call.
+            let area = unsafe { &mut *(p.add(0xc00) as *mut [u8; 0x400]) };
+            area[start..].fill(0);
+            img.store(map, area);
+        } else {
+            let mut area = [0u8; 0x400];
+            img.store(map, &mut area);
+            self.write_smram(bus, base, &area, start);
+        }
         // Entry state.
         let smbase = self.smm_regs.smbase as u64;
         let data = Segment { selector: 0, base: 0, limit: 0xffff_ffff, attr: 0x893 };
@@ -333,26 +341,16 @@ impl Cpu {
         bus.host_page(page, kind, true).map(|p| p.as_ptr())
     }
 
-    /// Reads the 1 KiB below SMBASE + 0x10000 as the CPU in SMM sees it.
+    /// Reads the 1 KiB below SMBASE + 0x10000 through the bus.
     fn read_smram(&mut self, bus: &mut dyn Bus, base: u64, out: &mut [u8; 0x400]) {
-        if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Read) {
-            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000.
-            unsafe { std::ptr::copy_nonoverlapping(p.add(0xc00), out.as_mut_ptr(), 0x400) };
-            return;
-        }
         for (k, chunk) in out.chunks_mut(8).enumerate() {
             let v = self.phys_read(bus, base + 8 * k as u64, 8);
             chunk.copy_from_slice(&v.to_le_bytes());
         }
     }
 
-    /// Writes `data[from..]` to the 1 KiB below SMBASE + 0x10000.
+    /// Writes `data[from..]` to the 1 KiB below SMBASE + 0x10000 through the bus.
     fn write_smram(&mut self, bus: &mut dyn Bus, base: u64, data: &[u8; 0x400], from: usize) {
-        if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Write) {
-            // SAFETY: as in read_smram.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(from), p.add(0xc00 + from), 0x400 - from) };
-            return;
-        }
         for k in (from / 8)..0x80 {
             let v = u64::from_le_bytes(data[8 * k..8 * k + 8].try_into().unwrap_or([0; 8]));
             self.phys_write(bus, base + 8 * k as u64, 8, v);
@@ -424,9 +422,15 @@ impl Cpu {
         }
         let map = self.smm_map();
         let smbase = self.smm_regs.smbase as u64;
-        let mut area = [0u8; 0x400];
-        self.read_smram(bus, smbase + 0xfc00, &mut area);
-        let img = Image::load(map, &area);
+        let img = match self.save_area_page(bus, smbase + 0xfc00, crate::AccessKind::Read) {
+            // SAFETY: as in enter_smm.
+            Some(p) => Image::load(map, unsafe { &*(p.add(0xc00) as *const [u8; 0x400]) }),
+            None => {
+                let mut area = [0u8; 0x400];
+                self.read_smram(bus, smbase + 0xfc00, &mut area);
+                Image::load(map, &area)
+            }
+        };
         if let Some(why) = self.rsm_check(&img) {
             self.rsm_shutdown(bus, why);
             return Ok(());

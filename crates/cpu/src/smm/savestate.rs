@@ -48,6 +48,31 @@ impl MapKind {
             MapKind::Intel64 => INTEL64,
         }
     }
+    /// The field table resolved for the copy loops (built once per map).
+    pub fn compiled(self) -> &'static [Compiled] {
+        static TABLES: [std::sync::OnceLock<Vec<Compiled>>; 3] = [std::sync::OnceLock::new(), std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let i = match self {
+            MapKind::Legacy32 => 0,
+            MapKind::Amd64 => 1,
+            MapKind::Intel64 => 2,
+        };
+        TABLES[i].get_or_init(|| {
+            // A slot's word index is its offset inside an Image, measured on a real one.
+            let mut probe = Image::default();
+            let base = &probe as *const Image as usize;
+            self.fields()
+                .iter()
+                .map(|f| {
+                    let word = ((probe.slot_mut(f.slot) as *mut u64 as usize - base) / 8) as u8;
+                    let at = f.off - 0x7c00;
+                    // The copy loops rely on these bounds.
+                    assert!((word as usize) < WORDS && at as usize + f.width as usize <= 0x400 && matches!(f.width, 1 | 2 | 4 | 8));
+                    Compiled { at, width: f.width, word, shift: f.shift }
+                })
+                .collect()
+        })
+    }
+
     /// Offset and width of the I/O-restart field (AMD: a byte; Intel and P6: a word).
     pub fn io_restart(self) -> (u16, u8) {
         match self {
@@ -74,6 +99,7 @@ impl MapKind {
 /// A segment register as the maps store it; `attr` in the descriptor-high form
 /// (type/S/DPL/P in bits 7:0, AVL/L/D/G in bits 15:12).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct SegImage {
     pub sel: u64,
     pub attr: u64,
@@ -84,6 +110,7 @@ pub struct SegImage {
 /// Every value any map holds. Entry fills it from the CPU, then writes the map's fields;
 /// RSM reads the fields into a zeroed image, then loads the CPU from it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Image {
     pub gpr: [u64; 16],
     pub rip: u64,
@@ -219,28 +246,66 @@ impl Image {
         }
     }
 
+    /// The image as a flat array of u64 (every field is a u64; `repr(C)`).
+    fn words_mut(&mut self) -> &mut [u64; WORDS] {
+        // SAFETY: Image is repr(C) and made only of u64 fields (SegImage too), so it has the
+        // size and alignment of [u64; WORDS] (checked by the const assertion below).
+        unsafe { &mut *(self as *mut Image as *mut [u64; WORDS]) }
+    }
+
     /// Writes the image into `area` (the bytes from SMBASE + 0x8000 + 0x7C00 .. SMBASE + 0x10000,
     /// i.e. `area[off - 0x7C00]`), leaving bytes no field covers as they are.
     pub fn store(&mut self, kind: MapKind, area: &mut [u8; 0x400]) {
-        for fl in kind.fields() {
-            let v = *self.slot_mut(fl.slot) >> fl.shift;
-            let at = (fl.off - 0x7c00) as usize;
-            let bytes = v.to_le_bytes();
-            area[at..at + fl.width as usize].copy_from_slice(&bytes[..fl.width as usize]);
+        let words = self.words_mut();
+        let a = area.as_mut_ptr();
+        for c in kind.compiled() {
+            // SAFETY: `compiled` only yields fields with word < WORDS and at + width <= 0x400.
+            unsafe {
+                let v = *words.get_unchecked(c.word as usize) >> c.shift;
+                let p = a.add(c.at as usize);
+                match c.width {
+                    1 => *p = v as u8,
+                    2 => (p as *mut u16).write_unaligned((v as u16).to_le()),
+                    4 => (p as *mut u32).write_unaligned((v as u32).to_le()),
+                    _ => (p as *mut u64).write_unaligned(v.to_le()),
+                }
+            }
         }
     }
 
     /// Reads an image from `area` (laid out as for [`Image::store`]).
     pub fn load(kind: MapKind, area: &[u8; 0x400]) -> Image {
         let mut img = Image::default();
-        for fl in kind.fields() {
-            let at = (fl.off - 0x7c00) as usize;
-            let mut b = [0u8; 8];
-            b[..fl.width as usize].copy_from_slice(&area[at..at + fl.width as usize]);
-            *img.slot_mut(fl.slot) |= u64::from_le_bytes(b) << fl.shift;
+        let words = img.words_mut();
+        let a = area.as_ptr();
+        for c in kind.compiled() {
+            // SAFETY: as in `store`.
+            unsafe {
+                let p = a.add(c.at as usize);
+                let v = match c.width {
+                    1 => *p as u64,
+                    2 => u16::from_le((p as *const u16).read_unaligned()) as u64,
+                    4 => u32::from_le((p as *const u32).read_unaligned()) as u64,
+                    _ => u64::from_le((p as *const u64).read_unaligned()),
+                };
+                *words.get_unchecked_mut(c.word as usize) |= v << c.shift;
+            }
         }
         img
     }
+}
+
+/// Number of u64 words in an [`Image`].
+const WORDS: usize = std::mem::size_of::<Image>() / 8;
+const _: () = assert!(std::mem::size_of::<Image>() == WORDS * 8 && std::mem::align_of::<Image>() == 8);
+
+/// A field resolved for the copy loops: byte offset in the 1 KiB area, width, word, shift.
+#[derive(Clone, Copy, Debug)]
+pub struct Compiled {
+    at: u16,
+    width: u8,
+    word: u8,
+    shift: u8,
 }
 
 use Slot::*;

@@ -1,12 +1,14 @@
 //! A tiny test machine for guest programs: 16 MiB of RAM at physical 0, a 64 KiB ROM at
 //! 0xFFFF0000 (so the reset vector F000:FFF0 is linear 0xFFFFFFF0), a debug console on port
-//! 0x402, an exit port on 0xF4 and a record of every I/O write. Plus builders for the
+//! 0x402, an exit port on 0xF4 and a record of every I/O write; SMI/NMI/INIT lines the test
+//! can raise, an APM_CNT port (0xB2) whose write raises a synchronous SMI, configurable I/O-trap
+//! ports, and a record of the CPU's SMM entry/exit reports. Plus builders for the
 //! structures the CPU reads from memory (GDT and IDT entries, TSS, page tables) and a fixed
 //! memory layout that the tests share.
 
 #![allow(dead_code)]
 
-use cpu::{cr, sreg, Access, AccessKind, Bus, Cpu, CpuModel, Exit, Pending, Segment};
+use cpu::{cr, sreg, Access, AccessKind, Bus, Cpu, CpuModel, Exit, Pending, Segment, SmmEntry, SmmExit};
 use iced_x86::code_asm::{CodeAssembler, CodeLabel};
 use iced_x86::BlockEncoderOptions;
 use std::ptr::NonNull;
@@ -21,6 +23,8 @@ pub const DEBUGCON: u16 = 0x402;
 pub const EXIT_PORT: u16 = 0xF4;
 /// Port 0x80: the exception stubs report their vector here.
 pub const POST: u16 = 0x80;
+/// Port 0xB2 (APM_CNT): a write raises a synchronous SMI, as on PC chipsets.
+pub const APM_CNT: u16 = 0xB2;
 
 // Physical memory layout shared by the tests.
 pub const GDT: u64 = 0x1000;
@@ -145,6 +149,25 @@ pub struct TestBus {
     /// Every I/O write: (port, size, value).
     pub io_writes: Vec<(u16, u8, u32)>,
     pub stop: bool,
+    /// Every I/O read: (port, size).
+    pub io_reads: Vec<(u16, u8)>,
+    /// The SMI# request: pending() reports Pending::SMI until the CPU calls ack_smi().
+    pub smi: bool,
+    /// The pending SMI was raised by an I/O trap (reported as Pending::IO_TRAP).
+    pub smi_io_trap: bool,
+    /// NMI and INIT requests, held until acknowledged.
+    pub nmi: bool,
+    pub init: bool,
+    /// Ports whose IN/OUT outside SMM raises a synchronous SMI with Pending::IO_TRAP.
+    pub trap_ports: Vec<u16>,
+    /// Matching accesses to let through before the trap fires (for a trap mid-string).
+    pub trap_skip: usize,
+    /// A watchdog for runs that may not retire instructions: after this many more `pending()`
+    /// polls (one per CPU loop iteration) the bus asserts STOP.
+    pub poll_limit: Option<u64>,
+    /// The reports the CPU made on SMM entry and exit.
+    pub smm_entries: Vec<SmmEntry>,
+    pub smm_exits: Vec<SmmExit>,
 }
 
 impl TestBus {
@@ -155,6 +178,28 @@ impl TestBus {
             self.rom[(addr - ROM_BASE) as usize]
         } else {
             0xff
+        }
+    }
+
+    /// Asserts SMI# (taken at the CPU's next instruction boundary outside SMM).
+    pub fn raise_smi(&mut self) {
+        self.smi = true;
+    }
+    pub fn raise_nmi(&mut self) {
+        self.nmi = true;
+    }
+    pub fn raise_init(&mut self) {
+        self.init = true;
+    }
+
+    fn io_trap(&mut self, a: Access) {
+        if !a.smm && self.trap_ports.contains(&(a.addr as u16)) {
+            if self.trap_skip > 0 {
+                self.trap_skip -= 1;
+                return;
+            }
+            self.smi = true;
+            self.smi_io_trap = true;
         }
     }
 }
@@ -170,7 +215,9 @@ impl Bus for TestBus {
             }
         }
     }
-    fn io_in(&mut self, _a: Access) -> u32 {
+    fn io_in(&mut self, a: Access) -> u32 {
+        self.io_reads.push((a.addr as u16, a.size));
+        self.io_trap(a);
         0xffff_ffff
     }
     fn io_out(&mut self, a: Access, value: u32) {
@@ -179,8 +226,10 @@ impl Bus for TestBus {
         match port {
             DEBUGCON => self.debugcon.push(value as u8),
             EXIT_PORT => self.stop = true,
+            APM_CNT => self.smi = true,
             _ => {}
         }
+        self.io_trap(a);
     }
     fn host_page(&mut self, page: u64, kind: AccessKind, _smm: bool) -> Option<NonNull<u8>> {
         if page as usize + 4096 <= self.ram.len() {
@@ -192,7 +241,46 @@ impl Bus for TestBus {
         None
     }
     fn pending(&mut self) -> Pending {
-        Pending(if self.stop { Pending::STOP } else { 0 })
+        if let Some(n) = self.poll_limit.as_mut() {
+            if *n == 0 {
+                self.stop = true;
+            } else {
+                *n -= 1;
+            }
+        }
+        let mut p = 0;
+        if self.stop {
+            p |= Pending::STOP;
+        }
+        if self.smi {
+            p |= Pending::SMI;
+            if self.smi_io_trap {
+                p |= Pending::IO_TRAP;
+            }
+        }
+        if self.nmi {
+            p |= Pending::NMI;
+        }
+        if self.init {
+            p |= Pending::INIT;
+        }
+        Pending(p)
+    }
+    fn ack_smi(&mut self) {
+        self.smi = false;
+        self.smi_io_trap = false;
+    }
+    fn ack_nmi(&mut self) {
+        self.nmi = false;
+    }
+    fn ack_init(&mut self) {
+        self.init = false;
+    }
+    fn smm_entered(&mut self, e: &SmmEntry) {
+        self.smm_entries.push(e.clone());
+    }
+    fn smm_left(&mut self, e: &SmmExit) {
+        self.smm_exits.push(e.clone());
     }
 }
 
@@ -212,6 +300,16 @@ impl Machine {
                 debugcon: Vec::new(),
                 io_writes: Vec::new(),
                 stop: false,
+                io_reads: Vec::new(),
+                smi: false,
+                smi_io_trap: false,
+                nmi: false,
+                init: false,
+                trap_ports: Vec::new(),
+                trap_skip: 0,
+                poll_limit: None,
+                smm_entries: Vec::new(),
+                smm_exits: Vec::new(),
             },
         }
     }

@@ -1,5 +1,6 @@
 //! Subcommands, one file each.
 
+mod fw;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -15,11 +16,14 @@ pub struct Cli {
 pub enum Command {
     /// Run firmware (or the built-in demonstration ROM) on an emulated machine.
     Run(run::RunArgs),
+    /// Inspect UEFI firmware images.
+    Fw(fw::FwArgs),
 }
 
 /// Runs a subcommand; returns the process exit status.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Fw(a) => fw::run(a),
     }
 }
