@@ -72,6 +72,7 @@ pub struct RegRef(pub u8);
 
 impl RegRef {
     pub const NONE: RegRef = RegRef(0);
+    #[inline(always)]
     pub fn of(r: Register) -> Self {
         RegRef(REG_TABLE[r as usize & 0xff])
     }
@@ -131,34 +132,14 @@ impl Cpu {
     /// Reads a general-purpose or segment register, zero-extended.
     #[inline(always)]
     pub fn reg(&self, r: Register) -> u64 {
-        let e = REG_TABLE[r as usize & 0xff];
-        let i = (e & 15) as usize;
-        match e >> 4 {
-            K_LO8 => self.regs[i] & 0xff,
-            K_HI8 => (self.regs[i] >> 8) & 0xff,
-            K_16 => self.regs[i] & 0xffff,
-            K_32 => self.regs[i] & 0xffff_ffff,
-            K_64 => self.regs[i],
-            K_SEG => self.seg[i.min(5)].selector as u64,
-            K_IP => self.rip,
-            _ => 0,
-        }
+        self.get_r(RegRef::of(r))
     }
 
     /// Writes a general-purpose register with x86 partial-register rules: 8/16-bit writes merge,
     /// 32-bit writes zero the upper half. Other registers are ignored.
     #[inline(always)]
     pub fn set_reg(&mut self, r: Register, v: u64) {
-        let e = REG_TABLE[r as usize & 0xff];
-        let x = &mut self.regs[(e & 15) as usize];
-        match e >> 4 {
-            K_LO8 => *x = (*x & !0xff) | (v & 0xff),
-            K_HI8 => *x = (*x & !0xff00) | ((v & 0xff) << 8),
-            K_16 => *x = (*x & !0xffff) | (v & 0xffff),
-            K_32 => *x = v & 0xffff_ffff,
-            K_64 => *x = v,
-            _ => {}
-        }
+        self.set_r(RegRef::of(r), v)
     }
 
     /// Reads a register resolved at decode time.
@@ -177,7 +158,8 @@ impl Cpu {
         }
     }
 
-    /// Writes a register resolved at decode time (partial-register rules as [`Cpu::set_reg`]).
+    /// Writes a register resolved at decode time: 8/16-bit writes merge, 32-bit writes zero
+    /// the upper half, anything but a GPR is ignored.
     #[inline(always)]
     pub fn set_r(&mut self, r: RegRef, v: u64) {
         let x = &mut self.regs[(r.0 & 15) as usize];
