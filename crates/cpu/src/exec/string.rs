@@ -42,6 +42,10 @@ pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         cpu.check_io(bus, cpu.regs[RDX] as u16, sz)?;
     }
     let seg = src_seg(d);
+    // Each iteration of a REP string instruction counts as one instruction in the retired
+    // count (the run loop adds the first), as Bochs and QEMU's instruction counts do, so guest
+    // time follows the work done.
+    let mut iterations = 0u64;
     loop {
         if rep && cpu.regs[RCX] & am == 0 {
             break;
@@ -98,6 +102,7 @@ pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
                 cpu.set_gpr(RSI, asz, si.wrapping_add(step));
             }
         }
+        iterations += 1;
         if !rep {
             break;
         }
@@ -116,6 +121,13 @@ pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
                 cpu.rip = cpu.cur_rip;
             }
             break;
+        }
+    }
+    cpu.icount += iterations.saturating_sub(1);
+    if io {
+        // The I/O record belongs to the instruction about to retire.
+        if let Some(r) = cpu.smm_regs.last_io.as_mut() {
+            r.icount = cpu.icount;
         }
     }
     Ok(())
