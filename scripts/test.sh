@@ -10,6 +10,8 @@ need=()
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
+[ -f /usr/share/seabios/bios-256k.bin ] || need+=(seabios)
+[ -f /usr/share/bochs/BIOS-bochs-latest ] || need+=(bochsbios)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

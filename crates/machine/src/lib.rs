@@ -42,6 +42,10 @@ pub enum MachineError {
     MemorySize(u64),
     #[error("the instruction rate must be greater than zero")]
     Rate,
+    #[error(transparent)]
+    Disk(#[from] devices::disk::DiskError),
+    #[error("the {0} machine has no disk controller (use --machine pc or q35)")]
+    NoDiskController(&'static str),
 }
 
 /// Why a run ended.
@@ -55,6 +59,9 @@ pub enum ExitReason {
     InstructionLimit,
     /// The CPU halted with interrupts that can never arrive.
     Halted,
+    /// The guest asked for a reset (0xCF9 RST_CPU, port 0x92 INIT_NOW, 8042 pulse). smmlab
+    /// does not rebuild the machine: the run ends here, as QEMU's does with `-no-reboot`.
+    Reset,
 }
 
 impl ExitReason {
@@ -65,6 +72,7 @@ impl ExitReason {
             ExitReason::Shutdown(_) => "shutdown",
             ExitReason::InstructionLimit => "instruction-limit",
             ExitReason::Halted => "halted",
+            ExitReason::Reset => "reset",
         }
     }
 }
@@ -87,6 +95,10 @@ pub struct RunSummary {
     /// The process exit status the run asks for.
     pub exit_code: i32,
     pub unimplemented: BTreeMap<String, u64>,
+    /// The CPU's SMBASE when the run ended.
+    pub smbase_after: u32,
+    /// SMRAM decoding when the run ended (None on the minimal board).
+    pub smram_after: Option<smram::SmramConfig>,
 }
 
 /// Which board to build.
@@ -119,6 +131,10 @@ pub struct Machine {
     pub config: MachineConfig,
 }
 
+/// Timer expiries a halted CPU may sleep through without retiring an instruction before the
+/// run ends as halted.
+const MAX_IDLE_SKIPS: u32 = 100_000;
+
 /// The longest CPU slice between two looks at the clock.
 const MAX_SLICE: u64 = 1 << 24;
 
@@ -139,6 +155,15 @@ impl Machine {
             BoardKind::Q35 => board::Board::Q35(Box::new(board::q35::new(ram, rom, ips))),
         };
         Ok(Machine { cpu: Cpu::new(config.model), board, config })
+    }
+
+    /// Attaches a raw disk image: IDE primary master on `pc`, AHCI port 0 on `q35`.
+    pub fn attach_disk(&mut self, disk: devices::disk::Disk) -> Result<(), MachineError> {
+        if self.board.attach_disk(disk) {
+            Ok(())
+        } else {
+            Err(MachineError::NoDiskController("minimal"))
+        }
     }
 
     /// A minimal machine running `rom`.
@@ -169,6 +194,7 @@ impl Machine {
     /// CPU's TLB and decoded code are flushed before it continues.
     pub fn run(&mut self, max_instructions: u64) -> RunSummary {
         let start = self.cpu.icount;
+        let (mut idle_at, mut idle_skips) = (u64::MAX, 0u32);
         let exit = loop {
             let left = max_instructions.saturating_sub(self.cpu.icount - start);
             if left == 0 {
@@ -198,6 +224,16 @@ impl Machine {
             if self.board.take_flush() {
                 self.cpu.flush_code();
             }
+            // The board cannot reach the CPU while the CPU borrows it: apply A20 here.
+            if let Some(a20) = self.board.take_a20() {
+                if self.cpu.a20 != a20 {
+                    self.cpu.a20 = a20;
+                    self.cpu.flush_tlb();
+                }
+            }
+            if self.board.reset_requested() {
+                break ExitReason::Reset;
+            }
             match r {
                 Exit::InstructionLimit => continue,
                 Exit::Stopped if self.board.debug_exit_code().is_some() => break ExitReason::DebugExit,
@@ -208,9 +244,18 @@ impl Machine {
                     if self.board.smi_pending() {
                         break ExitReason::Halted;
                     }
-                    match self.board.next_wake() {
-                        Some(t) => self.board.skip_to(t),
-                        None => break ExitReason::Halted,
+                    let wake = if self.cpu.flags.sys(cpu::flags::bits::IF) {
+                        self.board.next_interrupt_wake()
+                    } else {
+                        self.board.next_wake()
+                    };
+                    // A halted CPU that no timer expiry ever wakes (say, IRQ 0 in service
+                    // and never acknowledged) would otherwise skip time forever.
+                    idle_skips = if self.cpu.icount == idle_at { idle_skips + 1 } else { 0 };
+                    idle_at = self.cpu.icount;
+                    match wake {
+                        Some(t) if idle_skips < MAX_IDLE_SKIPS => self.board.skip_to(t),
+                        _ => break ExitReason::Halted,
                     }
                 }
             }
@@ -220,6 +265,7 @@ impl Machine {
             ExitReason::Shutdown(_) => 3,
             ExitReason::InstructionLimit => 4,
             ExitReason::Halted => 5,
+            ExitReason::Reset => 0,
         };
         let instructions = self.cpu.icount;
         let clock = Clock::new(self.config.instructions_per_second);
@@ -236,6 +282,8 @@ impl Machine {
             exit,
             exit_code,
             unimplemented: self.cpu.unimplemented.clone(),
+            smbase_after: self.cpu.smm_regs.smbase,
+            smram_after: self.board.smram_config(),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The smmlab command line.
 
 mod cli;
-mod demo_rom;
 
 use clap::Parser;
 

@@ -1,6 +1,8 @@
 //! Boards: which devices sit where. `minimal` is RAM, ROM and the debug ports; `pc` and `q35`
 //! are the common [`platform::Platform`] around the i440FX and q35 chipsets.
 
+pub mod dma;
+pub mod legacy;
 pub mod minimal;
 pub mod pc;
 pub mod platform;
@@ -108,8 +110,44 @@ impl Board {
         platform!(self, p => Some(&mut p.io_traps), None)
     }
 
+    /// A new A20 level the guest asked for (port 0x92, 8042), once.
+    pub fn take_a20(&mut self) -> Option<bool> {
+        platform!(self, p => p.take_a20(), None)
+    }
+
+    /// Whether the guest asked for a reset (0xCF9, port 0x92, 8042).
+    pub fn reset_requested(&self) -> bool {
+        platform!(self, p => p.reset_requested(), false)
+    }
+
+    /// The next timer that can wake a CPU halted with interrupts enabled.
+    pub fn next_interrupt_wake(&self) -> Option<Ticks> {
+        platform!(self, p => p.next_interrupt_wake(), None)
+    }
+
+    /// The legacy devices (None on the minimal board).
+    pub fn legacy(&mut self) -> Option<&mut legacy::LegacyDevices> {
+        platform!(self, p => Some(&mut p.legacy), None)
+    }
+
+    /// The SMRAM decoding in force (None on the minimal board).
+    pub fn smram_config(&self) -> Option<crate::smram::SmramConfig> {
+        platform!(self, p => Some(p.smram_config()), None)
+    }
+
     /// The external SMI pin (None on the minimal board).
     pub fn smi_pin(&mut self) -> Option<&mut SmiPin> {
         platform!(self, p => Some(&mut p.smi_pin), None)
+    }
+
+    /// Attaches a disk where the board's firmware looks first: the IDE primary master on
+    /// `pc`, AHCI port 0 on `q35`. False on the minimal board (no disk controller).
+    pub fn attach_disk(&mut self, disk: crate::devices::disk::Disk) -> bool {
+        let ((dev, func, pos), slots) = match self {
+            Board::Pc(p) => (pc::DISK_SLOT, &mut p.pci_slots),
+            Board::Q35(p) => (q35::DISK_SLOT, &mut p.pci_slots),
+            Board::Minimal(_) => return false,
+        };
+        slots.get_mut(dev, func).is_some_and(|f| f.attach_disk(pos, disk))
     }
 }

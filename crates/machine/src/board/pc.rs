@@ -2,6 +2,7 @@
 //! management at 00:01.3 (QEMU's `pc` machine), on the common [`Platform`].
 
 use super::platform::Platform;
+use crate::chipset::i440fx::piix3_ide::Piix3Ide;
 use crate::chipset::i440fx::piix3_isa::Piix3Isa;
 use crate::chipset::i440fx::piix4_pm::{Piix4Pm, PM_IO_SIZE};
 use crate::chipset::i440fx::pmc::Pmc;
@@ -26,8 +27,14 @@ pub type Pc = Platform<I440fx>;
 /// A `pc` board with `ram_size` bytes of RAM.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Pc {
     let chipset = I440fx { pmc: Pmc::new(), isa: Piix3Isa::default(), pm: Piix4Pm::new(instructions_per_second) };
-    Platform::new(ram_size, rom, chipset, instructions_per_second)
+    let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
+    // The PIIX3 IDE function, 00:01.1 (disks issue).
+    board.pci_slots.add(1, 1, Box::new(Piix3Ide::default()));
+    board
 }
+
+/// Where `--disk` goes on `pc`: the IDE primary master.
+pub const DISK_SLOT: (u8, u8, usize) = (1, 1, 0);
 
 impl I440fx {
     fn function(&self, device: u8, function: u8) -> Option<&dyn PciFunction> {
@@ -220,7 +227,8 @@ mod tests {
                     Step::Write(a, v) => b.write(Access { addr: a, size: 1, kind: AccessKind::Write, smm: false }, v as u64),
                     Step::Read(a) => {
                         let got = rd(&mut b, a, AccessKind::Read, false);
-                        if (0xa_0000..0xc_0000).contains(&a) {
+                        // 0xB8000-0xBFFFF is the VGA text buffer in the non-SMM view.
+                        if (0xa_0000..0xb_8000).contains(&a) {
                             prop_assert_eq!(got, 0xff, "read SMRAM at {:#x}", a);
                         }
                     }

@@ -22,6 +22,16 @@ use crate::devices::apm::Apm;
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::debugcon::Debugcon;
 use crate::devices::lapic::{Lapic, LapicAction, LAPIC_BASE};
+// --- legacy devices (platform issue) ---
+use super::legacy::LegacyDevices;
+use crate::devices::ioapic::{Ioapic, IOAPIC_BASE};
+use crate::devices::reset_control::ResetControl;
+use crate::devices::PortDevice;
+// --- end legacy devices ---
+// --- disks: hosted PCI functions (disks issue) ---
+use super::dma::DmaView;
+use crate::pci::slots::PciSlots;
+// --- end disks ---
 use crate::events::{Events, MachineEvent};
 use crate::memory::pam::Pam;
 use crate::memory::rom::Rom;
@@ -42,11 +52,26 @@ pub const PORT_DEBUG_EXIT: u16 = 0xf4;
 pub const PORT_APM_CNT: u16 = 0xb2;
 const VGA_HOLE: std::ops::Range<u64> = 0xa_0000..0xc_0000;
 const PAM_AREA: std::ops::Range<u64> = 0xc_0000..0x10_0000;
+// --- legacy devices (platform issue) ---
+/// The VGA text buffer (colour, 32 KiB) inside the VGA hole: plain storage in the non-SMM
+/// view; the rest of the hole reads as all ones.
+const VGA_TEXT: std::ops::Range<u64> = 0xb_8000..0xc_0000;
+/// The reset control register (byte port inside the 0xCF8 dword).
+pub const PORT_RESET_CONTROL: u16 = 0xcf9;
+// --- end legacy devices ---
 
 enum Target {
     Ram(u64),
     Rom(u64),
     Lapic(u16),
+    // --- legacy devices (platform issue) ---
+    Ioapic(u16),
+    /// ECAM: bus, device, function, register.
+    Ecam(u8, u8, u8, u16),
+    VgaText(u64),
+    // --- end legacy devices ---
+    /// A memory BAR of a hosted PCI function (disks issue).
+    PciMmio,
     /// Unmapped, a hole, or a dropped write.
     None,
 }
@@ -65,6 +90,18 @@ pub struct Platform<C: Chipset> {
     pub io_traps: IoTraps,
     pub smi_pin: SmiPin,
     pub events: Events,
+    /// PCI functions beyond the chipset's own registers: storage controllers (disks issue).
+    pub pci_slots: PciSlots,
+    // --- legacy devices (platform issue) ---
+    pub legacy: LegacyDevices,
+    pub ioapic: Ioapic,
+    pub reset_control: ResetControl,
+    vga_text: Vec<u8>,
+    /// A20 level the guest asked for, waiting for the machine to apply it to the CPU.
+    a20_request: Option<bool>,
+    /// The guest asked for a reset (0xCF9, port 0x92, 8042); the machine ends the run.
+    reset_requested: bool,
+    // --- end legacy devices ---
     clock: Clock,
     smram: SmramConfig,
     pam: Pam,
@@ -81,19 +118,27 @@ impl<C: Chipset> Platform<C> {
         let ram = Ram::new(ram_size);
         let smram = chipset.smram(ram.len());
         let pam = chipset.pam();
+        let legacy = LegacyDevices::new(ram_size, chipset.smi_feature_negotiation(), instructions_per_second);
         Platform {
             ram,
             rom: Rom::new(rom),
             chipset,
             pci: PciHost::default(),
             apm: Apm::default(),
-            lapic: Lapic::default(),
+            lapic: Lapic::new(instructions_per_second),
             debugcon: Debugcon::default(),
             debug_exit: DebugExit::default(),
             smi: SmiLatch::default(),
             io_traps: IoTraps::default(),
             smi_pin: SmiPin::default(),
             events: Events::default(),
+            pci_slots: PciSlots::default(),
+            legacy,
+            ioapic: Ioapic::default(),
+            reset_control: ResetControl::default(),
+            vga_text: vec![0; (VGA_TEXT.end - VGA_TEXT.start) as usize],
+            a20_request: None,
+            reset_requested: false,
             clock: Clock::new(instructions_per_second),
             smram,
             pam,
@@ -144,13 +189,118 @@ impl<C: Chipset> Platform<C> {
 
     /// The next time any timer expires.
     pub fn next_deadline(&self) -> Option<Ticks> {
-        [self.chipset.next_deadline(), self.smi_pin.deadline()].into_iter().flatten().min()
+        [self.chipset.next_deadline(), self.smi_pin.deadline(), self.legacy.next_deadline(), self.lapic.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next time a timer raises an SMI.
     pub fn next_wake(&self) -> Option<Ticks> {
         [self.chipset.next_wake(), self.smi_pin.deadline()].into_iter().flatten().min()
     }
+
+    // --- legacy devices (platform issue) ---
+    /// The next time a timer can interrupt a CPU halted with interrupts enabled (also the
+    /// SMI timers).
+    pub fn next_interrupt_wake(&self) -> Option<Ticks> {
+        [self.next_wake(), self.legacy.next_interrupt(), self.lapic.next_deadline()].into_iter().flatten().min()
+    }
+
+    /// A new A20 level for the CPU, once.
+    pub fn take_a20(&mut self) -> Option<bool> {
+        self.a20_request.take()
+    }
+
+    /// Whether the guest asked for a reset.
+    pub fn reset_requested(&self) -> bool {
+        self.reset_requested
+    }
+
+    /// Collects A20/reset requests and runs fw_cfg DMA after a legacy port write.
+    fn after_legacy_write(&mut self) {
+        if let Some(a) = self.legacy.take_a20_request() {
+            self.a20_request = Some(a);
+        }
+        self.reset_requested |= self.legacy.take_reset_request() | self.reset_control.take_reset();
+        if let Some(desc) = self.legacy.fw_cfg.take_dma() {
+            self.legacy.fw_cfg.dma(desc, self.ram.as_mut_slice());
+        }
+    }
+
+    /// A configuration read on bus 0-255 (shared by 0xCF8/0xCFC and ECAM); `None` if no
+    /// function answers. `offset` above 0xFF (PCIe extended space) reads as absent.
+    fn config_read(&mut self, bus: u8, device: u8, function: u8, offset: u16, size: u8) -> Option<u32> {
+        if bus != 0 || offset > 0xff {
+            return None;
+        }
+        self.chipset.config_read(device, function, offset as u8, size).or_else(|| self.pci_slots.config_read(device, function, offset as u8, size))
+    }
+
+    /// A configuration write (shared by 0xCF8/0xCFC and ECAM).
+    fn config_write(&mut self, bus: u8, device: u8, function: u8, offset: u16, size: u8, value: u32) {
+        if bus != 0 || offset > 0xff {
+            return;
+        }
+        let now = self.clock.now();
+        if !self.pci_slots.config_write(device, function, offset as u8, size, value) {
+            self.chipset.config_write(device, function, offset as u8, size, value, now, &mut self.smi);
+        }
+        self.refresh_decode();
+    }
+
+    fn ecam_target(&self, addr: u64) -> Option<Target> {
+        let (base, size) = self.chipset.ecam()?;
+        if !(base..base + size).contains(&addr) {
+            return None;
+        }
+        let o = addr - base;
+        Some(Target::Ecam((o >> 20) as u8, ((o >> 15) & 0x1f) as u8, ((o >> 12) & 7) as u8, (o & 0xfff) as u16))
+    }
+    // --- end legacy devices ---
+
+    // --- disks: hosted PCI functions (disks issue) ---
+    /// A memory access (read if `value` is None) to a hosted function's BAR, with DMA to RAM
+    /// for the duration of the access.
+    fn slot_access(&mut self, addr: u64, size: u8, value: Option<u32>) -> u32 {
+        let size = size.clamp(1, 4);
+        let mut dma = DmaView { ram: &mut self.ram, smram: self.smram, pam: self.pam, wrote: false };
+        let v = match value {
+            None => self.pci_slots.mmio_read(addr, size, &mut dma).unwrap_or(ones(size)),
+            Some(v) => {
+                self.pci_slots.mmio_write(addr, size, v, &mut dma);
+                0
+            }
+        };
+        let wrote = dma.wrote;
+        self.after_dma(wrote);
+        v
+    }
+
+    /// A port access (read if `value` is None) to a hosted function; `None` if none claims it.
+    fn slot_io(&mut self, port: u16, size: u8, value: Option<u32>) -> Option<u32> {
+        let mut dma = DmaView { ram: &mut self.ram, smram: self.smram, pam: self.pam, wrote: false };
+        let v = match value {
+            None => self.pci_slots.io_read(port, size, &mut dma),
+            Some(v) => self.pci_slots.io_write(port, size, v, &mut dma).then_some(0),
+        };
+        let wrote = dma.wrote;
+        if v.is_some() {
+            self.after_dma(wrote);
+        }
+        v
+    }
+
+    /// After a device access: DMA into RAM may have overwritten decoded code (the CPU only
+    /// sees its own writes), and interrupt lines may have changed.
+    fn after_dma(&mut self, wrote: bool) {
+        self.flush |= wrote;
+        let irqs = self.pci_slots.isa_irqs();
+        for irq in [14u8, 15] {
+            if std::env::var_os("NO_IDE_IRQ").is_none() { self.legacy.pics.set_irq(irq, irqs & (1 << irq) != 0); }
+        }
+    }
+    // --- end disks ---
 
     /// Whether the CPU's TLB and decoded code must be flushed (SMRAM or PAM changed); clears
     /// the request.
@@ -165,6 +315,8 @@ impl<C: Chipset> Platform<C> {
             if self.smi_pin.expire(now) {
                 self.smi.raise(SmiCause::Pin, now);
             }
+            self.legacy.advance(now);
+            self.lapic.advance(now);
         }
         self.after_device_call();
     }
@@ -214,6 +366,9 @@ impl<C: Chipset> Platform<C> {
             return Target::Ram(addr);
         }
         if VGA_HOLE.contains(&addr) {
+            if VGA_TEXT.contains(&addr) && !smm {
+                return Target::VgaText(addr - VGA_TEXT.start);
+            }
             return Target::None;
         }
         if PAM_AREA.contains(&addr) {
@@ -230,6 +385,17 @@ impl<C: Chipset> Platform<C> {
         if (LAPIC_BASE..LAPIC_BASE + 0x1000).contains(&addr) {
             return Target::Lapic((addr - LAPIC_BASE) as u16);
         }
+        // --- legacy devices (platform issue) ---
+        if (IOAPIC_BASE..IOAPIC_BASE + 0x1000).contains(&addr) {
+            return Target::Ioapic((addr - IOAPIC_BASE) as u16);
+        }
+        if let Some(t) = self.ecam_target(addr) {
+            return t;
+        }
+        // --- end legacy devices ---
+        if self.pci_slots.claims_mmio(addr) {
+            return Target::PciMmio;
+        }
         if let Some(o) = self.rom.high_offset(addr) {
             if !write {
                 return Target::Rom(o);
@@ -243,7 +409,7 @@ impl<C: Chipset> Platform<C> {
             return v;
         }
         let Some(t) = self.pci.target(port, size) else { return ones(size) };
-        let v = if t.bus == 0 { self.chipset.config_read(t.device, t.function, t.offset, t.size) } else { None };
+        let v = self.config_read(t.bus, t.device, t.function, t.offset as u16, t.size);
         let v = v.unwrap_or(ones(t.size));
         // Bytes of a straddling access past 0xCFF read as all ones.
         v | (ones(size) & !ones(t.size))
@@ -254,11 +420,7 @@ impl<C: Chipset> Platform<C> {
             return;
         }
         if let Some(t) = self.pci.target(port, size) {
-            if t.bus == 0 {
-                let now = self.clock.now();
-                self.chipset.config_write(t.device, t.function, t.offset, t.size, value, now, &mut self.smi);
-                self.refresh_decode();
-            }
+            self.config_write(t.bus, t.device, t.function, t.offset as u16, t.size, value);
         }
     }
 
@@ -274,7 +436,16 @@ impl<C: Chipset> Bus for Platform<C> {
         match self.route(a.addr, a.kind, a.smm) {
             Target::Ram(o) => read_le(self.ram.as_slice(), o as usize, a.size),
             Target::Rom(o) => read_le(self.rom.as_slice(), o as usize, a.size),
-            Target::Lapic(o) => self.lapic.read(o, a.size) as u64,
+            Target::Lapic(o) => self.lapic.read(o, a.size, self.clock.now()) as u64,
+            // --- legacy devices (platform issue) ---
+            Target::Ioapic(o) => self.ioapic.read(o, a.size) as u64,
+            Target::VgaText(o) => read_le(&self.vga_text, o as usize, a.size),
+            Target::Ecam(b, d, f, r) => {
+                let size = a.size.clamp(1, 4);
+                self.config_read(b, d, f, r, size).unwrap_or(ones(size)) as u64
+            }
+            // --- end legacy devices ---
+            Target::PciMmio => self.slot_access(a.addr, a.size, None) as u64,
             Target::None => u64::MAX >> (64 - 8 * a.size.clamp(1, 8) as u32),
         }
     }
@@ -283,10 +454,20 @@ impl<C: Chipset> Bus for Platform<C> {
         match self.route(a.addr, AccessKind::Write, a.smm) {
             Target::Ram(o) => write_le(self.ram.as_mut_slice(), o as usize, a.size, value),
             Target::Lapic(o) => {
-                if self.lapic.write(o, a.size, value as u32) == Some(LapicAction::SmiSelf) {
+                if self.lapic.write(o, a.size, value as u32, self.clock.now()) == Some(LapicAction::SmiSelf) {
                     self.smi.raise(SmiCause::Ipi, self.clock.now());
-                    self.after_device_call();
                 }
+                self.after_device_call();
+            }
+            // --- legacy devices (platform issue) ---
+            Target::Ioapic(o) => self.ioapic.write(o, a.size, value as u32),
+            Target::VgaText(o) => write_le(&mut self.vga_text, o as usize, a.size, value),
+            Target::Ecam(b, d, f, r) => {
+                self.config_write(b, d, f, r, a.size.clamp(1, 4), value as u32);
+            }
+            // --- end legacy devices ---
+            Target::PciMmio => {
+                self.slot_access(a.addr, a.size, Some(value as u32));
             }
             Target::Rom(_) | Target::None => {}
         }
@@ -296,13 +477,19 @@ impl<C: Chipset> Bus for Platform<C> {
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         self.trap(port, size, false);
         let now = self.clock.now();
-        let v = if PciHost::claims(port) {
+        let v = if port == PORT_RESET_CONTROL && size == 1 {
+            self.reset_control.read(0, size, now)
+        } else if PciHost::claims(port) {
             self.pci_read(port, size)
         } else if (PORT_APM_CNT..PORT_APM_CNT + 2).contains(&port) {
             self.apm.read(port - PORT_APM_CNT, size)
         } else if port == PORT_DEBUGCON {
             Debugcon::READBACK
         } else if let Some(v) = self.chipset.io_read(port, size, now) {
+            v
+        } else if let Some(v) = self.slot_io(port, size, None) {
+            v
+        } else if let Some(v) = self.legacy.io_read(port, size, now) {
             v
         } else {
             ones(size)
@@ -315,7 +502,10 @@ impl<C: Chipset> Bus for Platform<C> {
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         self.trap(port, size, true);
         let now = self.clock.now();
-        if PciHost::claims(port) {
+        if port == PORT_RESET_CONTROL && size == 1 {
+            self.reset_control.write(0, size, value, now);
+            self.after_legacy_write();
+        } else if PciHost::claims(port) {
             self.pci_write(port, size, value);
         } else if (PORT_APM_CNT..PORT_APM_CNT + 2).contains(&port) {
             if let Some(cmd) = self.apm.write(port - PORT_APM_CNT, size, value) {
@@ -326,8 +516,9 @@ impl<C: Chipset> Bus for Platform<C> {
             self.debugcon.write(value as u8);
         } else if port == PORT_DEBUG_EXIT {
             self.debug_exit.write(value);
-        } else {
-            self.chipset.io_write(port, size, value, now, &mut self.smi);
+        } else if self.slot_io(port, size, Some(value)).is_some() {
+        } else if !self.chipset.io_write(port, size, value, now, &mut self.smi) && self.legacy.io_write(port, size, value, now) {
+            self.after_legacy_write();
         }
         self.after_device_call();
     }
@@ -355,10 +546,22 @@ impl<C: Chipset> Bus for Platform<C> {
                 p |= Pending::IO_TRAP;
             }
         }
-        if self.flush || self.resync || self.debug_exit.code().is_some() {
+        if self.flush || self.resync || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested {
             p |= Pending::STOP;
         }
+        // --- legacy devices (platform issue) ---
+        if self.lapic.pending_vector().is_some() || (self.lapic.accepts_extint() && self.legacy.pics.intr()) {
+            p |= Pending::INTR;
+        }
+        // --- end legacy devices ---
         Pending(p)
+    }
+
+    fn ack_intr(&mut self) -> u8 {
+        if let Some(v) = self.lapic.ack() {
+            return v;
+        }
+        self.legacy.pics.ack()
     }
 
     fn ack_smi(&mut self) {

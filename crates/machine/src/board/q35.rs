@@ -3,6 +3,7 @@
 
 use super::platform::Platform;
 use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE};
+use crate::chipset::q35::ich9_sata::Ich9Sata;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
 use crate::chipset::Chipset;
 use crate::clock::Ticks;
@@ -24,8 +25,14 @@ pub type Q35 = Platform<Q35Chipset>;
 /// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
     let chipset = Q35Chipset { mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES), lpc: Ich9Lpc::new(instructions_per_second) };
-    Platform::new(ram_size, rom, chipset, instructions_per_second)
+    let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
+    // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
+    board.pci_slots.add(0x1f, 2, Box::new(Ich9Sata::default()));
+    board
 }
+
+/// Where `--disk` goes on `q35`: AHCI port 0 of the ICH9 SATA function.
+pub const DISK_SLOT: (u8, u8, usize) = (0x1f, 2, 0);
 
 impl Q35Chipset {
     fn pm_offset(&self, port: u16) -> Option<u16> {
@@ -87,6 +94,14 @@ impl Chipset for Q35Chipset {
 
     fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
         self.lpc.advance(now, smi);
+    }
+
+    fn ecam(&self) -> Option<(u64, u64)> {
+        self.mch.ecam()
+    }
+
+    fn smi_feature_negotiation(&self) -> bool {
+        true
     }
 }
 
@@ -281,7 +296,7 @@ mod tests {
     fn unmapped_ports_and_memory_read_all_ones() {
         let mut b = board();
         assert_eq!(inp(&mut b, 0x1234, 2), 0xffff);
-        assert_eq!(inp(&mut b, 0xcf9, 1), 0xff);
+        assert_eq!(inp(&mut b, 0xcf9, 1), 0x00, "RST_CNT (reset control) at reset");
         assert_eq!(rd(&mut b, 0xd0000, false), 0xffff_ffff);
         assert_eq!(rd(&mut b, 0xf000_0000, false), 0xffff_ffff);
         assert_eq!(b.read(Access { addr: 0xffff_fff0, size: 8, kind: AccessKind::Fetch, smm: false }), 0x9090_9090_9090_9090);

@@ -35,4 +35,13 @@ pub trait Chipset {
     fn next_wake(&self) -> Option<Ticks>;
     /// Expires the timers due by `now`.
     fn advance(&mut self, now: Ticks, smi: &mut SmiLatch);
+    /// The memory-mapped configuration window (PCI Express ECAM) as (base, size), if the
+    /// chipset has one and it is enabled.
+    fn ecam(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Whether firmware can negotiate ICH9 SMI features through fw_cfg (`etc/smi/*`).
+    fn smi_feature_negotiation(&self) -> bool {
+        false
+    }
 }

@@ -16,8 +16,17 @@ pub const REVISION_ID: u8 = 0x08;
 pub const CLASS_CODE: u8 = 0x09;
 /// Header type (bit 7: multi-function device).
 pub const HEADER_TYPE: u8 = 0x0e;
+/// Subsystem vendor ID and subsystem ID (type 0 header, PCI Local Bus spec 3.0 §6.2.4).
+pub const SUBSYSTEM_VENDOR_ID: u8 = 0x2c;
+pub const SUBSYSTEM_ID: u8 = 0x2e;
+/// The subsystem IDs QEMU gives its devices (Red Hat/Qumranet 1AF4, "QEMU" 1100); SeaBIOS
+/// reads them from the host bridge to decide it runs on QEMU.
+pub const SUBSYSTEM_VENDOR_QEMU: u16 = 0x1af4;
+pub const SUBSYSTEM_ID_QEMU: u16 = 0x1100;
 /// Interrupt line (scratch for firmware).
 pub const INTERRUPT_LINE: u8 = 0x3c;
+/// Interrupt pin (1 = INTA# .. 4 = INTD#, 0 = none).
+pub const INTERRUPT_PIN: u8 = 0x3d;
 /// Command bits software may write: I/O space, memory space, bus master, special cycles,
 /// parity error response, SERR# enable, interrupt disable (PCI 3.0 §6.2.2).
 pub const COMMAND_WMASK: u16 = 0x0547;
@@ -43,6 +52,8 @@ impl ConfigSpace {
         c.set(REVISION_ID, 1, revision as u32);
         c.set(CLASS_CODE, 3, class);
         c.set(HEADER_TYPE, 1, header_type as u32);
+        c.set(SUBSYSTEM_VENDOR_ID, 2, SUBSYSTEM_VENDOR_QEMU as u32);
+        c.set(SUBSYSTEM_ID, 2, SUBSYSTEM_ID_QEMU as u32);
         c.set_wmask(COMMAND, 2, COMMAND_WMASK as u32);
         c.set_wmask(INTERRUPT_LINE, 1, 0xff);
         c

@@ -1,7 +1,9 @@
 //! PCI: configuration spaces with write masks and the host bridge's configuration mechanism #1.
 
+pub mod bar;
 pub mod config;
 pub mod host;
+pub mod slots;
 
 /// A function on bus 0 that has a configuration space.
 pub trait PciFunction {

@@ -14,7 +14,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run firmware (or the built-in demonstration ROM) on an emulated machine.
+    /// Run firmware (by default the built-in firmware) on an emulated machine.
     Run(run::RunArgs),
     /// Inspect UEFI firmware images.
     Fw(fw::FwArgs),

@@ -30,22 +30,32 @@ pub enum CpuKind {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Firmware ROM (a multiple of 64 KiB, mapped to end at 4 GiB). Without it, the built-in
-    /// demonstration ROM runs.
+    /// Firmware ROM (a multiple of 64 KiB, mapped to end at 4 GiB). Without it, smmlab's
+    /// built-in firmware runs (SMM in TSEG, SW SMI services, a small OS that calls them).
     #[arg(long, value_name = "FILE")]
     pub bios: Option<PathBuf>,
-    /// Machine type.
-    #[arg(long, value_enum, default_value = "minimal")]
-    pub machine: MachineKind,
-    /// CPU model.
-    #[arg(long, value_enum, default_value = "intel64")]
-    pub cpu: CpuKind,
+    /// Machine type [default: q35 for the built-in firmware, minimal with --bios].
+    #[arg(long, value_enum)]
+    pub machine: Option<MachineKind>,
+    /// CPU model [default: intel64 for the built-in firmware (SMRR, SMM_CODE_CHK); with --bios,
+    /// amd64 on pc and q35 (QEMU's qemu64 also writes the AMD64 save-state map, revision
+    /// 0x20064, which SeaBIOS requires), intel64 on minimal].
+    #[arg(long, value_enum)]
+    pub cpu: Option<CpuKind>,
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
     /// Write the guest's debugcon (port 0x402) output to FILE, or to stdout with '-'.
     #[arg(long, value_name = "FILE")]
     pub debugcon: Option<String>,
+    /// Connect a 16550 UART at 0x3F8 (COM1) and write what it transmits to FILE, or to
+    /// stdout with '-'. Without it the board has no COM1 (as QEMU with -nodefaults).
+    #[arg(long, value_name = "FILE")]
+    pub serial: Option<String>,
+    /// Raw disk image (whole 512-byte sectors): the IDE primary master on pc, AHCI port 0 on
+    /// q35. Guest writes change an in-memory copy only; the file is never modified.
+    #[arg(long, value_name = "FILE")]
+    pub disk: Option<PathBuf>,
     /// Write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -61,6 +71,15 @@ pub struct RunArgs {
 }
 
 #[derive(Serialize)]
+struct SmramJson {
+    g_smrame: bool,
+    d_open: bool,
+    d_cls: bool,
+    d_lck: bool,
+    t_en: bool,
+}
+
+#[derive(Serialize)]
 struct SummaryJson<'a> {
     instructions: u64,
     smis: u64,
@@ -72,6 +91,10 @@ struct SummaryJson<'a> {
     exit_detail: Option<&'a str>,
     exit_code: i32,
     unimplemented: &'a std::collections::BTreeMap<String, u64>,
+    /// SMBASE when the run ended.
+    smbase_after: u32,
+    /// SMRAM decoding when the run ended (pc/q35 only).
+    smram_after: Option<SmramJson>,
     wall_seconds: f64,
     mips: f64,
 }
@@ -79,9 +102,16 @@ struct SummaryJson<'a> {
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let rom = match &a.bios {
         Some(p) => machine::load_rom(p)?,
-        None => crate::demo_rom::build(),
+        None => firmware_image::ROM.to_vec(),
     };
-    let model = match a.cpu {
+    let builtin = a.bios.is_none();
+    let machine = a.machine.unwrap_or(if builtin { MachineKind::Q35 } else { MachineKind::Minimal });
+    let cpu = a.cpu.unwrap_or(match machine {
+        _ if builtin => CpuKind::Intel64,
+        MachineKind::Minimal => CpuKind::Intel64,
+        MachineKind::Pc | MachineKind::Q35 => CpuKind::Amd64,
+    });
+    let model = match cpu {
         CpuKind::Intel64 => CpuModel { vendor: Vendor::Intel, long_mode: true, tsc_hz: a.ips },
         CpuKind::Amd64 => CpuModel { vendor: Vendor::Amd, long_mode: true, tsc_hz: a.ips },
         CpuKind::I686 => CpuModel { vendor: Vendor::Intel, long_mode: false, tsc_hz: a.ips },
@@ -90,12 +120,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         bail!("--ips must be greater than zero");
     }
     let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips };
-    let kind = match a.machine {
+    let kind = match machine {
         MachineKind::Minimal => BoardKind::Minimal,
         MachineKind::Pc => BoardKind::Pc,
         MachineKind::Q35 => BoardKind::Q35,
     };
+    let disk = a.disk.as_deref().map(machine::devices::disk::Disk::open).transpose()?;
     let mut m = Machine::new(kind, config, rom)?;
+    if let Some(d) = disk {
+        m.attach_disk(d)?;
+    }
     // The CLI reports counters only; do not queue every event of a long run.
     if let Some(ev) = m.board.events() {
         ev.recording = false;
@@ -108,10 +142,27 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             m.board.debugcon().sink = Some(Box::new(std::io::BufWriter::new(f)));
         }
     }
+    if let Some(target) = a.serial.as_deref() {
+        let sink: Box<dyn std::io::Write> = match target {
+            "-" => Box::new(std::io::stdout()),
+            path => Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create serial file {path}"))?)),
+        };
+        match m.board.legacy() {
+            Some(l) => {
+                let mut u = machine::devices::uart16550::Uart16550::default();
+                u.sink = Some(sink);
+                l.com1 = Some(u);
+            }
+            None => bail!("--serial needs --machine pc or q35"),
+        }
+    }
     let t0 = std::time::Instant::now();
     let s = m.run(a.max_instructions);
     let wall = t0.elapsed().as_secs_f64();
     m.board.debugcon().flush();
+    if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
+        u.flush();
+    }
     if a.bios.is_none() && a.debugcon.is_none() && !a.quiet {
         print!("{}", String::from_utf8_lossy(&m.board.debugcon().output));
     }
@@ -134,6 +185,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             exit_detail: detail,
             exit_code: s.exit_code,
             unimplemented: &s.unimplemented,
+            smbase_after: s.smbase_after,
+            smram_after: s.smram_after.map(|c| SmramJson { g_smrame: c.g_smrame, d_open: c.d_open, d_cls: c.d_cls, d_lck: c.d_lck, t_en: c.t_en }),
             wall_seconds: wall,
             mips: s.instructions as f64 / wall.max(1e-9) / 1e6,
         };
@@ -157,6 +210,7 @@ fn print_summary(s: &RunSummary, wall: f64) {
         println!("  {source:<16} {n}");
     }
     println!("SMM instructions: {}", s.smm_instructions);
+    println!("SMBASE after:     {:#x}", s.smbase_after);
     println!("guest time in SMM: {:.3} ms", s.smm_guest_ns as f64 / 1e6);
     println!("wall time:        {:.3} s ({:.0} MIPS)", wall, s.instructions as f64 / wall.max(1e-9) / 1e6);
     if s.unimplemented.is_empty() {

@@ -157,6 +157,25 @@ impl Mch {
         }
     }
 
+    /// The ECAM window PCIEXBAR enables, as (base, size): bit 0 PCIEXBAREN, bits 2:1 LENGTH
+    /// (00 = 256 MiB, 01 = 128 MiB, 10 = 64 MiB, 11 reserved), base in bits 35:26 aligned
+    /// to the length (datasheet §5.1.14 "PCIEXBAR").
+    pub fn ecam(&self) -> Option<(u64, u64)> {
+        let lo = self.config_read(MCH_PCIEXBAR, 4);
+        let hi = self.config_read(MCH_PCIEXBAR + 4, 4);
+        if lo & 1 == 0 {
+            return None;
+        }
+        let size: u64 = match (lo >> 1) & 3 {
+            0 => 256 << 20,
+            1 => 128 << 20,
+            2 => 64 << 20,
+            _ => return None,
+        };
+        let base = ((hi as u64) << 32 | (lo & 0xfc00_0000) as u64) & !(size - 1);
+        Some((base, size))
+    }
+
     /// PAM0-PAM6.
     pub fn pam(&self) -> Pam {
         let mut p = [0u8; 7];
@@ -307,8 +326,12 @@ mod tests {
     fn pciexbar_is_stored() {
         let mut m = mch();
         assert_eq!(m.config_read(MCH_PCIEXBAR, 4), MCH_PCIEXBAR_RESET);
+        assert_eq!(m.ecam(), None);
         m.config_write(MCH_PCIEXBAR, 4, 0xb000_0001);
         assert_eq!(m.config_read(MCH_PCIEXBAR, 4), 0xb000_0001);
+        assert_eq!(m.ecam(), Some((0xb000_0000, 256 << 20)));
+        m.config_write(MCH_PCIEXBAR, 4, 0xb000_0007);
+        assert_eq!(m.ecam(), None, "reserved length");
     }
 
     #[test]

@@ -1,0 +1,260 @@
+//! The legacy PC devices every board around [`super::platform::Platform`] has, and the port
+//! map that places them: the 8237 DMA sink, the 8259 pair and ELCR, the 8254 and port 0x61,
+//! the 8042, the CMOS/RTC, port 0x92, fw_cfg and (when configured) COM1.
+//!
+//! Each device is a [`PortDevice`] that knows offsets only; [`PORT_MAP`] says where it sits.
+//! This module also wires the interrupt lines: the 8254's counter 0 to IRQ 0, the 8042 to
+//! IRQ 1/12 and the UART to IRQ 4, all into the 8259 pair. A20 and reset requests from port
+//! 0x92 and the 8042 are collected for the platform.
+
+use crate::clock::Ticks;
+use crate::devices::cmos_rtc::CmosRtc;
+use crate::devices::fw_cfg::{FwCfg, FwCfgConfig};
+use crate::devices::i8042::I8042;
+use crate::devices::isa_dma::{DmaPages, IsaDma};
+use crate::devices::pic8259::{ElcrPort, Pics};
+use crate::devices::pit8254::Pit8254;
+use crate::devices::port92::Port92;
+use crate::devices::uart16550::Uart16550;
+use crate::devices::{ones, PortDevice};
+
+/// A device in the port map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyDevice {
+    Dma1,
+    DmaPages,
+    Dma2,
+    PicMaster,
+    PicSlave,
+    Elcr,
+    Pit,
+    Port61,
+    I8042,
+    Rtc,
+    Port92,
+    FwCfg,
+    Com1,
+}
+
+/// (first port, last port, device); a port belongs to the first range that holds it, and
+/// the offset passed to the device is relative to the first port of that range.
+pub const PORT_MAP: &[(u16, u16, LegacyDevice)] = &[
+    (0x0000, 0x000f, LegacyDevice::Dma1),
+    (0x0020, 0x0021, LegacyDevice::PicMaster),
+    (0x0040, 0x0043, LegacyDevice::Pit),
+    (0x0061, 0x0061, LegacyDevice::Port61),
+    (0x0060, 0x0064, LegacyDevice::I8042),
+    (0x0070, 0x0071, LegacyDevice::Rtc),
+    (0x0080, 0x008f, LegacyDevice::DmaPages),
+    (0x0092, 0x0092, LegacyDevice::Port92),
+    (0x00a0, 0x00a1, LegacyDevice::PicSlave),
+    (0x00c0, 0x00df, LegacyDevice::Dma2),
+    (0x03f8, 0x03ff, LegacyDevice::Com1),
+    (0x04d0, 0x04d1, LegacyDevice::Elcr),
+    (0x0510, 0x051b, LegacyDevice::FwCfg),
+];
+
+/// ISA IRQ lines.
+pub const IRQ_PIT: u8 = 0;
+pub const IRQ_KBD: u8 = 1;
+pub const IRQ_COM1: u8 = 4;
+pub const IRQ_MOUSE: u8 = 12;
+
+/// Where `port` goes: the device and the offset in its range.
+pub fn lookup(port: u16) -> Option<(LegacyDevice, u16)> {
+    PORT_MAP.iter().find(|(a, b, _)| (*a..=*b).contains(&port)).map(|(a, _, d)| (*d, port - a))
+}
+
+/// The devices.
+pub struct LegacyDevices {
+    pub dma: IsaDma,
+    pub dma_pages: DmaPages,
+    pub pics: Pics,
+    pub pit: Pit8254,
+    pub i8042: I8042,
+    pub rtc: CmosRtc,
+    pub port92: Port92,
+    pub fw_cfg: FwCfg,
+    /// COM1, present only when the user asked for a serial console (QEMU `-nodefaults`
+    /// has none either).
+    pub com1: Option<Uart16550>,
+    a20_request: Option<bool>,
+    reset_request: bool,
+}
+
+impl LegacyDevices {
+    /// The devices for `ram_size` bytes of RAM (all below 4 GiB) with a clock of `ips`.
+    pub fn new(ram_size: u64, smi_features: bool, ips: u64) -> Self {
+        LegacyDevices {
+            dma: IsaDma::default(),
+            dma_pages: DmaPages::default(),
+            pics: Pics::default(),
+            pit: Pit8254::new(ips),
+            i8042: I8042::default(),
+            rtc: CmosRtc::new(ram_size, 0, ips),
+            port92: Port92::default(),
+            fw_cfg: FwCfg::new(&FwCfgConfig { ram_size, smi_features, cpus: 1 }),
+            com1: None,
+            a20_request: None,
+            reset_request: false,
+        }
+    }
+
+    /// Reads a port; `None` if no legacy device decodes it.
+    pub fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
+        let (dev, off) = lookup(port)?;
+        let v = match dev {
+            LegacyDevice::Dma1 | LegacyDevice::Dma2 => self.dma.read(off, size, now),
+            LegacyDevice::DmaPages => self.dma_pages.read(off, size, now),
+            LegacyDevice::PicMaster => self.pics.master.read(off, size, now),
+            LegacyDevice::PicSlave => self.pics.slave.read(off, size, now),
+            LegacyDevice::Elcr => ElcrPort(&mut self.pics).read(off, size, now),
+            LegacyDevice::Pit => self.pit.read(off, size, now),
+            LegacyDevice::Port61 => self.pit.port61_read(now) as u32 | (ones(size) & !0xff),
+            LegacyDevice::I8042 => {
+                let v = self.i8042.read(off, size, now);
+                self.sync_i8042_irqs();
+                v
+            }
+            LegacyDevice::Rtc => self.rtc.read(off, size, now),
+            LegacyDevice::Port92 => self.port92.read(off, size, now),
+            LegacyDevice::FwCfg => self.fw_cfg.read(off, size, now),
+            LegacyDevice::Com1 => match self.com1.as_mut() {
+                Some(u) => {
+                    let v = u.read(off, size, now);
+                    let irq = u.irq();
+                    self.pics.set_irq(IRQ_COM1, irq);
+                    v
+                }
+                None => return None,
+            },
+        };
+        Some(v)
+    }
+
+    /// Writes a port; false if no legacy device decodes it.
+    pub fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks) -> bool {
+        let Some((dev, off)) = lookup(port) else { return false };
+        match dev {
+            LegacyDevice::Dma1 | LegacyDevice::Dma2 => self.dma.write(off, size, value, now),
+            LegacyDevice::DmaPages => self.dma_pages.write(off, size, value, now),
+            LegacyDevice::PicMaster => self.pics.master.write(off, size, value, now),
+            LegacyDevice::PicSlave => self.pics.slave.write(off, size, value, now),
+            LegacyDevice::Elcr => ElcrPort(&mut self.pics).write(off, size, value, now),
+            LegacyDevice::Pit => self.pit.write(off, size, value, now),
+            LegacyDevice::Port61 => self.pit.port61_write(value as u8, now),
+            LegacyDevice::I8042 => {
+                self.i8042.write(off, size, value, now);
+                if self.i8042.take_a20_change() {
+                    self.a20_request = Some(self.i8042.a20());
+                }
+                self.reset_request |= self.i8042.take_reset();
+                self.sync_i8042_irqs();
+            }
+            LegacyDevice::Rtc => self.rtc.write(off, size, value, now),
+            LegacyDevice::Port92 => {
+                self.port92.write(off, size, value, now);
+                if self.port92.take_a20_change() {
+                    self.a20_request = Some(self.port92.a20());
+                }
+                self.reset_request |= self.port92.take_reset();
+            }
+            LegacyDevice::FwCfg => self.fw_cfg.write(off, size, value, now),
+            LegacyDevice::Com1 => match self.com1.as_mut() {
+                Some(u) => {
+                    u.write(off, size, value, now);
+                    let irq = u.irq();
+                    self.pics.set_irq(IRQ_COM1, irq);
+                }
+                None => return false,
+            },
+        }
+        true
+    }
+
+    fn sync_i8042_irqs(&mut self) {
+        let (k, m) = (self.i8042.irq1(), self.i8042.irq12());
+        self.pics.set_irq(IRQ_KBD, k);
+        self.pics.set_irq(IRQ_MOUSE, m);
+    }
+
+    /// The next timer deadline (the 8254's next IRQ 0 edge).
+    pub fn next_deadline(&self) -> Option<Ticks> {
+        self.pit.next_deadline()
+    }
+
+    /// The next deadline that can interrupt a halted CPU (IRQ 0 unmasked at the 8259s).
+    pub fn next_interrupt(&self) -> Option<Ticks> {
+        self.pit.next_deadline().filter(|_| self.pics.unmasked(IRQ_PIT))
+    }
+
+    /// Fires the timers due by `now`.
+    pub fn advance(&mut self, now: Ticks) {
+        if self.pit.advance(now) {
+            self.pics.pulse_irq(IRQ_PIT);
+        }
+    }
+
+    /// A new A20 level requested by port 0x92 or the 8042, once.
+    pub fn take_a20_request(&mut self) -> Option<bool> {
+        self.a20_request.take()
+    }
+
+    /// Whether A20 or reset requests wait for the platform.
+    pub fn has_requests(&self) -> bool {
+        self.a20_request.is_some() || self.reset_request
+    }
+
+    /// Whether the guest asked for a reset (port 0x92 or the 8042), once.
+    pub fn take_reset_request(&mut self) -> bool {
+        std::mem::take(&mut self.reset_request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_map_has_no_overlaps_except_port_61_inside_the_8042() {
+        for (i, (a, b, d)) in PORT_MAP.iter().enumerate() {
+            assert!(a <= b);
+            for (c, e, d2) in &PORT_MAP[i + 1..] {
+                let overlap = a <= e && c <= b;
+                assert!(!overlap || (*d == LegacyDevice::Port61 && *d2 == LegacyDevice::I8042), "{d:?} overlaps {d2:?}");
+            }
+        }
+        assert_eq!(lookup(0x61), Some((LegacyDevice::Port61, 0)));
+        assert_eq!(lookup(0x64), Some((LegacyDevice::I8042, 4)));
+        assert_eq!(lookup(0x511), Some((LegacyDevice::FwCfg, 1)));
+        assert_eq!(lookup(0x3f0), None);
+    }
+
+    #[test]
+    fn pit_drives_irq0_through_the_8259() {
+        let mut l = LegacyDevices::new(128 << 20, false, 1_193_182);
+        let t = Ticks(0);
+        for (p, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, 0xfe)] {
+            l.io_write(p, 1, v, t);
+        }
+        l.io_write(0x43, 1, 0x34, t);
+        l.io_write(0x40, 1, 0x00, t);
+        l.io_write(0x40, 1, 0x01, t);
+        assert_eq!(l.next_interrupt(), Some(Ticks(0xff)));
+        l.advance(Ticks(0x100));
+        assert!(l.pics.intr());
+        assert_eq!(l.pics.ack(), 0x08);
+    }
+
+    #[test]
+    fn a20_requests_from_port_92_and_8042() {
+        let mut l = LegacyDevices::new(128 << 20, false, 1_000_000);
+        l.io_write(0x92, 1, 0x02, Ticks(0));
+        assert_eq!(l.take_a20_request(), Some(true));
+        l.io_write(0x64, 1, 0xdd, Ticks(0));
+        assert_eq!(l.take_a20_request(), Some(false));
+        l.io_write(0x64, 1, 0xfe, Ticks(0));
+        assert!(l.take_reset_request());
+        assert_eq!(l.io_read(0x3f8, 1, Ticks(0)), None, "no COM1 unless configured");
+    }
+}

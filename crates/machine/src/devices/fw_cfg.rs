@@ -1,0 +1,367 @@
+//! QEMU's firmware configuration device (fw_cfg), I/O-port flavour, as documented in QEMU's
+//! `docs/specs/fw_cfg.rst` (facts only): offset 0 (port 0x510) = 16-bit selector, offset 1
+//! (0x511) = data byte, offsets 4-11 (0x514-0x51B) = DMA address, written as two big-endian
+//! 32-bit halves (high at 0x514, then low at 0x518; the low write starts the transfer).
+//!
+//! A DMA transfer reads an `FWCfgDmaAccess` from guest memory: big-endian `u32 control`,
+//! `u32 length`, `u64 address`. Control bits: ERROR 0x01, READ 0x02, SKIP 0x04, SELECT 0x08
+//! (selector in bits 31:16), WRITE 0x10. On completion the device writes `control` back as 0
+//! (or ERROR). The device has no memory access of its own: [`FwCfg::take_dma`] hands the
+//! board the descriptor address and the board calls [`FwCfg::dma`] with guest RAM.
+//!
+//! Items as QEMU 7.2 provides them for `pc`/`q35` with one CPU (`hw/nvram/fw_cfg.c`,
+//! `hw/i386/fw_cfg.c`, facts only): signature "QEMU", id 3 (traditional + DMA), the legacy
+//! keys firmware reads, and a file directory (key 0x19) whose files are numbered from 0x20
+//! in name order. Unknown keys read as zeros, as in QEMU.
+
+use super::{ones, PortDevice};
+use crate::clock::Ticks;
+use std::collections::BTreeMap;
+
+pub const FW_CFG_SIGNATURE: u16 = 0x00;
+pub const FW_CFG_ID: u16 = 0x01;
+pub const FW_CFG_UUID: u16 = 0x02;
+pub const FW_CFG_RAM_SIZE: u16 = 0x03;
+pub const FW_CFG_NOGRAPHIC: u16 = 0x04;
+pub const FW_CFG_NB_CPUS: u16 = 0x05;
+pub const FW_CFG_NUMA: u16 = 0x0d;
+pub const FW_CFG_BOOT_MENU: u16 = 0x0e;
+pub const FW_CFG_MAX_CPUS: u16 = 0x0f;
+pub const FW_CFG_FILE_DIR: u16 = 0x19;
+pub const FW_CFG_FILE_FIRST: u16 = 0x20;
+pub const FW_CFG_ACPI_TABLES: u16 = 0x8000;
+pub const FW_CFG_SMBIOS_ENTRIES: u16 = 0x8001;
+pub const FW_CFG_IRQ0_OVERRIDE: u16 = 0x8002;
+/// ID bits: traditional interface, DMA interface.
+pub const FW_CFG_VERSION: u32 = 0x01;
+pub const FW_CFG_VERSION_DMA: u32 = 0x02;
+/// Port offsets.
+pub const FW_CFG_PORT_SEL: u16 = 0;
+pub const FW_CFG_PORT_DATA: u16 = 1;
+pub const FW_CFG_PORT_DMA_HIGH: u16 = 4;
+pub const FW_CFG_PORT_DMA_LOW: u16 = 8;
+/// The value the DMA address register reads as: "QEMU CFG", big-endian.
+pub const FW_CFG_DMA_SIGNATURE: u64 = 0x5145_4d55_2043_4647;
+/// FWCfgDmaAccess control bits.
+pub const DMA_CTL_ERROR: u32 = 0x01;
+pub const DMA_CTL_READ: u32 = 0x02;
+pub const DMA_CTL_SKIP: u32 = 0x04;
+pub const DMA_CTL_SELECT: u32 = 0x08;
+pub const DMA_CTL_WRITE: u32 = 0x10;
+/// File names.
+pub const FILE_E820: &str = "etc/e820";
+pub const FILE_BOOT_FAIL_WAIT: &str = "etc/boot-fail-wait";
+pub const FILE_SMI_SUPPORTED: &str = "etc/smi/supported-features";
+pub const FILE_SMI_REQUESTED: &str = "etc/smi/requested-features";
+pub const FILE_SMI_FEATURES_OK: &str = "etc/smi/features-ok";
+/// ICH9 SMI features QEMU 7.2 offers: broadcast (bit 0), CPU hotplug (1), hot-unplug (2).
+pub const SMI_FEATURES_SUPPORTED: u64 = 0b111;
+/// e820 entry types.
+pub const E820_RAM: u32 = 1;
+
+/// What the board describes to the device.
+#[derive(Clone, Debug)]
+pub struct FwCfgConfig {
+    /// RAM below 4 GiB, in bytes.
+    pub ram_size: u64,
+    /// Whether the ICH9 SMI negotiation files exist (q35).
+    pub smi_features: bool,
+    pub cpus: u16,
+}
+
+/// The device.
+#[derive(Clone, Debug)]
+pub struct FwCfg {
+    items: BTreeMap<u16, Vec<u8>>,
+    files: Vec<(String, u16)>,
+    selector: u16,
+    offset: usize,
+    dma_high: u32,
+    dma_request: Option<u64>,
+}
+
+impl FwCfg {
+    pub fn new(cfg: &FwCfgConfig) -> Self {
+        let mut items = BTreeMap::new();
+        items.insert(FW_CFG_SIGNATURE, b"QEMU".to_vec());
+        items.insert(FW_CFG_ID, (FW_CFG_VERSION | FW_CFG_VERSION_DMA).to_le_bytes().to_vec());
+        items.insert(FW_CFG_UUID, vec![0; 16]);
+        items.insert(FW_CFG_RAM_SIZE, cfg.ram_size.to_le_bytes().to_vec());
+        items.insert(FW_CFG_NOGRAPHIC, 0u16.to_le_bytes().to_vec());
+        items.insert(FW_CFG_NB_CPUS, cfg.cpus.to_le_bytes().to_vec());
+        // Node count 0, then one u64 per possible APIC ID (no NUMA).
+        items.insert(FW_CFG_NUMA, vec![0; 8 * (1 + cfg.cpus as usize)]);
+        items.insert(FW_CFG_BOOT_MENU, 0u16.to_le_bytes().to_vec());
+        items.insert(FW_CFG_MAX_CPUS, cfg.cpus.to_le_bytes().to_vec());
+        items.insert(FW_CFG_ACPI_TABLES, 0u16.to_le_bytes().to_vec());
+        items.insert(FW_CFG_IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec());
+        let mut d = FwCfg { items, files: Vec::new(), selector: 0, offset: 0, dma_high: 0, dma_request: None };
+        let mut e820 = Vec::new();
+        e820.extend_from_slice(&0u64.to_le_bytes());
+        e820.extend_from_slice(&cfg.ram_size.to_le_bytes());
+        e820.extend_from_slice(&E820_RAM.to_le_bytes());
+        d.add_file(FILE_E820, e820);
+        // 0 ms: reboot at once after a boot failure (QEMU `-boot reboot-timeout=0`).
+        d.add_file(FILE_BOOT_FAIL_WAIT, 0u32.to_le_bytes().to_vec());
+        if cfg.smi_features {
+            d.add_file(FILE_SMI_SUPPORTED, SMI_FEATURES_SUPPORTED.to_le_bytes().to_vec());
+            d.add_file(FILE_SMI_REQUESTED, vec![0; 8]);
+            d.add_file(FILE_SMI_FEATURES_OK, vec![0]);
+        }
+        d
+    }
+
+    /// Adds (or replaces) a file; keys are renumbered in name order as QEMU does.
+    pub fn add_file(&mut self, name: &str, data: Vec<u8>) {
+        let mut named: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (n, k) in std::mem::take(&mut self.files) {
+            named.insert(n, self.items.remove(&k).unwrap_or_default());
+        }
+        named.insert(name.to_string(), data);
+        let mut dir = (named.len() as u32).to_be_bytes().to_vec();
+        for (i, (n, data)) in named.into_iter().enumerate() {
+            let key = FW_CFG_FILE_FIRST + i as u16;
+            dir.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            dir.extend_from_slice(&key.to_be_bytes());
+            dir.extend_from_slice(&[0, 0]);
+            let mut nm = [0u8; 56];
+            let b = n.as_bytes();
+            nm[..b.len().min(55)].copy_from_slice(&b[..b.len().min(55)]);
+            dir.extend_from_slice(&nm);
+            self.items.insert(key, data);
+            self.files.push((n, key));
+        }
+        self.items.insert(FW_CFG_FILE_DIR, dir);
+    }
+
+    /// A file's contents.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        let (_, k) = self.files.iter().find(|(n, _)| n == name)?;
+        self.items.get(k).map(|v| v.as_slice())
+    }
+
+    fn key_of(&self, name: &str) -> Option<u16> {
+        self.files.iter().find(|(n, _)| n == name).map(|(_, k)| *k)
+    }
+
+    fn select(&mut self, key: u16) {
+        self.selector = key;
+        self.offset = 0;
+    }
+
+    fn data_byte(&mut self) -> u8 {
+        let b = self.items.get(&self.selector).and_then(|d| d.get(self.offset)).copied().unwrap_or(0);
+        self.offset = self.offset.saturating_add(1);
+        b
+    }
+
+    /// The address of a DMA descriptor the guest asked to process, if any.
+    pub fn take_dma(&mut self) -> Option<u64> {
+        self.dma_request.take()
+    }
+
+    /// Runs the DMA transfer whose descriptor is at `desc` in `ram` (guest physical memory
+    /// from address 0). Addresses outside `ram` end the transfer with ERROR.
+    pub fn dma(&mut self, desc: u64, ram: &mut [u8]) {
+        let Some(d) = slice_at(ram, desc, 16) else { return };
+        let control = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+        let length = u32::from_be_bytes([d[4], d[5], d[6], d[7]]) as usize;
+        let address = u64::from_be_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]]);
+        if control & DMA_CTL_SELECT != 0 {
+            self.select((control >> 16) as u16);
+        }
+        let mut status = 0;
+        if control & DMA_CTL_READ != 0 {
+            match slice_at(ram, address, length) {
+                Some(dst) => {
+                    let src = self.items.get(&self.selector).map(|v| v.as_slice()).unwrap_or(&[]);
+                    for (i, b) in dst.iter_mut().enumerate() {
+                        *b = src.get(self.offset + i).copied().unwrap_or(0);
+                    }
+                    self.offset = self.offset.saturating_add(length);
+                }
+                None => status = DMA_CTL_ERROR,
+            }
+        } else if control & DMA_CTL_WRITE != 0 {
+            let writable = self.key_of(FILE_SMI_REQUESTED) == Some(self.selector);
+            match (writable, slice_at(ram, address, length)) {
+                (true, Some(src)) => {
+                    let src = src.to_vec();
+                    let off = self.offset;
+                    if let Some(item) = self.items.get_mut(&self.selector) {
+                        for (i, b) in src.iter().enumerate() {
+                            if let Some(slot) = item.get_mut(off + i) {
+                                *slot = *b;
+                            }
+                        }
+                    }
+                    self.offset = self.offset.saturating_add(length);
+                    self.smi_features_written();
+                }
+                _ => status = DMA_CTL_ERROR,
+            }
+        } else if control & DMA_CTL_SKIP != 0 {
+            self.offset = self.offset.saturating_add(length);
+        }
+        if let Some(d) = slice_at(ram, desc, 4) {
+            d.copy_from_slice(&status.to_be_bytes());
+        }
+    }
+
+    /// QEMU's ICH9 negotiation: a request that is a subset of the supported features sets
+    /// features-ok to 1, otherwise 0.
+    fn smi_features_written(&mut self) {
+        let Some(req) = self.file(FILE_SMI_REQUESTED) else { return };
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&req[..8]);
+        let ok = u64::from_le_bytes(b) & !SMI_FEATURES_SUPPORTED == 0;
+        if let Some(k) = self.key_of(FILE_SMI_FEATURES_OK) {
+            self.items.insert(k, vec![ok as u8]);
+        }
+    }
+
+    /// The ICH9 SMI features the guest negotiated (0 until features-ok).
+    pub fn smi_features(&self) -> u64 {
+        match (self.file(FILE_SMI_FEATURES_OK), self.file(FILE_SMI_REQUESTED)) {
+            (Some([1]), Some(r)) => u64::from_le_bytes(r[..8].try_into().unwrap_or([0; 8])),
+            _ => 0,
+        }
+    }
+}
+
+fn slice_at(ram: &mut [u8], addr: u64, len: usize) -> Option<&mut [u8]> {
+    let start = usize::try_from(addr).ok()?;
+    let end = start.checked_add(len)?;
+    ram.get_mut(start..end)
+}
+
+impl PortDevice for FwCfg {
+    fn read(&mut self, offset: u16, size: u8, _now: Ticks) -> u32 {
+        match offset {
+            FW_CFG_PORT_DATA => {
+                let mut v = 0u32;
+                for i in 0..size.min(4) {
+                    v |= (self.data_byte() as u32) << (8 * i);
+                }
+                v
+            }
+            4..=11 => {
+                // The signature in guest byte order: "QEMU CFG".
+                let bytes = FW_CFG_DMA_SIGNATURE.to_be_bytes();
+                let mut v = 0u32;
+                for i in 0..size.min(4) as usize {
+                    let o = offset as usize - 4 + i;
+                    v |= (*bytes.get(o).unwrap_or(&0xff) as u32) << (8 * i);
+                }
+                v
+            }
+            _ => ones(size),
+        }
+    }
+
+    fn write(&mut self, offset: u16, size: u8, value: u32, _now: Ticks) {
+        match (offset, size) {
+            (FW_CFG_PORT_SEL, 2) => self.select(value as u16),
+            // The selector is 16 bits wide; a byte write still selects (low byte).
+            (FW_CFG_PORT_SEL, 1) => self.select(value as u8 as u16),
+            (FW_CFG_PORT_DMA_HIGH, 4) => self.dma_high = u32::from_be(value),
+            (FW_CFG_PORT_DMA_LOW, 4) => {
+                let addr = (self.dma_high as u64) << 32 | u32::from_be(value) as u64;
+                self.dma_high = 0;
+                self.dma_request = Some(addr);
+            }
+            // Data-port writes are ignored (QEMU 2.4 and later).
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(q35: bool) -> FwCfg {
+        FwCfg::new(&FwCfgConfig { ram_size: 128 << 20, smi_features: q35, cpus: 1 })
+    }
+
+    fn read_item(f: &mut FwCfg, key: u16, n: usize) -> Vec<u8> {
+        f.write(FW_CFG_PORT_SEL, 2, key as u32, Ticks(0));
+        (0..n).map(|_| f.read(FW_CFG_PORT_DATA, 1, Ticks(0)) as u8).collect()
+    }
+
+    #[test]
+    fn signature_id_and_legacy_keys() {
+        let mut f = dev(false);
+        assert_eq!(read_item(&mut f, FW_CFG_SIGNATURE, 4), b"QEMU");
+        assert_eq!(read_item(&mut f, FW_CFG_ID, 4), [3, 0, 0, 0]);
+        assert_eq!(read_item(&mut f, FW_CFG_NB_CPUS, 2), [1, 0]);
+        assert_eq!(read_item(&mut f, FW_CFG_MAX_CPUS, 2), [1, 0]);
+        assert_eq!(read_item(&mut f, FW_CFG_RAM_SIZE, 8), (128u64 << 20).to_le_bytes());
+        assert_eq!(read_item(&mut f, FW_CFG_IRQ0_OVERRIDE, 4), [1, 0, 0, 0]);
+        assert_eq!(read_item(&mut f, FW_CFG_NOGRAPHIC, 2), [0, 0]);
+        assert_eq!(read_item(&mut f, 0x1234, 2), [0, 0], "unknown keys read zeros");
+    }
+
+    #[test]
+    fn file_directory_sorted_from_0x20() {
+        let mut f = dev(true);
+        let dir = read_item(&mut f, FW_CFG_FILE_DIR, 4 + 5 * 64);
+        assert_eq!(&dir[..4], &5u32.to_be_bytes());
+        let names: Vec<String> = (0..5)
+            .map(|i| {
+                let e = &dir[4 + 64 * i..4 + 64 * (i + 1)];
+                assert_eq!(u16::from_be_bytes([e[4], e[5]]), 0x20 + i as u16);
+                String::from_utf8_lossy(&e[8..]).trim_end_matches('\0').to_string()
+            })
+            .collect();
+        assert_eq!(names, [FILE_BOOT_FAIL_WAIT, FILE_E820, FILE_SMI_OK_NAME, FILE_SMI_REQUESTED, FILE_SMI_SUPPORTED]);
+        assert_eq!(f.file(FILE_E820).map(|e| e.len()), Some(20));
+        assert!(dev(false).file(FILE_SMI_SUPPORTED).is_none(), "pc has no SMI negotiation");
+    }
+    const FILE_SMI_OK_NAME: &str = FILE_SMI_FEATURES_OK;
+
+    fn desc(ram: &mut [u8], at: usize, control: u32, len: u32, addr: u64) {
+        ram[at..at + 4].copy_from_slice(&control.to_be_bytes());
+        ram[at + 4..at + 8].copy_from_slice(&len.to_be_bytes());
+        ram[at + 8..at + 16].copy_from_slice(&addr.to_be_bytes());
+    }
+
+    #[test]
+    fn dma_select_read_and_write_negotiation() {
+        let mut f = dev(true);
+        let mut ram = vec![0u8; 0x10000];
+        desc(&mut ram, 0x100, (FW_CFG_SIGNATURE as u32) << 16 | DMA_CTL_SELECT | DMA_CTL_READ, 4, 0x200);
+        f.write(FW_CFG_PORT_DMA_HIGH, 4, 0, Ticks(0));
+        f.write(FW_CFG_PORT_DMA_LOW, 4, 0x100u32.to_be(), Ticks(0));
+        let d = f.take_dma().unwrap();
+        assert_eq!(d, 0x100);
+        f.dma(d, &mut ram);
+        assert_eq!(&ram[0x200..0x204], b"QEMU");
+        assert_eq!(&ram[0x100..0x104], &[0, 0, 0, 0], "control cleared");
+        // Negotiate broadcast.
+        let key = f.key_of(FILE_SMI_REQUESTED).unwrap() as u32;
+        ram[0x300..0x308].copy_from_slice(&1u64.to_le_bytes());
+        desc(&mut ram, 0x100, key << 16 | DMA_CTL_SELECT | DMA_CTL_WRITE, 8, 0x300);
+        f.dma(0x100, &mut ram);
+        assert_eq!(f.file(FILE_SMI_FEATURES_OK), Some(&[1u8][..]));
+        assert_eq!(f.smi_features(), 1);
+    }
+
+    #[test]
+    fn invalid_dma_and_port_accesses() {
+        let mut f = dev(false);
+        let mut ram = vec![0u8; 0x1000];
+        // Destination outside RAM.
+        desc(&mut ram, 0, (FW_CFG_ID as u32) << 16 | DMA_CTL_SELECT | DMA_CTL_READ, 4, 0x1_0000_0000);
+        f.dma(0, &mut ram);
+        assert_eq!(&ram[0..4], &DMA_CTL_ERROR.to_be_bytes());
+        // Writing a read-only item fails.
+        desc(&mut ram, 0, (FW_CFG_ID as u32) << 16 | DMA_CTL_SELECT | DMA_CTL_WRITE, 4, 0x100);
+        f.dma(0, &mut ram);
+        assert_eq!(&ram[0..4], &DMA_CTL_ERROR.to_be_bytes());
+        // Descriptor outside RAM: nothing happens, no panic.
+        f.dma(u64::MAX - 3, &mut ram);
+        assert_eq!(f.read(2, 1, Ticks(0)), 0xff);
+        assert_eq!(f.read(4, 4, Ticks(0)), u32::from_le_bytes(*b"QEMU"));
+    }
+}

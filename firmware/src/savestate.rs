@@ -1,0 +1,115 @@
+//! The SMRAM state-save maps, only the fields the handler uses. Offsets are relative to
+//! SMBASE + 0x8000, as in the SDM (vol. 3C, tables 34-1 and 34-3) and the AMD APM (vol. 2,
+//! table 10-2). The map is chosen by the revision ID at 0x7EFC (SDM 34.5): level 0x0064 is the
+//! AMD64 map, levels 0x0100/0x0101 the Intel-64 map, anything else the 32-bit map.
+
+/// The revision ID's offset.
+pub const REVISION: u64 = 0x7efc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Map {
+    /// Legacy 32-bit (P6) map.
+    Legacy32,
+    Amd64,
+    Intel64,
+}
+
+impl Map {
+    pub fn from_revision(rev: u32) -> Map {
+        match rev & 0xffff {
+            0x0064 => Map::Amd64,
+            0x0100 | 0x0101 => Map::Intel64,
+            _ => Map::Legacy32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Map::Legacy32 => "legacy32",
+            Map::Amd64 => "amd64",
+            Map::Intel64 => "intel64",
+        }
+    }
+
+    /// The SMBASE field (where relocation writes the new SMBASE).
+    pub fn smbase_offset(self) -> u64 {
+        match self {
+            Map::Amd64 => 0x7f00,
+            _ => 0x7ef8,
+        }
+    }
+
+    /// (offset, width in bytes) of a general-purpose register.
+    pub fn gpr(self, r: Gpr) -> (u64, u64) {
+        match (self, r) {
+            (Map::Intel64, Gpr::Rax) => (0x7f5c, 8),
+            (Map::Intel64, Gpr::Rcx) => (0x7f64, 8),
+            (Map::Intel64, Gpr::Rdx) => (0x7f6c, 8),
+            (Map::Intel64, Gpr::Rbx) => (0x7f74, 8),
+            (Map::Amd64, Gpr::Rax) => (0x7ff8, 8),
+            (Map::Amd64, Gpr::Rcx) => (0x7ff0, 8),
+            (Map::Amd64, Gpr::Rdx) => (0x7fe8, 8),
+            (Map::Amd64, Gpr::Rbx) => (0x7fe0, 8),
+            (Map::Legacy32, Gpr::Rax) => (0x7fd0, 4),
+            (Map::Legacy32, Gpr::Rcx) => (0x7fd4, 4),
+            (Map::Legacy32, Gpr::Rdx) => (0x7fd8, 4),
+            (Map::Legacy32, Gpr::Rbx) => (0x7fdc, 4),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gpr {
+    Rax,
+    Rcx,
+    Rdx,
+    Rbx,
+}
+
+/// The save state of the CPU in SMM, at `smbase + 0x8000` (an address the caller can access).
+#[derive(Clone, Copy, Debug)]
+pub struct SaveState {
+    pub base: u64,
+    pub map: Map,
+}
+
+impl SaveState {
+    /// # Safety
+    /// `smbase + 0x8000 + 0x8000` bytes must be accessible (SMRAM, in SMM).
+    pub unsafe fn new(smbase: u64) -> SaveState {
+        let base = smbase + 0x8000;
+        let rev = core::ptr::read_volatile((base + REVISION) as *const u32);
+        SaveState { base, map: Map::from_revision(rev) }
+    }
+
+    pub fn revision(&self) -> u32 {
+        // SAFETY: as promised to `new`.
+        unsafe { core::ptr::read_volatile((self.base + REVISION) as *const u32) }
+    }
+
+    pub fn read(&self, r: Gpr) -> u64 {
+        let (off, w) = self.map.gpr(r);
+        let p = self.base + off;
+        // SAFETY: as promised to `new`; the Intel-64 fields are only 4-byte aligned.
+        unsafe {
+            if w == 8 {
+                core::ptr::read_unaligned(p as *const u64)
+            } else {
+                core::ptr::read_volatile(p as *const u32) as u64
+            }
+        }
+    }
+
+    pub fn write(&self, r: Gpr, v: u64) {
+        let (off, w) = self.map.gpr(r);
+        let p = self.base + off;
+        // SAFETY: as above.
+        unsafe {
+            if w == 8 {
+                core::ptr::write_unaligned(p as *mut u64, v)
+            } else {
+                core::ptr::write_volatile(p as *mut u32, v as u32)
+            }
+        }
+    }
+}

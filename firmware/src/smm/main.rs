@@ -1,0 +1,169 @@
+//! The SMI handler of smmlab's built-in firmware, after PI vol. 4's SMI dispatch: it runs in
+//! TSEG (linked at SMM_VA, see smm.ld), finds the source of the SMI in SMI_STS, and for an APM
+//! SMI dispatches on the value written to APM_CNT (0xB2) to the SW SMI handlers. Every handler
+//! reports on debugcon in one line: `smm: sw 0xNN <name> <details> -> rax=0x<16 digits>`.
+
+#![no_std]
+#![no_main]
+
+use firmware::con::{dec, guid, hex16, hex32, hex64, hex8, puts};
+use firmware::layout::*;
+use firmware::savestate::{Gpr, SaveState};
+use firmware::sw::*;
+use firmware::io;
+
+/// The communication buffer's copy in SMRAM (header and message).
+static mut COMM_COPY: [u8; (COMM_HEADER_SIZE + COMM_MAX_MESSAGE) as usize] = [0; (COMM_HEADER_SIZE + COMM_MAX_MESSAGE) as usize];
+
+/// Called by the SMI entry stub in 64-bit mode with the context (an SMM_VA address).
+#[no_mangle]
+pub extern "sysv64" fn smi_main(ctx: *mut SmmContext) {
+    // SAFETY: the stub passes the context the boot code wrote into TSEG; only SMM reaches it.
+    let ctx = unsafe { &mut *ctx };
+    if ctx.magic != SMM_CONTEXT_MAGIC {
+        puts("smm: bad context\n");
+        return;
+    }
+    ctx.smis += 1;
+    // SAFETY: the save state is in TSEG, identity-mapped, and we are in SMM.
+    let ss = unsafe { SaveState::new(ctx.smbase) };
+    let sts_port = ctx.pmbase as u16 + 0x34;
+    let sts = io::inl(sts_port);
+    if sts & SMI_STS_APM_STS == 0 {
+        puts("smm: smi with no known source, SMI_STS=");
+        hex32(sts);
+        puts("\n");
+        return;
+    }
+    // Clear APM_STS (write one to clear, ICH9 13.8.3.2).
+    io::outl(sts_port, SMI_STS_APM_STS);
+    let cmd = io::inb(PORT_APM_CNT);
+    puts("smm: sw ");
+    hex8(cmd);
+    match cmd {
+        SW_PING => ping(ctx, &ss),
+        SW_COMMUNICATE => communicate(ctx, &ss),
+        SW_READY_TO_LOCK => ready_to_lock(ctx, &ss),
+        _ => {
+            puts(" unknown (data ");
+            hex8(io::inb(PORT_APM_STS));
+            puts(") -> ignored\n");
+        }
+    }
+}
+
+fn answer(ss: &SaveState, rax: u64) {
+    ss.write(Gpr::Rax, rax);
+    puts(" -> rax=");
+    hex64(rax);
+    puts("\n");
+}
+
+fn ping(ctx: &mut SmmContext, ss: &SaveState) {
+    ctx.pings += 1;
+    puts(" ping #");
+    dec(ctx.pings);
+    answer(ss, PING_REPLY | ctx.pings << 32);
+}
+
+/// Whether [addr, addr + len) lies in OS memory: below TSEG, with no wrap-around
+/// (SmmIsBufferOutsideSmmValid's rule, PI vol. 4: the whole range, not only its start).
+fn outside_smram(ctx: &SmmContext, addr: u64, len: u64) -> bool {
+    match addr.checked_add(len) {
+        Some(end) => end <= ctx.tseg_base,
+        None => false,
+    }
+}
+
+fn communicate(ctx: &mut SmmContext, ss: &SaveState) {
+    let buf = ss.read(Gpr::Rbx);
+    puts(" comm buf=");
+    hex64(buf);
+    if !outside_smram(ctx, buf, COMM_HEADER_SIZE) {
+        puts(" rejected: header not in OS memory");
+        return answer(ss, EFI_ACCESS_DENIED);
+    }
+    // SAFETY: in SMM, one CPU; the copy is SMRAM only this handler uses.
+    let copy = unsafe { &mut *core::ptr::addr_of_mut!(COMM_COPY) };
+    // Copy the header into SMRAM first and use only the copy (no double fetch).
+    // SAFETY: the header range was checked to be OS RAM below TSEG, identity-mapped.
+    unsafe { core::ptr::copy_nonoverlapping(buf as *const u8, copy.as_mut_ptr(), COMM_HEADER_SIZE as usize) };
+    let len = u64::from_le_bytes(copy[16..24].try_into().unwrap());
+    puts(" len=");
+    dec(len);
+    if len > COMM_MAX_MESSAGE {
+        puts(" rejected: message larger than ");
+        dec(COMM_MAX_MESSAGE);
+        return answer(ss, EFI_BAD_BUFFER_SIZE);
+    }
+    if !outside_smram(ctx, buf, COMM_HEADER_SIZE + len) {
+        puts(" rejected: message not in OS memory");
+        return answer(ss, EFI_ACCESS_DENIED);
+    }
+    let total = (COMM_HEADER_SIZE + len) as usize;
+    // SAFETY: the whole range was checked.
+    unsafe { core::ptr::copy_nonoverlapping((buf + COMM_HEADER_SIZE) as *const u8, copy.as_mut_ptr().add(COMM_HEADER_SIZE as usize), len as usize) };
+    let g: [u8; 16] = copy[..16].try_into().unwrap();
+    puts(" guid=");
+    guid(&g);
+    if g != GUID_HASH {
+        puts(" unknown service");
+        return answer(ss, EFI_NOT_FOUND);
+    }
+    if len < 8 {
+        puts(" hash: reply does not fit");
+        return answer(ss, EFI_BUFFER_TOO_SMALL);
+    }
+    let h = fnv1a(&copy[COMM_HEADER_SIZE as usize..total]);
+    puts(" hash=");
+    hex64(h);
+    // The reply (8 bytes) fits in the range checked above.
+    // SAFETY: inside the checked range.
+    unsafe {
+        core::ptr::write_unaligned((buf + 16) as *mut u64, 8);
+        core::ptr::write_unaligned((buf + COMM_HEADER_SIZE) as *mut u64, h);
+    }
+    answer(ss, EFI_SUCCESS)
+}
+
+fn ready_to_lock(ctx: &mut SmmContext, ss: &SaveState) {
+    puts(" ready-to-lock");
+    if ctx.locked != 0 {
+        puts(" refused: already locked");
+        return answer(ss, EFI_ACCESS_DENIED);
+    }
+    puts(" smbase=");
+    hex32(ctx.smbase as u32);
+    puts(" map=");
+    puts(ss.map.name());
+    let (base, size) = (ctx.tseg_base, ctx.tseg_size);
+    if io::is_intel() {
+        // SMRR over TSEG, write-back (SDM vol. 3A 12.11.2.4): base | type, ~(size-1) | valid.
+        io::wrmsr(IA32_SMRR_PHYSBASE, base | 6);
+        io::wrmsr(IA32_SMRR_PHYSMASK, (!(size - 1) & 0xffff_f000) | SMRR_VALID);
+        puts(" smrr=");
+        hex32(io::rdmsr(IA32_SMRR_PHYSBASE) as u32);
+        puts("/");
+        hex32(io::rdmsr(IA32_SMRR_PHYSMASK) as u32);
+        // SMM_CODE_CHK: instruction fetches outside SMRR in SMM become #MC (SDM vol. 4,
+        // MSR_SMM_FEATURE_CONTROL), if MSR_SMM_MCA_CAP[58] says it is supported.
+        if io::rdmsr(MSR_SMM_MCA_CAP) & SMM_MCA_CAP_CODE_CHK != 0 {
+            io::wrmsr(MSR_SMM_FEATURE_CONTROL, SMM_FEATURE_CONTROL_CODE_CHK_EN | SMM_FEATURE_CONTROL_LOCK);
+        }
+        puts(" smm_feature_control=");
+        hex16(io::rdmsr(MSR_SMM_FEATURE_CONTROL) as u16);
+    } else {
+        // AMD: TSEG in SMM_ADDR/SMM_MASK, then HWCR.SmmLock (AMD APM vol. 2, 10.2.5).
+        io::wrmsr(AMD_SMM_ADDR, base);
+        io::wrmsr(AMD_SMM_MASK, (!(size - 1) & 0xffff_fffe_0000) | AMD_SMM_MASK_TMTYPE_WB | AMD_SMM_MASK_TVALID);
+        io::wrmsr(AMD_HWCR, io::rdmsr(AMD_HWCR) | AMD_HWCR_SMMLOCK);
+        puts(" smm_addr=");
+        hex32(io::rdmsr(AMD_SMM_ADDR) as u32);
+        puts(" smm_mask=");
+        hex64(io::rdmsr(AMD_SMM_MASK));
+        puts(" hwcr.smmlock=");
+        dec(io::rdmsr(AMD_HWCR) & AMD_HWCR_SMMLOCK);
+    }
+    ctx.locked = 1;
+    answer(ss, EFI_SUCCESS)
+}
