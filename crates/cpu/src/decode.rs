@@ -230,7 +230,8 @@ fn address_size(bytes: &[u8], bitness: u32) -> u8 {
     }
     match (bitness, flip) {
         (16, false) | (32, true) => 2,
-        (32, false) | (64, true) => 4,
+        // 0x67 in 16-bit code selects 32-bit addressing (SDM Vol. 1 §3.6, table 3-4).
+        (16, true) | (32, false) | (64, true) => 4,
         _ => 8,
     }
 }
@@ -368,5 +369,20 @@ impl Cpu {
             }
         }
         Ok(Block { rip: self.rip, bitness, insns })
+    }
+}
+
+#[cfg(test)]
+mod address_size_tests {
+    use super::address_size;
+
+    #[test]
+    fn prefix_67_flips_the_address_size_in_every_mode() {
+        assert_eq!(address_size(&[0x8b], 16), 2);
+        assert_eq!(address_size(&[0x2e, 0x67, 0x66, 0x8b], 16), 4, "real-mode addr32 wraps at 4 GiB");
+        assert_eq!(address_size(&[0x67, 0x8b], 32), 2);
+        assert_eq!(address_size(&[0x8b], 32), 4);
+        assert_eq!(address_size(&[0x67, 0x8b], 64), 4);
+        assert_eq!(address_size(&[0x8b], 64), 8);
     }
 }

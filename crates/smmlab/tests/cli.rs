@@ -153,3 +153,28 @@ fn a_guest_that_refaults_forever_ends_with_a_livelock_reason() {
     assert_eq!(o.status.code(), Some(3), "{out}{err}");
     assert!(out.contains("livelock") && out.contains("f000:"), "{out}");
 }
+
+#[test]
+fn bad_disk_images_are_clear_errors_naming_the_file() {
+    let dir = tmpdir("disks");
+    let empty = dir.join("empty.img");
+    std::fs::write(&empty, []).unwrap();
+    let odd = dir.join("odd.img");
+    std::fs::write(&odd, [0u8; 1000]).unwrap();
+    let good = dir.join("good.img");
+    std::fs::write(&good, [0u8; 1024]).unwrap();
+    for (file, machine, what) in [
+        (dir.join("missing.img"), "pc", "missing.img"),
+        (empty, "q35", "is empty"),
+        (odd, "pc", "not a multiple of 512"),
+        (good, "minimal", "no disk controller"),
+    ] {
+        let o = smmlab().args(["run", "--machine", machine, "--max-instructions", "1000", "--disk"]).arg(&file).output().unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(what), "{err}");
+        if machine != "minimal" {
+            assert!(err.contains(&file.display().to_string()), "{err}");
+        }
+    }
+}

@@ -71,7 +71,6 @@ fn check_seabios(machine: &str, r: &Run) {
 }
 
 #[test]
-#[ignore = "with the in-progress PIIX3 IDE function (disk work) SeaBIOS stops at 'PCI: out of I/O address space'; passed before it landed"]
 fn seabios_reaches_no_bootable_device_on_pc() {
     if !present(SEABIOS, "seabios") {
         return;

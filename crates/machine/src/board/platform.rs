@@ -297,7 +297,7 @@ impl<C: Chipset> Platform<C> {
         self.flush |= wrote;
         let irqs = self.pci_slots.isa_irqs();
         for irq in [14u8, 15] {
-            if std::env::var_os("NO_IDE_IRQ").is_none() { self.legacy.pics.set_irq(irq, irqs & (1 << irq) != 0); }
+            self.legacy.pics.set_irq(irq, irqs & (1 << irq) != 0);
         }
     }
     // --- end disks ---

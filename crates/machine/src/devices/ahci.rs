@@ -339,16 +339,12 @@ impl Ahci {
                         }
                     }
                     PX_SERR => p.serr &= !w1c,
-                    PX_SACT => {
-                        if p.cmd & CMD_ST != 0 {
-                            p.sact |= w1c;
-                        }
-                    }
-                    PX_CI => {
-                        if p.cmd & CMD_ST != 0 {
-                            p.ci |= w1c;
-                            self.run_port(n, dma, bus_master);
-                        }
+                    // PxSACT and PxCI are set-only and ignored while the port is stopped
+                    // (§3.3.13, §3.3.14).
+                    PX_SACT if p.cmd & CMD_ST != 0 => p.sact |= w1c,
+                    PX_CI if p.cmd & CMD_ST != 0 => {
+                        p.ci |= w1c;
+                        self.run_port(n, dma, bus_master);
                     }
                     _ => {}
                 }
@@ -439,7 +435,12 @@ impl Ahci {
         let (cmd, feature, count) = (cfis[2], cfis[3], cfis[12]);
         let lba28 = || -> u64 { ((cfis[7] & 0x0f) as u64) << 24 | (cfis[6] as u64) << 16 | (cfis[5] as u64) << 8 | cfis[4] as u64 };
         let lba48 = || -> u64 {
-            (cfis[10] as u64) << 40 | (cfis[9] as u64) << 32 | (cfis[8] as u64) << 24 | (cfis[6] as u64) << 16 | (cfis[5] as u64) << 8 | cfis[4] as u64
+            (cfis[10] as u64) << 40
+                | (cfis[9] as u64) << 32
+                | (cfis[8] as u64) << 24
+                | (cfis[6] as u64) << 16
+                | (cfis[5] as u64) << 8
+                | cfis[4] as u64
         };
         let count28 = if count == 0 { 256 } else { count as u64 };
         let count48 = match (cfis[13] as u64) << 8 | count as u64 {
@@ -454,16 +455,24 @@ impl Ahci {
                     Err(is) => Outcome { extra_is: is, ..fail(ata::ERR_ABRT) },
                 };
             }
-            ata::CMD_READ_DMA | ata::CMD_READ_SECTORS | ata::CMD_READ_MULTIPLE => (Extent { lba: lba28(), count: count28 }, false, cmd != ata::CMD_READ_DMA),
+            ata::CMD_READ_DMA | ata::CMD_READ_SECTORS | ata::CMD_READ_MULTIPLE => {
+                (Extent { lba: lba28(), count: count28 }, false, cmd != ata::CMD_READ_DMA)
+            }
             ata::CMD_READ_DMA_EXT | ata::CMD_READ_SECTORS_EXT | ata::CMD_READ_MULTIPLE_EXT => {
                 (Extent { lba: lba48(), count: count48 }, false, cmd != ata::CMD_READ_DMA_EXT)
             }
-            ata::CMD_WRITE_DMA | ata::CMD_WRITE_SECTORS | ata::CMD_WRITE_MULTIPLE => (Extent { lba: lba28(), count: count28 }, true, cmd != ata::CMD_WRITE_DMA),
+            ata::CMD_WRITE_DMA | ata::CMD_WRITE_SECTORS | ata::CMD_WRITE_MULTIPLE => {
+                (Extent { lba: lba28(), count: count28 }, true, cmd != ata::CMD_WRITE_DMA)
+            }
             ata::CMD_WRITE_DMA_EXT | ata::CMD_WRITE_SECTORS_EXT | ata::CMD_WRITE_MULTIPLE_EXT => {
                 (Extent { lba: lba48(), count: count48 }, true, cmd != ata::CMD_WRITE_DMA_EXT)
             }
-            ata::CMD_READ_VERIFY => return if disk.in_range(Extent { lba: lba28(), count: count28 }) { ok(false, 0) } else { fail(ata::ERR_IDNF) },
-            ata::CMD_READ_VERIFY_EXT => return if disk.in_range(Extent { lba: lba48(), count: count48 }) { ok(false, 0) } else { fail(ata::ERR_IDNF) },
+            ata::CMD_READ_VERIFY => {
+                return if disk.in_range(Extent { lba: lba28(), count: count28 }) { ok(false, 0) } else { fail(ata::ERR_IDNF) }
+            }
+            ata::CMD_READ_VERIFY_EXT => {
+                return if disk.in_range(Extent { lba: lba48(), count: count48 }) { ok(false, 0) } else { fail(ata::ERR_IDNF) }
+            }
             ata::CMD_SET_FEATURES => return if disk.set_features(feature, count) { ok(false, 0) } else { fail(ata::ERR_ABRT) },
             ata::CMD_SET_MULTIPLE_MODE => return if disk.set_multiple(count) { ok(false, 0) } else { fail(ata::ERR_ABRT) },
             ata::CMD_INITIALIZE_DEVICE_PARAMETERS if count != 0 => {
@@ -481,7 +490,10 @@ impl Ahci {
             | ata::CMD_CHECK_POWER_MODE => return ok(false, 0),
             _ => return fail(ata::ERR_ABRT),
         };
-        if (cmd == ata::CMD_READ_MULTIPLE || cmd == ata::CMD_WRITE_MULTIPLE || cmd == ata::CMD_READ_MULTIPLE_EXT || cmd == ata::CMD_WRITE_MULTIPLE_EXT)
+        if (cmd == ata::CMD_READ_MULTIPLE
+            || cmd == ata::CMD_WRITE_MULTIPLE
+            || cmd == ata::CMD_READ_MULTIPLE_EXT
+            || cmd == ata::CMD_WRITE_MULTIPLE_EXT)
             && disk.multiple == 0
         {
             return fail(ata::ERR_ABRT);
@@ -592,8 +604,26 @@ mod tests {
         ram[CLB as usize..CLB as usize + 4].copy_from_slice(&hdr.to_le_bytes());
         ram[CLB as usize + 8..CLB as usize + 12].copy_from_slice(&(CT as u32).to_le_bytes());
         let f = [
-            FIS_H2D, 0x80, cmd, 0, lba as u8, (lba >> 8) as u8, (lba >> 16) as u8, 0x40, (lba >> 24) as u8, (lba >> 32) as u8, (lba >> 40) as u8, 0,
-            count as u8, (count >> 8) as u8, 0, 0, 0, 0, 0, 0,
+            FIS_H2D,
+            0x80,
+            cmd,
+            0,
+            lba as u8,
+            (lba >> 8) as u8,
+            (lba >> 16) as u8,
+            0x40,
+            (lba >> 24) as u8,
+            (lba >> 32) as u8,
+            (lba >> 40) as u8,
+            0,
+            count as u8,
+            (count >> 8) as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
         ];
         ram[CT as usize..CT as usize + 20].copy_from_slice(&f);
         for (k, (addr, len)) in prds.iter().enumerate() {

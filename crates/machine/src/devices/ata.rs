@@ -216,7 +216,7 @@ impl AtaDisk {
             w[100 + k] = (sectors >> (16 * k)) as u16;
         }
         w[106] = 0x4000; // one 512-byte logical sector per physical sector
-        // Integrity word (§7.16.7.86): signature A5h and a checksum making all bytes sum to 0.
+                         // Integrity word (§7.16.7.86): signature A5h and a checksum making all bytes sum to 0.
         w[255] = 0x00a5;
         let sum = w.iter().fold(0u8, |s, x| s.wrapping_add(*x as u8).wrapping_add((*x >> 8) as u8));
         w[255] |= (sum.wrapping_neg() as u16) << 8;
@@ -576,7 +576,6 @@ impl IdeChannel {
     }
 
     fn command(&mut self, cmd: u8) {
-        if std::env::var_os("ATA_DEBUG").is_some() { eprintln!("ata cmd {cmd:#x} dev {:#x} count {:#x} lba {:#x}/{:#x}/{:#x} ctl {:#x}", self.device, self.count.cur, self.lba_low.cur, self.lba_mid.cur, self.lba_high.cur, self.control); }
         let dev = self.sel();
         let Some(disk) = self.devices[dev].disk.as_ref() else { return };
         let (heads, spt, multiple_now) = (disk.heads, disk.spt, disk.multiple);
@@ -595,8 +594,14 @@ impl IdeChannel {
                 d.error = 0;
                 d.intrq = true;
             }
-            CMD_READ_SECTORS | CMD_READ_SECTORS_EXT | CMD_READ_MULTIPLE | CMD_READ_MULTIPLE_EXT | CMD_WRITE_SECTORS
-            | CMD_WRITE_SECTORS_EXT | CMD_WRITE_MULTIPLE | CMD_WRITE_MULTIPLE_EXT => {
+            CMD_READ_SECTORS
+            | CMD_READ_SECTORS_EXT
+            | CMD_READ_MULTIPLE
+            | CMD_READ_MULTIPLE_EXT
+            | CMD_WRITE_SECTORS
+            | CMD_WRITE_SECTORS_EXT
+            | CMD_WRITE_MULTIPLE
+            | CMD_WRITE_MULTIPLE_EXT => {
                 let lba48 = matches!(cmd, CMD_READ_SECTORS_EXT | CMD_READ_MULTIPLE_EXT | CMD_WRITE_SECTORS_EXT | CMD_WRITE_MULTIPLE_EXT);
                 let multiple = matches!(cmd, CMD_READ_MULTIPLE | CMD_READ_MULTIPLE_EXT | CMD_WRITE_MULTIPLE | CMD_WRITE_MULTIPLE_EXT);
                 let write = matches!(cmd, CMD_WRITE_SECTORS | CMD_WRITE_SECTORS_EXT | CMD_WRITE_MULTIPLE | CMD_WRITE_MULTIPLE_EXT);
@@ -748,7 +753,16 @@ mod tests {
     #[test]
     fn read_ext_uses_the_previous_register_contents_and_hob() {
         let mut c = channel(0x300);
-        for (r, v) in [(REG_COUNT, 0), (REG_LBA_LOW, 0), (REG_LBA_MID, 0), (REG_LBA_HIGH, 0), (REG_COUNT, 1), (REG_LBA_LOW, 0), (REG_LBA_MID, 2), (REG_LBA_HIGH, 0)] {
+        for (r, v) in [
+            (REG_COUNT, 0),
+            (REG_LBA_LOW, 0),
+            (REG_LBA_MID, 0),
+            (REG_LBA_HIGH, 0),
+            (REG_COUNT, 1),
+            (REG_LBA_LOW, 0),
+            (REG_LBA_MID, 2),
+            (REG_LBA_HIGH, 0),
+        ] {
             c.write(r, 1, v);
         }
         c.write(REG_DEVICE, 1, 0x40);
@@ -887,7 +901,11 @@ mod tests {
                     c.read(off, (1 << ((x >> 8) % 3)) as u8);
                 }
                 1 => c.write_control(0, (x >> 16) as u8 & !DC_SRST),
-                2 => c.write(REG_STATUS, 1, [0x20, 0x24, 0x29, 0x30, 0x34, 0xc4, 0xc5, 0xc6, 0xec, 0x91, 0xef, 0x40][(x >> 12) as usize % 12]),
+                2 => c.write(
+                    REG_STATUS,
+                    1,
+                    [0x20, 0x24, 0x29, 0x30, 0x34, 0xc4, 0xc5, 0xc6, 0xec, 0x91, 0xef, 0x40][(x >> 12) as usize % 12],
+                ),
                 _ => c.write(off, (1 << ((x >> 8) % 3)) as u8, x >> 11),
             }
         }

@@ -27,7 +27,7 @@ pub struct Disk {
 impl Disk {
     /// A disk holding `data`; `None` if it is empty or not whole sectors.
     pub fn from_bytes(data: Vec<u8>) -> Option<Self> {
-        (!data.is_empty() && data.len() % SECTOR_SIZE == 0).then_some(Disk { data })
+        (!data.is_empty() && data.len().is_multiple_of(SECTOR_SIZE)).then_some(Disk { data })
     }
 
     /// Reads a raw image file into memory.
@@ -62,7 +62,7 @@ impl Disk {
     /// Overwrites whole sectors starting at `lba`; false (and nothing written) if `data` is not
     /// whole sectors or runs past the end.
     pub fn write(&mut self, lba: u64, data: &[u8]) -> bool {
-        if data.len() % SECTOR_SIZE != 0 || !self.contains(lba, (data.len() / SECTOR_SIZE) as u64) {
+        if !data.len().is_multiple_of(SECTOR_SIZE) || !self.contains(lba, (data.len() / SECTOR_SIZE) as u64) {
             return false;
         }
         let start = lba as usize * SECTOR_SIZE;
