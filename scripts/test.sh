@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: nasm assembles the test ROMs; QEMU 7.2 is the reference in
-# the SMM differential tests.
+# the SMM differential tests; sigrok-cli reads back the VCD traces.
 need=()
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 [ -f /usr/share/seabios/bios-256k.bin ] || need+=(seabios)
+# sigrok-cli (about 4 MB with its libraries) opens the SMI waveforms `smmlab run --vcd` writes.
+command -v sigrok-cli >/dev/null 2>&1 || need+=(sigrok-cli)
 [ -f /usr/share/bochs/BIOS-bochs-latest ] || need+=(bochsbios)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -98,6 +98,10 @@ pub const LPC_ACPI_CNTL: u8 = 0x44;
 pub const ACPI_CNTL_ACPI_EN: u8 = 1 << 7;
 pub const LPC_GEN_PMCON_1: u8 = 0xa0;
 pub const GEN_PMCON_1_SMI_LOCK: u16 = 1 << 4;
+/// BIOS_CNTL (ICH9 datasheet 13.1.29): BIOSWE bit 0, BLE bit 1 (lock-once), SMM_BWP bit 5.
+pub const LPC_BIOS_CNTL: u8 = 0xdc;
+pub const BIOS_CNTL_BLE: u8 = 1 << 1;
+pub const BIOS_CNTL_SMM_BWP: u8 = 1 << 5;
 
 /// MSRs (SDM vol. 4).
 pub const IA32_SMRR_PHYSBASE: u32 = 0x1f2;
@@ -131,6 +135,8 @@ pub struct SmmContext {
     pub smis: u64,
     /// Ping requests answered.
     pub pings: u64,
+    /// The planted-bug scenario ([`crate::scenario`]); 0 for the clean firmware.
+    pub scenario: u64,
 }
 
 /// "SMMCTX\0\0".

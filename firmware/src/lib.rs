@@ -12,6 +12,7 @@ pub mod layout;
 pub mod mem;
 pub mod pci;
 pub mod savestate;
+pub mod scenario;
 pub mod sw;
 
 /// Stops the machine through isa-debug-exit with `code` (smmlab exits with that status).

@@ -3,6 +3,8 @@
 //! dispatcher with SW SMI services, locking (D_LCK, SMRR, SMI_LOCK, SMM_CODE_CHK), and a small
 //! OS that calls the services and exits through isa-debug-exit. For the q35 machine.
 
+pub mod scenarios;
+
 /// The ROM image: 128 KiB, mapped to end at 4 GiB.
 pub static ROM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/smmlab-builtin.rom"));
 

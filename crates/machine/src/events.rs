@@ -24,7 +24,14 @@ pub enum MachineEvent {
     SmramLocked { icount: u64 },
     /// The PAM registers (BIOS shadowing) changed.
     PamChanged { pam: [u8; 7], icount: u64 },
+    /// The guest wrote a line to debugcon (port 0x402), without its newline; `icount` is the time
+    /// of its last byte, `in_smm` whether that byte was written in SMM. Lines longer than
+    /// [`DEBUGCON_LINE_MAX`] bytes are split. Queued only while [`Events::recording`].
+    DebugconLine { text: String, icount: u64, in_smm: bool },
 }
+
+/// The longest debugcon line one [`MachineEvent::DebugconLine`] carries.
+pub const DEBUGCON_LINE_MAX: usize = 256;
 
 /// Counters for the run summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,11 +56,13 @@ pub struct Events {
     pub recording: bool,
     pub stats: SmmStats,
     smm_entered_at: Option<u64>,
+    /// The debugcon line being written (only while recording).
+    debugcon_line: Vec<u8>,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Events { queue: Vec::new(), recording: true, stats: SmmStats::default(), smm_entered_at: None }
+        Events { queue: Vec::new(), recording: true, stats: SmmStats::default(), smm_entered_at: None, debugcon_line: Vec::new() }
     }
 }
 
@@ -85,6 +94,23 @@ impl Events {
         }
     }
 
+    /// Collects a byte the guest wrote to debugcon at `icount`; a newline (or a full
+    /// [`DEBUGCON_LINE_MAX`]-byte line) queues a [`MachineEvent::DebugconLine`]. Does nothing
+    /// unless recording.
+    pub fn debugcon_byte(&mut self, b: u8, icount: u64, in_smm: bool) {
+        if !self.recording {
+            return;
+        }
+        if b != b'\n' {
+            self.debugcon_line.push(b);
+        }
+        if b == b'\n' || self.debugcon_line.len() >= DEBUGCON_LINE_MAX {
+            let line = std::mem::take(&mut self.debugcon_line);
+            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            self.queue.push(MachineEvent::DebugconLine { text, icount, in_smm });
+        }
+    }
+
     /// Takes the queued events.
     pub fn drain(&mut self) -> Vec<MachineEvent> {
         std::mem::take(&mut self.queue)
@@ -112,6 +138,23 @@ mod tests {
         assert_eq!((ev.stats.smm_instructions, ev.stats.smm_ticks), (5, 5));
         assert_eq!(ev.drain().len(), 3);
         assert!(ev.queued().is_empty());
+    }
+
+    #[test]
+    fn debugcon_bytes_become_lines() {
+        let mut ev = Events::default();
+        for b in b"smm: hi\nab" {
+            ev.debugcon_byte(*b, 7, true);
+        }
+        assert_eq!(ev.drain(), vec![MachineEvent::DebugconLine { text: "smm: hi".into(), icount: 7, in_smm: true }]);
+        for _ in 0..DEBUGCON_LINE_MAX {
+            ev.debugcon_byte(b'x', 9, false);
+        }
+        let q = ev.drain();
+        assert!(matches!(&q[..], [MachineEvent::DebugconLine { text, in_smm: false, .. }] if text.len() == DEBUGCON_LINE_MAX && text.starts_with("abx")));
+        let mut off = Events { recording: false, ..Default::default() };
+        off.debugcon_byte(b'\n', 1, false);
+        assert!(off.queued().is_empty());
     }
 
     #[test]

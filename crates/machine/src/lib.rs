@@ -22,6 +22,7 @@ pub mod memory;
 pub mod pci;
 pub mod smi;
 pub mod smram;
+pub mod tables;
 
 use clock::{Clock, Ticks};
 use cpu::{Cpu, CpuModel, Exit};
@@ -62,6 +63,9 @@ pub enum ExitReason {
     /// The guest asked for a reset (0xCF9 RST_CPU, port 0x92 INIT_NOW, 8042 pulse). smmlab
     /// does not rebuild the machine: the run ends here, as QEMU's does with `-no-reboot`.
     Reset,
+    /// The board asked for a pause (a debugcon line ended while
+    /// [`board::Board::set_pause_on_debugcon_line`] was on); `run` may be called again.
+    Paused,
 }
 
 impl ExitReason {
@@ -73,6 +77,7 @@ impl ExitReason {
             ExitReason::InstructionLimit => "instruction-limit",
             ExitReason::Halted => "halted",
             ExitReason::Reset => "reset",
+            ExitReason::Paused => "paused",
         }
     }
 }
@@ -154,6 +159,15 @@ impl Machine {
             BoardKind::Pc => board::Board::Pc(Box::new(board::pc::new(ram, rom, ips))),
             BoardKind::Q35 => board::Board::Q35(Box::new(board::q35::new(ram, rom, ips))),
         };
+        let mut board = board;
+        // An AMD CPU with 40 physical address bits (long mode here) makes the firmware's e820
+        // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64.
+        if config.model.vendor == cpu::cpuid::Vendor::Amd && config.model.long_mode {
+            if let Some(l) = board.legacy() {
+                use devices::fw_cfg::{AMD_HT_SIZE, AMD_HT_START, E820_RESERVED};
+                l.fw_cfg.add_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
+            }
+        }
         Ok(Machine { cpu: Cpu::new(config.model), board, config })
     }
 
@@ -237,6 +251,7 @@ impl Machine {
             match r {
                 Exit::InstructionLimit => continue,
                 Exit::Stopped if self.board.debug_exit_code().is_some() => break ExitReason::DebugExit,
+                Exit::Stopped if self.board.take_pause() => break ExitReason::Paused,
                 Exit::Stopped => continue,
                 Exit::Shutdown(why) => break ExitReason::Shutdown(why),
                 Exit::Halted => {
@@ -265,7 +280,7 @@ impl Machine {
             ExitReason::Shutdown(_) => 3,
             ExitReason::InstructionLimit => 4,
             ExitReason::Halted => 5,
-            ExitReason::Reset => 0,
+            ExitReason::Reset | ExitReason::Paused => 0,
         };
         let instructions = self.cpu.icount;
         let clock = Clock::new(self.config.instructions_per_second);

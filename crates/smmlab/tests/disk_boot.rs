@@ -158,3 +158,28 @@ fn seabios_boots_the_disk_through_ide_on_pc_without_trampoline_smis() {
         assert_eq!(r.smis, total);
     }
 }
+
+/// INT 15h AH=86h (wait) and AH=83h (event wait): SeaBIOS implements both with the RTC
+/// periodic interrupt (CMOS register B PIE, IRQ 8 through the slave 8259, register C read to
+/// acknowledge). tests/roms/rtc_wait.asm waits 65.536 ms, then 50 ms, and prints
+/// "RTCWAIT DONE".
+#[test]
+fn seabios_int15_waits_complete_on_the_rtc_interrupt() {
+    if !seabios_present() {
+        return;
+    }
+    let dir = tmpdir("rtc");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roms/rtc_wait.asm");
+    let bs = dir.join("rtc_wait.bin");
+    let st = Command::new("nasm").args(["-f", "bin", "-o"]).arg(&bs).arg(&src).status().expect("nasm must be installed");
+    assert!(st.success());
+    let mut img = std::fs::read(&bs).unwrap();
+    assert_eq!(img.len(), 512);
+    img.resize(SECTORS * 512, 0);
+    let disk = dir.join("rtc.img");
+    std::fs::write(&disk, &img).unwrap();
+    for machine in ["pc", "q35"] {
+        let r = smmlab_boot(machine, &disk, &dir);
+        assert!(r.debugcon.contains("RTCWAIT START\nRTCWAIT DONE\n"), "{machine}: {}", r.debugcon);
+    }
+}

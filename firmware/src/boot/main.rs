@@ -11,7 +11,7 @@ mod stubs;
 
 use firmware::con::{hex16, hex32, hex8, puts};
 use firmware::layout::*;
-use firmware::{io, pci, sw};
+use firmware::{io, pci, scenario, sw};
 
 /// Checks a condition the firmware relies on; stops the machine with a message otherwise.
 pub fn require(ok: bool, what: &str) {
@@ -47,10 +47,24 @@ extern "C" fn boot_main() -> ! {
     hex32(top as u32);
     puts(if intel { ", CPU vendor Intel\n" } else { ", CPU vendor AMD\n" });
 
+    let scn = scenario::read();
+    if scn != scenario::DEFAULT {
+        puts("fw: planted-bug scenario ");
+        puts(scenario::name(scn));
+        puts(" (fw_cfg opt/smmlab/scenario)\n");
+    }
+    if scn == scenario::CALLOUT {
+        // The call-out target: a function of the boot image (OS memory), reached through a
+        // pointer in OS memory, as a handler calling a boot-services table would.
+        let f: extern "sysv64" fn() -> u64 = callout_target;
+        io::poke32(scenario::CALLOUT_SLOT, f as usize as u32);
+        io::poke32(scenario::CALLOUT_SLOT + 4, (f as usize as u64 >> 32) as u32);
+    }
+
     let tseg_base = top - TSEG_SIZE;
     // TSEGMB tells the OS where TSEG starts (3 Series MCH datasheet 5.1.31).
     pci::write32(0, 0, MCH_TSEGMB, tseg_base as u32);
-    let smbase = smm_install::install(tseg_base);
+    let smbase = smm_install::install(tseg_base, scn);
 
     // Close TSEG to everything but SMM: T_EN with a 1 MiB TSEG, and G_SMRAME (MCH 5.1.17/18).
     pci::write8(0, 0, MCH_ESMRAMC, ESMRAMC_TSEG_1M);
@@ -93,8 +107,12 @@ extern "C" fn boot_main() -> ! {
     let st = sw::call(sw::SW_READY_TO_LOCK, 0);
     require(st == sw::EFI_SUCCESS, "the ready-to-lock SMI succeeded");
 
-    // Lock: D_LCK (MCH 5.1.17) and SMI_LOCK (ICH9 13.1.32).
-    pci::write8(0, 0, MCH_SMRAM, SMRAM_G_SMRAME | SMRAM_D_LCK | SMRAM_C_BASE_SEG);
+    // Lock: D_LCK (MCH 5.1.17), SMI_LOCK (ICH9 13.1.32), BIOS_CNTL BLE + SMM_BWP (13.1.29).
+    if scn != scenario::SMRAM_UNLOCKED {
+        pci::write8(0, 0, MCH_SMRAM, SMRAM_G_SMRAME | SMRAM_D_LCK | SMRAM_C_BASE_SEG);
+    }
+    let bc = pci::read8(LPC_DEV, 0, LPC_BIOS_CNTL);
+    pci::write8(LPC_DEV, 0, LPC_BIOS_CNTL, bc | BIOS_CNTL_BLE | BIOS_CNTL_SMM_BWP);
     let pmcon = pci::read16(LPC_DEV, 0, LPC_GEN_PMCON_1);
     pci::write16(LPC_DEV, 0, LPC_GEN_PMCON_1, pmcon | GEN_PMCON_1_SMI_LOCK);
     puts("fw: locked: SMRAM=");
@@ -106,4 +124,9 @@ extern "C" fn boot_main() -> ! {
     puts("\n");
     puts("fw: handing off to the OS\n");
     os::main(intel)
+}
+
+/// What the bug-callout scenario's ping handler calls from SMM: code in OS memory.
+extern "sysv64" fn callout_target() -> u64 {
+    0x0ca1_1007
 }

@@ -22,7 +22,7 @@ fn copy(dst: u64, src: &[u8]) {
 }
 
 /// Installs SMM into the TSEG at `tseg_base`; returns the SMBASE the relocation SMI will set.
-pub fn install(tseg_base: u64) -> u64 {
+pub fn install(tseg_base: u64, scenario: u64) -> u64 {
     // SAFETY: TSEG is RAM the OS never gets; T_EN is not set yet, so it is writable.
     unsafe { core::ptr::write_bytes(tseg_base as *mut u8, 0, TSEG_SIZE as usize) };
 
@@ -68,6 +68,7 @@ pub fn install(tseg_base: u64) -> u64 {
         locked: 0,
         smis: 0,
         pings: 0,
+        scenario,
     };
     // SAFETY: the context area is TSEG RAM, aligned.
     unsafe { core::ptr::write((tseg_base + tseg::CONTEXT) as *mut SmmContext, ctx) };

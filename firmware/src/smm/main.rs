@@ -11,6 +11,7 @@ use firmware::layout::*;
 use firmware::savestate::{Gpr, SaveState};
 use firmware::sw::*;
 use firmware::io;
+use firmware::scenario;
 
 /// The communication buffer's copy in SMRAM (header and message).
 static mut COMM_COPY: [u8; (COMM_HEADER_SIZE + COMM_MAX_MESSAGE) as usize] = [0; (COMM_HEADER_SIZE + COMM_MAX_MESSAGE) as usize];
@@ -63,6 +64,25 @@ fn ping(ctx: &mut SmmContext, ss: &SaveState) {
     ctx.pings += 1;
     puts(" ping #");
     dec(ctx.pings);
+    if ctx.scenario == scenario::CALLOUT {
+        // Planted bug: a call through a pointer in OS memory, to code in OS memory.
+        // SAFETY: none; this is the bug (the slot is identity-mapped OS RAM).
+        let f = unsafe { core::ptr::read_volatile(scenario::CALLOUT_SLOT as *const u64) };
+        if f != 0 {
+            // SAFETY: none; this is the bug.
+            let f: extern "sysv64" fn() -> u64 = unsafe { core::mem::transmute(f as usize) };
+            puts(" notify=");
+            hex64(f());
+        }
+    }
+    if ctx.scenario == scenario::UNCHECKED_POINTER {
+        // Planted bug: the count goes where RBX points, without checking it is outside SMRAM.
+        let p = ss.read(Gpr::Rbx);
+        if p != 0 && p < 1 << 32 {
+            // SAFETY: none; this is the bug (the low 4 GiB are identity-mapped in SMM).
+            unsafe { core::ptr::write_unaligned(p as *mut u64, ctx.pings) };
+        }
+    }
     answer(ss, PING_REPLY | ctx.pings << 32);
 }
 
@@ -100,6 +120,13 @@ fn communicate(ctx: &mut SmmContext, ss: &SaveState) {
         puts(" rejected: message not in OS memory");
         return answer(ss, EFI_ACCESS_DENIED);
     }
+    let len = if ctx.scenario == scenario::TOCTOU {
+        // Planted bug: MessageLength fetched again from the caller's buffer after the checks.
+        // SAFETY: the header range was checked; the second fetch is the bug.
+        unsafe { core::ptr::read_volatile((buf + 16) as *const u64) }
+    } else {
+        len
+    };
     let total = (COMM_HEADER_SIZE + len) as usize;
     // SAFETY: the whole range was checked.
     unsafe { core::ptr::copy_nonoverlapping((buf + COMM_HEADER_SIZE) as *const u8, copy.as_mut_ptr().add(COMM_HEADER_SIZE as usize), len as usize) };
@@ -137,7 +164,10 @@ fn ready_to_lock(ctx: &mut SmmContext, ss: &SaveState) {
     puts(" map=");
     puts(ss.map.name());
     let (base, size) = (ctx.tseg_base, ctx.tseg_size);
-    if io::is_intel() {
+    if ctx.scenario == scenario::NO_SMRR {
+        // Planted bug: neither SMRR nor SMM_CODE_CHK (which checks fetches against SMRR).
+        puts(" (SMRR not programmed)");
+    } else if io::is_intel() {
         // SMRR over TSEG, write-back (SDM vol. 3A 12.11.2.4): base | type, ~(size-1) | valid.
         io::wrmsr(IA32_SMRR_PHYSBASE, base | 6);
         io::wrmsr(IA32_SMRR_PHYSMASK, (!(size - 1) & 0xffff_f000) | SMRR_VALID);

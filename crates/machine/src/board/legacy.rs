@@ -58,6 +58,7 @@ pub const PORT_MAP: &[(u16, u16, LegacyDevice)] = &[
 pub const IRQ_PIT: u8 = 0;
 pub const IRQ_KBD: u8 = 1;
 pub const IRQ_COM1: u8 = 4;
+pub const IRQ_RTC: u8 = 8;
 pub const IRQ_MOUSE: u8 = 12;
 
 /// Where `port` goes: the device and the offset in its range.
@@ -116,7 +117,11 @@ impl LegacyDevices {
                 self.sync_i8042_irqs();
                 v
             }
-            LegacyDevice::Rtc => self.rtc.read(off, size, now),
+            LegacyDevice::Rtc => {
+                let v = self.rtc.read(off, size, now);
+                self.pics.set_irq(IRQ_RTC, self.rtc.irq());
+                v
+            }
             LegacyDevice::Port92 => self.port92.read(off, size, now),
             LegacyDevice::FwCfg => self.fw_cfg.read(off, size, now),
             LegacyDevice::Com1 => match self.com1.as_mut() {
@@ -151,7 +156,10 @@ impl LegacyDevices {
                 self.reset_request |= self.i8042.take_reset();
                 self.sync_i8042_irqs();
             }
-            LegacyDevice::Rtc => self.rtc.write(off, size, value, now),
+            LegacyDevice::Rtc => {
+                self.rtc.write(off, size, value, now);
+                self.pics.set_irq(IRQ_RTC, self.rtc.irq());
+            }
             LegacyDevice::Port92 => {
                 self.port92.write(off, size, value, now);
                 if self.port92.take_a20_change() {
@@ -178,20 +186,27 @@ impl LegacyDevices {
         self.pics.set_irq(IRQ_MOUSE, m);
     }
 
-    /// The next timer deadline (the 8254's next IRQ 0 edge).
+    /// The next timer deadline (the 8254's next IRQ 0 edge, the RTC's next enabled interrupt).
     pub fn next_deadline(&self) -> Option<Ticks> {
-        self.pit.next_deadline()
+        [self.pit.next_deadline(), self.rtc.next_deadline()].into_iter().flatten().min()
     }
 
-    /// The next deadline that can interrupt a halted CPU (IRQ 0 unmasked at the 8259s).
+    /// The next deadline that can interrupt a halted CPU (IRQ 0 or IRQ 8 unmasked at the
+    /// 8259s).
     pub fn next_interrupt(&self) -> Option<Ticks> {
-        self.pit.next_deadline().filter(|_| self.pics.unmasked(IRQ_PIT))
+        let pit = self.pit.next_deadline().filter(|_| self.pics.unmasked(IRQ_PIT));
+        let rtc = self.rtc.next_deadline().filter(|_| self.pics.unmasked(IRQ_RTC));
+        [pit, rtc].into_iter().flatten().min()
     }
 
     /// Fires the timers due by `now`.
     pub fn advance(&mut self, now: Ticks) {
         if self.pit.advance(now) {
             self.pics.pulse_irq(IRQ_PIT);
+        }
+        if self.rtc.next_deadline().is_some_and(|d| d <= now) {
+            self.rtc.advance(now);
+            self.pics.set_irq(IRQ_RTC, self.rtc.irq());
         }
     }
 
@@ -244,6 +259,34 @@ mod tests {
         l.advance(Ticks(0x100));
         assert!(l.pics.intr());
         assert_eq!(l.pics.ack(), 0x08);
+    }
+
+    #[test]
+    fn rtc_periodic_interrupt_drives_irq8_through_the_slave() {
+        let ips = 1_000_000_000;
+        let mut l = LegacyDevices::new(128 << 20, false, ips);
+        let t = Ticks(0);
+        for (p, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, 0xfb), (0xa0, 0x11), (0xa1, 0x70), (0xa1, 0x02), (0xa1, 0x01), (0xa1, 0xfe)] {
+            l.io_write(p, 1, v, t);
+        }
+        assert_eq!(l.next_interrupt(), None, "no RTC interrupt enabled");
+        // 1024 Hz (RS = 6), PIE.
+        l.io_write(0x70, 1, 0x0a, t);
+        l.io_write(0x71, 1, 0x26, t);
+        l.io_write(0x70, 1, 0x0b, t);
+        l.io_write(0x71, 1, 0x42, t);
+        let d = l.next_interrupt().unwrap();
+        assert_eq!(d, Ticks(976_563), "first tick after 976.5625 us");
+        l.advance(Ticks(d.0 - 1));
+        assert!(!l.pics.intr());
+        l.advance(d);
+        assert!(l.pics.intr());
+        assert_eq!(l.pics.ack(), 0x70);
+        assert_eq!(l.rtc.next_deadline(), None, "IRQF set: nothing more until C is read");
+        l.io_write(0x70, 1, 0x0c, d);
+        assert_eq!(l.io_read(0x71, 1, d), Some(0xc0), "IRQF | PF, cleared by the read");
+        assert_eq!(l.io_read(0x71, 1, d), Some(0x00));
+        assert_eq!(l.next_interrupt(), Some(Ticks(1_953_125)));
     }
 
     #[test]

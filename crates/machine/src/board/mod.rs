@@ -4,6 +4,7 @@
 pub mod dma;
 pub mod legacy;
 pub mod minimal;
+pub mod observer;
 pub mod pc;
 pub mod platform;
 pub mod q35;
@@ -133,6 +134,22 @@ impl Board {
     /// The SMRAM decoding in force (None on the minimal board).
     pub fn smram_config(&self) -> Option<crate::smram::SmramConfig> {
         platform!(self, p => Some(p.smram_config()), None)
+    }
+
+    /// Whether the run must pause at a debugcon line end (see
+    /// [`platform::Platform::pause_on_debugcon_line`]); clears the request.
+    pub fn take_pause(&mut self) -> bool {
+        platform!(self, p => p.take_pause(), false)
+    }
+
+    /// Pauses [`crate::Machine::run`] at the end of every debugcon line (pc and q35 only).
+    pub fn set_pause_on_debugcon_line(&mut self, on: bool) {
+        platform!(self, p => p.pause_on_debugcon_line = on, ())
+    }
+
+    /// The SMM access observer (None on the minimal board).
+    pub fn smm_observer(&mut self) -> Option<&mut observer::SmmObserver> {
+        platform!(self, p => Some(&mut p.smm_observer), None)
     }
 
     /// The external SMI pin (None on the minimal board).

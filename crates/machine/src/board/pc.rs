@@ -30,6 +30,9 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Pc {
     let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
     // The PIIX3 IDE function, 00:01.1 (disks issue).
     board.pci_slots.add(1, 1, Box::new(Piix3Ide::default()));
+    // ACPI tables through fw_cfg's table-loader, as QEMU provides them (smmlab's own tables).
+    crate::tables::acpi::build(&crate::tables::acpi::AcpiBoard::pc()).install(&mut board.legacy.fw_cfg);
+    crate::tables::smbios::build("pc", ram_size).install(&mut board.legacy.fw_cfg);
     board
 }
 

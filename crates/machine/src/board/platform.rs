@@ -92,6 +92,11 @@ pub struct Platform<C: Chipset> {
     pub events: Events,
     /// PCI functions beyond the chipset's own registers: storage controllers (disks issue).
     pub pci_slots: PciSlots,
+    /// SMM accesses for the auditor (off by default).
+    pub smm_observer: super::observer::SmmObserver,
+    /// Pause the run at the end of every debugcon line (the auditor's hand-off watch).
+    pub pause_on_debugcon_line: bool,
+    pause: bool,
     // --- legacy devices (platform issue) ---
     pub legacy: LegacyDevices,
     pub ioapic: Ioapic,
@@ -125,7 +130,7 @@ impl<C: Chipset> Platform<C> {
             chipset,
             pci: PciHost::default(),
             apm: Apm::default(),
-            lapic: Lapic::new(instructions_per_second),
+            lapic: Lapic::new_bsp(instructions_per_second),
             debugcon: Debugcon::default(),
             debug_exit: DebugExit::default(),
             smi: SmiLatch::default(),
@@ -133,6 +138,9 @@ impl<C: Chipset> Platform<C> {
             smi_pin: SmiPin::default(),
             events: Events::default(),
             pci_slots: PciSlots::default(),
+            smm_observer: Default::default(),
+            pause_on_debugcon_line: false,
+            pause: false,
             legacy,
             ioapic: Ioapic::default(),
             reset_control: ResetControl::default(),
@@ -431,8 +439,24 @@ impl<C: Chipset> Platform<C> {
     }
 }
 
+impl<C: Chipset> Platform<C> {
+    /// Whether the run must pause (a debugcon line ended); clears the request.
+    pub fn take_pause(&mut self) -> bool {
+        std::mem::take(&mut self.pause)
+    }
+
+    /// Records an SMM access when the observer is on.
+    fn observe(&mut self, a: &Access, kind: AccessKind) {
+        let in_smram = smram::covers(&self.smram, a.addr) && matches!(smram::route(&self.smram, a.addr, kind, true), Visibility::Ram(_));
+        self.smm_observer.record(kind, a.addr, a.size, in_smram);
+    }
+}
+
 impl<C: Chipset> Bus for Platform<C> {
     fn read(&mut self, a: Access) -> u64 {
+        if a.smm && self.smm_observer.enabled {
+            self.observe(&a, a.kind);
+        }
         match self.route(a.addr, a.kind, a.smm) {
             Target::Ram(o) => read_le(self.ram.as_slice(), o as usize, a.size),
             Target::Rom(o) => read_le(self.rom.as_slice(), o as usize, a.size),
@@ -451,6 +475,9 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn write(&mut self, a: Access, value: u64) {
+        if a.smm && self.smm_observer.enabled {
+            self.observe(&a, AccessKind::Write);
+        }
         match self.route(a.addr, AccessKind::Write, a.smm) {
             Target::Ram(o) => write_le(self.ram.as_mut_slice(), o as usize, a.size, value),
             Target::Lapic(o) => {
@@ -514,6 +541,8 @@ impl<C: Chipset> Bus for Platform<C> {
             }
         } else if port == PORT_DEBUGCON {
             self.debugcon.write(value as u8);
+            self.events.debugcon_byte(value as u8, now.0, a.smm);
+            self.pause |= self.pause_on_debugcon_line && value as u8 == b'\n';
         } else if port == PORT_DEBUG_EXIT {
             self.debug_exit.write(value);
         } else if self.slot_io(port, size, Some(value)).is_some() {
@@ -524,6 +553,9 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn host_page(&mut self, page: u64, kind: AccessKind, smm: bool) -> Option<NonNull<u8>> {
+        if smm && self.smm_observer.enabled {
+            return None;
+        }
         match self.route(page, kind, smm) {
             Target::Ram(o) if o + 4096 <= self.ram.len() => NonNull::new(self.ram.as_mut_slice()[o as usize..].as_mut_ptr()),
             Target::Rom(o) if kind != AccessKind::Write => self.rom.page_ptr(o),
@@ -546,7 +578,7 @@ impl<C: Chipset> Bus for Platform<C> {
                 p |= Pending::IO_TRAP;
             }
         }
-        if self.flush || self.resync || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested {
+        if self.flush || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested {
             p |= Pending::STOP;
         }
         // --- legacy devices (platform issue) ---

@@ -4,6 +4,7 @@
 use super::platform::Platform;
 use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE};
 use crate::chipset::q35::ich9_sata::Ich9Sata;
+use crate::chipset::q35::ich9_smbus::Ich9Smbus;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
 use crate::chipset::Chipset;
 use crate::clock::Ticks;
@@ -28,6 +29,11 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
     let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
     // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
     board.pci_slots.add(0x1f, 2, Box::new(Ich9Sata::default()));
+    // The ICH9 SMBus host controller, 00:1F.3 (QEMU's q35 has it too).
+    board.pci_slots.add(0x1f, 3, Box::new(Ich9Smbus::default()));
+    // ACPI tables through fw_cfg's table-loader, as QEMU provides them (smmlab's own tables).
+    crate::tables::acpi::build(&crate::tables::acpi::AcpiBoard::q35()).install(&mut board.legacy.fw_cfg);
+    crate::tables::smbios::build("q35", ram_size).install(&mut board.legacy.fw_cfg);
     board
 }
 

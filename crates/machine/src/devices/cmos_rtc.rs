@@ -9,6 +9,15 @@
 //! Time comes only from the virtual clock: the clock reads [`RTC_EPOCH`] (2024-01-01
 //! 00:00:00, a Monday) at guest time 0 and advances with guest time, so runs are
 //! deterministic. Guest writes to the time registers set an offset from that clock.
+//!
+//! Interrupts (MC146818A "Interrupts", ICH9 §13.6.2): the periodic flag PF at the rate that
+//! register A's RS3:RS0 select from the 32.768 kHz time base (RS = 1, 2: 256 and 128 Hz;
+//! RS = n >= 3: 65536 >> n Hz), the update-ended flag UF at each second boundary, and the
+//! alarm flag AF when the updated time matches the alarm bytes (a byte of 0xC0-0xFF matches
+//! any value). The flags are set whether or not enabled; IRQF (register C bit 7) and the IRQ 8
+//! line follow `flag & enable` for PIE/AIE/UIE in register B. Reading register C clears all
+//! four flags and drops IRQ 8. With register B's SET bit the clock does not update, so UF and
+//! AF stop.
 
 use super::{ones, PortDevice};
 use crate::clock::Ticks;
@@ -36,6 +45,23 @@ pub const REG_A_UIP: u8 = 0x80;
 /// Register A reset value: 32.768 kHz divider, 1024 Hz rate (what firmware programs).
 pub const REG_A_RESET: u8 = 0x26;
 pub const REG_B_SET: u8 = 0x80;
+/// Register B interrupt enables: periodic, alarm, update-ended.
+pub const REG_B_PIE: u8 = 0x40;
+pub const REG_B_AIE: u8 = 0x20;
+pub const REG_B_UIE: u8 = 0x10;
+/// Register C flags: IRQF, PF, AF, UF.
+pub const REG_C_IRQF: u8 = 0x80;
+pub const REG_C_PF: u8 = 0x40;
+pub const REG_C_AF: u8 = 0x20;
+pub const REG_C_UF: u8 = 0x10;
+/// Register A rate-select bits.
+pub const REG_A_RS_MASK: u8 = 0x0f;
+/// The time base the periodic rate divides (Hz).
+pub const RTC_TIME_BASE_HZ: u64 = 32_768;
+/// Alarm bytes at or above this value match every time value ("don't care").
+pub const ALARM_DONT_CARE: u8 = 0xc0;
+/// Seconds of skipped time the alarm search looks through (one day covers every alarm).
+const ALARM_SEARCH_SECONDS: u64 = 86_400;
 pub const REG_B_DM_BINARY: u8 = 0x04;
 pub const REG_B_24H: u8 = 0x02;
 /// Register B reset value: 24-hour mode, BCD.
@@ -79,6 +105,8 @@ pub struct CmosRtc {
     ips: u64,
     /// Seconds added to the virtual clock by guest writes to the time registers.
     offset: i64,
+    /// Guest time up to which the interrupt flags are up to date.
+    events_at: Ticks,
 }
 
 impl CmosRtc {
@@ -113,7 +141,7 @@ impl CmosRtc {
         // QEMU's default boot order "cad": disk, floppy, CD-ROM; floppy signature checked.
         ram[CMOS_BOOTFLAG2 as usize] = 0x12;
         ram[CMOS_BOOTFLAG1 as usize] = 0x30;
-        CmosRtc { ram, index: 0, nmi_masked: false, ips: ips.max(1), offset: 0 }
+        CmosRtc { ram, index: 0, nmi_masked: false, ips: ips.max(1), offset: 0, events_at: Ticks(0) }
     }
 
     /// Whether the guest masked NMI through index bit 7.
@@ -166,19 +194,123 @@ impl CmosRtc {
         [(rem % 60) as u32, (rem / 60 % 60) as u32, (rem / 3600) as u32, wday, d, m, y as u32]
     }
 
+    /// The periodic interrupt's divisor of the time base (None: RS = 0, no periodic flag).
+    fn periodic_divisor(&self) -> Option<u64> {
+        match self.ram[RTC_REG_A as usize] & REG_A_RS_MASK {
+            0 => None,
+            rs @ 1..=2 => Some(1 << (rs + 6)),
+            rs => Some(1 << (rs - 1)),
+        }
+    }
+
+    /// How many periodic ticks have happened by `t` since power-on.
+    fn periodic_index(&self, t: Ticks, div: u64) -> u128 {
+        t.0 as u128 * RTC_TIME_BASE_HZ as u128 / (div as u128 * self.ips as u128)
+    }
+
+    /// How many second boundaries have passed by `t`.
+    fn second_index(&self, t: Ticks) -> u64 {
+        t.0 / self.ips
+    }
+
+    fn alarm_matches(&self, second: u64) -> bool {
+        let t = Ticks(second.saturating_mul(self.ips));
+        let f = self.now_fields(t);
+        [RTC_SECONDS_ALARM, RTC_MINUTES_ALARM, RTC_HOURS_ALARM].iter().all(|&i| {
+            let a = self.ram[i as usize];
+            a >= ALARM_DONT_CARE || a == self.read_time_byte(i, &f)
+        })
+    }
+
+    /// The current time field that alarm byte `alarm` compares with, in the current format.
+    fn read_time_byte(&self, alarm: u8, f: &[u32; 7]) -> u8 {
+        match alarm {
+            RTC_SECONDS_ALARM => self.encode(f[0]),
+            RTC_MINUTES_ALARM => self.encode(f[1]),
+            _ => self.hours_byte(f[2]),
+        }
+    }
+
+    fn hours_byte(&self, h24: u32) -> u8 {
+        if self.ram[RTC_REG_B as usize] & REG_B_24H != 0 {
+            self.encode(h24)
+        } else {
+            let h = h24 % 12;
+            self.encode(if h == 0 { 12 } else { h }) | if h24 >= 12 { 0x80 } else { 0 }
+        }
+    }
+
+    /// Sets the flags for the events between the last update and `now`.
+    pub fn advance(&mut self, now: Ticks) {
+        let last = self.events_at;
+        if now <= last {
+            return;
+        }
+        self.events_at = now;
+        let mut flags = 0;
+        if let Some(div) = self.periodic_divisor() {
+            if self.periodic_index(now, div) > self.periodic_index(last, div) {
+                flags |= REG_C_PF;
+            }
+        }
+        if self.ram[RTC_REG_B as usize] & REG_B_SET == 0 {
+            let (a, b) = (self.second_index(last), self.second_index(now));
+            if b > a {
+                flags |= REG_C_UF;
+                let first = a + 1 + (b - a).saturating_sub(ALARM_SEARCH_SECONDS);
+                if (first..=b).any(|sec| self.alarm_matches(sec)) {
+                    flags |= REG_C_AF;
+                }
+            }
+        }
+        self.ram[RTC_REG_C as usize] |= flags;
+        self.update_irqf();
+    }
+
+    fn update_irqf(&mut self) {
+        let b = self.ram[RTC_REG_B as usize];
+        let c = &mut self.ram[RTC_REG_C as usize];
+        let enabled = (b & REG_B_PIE != 0 && *c & REG_C_PF != 0) || (b & REG_B_AIE != 0 && *c & REG_C_AF != 0) || (b & REG_B_UIE != 0 && *c & REG_C_UF != 0);
+        if enabled {
+            *c |= REG_C_IRQF;
+        }
+    }
+
+    /// The IRQ 8 line.
+    pub fn irq(&self) -> bool {
+        self.ram[RTC_REG_C as usize] & REG_C_IRQF != 0
+    }
+
+    /// The next time an enabled interrupt sets IRQF (None when none is enabled or IRQF is
+    /// already set: nothing changes until register C is read).
+    pub fn next_deadline(&self) -> Option<Ticks> {
+        if self.irq() {
+            return None;
+        }
+        let b = self.ram[RTC_REG_B as usize];
+        let mut next: Option<Ticks> = None;
+        let mut consider = |t: Ticks| next = Some(next.map_or(t, |n| n.min(t)));
+        let now = self.events_at;
+        if b & REG_B_PIE != 0 {
+            if let Some(div) = self.periodic_divisor() {
+                let k = self.periodic_index(now, div) + 1;
+                let denom = RTC_TIME_BASE_HZ as u128;
+                let t = (k * div as u128 * self.ips as u128).div_ceil(denom);
+                consider(Ticks(t.min(u64::MAX as u128) as u64));
+            }
+        }
+        if b & (REG_B_UIE | REG_B_AIE) != 0 && b & REG_B_SET == 0 {
+            consider(Ticks((self.second_index(now) + 1).saturating_mul(self.ips)));
+        }
+        next
+    }
+
     fn read_reg(&mut self, idx: u8, now: Ticks) -> u8 {
         let f = self.now_fields(now);
         match idx {
             RTC_SECONDS => self.encode(f[0]),
             RTC_MINUTES => self.encode(f[1]),
-            RTC_HOURS => {
-                if self.ram[RTC_REG_B as usize] & REG_B_24H != 0 {
-                    self.encode(f[2])
-                } else {
-                    let h = f[2] % 12;
-                    self.encode(if h == 0 { 12 } else { h }) | if f[2] >= 12 { 0x80 } else { 0 }
-                }
-            }
+            RTC_HOURS => self.hours_byte(f[2]),
             RTC_DAY_OF_WEEK => self.encode(f[3]),
             RTC_DAY_OF_MONTH => self.encode(f[4]),
             RTC_MONTH => self.encode(f[5]),
@@ -189,7 +321,10 @@ impl CmosRtc {
                 let uip = self.ram[RTC_REG_B as usize] & REG_B_SET == 0 && in_second >= 1_000_000_000 - UIP_NS;
                 self.ram[RTC_REG_A as usize] & !REG_A_UIP | if uip { REG_A_UIP } else { 0 }
             }
-            RTC_REG_C => std::mem::take(&mut self.ram[RTC_REG_C as usize]),
+            RTC_REG_C => {
+                self.advance(now);
+                std::mem::take(&mut self.ram[RTC_REG_C as usize])
+            }
             _ => self.ram[idx as usize],
         }
     }
@@ -204,8 +339,15 @@ impl CmosRtc {
             RTC_YEAR => Some(6),
             _ => None,
         };
+        // Flags up to now follow the old rates and enables.
+        self.advance(now);
         match idx {
             RTC_REG_A => self.ram[idx as usize] = v & !REG_A_UIP,
+            RTC_REG_B => {
+                self.ram[idx as usize] = v;
+                // Enabling an interrupt whose flag is already set raises IRQF at once.
+                self.update_irqf();
+            }
             RTC_REG_C | RTC_REG_D => {} // read-only
             _ if time_field.is_some() => {
                 let mut f = self.now_fields(now);
@@ -365,6 +507,40 @@ mod tests {
         assert_eq!(c.read(5, 1, Ticks(0)), 0xff);
         c.write(7, 1, 0x12, Ticks(0));
         assert_eq!(c.read(1, 2, Ticks(0)) & 0xff00, 0xff00);
+    }
+
+    fn wr(c: &mut CmosRtc, idx: u8, v: u8, now: u64) {
+        c.write(0, 1, idx as u32, Ticks(now));
+        c.write(1, 1, v as u32, Ticks(now));
+    }
+
+    #[test]
+    fn update_and_alarm_interrupts() {
+        let s = 1_000_000_000u64;
+        let mut c = CmosRtc::new(128 << 20, 0, s);
+        // Flags are set without enables, but no IRQ and no deadline.
+        c.advance(Ticks(s + 5));
+        assert!(!c.irq());
+        assert_eq!(rd(&mut c, RTC_REG_C, s + 5), REG_C_UF | REG_C_PF);
+        assert_eq!(c.next_deadline(), None);
+        // Alarm at 00:00:03 (BCD), AIE: no UIE, so only the alarm second raises IRQ 8.
+        wr(&mut c, RTC_SECONDS_ALARM, 0x03, s + 10);
+        wr(&mut c, RTC_MINUTES_ALARM, 0x00, s + 10);
+        wr(&mut c, RTC_HOURS_ALARM, 0xff, s + 10);
+        wr(&mut c, RTC_REG_B, REG_B_24H | REG_B_AIE, s + 10);
+        assert_eq!(c.next_deadline(), Some(Ticks(2 * s)));
+        c.advance(Ticks(2 * s));
+        assert!(!c.irq(), "00:00:02 does not match");
+        assert_eq!(rd(&mut c, RTC_REG_C, 2 * s), REG_C_UF | REG_C_PF, "PF at 1024 Hz (RS = 6)");
+        c.advance(Ticks(3 * s));
+        assert!(c.irq());
+        assert_eq!(rd(&mut c, RTC_REG_C, 3 * s), REG_C_IRQF | REG_C_AF | REG_C_UF | REG_C_PF);
+        assert!(!c.irq());
+        // UIE; SET stops updates.
+        wr(&mut c, RTC_REG_B, REG_B_24H | REG_B_UIE | REG_B_SET, 3 * s);
+        assert_eq!(c.next_deadline(), None);
+        wr(&mut c, RTC_REG_B, REG_B_24H | REG_B_UIE, 3 * s);
+        assert_eq!(c.next_deadline(), Some(Ticks(4 * s)));
     }
 
     #[test]

@@ -58,6 +58,13 @@ pub const FILE_SMI_FEATURES_OK: &str = "etc/smi/features-ok";
 pub const SMI_FEATURES_SUPPORTED: u64 = 0b111;
 /// e820 entry types.
 pub const E820_RAM: u32 = 1;
+pub const E820_RESERVED: u32 = 2;
+/// AMD's HyperTransport reserved range just below 1 TiB, 0xFD_0000_0000-0xFF_FFFF_FFFF (AMD
+/// I/O Virtualization Technology (IOMMU) Specification, §2.1.2 "IOMMU Restrictions"; the
+/// family 10h+ BKDGs list it as reserved system address space). QEMU 7.2 lists it in
+/// `etc/e820` as reserved for an AMD CPU with at least 40 physical address bits.
+pub const AMD_HT_START: u64 = 0xfd_0000_0000;
+pub const AMD_HT_SIZE: u64 = 0x100_0000_0000 - AMD_HT_START;
 
 /// What the board describes to the device.
 #[derive(Clone, Debug)]
@@ -132,6 +139,15 @@ impl FwCfg {
             self.files.push((n, key));
         }
         self.items.insert(FW_CFG_FILE_DIR, dir);
+    }
+
+    /// Appends an entry to `etc/e820`.
+    pub fn add_e820(&mut self, start: u64, len: u64, kind: u32) {
+        let mut e820 = self.file(FILE_E820).map(<[u8]>::to_vec).unwrap_or_default();
+        e820.extend_from_slice(&start.to_le_bytes());
+        e820.extend_from_slice(&len.to_le_bytes());
+        e820.extend_from_slice(&kind.to_le_bytes());
+        self.add_file(FILE_E820, e820);
     }
 
     /// A file's contents.
@@ -316,6 +332,11 @@ mod tests {
             .collect();
         assert_eq!(names, [FILE_BOOT_FAIL_WAIT, FILE_E820, FILE_SMI_OK_NAME, FILE_SMI_REQUESTED, FILE_SMI_SUPPORTED]);
         assert_eq!(f.file(FILE_E820).map(|e| e.len()), Some(20));
+        f.add_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
+        let e = f.file(FILE_E820).unwrap();
+        assert_eq!(e.len(), 40);
+        assert_eq!(e[20..28], AMD_HT_START.to_le_bytes());
+        assert_eq!(e[36..40], E820_RESERVED.to_le_bytes());
         assert!(dev(false).file(FILE_SMI_SUPPORTED).is_none(), "pc has no SMI negotiation");
     }
     const FILE_SMI_OK_NAME: &str = FILE_SMI_FEATURES_OK;

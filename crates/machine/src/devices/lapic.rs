@@ -101,6 +101,18 @@ impl Lapic {
         Lapic { id: 0, regs, irr: [0; 8], isr: [0; 8], ips: ips.max(1), timer_start: None }
     }
 
+    /// The bootstrap processor's APIC as the platform hands it to firmware: LINT0 unmasked in
+    /// ExtINT mode ("virtual wire mode", Intel MultiProcessor Specification 1.4 §3.6.2.2), so
+    /// the 8259 keeps reaching the CPU once firmware sets SVR.APIC_ENABLE without touching the
+    /// LVTs. QEMU resets CPU 0's LINT0 to 0x700 for this reason, and Bochs feeds the 8259's
+    /// INTR to the CPU directly; the Bochs BIOS (rombios32 `smp_probe`) enables the APIC and
+    /// relies on it. Every LVT is masked on the other CPUs (SDM vol. 3A §11.4.7.1).
+    pub fn new_bsp(ips: u64) -> Self {
+        let mut l = Lapic::new(ips);
+        l.regs[slot(LAPIC_LVT_LINT0)] = LVT_DELIVERY_EXTINT;
+        l
+    }
+
     fn reg(&self, r: u16) -> u32 {
         self.regs[slot(r)]
     }
@@ -319,6 +331,14 @@ mod tests {
         l.write(LAPIC_LVT_LINT1, 4, 0x400, T);
         assert!(l.accepts_extint());
         assert_eq!(l.read(LAPIC_LVT_LINT1, 4, T), 0x400);
+    }
+
+    #[test]
+    fn bsp_starts_in_virtual_wire_mode() {
+        let mut l = Lapic::new_bsp(TIMER_HZ);
+        assert_eq!(l.read(LAPIC_LVT_LINT0, 4, T), LVT_DELIVERY_EXTINT);
+        l.write(LAPIC_SVR, 4, 0x1ff, T);
+        assert!(l.accepts_extint(), "enabling the APIC keeps the 8259 path open");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Subcommands, one file each.
 
+mod audit;
 mod fw;
+mod observe;
 mod run;
+mod scenarios;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,13 @@ pub enum Command {
     Run(run::RunArgs),
     /// Inspect UEFI firmware images.
     Fw(fw::FwArgs),
+    /// List the scenarios `smmlab run --scenario` runs.
+    Scenarios(scenarios::ScenariosArgs),
+    /// Audit SMM: chipsec-style configuration checks at the hand-off, then every SW SMI with
+    /// hostile register patterns (exit 0 clean, 1 findings, 2 error).
+    Audit(audit::AuditArgs),
+    /// SMRAM at the hand-off point.
+    Smram(audit::SmramArgs),
 }
 
 /// Runs a subcommand; returns the process exit status.
@@ -25,5 +35,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Fw(a) => fw::run(a),
+        Command::Scenarios(a) => scenarios::run(a),
+        Command::Audit(a) => audit::run(a),
+        Command::Smram(a) => audit::smram(a),
     }
 }

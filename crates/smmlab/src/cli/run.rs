@@ -1,5 +1,6 @@
 //! `smmlab run`: boot a ROM and report what happened.
 
+use super::observe;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use cpu::cpuid::Vendor;
@@ -65,9 +66,21 @@ pub struct RunArgs {
     /// Guest instructions per second (guest time = instructions / rate).
     #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
     pub ips: u64,
-    /// Do not print the summary.
+    /// Do not print the timeline or the summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run a named scenario (see `smmlab scenarios`) [default: default].
+    #[arg(long, value_name = "NAME", conflicts_with = "bios")]
+    pub scenario: Option<String>,
+    /// Flag SMIs longer than this many microseconds of guest time (the BITS guideline is 150).
+    #[arg(long, value_name = "US", default_value_t = trace::BITS_SMI_LATENCY_US)]
+    pub smi_timeout: f64,
+    /// Write the SMIs as a VCD waveform (SMI#, SMIACT#, sources, APM_CNT; 1 ns steps) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub vcd: Option<PathBuf>,
+    /// Write the SMI timeline in the Chrome trace event format (Perfetto) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace_json: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -97,12 +110,22 @@ struct SummaryJson<'a> {
     smram_after: Option<SmramJson>,
     wall_seconds: f64,
     mips: f64,
+    /// SMI latency by source, time in SMM, SMIs over --smi-timeout.
+    smi_latency: &'a trace::LatencySummary,
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
-    let rom = match &a.bios {
-        Some(p) => machine::load_rom(p)?,
-        None => firmware_image::ROM.to_vec(),
+    let scenario = match &a.bios {
+        Some(_) => None,
+        None => Some(super::scenarios::find(a.scenario.as_deref().unwrap_or("default"))?),
+    };
+    if !(a.smi_timeout.is_finite() && a.smi_timeout >= 0.0) {
+        bail!("--smi-timeout must be a number of microseconds, 0 or more");
+    }
+    let rom = match (&a.bios, scenario) {
+        (Some(p), _) => machine::load_rom(p)?,
+        (None, Some(sc)) => (sc.rom)(),
+        (None, None) => firmware_image::ROM.to_vec(),
     };
     let builtin = a.bios.is_none();
     let machine = a.machine.unwrap_or(if builtin { MachineKind::Q35 } else { MachineKind::Minimal });
@@ -130,10 +153,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if let Some(d) = disk {
         m.attach_disk(d)?;
     }
-    // The CLI reports counters only; do not queue every event of a long run.
-    if let Some(ev) = m.board.events() {
-        ev.recording = false;
+    if let Some(sc) = scenario {
+        (sc.setup)(&mut m)?;
     }
+    // Events are queued for the timeline and drained after every chunk of the run.
+    let has_events = m.board.events().is_some_and(|ev| {
+        ev.recording = true;
+        true
+    });
     match a.debugcon.as_deref() {
         None => {}
         Some("-") => m.board.debugcon().sink = Some(Box::new(std::io::stdout())),
@@ -156,18 +183,39 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             None => bail!("--serial needs --machine pc or q35"),
         }
     }
+    // The built-in firmware's debugcon goes to stdout line by line, between the SMI lines.
+    let live_debugcon = a.bios.is_none() && a.debugcon.is_none() && !a.quiet && has_events;
+    let watch = observe::Watch { timeline: !a.quiet, debugcon: live_debugcon, keep_debugcon: a.trace_json.is_some() };
     let t0 = std::time::Instant::now();
-    let s = m.run(a.max_instructions);
+    let observed = observe::run(&mut m, a.max_instructions, a.ips, &watch);
+    let s = &observed.summary;
     let wall = t0.elapsed().as_secs_f64();
     m.board.debugcon().flush();
     if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
         u.flush();
     }
-    if a.bios.is_none() && a.debugcon.is_none() && !a.quiet {
+    if live_debugcon {
+        // A last line without its newline never became an event.
+        let out = &m.board.debugcon().output;
+        let tail = out.iter().rposition(|b| *b == b'\n').map_or(&out[..], |i| &out[i + 1..]);
+        if !tail.is_empty() {
+            println!("{}", String::from_utf8_lossy(tail));
+        }
+    } else if a.bios.is_none() && a.debugcon.is_none() && !a.quiet {
         print!("{}", String::from_utf8_lossy(&m.board.debugcon().output));
     }
+    let latency = trace::LatencySummary::new(&observed.timeline, observed.end, a.smi_timeout);
     if !a.quiet {
-        print_summary(&s, wall);
+        print_summary(s, wall);
+        print!("{}", latency.render());
+    }
+    if let Some(p) = &a.vcd {
+        let f = std::fs::File::create(p).with_context(|| format!("cannot create VCD file {}", p.display()))?;
+        trace::vcd::write_vcd(&observed.timeline, observed.end, f).with_context(|| format!("cannot write VCD file {}", p.display()))?;
+    }
+    if let Some(p) = &a.trace_json {
+        let j = trace::chrome::trace_json(&observed.timeline, &observed.debugcon);
+        std::fs::write(p, serde_json::to_string(&j)? + "\n").with_context(|| format!("cannot write trace file {}", p.display()))?;
     }
     if let Some(p) = &a.summary_json {
         let detail = match &s.exit {
@@ -189,6 +237,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             smram_after: s.smram_after.map(|c| SmramJson { g_smrame: c.g_smrame, d_open: c.d_open, d_cls: c.d_cls, d_lck: c.d_lck, t_en: c.t_en }),
             wall_seconds: wall,
             mips: s.instructions as f64 / wall.max(1e-9) / 1e6,
+            smi_latency: &latency,
         };
         let text = serde_json::to_string_pretty(&j)?;
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;

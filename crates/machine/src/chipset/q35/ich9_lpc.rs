@@ -59,6 +59,16 @@ pub const GEN_PMCON_1_PER_SMI_SEL: u16 = 0b11;
 pub const GEN_PMCON_1_SMI_LOCK: u16 = 1 << 4;
 /// GEN_PMCON_1 writable bits.
 pub const GEN_PMCON_1_WMASK: u16 = 0x0eff;
+/// BIOS_CNTL (8 bits, ICH9 datasheet 13.1.29): BIOSWE bit 0 (BIOS write enable), BLE bit 1
+/// (BIOS lock enable, lock-once: it stays set until reset), SMM_BWP bit 5 (SMM BIOS write
+/// protect, lock-once as in later PCHs). Register semantics only: the flash behind it and the
+/// SMI that setting BIOSWE raises while BLE = 1 are not modelled.
+pub const LPC_BIOS_CNTL: u8 = 0xdc;
+pub const BIOS_CNTL_BIOSWE: u8 = 1 << 0;
+pub const BIOS_CNTL_BLE: u8 = 1 << 1;
+pub const BIOS_CNTL_SMM_BWP: u8 = 1 << 5;
+/// BIOS_CNTL writable bits at reset.
+pub const BIOS_CNTL_WMASK: u8 = BIOS_CNTL_BIOSWE | BIOS_CNTL_BLE | BIOS_CNTL_SMM_BWP;
 /// GEN_PMCON_2 (8 bits, status bits; stored as zero).
 pub const LPC_GEN_PMCON_2: u8 = 0xa2;
 /// GEN_PMCON_3 (16 bits).
@@ -133,6 +143,7 @@ impl Ich9Lpc {
         cfg.set_wmask(LPC_GEN_PMCON_1, 2, GEN_PMCON_1_WMASK as u32);
         cfg.set_wmask(LPC_GEN_PMCON_3, 2, GEN_PMCON_3_WMASK as u32);
         cfg.set_wmask(LPC_RCBA, 4, RCBA_WMASK);
+        cfg.set_wmask(LPC_BIOS_CNTL, 1, BIOS_CNTL_WMASK as u32);
         let mut lpc = Ich9Lpc {
             cfg,
             pm: AcpiPm::new(instructions_per_second),
@@ -171,6 +182,11 @@ impl Ich9Lpc {
         self.cfg.read(LPC_GEN_PMCON_1, 2) as u16 & GEN_PMCON_1_SMI_LOCK != 0
     }
 
+    /// BIOS_CNTL.
+    pub fn bios_cntl(&self) -> u8 {
+        self.cfg.byte(LPC_BIOS_CNTL)
+    }
+
     /// PM1_CNT.SCI_EN.
     pub fn sci_en(&self) -> bool {
         self.pm.sci_en()
@@ -202,6 +218,9 @@ impl Ich9Lpc {
         if self.smi_locked() {
             self.cfg.set_wmask(LPC_GEN_PMCON_1, 2, (GEN_PMCON_1_WMASK & !GEN_PMCON_1_SMI_LOCK) as u32);
         }
+        // BLE and SMM_BWP are lock-once: a set bit can no longer be written.
+        let sticky = self.bios_cntl() & (BIOS_CNTL_BLE | BIOS_CNTL_SMM_BWP);
+        self.cfg.set_wmask(LPC_BIOS_CNTL, 1, (BIOS_CNTL_WMASK & !sticky) as u32);
         let (p, s) = (self.periodic_period(), self.swsmi_period());
         self.periodic.set_period(p, now);
         self.swsmi.set_period(s, now);
@@ -326,6 +345,18 @@ mod tests {
         l.config_write(LPC_PMBASE, 4, 0x601);
         l.config_write(LPC_ACPI_CNTL, 1, 0x80);
         l
+    }
+
+    #[test]
+    fn bios_cntl_ble_and_smm_bwp_are_lock_once() {
+        let mut l = lpc();
+        assert_eq!(l.bios_cntl(), 0);
+        l.config_write(LPC_BIOS_CNTL, 1, 0xff);
+        assert_eq!(l.bios_cntl(), BIOS_CNTL_WMASK);
+        l.config_write(LPC_BIOS_CNTL, 1, 0);
+        assert_eq!(l.bios_cntl(), BIOS_CNTL_BLE | BIOS_CNTL_SMM_BWP, "BIOSWE clears; BLE and SMM_BWP stay");
+        l.config_write(LPC_BIOS_CNTL, 1, BIOS_CNTL_BIOSWE as u32);
+        assert_eq!(l.bios_cntl(), BIOS_CNTL_WMASK);
     }
 
     #[test]

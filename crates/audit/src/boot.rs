@@ -1,0 +1,126 @@
+//! Booting to the hand-off point.
+//!
+//! The hand-off is the end of the first debugcon line that marks it:
+//! - the built-in firmware: `fw: handing off to the OS` (every lock is set by then, and the
+//!   demo OS has not run a single instruction);
+//! - SeaBIOS: `Booting from ...` (the first INT 19h boot attempt) or `No bootable device`
+//!   (the boot failure, when nothing is bootable);
+//! - otherwise the end of the run (halt, reset, shutdown, debug exit or the instruction limit):
+//!   the state is taken as the run left it.
+//!
+//! The run pauses at every debugcon line end (`Board::set_pause_on_debugcon_line`), so the
+//! machine stops exactly after the marker's newline.
+
+use crate::AuditError;
+use cpu::CpuModel;
+use machine::{BoardKind, ExitReason, Machine, MachineConfig};
+
+/// The markers, first match wins.
+pub const MARKERS: &[&str] = &["fw: handing off to the OS", "Booting from ", "No bootable device"];
+
+/// What to boot.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    pub board: BoardKind,
+    pub model: CpuModel,
+    /// None: the built-in firmware.
+    pub rom: Option<Vec<u8>>,
+    /// A built-in firmware scenario (`default` or a planted bug).
+    pub scenario: Option<String>,
+    pub memory_mib: u64,
+    pub max_instructions: u64,
+}
+
+/// A machine stopped at its hand-off point.
+pub struct Booted {
+    pub machine: Machine,
+    /// The marker line, or `end of run (<reason>)`.
+    pub handoff: String,
+    /// Whether a marker was reached (false: the run ended first).
+    pub marker: bool,
+}
+
+/// Boots to the hand-off point.
+pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
+    if o.board == BoardKind::Minimal {
+        return Err(AuditError::Usage("the minimal machine has no chipset to audit (use pc or q35)".into()));
+    }
+    let builtin = o.rom.is_none();
+    let rom = o.rom.clone().unwrap_or_else(|| firmware_image::ROM.to_vec());
+    let config = MachineConfig { memory_mib: o.memory_mib, model: o.model.clone(), instructions_per_second: 1_000_000_000 };
+    let mut m = Machine::new(o.board, config, rom).map_err(|e| AuditError::Machine(e.to_string()))?;
+    if let Some(name) = &o.scenario {
+        if !builtin {
+            return Err(AuditError::Usage("--scenario applies to the built-in firmware only".into()));
+        }
+        apply_scenario(&mut m, name)?;
+    }
+    if let Some(ev) = m.board.events() {
+        ev.recording = false;
+    }
+    m.board.set_pause_on_debugcon_line(true);
+    let mut scanned = 0usize;
+    let start = m.cpu.icount;
+    loop {
+        let left = o.max_instructions.saturating_sub(m.cpu.icount - start);
+        let s = m.run(left);
+        let out = &m.board.debugcon().output;
+        if let Some(line) = find_marker(out, &mut scanned) {
+            m.board.set_pause_on_debugcon_line(false);
+            return Ok(Booted { machine: m, handoff: line, marker: true });
+        }
+        if s.exit != ExitReason::Paused {
+            m.board.set_pause_on_debugcon_line(false);
+            let why = match &s.exit {
+                ExitReason::Shutdown(w) => format!("shutdown: {w}"),
+                e => e.name().to_string(),
+            };
+            return Ok(Booted { machine: m, handoff: format!("end of run ({why})"), marker: false });
+        }
+    }
+}
+
+/// Puts scenario `name` in fw_cfg for the built-in firmware.
+pub fn apply_scenario(m: &mut Machine, name: &str) -> Result<(), AuditError> {
+    let Some(s) = firmware_image::scenarios::find(name) else {
+        let all: Vec<&str> = firmware_image::scenarios::SCENARIOS.iter().map(|s| s.name).collect();
+        return Err(AuditError::Usage(format!("unknown scenario {name:?} (known: {})", all.join(", "))));
+    };
+    if let Some(data) = firmware_image::scenarios::fw_cfg_contents(s.name) {
+        match m.board.legacy() {
+            Some(l) => l.fw_cfg.add_file(firmware_image::scenarios::FW_CFG_FILE, data),
+            None => return Err(AuditError::Usage("scenarios need the pc or q35 machine (fw_cfg)".into())),
+        }
+    }
+    Ok(())
+}
+
+/// The first complete debugcon line after byte `scanned` that holds a marker; advances
+/// `scanned` past the complete lines looked at.
+pub fn find_marker(out: &[u8], scanned: &mut usize) -> Option<String> {
+    while let Some(nl) = out.get(*scanned..).and_then(|rest| rest.iter().position(|&b| b == b'\n')) {
+        let line = String::from_utf8_lossy(&out[*scanned..*scanned + nl]).trim_end_matches('\r').to_string();
+        *scanned += nl + 1;
+        if MARKERS.iter().any(|mk| line.contains(mk)) {
+            return Some(line);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_found_on_complete_lines_only() {
+        let mut at = 0;
+        assert_eq!(find_marker(b"fw: a\nfw: handing off to the O", &mut at), None);
+        assert_eq!(at, 6);
+        let out = b"fw: a\nfw: handing off to the OS\nos: x\n";
+        assert_eq!(find_marker(out, &mut at).as_deref(), Some("fw: handing off to the OS"));
+        assert_eq!(find_marker(out, &mut at), None);
+        let mut at = 0;
+        assert_eq!(find_marker(b"Booting from Hard Disk...\n", &mut at).as_deref(), Some("Booting from Hard Disk..."));
+    }
+}

@@ -1,0 +1,78 @@
+//! `smmlab audit`: boots firmware on an emulated machine to its hand-off point, then
+//! - reads the SMM configuration straight from the machine (chipset registers, the CPU's SMM
+//!   MSRs) and judges it with chipsec's rules ([`config`]);
+//! - raises every SW SMI with chipsec-like register patterns and watches the handler through
+//!   the board's SMM access observer: call-outs, writes through caller pointers into SMRAM,
+//!   writes to memory nobody passed, double fetches, buffers running into SMRAM
+//!   ([`behaviour`]);
+//! - reports as text, JSON or SARIF 2.1.0 ([`output`]).
+//!
+//! Modules: [`boot`] (hand-off), [`regs`] (host-side register access), [`dump`] (SMRAM).
+
+pub mod behaviour;
+pub mod boot;
+pub mod config;
+pub mod dump;
+pub mod output;
+pub mod regs;
+pub mod report;
+pub mod rules;
+
+pub use boot::BootOptions;
+pub use report::{Report, Status, Verdict};
+
+/// Host-side errors (exit status 2). Guest misbehaviour is a finding, never an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot build the machine: {0}")]
+    Machine(String),
+}
+
+/// What to audit.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub boot: BootOptions,
+    /// Names for the report.
+    pub machine_name: &'static str,
+    pub cpu_name: &'static str,
+    pub firmware_name: String,
+    /// Run the SW SMI behaviour checks.
+    pub behaviour: bool,
+}
+
+/// Boots and audits.
+pub fn audit(o: &Options) -> Result<Report, AuditError> {
+    let booted = boot::boot(&o.boot)?;
+    let mut m = booted.machine;
+    let instructions = m.cpu.icount;
+    let mut verdicts = config::check(&mut m);
+    let mut notes = Vec::new();
+    if !booted.marker {
+        notes.push(format!("no hand-off marker seen; the state is the end of the run: {}", booted.handoff));
+    }
+    let mut smis = 0;
+    if o.behaviour {
+        let smram = dump::largest(&m);
+        let s = behaviour::sweep(&mut m, smram);
+        verdicts.extend(s.verdicts);
+        notes.extend(s.notes);
+        smis = s.smis;
+    }
+    Ok(Report {
+        tool: "smmlab-audit",
+        version: env!("CARGO_PKG_VERSION"),
+        target: report::Target {
+            machine: o.machine_name,
+            cpu: o.cpu_name,
+            firmware: o.firmware_name.clone(),
+            scenario: o.boot.scenario.clone(),
+            handoff: booted.handoff,
+            instructions_at_handoff: instructions,
+        },
+        verdicts,
+        smis_raised: smis,
+        notes,
+    })
+}

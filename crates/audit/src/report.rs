@@ -1,0 +1,113 @@
+//! Verdicts and the report.
+
+use serde::Serialize;
+
+/// A check's outcome, as chipsec names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    NotApplicable,
+    Warning,
+    Fail,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::NotApplicable => "N/A",
+            Status::Warning => "WARNING",
+            Status::Fail => "FAIL",
+        }
+    }
+
+    /// Whether the verdict is a finding (it makes the audit exit with 1).
+    pub fn is_finding(self) -> bool {
+        matches!(self, Status::Warning | Status::Fail)
+    }
+}
+
+/// One bit (or field) a verdict rests on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Bit {
+    pub name: &'static str,
+    /// Lowest bit of the field.
+    pub bit: u8,
+    pub value: u64,
+}
+
+/// The register a verdict rests on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Register {
+    /// For example "SMRAMC" or "IA32_SMRR_PHYSMASK".
+    pub name: &'static str,
+    /// Where it lives: "PCI 00:00.0 + 0x9d", "MSR 0x1f3", "PMBASE + 0x30".
+    pub location: String,
+    pub value: u64,
+    pub bits: Vec<Bit>,
+}
+
+/// A configuration or behaviour verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub rule: &'static str,
+    pub status: Status,
+    pub message: String,
+    pub registers: Vec<Register>,
+    /// For behaviour findings: the SW SMI value, the register pattern and addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smi: Option<SmiContext>,
+}
+
+/// Where a behaviour finding was seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SmiContext {
+    /// The values written to APM_CNT (0xB2) that showed it (the first pattern's address).
+    pub commands: Vec<u8>,
+    /// The register pattern ("buffer", "smram", ...).
+    pub pattern: &'static str,
+    /// The physical addresses involved (first few).
+    pub addresses: Vec<u64>,
+}
+
+/// What the auditor booted and where it stopped.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub machine: &'static str,
+    pub cpu: &'static str,
+    pub firmware: String,
+    pub scenario: Option<String>,
+    /// The hand-off point reached: the marker line, or how the run ended.
+    pub handoff: String,
+    pub instructions_at_handoff: u64,
+}
+
+/// The whole audit.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub target: Target,
+    pub verdicts: Vec<Verdict>,
+    /// SW SMIs raised by the behaviour checks.
+    pub smis_raised: u64,
+    /// Behaviour checks that could not run, and why.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The verdicts that are findings.
+    pub fn findings(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| v.status.is_finding())
+    }
+
+    /// 0 when clean, 1 with findings.
+    pub fn exit_code(&self) -> i32 {
+        if self.findings().next().is_some() {
+            1
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! An optional record of the memory accesses the CPU makes in SMM, for `smmlab audit`: code
+//! fetched outside SMRAM (call-outs), data read and written outside SMRAM (pointers the caller
+//! passed, double fetches) and data written inside SMRAM. Off by default; when on, the board
+//! hands the CPU no direct page pointers in SMM, so every SMM access reaches it.
+
+use cpu::AccessKind;
+
+/// What an SMM access did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmmAccessKind {
+    Fetch,
+    Read,
+    Write,
+}
+
+/// One memory access made in SMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmmAccess {
+    /// Position among all SMM accesses since the observer was last drained (fetches inside
+    /// SMRAM, which are not kept, count too).
+    pub seq: u64,
+    pub kind: SmmAccessKind,
+    pub addr: u64,
+    pub size: u8,
+    /// The access reached SMRAM (the chipset decoded it to SMRAM DRAM).
+    pub smram: bool,
+}
+
+/// The record. Fetches inside SMRAM are counted but not kept.
+#[derive(Clone, Debug, Default)]
+pub struct SmmObserver {
+    pub enabled: bool,
+    accesses: Vec<SmmAccess>,
+    seq: u64,
+    /// Accesses dropped because the record was full.
+    pub dropped: u64,
+}
+
+/// The most accesses kept between two drains.
+const LIMIT: usize = 1 << 20;
+
+impl SmmObserver {
+    /// Records an SMM access (the caller checks `enabled`).
+    pub fn record(&mut self, kind: AccessKind, addr: u64, size: u8, smram: bool) {
+        let kind = match kind {
+            AccessKind::Fetch => SmmAccessKind::Fetch,
+            AccessKind::Write => SmmAccessKind::Write,
+            _ => SmmAccessKind::Read,
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        if kind == SmmAccessKind::Fetch && smram {
+            return;
+        }
+        if self.accesses.len() >= LIMIT {
+            self.dropped += 1;
+            return;
+        }
+        self.accesses.push(SmmAccess { seq, kind, addr, size, smram });
+    }
+
+    /// The accesses recorded since the last call.
+    pub fn drain(&mut self) -> Vec<SmmAccess> {
+        self.seq = 0;
+        std::mem::take(&mut self.accesses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_all_but_smram_fetches_and_counts_them() {
+        let mut o = SmmObserver { enabled: true, ..Default::default() };
+        o.record(AccessKind::Fetch, 0x1000, 1, true);
+        o.record(AccessKind::Fetch, 0x2000, 1, false);
+        o.record(AccessKind::Write, 0x3000, 8, true);
+        o.record(AccessKind::Read, 0x4000, 4, false);
+        let a = o.drain();
+        assert_eq!(a.len(), 3);
+        assert_eq!((a[0].seq, a[0].kind), (1, SmmAccessKind::Fetch));
+        assert_eq!((a[1].seq, a[1].kind, a[1].smram), (2, SmmAccessKind::Write, true));
+        assert_eq!((a[2].seq, a[2].kind), (3, SmmAccessKind::Read));
+        assert!(o.drain().is_empty());
+    }
+}

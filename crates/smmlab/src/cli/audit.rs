@@ -1,0 +1,169 @@
+//! `smmlab audit` (configuration and SW SMI behaviour checks, crates/audit) and
+//! `smmlab smram dump` (SMRAM at the hand-off, raw).
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use cpu::cpuid::Vendor;
+use cpu::CpuModel;
+use machine::BoardKind;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AuditMachine {
+    /// i440FX + PIIX4.
+    Pc,
+    /// Q35 + ICH9.
+    Q35,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AuditCpu {
+    Intel64,
+    Amd64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+}
+
+/// What to boot (shared by `audit` and `smram dump`).
+#[derive(Args)]
+pub struct Target {
+    /// Machine type.
+    #[arg(long, value_enum, default_value = "q35")]
+    pub machine: AuditMachine,
+    /// Firmware ROM [default: the built-in firmware].
+    #[arg(long, value_name = "FILE")]
+    pub bios: Option<PathBuf>,
+    /// A scenario of the built-in firmware (`smmlab scenarios`: default, bug-*).
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
+    /// CPU model [default: intel64 for the built-in firmware, amd64 with --bios, as `run`].
+    #[arg(long, value_enum)]
+    pub cpu: Option<AuditCpu>,
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = 128)]
+    pub memory: u64,
+    /// Give up booting after N instructions (the state at that point is audited).
+    #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
+    pub max_instructions: u64,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Only the configuration checks (no SW SMIs are raised).
+    #[arg(long)]
+    pub no_smi: bool,
+}
+
+#[derive(Args)]
+pub struct SmramArgs {
+    #[command(subcommand)]
+    pub command: SmramCommand,
+}
+
+#[derive(Subcommand)]
+pub enum SmramCommand {
+    /// Write SMRAM (the A/B segment or HSEG, and TSEG, as the chipset decodes them, in that
+    /// order) at the hand-off point to FILE as raw bytes; the ranges go to stderr.
+    Dump(DumpArgs),
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+fn options(t: &Target, behaviour: bool) -> anyhow::Result<audit::Options> {
+    let rom = t.bios.as_deref().map(machine::load_rom).transpose()?;
+    let cpu = t.cpu.unwrap_or(if rom.is_none() { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
+    let vendor = match cpu {
+        AuditCpu::Intel64 => Vendor::Intel,
+        AuditCpu::Amd64 => Vendor::Amd,
+    };
+    if let Some(name) = &t.scenario {
+        if t.bios.is_some() {
+            bail!("--scenario selects a built-in firmware scenario; it cannot be combined with --bios");
+        }
+        super::scenarios::find(name)?;
+        if firmware_image::scenarios::find(name).is_none() {
+            bail!("scenario '{name}' is not a built-in firmware scenario the auditor can select");
+        }
+    }
+    let (board, machine_name) = match t.machine {
+        AuditMachine::Pc => (BoardKind::Pc, "pc"),
+        AuditMachine::Q35 => (BoardKind::Q35, "q35"),
+    };
+    let firmware_name = t.bios.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
+    Ok(audit::Options {
+        boot: audit::BootOptions {
+            board,
+            model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 },
+            rom,
+            scenario: t.scenario.clone(),
+            memory_mib: t.memory,
+            max_instructions: t.max_instructions,
+        },
+        machine_name,
+        cpu_name: match cpu {
+            AuditCpu::Intel64 => "intel64",
+            AuditCpu::Amd64 => "amd64",
+        },
+        firmware_name,
+        behaviour,
+    })
+}
+
+/// `smmlab audit`: exit 0 when clean, 1 with findings (errors exit 2 through main).
+pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
+    let o = options(&a.target, !a.no_smi)?;
+    let r = audit::audit(&o)?;
+    let text = match a.format {
+        Format::Text => audit::output::text(&r),
+        Format::Json => serde_json::to_string_pretty(&audit::output::json(&r))? + "\n",
+        Format::Sarif => serde_json::to_string_pretty(&audit::output::sarif(&r))? + "\n",
+    };
+    match &a.output {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(r.exit_code())
+}
+
+/// `smmlab smram dump`.
+pub fn smram(a: SmramArgs) -> anyhow::Result<i32> {
+    let SmramCommand::Dump(d) = a.command;
+    let o = options(&d.target, false)?;
+    let booted = audit::boot::boot(&o.boot)?;
+    let mut m = booted.machine;
+    let (ranges, bytes) = audit::dump::dump(&mut m);
+    if ranges.is_empty() {
+        bail!("no SMRAM is decoded at the hand-off ({})", booted.handoff);
+    }
+    std::fs::write(&d.output, &bytes).with_context(|| format!("cannot write {}", d.output.display()))?;
+    let mut off = 0u64;
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|r| {
+            let s = format!("{:#x}-{:#x} at file offset {off:#x}", r.start, r.end - 1);
+            off += r.end - r.start;
+            s
+        })
+        .collect();
+    eprintln!("smram dump: {} ({} bytes; hand-off: {})", parts.join(", "), bytes.len(), booted.handoff);
+    Ok(0)
+}

@@ -1,0 +1,344 @@
+//! The SMI timeline: [`Timeline`] folds the machine event stream into one [`SmiRecord`] per
+//! SMM entry (when SMI# rose, when the CPU entered SMM, SMBASE, the handler's debugcon lines,
+//! when RSM returned and how many instructions the handler ran), and formats each as one line.
+
+use machine::events::MachineEvent;
+use machine::smi::SmiCause;
+
+/// How an SMI ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// RSM returned to the interrupted program.
+    Resumed,
+    /// RSM found an invalid saved state and shut the CPU down.
+    Failed(String),
+    /// The run ended while the CPU was in SMM.
+    Unfinished,
+}
+
+/// One SMM entry and what happened until RSM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmiRecord {
+    /// 1 for the first SMI of the run.
+    pub index: u64,
+    /// The CPU that took it (smmlab emulates one CPU: 0).
+    pub cpu: u32,
+    /// The SMI the CPU acknowledged (None: unknown).
+    pub cause: Option<SmiCause>,
+    /// Guest time (ticks) at which SMI# rose for this SMI (the entry time if no source was seen).
+    pub raised: u64,
+    /// Guest time (ticks) of SMM entry.
+    pub entered: u64,
+    /// Guest time (ticks) of RSM, of the failed RSM, or of the end of the run.
+    pub left: u64,
+    /// SMBASE at entry.
+    pub smbase: u32,
+    /// SMBASE after RSM, when RSM returned.
+    pub smbase_after: Option<u32>,
+    /// Handler entry point (CS selector and RIP).
+    pub cs: u16,
+    /// Handler entry RIP.
+    pub rip: u64,
+    /// Instructions retired in SMM, including RSM (0 if unfinished).
+    pub smm_instructions: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Lines the handler wrote to debugcon.
+    pub log: Vec<String>,
+    /// Whether SMRAM was already locked (D_LCK) at entry: the firmware's boot phase was over.
+    pub after_lock: bool,
+}
+
+impl SmiRecord {
+    /// The source name ("apm", "periodic", "io-trap", ..., "unknown").
+    pub fn source(&self) -> &'static str {
+        self.cause.map_or("unknown", |c| c.source())
+    }
+
+    /// A short label: the source, with the APM command or trapped port.
+    pub fn label(&self) -> String {
+        match self.cause {
+            Some(SmiCause::Apm { cmd, .. }) => format!("apm {cmd:#04x}"),
+            Some(SmiCause::IoTrap { port, write }) => format!("io-trap {port:#06x} {}", if write { "out" } else { "in" }),
+            _ => self.source().to_string(),
+        }
+    }
+
+    /// The APM command value, for an APM SMI.
+    pub fn apm_command(&self) -> Option<u8> {
+        match self.cause {
+            Some(SmiCause::Apm { cmd, .. }) => Some(cmd),
+            _ => None,
+        }
+    }
+
+    /// Time in SMM in ticks.
+    pub fn ticks(&self) -> u64 {
+        self.left.saturating_sub(self.entered)
+    }
+
+    /// Whether the handler finished (RSM, successful or not).
+    pub fn finished(&self) -> bool {
+        self.outcome != Outcome::Unfinished
+    }
+}
+
+/// Guest ticks to nanoseconds at `ips` instructions per second (0 is treated as 1).
+pub fn ns(ticks: u64, ips: u64) -> u64 {
+    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(ips.max(1))).unwrap_or(u64::MAX)
+}
+
+/// What the caller may print after feeding one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// The SMI at this position of [`Timeline::records`] finished.
+    Smi(usize),
+    /// The guest wrote this line to debugcon outside SMM.
+    Debugcon(String),
+}
+
+/// Builds [`SmiRecord`]s from machine events.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    ips: u64,
+    records: Vec<SmiRecord>,
+    open: Option<SmiRecord>,
+    /// When SMI# rose for the SMI not yet taken.
+    pending_since: Option<u64>,
+    locked_at: Option<u64>,
+    last: u64,
+}
+
+impl Timeline {
+    /// An empty timeline for a clock at `ips` instructions per second.
+    pub fn new(ips: u64) -> Self {
+        Timeline { ips: ips.max(1), ..Default::default() }
+    }
+
+    /// The clock rate.
+    pub fn ips(&self) -> u64 {
+        self.ips
+    }
+
+    /// Finished SMIs, in order (plus the unfinished one after [`Timeline::finish`]).
+    pub fn records(&self) -> &[SmiRecord] {
+        &self.records
+    }
+
+    /// When SMRAM was locked (D_LCK), in ticks.
+    pub fn locked_at(&self) -> Option<u64> {
+        self.locked_at
+    }
+
+    /// The latest guest time seen, in ticks.
+    pub fn last_time(&self) -> u64 {
+        self.last
+    }
+
+    /// Takes one event; returns what became printable.
+    pub fn feed(&mut self, e: &MachineEvent) -> Option<Line> {
+        match e {
+            MachineEvent::SmiRaised { icount, .. } => {
+                self.seen(*icount);
+                self.pending_since.get_or_insert(*icount);
+                None
+            }
+            MachineEvent::SmmEntered { cause, smbase, cs, rip, icount, .. } => {
+                self.seen(*icount);
+                // An entry without RSM in between (cannot happen on real hardware): close it.
+                let closed = self.close(*icount, Outcome::Unfinished, None, 0);
+                let raised = self.pending_since.take().unwrap_or(*icount).min(*icount);
+                self.open = Some(SmiRecord {
+                    index: self.records.len() as u64 + 1,
+                    cpu: 0,
+                    cause: *cause,
+                    raised,
+                    entered: *icount,
+                    left: *icount,
+                    smbase: *smbase,
+                    smbase_after: None,
+                    cs: *cs,
+                    rip: *rip,
+                    smm_instructions: 0,
+                    outcome: Outcome::Unfinished,
+                    log: Vec::new(),
+                    after_lock: self.locked_at.is_some(),
+                });
+                closed
+            }
+            MachineEvent::RsmCompleted { smbase, smm_instructions, icount, .. } => {
+                self.seen(*icount);
+                self.close(*icount, Outcome::Resumed, Some(*smbase), *smm_instructions)
+            }
+            MachineEvent::RsmFailed { reason, icount } => {
+                self.seen(*icount);
+                self.close(*icount, Outcome::Failed(reason.clone()), None, 0)
+            }
+            MachineEvent::SmramLocked { icount } => {
+                self.seen(*icount);
+                self.locked_at.get_or_insert(*icount);
+                None
+            }
+            MachineEvent::DebugconLine { text, icount, in_smm } => {
+                self.seen(*icount);
+                match self.open.as_mut() {
+                    Some(r) if *in_smm => {
+                        r.log.push(text.clone());
+                        None
+                    }
+                    _ => Some(Line::Debugcon(text.clone())),
+                }
+            }
+            MachineEvent::SmramConfigChanged { icount, .. } | MachineEvent::PamChanged { icount, .. } => {
+                self.seen(*icount);
+                None
+            }
+        }
+    }
+
+    /// The run ended at `end` ticks: an SMI still in progress becomes an unfinished record.
+    pub fn finish(&mut self, end: u64) -> Option<Line> {
+        self.seen(end);
+        self.close(self.last, Outcome::Unfinished, None, 0)
+    }
+
+    fn seen(&mut self, t: u64) {
+        self.last = self.last.max(t);
+    }
+
+    fn close(&mut self, at: u64, outcome: Outcome, smbase_after: Option<u32>, instructions: u64) -> Option<Line> {
+        let mut r = self.open.take()?;
+        r.left = at.max(r.entered);
+        r.outcome = outcome;
+        r.smbase_after = smbase_after;
+        r.smm_instructions = instructions;
+        self.records.push(r);
+        Some(Line::Smi(self.records.len() - 1))
+    }
+
+    /// One line for `r`: guest time of entry, index, label, SMBASE (with the new SMBASE when the
+    /// handler relocated it), time in SMM in µs, SMM instructions, then the handler's debugcon
+    /// lines (the first on the same line, the others indented below it).
+    pub fn format(&self, r: &SmiRecord) -> String {
+        let at = ns(r.entered, self.ips);
+        let dur = ns(r.ticks(), self.ips);
+        let smbase = match r.smbase_after {
+            Some(b) if b != r.smbase => format!("{:#010x}->{:#010x}", r.smbase, b),
+            _ => format!("{:#010x}", r.smbase),
+        };
+        let mut s = format!(
+            "[{:>4}.{:06} ms] SMI {:>4} cpu{} {:<16} smbase {:<22} {:>6}.{:03} us {:>7} instr",
+            at / 1_000_000,
+            at % 1_000_000,
+            r.index,
+            r.cpu,
+            r.label(),
+            smbase,
+            dur / 1000,
+            dur % 1000,
+            r.smm_instructions
+        );
+        match &r.outcome {
+            Outcome::Resumed => {}
+            Outcome::Failed(why) => s.push_str(&format!("  RSM FAILED: {why}")),
+            Outcome::Unfinished => s.push_str("  (run ended in SMM)"),
+        }
+        if r.log.is_empty() && matches!((r.smbase_after, &r.outcome), (Some(b), Outcome::Resumed) if b != r.smbase) {
+            s.push_str("  (SMBASE relocation)");
+        }
+        for (i, l) in r.log.iter().enumerate() {
+            s.push_str(if i == 0 { "  " } else { "\n      " });
+            s.push_str(l);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A relocation SMI (pin), a locked SMRAM, then two APM SMIs with handler output.
+    pub(crate) fn sample() -> Vec<MachineEvent> {
+        vec![
+            MachineEvent::SmiRaised { cause: SmiCause::Pin, icount: 100 },
+            MachineEvent::SmmEntered { cause: Some(SmiCause::Pin), smbase: 0x30000, cs: 0x3000, rip: 0x8000, mode: "real", icount: 101 },
+            MachineEvent::DebugconLine { text: "smm: relocated".into(), icount: 150, in_smm: true },
+            MachineEvent::RsmCompleted { smbase: 0x7f00_0000, rip: 0x10, mode: "long", smm_instructions: 80, icount: 201 },
+            MachineEvent::DebugconLine { text: "os: hello".into(), icount: 300, in_smm: false },
+            MachineEvent::SmramLocked { icount: 400 },
+            MachineEvent::SmiRaised { cause: SmiCause::Apm { cmd: 1, data: 0 }, icount: 1000 },
+            MachineEvent::SmmEntered { cause: Some(SmiCause::Apm { cmd: 1, data: 0 }), smbase: 0x7f00_0000, cs: 0, rip: 0x8000, mode: "real", icount: 1001 },
+            MachineEvent::DebugconLine { text: "smm: sw 0x01 ping".into(), icount: 1100, in_smm: true },
+            MachineEvent::RsmCompleted { smbase: 0x7f00_0000, rip: 0x20, mode: "long", smm_instructions: 50, icount: 1301 },
+            MachineEvent::SmiRaised { cause: SmiCause::Apm { cmd: 0xe0, data: 0 }, icount: 2000 },
+            MachineEvent::SmmEntered { cause: Some(SmiCause::Apm { cmd: 0xe0, data: 0 }), smbase: 0x7f00_0000, cs: 0, rip: 0x8000, mode: "real", icount: 2002 },
+            MachineEvent::RsmCompleted { smbase: 0x7f00_0000, rip: 0x30, mode: "long", smm_instructions: 20, icount: 2102 },
+        ]
+    }
+
+    pub(crate) fn built() -> Timeline {
+        let mut t = Timeline::new(1_000_000_000);
+        for e in sample() {
+            t.feed(&e);
+        }
+        t.finish(5000);
+        t
+    }
+
+    #[test]
+    fn records_follow_entries_and_rsm() {
+        let t = built();
+        let r = t.records();
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].raised, r[0].entered, r[0].left, r[0].smm_instructions), (100, 101, 201, 80));
+        assert_eq!(r[0].smbase_after, Some(0x7f00_0000));
+        assert_eq!(r[0].log, vec!["smm: relocated".to_string()]);
+        assert!(!r[0].after_lock && r[1].after_lock);
+        assert_eq!(r[1].apm_command(), Some(1));
+        assert_eq!(r[2].label(), "apm 0xe0");
+        assert_eq!(t.locked_at(), Some(400));
+    }
+
+    #[test]
+    fn debugcon_outside_smm_is_passed_through() {
+        let mut t = Timeline::new(1);
+        let out: Vec<_> = sample().iter().filter_map(|e| t.feed(e)).collect();
+        assert_eq!(out, vec![Line::Smi(0), Line::Debugcon("os: hello".into()), Line::Smi(1), Line::Smi(2)]);
+    }
+
+    #[test]
+    fn format_shows_time_label_smbase_duration_and_log() {
+        let t = built();
+        let s = t.format(&t.records()[0]);
+        assert!(s.starts_with("[   0.000101 ms] SMI    1 cpu0 pin"), "{s}");
+        assert!(s.contains("0x00030000->0x7f000000") && s.contains("0.100 us") && s.contains("80 instr"), "{s}");
+        assert!(s.ends_with("  smm: relocated"), "{s}");
+        assert!(t.format(&t.records()[1]).contains("apm 0x01"));
+    }
+
+    #[test]
+    fn unfinished_and_failed_smis_are_kept() {
+        let mut t = Timeline::new(1);
+        t.feed(&MachineEvent::SmmEntered { cause: None, smbase: 0x30000, cs: 0, rip: 0, mode: "real", icount: 5 });
+        t.feed(&MachineEvent::RsmFailed { reason: "bad cr0".into(), icount: 9 });
+        t.feed(&MachineEvent::SmmEntered { cause: None, smbase: 0x30000, cs: 0, rip: 0, mode: "real", icount: 10 });
+        assert_eq!(t.finish(20), Some(Line::Smi(1)));
+        assert_eq!(t.records()[0].outcome, Outcome::Failed("bad cr0".into()));
+        assert_eq!((t.records()[1].outcome.clone(), t.records()[1].ticks()), (Outcome::Unfinished, 10));
+        assert!(t.format(&t.records()[1]).contains("run ended in SMM"));
+        assert_eq!(t.finish(30), None);
+    }
+
+    #[test]
+    fn events_out_of_order_do_not_panic() {
+        let mut t = Timeline::new(0);
+        t.feed(&MachineEvent::RsmCompleted { smbase: 0, rip: 0, mode: "real", smm_instructions: 1, icount: 0 });
+        t.feed(&MachineEvent::SmiRaised { cause: SmiCause::Ipi, icount: u64::MAX });
+        t.feed(&MachineEvent::SmmEntered { cause: Some(SmiCause::Ipi), smbase: 0, cs: 0, rip: 0, mode: "real", icount: 3 });
+        t.feed(&MachineEvent::RsmCompleted { smbase: 0, rip: 0, mode: "real", smm_instructions: 1, icount: 1 });
+        assert_eq!(t.records()[0].ticks(), 0);
+        assert_eq!(ns(u64::MAX, 1), u64::MAX);
+        let _ = t.format(&t.records()[0]);
+    }
+}
