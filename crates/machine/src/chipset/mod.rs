@@ -6,6 +6,7 @@
 pub mod acpi_pm;
 pub mod i440fx;
 pub mod q35;
+pub mod smram_reg;
 
 use crate::clock::Ticks;
 use crate::memory::pam::Pam;

@@ -29,18 +29,7 @@ pub const PMC_PAM0: u8 = 0x59;
 pub const PMC_DRB0: u8 = 0x60;
 /// SMRAM control (8 bits).
 pub const PMC_SMRAM: u8 = 0x72;
-/// SMRAM.D_OPEN (bit 6).
-pub const SMRAM_D_OPEN: u8 = 1 << 6;
-/// SMRAM.D_CLS (bit 5).
-pub const SMRAM_D_CLS: u8 = 1 << 5;
-/// SMRAM.D_LCK (bit 4).
-pub const SMRAM_D_LCK: u8 = 1 << 4;
-/// SMRAM.G_SMRAME (bit 3).
-pub const SMRAM_G_SMRAME: u8 = 1 << 3;
-/// SMRAM.C_BASE_SEG (bits 2:0), hard-wired to 010b.
-pub const SMRAM_C_BASE_SEG: u8 = 0b010;
-/// SMRAM reset value.
-pub const SMRAM_RESET: u8 = SMRAM_C_BASE_SEG;
+pub use crate::chipset::smram_reg::{SMRAM_C_BASE_SEG, SMRAM_D_CLS, SMRAM_D_LCK, SMRAM_D_OPEN, SMRAM_G_SMRAME, SMRAM_RESET};
 /// SMRAM writable bits.
 pub const SMRAM_WMASK: u8 = 0x78;
 
