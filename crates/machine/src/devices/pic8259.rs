@@ -112,6 +112,10 @@ impl Pic8259 {
 
     /// The IR the chip would present now, if any (INT asserted).
     pub fn pending_irq(&self) -> Option<u8> {
+        // Fast path: polled at every instruction-block boundary, and usually nothing is asked.
+        if self.irr & !self.imr == 0 {
+            return None;
+        }
         let ir = self.highest(self.irr & !self.imr)?;
         // The in-service IRs block equal and lower priorities, unless in special mask mode
         // (then only the masked-in-service ones count, which IMR already removed).
