@@ -19,6 +19,17 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The SARIF 2.1.0 JSON schema (draft-04) crates/audit/tests/sarif_schema.rs validates the audit's
+# SARIF against: one file of the MIT-licensed npm package @microsoft/jest-sarif, fetched once into
+# target/sarif-schema/ (never committed). Without it the test skips, or fails when CI=true.
+SMMLAB_SARIF_SCHEMA="$PWD/target/sarif-schema/sarif-2.1.0-rtm.5.json"
+if [ ! -f "$SMMLAB_SARIF_SCHEMA" ]; then
+  mkdir -p target/sarif-schema
+  ( cd target/sarif-schema && tgz=$(npm pack --silent @microsoft/jest-sarif@1.0.0-beta.0 | tail -n1) &&
+    tar -xzf "$tgz" --strip-components=3 package/lib/schemas/sarif-2.1.0-rtm.5.json && rm -f "$tgz" ) ||
+    echo "warning: cannot fetch the SARIF schema from the npm registry" >&2
+fi
+export SMMLAB_SARIF_SCHEMA
 
 # Run the tests, keep cargo's exit status, and close with one total line over every test binary
 # (cargo's own last line is the last crate's doc-tests, often "0 passed").

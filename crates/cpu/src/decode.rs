@@ -92,6 +92,8 @@ impl Insn {
 /// A decoded basic block.
 pub struct Block {
     pub rip: u64,
+    /// Physical address of the first instruction.
+    pub phys: u64,
     pub bitness: u32,
     pub insns: Vec<Insn>,
 }
@@ -368,7 +370,7 @@ impl Cpu {
                 break;
             }
         }
-        Ok(Block { rip: self.rip, bitness, insns })
+        Ok(Block { rip: self.rip, phys, bitness, insns })
     }
 }
 

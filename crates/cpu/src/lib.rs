@@ -20,6 +20,7 @@ pub mod msr;
 pub mod regs;
 pub mod segment;
 pub mod smm;
+pub mod smm_blocks;
 
 pub use bus::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 pub use cpuid::CpuModel;
@@ -151,6 +152,8 @@ pub struct Cpu {
     /// `run`'s budget counts them with retired instructions, so a guest stuck re-faulting on
     /// one instruction still returns control.
     pub stalls: u64,
+    /// Optional record of the decoded blocks executed in SMM (`smmlab disasm`); None: off.
+    pub smm_blocks: Option<Box<smm_blocks::SmmBlockRecord>>,
 }
 
 impl Cpu {
@@ -197,6 +200,7 @@ impl Cpu {
             smm_regs: smm::SmmRegs::default(),
             nmi_latched: false,
             stalls: 0,
+            smm_blocks: None,
         };
         cpu.reset();
         cpu
@@ -402,6 +406,11 @@ impl Cpu {
                 return;
             }
         };
+        if self.smm {
+            if let Some(r) = self.smm_blocks.as_deref_mut() {
+                r.record(&block);
+            }
+        }
         self.end_block = false;
         let mask = if block.bitness == 64 { u64::MAX } else if block.bitness == 32 { 0xffff_ffff } else { 0xffff };
         let room = limit.saturating_sub(self.icount) as usize;

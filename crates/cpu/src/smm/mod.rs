@@ -327,6 +327,9 @@ impl Cpu {
         self.end_block = true;
         self.flush_tlb();
         self.smm_regs.smi_count += 1;
+        if let Some(r) = self.smm_blocks.as_deref_mut() {
+            r.entered(self.smm_regs.smbase);
+        }
         self.smm_regs.entry_icount = self.icount;
         bus.smm_entered(&entry);
     }

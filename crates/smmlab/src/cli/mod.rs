@@ -1,6 +1,7 @@
 //! Subcommands, one file each.
 
 mod audit;
+mod disasm;
 mod fw;
 mod observe;
 mod run;
@@ -28,6 +29,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// SMRAM at the hand-off point.
     Smram(audit::SmramArgs),
+    /// Disassemble the code that ran in SMM, each block annotated with the SMIs that ran it.
+    Disasm(disasm::DisasmArgs),
 }
 
 /// Runs a subcommand; returns the process exit status.
@@ -38,5 +41,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Scenarios(a) => scenarios::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Smram(a) => audit::smram(a),
+        Command::Disasm(a) => disasm::run(a),
     }
 }
