@@ -156,9 +156,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;
     }
-    // Events are queued for the timeline and drained after every chunk of the run.
+    // Events are queued for the timeline and drained after every chunk of the run, when
+    // something shows or writes the timeline; otherwise the board keeps only its counters.
+    let wants_timeline = !a.quiet || a.vcd.is_some() || a.trace_json.is_some() || a.summary_json.is_some();
     let has_events = m.board.events().is_some_and(|ev| {
-        ev.recording = true;
+        ev.recording = wants_timeline;
         true
     });
     match a.debugcon.as_deref() {
