@@ -29,7 +29,7 @@ pub enum Format {
     Sarif,
 }
 
-/// What to boot (shared by `audit` and `smram dump`).
+/// What to boot (shared by `audit`, `smram dump` and `disasm`).
 #[derive(Args)]
 pub struct Target {
     /// Machine type.
@@ -47,7 +47,7 @@ pub struct Target {
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
-    /// Give up booting after N instructions (the state at that point is audited).
+    /// Give up after N instructions (the state at that point is what is audited or listed).
     #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
     pub max_instructions: u64,
 }

@@ -38,27 +38,12 @@ pub enum Until {
 
 #[derive(Args)]
 pub struct DisasmArgs {
-    /// Machine type.
-    #[arg(long, value_enum, default_value = "q35")]
-    pub machine: AuditMachine,
-    /// Firmware ROM [default: the built-in firmware].
-    #[arg(long, value_name = "FILE")]
-    pub bios: Option<PathBuf>,
-    /// A scenario of the built-in firmware (`smmlab scenarios`).
-    #[arg(long, value_name = "NAME")]
-    pub scenario: Option<String>,
-    /// CPU model [default: intel64 for the built-in firmware, amd64 with --bios].
-    #[arg(long, value_enum)]
-    pub cpu: Option<AuditCpu>,
-    /// Guest RAM in MiB.
-    #[arg(long, value_name = "MiB", default_value_t = 128)]
-    pub memory: u64,
+    /// What to boot (as for `audit`).
+    #[command(flatten)]
+    pub target: super::audit::Target,
     /// Where to stop [default: end for the built-in firmware, handoff with --bios].
     #[arg(long, value_enum)]
     pub until: Option<Until>,
-    /// Give up after N instructions.
-    #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
-    pub max_instructions: u64,
     /// Write the listing to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -79,36 +64,36 @@ const ENTRY_INSNS: usize = 32;
 
 /// `smmlab disasm`.
 pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
-    let builtin = a.bios.is_none();
-    if a.scenario.is_some() && !builtin {
+    let builtin = a.target.bios.is_none();
+    if a.target.scenario.is_some() && !builtin {
         bail!("--scenario selects a built-in firmware scenario; it cannot be combined with --bios");
     }
-    let scenario = if builtin { Some(super::scenarios::find(a.scenario.as_deref().unwrap_or("default"))?) } else { None };
-    let rom = match (&a.bios, scenario) {
+    let scenario = if builtin { Some(super::scenarios::find(a.target.scenario.as_deref().unwrap_or("default"))?) } else { None };
+    let rom = match (&a.target.bios, scenario) {
         (Some(p), _) => machine::load_rom(p)?,
         (None, Some(sc)) => (sc.rom)(),
         (None, None) => firmware_image::ROM.to_vec(),
     };
-    let cpu = a.cpu.unwrap_or(if builtin { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
+    let cpu = a.target.cpu.unwrap_or(if builtin { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
     let vendor = match cpu {
         AuditCpu::Intel64 => Vendor::Intel,
         AuditCpu::Amd64 => Vendor::Amd,
     };
-    let (board, machine_name) = match a.machine {
+    let (board, machine_name) = match a.target.machine {
         AuditMachine::Pc => (BoardKind::Pc, "pc"),
         AuditMachine::Q35 => (BoardKind::Q35, "q35"),
     };
-    let config = MachineConfig { memory_mib: a.memory, model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000 };
+    let config = MachineConfig { memory_mib: a.target.memory, model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000 };
     let mut m = Machine::new(board, config, rom)?;
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;
     }
     let until = a.until.unwrap_or(if builtin { Until::End } else { Until::Handoff });
-    let rec = record(&mut m, until, a.max_instructions);
-    let firmware = a.bios.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
+    let rec = record(&mut m, until, a.target.max_instructions);
+    let firmware = a.target.bios.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
     let mut head = format!("; smmlab disasm: machine {machine_name}, firmware {firmware}");
     if builtin {
-        let _ = write!(head, ", scenario {}", a.scenario.as_deref().unwrap_or("default"));
+        let _ = write!(head, ", scenario {}", a.target.scenario.as_deref().unwrap_or("default"));
     }
     let _ = write!(head, "\n; run: {}\n", rec.stop);
     let text = head + &render(&rec.cpus);
