@@ -1,6 +1,7 @@
 //! Subcommands, one file each.
 
 mod audit;
+mod bench;
 mod disasm;
 mod fw;
 mod observe;
@@ -31,6 +32,8 @@ pub enum Command {
     Smram(audit::SmramArgs),
     /// Disassemble the code that ran in SMM, each block annotated with the SMIs that ran it.
     Disasm(disasm::DisasmArgs),
+    /// Measure the interpreter: MIPS on an ALU loop, microseconds per SMI round trip.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a subcommand; returns the process exit status.
@@ -42,5 +45,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(a) => audit::run(a),
         Command::Smram(a) => audit::smram(a),
         Command::Disasm(a) => disasm::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
