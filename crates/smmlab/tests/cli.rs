@@ -184,6 +184,6 @@ fn bench_reports_mips_and_smi_round_trip() {
     let o = smmlab().args(["bench", "--alu", "20000", "--smi", "2000", "--runs", "1"]).output().unwrap();
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("140000") && out.contains("MIPS"), "{out}");
+    assert!(out.contains("20000 iterations, 140012 instructions") && out.contains("MIPS"), "{out}");
     assert!(out.contains("2000 SMIs") && out.contains("us per SMI round trip"), "{out}");
 }
