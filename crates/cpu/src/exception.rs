@@ -132,21 +132,20 @@ impl Cpu {
         Ok(())
     }
 
-    fn read_gate(&mut self, bus: &mut dyn Bus, v: u8, size: u64, e: Exc, src: Source) -> Result<u64, Exc> {
+    fn read_gate(&mut self, bus: &mut dyn Bus, v: u8, size: u64, src: Source) -> Result<u64, Exc> {
         let ext = (src == Source::External) as u32;
         let code = v as u32 * 8 + 2 + ext;
         let off = v as u64 * size;
         if off + size - 1 > self.idtr.limit as u64 {
             return Err(Exc::code(GP, code));
         }
-        let _ = e;
         self.read_lin_sys(bus, self.idtr.base.wrapping_add(off), 8)
     }
 
     fn deliver_protected(&mut self, bus: &mut dyn Bus, e: Exc, src: Source) -> Result<(), Exc> {
         let v = e.vector;
         let ext = (src == Source::External) as u32;
-        let gate = self.read_gate(bus, v, 8, e, src)?;
+        let gate = self.read_gate(bus, v, 8, src)?;
         let gcode = v as u32 * 8 + 2 + ext;
         let typ = ((gate >> 40) & 0x1f) as u8;
         let dpl = ((gate >> 45) & 3) as u8;
@@ -259,7 +258,7 @@ impl Cpu {
         let v = e.vector;
         let ext = (src == Source::External) as u32;
         let gcode = v as u32 * 8 + 2 + ext;
-        let lo = self.read_gate(bus, v, 16, e, src)?;
+        let lo = self.read_gate(bus, v, 16, src)?;
         let hi = self.read_lin_sys(bus, self.idtr.base.wrapping_add(v as u64 * 16 + 8), 8)?;
         let typ = ((lo >> 40) & 0x1f) as u8;
         let dpl = ((lo >> 45) & 3) as u8;

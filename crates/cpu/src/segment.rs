@@ -2,7 +2,7 @@
 //! (Intel SDM vol. 3, 3.4 and 5.4-5.8).
 
 use crate::bus::Bus;
-use crate::exception::{Exc, GP, NP, SS, TS};
+use crate::exception::{Exc, GP, NP, SS};
 use crate::{sreg, Cpu};
 
 /// A segment register with its hidden descriptor cache.
@@ -335,5 +335,3 @@ pub fn canonical(a: u64) -> bool {
     ((a as i64) << 16 >> 16) as u64 == a
 }
 
-#[allow(unused)]
-const _: u8 = TS;

@@ -3,7 +3,7 @@
 
 use crate::bus::Bus;
 use crate::decode::Insn;
-use crate::exception::{Exc, GP};
+use crate::exception::Exc;
 use crate::flags::{bits, mask};
 use crate::regs::{seg_index, RAX, RBP, RBX, RSP};
 use crate::{sreg, Cpu};
@@ -316,5 +316,3 @@ pub fn nop(_cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }
 
-#[allow(unused)]
-const _: u8 = GP;
