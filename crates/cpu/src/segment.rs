@@ -334,4 +334,3 @@ impl Cpu {
 pub fn canonical(a: u64) -> bool {
     ((a as i64) << 16 >> 16) as u64 == a
 }
-

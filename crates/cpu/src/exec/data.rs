@@ -315,4 +315,3 @@ pub fn movbe(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
 pub fn nop(_cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }
-
