@@ -19,7 +19,8 @@ use std::process::Command;
 const ROM_BASE: u64 = 0xfffe_0000;
 const ROM_SIZE: usize = 0x2_0000;
 const ROM_BOOT_IMAGE: u64 = 0xffff_0000;
-const ROM_SMM_IMAGE_MAX: usize = 0x1_0000;
+/// The SMM image area ends where the settings flash sector (0xFFFEF000) starts.
+const ROM_SMM_IMAGE_MAX: usize = 0xf000;
 const SMM_VA: u64 = 0xffff_ffff_8000_0000;
 const SMM_IMAGE_MAGIC: u32 = 0x494d_4d53;
 const SMM_HEADER_SIZE: usize = 32;

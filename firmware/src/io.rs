@@ -75,3 +75,11 @@ pub fn poke32(addr: u64, v: u32) {
     // SAFETY: as above; the caller owns the location.
     unsafe { core::ptr::write_volatile(addr as *mut u32, v) }
 }
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC has no side effects (CR4.TSD is clear at CPL 0 anyway).
+    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}

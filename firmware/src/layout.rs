@@ -18,7 +18,8 @@ pub const ROM_SIZE: usize = 0x2_0000;
 /// The SMM image in the ROM: a [`SmmImageHeader`] followed by the flat image.
 pub const ROM_SMM_IMAGE: u64 = ROM_BASE;
 /// Bytes available for the header and the SMM image in the ROM.
-pub const ROM_SMM_IMAGE_MAX: usize = 0x1_0000;
+pub const ROM_SMM_IMAGE_MAX: usize = 0xf000;
+/// The settings sector of the flash (see `hw::SETTINGS_FLASH`) follows the SMM image.
 /// The boot image's load address in the ROM (boot.ld).
 pub const ROM_BOOT_IMAGE: u64 = 0xffff_0000;
 /// The 16/32-bit entry code (boot.ld `.rom32`).
@@ -46,6 +47,29 @@ pub struct SmmImageHeader {
 pub const BOOT_PAGE_TABLES: u64 = 0x7_0000;
 /// Top of the boot and OS stack.
 pub const BOOT_STACK_TOP: u64 = 0x9_0000;
+
+/// The boot information the firmware hands to the OS: [`E820_COUNT`] then [`E820Entry`]s.
+pub const BOOT_INFO: u64 = 0x9_d000;
+/// The Generic Error Status Block (ACPI 6.5 18.3.2.7.1) that the SMI handler fills and the OS
+/// polls, as for a GHES with the Polled notification type. Reserved in the e820 map.
+pub const ERROR_STATUS_BLOCK: u64 = 0x9_e000;
+/// Where the OS's own memory starts (its buffers, the workload's pages).
+pub const OS_MEMORY: u64 = 0x20_0000;
+
+/// One e820 entry (ACPI 6.5 15.1 "INT 15H E820H"): base, length, type (1 usable, 2 reserved).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct E820Entry {
+    pub base: u64,
+    pub length: u64,
+    pub kind: u32,
+    pub reserved: u32,
+}
+pub const E820_USABLE: u32 = 1;
+pub const E820_RESERVED: u32 = 2;
+/// The entry count (u64) at BOOT_INFO; the entries follow at BOOT_INFO + 8.
+pub const E820_COUNT: u64 = BOOT_INFO;
+pub const E820_MAX: usize = 8;
 
 /// The default SMBASE after reset (SDM vol. 3C 34.11): the first SMI enters at 0x38000.
 pub const DEFAULT_SMBASE: u64 = 0x3_0000;

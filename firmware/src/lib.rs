@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod con;
+pub mod hw;
 pub mod io;
 pub mod layout;
 pub mod mem;

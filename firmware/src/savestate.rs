@@ -113,3 +113,44 @@ impl SaveState {
         }
     }
 }
+
+/// The I/O instruction an I/O-trap SMI interrupted (SDM table 34-7 IO_MISC at 0x7FA4 in the
+/// Intel-64 map; AMD APM vol. 2 10.2.4, the I/O trap dword at 0x7EC0 in the AMD64 map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoInfo {
+    pub port: u16,
+    /// 1, 2 or 4 bytes.
+    pub size: u8,
+    /// IN (true) or OUT.
+    pub input: bool,
+}
+
+impl SaveState {
+    /// The trapped I/O instruction, if the SMI came from an I/O trap.
+    pub fn io_info(&self) -> Option<IoInfo> {
+        let off = if self.map == Map::Amd64 { 0x7ec0 } else { 0x7fa4 };
+        // SAFETY: as promised to `new`.
+        let v = unsafe { core::ptr::read_volatile((self.base + off) as *const u32) };
+        let port = (v >> 16) as u16;
+        match self.map {
+            Map::Amd64 if v & 2 != 0 => {
+                let size = if v & (1 << 4) != 0 { 1 } else if v & (1 << 5) != 0 { 2 } else { 4 };
+                Some(IoInfo { port, size, input: v & 1 != 0 })
+            }
+            Map::Intel64 | Map::Legacy32 if v & 1 != 0 => Some(IoInfo { port, size: ((v >> 1) & 7) as u8, input: (v >> 4) & 1 != 0 }),
+            _ => None,
+        }
+    }
+
+    /// Answers a trapped IN: replaces the low `size` bytes of the saved RAX with `value`.
+    pub fn answer_in(&self, io: IoInfo, value: u32) {
+        let mask: u64 = match io.size {
+            1 => 0xff,
+            2 => 0xffff,
+            _ => 0xffff_ffff,
+        };
+        // A 32-bit IN zero-extends into RAX in 64-bit mode; 8/16-bit ones merge.
+        let rax = if io.size == 4 { 0 } else { self.read(Gpr::Rax) };
+        self.write(Gpr::Rax, (rax & !mask) | (value as u64 & mask));
+    }
+}

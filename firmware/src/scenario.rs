@@ -1,4 +1,4 @@
-//! Planted-bug scenarios, chosen at run time: smmlab puts the scenario's name in the fw_cfg
+//! Scenarios (planted bugs and the uses of SMM), chosen at run time: smmlab puts the scenario's name in the fw_cfg
 //! file `opt/smmlab/scenario` (QEMU fw_cfg, selector port 0x510, data port 0x511; the file
 //! directory is key 0x19, big-endian). No file, or an unknown name, means the clean firmware.
 
@@ -19,13 +19,34 @@ pub const CALLOUT: u64 = 3;
 pub const UNCHECKED_POINTER: u64 = 4;
 /// The communication handler reads MessageLength a second time from the caller's buffer.
 pub const TOCTOU: u64 = 5;
+/// The fan has failed (the host breaks it); the OS runs a long busy workload.
+pub const THERMAL_RUNAWAY: u64 = 6;
+/// The host types on the USB keyboard; the OS reads it through the emulated i8042.
+pub const KEYBOARD: u64 = 7;
+/// The host injects correctable and uncorrectable ECC errors.
+pub const MEMORY_ERRORS: u64 = 8;
+/// The OS talks to a COM2 UART that only SMM emulates.
+pub const HARDWARE_EMULATION: u64 = 9;
+/// The OS changes settings through SMM and tries to write the flash itself.
+pub const CONFIGURATION: u64 = 10;
+/// The firmware leaves SMRAM unlocked and SMRR unprogrammed; the OS plants a rootkit.
+pub const ROOTKIT_UNLOCKED: u64 = 11;
+/// The same rootkit against the locked firmware.
+pub const ROOTKIT_LOCKED: u64 = 12;
 
-const NAMES: [(&[u8], u64); 5] = [
+const NAMES: [(&[u8], u64); 12] = [
     (b"bug-smram-unlocked", SMRAM_UNLOCKED),
     (b"bug-no-smrr", NO_SMRR),
     (b"bug-callout", CALLOUT),
     (b"bug-unchecked-pointer", UNCHECKED_POINTER),
     (b"bug-toctou", TOCTOU),
+    (b"thermal-runaway", THERMAL_RUNAWAY),
+    (b"keyboard", KEYBOARD),
+    (b"memory-errors", MEMORY_ERRORS),
+    (b"hardware-emulation", HARDWARE_EMULATION),
+    (b"configuration", CONFIGURATION),
+    (b"rootkit-unlocked", ROOTKIT_UNLOCKED),
+    (b"rootkit-locked", ROOTKIT_LOCKED),
 ];
 
 const PORT_SEL: u16 = 0x510;

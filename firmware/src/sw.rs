@@ -64,3 +64,17 @@ pub fn call(cmd: u8, rbx: u64) -> u64 {
     };
     rax
 }
+
+/// The settings service (system configuration kept in the SMM-only flash sector). Message:
+/// op u32 ([`SETTINGS_GET`] or [`SETTINGS_SET`]), key u32, value u64; a get fills the value.
+/// {5a1e7c42-0b9d-4f6e-a3c1-7e2d98b4f015}, an smmlab GUID.
+pub const GUID_SETTINGS: [u8; 16] = [0x42, 0x7c, 0x1e, 0x5a, 0x9d, 0x0b, 0x6e, 0x4f, 0xa3, 0xc1, 0x7e, 0x2d, 0x98, 0xb4, 0xf0, 0x15];
+pub const SETTINGS_MESSAGE_SIZE: usize = 16;
+pub const SETTINGS_GET: u32 = 1;
+pub const SETTINGS_SET: u32 = 2;
+/// The fan's minimum duty cycle in % (0-100); the fan control handler uses it.
+pub const SETTING_FAN_MIN_DUTY: u32 = 1;
+/// An asset tag (any value).
+pub const SETTING_ASSET_TAG: u32 = 2;
+pub const EFI_OUT_OF_RESOURCES: u64 = 0x8000_0000_0000_0009;
+pub const EFI_DEVICE_ERROR: u64 = 0x8000_0000_0000_0007;

@@ -1,4 +1,4 @@
-//! The built-in firmware's planted-bug scenarios, chosen at run time without rebuilding: the
+//! The built-in firmware's scenarios (the uses of SMM and planted bugs), chosen at run time without rebuilding: the
 //! host puts the scenario's name in the fw_cfg file [`FW_CFG_FILE`], and the firmware
 //! (`firmware/src/scenario.rs`) reads it at boot. `default` (no file) is the clean firmware.
 
@@ -26,6 +26,13 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "bug-toctou",
         description: "SW SMI 0x10 reads MessageLength a second time from the caller's buffer",
     },
+    Scenario { name: "thermal-runaway", description: "the fan fails under a long busy workload" },
+    Scenario { name: "keyboard", description: "the OS reads a line typed on the USB keyboard through the i8042 SMM emulates" },
+    Scenario { name: "memory-errors", description: "correctable and uncorrectable ECC errors in the OS's memory" },
+    Scenario { name: "hardware-emulation", description: "the OS writes to a COM2 UART that only SMM emulates" },
+    Scenario { name: "configuration", description: "settings in the SMM-only flash sector; the OS tries to write the flash itself" },
+    Scenario { name: "rootkit-unlocked", description: "no D_LCK, no SMRR: the OS plants an SMI handler in TSEG" },
+    Scenario { name: "rootkit-locked", description: "the same rootkit against the locked firmware" },
 ];
 
 /// The scenario called `name`.

@@ -11,7 +11,7 @@ mod stubs;
 
 use firmware::con::{hex16, hex32, hex8, puts};
 use firmware::layout::*;
-use firmware::{io, pci, scenario, sw};
+use firmware::{hw, io, pci, scenario, sw};
 
 /// Checks a condition the firmware relies on; stops the machine with a message otherwise.
 pub fn require(ok: bool, what: &str) {
@@ -49,7 +49,7 @@ extern "C" fn boot_main() -> ! {
 
     let scn = scenario::read();
     if scn != scenario::DEFAULT {
-        puts("fw: planted-bug scenario ");
+        puts("fw: scenario ");
         puts(scenario::name(scn));
         puts(" (fw_cfg opt/smmlab/scenario)\n");
     }
@@ -103,12 +103,16 @@ extern "C" fn boot_main() -> ! {
     puts(firmware::savestate::Map::from_revision(rev).name());
     puts(" map)\n");
 
+    if hw::present() {
+        platform_hardware();
+    }
+
     // From inside SMM: SMRR / SMM_CODE_CHK (Intel) or SMM_ADDR/MASK + SmmLock (AMD).
     let st = sw::call(sw::SW_READY_TO_LOCK, 0);
     require(st == sw::EFI_SUCCESS, "the ready-to-lock SMI succeeded");
 
     // Lock: D_LCK (MCH 5.1.17), SMI_LOCK (ICH9 13.1.32), BIOS_CNTL BLE + SMM_BWP (13.1.29).
-    if scn != scenario::SMRAM_UNLOCKED {
+    if scn != scenario::SMRAM_UNLOCKED && scn != scenario::ROOTKIT_UNLOCKED {
         pci::write8(0, 0, MCH_SMRAM, SMRAM_G_SMRAME | SMRAM_D_LCK | SMRAM_C_BASE_SEG);
     }
     let bc = pci::read8(LPC_DEV, 0, LPC_BIOS_CNTL);
@@ -122,11 +126,76 @@ extern "C" fn boot_main() -> ! {
     puts(" SMI_EN=");
     hex32(io::inl(SMI_EN));
     puts("\n");
+    write_e820(top, tseg_base);
     puts("fw: handing off to the OS\n");
-    os::main(intel)
+    os::main(intel, scn)
 }
 
 /// What the bug-callout scenario's ping handler calls from SMM: code in OS memory.
 extern "sysv64" fn callout_target() -> u64 {
     0x0ca1_1007
+}
+
+/// Arms the SMI sources of the built-in platform (docs/builtin-platform.md) before SMM is
+/// locked: ECC errors, the hardware monitor's limits, the fan control timer, BIOS write
+/// protection, the USB keyboard's legacy emulation and the COM2 I/O trap.
+fn platform_hardware() {
+    // The MCH sends an SMI message for correctable and uncorrectable ECC errors.
+    pci::write16(0, 0, hw::MCH_SMICMD, 0b11);
+    // Hardware monitor: limits, a fan duty to start with, SMI# on limits; GPI 1 raises SMIs.
+    hw::hwmon_write(hw::HWMON_HIGH, 75);
+    hw::hwmon_write(hw::HWMON_CRIT, 95);
+    hw::hwmon_write(hw::HWMON_FAN_DUTY, 30);
+    hw::hwmon_write(hw::HWMON_CONFIG, hw::HWMON_CONFIG_START | hw::HWMON_CONFIG_SMI_EN);
+    io::outw(hw::ALT_GP_SMI_EN, io::inw(hw::ALT_GP_SMI_EN) | hw::GPI_HWMON);
+    // The fan control handler runs on the software SMI timer, 16 ms.
+    let pmcon3 = pci::read16(LPC_DEV, 0, hw::LPC_GEN_PMCON_3);
+    pci::write16(LPC_DEV, 0, hw::LPC_GEN_PMCON_3, (pmcon3 & !hw::SWSMI_RATE_MASK) | hw::SWSMI_RATE_16MS);
+    // USB keyboard: BAR4, I/O decoding, and legacy support: traps on 0x60/0x64 and USB SMIs.
+    pci::write32(hw::UHCI_DEV, 0, hw::UHCI_BAR4, hw::UHCI_IO_BASE as u32 | 1);
+    pci::write16(hw::UHCI_DEV, 0, 0x04, pci::read16(hw::UHCI_DEV, 0, 0x04) | 1);
+    pci::write16(
+        hw::UHCI_DEV,
+        0,
+        hw::UHCI_LEGSUP,
+        hw::LEGSUP_TRAPBY60R | hw::LEGSUP_TRAPBY60W | hw::LEGSUP_TRAPBY64R | hw::LEGSUP_TRAPBY64W | hw::LEGSUP_USBSMIEN,
+    );
+    // COM2 (0x2F8-0x2FF) through IOTR0: dword 0x2F8, address bit 2 masked, all byte
+    // enables, reads and writes.
+    pci::write32(LPC_DEV, 0, hw::LPC_RCBA, hw::RCBA_BASE as u32 | 1);
+    hw::rcba_write64(hw::RCBA_IOTR0, hw::COM2 as u64 | 1 << 18 | 0xf << 32 | hw::IOTR_RWM | hw::IOTR_TRSE);
+    let en = io::inl(SMI_EN);
+    io::outl(SMI_EN, en | hw::SMI_TCO | hw::SMI_LEGACY_USB);
+    // Start the fan control timer (it starts when SWSMI_TMR_EN goes 0 -> 1).
+    io::outl(SMI_EN, (en | hw::SMI_TCO | hw::SMI_LEGACY_USB) & !hw::SMI_SWSMI_TMR);
+    io::outl(SMI_EN, en | hw::SMI_TCO | hw::SMI_LEGACY_USB | hw::SMI_SWSMI_TMR);
+    puts("fw: platform SMI sources armed: ECC (MCH SMICMD), hardware monitor (GPI 1, high ");
+    hex8(hw::hwmon_read(hw::HWMON_HIGH));
+    puts(" crit ");
+    hex8(hw::hwmon_read(hw::HWMON_CRIT));
+    puts("), fan control timer 16 ms, BIOS write protection (TCO), USB legacy keyboard (LEGSUP ");
+    hex16(pci::read16(hw::UHCI_DEV, 0, hw::UHCI_LEGSUP));
+    puts("), COM2 I/O trap (IOTR0); SMI_EN=");
+    hex32(io::inl(SMI_EN));
+    puts("\n");
+}
+
+/// The e820 map for the OS: low RAM without the boot information and error status block,
+/// RAM above 1 MiB up to TSEG, TSEG reserved, the flash reserved.
+fn write_e820(top: u64, tseg_base: u64) {
+    let entries = [
+        E820Entry { base: 0, length: BOOT_INFO, kind: E820_USABLE, reserved: 0 },
+        E820Entry { base: BOOT_INFO, length: 0xa_0000 - BOOT_INFO, kind: E820_RESERVED, reserved: 0 },
+        E820Entry { base: 0x10_0000, length: tseg_base - 0x10_0000, kind: E820_USABLE, reserved: 0 },
+        E820Entry { base: tseg_base, length: top - tseg_base, kind: E820_RESERVED, reserved: 0 },
+        E820Entry { base: ROM_BASE, length: ROM_SIZE as u64, kind: E820_RESERVED, reserved: 0 },
+    ];
+    // SAFETY: the boot information block is identity-mapped RAM the OS does not use.
+    unsafe {
+        core::ptr::write_bytes(ERROR_STATUS_BLOCK as *mut u8, 0, 0x1000);
+        core::ptr::write_unaligned(E820_COUNT as *mut u64, entries.len() as u64);
+        for (k, e) in entries.iter().enumerate() {
+            core::ptr::write_unaligned((E820_COUNT + 8 + 24 * k as u64) as *mut E820Entry, *e);
+        }
+    }
 }

@@ -10,13 +10,22 @@ use firmware::con::{dec, guid, hex16, hex32, hex64, hex8, puts};
 use firmware::layout::*;
 use firmware::savestate::{Gpr, SaveState};
 use firmware::sw::*;
-use firmware::io;
+use firmware::{hw, io};
 use firmware::scenario;
 
 /// The communication buffer's copy in SMRAM (header and message).
 static mut COMM_COPY: [u8; (COMM_HEADER_SIZE + COMM_MAX_MESSAGE) as usize] = [0; (COMM_HEADER_SIZE + COMM_MAX_MESSAGE) as usize];
 
+mod flash;
+mod keyboard;
+mod memory;
+mod thermal;
+mod trapdev;
+
 /// Called by the SMI entry stub in 64-bit mode with the context (an SMM_VA address).
+///
+/// One SMI may have several sources (SMI# is shared): every status bit that is set is
+/// handled, each by its handler, which writes one line on debugcon.
 #[no_mangle]
 pub extern "sysv64" fn smi_main(ctx: *mut SmmContext) {
     // SAFETY: the stub passes the context the boot code wrote into TSEG; only SMM reaches it.
@@ -30,21 +39,59 @@ pub extern "sysv64" fn smi_main(ctx: *mut SmmContext) {
     let ss = unsafe { SaveState::new(ctx.smbase) };
     let sts_port = ctx.pmbase as u16 + 0x34;
     let sts = io::inl(sts_port);
-    if sts & SMI_STS_APM_STS == 0 {
-        puts("smm: smi with no known source, SMI_STS=");
+    let mut handled = false;
+    if sts & SMI_STS_APM_STS != 0 {
+        // Clear APM_STS (write one to clear, ICH9 13.8.3.2).
+        io::outl(sts_port, SMI_STS_APM_STS);
+        sw_smi(ctx, &ss);
+        handled = true;
+    }
+    if sts & hw::SMI_SWSMI_TMR != 0 {
+        io::outl(sts_port, hw::SMI_SWSMI_TMR);
+        thermal::periodic(ctx);
+        handled = true;
+    }
+    if sts & hw::SMI_GPI != 0 {
+        thermal::limit(ctx);
+        handled = true;
+    }
+    if sts & hw::SMI_TCO != 0 {
+        let tco = io::inw(hw::TCO1_STS);
+        if tco & hw::TCO1_STS_DMISMI != 0 {
+            io::outw(hw::TCO1_STS, hw::TCO1_STS_DMISMI);
+            memory::error(ctx);
+        }
+        if tco & hw::TCO1_STS_BIOSWR != 0 {
+            io::outw(hw::TCO1_STS, hw::TCO1_STS_BIOSWR);
+            flash::bios_write_attempt(ctx);
+        }
+        handled = true;
+    }
+    if sts & hw::SMI_LEGACY_USB != 0 {
+        io::outl(sts_port, hw::SMI_LEGACY_USB);
+        keyboard::legacy_usb(ctx, &ss);
+        handled = true;
+    }
+    if sts & hw::SMI_MONITOR != 0 {
+        trapdev::io_trap(ctx, &ss);
+        handled = true;
+    }
+    if !handled {
+        // Several sources raised SMI# while one was pending; the first handler took them all.
+        puts("smm: no status bit set (handled by the previous SMI), SMI_STS=");
         hex32(sts);
         puts("\n");
-        return;
     }
-    // Clear APM_STS (write one to clear, ICH9 13.8.3.2).
-    io::outl(sts_port, SMI_STS_APM_STS);
+}
+
+fn sw_smi(ctx: &mut SmmContext, ss: &SaveState) {
     let cmd = io::inb(PORT_APM_CNT);
     puts("smm: sw ");
     hex8(cmd);
     match cmd {
-        SW_PING => ping(ctx, &ss),
-        SW_COMMUNICATE => communicate(ctx, &ss),
-        SW_READY_TO_LOCK => ready_to_lock(ctx, &ss),
+        SW_PING => ping(ctx, ss),
+        SW_COMMUNICATE => communicate(ctx, ss),
+        SW_READY_TO_LOCK => ready_to_lock(ctx, ss),
         _ => {
             puts(" unknown (data ");
             hex8(io::inb(PORT_APM_STS));
@@ -53,7 +100,12 @@ pub extern "sysv64" fn smi_main(ctx: *mut SmmContext) {
     }
 }
 
-fn answer(ss: &SaveState, rax: u64) {
+/// Ends a handler's line with `why` (the trap is dropped).
+pub(crate) fn answer_none(why: &str) {
+    puts(why);
+}
+
+pub(crate) fn answer(ss: &SaveState, rax: u64) {
     ss.write(Gpr::Rax, rax);
     puts(" -> rax=");
     hex64(rax);
@@ -133,6 +185,15 @@ fn communicate(ctx: &mut SmmContext, ss: &SaveState) {
     let g: [u8; 16] = copy[..16].try_into().unwrap();
     puts(" guid=");
     guid(&g);
+    if g == GUID_SETTINGS {
+        let st = flash::settings_service(ctx, &mut copy[COMM_HEADER_SIZE as usize..total]);
+        if st == EFI_SUCCESS {
+            // The reply (the same message, with the value filled in) fits the checked range.
+            // SAFETY: inside the checked range.
+            unsafe { core::ptr::copy_nonoverlapping(copy.as_ptr().add(COMM_HEADER_SIZE as usize), (buf + COMM_HEADER_SIZE) as *mut u8, len as usize) };
+        }
+        return answer(ss, st);
+    }
     if g != GUID_HASH {
         puts(" unknown service");
         return answer(ss, EFI_NOT_FOUND);
@@ -164,7 +225,7 @@ fn ready_to_lock(ctx: &mut SmmContext, ss: &SaveState) {
     puts(" map=");
     puts(ss.map.name());
     let (base, size) = (ctx.tseg_base, ctx.tseg_size);
-    if ctx.scenario == scenario::NO_SMRR {
+    if ctx.scenario == scenario::NO_SMRR || ctx.scenario == scenario::ROOTKIT_UNLOCKED {
         // Planted bug: neither SMRR nor SMM_CODE_CHK (which checks fetches against SMRR).
         puts(" (SMRR not programmed)");
     } else if io::is_intel() {
