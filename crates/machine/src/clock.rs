@@ -36,7 +36,12 @@ impl Clock {
         self.icount = self.icount.max(icount);
     }
 
-    /// Ticks skipped while the CPU was halted.
+    /// The retired-instruction count last recorded.
+    pub fn icount(&self) -> u64 {
+        self.icount
+    }
+
+    /// Ticks skipped while the CPU was halted (or polling, see [`crate::poll`]).
     pub fn idle(&self) -> u64 {
         self.idle
     }

@@ -6,7 +6,8 @@
 //! [`smram::route`], the one place SMRAM visibility is decided.
 //!
 //! How [`Machine::run`] drives time: guest time is the CPU's retired-instruction count (plus
-//! time skipped while halted) at [`MachineConfig::instructions_per_second`]. The machine runs
+//! time skipped while halted, and while the guest busy-waits on the PM timer: [`poll`]) at
+//! [`MachineConfig::instructions_per_second`]. The machine runs
 //! the CPU in slices that end at the next timer deadline, tells the board the count between
 //! slices ([`board::Board::set_now`], which fires due timers), and the CPU reports the count
 //! before each port access ([`cpu::Bus::sync_icount`]) so the PM timer and SMI timestamps are
@@ -20,6 +21,7 @@ pub mod devices;
 pub mod events;
 pub mod memory;
 pub mod pci;
+pub mod poll;
 pub mod smi;
 pub mod smram;
 pub mod tables;
@@ -96,6 +98,8 @@ pub struct RunSummary {
     /// Guest time spent in SMM.
     pub smm_guest_ns: u64,
     pub guest_ns: u64,
+    /// Guest time skipped by the poll fast-forward ([`poll`]), included in `guest_ns`.
+    pub poll_skipped_ns: u64,
     pub exit: ExitReason,
     /// The process exit status the run asks for.
     pub exit_code: i32,
@@ -121,11 +125,14 @@ pub struct MachineConfig {
     pub model: CpuModel,
     /// Guest instructions per second: guest time = instructions / rate.
     pub instructions_per_second: u64,
+    /// Whether guest time may run faster while the guest busy-waits on the PM timer
+    /// ([`poll`]); false keeps time strictly to retired instructions (and halts).
+    pub poll_forward: bool,
 }
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { memory_mib: 128, model: CpuModel::default(), instructions_per_second: 1_000_000_000 }
+        MachineConfig { memory_mib: 128, model: CpuModel::default(), instructions_per_second: 1_000_000_000, poll_forward: true }
     }
 }
 
@@ -160,6 +167,9 @@ impl Machine {
             BoardKind::Q35 => board::Board::Q35(Box::new(board::q35::new(ram, rom, ips))),
         };
         let mut board = board;
+        if let Some(p) = board.poll() {
+            p.enabled = config.poll_forward;
+        }
         // An AMD CPU with 40 physical address bits (long mode here) makes the firmware's e820
         // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64.
         if config.model.vendor == cpu::cpuid::Vendor::Amd && config.model.long_mode {
@@ -286,6 +296,7 @@ impl Machine {
         let clock = Clock::new(self.config.instructions_per_second);
         let guest_ns = clock.ns_from_ticks(self.board.now(instructions).0);
         let stats = self.board.events().map(|e| e.stats.clone()).unwrap_or_default();
+        let poll_skipped = self.board.poll().map_or(0, |p| p.skipped());
         RunSummary {
             instructions,
             smis: stats.smm_entries,
@@ -294,6 +305,7 @@ impl Machine {
             smm_instructions: stats.smm_instructions,
             smm_guest_ns: clock.ns_from_ticks(stats.smm_ticks),
             guest_ns,
+            poll_skipped_ns: clock.ns_from_ticks(poll_skipped),
             exit,
             exit_code,
             unimplemented: self.cpu.unimplemented.clone(),

@@ -1,5 +1,6 @@
 //! Acceptance: Debian's SeaBIOS (`bios-256k.bin`) boots a raw disk image given with `--disk`,
-//! on `pc` (IDE primary master) and on `q35` (AHCI port 0). The boot sector
+//! on `pc` (IDE primary master) and on `q35` (AHCI port 0), and so does the Bochs BIOS
+//! (`BIOS-bochs-latest`, its own 16-bit ATA driver) on `pc`. The boot sector
 //! (tests/roms/int13_loop.asm) reads sectors 100 times through INT 13h, checks them, prints
 //! "INT13LOOP DONE" on debugcon and leaves through isa-debug-exit.
 //!
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
+const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
 const SECTORS: usize = 2048;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -49,10 +51,14 @@ struct Run {
 }
 
 fn smmlab_boot(machine: &str, disk: &Path, dir: &Path) -> Run {
+    smmlab_boot_with(SEABIOS, machine, disk, dir)
+}
+
+fn smmlab_boot_with(bios: &str, machine: &str, disk: &Path, dir: &Path) -> Run {
     let dc = dir.join(format!("{machine}-debugcon.txt"));
     let js = dir.join(format!("{machine}-summary.json"));
     let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
-        .args(["run", "--machine", machine, "--bios", SEABIOS, "--max-instructions", "500000000", "-q", "--disk"])
+        .args(["run", "--machine", machine, "--bios", bios, "--max-instructions", "500000000", "-q", "--disk"])
         .arg(disk)
         .arg("--debugcon")
         .arg(&dc)
@@ -182,4 +188,28 @@ fn seabios_int15_waits_complete_on_the_rtc_interrupt() {
         let r = smmlab_boot(machine, &disk, &dir);
         assert!(r.debugcon.contains("RTCWAIT START\nRTCWAIT DONE\n"), "{machine}: {}", r.debugcon);
     }
+}
+
+/// The Bochs BIOS's ATA driver (bios/rombios.c: ata_detect, ata_cmd_data_io) reads the same
+/// disk through the IDE primary master with PIO, polling status (BSY clear, DRQ set) with
+/// interrupts masked by nIEN. It takes the PIO block size from IDENTIFY word 5, a retired
+/// word that Bochs and QEMU fill with 512: without it every read moved no data and INT 13h
+/// failed ("int13_harddisk: function 02, error 04"). The one "IDE time out" is the BIOS's own,
+/// as on Bochs: the absent slave echoes the shared task file, so the BIOS resets it and waits
+/// for a BSY that never comes (harddrv.cc also reads an absent device's status as 00h).
+#[test]
+fn bochs_bios_boots_the_disk_through_ide_on_pc() {
+    if !Path::new(BOCHS_BIOS).exists() {
+        eprintln!("skipped: {BOCHS_BIOS} is not installed (Debian package bochsbios)");
+        return;
+    }
+    let dir = tmpdir("bochs");
+    let disk = disk_image(&dir);
+    let r = smmlab_boot_with(BOCHS_BIOS, "pc", &disk, &dir);
+    assert!(r.debugcon.contains("ata0-0: PCHS=2/16/63 translation=none LCHS=2/16/63"), "{}", r.debugcon);
+    assert!(r.debugcon.contains("Booting from 0000:7c00"), "{}", r.debugcon);
+    assert!(r.debugcon.contains("INT13LOOP START\nINT13LOOP DONE"), "{}", r.debugcon);
+    assert!(!r.debugcon.contains("int13_harddisk"), "no INT 13h errors:\n{}", r.debugcon);
+    assert_eq!(r.debugcon.matches("IDE time out").count(), 1, "only the absent slave's reset:\n{}", r.debugcon);
+    assert_eq!(r.smis, 1, "the Bochs BIOS's one SMI, the SMBASE relocation");
 }

@@ -27,11 +27,16 @@ struct Run {
 }
 
 fn smmlab(rom: &str, machine: &str, test: &str, max: u64) -> Run {
+    smmlab_with(rom, machine, test, max, &[])
+}
+
+fn smmlab_with(rom: &str, machine: &str, test: &str, max: u64, extra: &[&str]) -> Run {
     let d = dir(test);
     let con = d.join(format!("{machine}.debugcon.txt"));
     let json = d.join(format!("{machine}.json"));
     let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
         .args(["run", "-q", "--machine", machine, "--bios", rom, "--max-instructions", &max.to_string()])
+        .args(extra)
         .arg("--debugcon")
         .arg(&con)
         .arg("--summary-json")
@@ -63,11 +68,12 @@ fn check_seabios(machine: &str, r: &Run) {
     assert_eq!(smram["g_smrame"], true, "SMRAM enabled (0x0A)");
     assert!(s["smm_instructions"].as_u64().unwrap() > 20);
     let n = s["instructions"].as_u64().unwrap();
-    // QEMU: 5.8 M (pc) / 6.1 M (q35); smmlab 5.9 M / 16.0 M. On q35 SeaBIOS probes the six
-    // AHCI ports in threads, and each empty port (PxSSTS.DET = 0, as on QEMU and real
-    // hardware) is given up after its 10 ms link timeout, measured on the PM timer: 10 ms is
-    // 10 M instructions on smmlab's 1 GIPS virtual clock, but far fewer under QEMU's host-time
-    // timer. The wait is the firmware's, not a device that never becomes ready.
+    // QEMU: 5.8 M (pc) / 6.1 M (q35); smmlab 5.5 M / 5.7 M (15.6 M on q35 with --exact-time).
+    // On q35 SeaBIOS probes the six AHCI ports in threads, and each empty port
+    // (PxSSTS.DET = 0, as on QEMU and real hardware) is given up after its 10 ms link timeout,
+    // measured on the PM timer: 10 ms is 10 M instructions on smmlab's 1 GIPS virtual clock
+    // unless the poll fast-forward (machine::poll) speeds up guest time while SeaBIOS only
+    // polls. The wait is the firmware's, not a device that never becomes ready.
     assert!((4_000_000..20_000_000).contains(&n), "{machine}: {n} instructions");
     assert!(!r.debugcon.contains("WARNING"), "{}", r.debugcon);
 }
@@ -123,6 +129,31 @@ fn seabios_runs_are_deterministic() {
     assert_eq!(a.debugcon, b.debugcon);
     assert_eq!(a.summary["instructions"], b.summary["instructions"]);
     assert_eq!(a.summary["guest_ns"], b.summary["guest_ns"]);
+}
+
+/// On q35 SeaBIOS waits 10 ms for the empty AHCI ports' links on the PM timer: the poll
+/// fast-forward skips most of that wait, the same way on every run, and changes nothing the
+/// firmware prints; `--exact-time` turns it off.
+#[test]
+fn seabios_poll_fast_forward_is_deterministic_and_invisible_in_the_output() {
+    if !present(SEABIOS, "seabios") {
+        return;
+    }
+    let a = smmlab(SEABIOS, "q35", "poll-a", 50_000_000);
+    let b = smmlab(SEABIOS, "q35", "poll-b", 50_000_000);
+    let exact = smmlab_with(SEABIOS, "q35", "poll-exact", 50_000_000, &["--exact-time"]);
+    for k in ["instructions", "guest_ns", "poll_skipped_ns"] {
+        assert_eq!(a.summary[k], b.summary[k], "{k}");
+    }
+    assert_eq!(a.debugcon, b.debugcon);
+    assert_eq!(a.debugcon, exact.debugcon, "the fast-forward changes no output");
+    let skipped = a.summary["poll_skipped_ns"].as_u64().unwrap();
+    assert!(skipped > 9_000_000, "most of the 10 ms link timeout is skipped: {skipped} ns");
+    assert_eq!(exact.summary["poll_skipped_ns"], 0);
+    let (fast, slow) = (a.summary["instructions"].as_u64().unwrap(), exact.summary["instructions"].as_u64().unwrap());
+    assert!(slow > fast + 9_000_000, "--exact-time polls through the wait: {slow} vs {fast} instructions");
+    // Guest time still covers the whole wait.
+    assert!(a.summary["guest_ns"].as_u64().unwrap() >= 10_000_000, "{}", a.summary);
 }
 
 /// Lines whose text legitimately differs between smmlab and QEMU 7.2 for this device set.

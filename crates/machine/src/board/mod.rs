@@ -71,6 +71,11 @@ impl Board {
         platform!(self, p => p.now(), Ticks(icount))
     }
 
+    /// The poll fast-forward state ([`crate::poll`]); None on the minimal board (no PM timer).
+    pub fn poll(&mut self) -> Option<&mut crate::poll::PollForward> {
+        platform!(self, p => Some(&mut p.poll), None)
+    }
+
     /// Moves guest time forward while the CPU is halted.
     pub fn skip_to(&mut self, t: Ticks) {
         platform!(self, p => p.skip_to(t), ())

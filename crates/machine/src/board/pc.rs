@@ -101,6 +101,10 @@ impl Chipset for I440fx {
         self.pmc.pam()
     }
 
+    fn pm_timer_port(&self) -> Option<u16> {
+        self.pm.pm_base().map(|b| b + crate::chipset::acpi_pm::PM_TMR)
+    }
+
     fn next_deadline(&self) -> Option<Ticks> {
         None
     }

@@ -37,6 +37,7 @@ use crate::memory::pam::Pam;
 use crate::memory::rom::Rom;
 use crate::memory::{read_le, write_le, Ram};
 use crate::pci::host::{ones, PciHost};
+use crate::poll::PollForward;
 use crate::smi::io_trap::IoTraps;
 use crate::smi::pin::SmiPin;
 use crate::smi::{SmiCause, SmiLatch};
@@ -97,6 +98,8 @@ pub struct Platform<C: Chipset> {
     /// Pause the run at the end of every debugcon line (the auditor's hand-off watch).
     pub pause_on_debugcon_line: bool,
     pause: bool,
+    /// Guest time runs faster while the guest busy-waits on the PM timer ([`crate::poll`]).
+    pub poll: PollForward,
     // --- legacy devices (platform issue) ---
     pub legacy: LegacyDevices,
     pub ioapic: Ioapic,
@@ -141,6 +144,7 @@ impl<C: Chipset> Platform<C> {
             smm_observer: Default::default(),
             pause_on_debugcon_line: false,
             pause: false,
+            poll: PollForward::default(),
             legacy,
             ioapic: Ioapic::default(),
             reset_control: ResetControl::default(),
@@ -432,6 +436,29 @@ impl<C: Chipset> Platform<C> {
         }
     }
 
+    /// A read of the PM timer port outside SMM: when the guest is polling, moves guest time
+    /// forward (never past the next timer deadline) before the timer is read.
+    fn poll_timer(&mut self) {
+        let skip = self.poll.timer_read(self.clock.icount());
+        if skip == 0 {
+            return;
+        }
+        let now = self.clock.now().0;
+        let mut to = now.saturating_add(skip);
+        if let Some(d) = self.next_deadline() {
+            to = to.min(d.0.max(now));
+        }
+        if to > now {
+            self.clock.skip_to(Ticks(to));
+            self.poll.add_skipped(to - now);
+            self.advance_timers();
+            // The CPU's slice was sized in instructions for the time before the skip.
+            if self.slice_end.is_some_and(|e| Ticks(to) >= e) {
+                self.resync = true;
+            }
+        }
+    }
+
     fn trap(&mut self, port: u16, size: u8, write: bool) {
         if self.io_traps.hits(port, size, write) {
             self.smi.raise(SmiCause::IoTrap { port, write }, self.clock.now());
@@ -481,19 +508,25 @@ impl<C: Chipset> Bus for Platform<C> {
         match self.route(a.addr, AccessKind::Write, a.smm) {
             Target::Ram(o) => write_le(self.ram.as_mut_slice(), o as usize, a.size, value),
             Target::Lapic(o) => {
+                self.poll.disturb();
                 if self.lapic.write(o, a.size, value as u32, self.clock.now()) == Some(LapicAction::SmiSelf) {
                     self.smi.raise(SmiCause::Ipi, self.clock.now());
                 }
                 self.after_device_call();
             }
             // --- legacy devices (platform issue) ---
-            Target::Ioapic(o) => self.ioapic.write(o, a.size, value as u32),
+            Target::Ioapic(o) => {
+                self.poll.disturb();
+                self.ioapic.write(o, a.size, value as u32);
+            }
             Target::VgaText(o) => write_le(&mut self.vga_text, o as usize, a.size, value),
             Target::Ecam(b, d, f, r) => {
+                self.poll.disturb();
                 self.config_write(b, d, f, r, a.size.clamp(1, 4), value as u32);
             }
             // --- end legacy devices ---
             Target::PciMmio => {
+                self.poll.disturb();
                 self.slot_access(a.addr, a.size, Some(value as u32));
             }
             Target::Rom(_) | Target::None => {}
@@ -503,6 +536,9 @@ impl<C: Chipset> Bus for Platform<C> {
     fn io_in(&mut self, a: Access) -> u32 {
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         self.trap(port, size, false);
+        if !a.smm && Some(port) == self.chipset.pm_timer_port() {
+            self.poll_timer();
+        }
         let now = self.clock.now();
         let v = if port == PORT_RESET_CONTROL && size == 1 {
             self.reset_control.read(0, size, now)
@@ -528,6 +564,7 @@ impl<C: Chipset> Bus for Platform<C> {
     fn io_out(&mut self, a: Access, value: u32) {
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         self.trap(port, size, true);
+        self.poll.disturb();
         let now = self.clock.now();
         if port == PORT_RESET_CONTROL && size == 1 {
             self.reset_control.write(0, size, value, now);
@@ -590,6 +627,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn ack_intr(&mut self) -> u8 {
+        self.poll.disturb();
         if let Some(v) = self.lapic.ack() {
             return v;
         }
@@ -601,6 +639,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn smm_entered(&mut self, e: &SmmEntry) {
+        self.poll.disturb();
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());
         self.events.push(MachineEvent::SmmEntered { cause, smbase: e.smbase, cs: e.cs, rip: e.rip, mode: e.mode, icount });

@@ -90,6 +90,10 @@ impl Chipset for Q35Chipset {
         self.mch.pam()
     }
 
+    fn pm_timer_port(&self) -> Option<u16> {
+        self.lpc.pm_base().map(|b| b + crate::chipset::acpi_pm::PM_TMR)
+    }
+
     fn next_deadline(&self) -> Option<Ticks> {
         self.lpc.next_deadline()
     }
@@ -239,6 +243,49 @@ mod tests {
         assert_eq!(inp(&mut b, 0x608, 4), 3_579_545);
         b.sync_icount(1_000_001);
         assert_eq!(inp(&mut b, 0x608, 4), 3_579_548);
+    }
+
+    /// The poll fast-forward (crate::poll): a tight PM timer loop speeds guest time up, never
+    /// past a timer deadline; a port write in the loop, SMM, or `enabled = false` keep
+    /// time to the instruction count.
+    #[test]
+    fn pm_timer_polling_skips_time_up_to_the_next_deadline() {
+        fn poll(b: &mut Q35, from: u64, n: u64, smm: bool, write: bool) -> u64 {
+            let mut worst = 0;
+            for i in 0..n {
+                let before = b.now().0;
+                let deadline = b.next_deadline().map_or(u64::MAX, |d| d.0);
+                b.sync_icount(from + 100 * i);
+                b.io_in(Access { addr: 0x608, size: 4, kind: AccessKind::IoIn, smm });
+                assert!(b.now().0 <= deadline.max(before + 100), "skipped past the deadline {deadline}: {}", b.now().0);
+                worst = worst.max(b.now().0 - before);
+                if write {
+                    out(b, 0x80, 1, 0);
+                }
+            }
+            worst
+        }
+        let mut b = board();
+        cfg_write(&mut b, 0x1f, 0x40, 4, 0x601);
+        cfg_write(&mut b, 0x1f, 0x44, 1, 0x80);
+        assert_eq!(poll(&mut b, 0, 1000, false, true), 100, "a write in the loop: no skip");
+        assert_eq!(poll(&mut b, 100_000, 1000, true, false), 100, "SMM: no skip");
+        assert_eq!(b.poll.skipped(), 0);
+        // PIT channel 0, mode 2, count 11932: a deadline every 10 ms, 10,000 ticks on this
+        // 1 MIPS board, shorter than the largest skips (100 × 1023 ticks).
+        out(&mut b, 0x43, 1, 0x34);
+        out(&mut b, 0x40, 1, 11932 & 0xff);
+        out(&mut b, 0x40, 1, 11932 >> 8);
+        let start = b.now().0;
+        let worst = poll(&mut b, 200_000, 1000, false, false);
+        assert!(worst > 100, "time sped up");
+        assert!(b.poll.skipped() > 0);
+        assert_eq!(b.now().0 - start, 100 * 1000 + b.poll.skipped(), "skipped ticks are counted");
+        let mut off = board();
+        off.poll.enabled = false;
+        cfg_write(&mut off, 0x1f, 0x40, 4, 0x601);
+        cfg_write(&mut off, 0x1f, 0x44, 1, 0x80);
+        assert_eq!(poll(&mut off, 0, 1000, false, false), 100, "off: time is the instruction count");
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub trait Chipset {
     fn ecam(&self) -> Option<(u64, u64)> {
         None
     }
+    /// The port of the ACPI PM timer (PM_TMR) while the PM I/O block decodes, for the poll
+    /// fast-forward ([`crate::poll`]).
+    fn pm_timer_port(&self) -> Option<u16> {
+        None
+    }
     /// Whether firmware can negotiate ICH9 SMI features through fw_cfg (`etc/smi/*`).
     fn smi_feature_negotiation(&self) -> bool {
         false

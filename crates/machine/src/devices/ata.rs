@@ -166,6 +166,12 @@ impl AtaDisk {
         w[0] = 0x0040; // ATA device, fixed
         w[1] = self.default_cylinders();
         w[3] = DEFAULT_HEADS;
+        // Words 4 and 5 are retired (ATA-1: unformatted bytes per track and per sector), but
+        // Bochs (iodev/harddrv.cc) and QEMU (hw/ide/core.c) still fill them, and the Bochs
+        // BIOS (bios/rombios.c, ata_detect) takes word 5 as the PIO block size of every
+        // read: 0 there makes each INT 13h read transfer nothing and fail.
+        w[4] = (SECTOR_SIZE as u16).wrapping_mul(DEFAULT_SPT);
+        w[5] = SECTOR_SIZE as u16;
         w[6] = DEFAULT_SPT;
         put_string(&mut w[10..20], &self.serial);
         put_string(&mut w[23..27], FIRMWARE);
@@ -720,6 +726,7 @@ mod tests {
         let w = read_words(&mut c, 256);
         assert_eq!(c.read(REG_STATUS, 1) as u8 & (ST_BSY | ST_DRQ | ST_ERR), 0);
         assert_eq!(w[0], 0x0040);
+        assert_eq!((w[4], w[5]), (512 * 63, 512), "retired words 4-5 as Bochs and QEMU fill them (the Bochs BIOS's block size)");
         assert_eq!((w[60] as u32) | (w[61] as u32) << 16, 1000);
         assert_eq!(w[100], 1000);
         assert_ne!(w[83] & (1 << 10), 0, "LBA48");

@@ -83,7 +83,7 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
         AuditMachine::Pc => (BoardKind::Pc, "pc"),
         AuditMachine::Q35 => (BoardKind::Q35, "q35"),
     };
-    let config = MachineConfig { memory_mib: a.target.memory, model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000 };
+    let config = MachineConfig { memory_mib: a.target.memory, model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000, ..Default::default() };
     let mut m = Machine::new(board, config, rom)?;
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;

@@ -66,6 +66,11 @@ pub struct RunArgs {
     /// Guest instructions per second (guest time = instructions / rate).
     #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
     pub ips: u64,
+    /// Keep guest time strictly to retired instructions: without it, guest time runs faster
+    /// while the guest only busy-waits on the ACPI PM timer (deterministic; the skipped time
+    /// is the summary's poll_skipped_ns).
+    #[arg(long)]
+    pub exact_time: bool,
     /// Do not print the timeline or the summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -100,6 +105,8 @@ struct SummaryJson<'a> {
     smm_instructions: u64,
     smm_guest_ns: u64,
     guest_ns: u64,
+    /// Guest time skipped while the guest polled the PM timer (part of guest_ns).
+    poll_skipped_ns: u64,
     exit: &'a str,
     exit_detail: Option<&'a str>,
     exit_code: i32,
@@ -142,7 +149,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if a.ips == 0 {
         bail!("--ips must be greater than zero");
     }
-    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips };
+    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips, poll_forward: !a.exact_time };
     let kind = match machine {
         MachineKind::Minimal => BoardKind::Minimal,
         MachineKind::Pc => BoardKind::Pc,
@@ -231,6 +238,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             smm_instructions: s.smm_instructions,
             smm_guest_ns: s.smm_guest_ns,
             guest_ns: s.guest_ns,
+            poll_skipped_ns: s.poll_skipped_ns,
             exit: s.exit.name(),
             exit_detail: detail,
             exit_code: s.exit_code,
@@ -256,6 +264,9 @@ fn print_summary(s: &RunSummary, wall: f64) {
     println!("exit code:        {}", s.exit_code);
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);
+    if s.poll_skipped_ns > 0 {
+        println!("  skipped polling: {:.3} ms (the PM timer poll fast-forward; --exact-time turns it off)", s.poll_skipped_ns as f64 / 1e6);
+    }
     println!("SMIs:             {}", s.smis);
     for (source, n) in &s.smis_by_source {
         println!("  {source:<16} {n}");
