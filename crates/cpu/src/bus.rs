@@ -82,6 +82,11 @@ pub trait Bus {
     /// The CPU's retired-instruction count, given just before each port access so the
     /// platform's virtual clock (PM timer, SMI timestamps) is exact for port I/O.
     fn sync_icount(&mut self, _icount: u64) {}
+    /// Guest time (ticks) that passed without retiring instructions: halted, or
+    /// fast-forwarded by the platform. The TSC counts it (it counts time, not instructions).
+    fn idle_ticks(&self) -> u64 {
+        0
+    }
     /// The lines the platform asserts now.
     fn pending(&mut self) -> Pending {
         Pending(0)

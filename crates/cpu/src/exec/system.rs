@@ -310,7 +310,7 @@ pub fn cpuid(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }
 
-pub fn rdtsc(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
+pub fn rdtsc(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     if cpu.cr4 & CR4_TSD != 0 && cpu.cpl != 0 && cpu.protected() {
         return Err(Exc::gp0());
     }
@@ -320,22 +320,25 @@ pub fn rdtsc(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
         }
         cpu.regs[RCX] = cpu.msr.tsc_aux & 0xffff_ffff;
     }
-    let t = cpu.tsc();
+    let t = cpu.tsc().wrapping_add(bus.idle_ticks());
     cpu.regs[RAX] = t & 0xffff_ffff;
     cpu.regs[RDX] = t >> 32;
     Ok(())
 }
 
-pub fn msr_access(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
+pub fn msr_access(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     cpu.require_cpl0()?;
     let idx = cpu.regs[RCX] as u32;
+    // The TSC counts guest time: retired instructions plus the time the platform let pass
+    // without any (halted, fast-forwarded).
+    let idle = if idx == crate::msr::IA32_TSC { bus.idle_ticks() } else { 0 };
     if d.i.mnemonic() == Mnemonic::Rdmsr {
-        let v = cpu.rdmsr(idx)?;
+        let v = cpu.rdmsr(idx)?.wrapping_add(idle);
         cpu.regs[RAX] = v & 0xffff_ffff;
         cpu.regs[RDX] = v >> 32;
     } else {
         let v = (cpu.regs[RAX] & 0xffff_ffff) | (cpu.regs[RDX] << 32);
-        cpu.wrmsr(idx, v)?;
+        cpu.wrmsr(idx, v.wrapping_sub(idle))?;
         cpu.end_block = true;
     }
     Ok(())

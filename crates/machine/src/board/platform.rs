@@ -600,6 +600,10 @@ impl<C: Chipset> Bus for Platform<C> {
         }
     }
 
+    fn idle_ticks(&self) -> u64 {
+        self.clock.idle()
+    }
+
     fn sync_icount(&mut self, icount: u64) {
         self.clock.set_icount(icount);
         if self.next_deadline().is_some_and(|d| d <= self.clock.now()) {
