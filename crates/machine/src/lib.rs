@@ -18,6 +18,7 @@ pub mod chipset;
 pub mod clock;
 pub mod devices;
 pub mod events;
+pub mod lab;
 pub mod memory;
 pub mod pci;
 pub mod smi;
@@ -66,6 +67,9 @@ pub enum ExitReason {
     /// The board asked for a pause (a debugcon line ended while
     /// [`board::Board::set_pause_on_debugcon_line`] was on); `run` may be called again.
     Paused,
+    /// The guest wrote PM1_CNT.SLP_EN with SLP_TYP = S5 (soft off); `from_smm` says whether
+    /// the write came from SMM.
+    PowerOff { from_smm: bool },
 }
 
 impl ExitReason {
@@ -78,6 +82,17 @@ impl ExitReason {
             ExitReason::Halted => "halted",
             ExitReason::Reset => "reset",
             ExitReason::Paused => "paused",
+            ExitReason::PowerOff { .. } => "power-off",
+        }
+    }
+
+    /// A detail for the summary (the shutdown reason, who powered off), if any.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            ExitReason::Shutdown(w) => Some(w.clone()),
+            ExitReason::PowerOff { from_smm: true } => Some("requested from SMM".into()),
+            ExitReason::PowerOff { from_smm: false } => Some("requested outside SMM".into()),
+            _ => None,
         }
     }
 }
@@ -248,6 +263,9 @@ impl Machine {
             if self.board.reset_requested() {
                 break ExitReason::Reset;
             }
+            if let Some(from_smm) = self.board.power_off() {
+                break ExitReason::PowerOff { from_smm };
+            }
             match r {
                 Exit::InstructionLimit => continue,
                 Exit::Stopped if self.board.debug_exit_code().is_some() => break ExitReason::DebugExit,
@@ -280,7 +298,7 @@ impl Machine {
             ExitReason::Shutdown(_) => 3,
             ExitReason::InstructionLimit => 4,
             ExitReason::Halted => 5,
-            ExitReason::Reset | ExitReason::Paused => 0,
+            ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } => 0,
         };
         let instructions = self.cpu.icount;
         let clock = Clock::new(self.config.instructions_per_second);

@@ -2,22 +2,50 @@
 //! `q35` machine), on the common [`Platform`].
 
 use super::platform::Platform;
-use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE};
+use crate::chipset::q35::ich9_lpc::{Ich9Lpc, GPI_HWMON, PM_IO_SIZE, RCBA_SIZE};
 use crate::chipset::q35::ich9_sata::Ich9Sata;
 use crate::chipset::q35::ich9_smbus::Ich9Smbus;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
 use crate::chipset::Chipset;
 use crate::clock::Ticks;
+use crate::devices::hwmon::{HwMonitor, PORT_INDEX};
+use crate::devices::uhci_legacy::{UhciLegacy, UHCI_SLOT};
+use crate::events::{Events, MachineEvent};
 use crate::memory::pam::Pam;
 use crate::pci::PciFunction;
-use crate::smi::SmiLatch;
+use crate::smi::{SmiCause, SmiLatch};
 use crate::smram::SmramConfig;
+
+/// The built-in platform's extra devices (docs/builtin-platform.md), present only when the
+/// board is built for the built-in firmware ([`crate::Machine::enable_lab_hardware`]): the
+/// UHCI keyboard at 00:1D.0 and the hardware monitor at 0x295/0x296.
+#[derive(Clone, Debug)]
+pub struct LabHardware {
+    pub uhci: UhciLegacy,
+    pub hwmon: HwMonitor,
+}
+
+/// A memory error the host scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduledError {
+    pub at: Ticks,
+    pub addr: u64,
+    pub uncorrectable: bool,
+}
 
 /// The q35 chipset.
 #[derive(Clone, Debug)]
 pub struct Q35Chipset {
     pub mch: Mch,
     pub lpc: Ich9Lpc,
+    /// The lab devices (None: the board is QEMU's q35).
+    pub lab: Option<Box<LabHardware>>,
+    /// The error injector's schedule, by time.
+    errors: Vec<ScheduledError>,
+    /// Events waiting for the platform's queue.
+    events: Vec<MachineEvent>,
+    idle: u64,
+    ips: u64,
 }
 
 /// The `q35` board.
@@ -25,7 +53,15 @@ pub type Q35 = Platform<Q35Chipset>;
 
 /// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
-    let chipset = Q35Chipset { mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES), lpc: Ich9Lpc::new(instructions_per_second) };
+    let chipset = Q35Chipset {
+        mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES),
+        lpc: Ich9Lpc::new(instructions_per_second),
+        lab: None,
+        errors: Vec::new(),
+        events: Vec::new(),
+        idle: 0,
+        ips: instructions_per_second,
+    };
     let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
     // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
     board.pci_slots.add(0x1f, 2, Box::new(Ich9Sata::default()));
@@ -45,6 +81,36 @@ impl Q35Chipset {
         let base = self.lpc.pm_base()?;
         (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
     }
+
+    /// Adds the lab devices (idempotent).
+    pub fn enable_lab_hardware(&mut self) {
+        if self.lab.is_none() {
+            self.lab = Some(Box::new(LabHardware { uhci: UhciLegacy::default(), hwmon: HwMonitor::new(self.ips) }));
+        }
+    }
+
+    /// Schedules a DRAM ECC error at `addr` for guest time `at`.
+    pub fn inject_memory_error(&mut self, at: Ticks, addr: u64, uncorrectable: bool) {
+        let i = self.errors.partition_point(|e| e.at <= at);
+        self.errors.insert(i, ScheduledError { at, addr, uncorrectable });
+    }
+
+    /// The errors scheduled and not yet injected.
+    pub fn scheduled_errors(&self) -> &[ScheduledError] {
+        &self.errors
+    }
+
+    /// Tells the LPC the UHCI's SMI level, raising `cause` with it.
+    fn sync_usb(&mut self, cause: Option<SmiCause>, now: Ticks, smi: &mut SmiLatch) {
+        if let Some(lab) = &self.lab {
+            self.lpc.legacy_usb(lab.uhci.smi_level(), cause, now, smi);
+        }
+    }
+
+    fn rcba_offset(&self, addr: u64) -> Option<u64> {
+        let base = self.lpc.rcba_base()?;
+        (base..base + RCBA_SIZE).contains(&addr).then(|| addr - base)
+    }
 }
 
 impl Chipset for Q35Chipset {
@@ -52,30 +118,68 @@ impl Chipset for Q35Chipset {
         match (device, function) {
             (0, 0) => Some(self.mch.config_read(offset, size)),
             (0x1f, 0) => Some(self.lpc.config_read(offset, size)),
+            UHCI_SLOT => self.lab.as_ref().map(|l| l.uhci.config_read(offset, size)),
             _ => None,
         }
     }
 
-    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) {
+    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
         match (device, function) {
-            (0, 0) => self.mch.config_write(offset, size, value),
-            (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now),
+            (0, 0) => {
+                self.mch.config_write(offset, size, value);
+                for register in self.mch.take_lock_violations() {
+                    self.events.push(MachineEvent::SmramLockViolation { register, icount: now.0 });
+                }
+            }
+            (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now, smi),
+            UHCI_SLOT => {
+                if let Some(lab) = &mut self.lab {
+                    lab.uhci.config_write(offset, size, value);
+                    self.sync_usb(None, now, smi);
+                }
+            }
             _ => {}
         }
     }
 
     fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
-        self.pm_offset(port).map(|o| self.lpc.pm_read(o, size, now))
+        if let Some(o) = self.pm_offset(port) {
+            return Some(self.lpc.pm_read(o, size, now));
+        }
+        let lab = self.lab.as_mut()?;
+        if (PORT_INDEX..=PORT_INDEX + 1).contains(&port) {
+            let mut v = 0u32;
+            for k in 0..size.clamp(1, 4) as u16 {
+                let o = (port as u32 + k as u32).wrapping_sub(PORT_INDEX as u32);
+                v |= (lab.hwmon.io_read(o.min(2) as u16) as u32) << (8 * k);
+            }
+            return Some(v);
+        }
+        lab.uhci.io_offset(port).map(|o| lab.uhci.bar_read(o, size))
     }
 
-    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) -> bool {
-        match self.pm_offset(port) {
-            Some(o) => {
-                self.lpc.pm_write(o, size, value, now);
-                true
-            }
-            None => false,
+    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if let Some(o) = self.pm_offset(port) {
+            self.lpc.pm_write(o, size, value, now);
+            return true;
         }
+        let idle = self.idle;
+        let Some(lab) = self.lab.as_mut() else { return false };
+        if (PORT_INDEX..=PORT_INDEX + 1).contains(&port) {
+            for k in 0..size.clamp(1, 4) as u16 {
+                let o = (port as u32 + k as u32).wrapping_sub(PORT_INDEX as u32);
+                lab.hwmon.io_write(o.min(2) as u16, (value >> (8 * k)) as u8, now, idle);
+            }
+            return true;
+        }
+        let Some(o) = lab.uhci.io_offset(port) else { return false };
+        if lab.uhci.bar_write(o, size, value) {
+            // The report was taken: the next one, if due, shows at once.
+            let next = lab.uhci.advance(now);
+            let cause = (next && lab.uhci.usb_smi_enabled()).then_some(SmiCause::Usb);
+            self.sync_usb(cause, now, smi);
+        }
+        true
     }
 
     fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
@@ -91,15 +195,42 @@ impl Chipset for Q35Chipset {
     }
 
     fn next_deadline(&self) -> Option<Ticks> {
-        self.lpc.next_deadline()
+        let lab = self.lab.as_ref();
+        [self.lpc.next_deadline(), self.errors.first().map(|e| e.at), lab.and_then(|l| l.uhci.next_deadline()), lab.and_then(|l| l.hwmon.next_deadline())]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn next_wake(&self) -> Option<Ticks> {
-        self.lpc.next_wake()
+        // A memory error or a key report can raise an SMI that wakes a halted CPU.
+        let usb = self.lab.as_ref().and_then(|l| l.uhci.next_deadline());
+        [self.lpc.next_wake(), self.errors.first().map(|e| e.at), usb].into_iter().flatten().min()
     }
 
     fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
         self.lpc.advance(now, smi);
+        while self.errors.first().is_some_and(|e| e.at <= now) {
+            let e = self.errors.remove(0);
+            self.events.push(MachineEvent::MemoryErrorInjected { addr: e.addr, uncorrectable: e.uncorrectable, icount: now.0 });
+            // 3 Series MCH §5.1.41 SMICMD: the MCH sends an SMI message to the ICH over DMI.
+            if self.mch.memory_error(e.addr, e.uncorrectable) {
+                self.lpc.dmi_smi(now, smi);
+            }
+        }
+        let idle = self.idle;
+        let Some(lab) = self.lab.as_mut() else { return };
+        if lab.uhci.advance(now) {
+            let cause = lab.uhci.usb_smi_enabled().then_some(SmiCause::Usb);
+            self.sync_usb(cause, now, smi);
+        }
+        let Some(lab) = self.lab.as_mut() else { return };
+        for hit in lab.hwmon.advance(now, idle) {
+            self.events.push(MachineEvent::ThermalLimit { temp_c: hit.temp_c, crit: hit.crit, icount: hit.at.0 });
+            if hit.smi {
+                self.lpc.gpi(GPI_HWMON, SmiCause::Thermal, hit.at, smi);
+            }
+        }
     }
 
     fn ecam(&self) -> Option<(u64, u64)> {
@@ -108,6 +239,51 @@ impl Chipset for Q35Chipset {
 
     fn smi_feature_negotiation(&self) -> bool {
         true
+    }
+
+    fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if let Some(lab) = &mut self.lab {
+            if (port == 0x60 || port == 0x64) && lab.uhci.trap(port, write) {
+                self.sync_usb(Some(SmiCause::IoTrap { port, write }), now, smi);
+                return true;
+            }
+        }
+        self.lpc.io_trap(port, size, write, value, now, smi)
+    }
+
+    fn mmio_claims(&self, addr: u64) -> bool {
+        self.rcba_offset(addr).is_some()
+    }
+
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        match self.rcba_offset(addr) {
+            Some(o) => self.lpc.rcba_read(o, size.clamp(1, 8)),
+            None => u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32),
+        }
+    }
+
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        if let Some(o) = self.rcba_offset(addr) {
+            self.lpc.rcba_write(o, size.clamp(1, 8), value);
+        }
+    }
+
+    fn set_idle(&mut self, idle: u64) {
+        self.idle = idle;
+    }
+
+    fn take_power_off(&mut self) -> bool {
+        self.lpc.take_power_off()
+    }
+
+    fn flash_writable(&self, smm: bool) -> bool {
+        self.lpc.flash_writable(smm)
+    }
+
+    fn drain_events(&mut self, events: &mut Events) {
+        for e in self.events.drain(..) {
+            events.push(e);
+        }
     }
 }
 

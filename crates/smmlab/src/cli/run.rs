@@ -220,10 +220,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         std::fs::write(p, serde_json::to_string(&j)? + "\n").with_context(|| format!("cannot write trace file {}", p.display()))?;
     }
     if let Some(p) = &a.summary_json {
-        let detail = match &s.exit {
-            machine::ExitReason::Shutdown(w) => Some(w.as_str()),
-            _ => None,
-        };
+        let detail = s.exit.detail();
         let j = SummaryJson {
             instructions: s.instructions,
             smis: s.smis,
@@ -232,7 +229,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             smm_guest_ns: s.smm_guest_ns,
             guest_ns: s.guest_ns,
             exit: s.exit.name(),
-            exit_detail: detail,
+            exit_detail: detail.as_deref(),
             exit_code: s.exit_code,
             unimplemented: &s.unimplemented,
             smbase_after: s.smbase_after,
@@ -249,10 +246,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
 
 fn print_summary(s: &RunSummary, wall: f64) {
     println!("--- smmlab run summary ---");
-    println!("exit:             {}{}", s.exit.name(), match &s.exit {
-        machine::ExitReason::Shutdown(w) => format!(" ({w})"),
-        _ => String::new(),
-    });
+    println!("exit:             {}{}", s.exit.name(), s.exit.detail().map_or(String::new(), |d| format!(" ({d})")));
     println!("exit code:        {}", s.exit_code);
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);
