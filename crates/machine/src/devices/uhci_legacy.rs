@@ -2,7 +2,8 @@
 //! ICH9 USB UHCI #1) with the legacy-support register LEGSUP (config 0xC0, as on the PIIX4 and
 //! ICH9 UHCI functions, ICH9 datasheet §16.1.20) and a HID boot keyboard behind it (HID 1.11
 //! appendix B: 8-byte boot reports). The UHCI frame list and transfer descriptors are not
-//! modelled; smmlab's own report window in the I/O BAR (BAR4, 32 bytes) replaces them:
+//! modelled; smmlab's own report window in the I/O BAR (BAR4, 64 bytes: the UHCI's 32 bytes
+//! of registers and the window after them) replaces them:
 //! REPORT_STS at +0x18 (bit 0: a report is waiting; write 1 to take it) and the waiting
 //! report at +0x20..+0x27.
 //!
@@ -23,8 +24,8 @@ pub const UHCI_DEVICE_ID: u16 = 0x2934;
 pub const UHCI_CLASS: u32 = 0x0c_03_00;
 /// Where the function sits: 00:1D.0.
 pub const UHCI_SLOT: (u8, u8) = (0x1d, 0);
-/// The I/O BAR (BAR4, 32 bytes).
-pub const USBBASE: Bar = Bar { index: 4, kind: BarKind::Io, size: 0x20 };
+/// The I/O BAR (BAR4, 64 bytes; a real UHCI decodes 32, smmlab adds the report window).
+pub const USBBASE: Bar = Bar { index: 4, kind: BarKind::Io, size: 0x40 };
 /// LEGSUP (16 bits).
 pub const LEGSUP: u8 = 0xc0;
 pub const LEGSUP_TRAPBY60R: u16 = 1 << 0;
@@ -189,7 +190,7 @@ mod tests {
         assert_eq!(u.config_read(0, 4), 0x2934_8086);
         assert_eq!(u.config_read(0x08, 4) >> 8, UHCI_CLASS);
         u.config_write(0x20, 4, u32::MAX);
-        assert_eq!(u.config_read(0x20, 4), 0xffff_ffe1);
+        assert_eq!(u.config_read(0x20, 4), 0xffff_ffc1, "64 bytes of I/O");
         u.config_write(LEGSUP, 2, 0xffff);
         assert_eq!(u.legsup(), 0x001f, "status bits are not set by writing");
         assert!(!u.smi_level());

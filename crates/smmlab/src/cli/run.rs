@@ -150,6 +150,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     };
     let disk = a.disk.as_deref().map(machine::devices::disk::Disk::open).transpose()?;
     let mut m = Machine::new(kind, config, rom)?;
+    if builtin {
+        // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
+        m.enable_lab_hardware();
+    }
     if let Some(d) = disk {
         m.attach_disk(d)?;
     }

@@ -331,7 +331,7 @@ impl Ich9Lpc {
     pub fn rcba_read(&self, offset: u64, size: u8) -> u64 {
         let mut v = 0u64;
         for k in 0..size.min(8) as u64 {
-            let b = self.rcba.get((offset + k) as usize).copied().unwrap_or(0xff);
+            let b = offset.checked_add(k).and_then(|o| self.rcba.get(usize::try_from(o).ok()?)).copied().unwrap_or(0xff);
             v |= (b as u64) << (8 * k);
         }
         v
@@ -341,7 +341,7 @@ impl Ich9Lpc {
     /// TRCR and TWDR are read-only, IOTRn reprogram the traps, the rest is storage.
     pub fn rcba_write(&mut self, offset: u64, size: u8, value: u64) {
         for k in 0..size.min(8) as u64 {
-            let Ok(o) = u16::try_from(offset + k) else { return };
+            let Some(Ok(o)) = offset.checked_add(k).map(u16::try_from) else { return };
             if o as u64 >= RCBA_SIZE {
                 return;
             }
@@ -743,6 +743,95 @@ mod tests {
         l.pm_write(SMI_EN, 4, 0xffff_ffff, Ticks(0));
         assert_eq!(l.smi_en(), SMI_EN_WMASK);
         assert_eq!(l.pm_read(8, 4, Ticks(IPS)), 3_579_545 & 0xff_ffff);
+    }
+
+    #[test]
+    fn gpi_sets_alt_gp_smi_sts_and_raises_only_when_enabled() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.gpi(GPI_HWMON, SmiCause::Thermal, Ticks(1), &mut s);
+        assert!(!s.is_pending());
+        assert_eq!(l.pm_read(ALT_GP_SMI_STS, 2, Ticks(0)), 2);
+        assert_eq!(l.smi_sts() & SMI_STS_GPI_STS, 0, "GPI_STS needs the enable");
+        l.pm_write(ALT_GP_SMI_EN, 2, 0xffff, Ticks(0));
+        assert_eq!(l.pm_read(ALT_GP_SMI_EN, 2, Ticks(0)), 0xffff);
+        assert_ne!(l.smi_sts() & SMI_STS_GPI_STS, 0);
+        l.pm_write(SMI_STS, 4, 0xffff_ffff, Ticks(0));
+        assert_ne!(l.smi_sts() & SMI_STS_GPI_STS, 0, "summary bits are read-only");
+        l.gpi(GPI_HWMON, SmiCause::Thermal, Ticks(2), &mut s);
+        assert_eq!(s.drain_raised().collect::<Vec<_>>(), vec![(SmiCause::Thermal, Ticks(2))]);
+        l.pm_write(ALT_GP_SMI_STS + 1, 1, 0xff, Ticks(0));
+        assert_eq!(l.alt_gp_smi_sts(), 2, "write one to clear, byte-wise");
+        l.pm_write(ALT_GP_SMI_STS, 1, 2, Ticks(0));
+        assert_eq!(l.smi_sts(), 0);
+    }
+
+    #[test]
+    fn tco_events_need_tco_en_and_gbl_smi_en() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_TCO_EN, Ticks(0));
+        l.dmi_smi(Ticks(1), &mut s);
+        assert!(!s.is_pending(), "GBL_SMI_EN off");
+        assert_eq!(l.tco1_sts(), TCO1_STS_DMISMI);
+        assert_ne!(l.smi_sts() & SMI_STS_TCO_STS, 0);
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.dmi_smi(Ticks(1), &mut s);
+        assert!(!s.is_pending(), "TCO_EN off");
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_TCO_EN, Ticks(0));
+        l.dmi_smi(Ticks(1), &mut s);
+        assert!(s.is_pending());
+        l.pm_write(TCO1_STS, 2, 0xffff, Ticks(0));
+        assert_eq!((l.tco1_sts(), l.smi_sts()), (0, 0));
+    }
+
+    #[test]
+    fn legacy_usb_level_shows_in_smi_sts_and_raises_with_legacy_usb_en() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.legacy_usb(true, Some(SmiCause::Usb), Ticks(1), &mut s);
+        assert!(!s.is_pending());
+        assert_eq!(l.smi_sts(), SMI_STS_LEGACY_USB_STS);
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_LEGACY_USB_EN, Ticks(0));
+        l.legacy_usb(true, Some(SmiCause::IoTrap { port: 0x60, write: false }), Ticks(2), &mut s);
+        assert!(s.is_io_trap());
+        l.legacy_usb(false, None, Ticks(3), &mut s);
+        assert_eq!(l.smi_sts(), 0);
+    }
+
+    #[test]
+    fn rcba_window_follows_rcba_en_and_iotr_programs_the_traps() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        assert_eq!(l.rcba_base(), None);
+        l.config_write(LPC_RCBA, 4, 0xfed1_c001);
+        assert_eq!(l.rcba_base(), Some(0xfed1_c000));
+        l.rcba_write(RCBA_IOTR0 as u64 + 8, 8, 1 | 0xb0 | 0xf << 32);
+        assert!(l.iotr(1).enabled());
+        assert!(!l.io_trap(0xb0, 1, false, 0, Ticks(0), &mut s), "reads are not trapped");
+        assert!(l.io_trap(0xb2, 1, true, 0x12, Ticks(0), &mut s));
+        assert_eq!(l.trsr(), 2);
+        assert!(!s.is_pending(), "GBL_SMI_EN off: recorded, no SMI");
+        l.rcba_write(RCBA_TRSR as u64, 2, 0xffff);
+        assert_eq!(l.trsr(), 0);
+        l.rcba_write(RCBA_SIZE - 2, 8, u64::MAX);
+        assert_eq!(l.rcba_read(RCBA_SIZE - 2, 4), 0xffff_ffff);
+        assert_eq!(l.rcba_read(u64::MAX - 2, 8), u64::MAX);
+        l.rcba_write(u64::MAX - 2, 8, 0);
+    }
+
+    #[test]
+    fn pm1_cnt_slp_en_with_s5_requests_power_off() {
+        let mut l = lpc();
+        l.pm_write(0x04, 4, 5 << 10 | 1 << 13, Ticks(0));
+        assert!(!l.take_power_off());
+        l.pm_write(0x04, 4, 7 << 10, Ticks(0));
+        assert!(!l.take_power_off(), "SLP_TYP alone does nothing");
+        l.pm_write(0x05, 1, 1 << 5 | 7 << 2, Ticks(0));
+        assert!(l.take_power_off());
+        assert!(!l.take_power_off());
     }
 
     #[test]
