@@ -333,7 +333,7 @@ pub fn check_rom(path: &Path, data: &[u8]) -> Result<(), MachineError> {
     if data.is_empty() {
         return Err(MachineError::RomEmpty { path: path.to_owned() });
     }
-    if data.len() % 0x10000 != 0 || data.len() > 16 << 20 {
+    if !data.len().is_multiple_of(0x10000) || data.len() > 16 << 20 {
         return Err(MachineError::RomSize { path: path.to_owned(), size: data.len() });
     }
     Ok(())

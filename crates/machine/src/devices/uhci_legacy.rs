@@ -105,7 +105,7 @@ impl UhciLegacy {
 
     /// Makes the next report visible if it is due by `now`; true if one became visible.
     pub fn advance(&mut self, now: Ticks) -> bool {
-        if self.current.is_some() || !self.queue.front().is_some_and(|(t, _)| *t <= now) {
+        if self.current.is_some() || self.queue.front().is_none_or(|(t, _)| *t > now) {
             return false;
         }
         self.current = self.queue.pop_front().map(|(_, r)| r);
