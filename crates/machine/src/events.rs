@@ -38,8 +38,10 @@ pub enum MachineEvent {
     /// A write to the MCH's SMRAM (0x9D, "SMRAM") or ESMRAMC (0x9E, "ESMRAMC") register was
     /// dropped or changed because D_LCK is set.
     SmramLockViolation { register: &'static str, icount: u64 },
-    /// The first write from outside SMM to a 4 KiB page of the TSEG range while TSEG was open
-    /// to non-SMM code; `addr` is the written address.
+    /// The first write from outside SMM to a 4 KiB page of the TSEG range (the top TSEG_SZ
+    /// bytes of low RAM, whatever T_EN says) while it was open to non-SMM code (T_EN or
+    /// G_SMRAME cleared), once TSEG had been enabled at least once; `addr` is the written
+    /// address. CPU writes only (DMA is not watched).
     SmramWrittenOutsideSmm { addr: u64, icount: u64 },
 }
 

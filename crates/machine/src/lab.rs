@@ -118,3 +118,38 @@ impl crate::Machine {
         Ticks(crate::clock::Clock::new(self.config.instructions_per_second).ticks_from_ns(ns))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::Ticks;
+    use crate::{BoardKind, Machine, MachineConfig};
+
+    fn machine(kind: BoardKind) -> Machine {
+        Machine::new(kind, MachineConfig::default(), vec![0x90; 0x10000]).unwrap()
+    }
+
+    #[test]
+    fn lab_api_is_q35_only_and_the_devices_need_enabling() {
+        let mut pc = machine(BoardKind::Pc);
+        assert!(!pc.enable_lab_hardware());
+        assert!(!pc.board.inject_memory_error(Ticks(1), 0, false));
+        assert!(!pc.board.queue_key_report(Ticks(1), [0; 8]));
+        assert_eq!(pc.board.temperature_mc(), None);
+        assert_eq!(pc.board.flash().map(|f| f.len()), Some(0x10000));
+        assert!(!machine(BoardKind::Minimal).board.set_heat(2000));
+        let mut q = machine(BoardKind::Q35);
+        assert!(q.board.inject_memory_error(q.ticks_at_ns(1_000), 0x1000, true), "the MCH is on every q35");
+        assert!(!q.board.has_lab_hardware());
+        assert!(!q.board.queue_key_report(Ticks(1), [0; 8]));
+        assert!(!q.board.set_fan_failed(true));
+        assert!(q.enable_lab_hardware());
+        assert!(q.board.has_lab_hardware());
+        assert!(q.board.queue_key_report(Ticks(1), [0, 0, 4, 0, 0, 0, 0, 0]));
+        assert_eq!(q.board.queued_key_reports(), Some(1));
+        assert!(q.board.set_fan_failed(true) && q.board.set_heat(1500));
+        assert_eq!(q.board.fan_rpm(), Some(0));
+        assert_eq!(q.board.fan_duty(), Some(30));
+        assert_eq!(q.board.temperature_mc(), Some(35_000));
+        assert_eq!(q.ticks_at_ns(1_000), Ticks(1_000));
+    }
+}
