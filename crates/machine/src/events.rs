@@ -28,6 +28,21 @@ pub enum MachineEvent {
     /// of its last byte, `in_smm` whether that byte was written in SMM. Lines longer than
     /// [`DEBUGCON_LINE_MAX`] bytes are split. Queued only while [`Events::recording`].
     DebugconLine { text: String, icount: u64, in_smm: bool },
+    /// The guest wrote SLP_EN with SLP_TYP = S5: the machine powered off. `from_smm` says
+    /// whether the write came from SMM.
+    PowerOff { from_smm: bool, icount: u64 },
+    /// The host's error injector put a DRAM ECC error at `addr` (the MCH's ERRSTS).
+    MemoryErrorInjected { addr: u64, uncorrectable: bool, icount: u64 },
+    /// The hardware monitor's temperature reached its HIGH (`crit` false) or CRIT limit.
+    ThermalLimit { temp_c: u8, crit: bool, icount: u64 },
+    /// A write to the MCH's SMRAM (0x9D, "SMRAM") or ESMRAMC (0x9E, "ESMRAMC") register was
+    /// dropped or changed because D_LCK is set.
+    SmramLockViolation { register: &'static str, icount: u64 },
+    /// The first write from outside SMM to a 4 KiB page of the TSEG range (the top TSEG_SZ
+    /// bytes of low RAM, whatever T_EN says) while it was open to non-SMM code (T_EN or
+    /// G_SMRAME cleared), once TSEG had been enabled at least once; `addr` is the written
+    /// address. CPU writes only (DMA is not watched).
+    SmramWrittenOutsideSmm { addr: u64, icount: u64 },
 }
 
 /// The longest debugcon line one [`MachineEvent::DebugconLine`] carries.

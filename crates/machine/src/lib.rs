@@ -19,6 +19,7 @@ pub mod chipset;
 pub mod clock;
 pub mod devices;
 pub mod events;
+pub mod lab;
 pub mod memory;
 pub mod pci;
 pub mod poll;
@@ -68,6 +69,9 @@ pub enum ExitReason {
     /// The board asked for a pause (a debugcon line ended while
     /// [`board::Board::set_pause_on_debugcon_line`] was on); `run` may be called again.
     Paused,
+    /// The guest wrote PM1_CNT.SLP_EN with SLP_TYP = S5 (soft off); `from_smm` says whether
+    /// the write came from SMM.
+    PowerOff { from_smm: bool },
 }
 
 impl ExitReason {
@@ -80,6 +84,17 @@ impl ExitReason {
             ExitReason::Halted => "halted",
             ExitReason::Reset => "reset",
             ExitReason::Paused => "paused",
+            ExitReason::PowerOff { .. } => "power-off",
+        }
+    }
+
+    /// A detail for the summary (the shutdown reason, who powered off), if any.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            ExitReason::Shutdown(w) => Some(w.clone()),
+            ExitReason::PowerOff { from_smm: true } => Some("requested from SMM".into()),
+            ExitReason::PowerOff { from_smm: false } => Some("requested outside SMM".into()),
+            _ => None,
         }
     }
 }
@@ -258,6 +273,9 @@ impl Machine {
             if self.board.reset_requested() {
                 break ExitReason::Reset;
             }
+            if let Some(from_smm) = self.board.power_off() {
+                break ExitReason::PowerOff { from_smm };
+            }
             match r {
                 Exit::InstructionLimit => continue,
                 Exit::Stopped if self.board.debug_exit_code().is_some() => break ExitReason::DebugExit,
@@ -290,7 +308,7 @@ impl Machine {
             ExitReason::Shutdown(_) => 3,
             ExitReason::InstructionLimit => 4,
             ExitReason::Halted => 5,
-            ExitReason::Reset | ExitReason::Paused => 0,
+            ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } => 0,
         };
         let instructions = self.cpu.icount;
         let clock = Clock::new(self.config.instructions_per_second);
@@ -327,7 +345,7 @@ pub fn check_rom(path: &Path, data: &[u8]) -> Result<(), MachineError> {
     if data.is_empty() {
         return Err(MachineError::RomEmpty { path: path.to_owned() });
     }
-    if data.len() % 0x10000 != 0 || data.len() > 16 << 20 {
+    if !data.len().is_multiple_of(0x10000) || data.len() > 16 << 20 {
         return Err(MachineError::RomSize { path: path.to_owned(), size: data.len() });
     }
     Ok(())

@@ -189,7 +189,13 @@ impl Timeline {
                     _ => Some(Line::Debugcon(text.clone())),
                 }
             }
-            MachineEvent::SmramConfigChanged { icount, .. } | MachineEvent::PamChanged { icount, .. } => {
+            MachineEvent::SmramConfigChanged { icount, .. }
+            | MachineEvent::PamChanged { icount, .. }
+            | MachineEvent::PowerOff { icount, .. }
+            | MachineEvent::MemoryErrorInjected { icount, .. }
+            | MachineEvent::ThermalLimit { icount, .. }
+            | MachineEvent::SmramLockViolation { icount, .. }
+            | MachineEvent::SmramWrittenOutsideSmm { icount, .. } => {
                 self.seen(*icount);
                 None
             }

@@ -126,6 +126,11 @@ impl Board {
         platform!(self, p => p.reset_requested(), false)
     }
 
+    /// Whether the guest powered the machine off (Some(from SMM)).
+    pub fn power_off(&self) -> Option<bool> {
+        platform!(self, p => p.power_off(), None)
+    }
+
     /// The next timer that can wake a CPU halted with interrupts enabled.
     pub fn next_interrupt_wake(&self) -> Option<Ticks> {
         platform!(self, p => p.next_interrupt_wake(), None)

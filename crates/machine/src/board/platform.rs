@@ -73,6 +73,8 @@ enum Target {
     // --- end legacy devices ---
     /// A memory BAR of a hosted PCI function (disks issue).
     PciMmio,
+    /// Chipset registers in memory space (the ICH9 RCBA window).
+    Chipset,
     /// Unmapped, a hole, or a dropped write.
     None,
 }
@@ -115,6 +117,14 @@ pub struct Platform<C: Chipset> {
     pam: Pam,
     flush: bool,
     resync: bool,
+    /// The guest asked for soft off (Some(from SMM)); the machine ends the run.
+    power_off: Option<bool>,
+    /// The TSEG range (whatever T_EN says), once TSEG has been enabled.
+    tseg_watch: Option<std::ops::Range<u64>>,
+    /// Whether code outside SMM can write the watched TSEG range now.
+    tseg_open: bool,
+    /// Pages of the TSEG range written from outside SMM (one event each).
+    tseg_written: std::collections::BTreeSet<u64>,
     /// End of the CPU slice in progress (None outside [`Machine::run`](crate::Machine::run)).
     slice_end: Option<Ticks>,
 }
@@ -156,6 +166,10 @@ impl<C: Chipset> Platform<C> {
             pam,
             flush: false,
             resync: false,
+            power_off: None,
+            tseg_watch: None,
+            tseg_open: false,
+            tseg_written: Default::default(),
             slice_end: None,
         }
     }
@@ -229,6 +243,11 @@ impl<C: Chipset> Platform<C> {
         self.reset_requested
     }
 
+    /// Whether the guest powered the machine off, and if so whether from SMM.
+    pub fn power_off(&self) -> Option<bool> {
+        self.power_off
+    }
+
     /// Collects A20/reset requests and runs fw_cfg DMA after a legacy port write.
     fn after_legacy_write(&mut self) {
         if let Some(a) = self.legacy.take_a20_request() {
@@ -259,6 +278,7 @@ impl<C: Chipset> Platform<C> {
             self.chipset.config_write(device, function, offset as u8, size, value, now, &mut self.smi);
         }
         self.refresh_decode();
+        self.after_device_call();
     }
 
     fn ecam_target(&self, addr: u64) -> Option<Target> {
@@ -321,6 +341,7 @@ impl<C: Chipset> Platform<C> {
     }
 
     fn advance_timers(&mut self) {
+        self.chipset.set_idle(self.clock.idle());
         let now = self.clock.now();
         if self.next_deadline().is_some_and(|d| d <= now) {
             self.chipset.advance(now, &mut self.smi);
@@ -335,6 +356,7 @@ impl<C: Chipset> Platform<C> {
 
     /// Moves raised SMIs into the event queue and notices timers armed inside the slice.
     fn after_device_call(&mut self) {
+        self.chipset.drain_events(&mut self.events);
         if self.smi.has_raised() {
             for (cause, t) in self.smi.drain_raised() {
                 self.events.push(MachineEvent::SmiRaised { cause, icount: t.0 });
@@ -356,6 +378,7 @@ impl<C: Chipset> Platform<C> {
             }
             self.smram = smram;
             self.flush = true;
+            self.watch_tseg();
         }
         let pam = self.chipset.pam();
         if pam != self.pam {
@@ -363,6 +386,28 @@ impl<C: Chipset> Platform<C> {
             self.pam = pam;
             self.flush = true;
         }
+    }
+
+    /// Follows the TSEG range for [`MachineEvent::SmramWrittenOutsideSmm`]: watched once
+    /// TSEG has been enabled, open while writes from outside SMM reach its RAM.
+    fn watch_tseg(&mut self) {
+        let c = self.smram;
+        if c.tseg().is_some() || self.tseg_watch.is_some() {
+            let start = c.low_ram_top.saturating_sub(c.tseg_size);
+            self.tseg_watch = Some(start..c.low_ram_top);
+            self.tseg_open = start < c.low_ram_top && matches!(self.route(start, AccessKind::Write, false), Target::Ram(_));
+        }
+    }
+
+    /// A RAM write from outside SMM landed at `addr` in the open TSEG range.
+    fn tseg_written_outside_smm(&mut self, addr: u64) {
+        if self.tseg_written.insert(addr & !0xfff) {
+            self.events.push(MachineEvent::SmramWrittenOutsideSmm { addr, icount: self.clock.now().0 });
+        }
+    }
+
+    fn in_open_tseg(&self, addr: u64) -> bool {
+        self.tseg_open && self.tseg_watch.as_ref().is_some_and(|r| r.contains(&addr))
     }
 
     fn route(&self, addr: u64, kind: AccessKind, smm: bool) -> Target {
@@ -405,11 +450,15 @@ impl<C: Chipset> Platform<C> {
             return t;
         }
         // --- end legacy devices ---
+        if self.chipset.mmio_claims(addr) {
+            return Target::Chipset;
+        }
         if self.pci_slots.claims_mmio(addr) {
             return Target::PciMmio;
         }
         if let Some(o) = self.rom.high_offset(addr) {
-            if !write {
+            // Flash: writes store only as the chipset's BIOS write protection allows.
+            if !write || self.chipset.flash_writable(smm) {
                 return Target::Rom(o);
             }
         }
@@ -459,10 +508,13 @@ impl<C: Chipset> Platform<C> {
         }
     }
 
-    fn trap(&mut self, port: u16, size: u8, write: bool) {
+    /// Checks the I/O traps; true if the chipset trapped the access (it goes nowhere).
+    fn trap(&mut self, port: u16, size: u8, write: bool, value: u32) -> bool {
+        let now = self.clock.now();
         if self.io_traps.hits(port, size, write) {
-            self.smi.raise(SmiCause::IoTrap { port, write }, self.clock.now());
+            self.smi.raise(SmiCause::IoTrap { port, write }, now);
         }
+        self.chipset.io_trap(port, size, write, value, now, &mut self.smi)
     }
 }
 
@@ -497,6 +549,7 @@ impl<C: Chipset> Bus for Platform<C> {
             }
             // --- end legacy devices ---
             Target::PciMmio => self.slot_access(a.addr, a.size, None) as u64,
+            Target::Chipset => self.chipset.mmio_read(a.addr, a.size),
             Target::None => u64::MAX >> (64 - 8 * a.size.clamp(1, 8) as u32),
         }
     }
@@ -506,7 +559,18 @@ impl<C: Chipset> Bus for Platform<C> {
             self.observe(&a, AccessKind::Write);
         }
         match self.route(a.addr, AccessKind::Write, a.smm) {
-            Target::Ram(o) => write_le(self.ram.as_mut_slice(), o as usize, a.size, value),
+            Target::Ram(o) => {
+                if !a.smm && self.in_open_tseg(a.addr) {
+                    self.tseg_written_outside_smm(a.addr);
+                }
+                write_le(self.ram.as_mut_slice(), o as usize, a.size, value)
+            }
+            Target::Rom(o) => {
+                write_le(self.rom.as_mut_slice(), o as usize, a.size, value);
+                // The CPU may have decoded code from these bytes.
+                self.flush = true;
+            }
+            Target::Chipset => self.chipset.mmio_write(a.addr, a.size, value),
             Target::Lapic(o) => {
                 self.poll.disturb();
                 if self.lapic.write(o, a.size, value as u32, self.clock.now()) == Some(LapicAction::SmiSelf) {
@@ -529,13 +593,17 @@ impl<C: Chipset> Bus for Platform<C> {
                 self.poll.disturb();
                 self.slot_access(a.addr, a.size, Some(value as u32));
             }
-            Target::Rom(_) | Target::None => {}
+            Target::None => {}
         }
     }
 
     fn io_in(&mut self, a: Access) -> u32 {
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
-        self.trap(port, size, false);
+        if self.trap(port, size, false, 0) {
+            self.poll.disturb();
+            self.after_device_call();
+            return ones(size);
+        }
         if !a.smm && Some(port) == self.chipset.pm_timer_port() {
             self.poll_timer();
         }
@@ -563,8 +631,11 @@ impl<C: Chipset> Bus for Platform<C> {
 
     fn io_out(&mut self, a: Access, value: u32) {
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
-        self.trap(port, size, true);
         self.poll.disturb();
+        if self.trap(port, size, true, value) {
+            self.after_device_call();
+            return;
+        }
         let now = self.clock.now();
         if port == PORT_RESET_CONTROL && size == 1 {
             self.reset_control.write(0, size, value, now);
@@ -586,11 +657,18 @@ impl<C: Chipset> Bus for Platform<C> {
         } else if !self.chipset.io_write(port, size, value, now, &mut self.smi) && self.legacy.io_write(port, size, value, now) {
             self.after_legacy_write();
         }
+        if self.chipset.take_power_off() && self.power_off.is_none() {
+            self.power_off = Some(a.smm);
+            self.events.push(MachineEvent::PowerOff { from_smm: a.smm, icount: now.0 });
+        }
         self.after_device_call();
     }
 
     fn host_page(&mut self, page: u64, kind: AccessKind, smm: bool) -> Option<NonNull<u8>> {
         if smm && self.smm_observer.enabled {
+            return None;
+        }
+        if !smm && kind == AccessKind::Write && self.in_open_tseg(page) {
             return None;
         }
         match self.route(page, kind, smm) {
@@ -619,7 +697,7 @@ impl<C: Chipset> Bus for Platform<C> {
                 p |= Pending::IO_TRAP;
             }
         }
-        if self.flush || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested {
+        if self.flush || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() {
             p |= Pending::STOP;
         }
         // --- legacy devices (platform issue) ---

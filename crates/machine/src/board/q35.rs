@@ -2,22 +2,50 @@
 //! `q35` machine), on the common [`Platform`].
 
 use super::platform::Platform;
-use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE};
+use crate::chipset::q35::ich9_lpc::{Ich9Lpc, GPI_HWMON, PM_IO_SIZE, RCBA_SIZE};
 use crate::chipset::q35::ich9_sata::Ich9Sata;
 use crate::chipset::q35::ich9_smbus::Ich9Smbus;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
 use crate::chipset::Chipset;
 use crate::clock::Ticks;
+use crate::devices::hwmon::{HwMonitor, PORT_INDEX};
+use crate::devices::uhci_legacy::{UhciLegacy, UHCI_SLOT};
+use crate::events::{Events, MachineEvent};
 use crate::memory::pam::Pam;
 use crate::pci::PciFunction;
-use crate::smi::SmiLatch;
+use crate::smi::{SmiCause, SmiLatch};
 use crate::smram::SmramConfig;
+
+/// The built-in platform's extra devices (docs/builtin-platform.md), present only when the
+/// board is built for the built-in firmware ([`crate::Machine::enable_lab_hardware`]): the
+/// UHCI keyboard at 00:1D.0 and the hardware monitor at 0x295/0x296.
+#[derive(Clone, Debug)]
+pub struct LabHardware {
+    pub uhci: UhciLegacy,
+    pub hwmon: HwMonitor,
+}
+
+/// A memory error the host scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduledError {
+    pub at: Ticks,
+    pub addr: u64,
+    pub uncorrectable: bool,
+}
 
 /// The q35 chipset.
 #[derive(Clone, Debug)]
 pub struct Q35Chipset {
     pub mch: Mch,
     pub lpc: Ich9Lpc,
+    /// The lab devices (None: the board is QEMU's q35).
+    pub lab: Option<Box<LabHardware>>,
+    /// The error injector's schedule, by time.
+    errors: Vec<ScheduledError>,
+    /// Events waiting for the platform's queue.
+    events: Vec<MachineEvent>,
+    idle: u64,
+    ips: u64,
 }
 
 /// The `q35` board.
@@ -25,7 +53,15 @@ pub type Q35 = Platform<Q35Chipset>;
 
 /// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
-    let chipset = Q35Chipset { mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES), lpc: Ich9Lpc::new(instructions_per_second) };
+    let chipset = Q35Chipset {
+        mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES),
+        lpc: Ich9Lpc::new(instructions_per_second),
+        lab: None,
+        errors: Vec::new(),
+        events: Vec::new(),
+        idle: 0,
+        ips: instructions_per_second,
+    };
     let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
     // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
     board.pci_slots.add(0x1f, 2, Box::new(Ich9Sata::default()));
@@ -45,6 +81,36 @@ impl Q35Chipset {
         let base = self.lpc.pm_base()?;
         (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
     }
+
+    /// Adds the lab devices (idempotent).
+    pub fn enable_lab_hardware(&mut self) {
+        if self.lab.is_none() {
+            self.lab = Some(Box::new(LabHardware { uhci: UhciLegacy::default(), hwmon: HwMonitor::new(self.ips) }));
+        }
+    }
+
+    /// Schedules a DRAM ECC error at `addr` for guest time `at`.
+    pub fn inject_memory_error(&mut self, at: Ticks, addr: u64, uncorrectable: bool) {
+        let i = self.errors.partition_point(|e| e.at <= at);
+        self.errors.insert(i, ScheduledError { at, addr, uncorrectable });
+    }
+
+    /// The errors scheduled and not yet injected.
+    pub fn scheduled_errors(&self) -> &[ScheduledError] {
+        &self.errors
+    }
+
+    /// Tells the LPC the UHCI's SMI level, raising `cause` with it.
+    fn sync_usb(&mut self, cause: Option<SmiCause>, now: Ticks, smi: &mut SmiLatch) {
+        if let Some(lab) = &self.lab {
+            self.lpc.legacy_usb(lab.uhci.smi_level(), cause, now, smi);
+        }
+    }
+
+    fn rcba_offset(&self, addr: u64) -> Option<u64> {
+        let base = self.lpc.rcba_base()?;
+        (base..base + RCBA_SIZE).contains(&addr).then(|| addr - base)
+    }
 }
 
 impl Chipset for Q35Chipset {
@@ -52,30 +118,68 @@ impl Chipset for Q35Chipset {
         match (device, function) {
             (0, 0) => Some(self.mch.config_read(offset, size)),
             (0x1f, 0) => Some(self.lpc.config_read(offset, size)),
+            UHCI_SLOT => self.lab.as_ref().map(|l| l.uhci.config_read(offset, size)),
             _ => None,
         }
     }
 
-    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) {
+    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
         match (device, function) {
-            (0, 0) => self.mch.config_write(offset, size, value),
-            (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now),
+            (0, 0) => {
+                self.mch.config_write(offset, size, value);
+                for register in self.mch.take_lock_violations() {
+                    self.events.push(MachineEvent::SmramLockViolation { register, icount: now.0 });
+                }
+            }
+            (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now, smi),
+            UHCI_SLOT => {
+                if let Some(lab) = &mut self.lab {
+                    lab.uhci.config_write(offset, size, value);
+                    self.sync_usb(None, now, smi);
+                }
+            }
             _ => {}
         }
     }
 
     fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
-        self.pm_offset(port).map(|o| self.lpc.pm_read(o, size, now))
+        if let Some(o) = self.pm_offset(port) {
+            return Some(self.lpc.pm_read(o, size, now));
+        }
+        let lab = self.lab.as_mut()?;
+        if (PORT_INDEX..=PORT_INDEX + 1).contains(&port) {
+            let mut v = 0u32;
+            for k in 0..size.clamp(1, 4) as u16 {
+                let o = (port as u32 + k as u32).wrapping_sub(PORT_INDEX as u32);
+                v |= (lab.hwmon.io_read(o.min(2) as u16) as u32) << (8 * k);
+            }
+            return Some(v);
+        }
+        lab.uhci.io_offset(port).map(|o| lab.uhci.bar_read(o, size))
     }
 
-    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) -> bool {
-        match self.pm_offset(port) {
-            Some(o) => {
-                self.lpc.pm_write(o, size, value, now);
-                true
-            }
-            None => false,
+    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if let Some(o) = self.pm_offset(port) {
+            self.lpc.pm_write(o, size, value, now);
+            return true;
         }
+        let idle = self.idle;
+        let Some(lab) = self.lab.as_mut() else { return false };
+        if (PORT_INDEX..=PORT_INDEX + 1).contains(&port) {
+            for k in 0..size.clamp(1, 4) as u16 {
+                let o = (port as u32 + k as u32).wrapping_sub(PORT_INDEX as u32);
+                lab.hwmon.io_write(o.min(2) as u16, (value >> (8 * k)) as u8, now, idle);
+            }
+            return true;
+        }
+        let Some(o) = lab.uhci.io_offset(port) else { return false };
+        if lab.uhci.bar_write(o, size, value) {
+            // The report was taken: the next one, if due, shows at once.
+            let next = lab.uhci.advance(now);
+            let cause = (next && lab.uhci.usb_smi_enabled()).then_some(SmiCause::Usb);
+            self.sync_usb(cause, now, smi);
+        }
+        true
     }
 
     fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
@@ -95,15 +199,42 @@ impl Chipset for Q35Chipset {
     }
 
     fn next_deadline(&self) -> Option<Ticks> {
-        self.lpc.next_deadline()
+        let lab = self.lab.as_ref();
+        [self.lpc.next_deadline(), self.errors.first().map(|e| e.at), lab.and_then(|l| l.uhci.next_deadline()), lab.and_then(|l| l.hwmon.next_deadline())]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn next_wake(&self) -> Option<Ticks> {
-        self.lpc.next_wake()
+        // A memory error or a key report can raise an SMI that wakes a halted CPU.
+        let usb = self.lab.as_ref().and_then(|l| l.uhci.next_deadline());
+        [self.lpc.next_wake(), self.errors.first().map(|e| e.at), usb].into_iter().flatten().min()
     }
 
     fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
         self.lpc.advance(now, smi);
+        while self.errors.first().is_some_and(|e| e.at <= now) {
+            let e = self.errors.remove(0);
+            self.events.push(MachineEvent::MemoryErrorInjected { addr: e.addr, uncorrectable: e.uncorrectable, icount: now.0 });
+            // 3 Series MCH §5.1.41 SMICMD: the MCH sends an SMI message to the ICH over DMI.
+            if self.mch.memory_error(e.addr, e.uncorrectable) {
+                self.lpc.dmi_smi(now, smi);
+            }
+        }
+        let idle = self.idle;
+        let Some(lab) = self.lab.as_mut() else { return };
+        if lab.uhci.advance(now) {
+            let cause = lab.uhci.usb_smi_enabled().then_some(SmiCause::Usb);
+            self.sync_usb(cause, now, smi);
+        }
+        let Some(lab) = self.lab.as_mut() else { return };
+        for hit in lab.hwmon.advance(now, idle) {
+            self.events.push(MachineEvent::ThermalLimit { temp_c: hit.temp_c, crit: hit.crit, icount: hit.at.0 });
+            if hit.smi {
+                self.lpc.gpi(GPI_HWMON, SmiCause::Thermal, hit.at, smi);
+            }
+        }
     }
 
     fn ecam(&self) -> Option<(u64, u64)> {
@@ -112,6 +243,51 @@ impl Chipset for Q35Chipset {
 
     fn smi_feature_negotiation(&self) -> bool {
         true
+    }
+
+    fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if let Some(lab) = &mut self.lab {
+            if (port == 0x60 || port == 0x64) && lab.uhci.trap(port, write) {
+                self.sync_usb(Some(SmiCause::IoTrap { port, write }), now, smi);
+                return true;
+            }
+        }
+        self.lpc.io_trap(port, size, write, value, now, smi)
+    }
+
+    fn mmio_claims(&self, addr: u64) -> bool {
+        self.rcba_offset(addr).is_some()
+    }
+
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        match self.rcba_offset(addr) {
+            Some(o) => self.lpc.rcba_read(o, size.clamp(1, 8)),
+            None => u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32),
+        }
+    }
+
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        if let Some(o) = self.rcba_offset(addr) {
+            self.lpc.rcba_write(o, size.clamp(1, 8), value);
+        }
+    }
+
+    fn set_idle(&mut self, idle: u64) {
+        self.idle = idle;
+    }
+
+    fn take_power_off(&mut self) -> bool {
+        self.lpc.take_power_off()
+    }
+
+    fn flash_writable(&self, smm: bool) -> bool {
+        self.lpc.flash_writable(smm)
+    }
+
+    fn drain_events(&mut self, events: &mut Events) {
+        for e in self.events.drain(..) {
+            events.push(e);
+        }
     }
 }
 
@@ -343,6 +519,299 @@ mod tests {
         out(&mut b, 0x600 + SMI_EN, 4, 0);
         out(&mut b, 0x600 + SMI_EN, 4, 1 << 6);
         assert!(b.pending().has(Pending::STOP));
+    }
+
+    /// PMBASE 0x600 with ACPI_EN, and SMI_EN as given.
+    fn pm(b: &mut Q35, smi_en: u32) {
+        cfg_write(b, 0x1f, 0x40, 4, 0x601);
+        cfg_write(b, 0x1f, 0x44, 1, 0x80);
+        out(b, 0x600 + SMI_EN, 4, smi_en);
+    }
+
+    fn lab_board() -> Q35 {
+        let mut b = board();
+        b.chipset.enable_lab_hardware();
+        b
+    }
+
+    fn raised(b: &mut Q35) -> Vec<SmiCause> {
+        b.events.drain().into_iter().filter_map(|e| if let MachineEvent::SmiRaised { cause, .. } = e { Some(cause) } else { None }).collect()
+    }
+
+    #[test]
+    fn slp_en_with_s5_powers_off_and_other_sleep_types_do_not() {
+        let mut b = board();
+        pm(&mut b, 0);
+        out(&mut b, 0x604, 2, 5 << 10 | 1 << 13);
+        assert_eq!(b.power_off(), None, "S3 is not modelled as power-off");
+        assert_eq!(inp(&mut b, 0x604, 2) & (1 << 13), 0, "SLP_EN reads 0");
+        out(&mut b, 0x605, 1, (7 << 2) | (1 << 5));
+        assert_eq!(b.power_off(), Some(false));
+        assert!(b.pending().has(Pending::STOP));
+        assert!(b.events.drain().iter().any(|e| matches!(e, MachineEvent::PowerOff { from_smm: false, .. })));
+        let mut b = board();
+        pm(&mut b, 0);
+        b.io_out(Access { addr: 0x604, size: 2, kind: AccessKind::IoOut, smm: true }, 7 << 10 | 1 << 13);
+        assert_eq!(b.power_off(), Some(true));
+    }
+
+    #[test]
+    fn machine_run_ends_with_power_off() {
+        let mut rom = vec![0x90u8; 0x10000];
+        // mov dx, 0x604; mov ax, 0x3c00 (SLP_EN | SLP_TYP = 7); out dx, ax; hlt
+        rom[0xfff0..0xfff8].copy_from_slice(&[0xba, 0x04, 0x06, 0xb8, 0x00, 0x3c, 0xef, 0xf4]);
+        let mut m = crate::Machine::q35(crate::MachineConfig::default(), rom).unwrap();
+        let crate::board::Board::Q35(b) = &mut m.board else { unreachable!() };
+        pm(b, 0);
+        let s = m.run(1000);
+        assert_eq!(s.exit, crate::ExitReason::PowerOff { from_smm: false });
+        assert_eq!((s.exit.name(), s.exit_code), ("power-off", 0));
+        assert!(s.instructions < 10);
+    }
+
+    #[test]
+    fn bioswe_with_ble_raises_the_tco_smi_and_flash_writes_follow_bios_cntl() {
+        use crate::chipset::q35::ich9_lpc::{SMI_EN_TCO_EN, TCO1_STS};
+        let mut b = board();
+        pm(&mut b, SMI_EN_GBL_SMI_EN | SMI_EN_TCO_EN);
+        let rom_at = |b: &Q35| b.rom.as_slice()[0x100];
+        wr(&mut b, 0xffff_0100, 0x1122_3344, false);
+        assert_eq!(rom_at(&b), 0x90, "BIOSWE = 0: the write is dropped");
+        cfg_write(&mut b, 0x1f, 0xdc, 1, 0x01);
+        assert!(!b.pending().has(Pending::SMI), "no BLE, no SMI");
+        wr(&mut b, 0xffff_0100, 0x1122_3344, false);
+        assert_eq!(rom_at(&b), 0x44);
+        assert_eq!(rd(&mut b, 0xffff_0100, false), 0x1122_3344);
+        assert!(b.take_flush(), "decoded code is flushed after a flash write");
+        cfg_write(&mut b, 0x1f, 0xdc, 1, 0x00);
+        cfg_write(&mut b, 0x1f, 0xdc, 1, 0x22); // BLE | SMM_BWP
+        assert!(!b.pending().has(Pending::SMI));
+        cfg_write(&mut b, 0x1f, 0xdc, 1, 0x23);
+        assert!(b.pending().has(Pending::SMI));
+        assert_eq!(raised(&mut b), vec![SmiCause::BiosWrite]);
+        assert_eq!(inp(&mut b, 0x600 + TCO1_STS, 2), 1 << 8);
+        assert_ne!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 13), 0, "TCO_STS");
+        wr(&mut b, 0xffff_0100, 0, false);
+        assert_eq!(rom_at(&b), 0x44, "SMM_BWP: only SMM writes the flash");
+        wr(&mut b, 0xffff_0100, 0x55, true);
+        assert_eq!(rom_at(&b), 0x55);
+        out(&mut b, 0x600 + TCO1_STS, 2, 1 << 8);
+        assert_eq!(inp(&mut b, 0x600 + TCO1_STS, 2), 0);
+        assert_eq!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 13), 0);
+    }
+
+    #[test]
+    fn memory_error_at_its_time_sets_errsts_and_sends_the_dmi_smi() {
+        use crate::chipset::q35::ich9_lpc::{SMI_EN_TCO_EN, TCO1_STS};
+        let mut b = board();
+        pm(&mut b, SMI_EN_GBL_SMI_EN | SMI_EN_TCO_EN);
+        cfg_write(&mut b, 0, 0xcc, 2, 2); // SMICMD.DMESMI
+        b.chipset.inject_memory_error(Ticks(5_000), 0x0123_4567, true);
+        b.chipset.inject_memory_error(Ticks(3_000), 0x2000, false);
+        assert_eq!(b.next_deadline(), Some(Ticks(3_000)));
+        assert_eq!(b.next_wake(), Some(Ticks(3_000)));
+        b.set_now(3_000);
+        assert!(!b.pending().has(Pending::SMI), "DSESMI off: no SMI for a correctable error");
+        assert_eq!((cfg_read(&mut b, 0, 0xc8, 2), cfg_read(&mut b, 0, 0xd0, 4), cfg_read(&mut b, 0, 0xd4, 2)), (1, 0x2000, 1));
+        b.set_now(4_999);
+        assert!(!b.pending().has(Pending::SMI));
+        b.set_now(5_000);
+        assert!(b.pending().has(Pending::SMI));
+        assert_eq!(cfg_read(&mut b, 0, 0xc8, 2), 3);
+        assert_eq!(cfg_read(&mut b, 0, 0xd0, 4), 0x0123_4000);
+        assert_eq!(inp(&mut b, 0x600 + TCO1_STS, 2), 1 << 10, "DMISMI_STS");
+        let ev = b.events.drain();
+        assert_eq!(ev.iter().filter(|e| matches!(e, MachineEvent::MemoryErrorInjected { .. })).count(), 2, "{ev:?}");
+        assert!(ev.iter().any(|e| matches!(e, MachineEvent::SmiRaised { cause: SmiCause::MemoryError, icount: 5_000 })));
+        assert_eq!(SmiCause::MemoryError.source(), "memory-error");
+    }
+
+    #[test]
+    fn hardware_monitor_is_absent_without_lab_hardware_and_idle_until_started() {
+        let mut b = board();
+        assert_eq!(inp(&mut b, 0x295, 1), 0xff);
+        let mut b = lab_board();
+        let idle_deadline = b.next_deadline();
+        out(&mut b, 0x295, 1, 0x10);
+        assert_eq!(inp(&mut b, 0x296, 1), 35);
+        assert_eq!(b.next_deadline(), idle_deadline, "no monitor timer before START");
+        out(&mut b, 0x295, 2, 0x01_00); // index 0 (CONFIG), data 1 (START)
+        assert_eq!(b.next_deadline(), Some(Ticks(1_000)), "1 ms samples once started");
+    }
+
+    #[test]
+    fn hot_cpu_raises_the_thermal_smi_through_gpi_1() {
+        use crate::chipset::q35::ich9_lpc::{ALT_GP_SMI_EN, ALT_GP_SMI_STS};
+        let mut b = lab_board();
+        pm(&mut b, SMI_EN_GBL_SMI_EN);
+        out(&mut b, 0x600 + ALT_GP_SMI_EN, 2, 1 << 1);
+        out(&mut b, 0x295, 1, 0x11);
+        out(&mut b, 0x296, 1, 45); // HIGH
+        out(&mut b, 0x295, 1, 0x00);
+        out(&mut b, 0x296, 1, 0x03); // START | SMI_EN
+        let mut t = 0;
+        while !b.pending().has(Pending::SMI) && t < 100_000 {
+            t += 1_000;
+            b.set_now(t);
+        }
+        assert!(b.pending().has(Pending::SMI), "the busy CPU heats past 45 C");
+        out(&mut b, 0x295, 1, 0x10);
+        assert!(inp(&mut b, 0x296, 1) >= 45);
+        out(&mut b, 0x295, 1, 0x01);
+        assert_eq!(inp(&mut b, 0x296, 1), 1, "INT_STS.HIGH");
+        assert_eq!(inp(&mut b, 0x600 + ALT_GP_SMI_STS, 2), 1 << 1);
+        assert_ne!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 10), 0, "GPI_STS");
+        let ev = b.events.drain();
+        assert!(ev.iter().any(|e| matches!(e, MachineEvent::ThermalLimit { crit: false, .. })), "{ev:?}");
+        assert!(ev.iter().any(|e| matches!(e, MachineEvent::SmiRaised { cause: SmiCause::Thermal, .. })));
+        out(&mut b, 0x600 + ALT_GP_SMI_STS, 2, 1 << 1);
+        assert_eq!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 10), 0);
+    }
+
+    #[test]
+    fn halted_time_cools_the_cpu() {
+        let mut b = lab_board();
+        out(&mut b, 0x295, 2, 0x01_00);
+        b.set_now(50_000);
+        let hot = b.chipset.lab.as_ref().unwrap().hwmon.temperature_mc();
+        b.skip_to(Ticks(150_000));
+        let cool = b.chipset.lab.as_ref().unwrap().hwmon.temperature_mc();
+        assert!(cool < hot && cool < 25_000, "{hot} -> {cool}");
+    }
+
+    fn uhci_setup(b: &mut Q35, legsup: u32) {
+        use crate::chipset::q35::ich9_lpc::SMI_EN_LEGACY_USB_EN;
+        pm(b, SMI_EN_GBL_SMI_EN | SMI_EN_LEGACY_USB_EN);
+        cfg_write(b, 0x1d, 0x20, 4, 0xc000);
+        cfg_write(b, 0x1d, 0x04, 2, 1);
+        cfg_write(b, 0x1d, 0xc0, 2, legsup);
+    }
+
+    #[test]
+    fn uhci_is_only_on_the_lab_board() {
+        let mut b = board();
+        assert_eq!(cfg_read(&mut b, 0x1d, 0, 4), 0xffff_ffff);
+        let mut b = lab_board();
+        assert_eq!(cfg_read(&mut b, 0x1d, 0, 4), 0x2934_8086);
+        assert_eq!(cfg_read(&mut b, 0x1d, 0x08, 4) >> 8, 0x0c0300);
+    }
+
+    #[test]
+    fn key_report_raises_the_usb_smi_and_waits_in_the_report_window() {
+        let mut b = lab_board();
+        uhci_setup(&mut b, 1 << 4);
+        b.chipset.lab.as_mut().unwrap().uhci.queue_report(Ticks(500), [0, 0, 0x04, 0, 0, 0, 0, 0]);
+        b.chipset.lab.as_mut().unwrap().uhci.queue_report(Ticks(600), [0, 0, 0x05, 0, 0, 0, 0, 0]);
+        assert_eq!(b.next_wake(), Some(Ticks(500)));
+        b.set_now(499);
+        assert!(!b.pending().has(Pending::SMI));
+        b.set_now(700);
+        assert!(b.pending().has(Pending::SMI));
+        assert!(!b.pending().has(Pending::IO_TRAP));
+        assert_eq!(raised(&mut b), vec![SmiCause::Usb]);
+        assert_ne!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 3), 0, "LEGACY_USB_STS");
+        assert_ne!(cfg_read(&mut b, 0x1d, 0xc0, 2) & (1 << 12), 0, "USBIRQS");
+        assert_eq!(inp(&mut b, 0xc018, 1), 1);
+        assert_eq!(inp(&mut b, 0xc020, 4), 0x0004_0000);
+        b.ack_smi();
+        out(&mut b, 0xc018, 1, 1);
+        assert!(b.pending().has(Pending::SMI), "the second report was due: a new SMI");
+        assert_eq!(inp(&mut b, 0xc022, 1), 0x05);
+        b.ack_smi();
+        out(&mut b, 0xc018, 1, 1);
+        assert!(!b.pending().has(Pending::SMI));
+        assert_eq!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 3), 0);
+        assert_eq!(inp(&mut b, 0xc018, 1), 0);
+    }
+
+    #[test]
+    fn trapped_0x60_0x64_accesses_skip_the_i8042_and_raise_an_io_trap_smi() {
+        let mut b = lab_board();
+        uhci_setup(&mut b, 0b1111);
+        out(&mut b, 0x64, 1, 0xaa); // controller self-test, trapped
+        assert_eq!(b.pending().0 & (Pending::SMI | Pending::IO_TRAP), Pending::SMI | Pending::IO_TRAP);
+        assert_eq!(raised(&mut b), vec![SmiCause::IoTrap { port: 0x64, write: true }]);
+        b.ack_smi();
+        assert_eq!(inp(&mut b, 0x64, 1), 0xff, "a trapped read returns all ones");
+        assert_eq!(inp(&mut b, 0x60, 1), 0xff);
+        assert_eq!(cfg_read(&mut b, 0x1d, 0xc0, 2) >> 8 & 0xf, 0b1101);
+        cfg_write(&mut b, 0x1d, 0xc0, 2, 0x0f00);
+        assert_eq!(inp(&mut b, 0x600 + SMI_STS, 4) & (1 << 3), 0, "status cleared, traps off");
+        assert_eq!(inp(&mut b, 0x64, 1) & 1, 0, "the i8042 never saw the self-test command");
+        out(&mut b, 0x64, 1, 0xaa);
+        assert_eq!(inp(&mut b, 0x64, 1) & 1, 1);
+        assert_eq!(inp(&mut b, 0x60, 1), 0x55);
+    }
+
+    #[test]
+    fn rcba_iotr_traps_an_access_and_records_it() {
+        use crate::chipset::q35::ich9_lpc::SMI_STS_MONITOR_STS;
+        let mut b = board();
+        pm(&mut b, SMI_EN_GBL_SMI_EN);
+        let rcba = 0xfed1_c000u64;
+        assert_eq!(rd(&mut b, rcba + 0x1e80, false), 0xffff_ffff, "RCBA disabled");
+        cfg_write(&mut b, 0x1f, 0xf0, 4, rcba as u32 | 1);
+        assert_eq!(rd(&mut b, rcba + 0x1e80, false), 0);
+        // IOTR0: port 0x200 dword, byte 0, both directions.
+        b.write(Access { addr: rcba + 0x1e80, size: 8, kind: AccessKind::Write, smm: false }, 1 | 0x200 | 1 << 32 | 1 << 49);
+        assert_eq!(b.read(Access { addr: rcba + 0x1e80, size: 8, kind: AccessKind::Read, smm: false }), 1 | 0x200 | 1 << 32 | 1 << 49);
+        inp(&mut b, 0x201, 1);
+        assert!(!b.pending().has(Pending::SMI), "byte 1 is not enabled");
+        out(&mut b, 0x200, 1, 0x5a);
+        assert_eq!(b.pending().0 & (Pending::SMI | Pending::IO_TRAP), Pending::SMI | Pending::IO_TRAP);
+        assert_eq!(raised(&mut b), vec![SmiCause::IoTrap { port: 0x200, write: true }]);
+        assert_eq!(rd(&mut b, rcba + 0x1e00, false) & 0xf, 1, "TRSR");
+        assert_eq!(rd(&mut b, rcba + 0x1e10, false), 0x200 | 1 << 16, "TRCR: write, byte 0");
+        assert_eq!(rd(&mut b, rcba + 0x1e18, false), 0x5a, "TWDR");
+        assert_ne!(inp(&mut b, 0x600 + SMI_STS, 4) & SMI_STS_MONITOR_STS, 0);
+        b.ack_smi();
+        assert_eq!(inp(&mut b, 0x200, 1), 0xff);
+        assert_eq!(rd(&mut b, rcba + 0x1e10, false), 0x200 | 1 << 16 | 1 << 24, "TRCR: read");
+        wr(&mut b, rcba + 0x1e10, 0, false);
+        assert_eq!(rd(&mut b, rcba + 0x1e10, false), 0x200 | 1 << 16 | 1 << 24, "TRCR is read-only");
+        wr(&mut b, rcba + 0x1e00, 1, false);
+        assert_eq!(inp(&mut b, 0x600 + SMI_STS, 4) & SMI_STS_MONITOR_STS, 0);
+        // Other RCBA registers are storage.
+        wr(&mut b, rcba + 0x3410, 0x1234, false);
+        assert_eq!(rd(&mut b, rcba + 0x3410, false), 0x1234);
+        assert_eq!(b.read(Access { addr: rcba + 0x3ffe, size: 4, kind: AccessKind::Read, smm: false }), 0xffff_0000, "bytes past the window read all ones");
+    }
+
+    #[test]
+    fn d_lck_violations_are_reported() {
+        let mut b = board();
+        cfg_write(&mut b, 0, 0x9d, 1, 0x1a);
+        b.events.drain();
+        cfg_write(&mut b, 0, 0x9d, 1, 0x4a);
+        cfg_write(&mut b, 0, 0x9e, 1, 0x39);
+        let ev = b.events.drain();
+        let regs: Vec<_> = ev.iter().filter_map(|e| if let MachineEvent::SmramLockViolation { register, .. } = e { Some(*register) } else { None }).collect();
+        assert_eq!(regs, vec!["SMRAM", "ESMRAMC"]);
+    }
+
+    #[test]
+    fn writes_to_an_opened_tseg_from_outside_smm_are_reported_once_per_page() {
+        let mut b = board();
+        let tseg = RAM - (16 << 20);
+        wr(&mut b, tseg, 1, false);
+        assert!(b.events.drain().iter().all(|e| !matches!(e, MachineEvent::SmramWrittenOutsideSmm { .. })), "never enabled: not watched");
+        cfg_write(&mut b, 0, 0x9e, 1, 0x07);
+        cfg_write(&mut b, 0, 0x9d, 1, 0x0a);
+        wr(&mut b, tseg, 2, false);
+        assert_eq!(rd(&mut b, tseg, true), 1, "closed: dropped");
+        cfg_write(&mut b, 0, 0x9e, 1, 0x06); // T_EN cleared: TSEG is plain RAM
+        b.events.drain();
+        assert!(b.host_page(tseg + 0x1000, AccessKind::Write, false).is_none(), "writes must go through the board");
+        assert!(b.host_page(tseg + 0x1000, AccessKind::Read, false).is_some());
+        assert!(b.host_page(tseg + 0x1000, AccessKind::Write, true).is_some());
+        wr(&mut b, tseg + 0x1008, 3, false);
+        wr(&mut b, tseg + 0x1010, 4, false);
+        wr(&mut b, tseg + 0x2000, 5, true);
+        let ev = b.events.drain();
+        let hits: Vec<_> = ev.iter().filter_map(|e| if let MachineEvent::SmramWrittenOutsideSmm { addr, .. } = e { Some(*addr) } else { None }).collect();
+        assert_eq!(hits, vec![tseg + 0x1008]);
+        assert_eq!(rd(&mut b, tseg + 0x1010, false), 4);
+        assert!(b.host_page(tseg - 0x1000, AccessKind::Write, false).is_some(), "below TSEG: unaffected");
     }
 
     #[test]

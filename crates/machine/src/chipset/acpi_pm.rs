@@ -23,6 +23,10 @@ pub const PM1_CNT_SCI_EN: u32 = 1 << 0;
 /// PM1_CNT writable bits: SCI_EN 0, BM_RLD 1, SLP_TYP 12:10 (GBL_RLS and SLP_EN are
 /// write-only strobes and read 0).
 pub const PM1_CNT_WMASK: u32 = 0x1c03;
+/// PM1_CNT.SLP_EN (bit 13): write-only strobe, enters the sleep state SLP_TYP says.
+pub const PM1_CNT_SLP_EN: u32 = 1 << 13;
+/// PM1_CNT.SLP_TYP (bits 12:10).
+pub const PM1_CNT_SLP_TYP_SHIFT: u32 = 10;
 /// PM timer frequency in Hz.
 pub const PM_TIMER_HZ: u64 = 3_579_545;
 
@@ -33,12 +37,14 @@ pub struct AcpiPm {
     en: u16,
     cnt: u32,
     clock: Clock,
+    /// SLP_TYP of the last SLP_EN write, until taken.
+    sleep: Option<u8>,
 }
 
 impl AcpiPm {
     /// Registers at reset; `instructions_per_second` converts guest ticks to timer counts.
     pub fn new(instructions_per_second: u64) -> Self {
-        AcpiPm { sts: 0, en: 0, cnt: 0, clock: Clock::new(instructions_per_second) }
+        AcpiPm { sts: 0, en: 0, cnt: 0, clock: Clock::new(instructions_per_second), sleep: None }
     }
 
     /// The 24-bit PM timer value at `now`.
@@ -68,7 +74,11 @@ impl AcpiPm {
             }
             4..=7 => {
                 let m = (0xffu32 << (8 * (offset - 4))) & PM1_CNT_WMASK;
-                self.cnt = (self.cnt & !m) | (((b as u32) << (8 * (offset - 4))) & m);
+                let v = (b as u32) << (8 * (offset - 4));
+                self.cnt = (self.cnt & !m) | (v & m);
+                if v & PM1_CNT_SLP_EN != 0 {
+                    self.sleep = Some(((self.cnt >> PM1_CNT_SLP_TYP_SHIFT) & 7) as u8);
+                }
             }
             8..=11 => {}
             _ => return false,
@@ -79,6 +89,11 @@ impl AcpiPm {
     /// PM1_CNT.SCI_EN.
     pub fn sci_en(&self) -> bool {
         self.cnt & PM1_CNT_SCI_EN != 0
+    }
+
+    /// The SLP_TYP of an SLP_EN write since the last call.
+    pub fn take_sleep(&mut self) -> Option<u8> {
+        self.sleep.take()
     }
 
     /// Sets or clears SCI_EN (the APM "ACPI enable/disable" commands).

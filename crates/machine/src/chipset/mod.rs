@@ -9,6 +9,7 @@ pub mod q35;
 pub mod smram_reg;
 
 use crate::clock::Ticks;
+use crate::events::Events;
 use crate::memory::pam::Pam;
 use crate::smi::SmiLatch;
 use crate::smram::SmramConfig;
@@ -50,4 +51,32 @@ pub trait Chipset {
     fn smi_feature_negotiation(&self) -> bool {
         false
     }
+    /// A port access the chipset may trap before any device sees it (ICH9 IOTRn, UHCI
+    /// legacy support); true if trapped: the access goes nowhere and a read returns all ones.
+    /// `value` is the data of a write.
+    fn io_trap(&mut self, _port: u16, _size: u8, _write: bool, _value: u32, _now: Ticks, _smi: &mut SmiLatch) -> bool {
+        false
+    }
+    /// Whether chipset registers in memory space (the ICH9 RCBA window) decode `addr`.
+    fn mmio_claims(&self, _addr: u64) -> bool {
+        false
+    }
+    /// Reads chipset memory space at `addr` (`size` 1..=8).
+    fn mmio_read(&mut self, _addr: u64, size: u8) -> u64 {
+        u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32)
+    }
+    /// Writes chipset memory space at `addr`.
+    fn mmio_write(&mut self, _addr: u64, _size: u8, _value: u64) {}
+    /// The clock's total halted time so far (given before [`Chipset::advance`]).
+    fn set_idle(&mut self, _idle: u64) {}
+    /// Whether the guest asked for soft off (SLP_EN with SLP_TYP = S5); clears the request.
+    fn take_power_off(&mut self) -> bool {
+        false
+    }
+    /// Whether a write to the BIOS flash stores (`smm`: the CPU is in SMM).
+    fn flash_writable(&self, _smm: bool) -> bool {
+        false
+    }
+    /// Moves the events the chipset recorded into `events`.
+    fn drain_events(&mut self, _events: &mut Events) {}
 }

@@ -10,6 +10,7 @@ pub mod debug_exit;
 pub mod debugcon;
 pub mod disk;
 pub mod fw_cfg;
+pub mod hwmon;
 pub mod i8042;
 pub mod ioapic;
 pub mod isa_dma;
@@ -19,6 +20,7 @@ pub mod pit8254;
 pub mod port92;
 pub mod reset_control;
 pub mod uart16550;
+pub mod uhci_legacy;
 
 use crate::clock::Ticks;
 

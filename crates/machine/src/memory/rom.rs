@@ -1,4 +1,4 @@
-//! The firmware ROM: a flat image of any multiple of 64 KiB that ends at 4 GiB, whose top
+//! The firmware ROM (flash): a flat image of any multiple of 64 KiB that ends at 4 GiB, whose top
 //! 128 KiB also appear at 0xE0000-0xFFFFF (the legacy BIOS window). A 64 KiB image fills that
 //! window twice, as an undecoded address line makes a small flash part repeat.
 
@@ -8,7 +8,8 @@ use std::ops::Range;
 pub const ISA_BIOS: Range<u64> = 0xe_0000..0x10_0000;
 const FOUR_GIB: u64 = 1 << 32;
 
-/// The ROM image, read-only for now.
+/// The ROM image. Guest writes reach it only as the chipset's BIOS write protection allows
+/// (the platform decides).
 #[derive(Clone, Debug)]
 pub struct Rom {
     bytes: Vec<u8>,
@@ -33,6 +34,11 @@ impl Rom {
     /// The image.
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The image, for a flash write.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes
     }
 
     /// A raw pointer into the image, for read-only host pages.

@@ -1,8 +1,13 @@
-//! I/O traps: port ranges whose reads or writes raise an SMI (as the ICH9 I/O trapping
-//! registers IOTR0-3 do, ICH9 datasheet §10.1.49). A scenario or test configures them through
-//! this API. A trapped access still completes to whatever device is at the port; the SMI is
-//! raised synchronously, so the CPU takes it right after the instruction and records the
-//! I/O-restart state ([`cpu::Pending::IO_TRAP`]).
+//! I/O traps: port ranges whose reads or writes raise an SMI. Two kinds:
+//!
+//! - [`IoTraps`], generic ranges a scenario or test configures through this API. A trapped
+//!   access still completes to whatever device is at the port.
+//! - [`IoTrapRegister`], the ICH9 I/O trapping registers IOTR0-3 (ICH9 datasheet §10.1.51) the
+//!   firmware programs through RCBA; the LPC bridge checks them and a trapped access goes
+//!   nowhere (reads return all ones).
+//!
+//! Either way the SMI is raised synchronously, so the CPU takes it right after the
+//! instruction and records the I/O-restart state ([`cpu::Pending::IO_TRAP`]).
 
 use std::ops::RangeInclusive;
 
@@ -52,9 +57,73 @@ impl IoTraps {
     }
 }
 
+/// One IOTRn register (64 bits): bit 0 TRSE (enable), bits 15:2 IOAD (dword address), bits
+/// 23:18 ADMA (a mask over address bits 7:2), bits 35:32 TBE (byte enables), bit 48 RWIO (1:
+/// trap reads, 0: writes), bit 49 RWM (trap both directions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoTrapRegister(pub u64);
+
+impl IoTrapRegister {
+    /// TRSE.
+    pub fn enabled(&self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// Whether an access of `size` bytes at `port` hits the trap: some byte of it lies in a
+    /// dword the address and mask select, on a lane TBE enables, in a trapped direction.
+    /// Returns the byte enables of the access within its first matching dword.
+    pub fn hit(&self, port: u16, size: u8, write: bool) -> Option<u8> {
+        if !self.enabled() {
+            return None;
+        }
+        let (rwio, rwm) = (self.0 >> 48 & 1 != 0, self.0 >> 49 & 1 != 0);
+        if !rwm && rwio == write {
+            return None;
+        }
+        let ioad = (self.0 & 0xfffc) as u32;
+        let amask = ((self.0 >> 18) & 0x3f) as u32 * 4;
+        let tbe = ((self.0 >> 32) & 0xf) as u8;
+        let first = port as u32;
+        let last = first + size.clamp(1, 4) as u32 - 1;
+        let mut p = first;
+        while p <= last {
+            let d = p & !3;
+            let lanes = (p..=last.min(d + 3)).fold(0u8, |m, q| m | 1 << (q & 3));
+            if (d & !amask) == (ioad & !amask) && tbe & lanes != 0 {
+                return Some(lanes);
+            }
+            p = d + 4;
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iotr_matches_dword_mask_byte_enables_and_direction() {
+        // 0x60..0x63 dword, byte 0 only (TBE = 0001), writes.
+        let t = IoTrapRegister(1 | 0x60 | 1 << 32);
+        assert_eq!(t.hit(0x60, 1, true), Some(1));
+        assert_eq!(t.hit(0x61, 1, true), None, "lane not enabled");
+        assert_eq!(t.hit(0x60, 1, false), None, "reads not trapped");
+        assert_eq!(t.hit(0x60, 2, true), Some(3));
+        assert_eq!(t.hit(0x64, 1, true), None);
+        assert_eq!(IoTrapRegister(t.0 & !1).hit(0x60, 1, true), None, "TRSE off");
+        // Reads (RWIO), all lanes, ADMA masking bit 2: 0x60..0x67.
+        let r = IoTrapRegister(1 | 0x60 | 1 << 18 | 0xf << 32 | 1 << 48);
+        assert_eq!(r.hit(0x64, 1, false), Some(1));
+        assert_eq!(r.hit(0x66, 2, false), Some(0xc));
+        assert_eq!(r.hit(0x64, 1, true), None);
+        assert_eq!(r.hit(0x68, 1, false), None);
+        // Both directions (RWM); an access straddling into the trapped dword.
+        let b = IoTrapRegister(1 | 0x80 | 0xf << 32 | 1 << 49);
+        assert!(b.hit(0x80, 4, false).is_some() && b.hit(0x80, 4, true).is_some());
+        assert_eq!(b.hit(0x7e, 4, true), Some(3));
+        assert_eq!(b.hit(0xffff, 4, true), None);
+    }
 
     #[test]
     fn a_trap_matches_overlapping_accesses_of_its_direction() {

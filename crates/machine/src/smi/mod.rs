@@ -7,8 +7,10 @@
 //! is already pending merge into it, as on the single SMI# wire.
 //!
 //! Sources: the APM port (through the southbridge, [`crate::chipset`]), the ICH9 periodic and
-//! software SMI timers ([`timer`]), I/O traps ([`io_trap`]), the external pin ([`pin`]) and
-//! LAPIC SMI IPIs ([`crate::devices::lapic`]).
+//! software SMI timers ([`timer`]), I/O traps ([`io_trap`], also the ICH9 IOTRn ranges and the
+//! UHCI legacy 0x60/0x64 traps), the external pin ([`pin`]), LAPIC SMI IPIs
+//! ([`crate::devices::lapic`]) and, on the q35 lab hardware, memory errors, BIOS write
+//! attempts, the hardware monitor and the USB keyboard.
 
 pub mod io_trap;
 pub mod pin;
@@ -31,6 +33,14 @@ pub enum SmiCause {
     Pin,
     /// A local APIC inter-processor interrupt with delivery mode SMI.
     Ipi,
+    /// The MCH sent an SMI message over DMI for a DRAM ECC error (ICH9 TCO1_STS.DMISMI_STS).
+    MemoryError,
+    /// BIOS_CNTL.BIOSWE was set while BLE was set (ICH9 TCO1_STS.BIOSWR_STS).
+    BiosWrite,
+    /// The hardware monitor's SMI# (ICH9 GPI 1): a temperature limit was crossed.
+    Thermal,
+    /// The UHCI controller's interrupt routed to SMI by LEGSUP.USBSMIEN (a keyboard report).
+    Usb,
 }
 
 impl SmiCause {
@@ -43,6 +53,10 @@ impl SmiCause {
             SmiCause::IoTrap { .. } => "io-trap",
             SmiCause::Pin => "pin",
             SmiCause::Ipi => "ipi",
+            SmiCause::MemoryError => "memory-error",
+            SmiCause::BiosWrite => "bios-write",
+            SmiCause::Thermal => "thermal",
+            SmiCause::Usb => "usb",
         }
     }
 }

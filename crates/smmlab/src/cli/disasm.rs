@@ -85,6 +85,9 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
     };
     let config = MachineConfig { memory_mib: a.target.memory, model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000, ..Default::default() };
     let mut m = Machine::new(board, config, rom)?;
+    if builtin {
+        m.enable_lab_hardware();
+    }
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;
     }

@@ -157,6 +157,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     };
     let disk = a.disk.as_deref().map(machine::devices::disk::Disk::open).transpose()?;
     let mut m = Machine::new(kind, config, rom)?;
+    if builtin {
+        // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
+        m.enable_lab_hardware();
+    }
     if let Some(d) = disk {
         m.attach_disk(d)?;
     }
@@ -227,10 +231,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         std::fs::write(p, serde_json::to_string(&j)? + "\n").with_context(|| format!("cannot write trace file {}", p.display()))?;
     }
     if let Some(p) = &a.summary_json {
-        let detail = match &s.exit {
-            machine::ExitReason::Shutdown(w) => Some(w.as_str()),
-            _ => None,
-        };
+        let detail = s.exit.detail();
         let j = SummaryJson {
             instructions: s.instructions,
             smis: s.smis,
@@ -240,7 +241,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             guest_ns: s.guest_ns,
             poll_skipped_ns: s.poll_skipped_ns,
             exit: s.exit.name(),
-            exit_detail: detail,
+            exit_detail: detail.as_deref(),
             exit_code: s.exit_code,
             unimplemented: &s.unimplemented,
             smbase_after: s.smbase_after,
@@ -257,10 +258,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
 
 fn print_summary(s: &RunSummary, wall: f64) {
     println!("--- smmlab run summary ---");
-    println!("exit:             {}{}", s.exit.name(), match &s.exit {
-        machine::ExitReason::Shutdown(w) => format!(" ({w})"),
-        _ => String::new(),
-    });
+    println!("exit:             {}{}", s.exit.name(), s.exit.detail().map_or(String::new(), |d| format!(" ({d})")));
     println!("exit code:        {}", s.exit_code);
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);

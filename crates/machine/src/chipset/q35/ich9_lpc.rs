@@ -15,6 +15,7 @@ use crate::chipset::acpi_pm::AcpiPm;
 use crate::clock::{Clock, Ticks};
 use crate::pci::config::{ConfigSpace, HEADER_TYPE_MULTI_FUNCTION};
 use crate::pci::PciFunction;
+use crate::smi::io_trap::IoTrapRegister;
 use crate::smi::timer::SmiTimer;
 use crate::smi::{SmiCause, SmiLatch};
 
@@ -61,8 +62,9 @@ pub const GEN_PMCON_1_SMI_LOCK: u16 = 1 << 4;
 pub const GEN_PMCON_1_WMASK: u16 = 0x0eff;
 /// BIOS_CNTL (8 bits, ICH9 datasheet 13.1.29): BIOSWE bit 0 (BIOS write enable), BLE bit 1
 /// (BIOS lock enable, lock-once: it stays set until reset), SMM_BWP bit 5 (SMM BIOS write
-/// protect, lock-once as in later PCHs). Register semantics only: the flash behind it and the
-/// SMI that setting BIOSWE raises while BLE = 1 are not modelled.
+/// protect, lock-once as in later PCHs). Setting BIOSWE from 0 to 1 while BLE is set sets
+/// TCO1_STS.BIOSWR_STS (and raises an SMI with TCO_EN); the platform lets writes reach the
+/// flash as [`Ich9Lpc::flash_writable`] says.
 pub const LPC_BIOS_CNTL: u8 = 0xdc;
 pub const BIOS_CNTL_BIOSWE: u8 = 1 << 0;
 pub const BIOS_CNTL_BLE: u8 = 1 << 1;
@@ -77,10 +79,23 @@ pub const LPC_GEN_PMCON_3: u8 = 0xa4;
 pub const GEN_PMCON_3_SWSMI_RATE_SEL_SHIFT: u16 = 6;
 /// GEN_PMCON_3 writable bits.
 pub const GEN_PMCON_3_WMASK: u16 = 0x3fff;
-/// RCBA, root complex base address (32 bits, stored).
+/// RCBA, root complex base address (32 bits): base 31:14, enable 0 (ICH9 §13.1.35).
 pub const LPC_RCBA: u8 = 0xf0;
 /// RCBA writable bits: base 31:14, enable 0.
 pub const RCBA_WMASK: u32 = 0xffff_c001;
+/// RCBA.EN.
+pub const RCBA_EN: u32 = 1;
+/// Size of the chipset configuration registers RCBA maps (16 KiB).
+pub const RCBA_SIZE: u64 = 0x4000;
+/// TRSR, trap status (ICH9 §10.1.48): bits 3:0 CTRS, one per IOTRn, write one to clear.
+pub const RCBA_TRSR: u16 = 0x1e00;
+/// TRCR, trapped cycle (§10.1.49): bits 15:2 the dword address, 19:16 byte enables, bit 24
+/// read (1) or write (0). Read-only.
+pub const RCBA_TRCR: u16 = 0x1e10;
+/// TWDR, trapped write data (§10.1.50), bits 31:0. Read-only.
+pub const RCBA_TWDR: u16 = 0x1e18;
+/// IOTR0; IOTR1-IOTR3 follow every 8 bytes (§10.1.51, 64 bits each).
+pub const RCBA_IOTR0: u16 = 0x1e80;
 
 /// SMI_EN offset in the PM I/O block (32 bits).
 pub const SMI_EN: u16 = 0x30;
@@ -88,24 +103,54 @@ pub const SMI_EN: u16 = 0x30;
 pub const SMI_EN_GBL_SMI_EN: u32 = 1 << 0;
 /// SMI_EN.EOS (bit 1): end of SMI (stored; SMI# re-arming is not modelled).
 pub const SMI_EN_EOS: u32 = 1 << 1;
+/// SMI_EN.LEGACY_USB_EN (bit 3): the UHCI legacy-support block raises SMIs.
+pub const SMI_EN_LEGACY_USB_EN: u32 = 1 << 3;
 /// SMI_EN.APMC_EN (bit 5): writes to APM_CNT raise an SMI.
 pub const SMI_EN_APMC_EN: u32 = 1 << 5;
 /// SMI_EN.SWSMI_TMR_EN (bit 6): starts the software SMI timer.
 pub const SMI_EN_SWSMI_TMR_EN: u32 = 1 << 6;
 /// SMI_EN.BIOS_RLS (bit 7): write-only strobe, reads 0.
 pub const SMI_EN_BIOS_RLS: u32 = 1 << 7;
+/// SMI_EN.TCO_EN (bit 13): TCO1_STS events (BIOSWR, DMISMI) raise an SMI.
+pub const SMI_EN_TCO_EN: u32 = 1 << 13;
 /// SMI_EN.PERIODIC_EN (bit 14): the periodic timer raises an SMI.
 pub const SMI_EN_PERIODIC_EN: u32 = 1 << 14;
 /// SMI_EN writable bits (all but the write-only BIOS_RLS and reserved 31:28).
 pub const SMI_EN_WMASK: u32 = 0x0fff_ff7f;
 /// SMI_STS offset in the PM I/O block (32 bits, write one to clear).
 pub const SMI_STS: u16 = 0x34;
+/// SMI_STS.LEGACY_USB_STS (bit 3, RO): the UHCI legacy-support block asserts its SMI.
+pub const SMI_STS_LEGACY_USB_STS: u32 = 1 << 3;
 /// SMI_STS.APM_STS (bit 5): an APM_CNT write raised an SMI.
 pub const SMI_STS_APM_STS: u32 = 1 << 5;
 /// SMI_STS.SWSMI_TMR_STS (bit 6).
 pub const SMI_STS_SWSMI_TMR_STS: u32 = 1 << 6;
+/// SMI_STS.GPI_STS (bit 10, RO): ALT_GP_SMI_STS & ALT_GP_SMI_EN is not zero.
+pub const SMI_STS_GPI_STS: u32 = 1 << 10;
+/// SMI_STS.TCO_STS (bit 13, RO): TCO1_STS is not zero.
+pub const SMI_STS_TCO_STS: u32 = 1 << 13;
 /// SMI_STS.PERIODIC_STS (bit 14).
 pub const SMI_STS_PERIODIC_STS: u32 = 1 << 14;
+/// SMI_STS.MONITOR_STS (bit 21, RO): an I/O trap (TRSR) is pending.
+pub const SMI_STS_MONITOR_STS: u32 = 1 << 21;
+/// The SMI_STS bits that summarise other registers (read-only, not cleared by writes).
+const SMI_STS_SUMMARY: u32 = SMI_STS_LEGACY_USB_STS | SMI_STS_GPI_STS | SMI_STS_TCO_STS | SMI_STS_MONITOR_STS;
+/// ALT_GP_SMI_EN (16 bits, RW): bit n lets GPI n raise an SMI (ICH9 §13.8.3.12).
+pub const ALT_GP_SMI_EN: u16 = 0x38;
+/// ALT_GP_SMI_STS (16 bits, write one to clear): bit n, GPI n asserted (§13.8.3.13).
+pub const ALT_GP_SMI_STS: u16 = 0x3a;
+/// The GPI the hardware monitor's SMI# is wired to.
+pub const GPI_HWMON: u8 = 1;
+/// The TCO block, TCOBASE = PMBASE + 0x60 (ICH9 §13.9).
+pub const TCO_BASE: u16 = 0x60;
+/// TCO1_STS (16 bits, write one to clear) at TCOBASE + 0x04.
+pub const TCO1_STS: u16 = TCO_BASE + 0x04;
+/// TCO1_STS.BIOSWR_STS (bit 8): BIOSWE was set while BLE was set.
+pub const TCO1_STS_BIOSWR: u16 = 1 << 8;
+/// TCO1_STS.DMISMI_STS (bit 10): the MCH sent an SMI message over DMI.
+pub const TCO1_STS_DMISMI: u16 = 1 << 10;
+/// PM1_CNT.SLP_TYP value for S5 (soft off) on the ICH9 (§13.8.3.3).
+pub const SLP_TYP_S5: u8 = 7;
 /// The APM command that sets SCI_EN (ACPI enable).
 pub const APM_CMD_ACPI_ENABLE: u8 = 0x02;
 /// The APM command that clears SCI_EN (ACPI disable).
@@ -121,6 +166,19 @@ pub struct Ich9Lpc {
     periodic: SmiTimer,
     swsmi: SmiTimer,
     clock: Clock,
+    alt_gp_smi_en: u16,
+    alt_gp_smi_sts: u16,
+    tco1_sts: u16,
+    /// The UHCI legacy-support block asserts LEGACY_USB_STS.
+    legacy_usb: bool,
+    /// The chipset configuration registers behind RCBA (plain storage except the trap
+    /// registers).
+    rcba: Vec<u8>,
+    /// IOTR0-IOTR3 decoded; `any_trap` is whether one is enabled (the per-port fast path).
+    traps: [IoTrapRegister; 4],
+    any_trap: bool,
+    /// SLP_EN was written with SLP_TYP = S5.
+    power_off: bool,
 }
 
 impl Ich9Lpc {
@@ -152,6 +210,14 @@ impl Ich9Lpc {
             periodic: SmiTimer::new(1, true),
             swsmi: SmiTimer::new(1, false),
             clock,
+            alt_gp_smi_en: 0,
+            alt_gp_smi_sts: 0,
+            tco1_sts: 0,
+            legacy_usb: false,
+            rcba: vec![0; RCBA_SIZE as usize],
+            traps: [IoTrapRegister(0); 4],
+            any_trap: false,
+            power_off: false,
         };
         lpc.periodic = SmiTimer::new(lpc.periodic_period(), true);
         lpc.periodic.arm(Ticks(0));
@@ -172,9 +238,148 @@ impl Ich9Lpc {
         self.smi_en
     }
 
-    /// SMI_STS.
+    /// SMI_STS as the guest reads it (with the summary bits).
     pub fn smi_sts(&self) -> u32 {
-        self.smi_sts
+        let mut v = self.smi_sts;
+        if self.legacy_usb {
+            v |= SMI_STS_LEGACY_USB_STS;
+        }
+        if self.alt_gp_smi_sts & self.alt_gp_smi_en != 0 {
+            v |= SMI_STS_GPI_STS;
+        }
+        if self.tco1_sts != 0 {
+            v |= SMI_STS_TCO_STS;
+        }
+        if self.trsr() != 0 {
+            v |= SMI_STS_MONITOR_STS;
+        }
+        v
+    }
+
+    /// ALT_GP_SMI_STS.
+    pub fn alt_gp_smi_sts(&self) -> u16 {
+        self.alt_gp_smi_sts
+    }
+
+    /// TCO1_STS.
+    pub fn tco1_sts(&self) -> u16 {
+        self.tco1_sts
+    }
+
+    /// GPI `n` asserts (a rising edge): sets ALT_GP_SMI_STS bit n and raises an SMI for
+    /// `cause` when ALT_GP_SMI_EN bit n (and GBL_SMI_EN) allow.
+    pub fn gpi(&mut self, n: u8, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
+        let bit = 1u16 << (n & 15);
+        self.alt_gp_smi_sts |= bit;
+        if self.alt_gp_smi_en & bit != 0 {
+            self.smi(cause, now, smi);
+        }
+    }
+
+    /// The MCH's SMI message over DMI (a memory error): TCO1_STS.DMISMI_STS, SMI with TCO_EN.
+    pub fn dmi_smi(&mut self, now: Ticks, smi: &mut SmiLatch) {
+        self.tco_event(TCO1_STS_DMISMI, SmiCause::MemoryError, now, smi);
+    }
+
+    fn tco_event(&mut self, bit: u16, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
+        self.tco1_sts |= bit;
+        if self.smi_en & SMI_EN_TCO_EN != 0 {
+            self.smi(cause, now, smi);
+        }
+    }
+
+    /// The UHCI legacy-support block's SMI output is now `level`; `raise` is the SMI of the
+    /// event that changed it (raised if level, LEGACY_USB_EN and GBL_SMI_EN allow).
+    pub fn legacy_usb(&mut self, level: bool, raise: Option<SmiCause>, now: Ticks, smi: &mut SmiLatch) {
+        self.legacy_usb = level;
+        if let (true, Some(cause)) = (level, raise) {
+            if self.smi_en & SMI_EN_LEGACY_USB_EN != 0 {
+                self.smi(cause, now, smi);
+            }
+        }
+    }
+
+    /// Whether a write to the BIOS flash stores: BIOSWE, and SMM if SMM_BWP is set.
+    pub fn flash_writable(&self, smm: bool) -> bool {
+        let b = self.bios_cntl();
+        b & BIOS_CNTL_BIOSWE != 0 && (b & BIOS_CNTL_SMM_BWP == 0 || smm)
+    }
+
+    /// Whether the guest wrote SLP_EN with SLP_TYP = S5; clears the request.
+    pub fn take_power_off(&mut self) -> bool {
+        std::mem::take(&mut self.power_off)
+    }
+
+    /// The RCBA window's base, when RCBA.EN is set.
+    pub fn rcba_base(&self) -> Option<u64> {
+        let r = self.cfg.read(LPC_RCBA, 4);
+        (r & RCBA_EN != 0).then_some((r & 0xffff_c000) as u64)
+    }
+
+    /// TRSR.CTRS.
+    pub fn trsr(&self) -> u8 {
+        self.rcba[RCBA_TRSR as usize] & 0x0f
+    }
+
+    /// IOTRn.
+    pub fn iotr(&self, n: usize) -> IoTrapRegister {
+        self.traps[n & 3]
+    }
+
+    /// Reads the chipset configuration registers at `offset` (bytes past the window read all
+    /// ones).
+    pub fn rcba_read(&self, offset: u64, size: u8) -> u64 {
+        let mut v = 0u64;
+        for k in 0..size.min(8) as u64 {
+            let b = offset.checked_add(k).and_then(|o| self.rcba.get(usize::try_from(o).ok()?)).copied().unwrap_or(0xff);
+            v |= (b as u64) << (8 * k);
+        }
+        v
+    }
+
+    /// Writes the chipset configuration registers at `offset`: TRSR is write-one-to-clear,
+    /// TRCR and TWDR are read-only, IOTRn reprogram the traps, the rest is storage.
+    pub fn rcba_write(&mut self, offset: u64, size: u8, value: u64) {
+        for k in 0..size.min(8) as u64 {
+            let Some(Ok(o)) = offset.checked_add(k).map(u16::try_from) else { return };
+            if o as u64 >= RCBA_SIZE {
+                return;
+            }
+            let b = (value >> (8 * k)) as u8;
+            match o {
+                RCBA_TRSR => self.rcba[o as usize] &= !(b & 0x0f),
+                0x1e01..=0x1e03 => {}
+                0x1e10..=0x1e1f => {}
+                _ => self.rcba[o as usize] = b,
+            }
+        }
+        for n in 0..4 {
+            let o = (RCBA_IOTR0 as usize) + 8 * n;
+            let mut r = [0u8; 8];
+            r.copy_from_slice(&self.rcba[o..o + 8]);
+            self.traps[n] = IoTrapRegister(u64::from_le_bytes(r));
+        }
+        self.any_trap = self.traps.iter().any(|t| t.enabled());
+    }
+
+    /// An I/O access the IOTRn ranges may trap (ICH9 §10.1.51): on a hit, TRSR, TRCR and
+    /// TWDR record it, MONITOR_STS reads 1, a synchronous SMI is raised (with GBL_SMI_EN),
+    /// and the caller drops the access (true).
+    pub fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if !self.any_trap {
+            return false;
+        }
+        let Some((n, lanes)) = self.traps.iter().enumerate().find_map(|(n, t)| t.hit(port, size, write).map(|l| (n, l))) else {
+            return false;
+        };
+        self.rcba[RCBA_TRSR as usize] |= 1 << n;
+        let trcr = (port as u32 & 0xfffc) | (lanes as u32) << 16 | (!write as u32) << 24;
+        self.rcba[RCBA_TRCR as usize..RCBA_TRCR as usize + 4].copy_from_slice(&trcr.to_le_bytes());
+        if write {
+            self.rcba[RCBA_TWDR as usize..RCBA_TWDR as usize + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        self.smi(SmiCause::IoTrap { port, write }, now, smi);
+        true
     }
 
     /// Whether SMI_LOCK is set.
@@ -212,9 +417,16 @@ impl Ich9Lpc {
         }
     }
 
-    /// A configuration write at guest time `now` (timer rates may change).
-    pub fn config_write_at(&mut self, offset: u8, size: u8, value: u32, now: Ticks) {
+    /// A configuration write at guest time `now` (timer rates may change; setting BIOSWE
+    /// while BLE is set raises the BIOSWR SMI).
+    pub fn config_write_at(&mut self, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
+        let bios_was = self.bios_cntl();
         self.cfg.write(offset, size, value);
+        let bios = self.bios_cntl();
+        // ICH9 §13.1.29: BIOSWE 0 -> 1 with BLE set sets BIOSWR_STS and asserts SMI# (TCO).
+        if bios_was & BIOS_CNTL_BIOSWE == 0 && bios & BIOS_CNTL_BIOSWE != 0 && bios & BIOS_CNTL_BLE != 0 {
+            self.tco_event(TCO1_STS_BIOSWR, SmiCause::BiosWrite, now, smi);
+        }
         if self.smi_locked() {
             self.cfg.set_wmask(LPC_GEN_PMCON_1, 2, (GEN_PMCON_1_WMASK & !GEN_PMCON_1_SMI_LOCK) as u32);
         }
@@ -245,13 +457,19 @@ impl Ich9Lpc {
         }
         match offset {
             SMI_EN..=0x33 => (self.smi_en >> (8 * (offset - SMI_EN))) as u8,
-            SMI_STS..=0x37 => (self.smi_sts >> (8 * (offset - SMI_STS))) as u8,
+            SMI_STS..=0x37 => (self.smi_sts() >> (8 * (offset - SMI_STS))) as u8,
+            ALT_GP_SMI_EN..=0x39 => (self.alt_gp_smi_en >> (8 * (offset - ALT_GP_SMI_EN))) as u8,
+            ALT_GP_SMI_STS..=0x3b => (self.alt_gp_smi_sts >> (8 * (offset - ALT_GP_SMI_STS))) as u8,
+            TCO1_STS..=0x65 => (self.tco1_sts >> (8 * (offset - TCO1_STS))) as u8,
             _ => 0,
         }
     }
 
     fn write_byte(&mut self, offset: u16, b: u8) {
         if self.pm.write_byte(offset, b) {
+            if let Some(typ) = self.pm.take_sleep() {
+                self.power_off |= typ == SLP_TYP_S5;
+            }
             return;
         }
         match offset {
@@ -264,7 +482,13 @@ impl Ich9Lpc {
                 let m = m & (0xff << shift);
                 self.smi_en = (self.smi_en & !m) | (((b as u32) << shift) & m);
             }
-            SMI_STS..=0x37 => self.smi_sts &= !((b as u32) << (8 * (offset - SMI_STS))),
+            SMI_STS..=0x37 => self.smi_sts &= !(((b as u32) << (8 * (offset - SMI_STS))) & !SMI_STS_SUMMARY),
+            ALT_GP_SMI_EN..=0x39 => {
+                let shift = 8 * (offset - ALT_GP_SMI_EN);
+                self.alt_gp_smi_en = (self.alt_gp_smi_en & !(0xff << shift)) | ((b as u16) << shift);
+            }
+            ALT_GP_SMI_STS..=0x3b => self.alt_gp_smi_sts &= !((b as u16) << (8 * (offset - ALT_GP_SMI_STS))),
+            TCO1_STS..=0x65 => self.tco1_sts &= !(((b as u16) << (8 * (offset - TCO1_STS))) & (TCO1_STS_BIOSWR | TCO1_STS_DMISMI)),
             _ => {}
         }
     }
@@ -329,7 +553,7 @@ impl PciFunction for Ich9Lpc {
     }
 
     fn config_write(&mut self, offset: u8, size: u8, value: u32) {
-        self.config_write_at(offset, size, value, Ticks(0));
+        self.config_write_at(offset, size, value, Ticks(0), &mut SmiLatch::default());
     }
 }
 
@@ -460,7 +684,7 @@ mod tests {
         let mut l = lpc();
         let mut s = SmiLatch::default();
         // PER_SMI_SEL = 11b: 8 s.
-        l.config_write_at(LPC_GEN_PMCON_1, 2, 0b11, Ticks(0));
+        l.config_write_at(LPC_GEN_PMCON_1, 2, 0b11, Ticks(0), &mut s);
         l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_PERIODIC_EN, Ticks(0));
         assert_eq!(l.next_deadline(), Some(Ticks(8 * IPS)));
         assert_eq!(l.next_wake(), Some(Ticks(8 * IPS)));
@@ -519,6 +743,95 @@ mod tests {
         l.pm_write(SMI_EN, 4, 0xffff_ffff, Ticks(0));
         assert_eq!(l.smi_en(), SMI_EN_WMASK);
         assert_eq!(l.pm_read(8, 4, Ticks(IPS)), 3_579_545 & 0xff_ffff);
+    }
+
+    #[test]
+    fn gpi_sets_alt_gp_smi_sts_and_raises_only_when_enabled() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.gpi(GPI_HWMON, SmiCause::Thermal, Ticks(1), &mut s);
+        assert!(!s.is_pending());
+        assert_eq!(l.pm_read(ALT_GP_SMI_STS, 2, Ticks(0)), 2);
+        assert_eq!(l.smi_sts() & SMI_STS_GPI_STS, 0, "GPI_STS needs the enable");
+        l.pm_write(ALT_GP_SMI_EN, 2, 0xffff, Ticks(0));
+        assert_eq!(l.pm_read(ALT_GP_SMI_EN, 2, Ticks(0)), 0xffff);
+        assert_ne!(l.smi_sts() & SMI_STS_GPI_STS, 0);
+        l.pm_write(SMI_STS, 4, 0xffff_ffff, Ticks(0));
+        assert_ne!(l.smi_sts() & SMI_STS_GPI_STS, 0, "summary bits are read-only");
+        l.gpi(GPI_HWMON, SmiCause::Thermal, Ticks(2), &mut s);
+        assert_eq!(s.drain_raised().collect::<Vec<_>>(), vec![(SmiCause::Thermal, Ticks(2))]);
+        l.pm_write(ALT_GP_SMI_STS + 1, 1, 0xff, Ticks(0));
+        assert_eq!(l.alt_gp_smi_sts(), 2, "write one to clear, byte-wise");
+        l.pm_write(ALT_GP_SMI_STS, 1, 2, Ticks(0));
+        assert_eq!(l.smi_sts(), 0);
+    }
+
+    #[test]
+    fn tco_events_need_tco_en_and_gbl_smi_en() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_TCO_EN, Ticks(0));
+        l.dmi_smi(Ticks(1), &mut s);
+        assert!(!s.is_pending(), "GBL_SMI_EN off");
+        assert_eq!(l.tco1_sts(), TCO1_STS_DMISMI);
+        assert_ne!(l.smi_sts() & SMI_STS_TCO_STS, 0);
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.dmi_smi(Ticks(1), &mut s);
+        assert!(!s.is_pending(), "TCO_EN off");
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_TCO_EN, Ticks(0));
+        l.dmi_smi(Ticks(1), &mut s);
+        assert!(s.is_pending());
+        l.pm_write(TCO1_STS, 2, 0xffff, Ticks(0));
+        assert_eq!((l.tco1_sts(), l.smi_sts()), (0, 0));
+    }
+
+    #[test]
+    fn legacy_usb_level_shows_in_smi_sts_and_raises_with_legacy_usb_en() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN, Ticks(0));
+        l.legacy_usb(true, Some(SmiCause::Usb), Ticks(1), &mut s);
+        assert!(!s.is_pending());
+        assert_eq!(l.smi_sts(), SMI_STS_LEGACY_USB_STS);
+        l.pm_write(SMI_EN, 4, SMI_EN_GBL_SMI_EN | SMI_EN_LEGACY_USB_EN, Ticks(0));
+        l.legacy_usb(true, Some(SmiCause::IoTrap { port: 0x60, write: false }), Ticks(2), &mut s);
+        assert!(s.is_io_trap());
+        l.legacy_usb(false, None, Ticks(3), &mut s);
+        assert_eq!(l.smi_sts(), 0);
+    }
+
+    #[test]
+    fn rcba_window_follows_rcba_en_and_iotr_programs_the_traps() {
+        let mut l = lpc();
+        let mut s = SmiLatch::default();
+        assert_eq!(l.rcba_base(), None);
+        l.config_write(LPC_RCBA, 4, 0xfed1_c001);
+        assert_eq!(l.rcba_base(), Some(0xfed1_c000));
+        l.rcba_write(RCBA_IOTR0 as u64 + 8, 8, 1 | 0xb0 | 0xf << 32);
+        assert!(l.iotr(1).enabled());
+        assert!(!l.io_trap(0xb0, 1, false, 0, Ticks(0), &mut s), "reads are not trapped");
+        assert!(l.io_trap(0xb2, 1, true, 0x12, Ticks(0), &mut s));
+        assert_eq!(l.trsr(), 2);
+        assert!(!s.is_pending(), "GBL_SMI_EN off: recorded, no SMI");
+        l.rcba_write(RCBA_TRSR as u64, 2, 0xffff);
+        assert_eq!(l.trsr(), 0);
+        l.rcba_write(RCBA_SIZE - 2, 8, u64::MAX);
+        assert_eq!(l.rcba_read(RCBA_SIZE - 2, 4), 0xffff_ffff);
+        assert_eq!(l.rcba_read(u64::MAX - 2, 8), u64::MAX);
+        l.rcba_write(u64::MAX - 2, 8, 0);
+    }
+
+    #[test]
+    fn pm1_cnt_slp_en_with_s5_requests_power_off() {
+        let mut l = lpc();
+        l.pm_write(0x04, 4, 5 << 10 | 1 << 13, Ticks(0));
+        assert!(!l.take_power_off());
+        l.pm_write(0x04, 4, 7 << 10, Ticks(0));
+        assert!(!l.take_power_off(), "SLP_TYP alone does nothing");
+        l.pm_write(0x05, 1, 1 << 5 | 7 << 2, Ticks(0));
+        assert!(l.take_power_off());
+        assert!(!l.take_power_off());
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! §5.1 "Host Bridge/DRAM Controller Registers (D0:F0)"); EXT_TSEG_MBYTES (0x50) is QEMU's
 //! (`include/hw/pci-host/q35.h`).
 //!
+//! Memory errors (§5.1.40-5.1.41): ERRSTS (0xC8) and SMICMD (0xCC) as the datasheet has them;
+//! DEAP (0xD0) and CECNT (0xD4) are smmlab's own (on real parts the error address is in
+//! MCHBAR). [`Mch::memory_error`] is the ECC logic seeing an error.
+//!
 //! Lock semantics: the write is applied first, then, if D_LCK is set, D_OPEN is forced to 0,
 //! SMRAM stays writable only in D_CLS and ESMRAMC becomes read-only, until reset. A single
 //! write of D_LCK | D_OPEN therefore leaves D_OPEN = 0.
@@ -78,6 +82,23 @@ pub const MCH_BGSM: u8 = 0xa8;
 pub const MCH_TSEGMB: u8 = 0xac;
 /// Top of low usable DRAM.
 pub const MCH_TOLUD: u8 = 0xb0;
+/// ERRSTS, error status (16 bits, write one to clear).
+pub const MCH_ERRSTS: u8 = 0xc8;
+/// ERRSTS.DSERR (bit 0): a correctable (single-bit) DRAM ECC error.
+pub const ERRSTS_DSERR: u16 = 1 << 0;
+/// ERRSTS.DMERR (bit 1): an uncorrectable (multi-bit) DRAM ECC error.
+pub const ERRSTS_DMERR: u16 = 1 << 1;
+/// SMICMD, SMI command (16 bits): send an SMI message over DMI when DSERR/DMERR sets.
+pub const MCH_SMICMD: u8 = 0xcc;
+/// SMICMD.DSESMI (bit 0).
+pub const SMICMD_DSESMI: u16 = 1 << 0;
+/// SMICMD.DMESMI (bit 1).
+pub const SMICMD_DMESMI: u16 = 1 << 1;
+/// DEAP (smmlab's own, 32 bits, RO): the 4 KiB-aligned address of the last error.
+pub const MCH_DEAP: u8 = 0xd0;
+/// CECNT (smmlab's own, 16 bits, RO): correctable errors since reset.
+pub const MCH_CECNT: u8 = 0xd4;
+
 /// QEMU's default extended TSEG size for machine types up to pc-q35-10.1.
 pub const DEFAULT_EXT_TSEG_MBYTES: u16 = 16;
 
@@ -86,6 +107,8 @@ pub const DEFAULT_EXT_TSEG_MBYTES: u16 = 16;
 pub struct Mch {
     cfg: ConfigSpace,
     ext_tseg_mbytes: u16,
+    /// Registers whose write D_LCK dropped or changed ("SMRAM", "ESMRAMC"), until taken.
+    violations: Vec<&'static str>,
 }
 
 impl Mch {
@@ -112,7 +135,28 @@ impl Mch {
         for (reg, size) in [(MCH_TOM, 2), (MCH_TOUUD, 2), (MCH_GBSM, 4), (MCH_BGSM, 4), (MCH_TSEGMB, 4), (MCH_TOLUD, 2)] {
             cfg.set_wmask(reg, size, u32::MAX);
         }
-        Mch { cfg, ext_tseg_mbytes }
+        cfg.set_w1cmask(MCH_ERRSTS, 2, (ERRSTS_DSERR | ERRSTS_DMERR) as u32);
+        cfg.set_wmask(MCH_SMICMD, 2, (SMICMD_DSESMI | SMICMD_DMESMI) as u32);
+        Mch { cfg, ext_tseg_mbytes, violations: Vec::new() }
+    }
+
+    /// The ECC logic saw an error at `addr`: ERRSTS, DEAP and CECNT record it. Returns
+    /// whether SMICMD asks for an SMI message over DMI.
+    pub fn memory_error(&mut self, addr: u64, uncorrectable: bool) -> bool {
+        let errsts = self.cfg.read(MCH_ERRSTS, 2) as u16;
+        let (bit, en) = if uncorrectable { (ERRSTS_DMERR, SMICMD_DMESMI) } else { (ERRSTS_DSERR, SMICMD_DSESMI) };
+        self.cfg.set(MCH_ERRSTS, 2, (errsts | bit) as u32);
+        self.cfg.set(MCH_DEAP, 4, (addr as u32) & !0xfff);
+        if !uncorrectable {
+            let n = self.cfg.read(MCH_CECNT, 2) as u16;
+            self.cfg.set(MCH_CECNT, 2, n.saturating_add(1) as u32);
+        }
+        self.cfg.read(MCH_SMICMD, 2) as u16 & en != 0
+    }
+
+    /// Registers whose guest write D_LCK dropped or changed since the last call.
+    pub fn take_lock_violations(&mut self) -> Vec<&'static str> {
+        std::mem::take(&mut self.violations)
     }
 
     /// Whether D_LCK is set.
@@ -181,6 +225,7 @@ impl PciFunction for Mch {
     }
 
     fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+        let locked_before = self.locked();
         self.cfg.write(offset, size, value);
         let ext = offset as u16 <= MCH_EXT_TSEG_MBYTES as u16 + 1 && offset as u16 + size as u16 > MCH_EXT_TSEG_MBYTES as u16;
         if ext && self.ext_tseg_mbytes != 0 && self.cfg.read(MCH_EXT_TSEG_MBYTES, 2) == MCH_EXT_TSEG_MBYTES_QUERY as u32 {
@@ -191,6 +236,16 @@ impl PciFunction for Mch {
             self.cfg.set(MCH_SMRAM, 1, s as u32);
             self.cfg.set_wmask(MCH_SMRAM, 1, SMRAM_WMASK_LCK as u32);
             self.cfg.set_wmask(MCH_ESMRAMC, 1, 0);
+        }
+        if locked_before {
+            for (reg, mask, name) in [(MCH_SMRAM, SMRAM_WMASK, "SMRAM"), (MCH_ESMRAMC, ESMRAMC_WMASK, "ESMRAMC")] {
+                if (offset..offset.saturating_add(size.min(4))).contains(&reg) {
+                    let written = (value >> (8 * (reg - offset))) as u8;
+                    if written & mask != self.cfg.byte(reg) & mask {
+                        self.violations.push(name);
+                    }
+                }
+            }
         }
     }
 }
@@ -321,6 +376,41 @@ mod tests {
         assert_eq!(m.ecam(), Some((0xb000_0000, 256 << 20)));
         m.config_write(MCH_PCIEXBAR, 4, 0xb000_0007);
         assert_eq!(m.ecam(), None, "reserved length");
+    }
+
+    #[test]
+    fn ecc_errors_set_errsts_deap_cecnt_and_ask_for_smi_per_smicmd() {
+        let mut m = mch();
+        assert!(!m.memory_error(0x12_3456, false), "SMICMD off");
+        assert_eq!(m.config_read(MCH_ERRSTS, 2), 1);
+        assert_eq!(m.config_read(MCH_DEAP, 4), 0x12_3000);
+        assert_eq!(m.config_read(MCH_CECNT, 2), 1);
+        m.config_write(MCH_SMICMD, 2, 0xffff);
+        assert_eq!(m.config_read(MCH_SMICMD, 2), 3);
+        assert!(m.memory_error(0x40_0000, true));
+        assert_eq!(m.config_read(MCH_ERRSTS, 2), 3);
+        assert_eq!(m.config_read(MCH_CECNT, 2), 1, "uncorrectable errors are not counted");
+        m.config_write(MCH_DEAP, 4, 0);
+        m.config_write(MCH_CECNT, 2, 0);
+        assert_eq!((m.config_read(MCH_DEAP, 4), m.config_read(MCH_CECNT, 2)), (0x40_0000, 1), "read-only");
+        m.config_write(MCH_ERRSTS, 2, 1);
+        assert_eq!(m.config_read(MCH_ERRSTS, 2), 2, "write one to clear");
+    }
+
+    #[test]
+    fn writes_that_d_lck_blocks_are_reported() {
+        let mut m = mch();
+        m.config_write(MCH_ESMRAMC, 1, 0x3f);
+        m.config_write(MCH_SMRAM, 1, 0x1a);
+        assert!(m.take_lock_violations().is_empty(), "setting the lock is no violation");
+        m.config_write(MCH_SMRAM, 1, 0x1a);
+        m.config_write(MCH_SMRAM - 1, 4, 0x003f_1a00);
+        assert!(m.take_lock_violations().is_empty(), "writing the current values is fine");
+        m.config_write(MCH_SMRAM, 1, 0x4a);
+        m.config_write(MCH_ESMRAMC, 1, 0x3e);
+        assert_eq!(m.take_lock_violations(), vec!["SMRAM", "ESMRAMC"]);
+        m.config_write(MCH_SMRAM, 2, 0x3e1a);
+        assert_eq!(m.take_lock_violations(), vec!["ESMRAMC"]);
     }
 
     #[test]
