@@ -8,6 +8,11 @@ pub mod scenarios;
 /// The ROM image: 128 KiB, mapped to end at 4 GiB.
 pub static ROM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/smmlab-builtin.rom"));
 
+/// The flash sector that holds the firmware's settings (firmware/src/hw.rs SETTINGS_FLASH):
+/// its offset in [`ROM`] and its size. Erased (all ones) in the image.
+pub const SETTINGS_SECTOR_OFFSET: usize = 0xf000;
+pub const SETTINGS_SECTOR_SIZE: usize = 0x1000;
+
 #[cfg(test)]
 mod tests {
     use super::ROM;
@@ -19,5 +24,7 @@ mod tests {
         assert_eq!(&ROM[..4], b"SMMI");
         let entry = u64::from_le_bytes(ROM[16..24].try_into().unwrap());
         assert!(entry >= 0xffff_ffff_8000_0000, "SMM entry {entry:#x} at SMM_VA");
+        let sector = &ROM[super::SETTINGS_SECTOR_OFFSET..][..super::SETTINGS_SECTOR_SIZE];
+        assert!(sector.iter().all(|&b| b == 0xff), "the settings sector is erased flash");
     }
 }

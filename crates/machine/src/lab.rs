@@ -96,6 +96,15 @@ impl Board {
         }
     }
 
+    /// The flash (ROM image), to change before the run (saved settings, say).
+    pub fn flash_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Board::Q35(p) => Some(p.rom.as_mut_slice()),
+            Board::Pc(p) => Some(p.rom.as_mut_slice()),
+            Board::Minimal(_) => None,
+        }
+    }
+
     /// The flash (ROM image) as the guest left it.
     pub fn flash(&self) -> Option<&[u8]> {
         match self {

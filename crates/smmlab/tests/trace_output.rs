@@ -107,9 +107,13 @@ fn vcd_reads_back_with_smiact_high_during_each_smi() {
     assert_eq!(h.timescale, Some((1, vcd::TimescaleUnit::NS)));
     let code = |path: &[&str]| h.find_var(path).unwrap_or_else(|| panic!("no {path:?}")).code;
     let (smi, smiact, apm, cnt) = (code(&["smmlab", "cpu0", "smi"]), code(&["smmlab", "cpu0", "smiact"]), code(&["smmlab", "source", "apm"]), code(&["smmlab", "apm_cnt"]));
-    for w in ["periodic", "swsmi_timer", "io_trap", "pin", "ipi"] {
+    // One wire per source; each rises once per SMI of its source.
+    let sources = [("swsmi-timer", "swsmi_timer"), ("io-trap", "io_trap"), ("usb", "usb"), ("memory-error", "memory_error"), ("bios-write", "bios_write"), ("thermal", "thermal")];
+    for w in ["periodic", "pin", "ipi", "unknown"] {
         code(&["smmlab", "source", w]);
     }
+    let wires: Vec<_> = sources.iter().map(|(_, w)| code(&["smmlab", "source", w])).collect();
+    let mut rises = vec![0u64; wires.len()];
     let (mut now, mut act, mut smi_high) = (0u64, false, false);
     let (mut spans, mut since, mut smi_rises, mut apm_rises, mut cmds) = (Vec::new(), 0, 0, 0, Vec::new());
     for c in p {
@@ -134,6 +138,7 @@ fn vcd_reads_back_with_smiact_high_during_each_smi() {
                 smi_high = v == Value::V1;
             }
             Vcd::ChangeScalar(i, Value::V1) if i == apm => apm_rises += 1,
+            Vcd::ChangeScalar(i, Value::V1) if wires.contains(&i) => rises[wires.iter().position(|w| *w == i).unwrap()] += 1,
             Vcd::ChangeVector(i, v) if i == cnt => cmds.push(v.iter().fold(0u8, |a, b| a << 1 | u8::from(b == Value::V1))),
             _ => {}
         }
@@ -142,6 +147,10 @@ fn vcd_reads_back_with_smiact_high_during_each_smi() {
     assert_eq!(spans.len(), smis);
     assert_eq!(smi_rises, smis);
     assert_eq!(apm_rises as u64, t.summary["smis_by_source"]["apm"].as_u64().unwrap());
+    for ((source, _), n) in sources.iter().zip(&rises) {
+        assert_eq!(*n, t.summary["smis_by_source"][source].as_u64().unwrap_or(0), "{source}");
+    }
+    assert!(rises[..5].iter().all(|&n| n > 0), "the default scenario raises these sources: {rises:?}");
     assert!(!act, "SMIACT# still high at the end");
     // SMIACT# is high exactly during the SMIs of the trace file (same guest times).
     let j: serde_json::Value = serde_json::from_slice(&t.json).unwrap();

@@ -58,6 +58,10 @@ pub fn trace_json(t: &Timeline, debugcon: &[(u64, String)]) -> Value {
     for (at, text) in debugcon {
         ev.push(json!({"name": text, "cat": "debugcon", "ph": "i", "s": "t", "ts": us(ns(*at, ips)), "pid": 1, "tid": DEBUGCON_TID}));
     }
+    for n in t.notes() {
+        let cat = if n.alert { "alert" } else { "platform" };
+        ev.push(json!({"name": n.text, "cat": cat, "ph": "i", "s": "g", "ts": us(ns(n.at, ips)), "pid": 1, "tid": 0}));
+    }
     if let Some(l) = t.locked_at() {
         ev.push(json!({"name": "SMRAM locked (D_LCK)", "cat": "smram", "ph": "i", "s": "g", "ts": us(ns(l, ips)), "pid": 1, "tid": 0}));
     }

@@ -95,6 +95,20 @@ pub enum Line {
     Smi(usize),
     /// The guest wrote this line to debugcon outside SMM.
     Debugcon(String),
+    /// Something the platform saw that the user should see: the note at this position of
+    /// [`Timeline::notes`] (power-off, injected errors, thermal limits, SMRAM attacks).
+    Note(usize),
+}
+
+/// A platform event shown between the SMIs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Guest time (ticks).
+    pub at: u64,
+    /// Whether it is a security alert (an attack on SMRAM or a refused one).
+    pub alert: bool,
+    /// What happened.
+    pub text: String,
 }
 
 /// Builds [`SmiRecord`]s from machine events.
@@ -107,6 +121,7 @@ pub struct Timeline {
     pending_since: Option<u64>,
     locked_at: Option<u64>,
     last: u64,
+    notes: Vec<Note>,
 }
 
 impl Timeline {
@@ -123,6 +138,23 @@ impl Timeline {
     /// Finished SMIs, in order (plus the unfinished one after [`Timeline::finish`]).
     pub fn records(&self) -> &[SmiRecord] {
         &self.records
+    }
+
+    /// The platform notes, in order.
+    pub fn notes(&self) -> &[Note] {
+        &self.notes
+    }
+
+    fn note(&mut self, at: u64, alert: bool, text: String) -> Option<Line> {
+        self.seen(at);
+        self.notes.push(Note { at, alert, text });
+        Some(Line::Note(self.notes.len() - 1))
+    }
+
+    /// One line for a note: its guest time, then the text (alerts marked `!!`).
+    pub fn format_note(&self, n: &Note) -> String {
+        let at = ns(n.at, self.ips);
+        format!("[{:>4}.{:06} ms] {} {}", at / 1_000_000, at % 1_000_000, if n.alert { "!!" } else { "--" }, n.text)
     }
 
     /// When SMRAM was locked (D_LCK), in ticks.
@@ -189,15 +221,36 @@ impl Timeline {
                     _ => Some(Line::Debugcon(text.clone())),
                 }
             }
-            MachineEvent::SmramConfigChanged { icount, .. }
-            | MachineEvent::PamChanged { icount, .. }
-            | MachineEvent::PowerOff { icount, .. }
-            | MachineEvent::MemoryErrorInjected { icount, .. }
-            | MachineEvent::ThermalLimit { icount, .. }
-            | MachineEvent::SmramLockViolation { icount, .. }
-            | MachineEvent::SmramWrittenOutsideSmm { icount, .. } => {
+            MachineEvent::SmramConfigChanged { old, new, icount } => {
+                // Once the firmware has locked SMRAM, any change is news; before, it is set-up.
+                if self.locked_at.is_some() || (old.t_en && !new.t_en) {
+                    let what = if old.t_en && !new.t_en { "TSEG disabled (ESMRAMC.T_EN cleared): TSEG is ordinary memory now" } else { "SMRAM decoding changed" };
+                    return self.note(*icount, old.t_en && !new.t_en, what.to_string());
+                }
                 self.seen(*icount);
                 None
+            }
+            MachineEvent::PamChanged { icount, .. } => {
+                self.seen(*icount);
+                None
+            }
+            MachineEvent::PowerOff { from_smm, icount } => {
+                let who = if *from_smm { "by the SMI handler" } else { "by the OS" };
+                self.note(*icount, false, format!("power off: S5 requested {who}"))
+            }
+            MachineEvent::MemoryErrorInjected { addr, uncorrectable, icount } => {
+                let kind = if *uncorrectable { "uncorrectable" } else { "correctable" };
+                self.note(*icount, false, format!("ECC error injected: {kind} at {addr:#x}"))
+            }
+            MachineEvent::ThermalLimit { temp_c, crit, icount } => {
+                let which = if *crit { "critical" } else { "high" };
+                self.note(*icount, false, format!("hardware monitor: {temp_c} C reached the {which} limit, SMI# asserted"))
+            }
+            MachineEvent::SmramLockViolation { register, icount } => {
+                self.note(*icount, true, format!("SMRAM lock violation: a write to {register} was refused (D_LCK is set)"))
+            }
+            MachineEvent::SmramWrittenOutsideSmm { addr, icount } => {
+                self.note(*icount, true, format!("SMRAM written from outside SMM at {addr:#x} (TSEG open to non-SMM code)"))
             }
         }
     }
@@ -334,6 +387,18 @@ pub(crate) mod tests {
         assert_eq!((t.records()[1].outcome.clone(), t.records()[1].ticks()), (Outcome::Unfinished, 10));
         assert!(t.format(&t.records()[1]).contains("run ended in SMM"));
         assert_eq!(t.finish(30), None);
+    }
+
+    #[test]
+    fn platform_events_become_notes_with_alerts() {
+        let mut t = Timeline::new(1_000_000_000);
+        assert_eq!(t.feed(&MachineEvent::SmramLockViolation { register: "ESMRAMC", icount: 2_000 }), Some(Line::Note(0)));
+        assert_eq!(t.feed(&MachineEvent::PowerOff { from_smm: true, icount: 3_000 }), Some(Line::Note(1)));
+        let n = t.notes();
+        assert!(n[0].alert && !n[1].alert);
+        assert_eq!(t.format_note(&n[0]), "[   0.002000 ms] !! SMRAM lock violation: a write to ESMRAMC was refused (D_LCK is set)");
+        assert_eq!(t.format_note(&n[1]), "[   0.003000 ms] -- power off: S5 requested by the SMI handler");
+        assert_eq!(t.last_time(), 3_000);
     }
 
     #[test]

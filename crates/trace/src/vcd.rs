@@ -5,7 +5,7 @@
 //! - `cpu0.smi`: SMI# asserted (from the first source raising it to the CPU taking it);
 //! - `cpu0.smiact`: SMIACT# asserted (the CPU is in SMM: from entry to RSM);
 //! - `source.<name>`: one wire per SMI source (`apm`, `periodic`, `swsmi_timer`, `io_trap`,
-//!   `pin`, `ipi`, `unknown`), high while the CPU is in SMM for an SMI of that source;
+//!   `pin`, `ipi`, `memory_error`, `bios_write`, `thermal`, `usb`, `unknown`), high while the CPU is in SMM for an SMI of that source;
 //! - `apm_cnt[7:0]`: the last APM command value written (changes when an APM SMI is raised).
 //!
 //! SMI# and SMIACT# are active-low pins on real hardware; here 1 means *asserted*. Timestamps
@@ -19,13 +19,17 @@ use vcd::{IdCode, SimulationCommand, TimescaleUnit, Value};
 
 /// The SMI source wires, in header order: (source name of [`machine::smi::SmiCause::source`],
 /// wire name).
-pub const SOURCE_WIRES: [(&str, &str); 7] = [
+pub const SOURCE_WIRES: [(&str, &str); 11] = [
     ("apm", "apm"),
     ("periodic", "periodic"),
     ("swsmi-timer", "swsmi_timer"),
     ("io-trap", "io_trap"),
     ("pin", "pin"),
     ("ipi", "ipi"),
+    ("memory-error", "memory_error"),
+    ("bios-write", "bios_write"),
+    ("thermal", "thermal"),
+    ("usb", "usb"),
     ("unknown", "unknown"),
 ];
 

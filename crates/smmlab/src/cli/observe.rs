@@ -48,6 +48,10 @@ pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Obser
             let text = timeline.format(&timeline.records()[i]);
             print_line(bar, &text);
         }
+        Some(Line::Note(i)) if w.timeline => {
+            let t = &*timeline;
+            print_line(bar, &t.format_note(&t.notes()[i]));
+        }
         Some(Line::Debugcon(text)) => {
             if w.debugcon {
                 print_line(bar, &text);

@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Run a named scenario (see `smmlab scenarios`) [default: default].
     #[arg(long, value_name = "NAME", conflicts_with = "bios")]
     pub scenario: Option<String>,
+    /// Keep the built-in firmware's settings (its 4 KiB flash sector) in FILE: loaded before
+    /// the run if FILE exists, saved after it, so settings persist from one run to the next.
+    #[arg(long, value_name = "FILE", conflicts_with = "bios")]
+    pub nvram: Option<PathBuf>,
     /// Flag SMIs longer than this many microseconds of guest time (the BITS guideline is 150).
     #[arg(long, value_name = "US", default_value_t = trace::BITS_SMI_LATENCY_US)]
     pub smi_timeout: f64,
@@ -167,6 +171,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;
     }
+    if let Some(p) = &a.nvram {
+        load_nvram(&mut m, p)?;
+    }
     // Events are queued for the timeline and drained after every chunk of the run, when
     // something shows or writes the timeline; otherwise the board keeps only its counters.
     let wants_timeline = !a.quiet || a.vcd.is_some() || a.trace_json.is_some() || a.summary_json.is_some();
@@ -222,6 +229,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         print_summary(s, wall);
         print!("{}", latency.render());
     }
+    if let Some(p) = &a.nvram {
+        save_nvram(&m, p)?;
+    }
     if let Some(p) = &a.vcd {
         let f = std::fs::File::create(p).with_context(|| format!("cannot create VCD file {}", p.display()))?;
         trace::vcd::write_vcd(&observed.timeline, observed.end, f).with_context(|| format!("cannot write VCD file {}", p.display()))?;
@@ -254,6 +264,30 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;
     }
     Ok(s.exit_code)
+}
+
+/// The settings sector's bytes in the machine's flash.
+fn nvram_range() -> std::ops::Range<usize> {
+    firmware_image::SETTINGS_SECTOR_OFFSET..firmware_image::SETTINGS_SECTOR_OFFSET + firmware_image::SETTINGS_SECTOR_SIZE
+}
+
+fn load_nvram(m: &mut Machine, p: &std::path::Path) -> anyhow::Result<()> {
+    let data = match std::fs::read(p) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read settings file {}", p.display())),
+    };
+    if data.len() != firmware_image::SETTINGS_SECTOR_SIZE {
+        bail!("settings file {} is {} bytes; the settings sector is {} bytes", p.display(), data.len(), firmware_image::SETTINGS_SECTOR_SIZE);
+    }
+    let flash = m.board.flash_mut().context("--nvram needs a board with flash")?;
+    flash[nvram_range()].copy_from_slice(&data);
+    Ok(())
+}
+
+fn save_nvram(m: &Machine, p: &std::path::Path) -> anyhow::Result<()> {
+    let flash = m.board.flash().context("--nvram needs a board with flash")?;
+    std::fs::write(p, &flash[nvram_range()]).with_context(|| format!("cannot write settings file {}", p.display()))
 }
 
 fn print_summary(s: &RunSummary, wall: f64) {
