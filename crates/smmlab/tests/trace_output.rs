@@ -65,7 +65,11 @@ fn timeline_lists_relocation_and_each_sw_smi() {
     assert!(lines.iter().all(|l| l.contains(" us ") && l.contains(" instr")), "{}", t.out);
     // The OS's own debugcon lines still reach stdout, and the summaries follow.
     assert!(t.out.contains("os: all checks passed, exiting with 0\n"), "{}", t.out);
-    assert!(t.out.contains("--- SMI latency (guest time) ---") && t.out.contains("SMIs over 150 us:  none"), "{}", t.out);
+    assert!(t.out.contains("--- SMI latency (guest time) ---"), "{}", t.out);
+    // The settings update waits 3 ms for the flash: the one SMI over the BITS 150 us guideline.
+    let over: Vec<&str> = t.out.lines().filter(|l| l.starts_with("warning: SMI ") && l.contains("over the 150 us limit")).collect();
+    assert_eq!(over.len(), 1, "{}", t.out);
+    assert!(over[0].contains("(apm 0x10)"), "{}", over[0]);
 }
 
 #[test]

@@ -823,4 +823,62 @@ mod tests {
         assert_eq!(rd(&mut b, 0xf000_0000, false), 0xffff_ffff);
         assert_eq!(b.read(Access { addr: 0xffff_fff0, size: 8, kind: AccessKind::Fetch, smm: false }), 0x9090_9090_9090_9090);
     }
+
+    use proptest::prelude::*;
+
+    /// One guest access of any kind, size and value to the places the lab hardware lives.
+    #[derive(Clone, Debug)]
+    enum Poke {
+        Out(u16, u8, u32, bool),
+        In(u16, u8, bool),
+        Config(u8, u8, u8, u32),
+        Mmio(u64, u8, u64, bool),
+        Advance(u32),
+    }
+
+    fn poke() -> impl Strategy<Value = Poke> {
+        let port = prop_oneof![0x600u16..0x680, 0x290u16..0x298, 0x5fu16..0x66, 0x2f0u16..0x300, 0xc000u16..0xc040, any::<u16>()];
+        let size = prop_oneof![Just(1u8), Just(2u8), Just(4u8), 0u8..9];
+        prop_oneof![
+            (port.clone(), size.clone(), any::<u32>(), any::<bool>()).prop_map(|(p, s, v, smm)| Poke::Out(p, s, v, smm)),
+            (port, size.clone(), any::<bool>()).prop_map(|(p, s, smm)| Poke::In(p, s, smm)),
+            (prop_oneof![Just(0u8), Just(0x1du8), Just(0x1fu8)], any::<u8>(), size.clone(), any::<u32>()).prop_map(|(d, r, s, v)| Poke::Config(d, r, s, v)),
+            (prop_oneof![0xfed1_c000u64..0xfed2_0000, 0xfffe_0000u64..0x1_0000_0000, 0x7f0_0000u64..0x800_0000], size, any::<u64>(), any::<bool>())
+                .prop_map(|(a, s, v, smm)| Poke::Mmio(a, s, v, smm)),
+            (1u32..5_000_000).prop_map(Poke::Advance),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the guest does to the lab hardware's registers, in any size, inside or
+        /// outside SMM, and however time passes, the board answers without panicking.
+        #[test]
+        fn lab_hardware_survives_any_register_traffic(pokes in proptest::collection::vec(poke(), 1..200)) {
+            let mut b = lab_board();
+            b.chipset.enable_lab_hardware();
+            let mut now = 0u64;
+            for p in pokes {
+                match p {
+                    Poke::Out(port, size, v, smm) => b.io_out(Access { addr: port as u64, size, kind: AccessKind::IoOut, smm }, v),
+                    Poke::In(port, size, smm) => {
+                        b.io_in(Access { addr: port as u64, size, kind: AccessKind::IoIn, smm });
+                    }
+                    Poke::Config(dev, reg, size, v) => cfg_write(&mut b, dev, reg, size.clamp(1, 4), v),
+                    Poke::Mmio(a, size, v, smm) => {
+                        let size = size.clamp(1, 8);
+                        b.write(Access { addr: a, size, kind: AccessKind::Write, smm }, v);
+                        b.read(Access { addr: a, size, kind: AccessKind::Read, smm });
+                    }
+                    Poke::Advance(t) => {
+                        now += t as u64;
+                        b.set_now(now);
+                    }
+                }
+                if b.pending().has(Pending::SMI) {
+                    b.ack_smi();
+                }
+                b.events.drain();
+            }
+        }
+    }
 }

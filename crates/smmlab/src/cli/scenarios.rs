@@ -24,7 +24,7 @@ pub struct Scenario {
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "default",
-        summary: "every use of SMM once: settings in SMM-only flash, an emulated COM2, a USB keyboard as i8042, ECC errors, fan control, and the OS measuring the time SMIs steal",
+        summary: "the built-in firmware with every use of SMM once: settings in SMM-only flash, an emulated COM2, a USB keyboard as i8042, ECC errors, fan control, and the OS measuring the time SMIs steal",
         rom: builtin_rom,
         setup: default_setup,
     },
