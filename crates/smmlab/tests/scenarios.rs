@@ -81,7 +81,21 @@ fn default_shows_every_use_of_smm_and_exits_zero() {
     r.assert_has("line \"hello from the OS on COM2\"");
     r.assert_has("os: keyboard line \"smm\" [ok]");
     r.assert_has("os: CPER memory error record: corrected single-bit ECC at 0x0000000000320000");
-    assert!(!r.lines("smm: periodic fan-control T=").is_empty(), "{}", r.debugcon);
+    // Fan control: the duty follows the temperature up the curve (45 C -> the minimum, 40 %
+    // once the OS set it; the high limit, 75 C -> 100 %).
+    let fan: Vec<(u64, u64)> = r
+        .lines("smm: periodic fan-control T=")
+        .iter()
+        .map(|l| {
+            let num = |after: &str| l.split(after).nth(1).and_then(|x| x.split(|c: char| !c.is_ascii_digit()).next()).and_then(|x| x.parse().ok()).unwrap();
+            (num("T="), num("duty "))
+        })
+        .collect();
+    assert!(fan.len() >= 3, "{}", r.debugcon);
+    for w in fan.windows(2) {
+        assert!((w[1].0 >= w[0].0) == (w[1].1 >= w[0].1), "duty does not follow temperature: {fan:?}");
+    }
+    assert!(fan.iter().all(|&(t, d)| (t <= 45 && d == 40) || (t > 45 && d > 40)), "{fan:?}");
     r.assert_has("BIOSWE raised outside SMM: cleared again (BLE)");
     for source in ["apm", "io-trap", "usb", "swsmi-timer", "memory-error", "bios-write"] {
         assert!(r.smis(source) > 0, "no {source} SMI: {}", r.summary);
@@ -96,6 +110,10 @@ fn default_shows_every_use_of_smm_and_exits_zero() {
 fn thermal_runaway_ends_in_a_thermal_shutdown_by_smm() {
     let r = scenario("thermal-runaway", &[]);
     assert_eq!(r.summary["exit"], "power-off", "{}", r.summary);
+    // The run says why: the handler that switched the machine off, in its own words.
+    let why = r.summary["exit_detail"].as_str().unwrap_or_default();
+    assert!(why.starts_with("requested from SMM: smm: thermal T=95 C >= critical 95 C"), "{why}");
+    assert!(r.stdout.contains("exit:             power-off (requested from SMM: smm: thermal"), "{}", r.stdout);
     assert_eq!(r.status, Some(0));
     r.assert_has("FAN FAILURE (no tachometer signal)");
     let shutdown = r.lines("smm: thermal T=");

@@ -44,6 +44,7 @@ pub fn trace_json(t: &Timeline, debugcon: &[(u64, String)]) -> Value {
             "args": {
                 "index": r.index,
                 "source": r.source(),
+                "merged": r.merged.iter().map(|c| c.source()).collect::<Vec<_>>(),
                 "apm_command": r.apm_command(),
                 "smbase": format!("{:#x}", r.smbase),
                 "smbase_after": r.smbase_after.map(|b| format!("{b:#x}")),

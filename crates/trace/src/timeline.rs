@@ -45,6 +45,9 @@ pub struct SmiRecord {
     pub outcome: Outcome,
     /// Lines the handler wrote to debugcon.
     pub log: Vec<String>,
+    /// Other sources that raised SMI# while this SMI was pending (or while the previous one
+    /// ran): SMI# is one wire, so one SMM entry serves them all.
+    pub merged: Vec<SmiCause>,
     /// Whether SMRAM was already locked (D_LCK) at entry: the firmware's boot phase was over.
     pub after_lock: bool,
 }
@@ -57,11 +60,16 @@ impl SmiRecord {
 
     /// A short label: the source, with the APM command or trapped port.
     pub fn label(&self) -> String {
-        match self.cause {
+        let mut l = match self.cause {
             Some(SmiCause::Apm { cmd, .. }) => format!("apm {cmd:#04x}"),
             Some(SmiCause::IoTrap { port, write }) => format!("io-trap {port:#06x} {}", if write { "out" } else { "in" }),
             _ => self.source().to_string(),
+        };
+        for c in &self.merged {
+            l.push('+');
+            l.push_str(c.source());
         }
+        l
     }
 
     /// The APM command value, for an APM SMI.
@@ -119,6 +127,8 @@ pub struct Timeline {
     open: Option<SmiRecord>,
     /// When SMI# rose for the SMI not yet taken.
     pending_since: Option<u64>,
+    /// The sources raised since the last SMM entry.
+    pending_causes: Vec<SmiCause>,
     locked_at: Option<u64>,
     last: u64,
     notes: Vec<Note>,
@@ -170,9 +180,10 @@ impl Timeline {
     /// Takes one event; returns what became printable.
     pub fn feed(&mut self, e: &MachineEvent) -> Option<Line> {
         match e {
-            MachineEvent::SmiRaised { icount, .. } => {
+            MachineEvent::SmiRaised { cause, icount } => {
                 self.seen(*icount);
                 self.pending_since.get_or_insert(*icount);
+                self.pending_causes.push(*cause);
                 None
             }
             MachineEvent::SmmEntered { cause, smbase, cs, rip, icount, .. } => {
@@ -180,6 +191,15 @@ impl Timeline {
                 // An entry without RSM in between (cannot happen on real hardware): close it.
                 let closed = self.close(*icount, Outcome::Unfinished, None, 0);
                 let raised = self.pending_since.take().unwrap_or(*icount).min(*icount);
+                let mut merged: Vec<SmiCause> = Vec::new();
+                let mut taken = *cause;
+                for c in std::mem::take(&mut self.pending_causes) {
+                    if taken == Some(c) {
+                        taken = None; // the acknowledged one itself, once
+                    } else if !merged.contains(&c) && Some(c) != *cause {
+                        merged.push(c);
+                    }
+                }
                 self.open = Some(SmiRecord {
                     index: self.records.len() as u64 + 1,
                     cpu: 0,
@@ -194,6 +214,7 @@ impl Timeline {
                     smm_instructions: 0,
                     outcome: Outcome::Unfinished,
                     log: Vec::new(),
+                    merged,
                     after_lock: self.locked_at.is_some(),
                 });
                 closed
@@ -387,6 +408,22 @@ pub(crate) mod tests {
         assert_eq!((t.records()[1].outcome.clone(), t.records()[1].ticks()), (Outcome::Unfinished, 10));
         assert!(t.format(&t.records()[1]).contains("run ended in SMM"));
         assert_eq!(t.finish(30), None);
+    }
+
+    #[test]
+    fn sources_raised_together_share_one_smi_and_its_label() {
+        let mut t = Timeline::new(1);
+        t.feed(&MachineEvent::SmiRaised { cause: SmiCause::BiosWrite, icount: 1 });
+        t.feed(&MachineEvent::SmiRaised { cause: SmiCause::Usb, icount: 2 });
+        t.feed(&MachineEvent::SmiRaised { cause: SmiCause::BiosWrite, icount: 3 });
+        t.feed(&MachineEvent::SmmEntered { cause: Some(SmiCause::Usb), smbase: 0, cs: 0, rip: 0, mode: "real", icount: 4 });
+        t.feed(&MachineEvent::RsmCompleted { smbase: 0, rip: 0, mode: "long", smm_instructions: 1, icount: 5 });
+        t.feed(&MachineEvent::SmiRaised { cause: SmiCause::Usb, icount: 6 });
+        t.feed(&MachineEvent::SmmEntered { cause: Some(SmiCause::Usb), smbase: 0, cs: 0, rip: 0, mode: "real", icount: 7 });
+        let r = t.records();
+        assert_eq!((r[0].label(), r[0].raised), ("usb+bios-write".to_string(), 1));
+        t.finish(8);
+        assert_eq!(t.records()[1].label(), "usb");
     }
 
     #[test]

@@ -27,6 +27,8 @@ mod trapdev;
 /// One SMI may have several sources (SMI# is shared): every status bit that is set is
 /// handled, each by its handler, which writes one line on debugcon.
 #[no_mangle]
+// Called only by the entry stub (never from Rust), with the context pointer it was given.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub extern "sysv64" fn smi_main(ctx: *mut SmmContext) {
     // SAFETY: the stub passes the context the boot code wrote into TSEG; only SMM reaches it.
     let ctx = unsafe { &mut *ctx };

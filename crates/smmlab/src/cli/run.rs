@@ -225,8 +225,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         print!("{}", String::from_utf8_lossy(&m.board.debugcon().output));
     }
     let latency = trace::LatencySummary::new(&observed.timeline, observed.end, a.smi_timeout);
+    let detail = exit_detail(&s.exit, &observed.timeline);
     if !a.quiet {
-        print_summary(s, wall);
+        print_summary(s, detail.as_deref(), wall);
         print!("{}", latency.render());
     }
     if let Some(p) = &a.nvram {
@@ -241,7 +242,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         std::fs::write(p, serde_json::to_string(&j)? + "\n").with_context(|| format!("cannot write trace file {}", p.display()))?;
     }
     if let Some(p) = &a.summary_json {
-        let detail = s.exit.detail();
         let j = SummaryJson {
             instructions: s.instructions,
             smis: s.smis,
@@ -290,9 +290,21 @@ fn save_nvram(m: &Machine, p: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(p, &flash[nvram_range()]).with_context(|| format!("cannot write settings file {}", p.display()))
 }
 
-fn print_summary(s: &RunSummary, wall: f64) {
+/// Why the run ended, in words: the exit reason's detail and, when the SMI handler switched the
+/// machine off, what that handler said it was doing.
+fn exit_detail(exit: &machine::ExitReason, timeline: &trace::Timeline) -> Option<String> {
+    let detail = exit.detail()?;
+    if *exit == (machine::ExitReason::PowerOff { from_smm: true }) {
+        if let Some(said) = timeline.records().last().and_then(|r| r.log.last()) {
+            return Some(format!("{detail}: {said}"));
+        }
+    }
+    Some(detail)
+}
+
+fn print_summary(s: &RunSummary, detail: Option<&str>, wall: f64) {
     println!("--- smmlab run summary ---");
-    println!("exit:             {}{}", s.exit.name(), s.exit.detail().map_or(String::new(), |d| format!(" ({d})")));
+    println!("exit:             {}{}", s.exit.name(), detail.map_or(String::new(), |d| format!(" ({d})")));
     println!("exit code:        {}", s.exit_code);
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);

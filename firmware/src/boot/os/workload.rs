@@ -17,7 +17,7 @@ pub const WORK_PAGES: u64 = 64;
 pub fn calibrate_tsc_mhz() -> u64 {
     let t0 = rdtsc();
     hw::delay_us(2000);
-    ((rdtsc() - t0) / 2000).max(1)
+    ((rdtsc() - t0 + 1000) / 2000).max(1)
 }
 
 /// What a workload run saw.
