@@ -187,3 +187,17 @@ fn bench_reports_mips_and_smi_round_trip() {
     assert!(out.contains("20000 iterations, 140012 instructions") && out.contains("MIPS"), "{out}");
     assert!(out.contains("2000 SMIs") && out.contains("us per SMI round trip"), "{out}");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smmlab")).arg("run").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("smmlab: the built-in firmware on q35"), "{first}");
+    // The reader is gone (stdout dropped with the BufReader): like `smmlab run | head -1`.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -205,6 +205,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     }
     // The built-in firmware's debugcon goes to stdout line by line, between the SMI lines.
     let live_debugcon = a.bios.is_none() && a.debugcon.is_none() && !a.quiet && has_events;
+    if let (Some(sc), false) = (scenario, a.quiet) {
+        // What the lines below are, for someone who has never seen an SMI.
+        println!("smmlab: the built-in firmware on q35, scenario {}: {}", sc.name, sc.summary);
+        println!("smmlab: fw: firmware  os: the OS  [time] SMI n: one SMI (source, SMBASE, time in SMM, instructions), then what its handler did (smm:)  -- platform event  !! SMRAM alert");
+    }
     let watch = observe::Watch { timeline: !a.quiet, debugcon: live_debugcon, keep_debugcon: a.trace_json.is_some() };
     let t0 = std::time::Instant::now();
     let observed = observe::run(&mut m, a.max_instructions, a.ips, &watch);
