@@ -228,7 +228,6 @@ fn named_difference(machine: &str, line: &str) -> bool {
         // another size than QEMU's, which moves the F-segment and temporary high-memory
         // allocations made around them.
         ("Copying SMBIOS", "size of smmlab's own SMBIOS tables"),
-        ("Copying MPTABLE", "F-segment/high-zone positions follow the SMBIOS size"),
         // SeaBIOS probes devices in threads whose interleaving follows the PM timer, which
         // QEMU runs from host time; the line's presence is checked separately.
         ("PS2 keyboard initialized", "thread interleaving under QEMU's host-time PM timer"),
@@ -243,18 +242,27 @@ fn named_difference(machine: &str, line: &str) -> bool {
     PATTERNS.iter().any(|(p, _why)| line.contains(p)) || (machine == "q35" && Q35_PATTERNS.iter().any(|(p, _why)| line.contains(p)))
 }
 
-/// A debugcon line as compared: None for a named difference; the UMB line keeps its
-/// C-segment range (after the option ROMs, compared) and loses its F-segment range (its end
-/// is the lowest F-segment allocation, which sits below the SMBIOS entry point and so
-/// follows the SMBIOS table size, like the "Copying SMBIOS"/"Copying MPTABLE" lines).
+/// A debugcon line as compared: None for a named difference. Two lines are compared in part:
+/// - the UMB line keeps its C-segment range (after the option ROMs) and loses its F-segment
+///   range, whose end is the lowest F-segment allocation: the SMBIOS tables (at most 600
+///   bytes go to the F-segment, SeaBIOS `smbios_build_tables`) and their entry point, so it
+///   follows the size of smmlab's own SMBIOS tables, like the "Copying SMBIOS" line;
+/// - "Copying MPTABLE from <low>/<temporary high copy> to <F-segment>" keeps its F-segment
+///   address, which follows the MP table's size (one interrupt entry per PCI function with
+///   an interrupt pin), and loses the temporary copy's address, which follows the number and
+///   size of earlier temporary high-memory allocations (fw_cfg file entries, SMBIOS tables).
 fn comparable(machine: &str, line: &str) -> Option<String> {
     if named_difference(machine, line) {
         return None;
     }
-    match line.strip_prefix("Space available for UMB: ").and_then(|r| r.split_once(", ")) {
-        Some((c_segment, _f_segment)) => Some(format!("Space available for UMB: {c_segment}, (F-segment range follows the SMBIOS size)")),
-        None => Some(line.to_string()),
+    if let Some((c_segment, _f_segment)) = line.strip_prefix("Space available for UMB: ").and_then(|r| r.split_once(", ")) {
+        return Some(format!("Space available for UMB: {c_segment}, (F-segment range follows the SMBIOS size)"));
     }
+    if let Some((from, to)) = line.strip_prefix("Copying MPTABLE from ").and_then(|r| r.split_once(" to ")) {
+        let low = from.split_once('/').map_or(from, |(low, _high)| low);
+        return Some(format!("Copying MPTABLE from {low}/(temporary copy) to {to}"));
+    }
+    Some(line.to_string())
 }
 
 /// Runs QEMU on the same ROM with the equivalent device set and compares debugcon text.
