@@ -50,6 +50,10 @@ pub enum MachineError {
     Disk(#[from] devices::disk::DiskError),
     #[error("the {0} machine has no disk controller (use --machine pc or q35)")]
     NoDiskController(&'static str),
+    #[error(transparent)]
+    OptionRom(#[from] devices::option_rom::OptionRomError),
+    #[error("the {0} machine has no fw_cfg to pass option ROMs through (use --machine pc or q35)")]
+    NoFwCfg(&'static str),
 }
 
 /// Why a run ended.
@@ -203,6 +207,18 @@ impl Machine {
         } else {
             Err(MachineError::NoDiskController("minimal"))
         }
+    }
+
+    /// Hands an option ROM to the firmware as the fw_cfg file `genroms/<basename>`, as
+    /// QEMU's `-option-rom` does ([`devices::option_rom`]). Errors on the minimal board (no
+    /// fw_cfg) and when the name is taken.
+    pub fn add_option_rom(&mut self, rom: devices::option_rom::OptionRom) -> Result<(), MachineError> {
+        let l = self.board.legacy().ok_or(MachineError::NoFwCfg("minimal"))?;
+        if l.fw_cfg.file(&rom.name).is_some() {
+            return Err(devices::option_rom::OptionRomError::Duplicate { path: rom.path, name: rom.name }.into());
+        }
+        l.fw_cfg.add_file(&rom.name, rom.data);
+        Ok(())
     }
 
     /// A minimal machine running `rom`.

@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// q35. Guest writes change an in-memory copy only; the file is never modified.
     #[arg(long, value_name = "FILE")]
     pub disk: Option<PathBuf>,
+    /// Option ROM for the firmware, as QEMU's -option-rom: passed through fw_cfg as
+    /// `genroms/<file name>` (pc and q35; repeatable). SeaBIOS runs them from 0xC0000. QEMU
+    /// adds /usr/share/qemu/kvmvapic.bin this way by itself; give it here to match QEMU.
+    #[arg(long = "option-rom", value_name = "FILE")]
+    pub option_rom: Vec<PathBuf>,
     /// Write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -160,6 +165,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         MachineKind::Q35 => BoardKind::Q35,
     };
     let disk = a.disk.as_deref().map(machine::devices::disk::Disk::open).transpose()?;
+    let option_roms = a.option_rom.iter().map(|p| machine::devices::option_rom::OptionRom::open(p)).collect::<Result<Vec<_>, _>>()?;
     let mut m = Machine::new(kind, config, rom)?;
     if builtin {
         // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
@@ -167,6 +173,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     }
     if let Some(d) = disk {
         m.attach_disk(d)?;
+    }
+    for r in option_roms {
+        m.add_option_rom(r)?;
     }
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;

@@ -11,7 +11,7 @@
 use crate::chipset::acpi_pm::AcpiPm;
 use crate::chipset::q35::mch::VENDOR_INTEL;
 use crate::clock::Ticks;
-use crate::pci::config::ConfigSpace;
+use crate::pci::config::{ConfigSpace, INTERRUPT_PIN};
 use crate::pci::PciFunction;
 use crate::smi::{SmiCause, SmiLatch};
 
@@ -62,6 +62,8 @@ impl Piix4Pm {
     /// The function at reset.
     pub fn new(instructions_per_second: u64) -> Self {
         let mut cfg = ConfigSpace::new(VENDOR_INTEL, PM_DEVICE_ID, PM_REVISION, PM_CLASS, 0);
+        // INTPIN (3Dh) reads 01h, INTA# (datasheet §7.1; QEMU 7.2 presents the same).
+        cfg.set(INTERRUPT_PIN, 1, 1);
         cfg.set(PM_PMBA, 4, 1);
         cfg.set_wmask(PM_PMBA, 4, PMBA_WMASK);
         cfg.set_wmask(PM_DEVACTA, 4, u32::MAX);
@@ -151,6 +153,15 @@ mod tests {
     #[test]
     fn identifies_as_8086_7113() {
         assert_eq!(pm().config_read(DEVICE_ID, 2), 0x7113);
+    }
+
+    /// SeaBIOS gives the function an MP-table interrupt entry because of it.
+    #[test]
+    fn interrupt_pin_is_inta_and_read_only() {
+        let mut p = pm();
+        assert_eq!(p.config_read(INTERRUPT_PIN, 1), 1);
+        p.config_write(INTERRUPT_PIN, 1, 0);
+        assert_eq!(p.config_read(INTERRUPT_PIN, 1), 1);
     }
 
     #[test]
