@@ -199,3 +199,12 @@ fn smram_dump_holds_the_smi_entry_stub() {
     let at = rom.windows(code.len()).position(|w| w == code).expect("the stub's code is in the ROM");
     assert_eq!(&rom[at - 0x58..at - 0x56], &d[stub..stub + 2], "the stub's first instruction (jmp over its data)");
 }
+
+/// The firmware the rootkit scenario attacks (no D_LCK, no SMRR) is what the configuration
+/// checks say it is: every lock the rootkit needs open, open.
+#[test]
+fn rootkit_unlocked_firmware_fails_the_lock_checks_the_rootkit_relies_on() {
+    let s = planted("rootkit-unlocked", "SMM001");
+    let ids: Vec<&str> = s["runs"][0]["results"].as_array().unwrap().iter().map(|r| r["ruleId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["SMM001", "SMM002", "SMM003", "SMM006"]);
+}
