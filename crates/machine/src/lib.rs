@@ -147,11 +147,14 @@ pub struct MachineConfig {
     /// Whether guest time may run faster while the guest busy-waits on the PM timer
     /// ([`poll`]); false keeps time strictly to retired instructions (and halts).
     pub poll_forward: bool,
+    /// Guest time SMM entry and RSM take beyond their one instruction, in nanoseconds.
+    pub smm_entry_ns: u64,
+    pub rsm_ns: u64,
 }
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { memory_mib: 128, model: CpuModel::default(), instructions_per_second: 1_000_000_000, poll_forward: true }
+        MachineConfig { memory_mib: 128, model: CpuModel::default(), instructions_per_second: 1_000_000_000, poll_forward: true, smm_entry_ns: 0, rsm_ns: 0 }
     }
 }
 
@@ -189,6 +192,8 @@ impl Machine {
         if let Some(p) = board.poll() {
             p.enabled = config.poll_forward;
         }
+        let clock = Clock::new(ips);
+        board.set_smm_costs(clock.ticks_from_ns(config.smm_entry_ns), clock.ticks_from_ns(config.rsm_ns));
         // An AMD CPU with 40 physical address bits (long mode here) makes the firmware's e820
         // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64.
         if config.model.vendor == cpu::cpuid::Vendor::Amd && config.model.long_mode {

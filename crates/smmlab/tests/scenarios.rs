@@ -224,3 +224,17 @@ fn a_settings_file_of_the_wrong_size_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("short.bin is 100 bytes; the settings sector is 4096 bytes"), "{err}");
 }
+
+#[test]
+fn smm_entry_and_rsm_costs_are_guest_time_the_os_sees() {
+    let plain = scenario("default", &[]);
+    assert_eq!(plain.summary["smm_guest_ns"], plain.summary["smm_instructions"], "by default time in SMM is its instructions (1 ns each)");
+    let r = scenario("default", &["--smm-entry-ns", "20000", "--rsm-ns", "5000"]);
+    assert_eq!(r.status, Some(0), "{}", r.debugcon);
+    let (smis, ns, instr) = (r.summary["smis"].as_u64().unwrap(), r.summary["smm_guest_ns"].as_u64().unwrap(), r.summary["smm_instructions"].as_u64().unwrap());
+    assert_eq!(ns - instr, smis * 25_000, "{}", r.summary);
+    // The OS's gap detector sees each SMI during its workload as at least 25 us.
+    let hwlat = r.lines("os: hwlat: ")[0].to_string();
+    let max: u64 = hwlat.split("max ").nth(1).and_then(|x| x.split(' ').next()).and_then(|x| x.parse().ok()).unwrap();
+    assert!(max >= 25, "{hwlat}");
+}

@@ -96,6 +96,11 @@ impl Board {
         platform!(self, p => p.next_wake(), None)
     }
 
+    /// Extra guest time for SMM entry and RSM, in ticks (nothing on the minimal board).
+    pub fn set_smm_costs(&mut self, entry: u64, exit: u64) {
+        platform!(self, p => p.set_smm_costs(entry, exit), ())
+    }
+
     /// Whether the CPU must be flushed (SMRAM or PAM changed); clears the request.
     pub fn take_flush(&mut self) -> bool {
         platform!(self, p => p.take_flush(), false)

@@ -117,6 +117,8 @@ pub struct Platform<C: Chipset> {
     pam: Pam,
     flush: bool,
     resync: bool,
+    /// Extra guest time (ticks) for SMM entry and for RSM.
+    smm_costs: (u64, u64),
     /// The guest asked for soft off (Some(from SMM)); the machine ends the run.
     power_off: Option<bool>,
     /// The TSEG range (whatever T_EN says), once TSEG has been enabled.
@@ -166,6 +168,7 @@ impl<C: Chipset> Platform<C> {
             pam,
             flush: false,
             resync: false,
+            smm_costs: (0, 0),
             power_off: None,
             tseg_watch: None,
             tseg_open: false,
@@ -508,6 +511,28 @@ impl<C: Chipset> Platform<C> {
         }
     }
 
+    /// Lets `ticks` of guest time pass without instructions (the CPU is busy saving or
+    /// restoring its state), firing every timer at its own time on the way.
+    fn pass_time(&mut self, ticks: u64) {
+        let target = self.clock.now().0.saturating_add(ticks);
+        while self.clock.now().0 < target {
+            let now = self.clock.now().0;
+            let to = self.next_deadline().map_or(target, |d| d.0.max(now + 1)).min(target);
+            self.clock.skip_to(Ticks(to));
+            self.advance_timers();
+        }
+        if self.slice_end.is_some_and(|e| Ticks(target) >= e) {
+            self.resync = true;
+        }
+    }
+
+    /// Guest time SMM entry and RSM take beyond their one instruction, in ticks (a CPU saves
+    /// and restores hundreds of bytes of state, and real platforms rendezvous every core):
+    /// `smmlab run --smm-entry-ns/--rsm-ns`. Zero by default: time is instructions only.
+    pub fn set_smm_costs(&mut self, entry: u64, exit: u64) {
+        self.smm_costs = (entry, exit);
+    }
+
     /// Checks the I/O traps; true if the chipset trapped the access (it goes nowhere).
     fn trap(&mut self, port: u16, size: u8, write: bool, value: u32) -> bool {
         let now = self.clock.now();
@@ -725,9 +750,17 @@ impl<C: Chipset> Bus for Platform<C> {
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());
         self.events.push(MachineEvent::SmmEntered { cause, smbase: e.smbase, cs: e.cs, rip: e.rip, mode: e.mode, icount });
+        if self.smm_costs.0 > 0 {
+            self.clock.set_icount(e.icount);
+            self.pass_time(self.smm_costs.0);
+        }
     }
 
     fn smm_left(&mut self, e: &SmmExit) {
+        if self.smm_costs.1 > 0 {
+            self.clock.set_icount(e.icount);
+            self.pass_time(self.smm_costs.1);
+        }
         let icount = e.icount.saturating_add(self.clock.idle());
         match &e.shutdown {
             None => self.events.push(MachineEvent::RsmCompleted {

@@ -82,6 +82,14 @@ pub struct RunArgs {
     /// Run a named scenario (see `smmlab scenarios`) [default: default].
     #[arg(long, value_name = "NAME", conflicts_with = "bios")]
     pub scenario: Option<String>,
+    /// Guest time an SMM entry takes beyond its one instruction, in ns (saving the CPU state;
+    /// on real platforms also the rendezvous of all cores: microseconds). Default 0: guest time
+    /// is instructions only.
+    #[arg(long, value_name = "NS", default_value_t = 0)]
+    pub smm_entry_ns: u64,
+    /// Guest time RSM takes beyond its one instruction, in ns. Default 0.
+    #[arg(long, value_name = "NS", default_value_t = 0)]
+    pub rsm_ns: u64,
     /// Keep the built-in firmware's settings (its 4 KiB flash sector) in FILE: loaded before
     /// the run if FILE exists, saved after it, so settings persist from one run to the next.
     #[arg(long, value_name = "FILE", conflicts_with = "bios")]
@@ -158,7 +166,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if a.ips == 0 {
         bail!("--ips must be greater than zero");
     }
-    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips, poll_forward: !a.exact_time };
+    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips, poll_forward: !a.exact_time, smm_entry_ns: a.smm_entry_ns, rsm_ns: a.rsm_ns };
     let kind = match machine {
         MachineKind::Minimal => BoardKind::Minimal,
         MachineKind::Pc => BoardKind::Pc,
