@@ -52,7 +52,9 @@ pub enum MachineError {
     NoDiskController(&'static str),
     #[error(transparent)]
     OptionRom(#[from] devices::option_rom::OptionRomError),
-    #[error("the {0} machine has no fw_cfg to pass option ROMs through (use --machine pc or q35)")]
+    #[error(transparent)]
+    FwCfgFile(#[from] devices::fw_cfg_file::FwCfgFileError),
+    #[error("the {0} machine has no fw_cfg to pass option ROMs or --fw-cfg files through (use --machine pc or q35)")]
     NoFwCfg(&'static str),
 }
 
@@ -218,6 +220,15 @@ impl Machine {
             return Err(devices::option_rom::OptionRomError::Duplicate { path: rom.path, name: rom.name }.into());
         }
         l.fw_cfg.add_file(&rom.name, rom.data);
+        Ok(())
+    }
+
+    /// Puts `file` into fw_cfg under its name, replacing the board's own file of that name
+    /// (its ACPI or SMBIOS tables, say), as QEMU's `-fw_cfg` adds one
+    /// ([`devices::fw_cfg_file`]). Errors on the minimal board (no fw_cfg).
+    pub fn add_fw_cfg_file(&mut self, file: devices::fw_cfg_file::FwCfgFile) -> Result<(), MachineError> {
+        let l = self.board.legacy().ok_or(MachineError::NoFwCfg("minimal"))?;
+        l.fw_cfg.add_file(&file.name, file.data);
         Ok(())
     }
 
