@@ -192,11 +192,12 @@ impl Machine {
             p.enabled = config.poll_forward;
         }
         // An AMD CPU with 40 physical address bits (long mode here) makes the firmware's e820
-        // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64.
+        // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64, in
+        // front of the RAM entry as in QEMU's etc/e820.
         if config.model.vendor == cpu::cpuid::Vendor::Amd && config.model.long_mode {
             if let Some(l) = board.legacy() {
                 use devices::fw_cfg::{AMD_HT_SIZE, AMD_HT_START, E820_RESERVED};
-                l.fw_cfg.add_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
+                l.fw_cfg.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
             }
         }
         Ok(Machine { cpu: Cpu::new(config.model), board, config })
