@@ -1,5 +1,10 @@
 ; Dumps every fw_cfg file on debugcon (port 0x402), then exits through isa-debug-exit (0xF4)
-; or, without that device, resets through 0xCF9. Runs from the reset vector in real mode.
+; or, without that device, resets through 0xCF9. Two builds:
+; - default: a 64 KiB flat ROM run from the reset vector in real mode (-bios / --bios);
+; - nasm -DOPTION_ROM: a legacy option ROM (0x55AA, 2 blocks, entry at offset 3) for
+;   -option-rom, so that it runs after the firmware (SeaBIOS) has read the ACPI files; its
+;   checksum byte (the last) is left 0 for the test to fix (SeaBIOS refuses a ROM whose bytes
+;   do not sum to 0, src/optionroms.c is_valid_rom). It never returns to the firmware.
 ;
 ; fw_cfg facts (QEMU docs/specs/fw_cfg.rst, "Selector (Control) Register", "Data Register",
 ; "File Directory"): the 16-bit selector is written to port 0x510, item bytes are read one by
@@ -13,6 +18,11 @@
 ;   END
 bits 16
 org 0
+
+%ifdef OPTION_ROM
+  db 0x55, 0xaa, 2              ; signature, size in 512-byte blocks
+  jmp start                     ; init entry, offset 3
+%endif
 
 FW_SEL   equ 0x510
 FW_DATA  equ 0x511
@@ -192,6 +202,11 @@ msg_head: db "FWCFG-DUMP ", 0
 msg_file: db "FILE ", 0
 msg_end:  db "END", 10, 0
 
+%ifdef OPTION_ROM
+times 1023-($-$$) db 0
+  db 0                          ; checksum, set by the test
+%else
 times 0xfff0-($-$$) db 0xff
   jmp 0xf000:start
 times 0x10000-($-$$) db 0xff
+%endif
