@@ -52,7 +52,9 @@ pub enum MachineError {
     NoDiskController(&'static str),
     #[error(transparent)]
     OptionRom(#[from] devices::option_rom::OptionRomError),
-    #[error("the {0} machine has no fw_cfg to pass option ROMs through (use --machine pc or q35)")]
+    #[error(transparent)]
+    FwCfgFile(#[from] devices::fw_cfg_file::FwCfgFileError),
+    #[error("the {0} machine has no fw_cfg to pass option ROMs or --fw-cfg files through (use --machine pc or q35)")]
     NoFwCfg(&'static str),
 }
 
@@ -195,11 +197,12 @@ impl Machine {
         let clock = Clock::new(ips);
         board.set_smm_costs(clock.ticks_from_ns(config.smm_entry_ns), clock.ticks_from_ns(config.rsm_ns));
         // An AMD CPU with 40 physical address bits (long mode here) makes the firmware's e820
-        // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64.
+        // map list the HyperTransport range as reserved, as QEMU 7.2 does for qemu64, in
+        // front of the RAM entry as in QEMU's etc/e820.
         if config.model.vendor == cpu::cpuid::Vendor::Amd && config.model.long_mode {
             if let Some(l) = board.legacy() {
                 use devices::fw_cfg::{AMD_HT_SIZE, AMD_HT_START, E820_RESERVED};
-                l.fw_cfg.add_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
+                l.fw_cfg.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
             }
         }
         Ok(Machine { cpu: Cpu::new(config.model), board, config })
@@ -223,6 +226,15 @@ impl Machine {
             return Err(devices::option_rom::OptionRomError::Duplicate { path: rom.path, name: rom.name }.into());
         }
         l.fw_cfg.add_file(&rom.name, rom.data);
+        Ok(())
+    }
+
+    /// Puts `file` into fw_cfg under its name, replacing the board's own file of that name
+    /// (its ACPI or SMBIOS tables, say), as QEMU's `-fw_cfg` adds one
+    /// ([`devices::fw_cfg_file`]). Errors on the minimal board (no fw_cfg).
+    pub fn add_fw_cfg_file(&mut self, file: devices::fw_cfg_file::FwCfgFile) -> Result<(), MachineError> {
+        let l = self.board.legacy().ok_or(MachineError::NoFwCfg("minimal"))?;
+        l.fw_cfg.add_file(&file.name, file.data);
         Ok(())
     }
 

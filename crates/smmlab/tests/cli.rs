@@ -220,6 +220,67 @@ fn bad_option_roms_are_clear_errors_naming_the_file() {
     assert_ne!(o.status.code(), Some(2), "{:?}", text(&o));
 }
 
+/// `--fw-cfg NAME=FILE` refuses what it cannot use with exit status 2 and a message naming
+/// the argument or the file, before the guest starts.
+#[test]
+fn bad_fw_cfg_files_are_clear_errors() {
+    let dir = tmpdir("fwcfg-bad");
+    let blob = dir.join("blob.bin");
+    std::fs::write(&blob, b"abc").unwrap();
+    let missing = dir.join("missing.bin");
+    let long = format!("opt/{}={}", "n".repeat(52), blob.display());
+    for (arg, machine, what) in [
+        (format!("opt/x={}", missing.display()), "pc", missing.display().to_string()),
+        (blob.display().to_string(), "q35", "expected NAME=FILE".to_string()),
+        (format!("={}", blob.display()), "pc", "name is empty".to_string()),
+        (long, "pc", "at most 55 bytes".to_string()),
+        (format!("opt/x={}", dir.display()), "pc", format!("cannot read fw_cfg file {}", dir.display())),
+        (format!("opt/x={}", blob.display()), "minimal", "no fw_cfg".to_string()),
+    ] {
+        let o = smmlab().args(["run", "-q", "--machine", machine, "--max-instructions", "1000", "--fw-cfg", &arg]).output().unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{arg}: {err}");
+        assert!(err.contains(&what), "{arg}: expected {what:?} in {err}");
+    }
+    let twice = format!("opt/x={}", blob.display());
+    let o = smmlab().args(["run", "-q", "--machine", "pc", "--max-instructions", "1000", "--fw-cfg", &twice, "--fw-cfg", &twice]).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("names opt/x twice"), "{err}");
+}
+
+/// The fw_cfg dump ROM (tests/roms/fw_cfg_dump.asm) sees a `--fw-cfg` file as the guest does:
+/// a new name is added in name order, a name the board has (etc/acpi/rsdp) is replaced.
+#[test]
+fn fw_cfg_files_reach_the_guest_and_replace_the_boards_own() {
+    let rom = assemble("fw_cfg_dump");
+    let dir = tmpdir("fwcfg-good");
+    std::fs::write(dir.join("new.bin"), [0xde, 0xad, 0xbe, 0xef]).unwrap();
+    std::fs::write(dir.join("rsdp.bin"), b"not an RSDP").unwrap();
+    let con = dir.join("con.txt");
+    let o = smmlab()
+        .args(["run", "-q", "--machine", "pc", "--bios"])
+        .arg(&rom)
+        .arg("--fw-cfg")
+        .arg(format!("opt/smmlab/new={}", dir.join("new.bin").display()))
+        .arg("--fw-cfg")
+        .arg(format!("etc/acpi/rsdp={}", dir.join("rsdp.bin").display()))
+        .arg("--debugcon")
+        .arg(&con)
+        .output()
+        .unwrap();
+    let out = std::fs::read_to_string(&con).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}\n{out}", text(&o));
+    assert!(out.ends_with("END\n"), "{out}");
+    let files: Vec<&str> = out.lines().filter(|l| l.starts_with("FILE ")).collect();
+    let first = files.first().copied().unwrap_or_default();
+    assert_eq!(first, "FILE 0020 0000000b etc/acpi/rsdp", "{out}");
+    let last = files.last().copied().unwrap_or_default();
+    assert_eq!(last, format!("FILE {:04x} 00000004 opt/smmlab/new", 0x20 + files.len() - 1), "{out}");
+    assert!(out.contains("FILE 0020 0000000b etc/acpi/rsdp\nD 6e6f7420616e2052534450\n"), "{out}");
+    assert!(out.ends_with("opt/smmlab/new\nD deadbeef\nEND\n"), "{out}");
+}
+
 #[test]
 fn bench_reports_mips_and_smi_round_trip() {
     let o = smmlab().args(["bench", "--alu", "20000", "--smi", "2000", "--runs", "1"]).output().unwrap();

@@ -3,7 +3,12 @@
 //! makes it reboot through 0xCF9 right after, which ends the run with exit reason "reset"),
 //! with exactly one SMI (the SMBASE relocation, 0x30000 → 0xA0000) and SMRAM closed after.
 //! Where QEMU 7.2 is installed, its debugcon text for the same ROM and device set is compared
-//! line by line; every difference allowed below is named with its cause.
+//! line by line, twice: with smmlab's own ACPI and SMBIOS tables (what users run; every
+//! difference allowed is named with its cause), and with QEMU's own table blobs, read out of
+//! QEMU's fw_cfg by tests/roms/fw_cfg_dump.asm and handed to smmlab with `--fw-cfg` (then the
+//! text is QEMU's except for two differences checked precisely, see
+//! [`seabios_with_qemus_tables`]). The blobs go to a temporary directory, never into the
+//! repository. [`fw_cfg_directories_of_qemu_and_smmlab`] compares the fw_cfg directories.
 //!
 //! Skipped (with a message) when the firmware packages are missing; scripts/test.sh installs
 //! them.
@@ -265,40 +270,292 @@ fn comparable(machine: &str, line: &str) -> Option<String> {
     Some(line.to_string())
 }
 
+const QEMU: &str = "qemu-system-x86_64";
+
+fn qemu_present() -> bool {
+    let ok = Command::new(QEMU).arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("{QEMU} is not installed: skipping the QEMU comparison");
+    }
+    ok
+}
+
+/// QEMU 7.2 with the device set smmlab's pc/q35 boards model (one CPU, 128 MiB, no default
+/// devices, TCG), debugcon at 0x402 into `con`, firmware `bios`, plus `extra`. Returns the
+/// exit status and the debugcon text.
+fn qemu_run(machine: &str, bios: &Path, con: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let _ = std::fs::remove_file(con);
+    let st = Command::new("timeout")
+        .args(["60", QEMU, "-machine", &format!("{machine},smm=on"), "-nodefaults", "-m", "128", "-accel", "tcg", "-display", "none", "-no-reboot"])
+        // etc/boot-fail-wait = 0, as smmlab's fw_cfg provides.
+        .args(["-boot", "reboot-timeout=0", "-bios"])
+        .arg(bios)
+        .arg("-chardev")
+        .arg(format!("file,id=dc,path={}", con.display()))
+        .args(["-device", "isa-debugcon,iobase=0x402,chardev=dc"])
+        .args(extra)
+        .status()
+        .unwrap();
+    (st.code(), std::fs::read_to_string(con).unwrap_or_default())
+}
+
+/// SeaBIOS's debugcon text on QEMU (which ends the run at SeaBIOS's reboot: -no-reboot).
+fn qemu_seabios(machine: &str, test: &str) -> String {
+    let con = dir(&format!("qemu-{machine}-{test}")).join("qemu.debugcon.txt");
+    let (code, text) = qemu_run(machine, Path::new(SEABIOS), &con, &[]);
+    assert_eq!(code, Some(0), "QEMU did not exit at the reboot:\n{text}");
+    text
+}
+
+/// Compares two debugcon texts line by line after `keep` (None drops a line).
+fn assert_same_lines(machine: &str, ours: &str, theirs: &str, keep: impl Fn(&str) -> Option<String>) {
+    let keep_all = |t: &str| t.lines().filter_map(&keep).collect::<Vec<_>>();
+    let (a, b) = (keep_all(ours), keep_all(theirs));
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        assert_eq!(x, y, "{machine}: debugcon line {i} differs (after dropping named differences)\nsmmlab:\n{ours}\nQEMU:\n{theirs}");
+    }
+    assert_eq!(a.len(), b.len(), "{machine}: line counts differ\nsmmlab:\n{ours}\nQEMU:\n{theirs}");
+}
+
 /// Runs QEMU on the same ROM with the equivalent device set and compares debugcon text.
 /// `with_rom`: smmlab had QEMU's kvmvapic ROM, which QEMU always adds.
 fn compare_with_qemu(machine: &str, ours: &str, with_rom: bool) {
-    let qemu = "qemu-system-x86_64";
-    if Command::new(qemu).arg("--version").output().is_err() {
-        eprintln!("{qemu} is not installed: skipping the QEMU comparison");
+    if !qemu_present() {
         return;
     }
     if !with_rom {
         eprintln!("{KVMVAPIC} is missing, so smmlab ran without QEMU's option ROM: skipping the QEMU comparison");
         return;
     }
-    let con = dir(&format!("qemu-{machine}")).join("qemu.debugcon.txt");
-    let _ = std::fs::remove_file(&con);
-    let st = Command::new("timeout")
-        .args(["30", qemu, "-machine", &format!("{machine},smm=on"), "-nodefaults", "-m", "128", "-accel", "tcg", "-display", "none", "-no-reboot"])
-        // etc/boot-fail-wait = 0, as smmlab's fw_cfg provides.
-        .args(["-boot", "reboot-timeout=0", "-bios", SEABIOS])
-        .arg("-chardev")
-        .arg(format!("file,id=dc,path={}", con.display()))
-        .args(["-device", "isa-debugcon,iobase=0x402,chardev=dc"])
-        .status()
-        .unwrap();
-    assert_eq!(st.code(), Some(0), "QEMU did not exit at the reboot");
-    let theirs = std::fs::read_to_string(&con).unwrap();
-    let keep = |t: &str| t.lines().filter_map(|l| comparable(machine, l)).collect::<Vec<_>>();
-    let (a, b) = (keep(ours), keep(&theirs));
-    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-        assert_eq!(x, y, "{machine}: debugcon line {i} differs (after dropping named differences)\nsmmlab:\n{ours}\nQEMU:\n{theirs}");
-    }
-    assert_eq!(a.len(), b.len(), "{machine}: line counts differ\nsmmlab:\n{ours}\nQEMU:\n{theirs}");
+    let theirs = qemu_seabios(machine, "own-tables");
+    assert_same_lines(machine, ours, &theirs, |l| comparable(machine, l));
     // Both end the same way, and the order-insensitive line is on both sides.
     assert!(theirs.contains("No bootable device."));
     assert!(ours.contains("PS2 keyboard initialized") && theirs.contains("PS2 keyboard initialized"));
+}
+
+/// A fw_cfg file as tests/roms/fw_cfg_dump.asm printed it.
+#[derive(Clone, Debug, PartialEq)]
+struct FwCfgFile {
+    name: String,
+    select: u16,
+    data: Vec<u8>,
+}
+
+/// Parses the dump ROM's framing (see fw_cfg_dump.asm) from debugcon text; whatever the
+/// firmware printed before it is skipped.
+fn parse_fw_cfg_dump(text: &str) -> Vec<FwCfgFile> {
+    let start = text.find("FWCFG-DUMP ").unwrap_or_else(|| panic!("no fw_cfg dump:\n{text}"));
+    let mut lines = text[start..].lines();
+    let count = u32::from_str_radix(lines.next().unwrap().trim_start_matches("FWCFG-DUMP "), 16).unwrap();
+    let mut files: Vec<(FwCfgFile, usize)> = Vec::new();
+    for l in lines.by_ref() {
+        if l == "END" {
+            break;
+        }
+        if let Some(rest) = l.strip_prefix("FILE ") {
+            let mut f = rest.splitn(3, ' ');
+            let select = u16::from_str_radix(f.next().unwrap(), 16).unwrap();
+            let size = usize::from_str_radix(f.next().unwrap(), 16).unwrap();
+            let name = f.next().unwrap_or_default().to_string();
+            files.push((FwCfgFile { name, select, data: Vec::with_capacity(size) }, size));
+        } else if let Some(hex) = l.strip_prefix("D ") {
+            let (f, _) = files.last_mut().expect("data before a FILE line");
+            f.data.extend((0..hex.len() / 2).map(|k| u8::from_str_radix(&hex[2 * k..2 * k + 2], 16).unwrap()));
+        } else {
+            panic!("unexpected line in the fw_cfg dump: {l:?}");
+        }
+    }
+    assert!(text.contains("\nEND\n"), "the dump did not finish:\n{text}");
+    assert_eq!(files.len(), count as usize, "directory count");
+    files
+        .into_iter()
+        .map(|(f, size)| {
+            assert_eq!(f.data.len(), size, "{}: size in the directory and bytes read", f.name);
+            f
+        })
+        .collect()
+}
+
+/// Assembles the dump ROM: the flat 64 KiB reset-vector build, or the option-ROM build with
+/// its checksum byte set so that its 1024 bytes sum to 0.
+fn dump_rom(option_rom: bool, test: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roms/fw_cfg_dump.asm");
+    let out = dir(test).join(if option_rom { "fw_cfg_dump.rom" } else { "fw_cfg_dump.bin" });
+    let mut cmd = Command::new("nasm");
+    if option_rom {
+        cmd.arg("-DOPTION_ROM");
+    }
+    let st = cmd.args(["-f", "bin", "-o"]).arg(&out).arg(&src).status().expect("nasm must be installed (scripts/test.sh installs it)");
+    assert!(st.success(), "nasm failed on {}", src.display());
+    if option_rom {
+        let mut d = std::fs::read(&out).unwrap();
+        let last = d.len() - 1;
+        d[last] = 0u8.wrapping_sub(d.iter().fold(0u8, |a, b| a.wrapping_add(*b)));
+        std::fs::write(&out, d).unwrap();
+    }
+    out
+}
+
+/// QEMU's fw_cfg files as a guest sees them from the reset vector (`-bios` = the dump ROM).
+fn qemu_fw_cfg_at_reset(machine: &str, test: &str) -> Vec<FwCfgFile> {
+    let rom = dump_rom(false, &format!("fwcfg-qemu-{machine}-{test}"));
+    let (code, text) = qemu_run(machine, &rom, &rom.with_extension("qemu.txt"), &["-device", "isa-debug-exit,iobase=0xf4"]);
+    // isa-debug-exit turns the guest's 0 into exit status 1.
+    assert_eq!(code, Some(1), "QEMU did not exit through isa-debug-exit:\n{text}");
+    parse_fw_cfg_dump(&text)
+}
+
+/// QEMU's fw_cfg files as SeaBIOS got them: the dump ROM runs as an option ROM after SeaBIOS
+/// has read the ACPI files. This matters: QEMU builds its ACPI tables again, from the machine
+/// state of that moment, when the firmware first reads them after a reset (the fw_cfg
+/// callback `acpi_build_update`, QEMU hw/i386/acpi-build.c), and by then SeaBIOS has set up
+/// PCI: on q35 the DSDT gains the MMCONFIG window's PNP0C01 resource device (DRAC) and PCI0's
+/// resources follow the BARs SeaBIOS placed (8180 bytes instead of 8096 at reset). Later
+/// reads return the same blob until the next reset.
+fn qemu_fw_cfg_as_seabios_read_it(machine: &str) -> Vec<FwCfgFile> {
+    let rom = dump_rom(true, &format!("fwcfg-qemu-orom-{machine}"));
+    let (code, text) = qemu_run(machine, Path::new(SEABIOS), &rom.with_extension("qemu.txt"), &["-option-rom", rom.to_str().unwrap(), "-device", "isa-debug-exit,iobase=0xf4"]);
+    assert_eq!(code, Some(1), "QEMU did not exit through isa-debug-exit:\n{text}");
+    assert!(text.contains("Copying ACPI RSDP") || text.contains("table(50434146)="), "SeaBIOS read the ACPI tables before the dump:\n{text}");
+    parse_fw_cfg_dump(&text)
+}
+
+/// smmlab's fw_cfg files as the dump ROM sees them from the reset vector, with the kvmvapic
+/// ROM as in the SeaBIOS comparison.
+fn smmlab_fw_cfg_at_reset(machine: &str, test: &str) -> Vec<FwCfgFile> {
+    let tag = format!("fwcfg-smmlab-{machine}-{test}");
+    let rom = dump_rom(false, &tag);
+    let r = smmlab_with(rom.to_str().unwrap(), machine, &tag, 50_000_000, &kvmvapic());
+    assert_eq!(r.summary["exit"], "debug-exit", "{}", r.summary);
+    parse_fw_cfg_dump(&r.debugcon)
+}
+
+/// The fw_cfg files that carry a machine's ACPI and SMBIOS tables.
+const TABLE_FILES: [&str; 5] = ["etc/acpi/tables", "etc/acpi/rsdp", "etc/table-loader", "etc/smbios/smbios-tables", "etc/smbios/smbios-anchor"];
+
+/// Temporary high memory SeaBIOS spends per fw_cfg directory entry (`qemu_romfile_add` in
+/// src/fw/paravirt.c): a `struct qemu_romfile_s` (148 bytes, 16-byte aligned: 160) and its
+/// `struct allocdetail_s` record (44 bytes, aligned: 48), src/malloc.c.
+const SEABIOS_TMP_BYTES_PER_FILE: u64 = 208;
+
+/// With QEMU's own ACPI and SMBIOS blobs (the five files, handed to smmlab with `--fw-cfg`),
+/// SeaBIOS's debugcon text on smmlab is QEMU's, line for line, except:
+/// - the temporary high-memory copy of the MP table, which is exactly
+///   [`SEABIOS_TMP_BYTES_PER_FILE`] higher per fw_cfg file QEMU has and smmlab does not
+///   (bios-geometry, bootorder, etc/system-states, etc/tpm/log; see
+///   [`fw_cfg_directories_of_qemu_and_smmlab`]): checked to the byte;
+/// - q35: the ICH9 SMBus BAR4 (SMB_BASE). smmlab decodes 32 bytes of I/O, as the ICH9
+///   datasheet (316972, §18.1.5: bits 15:5 hold the base) gives it; QEMU's ICH9 SMBus
+///   registers its "pm-smbus" I/O region with 64 bytes (hw/i2c/pm_smbus.c). SeaBIOS sizes BARs
+///   and places the larger first, so the PCI I/O window's end and the order and addresses of
+///   the 1F.2 and 1F.3 BAR4 mappings follow. smmlab keeps the datasheet's size.
+fn seabios_with_qemus_tables(machine: &str) {
+    if !present(SEABIOS, "seabios") || !qemu_present() {
+        return;
+    }
+    if !present(KVMVAPIC, "qemu-system-data") {
+        return;
+    }
+    let blobs = qemu_fw_cfg_as_seabios_read_it(machine);
+    let d = dir(&format!("qemu-tables-{machine}"));
+    let mut args: Vec<String> = kvmvapic().iter().map(|s| s.to_string()).collect();
+    for name in TABLE_FILES {
+        let f = blobs.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("QEMU has no {name}"));
+        let path = d.join(name.replace('/', "_"));
+        std::fs::write(&path, &f.data).unwrap();
+        args.push("--fw-cfg".into());
+        args.push(format!("{name}={}", path.display()));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = smmlab_with(SEABIOS, machine, &format!("qemu-tables-{machine}"), 50_000_000, &args);
+    check_seabios(machine, &r);
+    let ours = &r.debugcon;
+    let theirs = qemu_seabios(machine, "qemu-tables");
+    // The MP table's temporary copy, to the byte.
+    let extra_files = (qemu_fw_cfg_at_reset(machine, "tables").len() - smmlab_fw_cfg_at_reset(machine, "tables").len()) as u64;
+    let tmp_copy = |t: &str| {
+        let l = t.lines().find_map(|l| l.strip_prefix("Copying MPTABLE from ")).unwrap_or_else(|| panic!("no MP table:\n{t}"));
+        let high = l.split_once('/').and_then(|(_, r)| r.split_once(' ')).map(|(h, _)| h).unwrap();
+        u64::from_str_radix(high, 16).unwrap()
+    };
+    assert_eq!(tmp_copy(ours), tmp_copy(&theirs) + extra_files * SEABIOS_TMP_BYTES_PER_FILE, "{machine}: MP table temporary copy ({extra_files} fw_cfg files fewer)");
+    let keep = |l: &str| -> Option<String> {
+        if machine == "q35" && ["PCI: IO: ", "PCI: map device bdf=00:1f.3  bar 4", "PCI: map device bdf=00:1f.2  bar 4"].iter().any(|p| l.starts_with(p)) {
+            return None;
+        }
+        if let Some((from, to)) = l.strip_prefix("Copying MPTABLE from ").and_then(|r| r.split_once(" to ")) {
+            let low = from.split_once('/').map_or(from, |(low, _high)| low);
+            return Some(format!("Copying MPTABLE from {low}/(checked above) to {to}"));
+        }
+        Some(l.to_string())
+    };
+    assert_same_lines(machine, ours, &theirs, keep);
+    // Lines that smmlab's own tables change are now compared, not dropped.
+    for l in ["ACPI: parse DSDT at", "table(50434146)=", "Copying SMBIOS", "Space available for UMB:", "PS2 keyboard initialized"] {
+        assert!(ours.contains(l), "{machine}: {l:?} missing:\n{ours}");
+    }
+}
+
+#[test]
+fn seabios_debugcon_is_qemus_with_qemus_tables_on_pc() {
+    seabios_with_qemus_tables("pc");
+}
+
+#[test]
+fn seabios_debugcon_is_qemus_with_qemus_tables_on_q35() {
+    seabios_with_qemus_tables("q35");
+}
+
+/// fw_cfg files in QEMU 7.2's directory that smmlab does not provide, with why. SeaBIOS
+/// 1.16.2 treats an empty file as a missing one (`romfile_loadfile` returns NULL for size 0,
+/// src/romfile.c), so the empty ones change nothing but its temporary memory use.
+const QEMU_ONLY_FILES: &[(&str, &str)] = &[
+    ("bios-geometry", "empty: QEMU's list of disk geometries set with lchs=, none here"),
+    ("bootorder", "empty: QEMU's bootindex list, no device has one here"),
+    ("etc/system-states", "6 bytes: QEMU's S3/S4 enables for its ACPI PM; SeaBIOS does not read it"),
+    ("etc/tpm/log", "empty: QEMU's TPM event log area, no TPM here"),
+];
+
+/// Files in both directories whose sizes differ, with why.
+const SIZE_DIFFERENCES: &[(&str, &str)] = &[
+    ("etc/smbios/smbios-tables", "smmlab's own SMBIOS structures and strings"),
+    ("etc/table-loader", "QEMU pads its loader script to 4 KiB; smmlab's is its commands only"),
+];
+
+/// The fw_cfg file directories (names and sizes) of QEMU and smmlab, as the dump ROM sees
+/// them from the reset vector, differ only as named above; files that do not come from the
+/// tables are identical byte for byte.
+#[test]
+fn fw_cfg_directories_of_qemu_and_smmlab() {
+    if !qemu_present() || !present(KVMVAPIC, "qemu-system-data") {
+        return;
+    }
+    for machine in ["pc", "q35"] {
+        let (q, s) = (qemu_fw_cfg_at_reset(machine, "dir"), smmlab_fw_cfg_at_reset(machine, "dir"));
+        for (set, what) in [(&q, "QEMU"), (&s, "smmlab")] {
+            let names: Vec<&str> = set.iter().map(|f| f.name.as_str()).collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted, "{what} {machine}: directory in name order");
+            assert!(set.iter().enumerate().all(|(i, f)| f.select == 0x20 + i as u16), "{what} {machine}: keys from 0x20");
+        }
+        let only_qemu: Vec<&str> = q.iter().filter(|f| !s.iter().any(|g| g.name == f.name)).map(|f| f.name.as_str()).collect();
+        let only_smmlab: Vec<&str> = s.iter().filter(|f| !q.iter().any(|g| g.name == f.name)).map(|f| f.name.as_str()).collect();
+        assert_eq!(only_qemu, QEMU_ONLY_FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "{machine}: files only QEMU has");
+        assert!(only_smmlab.is_empty(), "{machine}: files only smmlab has: {only_smmlab:?}");
+        for f in &s {
+            let g = q.iter().find(|g| g.name == f.name).unwrap();
+            let sized = SIZE_DIFFERENCES.iter().any(|(n, _)| *n == f.name);
+            assert_eq!(f.data.len() != g.data.len(), sized, "{machine}: {}: smmlab {} bytes, QEMU {}", f.name, f.data.len(), g.data.len());
+            if !TABLE_FILES.contains(&f.name.as_str()) {
+                assert_eq!(f.data, g.data, "{machine}: {} contents", f.name);
+            }
+        }
+        for (name, size) in [("etc/acpi/tables", 128 << 10), ("etc/acpi/rsdp", 20), ("etc/smbios/smbios-anchor", 31)] {
+            assert_eq!(s.iter().find(|f| f.name == name).map(|f| f.data.len()), Some(size), "{machine}: {name}");
+        }
+    }
 }
 
 #[test]

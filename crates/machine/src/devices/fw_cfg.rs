@@ -85,6 +85,8 @@ pub struct FwCfg {
     offset: usize,
     dma_high: u32,
     dma_request: Option<u64>,
+    /// The ICH9 SMI features locked in by reading features-ok (q35).
+    smi_negotiated: Option<u64>,
 }
 
 impl FwCfg {
@@ -102,7 +104,7 @@ impl FwCfg {
         items.insert(FW_CFG_MAX_CPUS, cfg.cpus.to_le_bytes().to_vec());
         items.insert(FW_CFG_ACPI_TABLES, 0u16.to_le_bytes().to_vec());
         items.insert(FW_CFG_IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec());
-        let mut d = FwCfg { items, files: Vec::new(), selector: 0, offset: 0, dma_high: 0, dma_request: None };
+        let mut d = FwCfg { items, files: Vec::new(), selector: 0, offset: 0, dma_high: 0, dma_request: None, smi_negotiated: None };
         let mut e820 = Vec::new();
         e820.extend_from_slice(&0u64.to_le_bytes());
         e820.extend_from_slice(&cfg.ram_size.to_le_bytes());
@@ -150,6 +152,18 @@ impl FwCfg {
         self.add_file(FILE_E820, e820);
     }
 
+    /// Puts an entry in front of the others in `etc/e820` (QEMU 7.2 lists the AMD
+    /// HyperTransport range before RAM: its e820 table holds entries in the order the board
+    /// adds them, and the reserved range comes first).
+    pub fn prepend_e820(&mut self, start: u64, len: u64, kind: u32) {
+        let mut e820 = Vec::new();
+        e820.extend_from_slice(&start.to_le_bytes());
+        e820.extend_from_slice(&len.to_le_bytes());
+        e820.extend_from_slice(&kind.to_le_bytes());
+        e820.extend_from_slice(self.file(FILE_E820).unwrap_or_default());
+        self.add_file(FILE_E820, e820);
+    }
+
     /// A file's contents.
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         let (_, k) = self.files.iter().find(|(n, _)| n == name)?;
@@ -163,6 +177,9 @@ impl FwCfg {
     fn select(&mut self, key: u16) {
         self.selector = key;
         self.offset = 0;
+        if self.key_of(FILE_SMI_FEATURES_OK) == Some(key) {
+            self.smi_features_ok_selected();
+        }
     }
 
     fn data_byte(&mut self) -> u8 {
@@ -212,7 +229,6 @@ impl FwCfg {
                         }
                     }
                     self.offset = self.offset.saturating_add(length);
-                    self.smi_features_written();
                 }
                 _ => status = DMA_CTL_ERROR,
             }
@@ -224,24 +240,32 @@ impl FwCfg {
         }
     }
 
-    /// QEMU's ICH9 negotiation: a request that is a subset of the supported features sets
-    /// features-ok to 1, otherwise 0.
-    fn smi_features_written(&mut self) {
+    /// QEMU 7.2's ICH9 negotiation (`hw/isa/lpc_ich9.c`, the features-ok select callback;
+    /// facts only): writing `requested-features` only stores it; selecting `features-ok`
+    /// checks the request then. A subset of the supported features (hotplug or hot-unplug only
+    /// together with broadcast) is locked in as the negotiated set and features-ok becomes 1;
+    /// otherwise it stays 0 and the guest may try again. Once 1, nothing changes any more, so
+    /// a guest that reads features-ok before writing a request locks in no features.
+    fn smi_features_ok_selected(&mut self) {
+        if self.smi_negotiated.is_some() {
+            return;
+        }
         let Some(req) = self.file(FILE_SMI_REQUESTED) else { return };
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&req[..8]);
-        let ok = u64::from_le_bytes(b) & !SMI_FEATURES_SUPPORTED == 0;
+        let req = u64::from_le_bytes(req.get(..8).and_then(|r| r.try_into().ok()).unwrap_or([0; 8]));
+        const BROADCAST: u64 = 1 << 0;
+        const HOTPLUG: u64 = (1 << 1) | (1 << 2);
+        if req & !SMI_FEATURES_SUPPORTED != 0 || (req & HOTPLUG != 0 && req & BROADCAST == 0) {
+            return;
+        }
+        self.smi_negotiated = Some(req);
         if let Some(k) = self.key_of(FILE_SMI_FEATURES_OK) {
-            self.items.insert(k, vec![ok as u8]);
+            self.items.insert(k, vec![1]);
         }
     }
 
     /// The ICH9 SMI features the guest negotiated (0 until features-ok).
     pub fn smi_features(&self) -> u64 {
-        match (self.file(FILE_SMI_FEATURES_OK), self.file(FILE_SMI_REQUESTED)) {
-            (Some([1]), Some(r)) => u64::from_le_bytes(r[..8].try_into().unwrap_or([0; 8])),
-            _ => 0,
-        }
+        self.smi_negotiated.unwrap_or(0)
     }
 }
 
@@ -337,6 +361,13 @@ mod tests {
         assert_eq!(e.len(), 40);
         assert_eq!(e[20..28], AMD_HT_START.to_le_bytes());
         assert_eq!(e[36..40], E820_RESERVED.to_le_bytes());
+        let mut f = dev(false);
+        f.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
+        let e = f.file(FILE_E820).unwrap();
+        assert_eq!(e.len(), 40);
+        assert_eq!(e[0..8], AMD_HT_START.to_le_bytes());
+        assert_eq!(e[20..28], 0u64.to_le_bytes(), "RAM second");
+        assert_eq!(e[36..40], E820_RAM.to_le_bytes());
         assert!(dev(false).file(FILE_SMI_SUPPORTED).is_none(), "pc has no SMI negotiation");
     }
     const FILE_SMI_OK_NAME: &str = FILE_SMI_FEATURES_OK;
@@ -364,8 +395,33 @@ mod tests {
         ram[0x300..0x308].copy_from_slice(&1u64.to_le_bytes());
         desc(&mut ram, 0x100, key << 16 | DMA_CTL_SELECT | DMA_CTL_WRITE, 8, 0x300);
         f.dma(0x100, &mut ram);
-        assert_eq!(f.file(FILE_SMI_FEATURES_OK), Some(&[1u8][..]));
+        assert_eq!(f.file(FILE_SMI_FEATURES_OK), Some(&[0u8][..]), "the write only stores the request");
+        let ok = f.key_of(FILE_SMI_FEATURES_OK).unwrap();
+        assert_eq!(read_item(&mut f, ok, 1), [1], "selecting features-ok accepts it");
         assert_eq!(f.smi_features(), 1);
+        // Locked: a later request changes nothing.
+        ram[0x300..0x308].copy_from_slice(&7u64.to_le_bytes());
+        f.dma(0x100, &mut ram);
+        assert_eq!(read_item(&mut f, ok, 1), [1]);
+        assert_eq!(f.smi_features(), 1);
+    }
+
+    #[test]
+    fn smi_negotiation_refuses_bad_requests_and_locks_on_first_success() {
+        let req_ok = |req: u64| {
+            let mut f = dev(true);
+            let (r, ok) = (f.key_of(FILE_SMI_REQUESTED).unwrap(), f.key_of(FILE_SMI_FEATURES_OK).unwrap());
+            f.items.insert(r, req.to_le_bytes().to_vec());
+            (read_item(&mut f, ok, 1)[0], f.smi_features())
+        };
+        assert_eq!(req_ok(0b1000), (0, 0), "unsupported bit");
+        assert_eq!(req_ok(0b010), (0, 0), "hotplug without broadcast");
+        assert_eq!(req_ok(0b111), (1, 0b111));
+        // Reading features-ok first locks in the empty request, as QEMU does.
+        let mut f = dev(true);
+        let ok = f.key_of(FILE_SMI_FEATURES_OK).unwrap();
+        assert_eq!(read_item(&mut f, ok, 1), [1]);
+        assert_eq!(f.smi_features(), 0);
     }
 
     #[test]

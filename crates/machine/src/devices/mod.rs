@@ -10,6 +10,7 @@ pub mod debug_exit;
 pub mod debugcon;
 pub mod disk;
 pub mod fw_cfg;
+pub mod fw_cfg_file;
 pub mod hwmon;
 pub mod i8042;
 pub mod ioapic;

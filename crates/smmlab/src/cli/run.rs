@@ -62,6 +62,12 @@ pub struct RunArgs {
     /// adds /usr/share/qemu/kvmvapic.bin this way by itself; give it here to match QEMU.
     #[arg(long = "option-rom", value_name = "FILE")]
     pub option_rom: Vec<PathBuf>,
+    /// Put FILE into fw_cfg as the file NAME, as QEMU's -fw_cfg name=NAME,file=FILE (pc and
+    /// q35; repeatable; names hold at most 55 bytes). Unlike QEMU, a name the board already
+    /// has is replaced: etc/acpi/tables, etc/acpi/rsdp, etc/table-loader and
+    /// etc/smbios/smbios-tables/-anchor swap smmlab's own ACPI and SMBIOS tables for others.
+    #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
+    pub fw_cfg: Vec<String>,
     /// Write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -174,6 +180,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     };
     let disk = a.disk.as_deref().map(machine::devices::disk::Disk::open).transpose()?;
     let option_roms = a.option_rom.iter().map(|p| machine::devices::option_rom::OptionRom::open(p)).collect::<Result<Vec<_>, _>>()?;
+    let fw_cfg_files = a.fw_cfg.iter().map(|arg| machine::devices::fw_cfg_file::FwCfgFile::from_arg(arg)).collect::<Result<Vec<_>, _>>()?;
+    machine::devices::fw_cfg_file::check_unique(&fw_cfg_files)?;
     let mut m = Machine::new(kind, config, rom)?;
     if builtin {
         // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
@@ -184,6 +192,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     }
     for r in option_roms {
         m.add_option_rom(r)?;
+    }
+    // After the option ROMs, so that a --fw-cfg file can replace one of them too.
+    for f in fw_cfg_files {
+        m.add_fw_cfg_file(f)?;
     }
     if let Some(sc) = scenario {
         (sc.setup)(&mut m)?;
