@@ -273,11 +273,11 @@ fn fw_cfg_files_reach_the_guest_and_replace_the_boards_own() {
     assert_eq!(o.status.code(), Some(0), "{:?}\n{out}", text(&o));
     assert!(out.ends_with("END\n"), "{out}");
     let files: Vec<&str> = out.lines().filter(|l| l.starts_with("FILE ")).collect();
-    let first = files.first().copied().unwrap_or_default();
-    assert_eq!(first, "FILE 0020 0000000b etc/acpi/rsdp", "{out}");
+    // Name order from key 0x20: bios-geometry, bootorder, then the replaced etc/acpi/rsdp.
+    assert_eq!(files.get(2).copied().unwrap_or_default(), "FILE 0022 0000000b etc/acpi/rsdp", "{out}");
     let last = files.last().copied().unwrap_or_default();
     assert_eq!(last, format!("FILE {:04x} 00000004 opt/smmlab/new", 0x20 + files.len() - 1), "{out}");
-    assert!(out.contains("FILE 0020 0000000b etc/acpi/rsdp\nD 6e6f7420616e2052534450\n"), "{out}");
+    assert!(out.contains("FILE 0022 0000000b etc/acpi/rsdp\nD 6e6f7420616e2052534450\n"), "{out}");
     assert!(out.ends_with("opt/smmlab/new\nD deadbeef\nEND\n"), "{out}");
 }
 

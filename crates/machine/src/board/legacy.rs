@@ -85,7 +85,7 @@ pub struct LegacyDevices {
 
 impl LegacyDevices {
     /// The devices for `ram_size` bytes of RAM (all below 4 GiB) with a clock of `ips`.
-    pub fn new(ram_size: u64, smi_features: bool, ips: u64) -> Self {
+    pub fn new(ram_size: u64, smi_features: bool, s5_sleep_type: u8, ips: u64) -> Self {
         LegacyDevices {
             dma: IsaDma::default(),
             dma_pages: DmaPages::default(),
@@ -94,7 +94,7 @@ impl LegacyDevices {
             i8042: I8042::default(),
             rtc: CmosRtc::new(ram_size, 0, ips),
             port92: Port92::default(),
-            fw_cfg: FwCfg::new(&FwCfgConfig { ram_size, smi_features, cpus: 1 }),
+            fw_cfg: FwCfg::new(&FwCfgConfig { ram_size, smi_features, s5_sleep_type, cpus: 1 }),
             com1: None,
             a20_request: None,
             reset_request: false,
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn pit_drives_irq0_through_the_8259() {
-        let mut l = LegacyDevices::new(128 << 20, false, 1_193_182);
+        let mut l = LegacyDevices::new(128 << 20, false, 0, 1_193_182);
         let t = Ticks(0);
         for (p, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, 0xfe)] {
             l.io_write(p, 1, v, t);
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn rtc_periodic_interrupt_drives_irq8_through_the_slave() {
         let ips = 1_000_000_000;
-        let mut l = LegacyDevices::new(128 << 20, false, ips);
+        let mut l = LegacyDevices::new(128 << 20, false, 0, ips);
         let t = Ticks(0);
         for (p, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, 0xfb), (0xa0, 0x11), (0xa1, 0x70), (0xa1, 0x02), (0xa1, 0x01), (0xa1, 0xfe)] {
             l.io_write(p, 1, v, t);
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn a20_requests_from_port_92_and_8042() {
-        let mut l = LegacyDevices::new(128 << 20, false, 1_000_000);
+        let mut l = LegacyDevices::new(128 << 20, false, 0, 1_000_000);
         l.io_write(0x92, 1, 0x02, Ticks(0));
         assert_eq!(l.take_a20_request(), Some(true));
         l.io_write(0x64, 1, 0xdd, Ticks(0));

@@ -65,6 +65,10 @@ impl I440fx {
 }
 
 impl Chipset for I440fx {
+    fn take_power_off(&mut self) -> bool {
+        self.pm.take_power_off()
+    }
+
     fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
         self.function(device, function).map(|f| f.config_read(offset, size))
     }

@@ -138,7 +138,7 @@ impl<C: Chipset> Platform<C> {
         let ram = Ram::new(ram_size);
         let smram = chipset.smram(ram.len());
         let pam = chipset.pam();
-        let legacy = LegacyDevices::new(ram_size, chipset.smi_feature_negotiation(), instructions_per_second);
+        let legacy = LegacyDevices::new(ram_size, chipset.smi_feature_negotiation(), chipset.s5_sleep_type(), instructions_per_second);
         Platform {
             ram,
             rom: Rom::new(rom),

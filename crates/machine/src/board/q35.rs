@@ -245,6 +245,10 @@ impl Chipset for Q35Chipset {
         true
     }
 
+    fn s5_sleep_type(&self) -> u8 {
+        crate::chipset::q35::ich9_lpc::SLP_TYP_S5
+    }
+
     fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
         if let Some(lab) = &mut self.lab {
             if (port == 0x60 || port == 0x64) && lab.uhci.trap(port, write) {

@@ -51,6 +51,10 @@ pub trait Chipset {
     fn smi_feature_negotiation(&self) -> bool {
         false
     }
+    /// The PM1_CNT sleep type that switches the machine off (S5), as the DSDT's \_S5 says.
+    fn s5_sleep_type(&self) -> u8 {
+        0
+    }
     /// A port access the chipset may trap before any device sees it (ICH9 IOTRn, UHCI
     /// legacy support); true if trapped: the access goes nowhere and a read returns all ones.
     /// `value` is the data of a write.

@@ -54,6 +54,11 @@ pub const FILE_BOOT_FAIL_WAIT: &str = "etc/boot-fail-wait";
 pub const FILE_SMI_SUPPORTED: &str = "etc/smi/supported-features";
 pub const FILE_SMI_REQUESTED: &str = "etc/smi/requested-features";
 pub const FILE_SMI_FEATURES_OK: &str = "etc/smi/features-ok";
+pub const FILE_SYSTEM_STATES: &str = "etc/system-states";
+/// Files QEMU always lists and smmlab has nothing to put in: the boot order (no device has a
+/// bootindex), BIOS disk geometries (none set) and the TPM event log (no TPM). Firmware treats
+/// an empty file as an absent one (SeaBIOS `romfile_loadfile`).
+pub const EMPTY_FILES: [&str; 3] = ["bios-geometry", "bootorder", "etc/tpm/log"];
 /// ICH9 SMI features QEMU 7.2 offers: broadcast (bit 0), CPU hotplug (1), hot-unplug (2).
 pub const SMI_FEATURES_SUPPORTED: u64 = 0b111;
 /// e820 entry types.
@@ -73,6 +78,8 @@ pub struct FwCfgConfig {
     pub ram_size: u64,
     /// Whether the ICH9 SMI negotiation files exist (q35).
     pub smi_features: bool,
+    /// The PM1_CNT sleep type of S5 (soft off), for `etc/system-states`.
+    pub s5_sleep_type: u8,
     pub cpus: u16,
 }
 
@@ -112,6 +119,16 @@ impl FwCfg {
         d.add_file(FILE_E820, e820);
         // 0 ms: reboot at once after a boot failure (QEMU `-boot reboot-timeout=0`).
         d.add_file(FILE_BOOT_FAIL_WAIT, 0u32.to_le_bytes().to_vec());
+        // The sleep states the platform has, indexed by state: bit 7 advertised, bits 6:0 the
+        // PM1_CNT sleep type (QEMU's format; OVMF tests S3 in byte 3, bit 7). smmlab models S0
+        // and S5 (soft off) only; QEMU also offers S3 and S4.
+        let mut states = vec![0u8; 6];
+        states[0] = 0x80;
+        states[5] = 0x80 | (cfg.s5_sleep_type & 0x7f);
+        d.add_file(FILE_SYSTEM_STATES, states);
+        for name in EMPTY_FILES {
+            d.add_file(name, Vec::new());
+        }
         if cfg.smi_features {
             d.add_file(FILE_SMI_SUPPORTED, SMI_FEATURES_SUPPORTED.to_le_bytes().to_vec());
             d.add_file(FILE_SMI_REQUESTED, vec![0; 8]);
@@ -321,7 +338,7 @@ mod tests {
     use super::*;
 
     fn dev(q35: bool) -> FwCfg {
-        FwCfg::new(&FwCfgConfig { ram_size: 128 << 20, smi_features: q35, cpus: 1 })
+        FwCfg::new(&FwCfgConfig { ram_size: 128 << 20, smi_features: q35, s5_sleep_type: if q35 { 7 } else { 0 }, cpus: 1 })
     }
 
     fn read_item(f: &mut FwCfg, key: u16, n: usize) -> Vec<u8> {
@@ -345,16 +362,18 @@ mod tests {
     #[test]
     fn file_directory_sorted_from_0x20() {
         let mut f = dev(true);
-        let dir = read_item(&mut f, FW_CFG_FILE_DIR, 4 + 5 * 64);
-        assert_eq!(&dir[..4], &5u32.to_be_bytes());
-        let names: Vec<String> = (0..5)
+        let dir = read_item(&mut f, FW_CFG_FILE_DIR, 4 + 9 * 64);
+        assert_eq!(&dir[..4], &9u32.to_be_bytes());
+        let names: Vec<String> = (0..9)
             .map(|i| {
                 let e = &dir[4 + 64 * i..4 + 64 * (i + 1)];
                 assert_eq!(u16::from_be_bytes([e[4], e[5]]), 0x20 + i as u16);
                 String::from_utf8_lossy(&e[8..]).trim_end_matches('\0').to_string()
             })
             .collect();
-        assert_eq!(names, [FILE_BOOT_FAIL_WAIT, FILE_E820, FILE_SMI_OK_NAME, FILE_SMI_REQUESTED, FILE_SMI_SUPPORTED]);
+        assert_eq!(names, ["bios-geometry", "bootorder", FILE_BOOT_FAIL_WAIT, FILE_E820, FILE_SMI_OK_NAME, FILE_SMI_REQUESTED, FILE_SMI_SUPPORTED, FILE_SYSTEM_STATES, "etc/tpm/log"]);
+        assert_eq!(f.file(FILE_SYSTEM_STATES), Some(&[0x80, 0, 0, 0, 0, 0x87][..]), "S0 and S5 (sleep type 7)");
+        assert_eq!(f.file("bootorder").map(|b| b.len()), Some(0));
         assert_eq!(f.file(FILE_E820).map(|e| e.len()), Some(20));
         f.add_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
         let e = f.file(FILE_E820).unwrap();

@@ -56,7 +56,13 @@ pub struct Piix4Pm {
     /// PMBASE+0Ch..3Fh: GPSTS, GPEN, PCNTRL, GLBSTS, DEVSTS, GLBEN, GLBCTL, DEVCTL, GPIREG,
     /// GPOREG, stored as plain bytes.
     regs: [u8; PM_IO_SIZE as usize],
+    /// SUS_EN was written with SUS_TYP = soft off, until taken.
+    power_off: bool,
 }
+
+/// PMCNTRL.SUS_TYP for soft off (S5) on the PIIX4 (datasheet §11.2.3: 000; the value the `pc`
+/// DSDT's \_S5 package gives).
+pub const SUS_TYP_SOFT_OFF: u8 = 0;
 
 impl Piix4Pm {
     /// The function at reset.
@@ -72,7 +78,7 @@ impl Piix4Pm {
         cfg.set(PM_SMBBA, 4, 1);
         cfg.set_wmask(PM_SMBBA, 4, 0x0000_fff0);
         cfg.set_wmask(PM_SMBHSTCFG, 1, 0x0f);
-        Piix4Pm { cfg, pm: AcpiPm::new(instructions_per_second), regs: [0; PM_IO_SIZE as usize] }
+        Piix4Pm { cfg, pm: AcpiPm::new(instructions_per_second), regs: [0; PM_IO_SIZE as usize], power_off: false }
     }
 
     /// The PM I/O base, when PMIOSE enables it.
@@ -128,6 +134,14 @@ impl Piix4Pm {
                 }
             }
         }
+        if let Some(typ) = self.pm.take_sleep() {
+            self.power_off |= typ == SUS_TYP_SOFT_OFF;
+        }
+    }
+
+    /// Whether the guest asked for soft off (S5) since the last call.
+    pub fn take_power_off(&mut self) -> bool {
+        std::mem::take(&mut self.power_off)
     }
 }
 
@@ -148,6 +162,18 @@ mod tests {
 
     fn pm() -> Piix4Pm {
         Piix4Pm::new(1_000_000)
+    }
+
+    #[test]
+    fn sus_en_with_soft_off_powers_off_and_other_types_do_not() {
+        let mut p = pm();
+        p.pm_write(0x04, 2, 5 << 10 | 1 << 13);
+        assert!(!p.take_power_off(), "SUS_TYP 5 (suspend) is not soft off");
+        p.pm_write(0x04, 2, 0);
+        assert!(!p.take_power_off(), "SUS_TYP 0 without SUS_EN does nothing");
+        p.pm_write(0x05, 1, 1 << 5);
+        assert!(p.take_power_off());
+        assert!(!p.take_power_off());
     }
 
     #[test]
