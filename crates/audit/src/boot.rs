@@ -47,7 +47,7 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
     }
     let builtin = o.rom.is_none();
     let rom = o.rom.clone().unwrap_or_else(|| firmware_image::ROM.to_vec());
-    let config = MachineConfig { memory_mib: o.memory_mib, model: o.model.clone(), instructions_per_second: 1_000_000_000, ..Default::default() };
+    let config = MachineConfig { memory_mib: o.memory_mib, model: o.model, instructions_per_second: 1_000_000_000, ..Default::default() };
     let mut m = Machine::new(o.board, config, rom).map_err(|e| AuditError::Machine(e.to_string()))?;
     if builtin {
         m.enable_lab_hardware();

@@ -149,7 +149,7 @@ fn bios_smi(m: &mut Machine) -> Verdict {
     } else if pmcon & 1 << 4 == 0 {
         (Status::Fail, format!("GEN_PMCON_1={pmcon:#06x}: SMI_LOCK (bit 4) = 0: ring 0 can clear GBL_SMI_EN"))
     } else {
-        (Status::Pass, format!("GBL_SMI_EN (SMI_EN bit 0) = 1 and SMI_LOCK (GEN_PMCON_1 bit 4) = 1"))
+        (Status::Pass, "GBL_SMI_EN (SMI_EN bit 0) = 1 and SMI_LOCK (GEN_PMCON_1 bit 4) = 1".to_string())
     };
     verdict(rules::BIOS_SMI, status, msg, regs)
 }

@@ -77,9 +77,7 @@ impl Insn {
     /// Bundles a decoded instruction with its handler and pre-resolved operand data.
     pub fn new(i: Instruction, asize: u8, bitness: u32) -> Self {
         let reg_of = |n: u32| if n < i.op_count() && i.op_kind(n) == iced_x86::OpKind::Register { crate::regs::RegRef::of(i.op_register(n)) } else { crate::regs::RegRef::NONE };
-        let imm = (0..i.op_count())
-            .filter(|&n| matches!(i.op_kind(n), iced_x86::OpKind::Immediate8 | iced_x86::OpKind::Immediate16 | iced_x86::OpKind::Immediate32 | iced_x86::OpKind::Immediate64 | iced_x86::OpKind::Immediate8to16 | iced_x86::OpKind::Immediate8to32 | iced_x86::OpKind::Immediate8to64 | iced_x86::OpKind::Immediate32to64))
-            .last()
+        let imm = (0..i.op_count()).rfind(|&n| matches!(i.op_kind(n), iced_x86::OpKind::Immediate8 | iced_x86::OpKind::Immediate16 | iced_x86::OpKind::Immediate32 | iced_x86::OpKind::Immediate64 | iced_x86::OpKind::Immediate8to16 | iced_x86::OpKind::Immediate8to32 | iced_x86::OpKind::Immediate8to64 | iced_x86::OpKind::Immediate32to64))
             .map(|n| i.immediate(n))
             .unwrap_or_else(|| match i.op0_kind() {
                 iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64 => i.near_branch_target(),

@@ -273,7 +273,7 @@ impl Cpu {
         }
         let sel = ((lo >> 16) & 0xffff) as u16;
         let off = (lo & 0xffff) | ((lo >> 32) & 0xffff_0000) | (hi << 32);
-        let ist = ((lo >> 32) & 7) as u64;
+        let ist = (lo >> 32) & 7;
         let raw = self.read_descriptor(bus, sel, GP)?;
         let cs = Segment::from_descriptor(sel, raw);
         if sel & 0xfffc == 0 || !cs.code() || !cs.long() || cs.big() || cs.dpl() > self.cpl {

@@ -194,7 +194,7 @@ fn set_szp(cpu: &mut Cpu, sz: u8, r: u64, cf: bool, of: bool) {
     if r & sign_bit(sz) != 0 {
         f |= bits::SF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         f |= bits::PF;
     }
     cpu.flags.set_arith(f);
@@ -590,7 +590,7 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
             if al & 0x80 != 0 {
                 nf |= bits::SF;
             }
-            if (al as u8).count_ones() % 2 == 0 {
+            if (al as u8).count_ones().is_multiple_of(2) {
                 nf |= bits::PF;
             }
             cpu.flags.set_arith(nf);

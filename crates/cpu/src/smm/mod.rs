@@ -122,7 +122,7 @@ pub enum CpuSmramView {
 /// Descriptor-cache attributes in the save maps' form: access byte in 7:0, flags in 15:12.
 fn attr_to_image(s: &Segment) -> u64 {
     if s.unusable() {
-        return (s.attr as u64 & 0x60) | 0; // not present, DPL kept
+        return s.attr as u64 & 0x60; // not present, DPL kept
     }
     (s.attr as u64 & 0xff) | ((s.attr as u64 & 0xf00) << 4)
 }

@@ -102,7 +102,7 @@ mod tests {
         let mut ram = Ram::new(1 << 20);
         let smram = SmramConfig::default();
         let mut d = DmaView { ram: &mut ram, smram, pam: Pam::default(), wrote: false };
-        assert!(d.write(0x9_fffe, &[1, 2, 3, 4]) == false, "runs into the VGA hole");
+        assert!(!d.write(0x9_fffe, &[1, 2, 3, 4]), "runs into the VGA hole");
         let mut b = [0u8; 4];
         assert!(!d.read(0x9_fffe, &mut b));
         assert_eq!(b, [1, 2, 0xff, 0xff]);

@@ -171,7 +171,7 @@ impl CmosRtc {
         if self.ram[RTC_REG_B as usize] & REG_B_DM_BINARY != 0 {
             v as u8
         } else {
-            ((v / 10) << 4 | v % 10) as u8
+            (((v / 10) << 4) | (v % 10)) as u8
         }
     }
 

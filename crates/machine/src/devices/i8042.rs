@@ -183,11 +183,7 @@ impl I8042 {
             CMD_A20_DISABLE => self.set_outport(self.outport & !OUTPORT_A20),
             CMD_A20_ENABLE => self.set_outport(self.outport | OUTPORT_A20),
             // Pulse output-port bits whose mask bit is 0 low for 6 µs; bit 0 is reset.
-            CMD_PULSE_FIRST..=0xff => {
-                if c & OUTPORT_RESET_N == 0 {
-                    self.reset = true;
-                }
-            }
+            CMD_PULSE_FIRST..=0xff if c & OUTPORT_RESET_N == 0 => self.reset = true,
             _ => {}
         }
     }
@@ -216,7 +212,7 @@ impl I8042 {
                 self.kbd_param = Some(b);
                 self.push(DEV_ACK, false);
             }
-            0xf4 | 0xf5 | 0xf6 | 0xf7..=0xfa => self.push(DEV_ACK, false),
+            0xf4..=0xfa => self.push(DEV_ACK, false),
             _ => self.push(DEV_RESEND, false),
         }
     }

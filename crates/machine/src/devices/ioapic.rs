@@ -72,7 +72,7 @@ impl Ioapic {
                 r if (IOAPIC_REDTBL as usize..IOAPIC_REDTBL as usize + 2 * IOAPIC_PINS).contains(&(r as usize)) => {
                     // Delivery status (12) and remote IRR (14) are read-only.
                     let i = r as usize - IOAPIC_REDTBL as usize;
-                    self.redtbl[i] = if i % 2 == 0 { value & !(1 << 12 | 1 << 14) } else { value };
+                    self.redtbl[i] = if i.is_multiple_of(2) { value & !(1 << 12 | 1 << 14) } else { value };
                 }
                 _ => {}
             },
