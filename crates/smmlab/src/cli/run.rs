@@ -32,7 +32,9 @@ pub enum CpuKind {
 #[derive(Args)]
 pub struct RunArgs {
     /// Firmware ROM (a multiple of 64 KiB, mapped to end at 4 GiB). Without it, smmlab's
-    /// built-in firmware runs (SMM in TSEG, SW SMI services, a small OS that calls them).
+    /// built-in firmware runs on q35 with the hardware SMM exists for (memory errors, thermal
+    /// sensor and fan, a USB keyboard, a device to emulate, flash) and a small OS that uses it;
+    /// see --scenario.
     #[arg(long, value_name = "FILE")]
     pub bios: Option<PathBuf>,
     /// Machine type [default: q35 for the built-in firmware, minimal with --bios].
@@ -89,11 +91,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "bios")]
     pub scenario: Option<String>,
     /// Guest time an SMM entry takes beyond its one instruction, in ns (saving the CPU state;
-    /// on real platforms also the rendezvous of all cores: microseconds). Default 0: guest time
-    /// is instructions only.
+    /// on real platforms also the rendezvous of all cores: microseconds). 0: guest time is
+    /// instructions only.
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub smm_entry_ns: u64,
-    /// Guest time RSM takes beyond its one instruction, in ns. Default 0.
+    /// Guest time RSM takes beyond its one instruction, in ns.
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub rsm_ns: u64,
     /// Keep the built-in firmware's settings (its 4 KiB flash sector) in FILE: loaded before
