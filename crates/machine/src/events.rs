@@ -43,6 +43,10 @@ pub enum MachineEvent {
     /// G_SMRAME cleared), once TSEG had been enabled at least once; `addr` is the written
     /// address. CPU writes only (DMA is not watched).
     SmramWrittenOutsideSmm { addr: u64, icount: u64 },
+    /// The CPU, in SMM, fetched code from a page that had been written from outside SMM (see
+    /// [`MachineEvent::SmramWrittenOutsideSmm`]): SMM runs code somebody else put there. Once
+    /// per page.
+    SmmRanCodeWrittenOutsideSmm { addr: u64, icount: u64 },
 }
 
 /// The longest debugcon line one [`MachineEvent::DebugconLine`] carries.

@@ -193,6 +193,10 @@ fn rootkit_gets_in_when_smram_is_unlocked() {
     r.assert_has("ROOTKIT ACTIVE, privilege escalation from SMM");
     // smmlab shows it: SMRAM written from outside SMM.
     assert!(r.stdout.contains("SMRAM written from outside SMM"), "{}", r.stdout);
+    // ... and catches SMM running it: the payload's page and the hooked entry stub's page.
+    for page in ["0x7ff0000", "0x7f48000"] {
+        assert!(r.stdout.contains(&format!("!! SMM ran code from page {page}, which was written from outside SMM")), "{page}: {}", r.stdout);
+    }
 }
 
 #[test]
@@ -205,6 +209,7 @@ fn rootkit_is_stopped_by_the_locked_firmware() {
     assert!(!r.has("ROOTKIT ACTIVE"));
     assert!(r.stdout.contains("SMRAM lock violation"), "{}", r.stdout);
     assert!(!r.stdout.contains("SMRAM written from outside SMM"), "{}", r.stdout);
+    assert!(!r.stdout.contains("SMM ran code from page"), "{}", r.stdout);
 }
 
 #[test]

@@ -273,6 +273,9 @@ impl Timeline {
             MachineEvent::SmramWrittenOutsideSmm { addr, icount } => {
                 self.note(*icount, true, format!("SMRAM written from outside SMM at {addr:#x} (TSEG open to non-SMM code)"))
             }
+            MachineEvent::SmmRanCodeWrittenOutsideSmm { addr, icount } => {
+                self.note(*icount, true, format!("SMM ran code from page {addr:#x}, which was written from outside SMM: code injected into SMRAM"))
+            }
         }
     }
 

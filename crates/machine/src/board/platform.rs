@@ -127,6 +127,8 @@ pub struct Platform<C: Chipset> {
     tseg_open: bool,
     /// Pages of the TSEG range written from outside SMM (one event each).
     tseg_written: std::collections::BTreeSet<u64>,
+    /// Of those, the pages SMM has fetched code from (reported once each).
+    foreign_code_seen: std::collections::BTreeSet<u64>,
     /// End of the CPU slice in progress (None outside [`Machine::run`](crate::Machine::run)).
     slice_end: Option<Ticks>,
 }
@@ -173,6 +175,7 @@ impl<C: Chipset> Platform<C> {
             tseg_watch: None,
             tseg_open: false,
             tseg_written: Default::default(),
+            foreign_code_seen: Default::default(),
             slice_end: None,
         }
     }
@@ -409,6 +412,13 @@ impl<C: Chipset> Platform<C> {
         }
     }
 
+    /// An SMM instruction fetch from `page`: reports a page written from outside SMM.
+    fn smm_fetch(&mut self, page: u64) {
+        if self.tseg_written.contains(&page) && self.foreign_code_seen.insert(page) {
+            self.events.push(MachineEvent::SmmRanCodeWrittenOutsideSmm { addr: page, icount: self.clock.now().0 });
+        }
+    }
+
     fn in_open_tseg(&self, addr: u64) -> bool {
         self.tseg_open && self.tseg_watch.as_ref().is_some_and(|r| r.contains(&addr))
     }
@@ -561,6 +571,9 @@ impl<C: Chipset> Bus for Platform<C> {
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, a.kind);
         }
+        if a.smm && a.kind == AccessKind::Fetch && !self.tseg_written.is_empty() {
+            self.smm_fetch(a.addr & !0xfff);
+        }
         match self.route(a.addr, a.kind, a.smm) {
             Target::Ram(o) => read_le(self.ram.as_slice(), o as usize, a.size),
             Target::Rom(o) => read_le(self.rom.as_slice(), o as usize, a.size),
@@ -695,6 +708,11 @@ impl<C: Chipset> Bus for Platform<C> {
         }
         if !smm && kind == AccessKind::Write && self.in_open_tseg(page) {
             return None;
+        }
+        // The CPU asks for a fetch page again after every SMM entry (the TLB is flushed), so
+        // this sees every page SMM runs code from.
+        if smm && kind == AccessKind::Fetch && !self.tseg_written.is_empty() {
+            self.smm_fetch(page & !0xfff);
         }
         match self.route(page, kind, smm) {
             Target::Ram(o) if o + 4096 <= self.ram.len() => NonNull::new(self.ram.as_mut_slice()[o as usize..].as_mut_ptr()),
