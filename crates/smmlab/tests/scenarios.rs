@@ -243,3 +243,16 @@ fn smm_entry_and_rsm_costs_are_guest_time_the_os_sees() {
     let max: u64 = hwlat.split("max ").nth(1).and_then(|x| x.split(' ').next()).and_then(|x| x.parse().ok()).unwrap();
     assert!(max >= 25, "{hwlat}");
 }
+
+/// The trapped-I/O handlers read the I/O instruction from the save state; on an AMD CPU that
+/// is the AMD64 map's I/O trap dword (APM vol. 2 10.2.4), not Intel's IO_MISC.
+#[test]
+fn device_emulation_works_with_the_amd64_save_state_map() {
+    let r = scenario("keyboard", &["--cpu", "amd64"]);
+    assert_eq!(r.status, Some(0), "{}", r.debugcon);
+    r.assert_has("os: keyboard line \"Hello, SMM!\" [ok]");
+    r.assert_has("map=amd64");
+    let r = scenario("hardware-emulation", &["--cpu", "amd64"]);
+    assert_eq!(r.status, Some(0), "{}", r.debugcon);
+    r.assert_has("line \"this UART exists only in SMM\"");
+}
