@@ -119,6 +119,9 @@ pub struct Platform<C: Chipset> {
     resync: bool,
     /// Extra guest time (ticks) for SMM entry and for RSM.
     smm_costs: (u64, u64),
+    /// What [`Bus::pending`] last answered, until anything that can change it runs: the CPU
+    /// asks at every block boundary, and between two device accesses nothing changes.
+    pending_cache: Option<Pending>,
     /// The guest asked for soft off (Some(from SMM)); the machine ends the run.
     power_off: Option<bool>,
     /// The TSEG range (whatever T_EN says), once TSEG has been enabled.
@@ -171,6 +174,7 @@ impl<C: Chipset> Platform<C> {
             flush: false,
             resync: false,
             smm_costs: (0, 0),
+            pending_cache: None,
             power_off: None,
             tseg_watch: None,
             tseg_open: false,
@@ -202,12 +206,14 @@ impl<C: Chipset> Platform<C> {
 
     /// Records the CPU's retired-instruction count and fires the timers that are due.
     pub fn set_now(&mut self, icount: u64) {
+        self.pending_cache = None;
         self.clock.set_icount(icount);
         self.advance_timers();
     }
 
     /// Moves guest time to `t` while the CPU is halted, firing the timers due by then.
     pub fn skip_to(&mut self, t: Ticks) {
+        self.pending_cache = None;
         self.clock.skip_to(t);
         self.advance_timers();
     }
@@ -215,6 +221,7 @@ impl<C: Chipset> Platform<C> {
     /// The machine starts a CPU slice that ends at `end`: a timer armed for earlier during
     /// the slice makes the board ask the CPU to stop.
     pub fn begin_slice(&mut self, end: Ticks) {
+        self.pending_cache = None;
         self.slice_end = Some(end);
         self.resync = false;
     }
@@ -241,6 +248,7 @@ impl<C: Chipset> Platform<C> {
 
     /// A new A20 level for the CPU, once.
     pub fn take_a20(&mut self) -> Option<bool> {
+        self.pending_cache = None;
         self.a20_request.take()
     }
 
@@ -343,6 +351,7 @@ impl<C: Chipset> Platform<C> {
     /// Whether the CPU's TLB and decoded code must be flushed (SMRAM or PAM changed); clears
     /// the request.
     pub fn take_flush(&mut self) -> bool {
+        self.pending_cache = None;
         std::mem::take(&mut self.flush)
     }
 
@@ -556,6 +565,7 @@ impl<C: Chipset> Platform<C> {
 impl<C: Chipset> Platform<C> {
     /// Whether the run must pause (a debugcon line ended); clears the request.
     pub fn take_pause(&mut self) -> bool {
+        self.pending_cache = None;
         std::mem::take(&mut self.pause)
     }
 
@@ -566,8 +576,31 @@ impl<C: Chipset> Platform<C> {
     }
 }
 
+impl<C: Chipset> Platform<C> {
+    /// The lines the board drives now (what [`Bus::pending`] caches).
+    fn compute_pending(&mut self) -> Pending {
+        let mut p = 0;
+        if self.smi.is_pending() {
+            p |= Pending::SMI;
+            if self.smi.is_io_trap() {
+                p |= Pending::IO_TRAP;
+            }
+        }
+        if self.flush || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() {
+            p |= Pending::STOP;
+        }
+        // --- legacy devices (platform issue) ---
+        if self.lapic.pending_vector().is_some() || (self.lapic.accepts_extint() && self.legacy.pics.intr()) {
+            p |= Pending::INTR;
+        }
+        // --- end legacy devices ---
+        Pending(p)
+    }
+}
+
 impl<C: Chipset> Bus for Platform<C> {
     fn read(&mut self, a: Access) -> u64 {
+        self.pending_cache = None;
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, a.kind);
         }
@@ -593,6 +626,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn write(&mut self, a: Access, value: u64) {
+        self.pending_cache = None;
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, AccessKind::Write);
         }
@@ -636,6 +670,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn io_in(&mut self, a: Access) -> u32 {
+        self.pending_cache = None;
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         if self.trap(port, size, false, 0) {
             self.poll.disturb();
@@ -668,6 +703,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn io_out(&mut self, a: Access, value: u32) {
+        self.pending_cache = None;
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         self.poll.disturb();
         if self.trap(port, size, true, value) {
@@ -726,6 +762,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn sync_icount(&mut self, icount: u64) {
+        self.pending_cache = None;
         self.clock.set_icount(icount);
         if self.next_deadline().is_some_and(|d| d <= self.clock.now()) {
             self.advance_timers();
@@ -733,25 +770,16 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn pending(&mut self) -> Pending {
-        let mut p = 0;
-        if self.smi.is_pending() {
-            p |= Pending::SMI;
-            if self.smi.is_io_trap() {
-                p |= Pending::IO_TRAP;
-            }
+        if let Some(p) = self.pending_cache {
+            return p;
         }
-        if self.flush || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() {
-            p |= Pending::STOP;
-        }
-        // --- legacy devices (platform issue) ---
-        if self.lapic.pending_vector().is_some() || (self.lapic.accepts_extint() && self.legacy.pics.intr()) {
-            p |= Pending::INTR;
-        }
-        // --- end legacy devices ---
-        Pending(p)
+        let p = self.compute_pending();
+        self.pending_cache = Some(p);
+        p
     }
 
     fn ack_intr(&mut self) -> u8 {
+        self.pending_cache = None;
         self.poll.disturb();
         if let Some(v) = self.lapic.ack() {
             return v;
@@ -760,10 +788,12 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn ack_smi(&mut self) {
+        self.pending_cache = None;
         self.smi.ack();
     }
 
     fn smm_entered(&mut self, e: &SmmEntry) {
+        self.pending_cache = None;
         self.poll.disturb();
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());
@@ -775,6 +805,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn smm_left(&mut self, e: &SmmExit) {
+        self.pending_cache = None;
         if self.smm_costs.1 > 0 {
             self.clock.set_icount(e.icount);
             self.pass_time(self.smm_costs.1);
