@@ -256,3 +256,25 @@ fn device_emulation_works_with_the_amd64_save_state_map() {
     assert_eq!(r.status, Some(0), "{}", r.debugcon);
     r.assert_has("line \"this UART exists only in SMM\"");
 }
+
+#[test]
+fn the_command_line_types_keys_and_injects_errors() {
+    let r = scenario("keyboard", &["--type", "Typed: 42/7"]);
+    assert_eq!(r.status, Some(0), "{}", r.debugcon);
+    r.assert_has("os: keyboard line \"Typed: 42/7\" [ok]");
+    let r = scenario("memory-errors", &["--inject-ecc", "15:0x310000:uc", "--inject-ecc", "25:3213312"]);
+    assert_eq!(r.status, Some(0), "{}", r.debugcon);
+    r.assert_has("os: CPER memory error record: uncorrectable multi-bit ECC at 0x0000000000310000 severity 0: page 0x0000000000310000 taken out of service");
+    r.assert_has("os: memory errors seen: 4 corrected, 2 uncorrectable, 2 pages taken out of service");
+    for (args, err) in [
+        (&["--inject-ecc", "15:zz"][..], "--inject-ecc \"15:zz\": expected MS:ADDR or MS:ADDR:uc"),
+        (&["--inject-ecc=-1:0x1000"][..], "expected MS:ADDR"),
+        (&["--inject-ecc", "1:0x1000:ce"][..], "expected MS:ADDR"),
+        (&["--type", "\u{e9}"][..], "cannot type '\u{e9}' on the modelled keyboard"),
+    ] {
+        let o = smmlab().args(["run", "-q"]).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(err), "{args:?}: {e}");
+    }
+}

@@ -63,6 +63,12 @@ fn set1(usage: u8) -> Option<u8> {
         0x2c => Some(0x39),                        // Space
         0x2d => Some(0x0c),                        // -
         0x2e => Some(0x0d),                        // =
+        0x2f => Some(0x1a),                        // [
+        0x30 => Some(0x1b),                        // ]
+        0x31 => Some(0x2b),                        // backslash
+        0x33 => Some(0x27),                        // ;
+        0x34 => Some(0x28),                        // '
+        0x35 => Some(0x29),                        // `
         0x36 => Some(0x33),                        // ,
         0x37 => Some(0x34),                        // .
         0x38 => Some(0x35),                        // /

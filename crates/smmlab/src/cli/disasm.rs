@@ -89,7 +89,7 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
         m.enable_lab_hardware();
     }
     if let Some(sc) = scenario {
-        (sc.setup)(&mut m)?;
+        super::scenarios::prepare(&mut m, sc, None)?;
     }
     let until = a.until.unwrap_or(if builtin { Until::End } else { Until::Handoff });
     let rec = record(&mut m, until, a.target.max_instructions);

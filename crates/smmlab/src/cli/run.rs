@@ -98,6 +98,15 @@ pub struct RunArgs {
     /// Guest time RSM takes beyond its one instruction, in ns.
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub rsm_ns: u64,
+    /// Type TEXT on the built-in platform's USB keyboard (from 5 ms, Enter added), instead of
+    /// what the scenario types; the default and keyboard scenarios' OS reads the line.
+    #[arg(long = "type", value_name = "TEXT", conflicts_with = "bios")]
+    pub type_text: Option<String>,
+    /// Inject a DRAM ECC error into the built-in platform's memory controller at guest time MS
+    /// milliseconds, physical address ADDR (hex with 0x, or decimal); `:uc` makes it
+    /// uncorrectable (repeatable).
+    #[arg(long, value_name = "MS:ADDR[:uc]", conflicts_with = "bios")]
+    pub inject_ecc: Vec<String>,
     /// Keep the built-in firmware's settings (its 4 KiB flash sector) in FILE: loaded before
     /// the run if FILE exists, saved after it, so settings persist from one run to the next.
     #[arg(long, value_name = "FILE", conflicts_with = "bios")]
@@ -200,7 +209,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         m.add_fw_cfg_file(f)?;
     }
     if let Some(sc) = scenario {
-        (sc.setup)(&mut m)?;
+        super::scenarios::prepare(&mut m, sc, a.type_text.as_deref())?;
+        for e in &a.inject_ecc {
+            inject_ecc(&mut m, e)?;
+        }
     }
     if let Some(p) = &a.nvram {
         load_nvram(&mut m, p)?;
@@ -300,6 +312,30 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;
     }
     Ok(s.exit_code)
+}
+
+/// `--inject-ecc MS:ADDR[:uc]`.
+fn inject_ecc(m: &mut Machine, spec: &str) -> anyhow::Result<()> {
+    let bad = || anyhow::anyhow!("--inject-ecc {spec:?}: expected MS:ADDR or MS:ADDR:uc (milliseconds of guest time, a physical address)");
+    let mut parts = spec.split(':');
+    let ms: f64 = parts.next().and_then(|x| x.trim().parse().ok()).filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(bad)?;
+    let addr = parts.next().map(str::trim).ok_or_else(bad)?;
+    let addr = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => addr.parse().ok(),
+    }
+    .ok_or_else(bad)?;
+    let uncorrectable = match parts.next() {
+        None => false,
+        Some("uc") => true,
+        Some(_) => return Err(bad()),
+    };
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    let at = m.ticks_at_ns((ms * 1e6) as u64);
+    anyhow::ensure!(m.board.inject_memory_error(at, addr, uncorrectable), "--inject-ecc needs the q35 machine");
+    Ok(())
 }
 
 /// The settings sector's bytes in the machine's flash.

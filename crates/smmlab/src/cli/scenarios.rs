@@ -18,6 +18,20 @@ pub struct Scenario {
     pub rom: fn() -> Vec<u8>,
     /// Changes to the machine before the run starts.
     pub setup: fn(&mut Machine) -> anyhow::Result<()>,
+    /// What the scenario types on the USB keyboard (`smmlab run --type` replaces it).
+    pub types: Option<&'static str>,
+}
+
+/// Sets the machine up for scenario `sc`, with `typed` (if any) typed instead of the
+/// scenario's own text.
+pub fn prepare(m: &mut Machine, sc: &Scenario, typed: Option<&str>) -> anyhow::Result<()> {
+    (sc.setup)(m)?;
+    if let Some(text) = typed.or(sc.types) {
+        // The OS reads a line: it ends at Enter.
+        let line = if text.ends_with('\n') { text.to_string() } else { format!("{text}\n") };
+        type_text(m, 5.0, 2.0, &line)?;
+    }
+    Ok(())
 }
 
 /// Every scenario, in the order `smmlab scenarios` lists them.
@@ -27,23 +41,24 @@ pub const SCENARIOS: &[Scenario] = &[
         summary: "the built-in firmware with every use of SMM once: settings in SMM-only flash, an emulated COM2, a USB keyboard as i8042, ECC errors, fan control, and the OS measuring the time SMIs steal",
         rom: builtin_rom,
         setup: default_setup,
+        types: Some("smm"),
     },
     // --- the uses of SMM (built-in platform issue) ---
-    Scenario { name: "thermal-runaway", summary: "the fan fails under a busy workload: the thermal SMI handler shuts the machine down (S5) at the critical temperature", rom: builtin_rom, setup: thermal_runaway },
-    Scenario { name: "keyboard", summary: "the OS reads a line typed on a USB keyboard, through the i8042 that SMM emulates on ports 0x60/0x64", rom: builtin_rom, setup: keyboard },
-    Scenario { name: "memory-errors", summary: "ECC errors in the OS's memory: corrected ones counted, an uncorrectable one retires its page and leaves a CPER record", rom: builtin_rom, setup: memory_errors },
-    Scenario { name: "hardware-emulation", summary: "the OS talks to a COM2 16550 the board does not have; SMM answers every access through an I/O trap", rom: builtin_rom, setup: hardware_emulation },
-    Scenario { name: "configuration", summary: "settings kept in a flash sector only SMM may write (BIOSWE/BLE/SMM_BWP); the OS's own flash writes fail", rom: builtin_rom, setup: configuration },
-    Scenario { name: "rootkit-unlocked", summary: "the firmware leaves SMRAM unlocked (no D_LCK, no SMRR): the OS plants an SMI handler in TSEG that hides and grants root", rom: builtin_rom, setup: rootkit_unlocked },
-    Scenario { name: "rootkit-locked", summary: "the same rootkit against the locked firmware: stopped at its first step by D_LCK", rom: builtin_rom, setup: rootkit_locked },
+    Scenario { name: "thermal-runaway", summary: "the fan fails under a busy workload: the thermal SMI handler shuts the machine down (S5) at the critical temperature", rom: builtin_rom, setup: thermal_runaway, types: None },
+    Scenario { name: "keyboard", summary: "the OS reads a line typed on a USB keyboard, through the i8042 that SMM emulates on ports 0x60/0x64", rom: builtin_rom, setup: keyboard, types: Some(KEYBOARD_TEXT) },
+    Scenario { name: "memory-errors", summary: "ECC errors in the OS's memory: corrected ones counted, an uncorrectable one retires its page and leaves a CPER record", rom: builtin_rom, setup: memory_errors, types: None },
+    Scenario { name: "hardware-emulation", summary: "the OS talks to a COM2 16550 the board does not have; SMM answers every access through an I/O trap", rom: builtin_rom, setup: hardware_emulation, types: None },
+    Scenario { name: "configuration", summary: "settings kept in a flash sector only SMM may write (BIOSWE/BLE/SMM_BWP); the OS's own flash writes fail", rom: builtin_rom, setup: configuration, types: None },
+    Scenario { name: "rootkit-unlocked", summary: "the firmware leaves SMRAM unlocked (no D_LCK, no SMRR): the OS plants an SMI handler in TSEG that hides and grants root", rom: builtin_rom, setup: rootkit_unlocked, types: None },
+    Scenario { name: "rootkit-locked", summary: "the same rootkit against the locked firmware: stopped at its first step by D_LCK", rom: builtin_rom, setup: rootkit_locked, types: None },
     // --- end uses of SMM ---
     // --- planted bugs of the built-in firmware (audit issue): the name goes to the firmware in
     // the fw_cfg file opt/smmlab/scenario (firmware_image::scenarios); `smmlab audit` finds each.
-    Scenario { name: "bug-smram-unlocked", summary: "built-in firmware, planted bug: D_LCK is never set", rom: builtin_rom, setup: bug_smram_unlocked },
-    Scenario { name: "bug-no-smrr", summary: "built-in firmware, planted bug: SMRR (and SMM_CODE_CHK) not programmed", rom: builtin_rom, setup: bug_no_smrr },
-    Scenario { name: "bug-callout", summary: "built-in firmware, planted bug: SW SMI 0x01 calls a function pointer in OS memory", rom: builtin_rom, setup: bug_callout },
-    Scenario { name: "bug-unchecked-pointer", summary: "built-in firmware, planted bug: SW SMI 0x01 writes through RBX unchecked", rom: builtin_rom, setup: bug_unchecked_pointer },
-    Scenario { name: "bug-toctou", summary: "built-in firmware, planted bug: SW SMI 0x10 reads MessageLength twice from the caller", rom: builtin_rom, setup: bug_toctou },
+    Scenario { name: "bug-smram-unlocked", summary: "built-in firmware, planted bug: D_LCK is never set", rom: builtin_rom, setup: bug_smram_unlocked, types: None },
+    Scenario { name: "bug-no-smrr", summary: "built-in firmware, planted bug: SMRR (and SMM_CODE_CHK) not programmed", rom: builtin_rom, setup: bug_no_smrr, types: None },
+    Scenario { name: "bug-callout", summary: "built-in firmware, planted bug: SW SMI 0x01 calls a function pointer in OS memory", rom: builtin_rom, setup: bug_callout, types: None },
+    Scenario { name: "bug-unchecked-pointer", summary: "built-in firmware, planted bug: SW SMI 0x01 writes through RBX unchecked", rom: builtin_rom, setup: bug_unchecked_pointer, types: None },
+    Scenario { name: "bug-toctou", summary: "built-in firmware, planted bug: SW SMI 0x10 reads MessageLength twice from the caller", rom: builtin_rom, setup: bug_toctou, types: None },
     // --- end planted bugs ---
 ];
 
@@ -66,8 +81,8 @@ fn lab(m: &mut Machine, name: &str) -> anyhow::Result<()> {
 
 /// HID usage and shift for an ASCII character (HID Usage Tables 10, keyboard page).
 fn hid_usage(c: char) -> Option<(u8, bool)> {
-    let shifted = "!@#$%^&*()_+<>?";
-    let plain = "1234567890-=,./";
+    let shifted = "!@#$%^&*()_+<>?:\"{}|~";
+    let plain = "1234567890-=,./;'[]\\`";
     Some(match c {
         'a'..='z' => (0x04 + (c as u8 - b'a'), false),
         'A'..='Z' => (0x04 + (c as u8 - b'A'), true),
@@ -80,6 +95,12 @@ fn hid_usage(c: char) -> Option<(u8, bool)> {
         ',' => (0x36, false),
         '.' => (0x37, false),
         '/' => (0x38, false),
+        '[' => (0x2f, false),
+        ']' => (0x30, false),
+        '\\' => (0x31, false),
+        ';' => (0x33, false),
+        '\'' => (0x34, false),
+        '`' => (0x35, false),
         c if shifted.contains(c) => {
             let k = shifted.find(c)?;
             return hid_usage(plain.as_bytes()[k] as char).map(|(u, _)| (u, true));
@@ -104,7 +125,6 @@ pub fn type_text(m: &mut Machine, start_ms: f64, step_ms: f64, text: &str) -> an
 
 fn default_setup(m: &mut Machine) -> anyhow::Result<()> {
     lab(m, "default")?;
-    type_text(m, 5.0, 2.0, "smm\n")?;
     for ms in [40.0, 55.0] {
         m.board.inject_memory_error(at_ms(m, ms), OS_WORK_BUF + 0x2_0040, false);
     }
@@ -116,10 +136,9 @@ fn thermal_runaway(m: &mut Machine) -> anyhow::Result<()> {
     Ok(())
 }
 /// What the keyboard scenario types.
-pub const KEYBOARD_TEXT: &str = "Hello, SMM!\n";
+pub const KEYBOARD_TEXT: &str = "Hello, SMM!";
 fn keyboard(m: &mut Machine) -> anyhow::Result<()> {
-    lab(m, "keyboard")?;
-    type_text(m, 5.0, 3.0, KEYBOARD_TEXT)
+    lab(m, "keyboard")
 }
 /// The memory-errors scenario's uncorrectable error.
 pub const UNCORRECTABLE_AT: u64 = OS_WORK_BUF + 0x5123;
@@ -194,6 +213,17 @@ pub fn run(_: ScenariosArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_printable_ascii_character_can_be_typed() {
+        for c in (0x20u8..0x7f).map(char::from).chain(['\n']) {
+            let (usage, _) = hid_usage(c).unwrap_or_else(|| panic!("{c:?}"));
+            assert!((0x04..=0x38).contains(&usage), "{c:?}: {usage:#x}");
+        }
+        assert_eq!(hid_usage('A'), Some((0x04, true)));
+        assert_eq!(hid_usage(':'), Some((0x33, true)));
+        assert_eq!(hid_usage('\t'), None);
+    }
 
     #[test]
     fn names_are_unique_and_default_exists() {
