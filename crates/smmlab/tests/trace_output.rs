@@ -84,6 +84,13 @@ fn summary_is_consistent_with_summary_json() {
     for (source, n) in s["smis_by_source"].as_object().unwrap() {
         assert_eq!(&lat["by_source"][source]["count"], n, "{source}");
     }
+    // By handler: every SMI once; the APM handlers split the "apm" source.
+    let handlers = lat["by_handler"].as_object().unwrap();
+    assert_eq!(handlers.values().map(|h| h["count"].as_u64().unwrap()).sum::<u64>(), s["smis"].as_u64().unwrap());
+    let apm_handlers: u64 = handlers.iter().filter(|(k, _)| k.starts_with("apm 0x")).map(|(_, h)| h["count"].as_u64().unwrap()).sum();
+    assert_eq!(apm_handlers, s["smis_by_source"]["apm"].as_u64().unwrap());
+    assert_eq!(handlers["apm 0x01"]["count"], 3, "three pings");
+    assert!(t.out.contains("\nhandler ") && t.out.contains("\napm 0x10 "), "{}", t.out);
     let apm = &lat["by_source"]["apm"];
     let (p50, p99, max) = (apm["p50_ns"].as_u64().unwrap(), apm["p99_ns"].as_u64().unwrap(), apm["max_ns"].as_u64().unwrap());
     assert!(0 < p50 && p50 <= p99 && p99 <= max, "{apm}");

@@ -51,6 +51,9 @@ pub struct SlowSmi {
 pub struct LatencySummary {
     /// Figures per source ("apm", "periodic", ..., "unknown").
     pub by_source: BTreeMap<&'static str, SourceLatency>,
+    /// Figures per handler: the source, with the APM command or the trapped port and
+    /// direction ("apm 0x10", "io-trap 0x02f8 out"), which is what selects the handler.
+    pub by_handler: BTreeMap<String, SourceLatency>,
     /// Figures over all sources.
     pub all: SourceLatency,
     /// Guest time of the whole run, ns.
@@ -81,6 +84,11 @@ impl LatencySummary {
         }
         let all: Vec<&SmiRecord> = t.records().iter().collect();
         let by_source = by.iter().map(|(k, v)| (*k, figures(v, ips))).collect();
+        let mut handlers: BTreeMap<String, Vec<&SmiRecord>> = BTreeMap::new();
+        for r in t.records() {
+            handlers.entry(r.handler()).or_default().push(r);
+        }
+        let by_handler = handlers.iter().map(|(k, v)| (k.clone(), figures(v, ips))).collect();
         let all_f = figures(&all, ips);
         let run_ns = ns(end, ips);
         let locked = t.locked_at();
@@ -94,6 +102,7 @@ impl LatencySummary {
             .collect();
         LatencySummary {
             by_source,
+            by_handler,
             smm_share_percent: percent(all_f.total_ns, run_ns),
             all: all_f,
             run_ns,
@@ -118,6 +127,13 @@ impl LatencySummary {
             row(k, f);
         }
         row("all", &self.all);
+        // By handler, when that says more than by source (APM commands, trapped ports).
+        if self.by_handler.len() > self.by_source.len() {
+            let _ = writeln!(s, "{:<22} {:>7} {:>12} {:>11} {:>11} {:>11}", "handler", "SMIs", "total us", "p50 us", "p99 us", "max us");
+            for (k, f) in &self.by_handler {
+                let _ = writeln!(s, "{:<22} {:>7} {:>12} {:>11} {:>11} {:>11}", k, f.count, us(f.total_ns), us(f.p50_ns), us(f.p99_ns), us(f.max_ns));
+            }
+        }
         let _ = writeln!(s, "time in SMM:      {} us of {} us ({:.3} %)", us(self.all.total_ns), us(self.run_ns), self.smm_share_percent);
         match self.locked_at_ns {
             Some(l) => {
@@ -186,6 +202,10 @@ mod tests {
         let apm = &s.by_source["apm"];
         assert_eq!((apm.count, apm.p50_ns, apm.p99_ns, apm.max_ns), (2, 100, 300, 300));
         assert_eq!(s.by_source["pin"].count, 1);
+        // By handler: the two APM commands apart.
+        let h: Vec<(&str, u64, u64)> = s.by_handler.iter().map(|(k, f)| (k.as_str(), f.count, f.max_ns)).collect();
+        assert_eq!(h, [("apm 0x01", 1, 300), ("apm 0xe0", 1, 100), ("pin", 1, 100)]);
+        assert!(s.render().contains("handler "), "{}", s.render());
         assert_eq!(s.run_ns, 5000);
         assert!((s.smm_share_percent - 10.0).abs() < 1e-9);
         assert_eq!((s.locked_at_ns, s.os_smm_ns), (Some(400), 400));

@@ -58,13 +58,18 @@ impl SmiRecord {
         self.cause.map_or("unknown", |c| c.source())
     }
 
-    /// A short label: the source, with the APM command or trapped port.
-    pub fn label(&self) -> String {
-        let mut l = match self.cause {
+    /// What selects the handler: the source, with the APM command or the trapped port.
+    pub fn handler(&self) -> String {
+        match self.cause {
             Some(SmiCause::Apm { cmd, .. }) => format!("apm {cmd:#04x}"),
             Some(SmiCause::IoTrap { port, write }) => format!("io-trap {port:#06x} {}", if write { "out" } else { "in" }),
             _ => self.source().to_string(),
-        };
+        }
+    }
+
+    /// A short label: [`SmiRecord::handler`], then any sources merged into this SMI.
+    pub fn label(&self) -> String {
+        let mut l = self.handler();
         for c in &self.merged {
             l.push('+');
             l.push_str(c.source());
