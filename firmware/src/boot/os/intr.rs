@@ -116,6 +116,12 @@ pub fn start() {
     unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
 }
 
+/// Since [`start`]: the ticks that elapsed by the TSC (at `tsc_mhz`) and the ticks received.
+pub fn since_start(tsc_mhz: u64) -> (u64, u64) {
+    let elapsed = rdtsc() - TSC_START.load(Ordering::Relaxed);
+    (elapsed * PIT_HZ / (PIT_DIVISOR * tsc_mhz * 1_000_000), ticks())
+}
+
 /// Ticks received so far.
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
