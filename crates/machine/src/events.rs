@@ -47,6 +47,9 @@ pub enum MachineEvent {
     /// [`MachineEvent::SmramWrittenOutsideSmm`]): SMM runs code somebody else put there. Once
     /// per page.
     SmmRanCodeWrittenOutsideSmm { addr: u64, icount: u64 },
+    /// The hardware monitor's readings changed (sampled every millisecond while monitoring):
+    /// CPU temperature in whole degrees C, fan duty in percent, tachometer in rpm.
+    Sensors { temp_c: u8, fan_duty: u8, fan_rpm: u16, icount: u64 },
 }
 
 /// The longest debugcon line one [`MachineEvent::DebugconLine`] carries.

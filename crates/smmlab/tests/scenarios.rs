@@ -284,3 +284,50 @@ fn the_command_line_types_keys_and_injects_errors() {
         assert!(e.contains(err), "{args:?}: {e}");
     }
 }
+
+/// The hardware monitor in the traces: temperature and fan duty as VCD vectors and as Chrome
+/// trace counters, following the thermal runaway up to the critical limit.
+#[test]
+fn thermal_runaway_traces_show_the_temperature_climbing() {
+    let d = tmpdir("thermal-traces");
+    let (vcd_path, json_path) = (d.join("t.vcd"), d.join("t.json"));
+    let o = smmlab()
+        .args(["run", "-q", "--scenario", "thermal-runaway", "--vcd"])
+        .arg(&vcd_path)
+        .arg("--trace-json")
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // VCD: read back with the vcd crate.
+    let mut p = vcd::Parser::new(std::io::BufReader::new(std::fs::File::open(&vcd_path).unwrap()));
+    let h = p.parse_header().unwrap();
+    let temp = h.find_var(&["smmlab", "sensor", "temp_c"]).expect("sensor.temp_c").code;
+    let duty = h.find_var(&["smmlab", "sensor", "fan_duty"]).expect("sensor.fan_duty").code;
+    let value = |v: &vcd::Vector| v.iter().fold(0u32, |a, b| a << 1 | u32::from(b == vcd::Value::V1));
+    let (mut temps, mut duties) = (Vec::new(), Vec::new());
+    for c in p {
+        match c.unwrap() {
+            vcd::Command::ChangeVector(i, v) if i == temp => temps.push(value(&v)),
+            vcd::Command::ChangeVector(i, v) if i == duty => duties.push(value(&v)),
+            _ => {}
+        }
+    }
+    assert!(temps.windows(2).filter(|w| w[1] < w[0]).count() == 0, "the failed fan cannot cool: {temps:?}");
+    assert_eq!(temps.last(), Some(&95), "{temps:?}");
+    assert_eq!(duties.last(), Some(&100), "{duties:?}");
+    // Chrome trace: the same readings as counter tracks.
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    let temp_counters: Vec<u64> = j["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "C" && e["name"] == "CPU temperature (C)")
+        .map(|e| e["args"]["C"].as_u64().unwrap())
+        .collect();
+    // The VCD shows a vector only when it changes (and starts at 0): the same values.
+    let mut changes = temp_counters.clone();
+    changes.dedup();
+    assert_eq!(changes.iter().map(|&t| t as u32).collect::<Vec<_>>(), temps[1..], "{temp_counters:?}");
+    assert_eq!(temp_counters.iter().max(), Some(&95));
+}

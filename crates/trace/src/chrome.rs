@@ -59,6 +59,13 @@ pub fn trace_json(t: &Timeline, debugcon: &[(u64, String)]) -> Value {
     for (at, text) in debugcon {
         ev.push(json!({"name": text, "cat": "debugcon", "ph": "i", "s": "t", "ts": us(ns(*at, ips)), "pid": 1, "tid": DEBUGCON_TID}));
     }
+    // The hardware monitor as counter tracks (Perfetto draws them as graphs).
+    for r in t.sensors() {
+        let ts = us(ns(r.at, ips));
+        ev.push(json!({"name": "CPU temperature (C)", "ph": "C", "ts": ts, "pid": 1, "args": {"C": r.temp_c}}));
+        ev.push(json!({"name": "fan duty (%)", "ph": "C", "ts": ts, "pid": 1, "args": {"%": r.fan_duty}}));
+        ev.push(json!({"name": "fan (rpm)", "ph": "C", "ts": ts, "pid": 1, "args": {"rpm": r.fan_rpm}}));
+    }
     for n in t.notes() {
         let cat = if n.alert { "alert" } else { "platform" };
         ev.push(json!({"name": n.text, "cat": cat, "ph": "i", "s": "g", "ts": us(ns(n.at, ips)), "pid": 1, "tid": 0}));

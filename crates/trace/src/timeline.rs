@@ -137,6 +137,20 @@ pub struct Timeline {
     locked_at: Option<u64>,
     last: u64,
     notes: Vec<Note>,
+    sensors: Vec<Reading>,
+}
+
+/// The hardware monitor's readings from a time on (see [`MachineEvent::Sensors`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    /// Guest time (ticks).
+    pub at: u64,
+    /// CPU temperature, whole degrees C.
+    pub temp_c: u8,
+    /// Fan duty, percent.
+    pub fan_duty: u8,
+    /// Fan tachometer, rpm.
+    pub fan_rpm: u16,
 }
 
 impl Timeline {
@@ -153,6 +167,11 @@ impl Timeline {
     /// Finished SMIs, in order (plus the unfinished one after [`Timeline::finish`]).
     pub fn records(&self) -> &[SmiRecord] {
         &self.records
+    }
+
+    /// The hardware monitor's readings, in order (empty without the built-in platform).
+    pub fn sensors(&self) -> &[Reading] {
+        &self.sensors
     }
 
     /// The platform notes, in order.
@@ -277,6 +296,11 @@ impl Timeline {
             }
             MachineEvent::SmramWrittenOutsideSmm { addr, icount } => {
                 self.note(*icount, true, format!("SMRAM written from outside SMM at {addr:#x} (TSEG open to non-SMM code)"))
+            }
+            MachineEvent::Sensors { temp_c, fan_duty, fan_rpm, icount } => {
+                self.seen(*icount);
+                self.sensors.push(Reading { at: *icount, temp_c: *temp_c, fan_duty: *fan_duty, fan_rpm: *fan_rpm });
+                None
             }
             MachineEvent::SmmRanCodeWrittenOutsideSmm { addr, icount } => {
                 self.note(*icount, true, format!("SMM ran code from page {addr:#x}, which was written from outside SMM: code injected into SMRAM"))

@@ -6,7 +6,9 @@
 //! - `cpu0.smiact`: SMIACT# asserted (the CPU is in SMM: from entry to RSM);
 //! - `source.<name>`: one wire per SMI source (`apm`, `periodic`, `swsmi_timer`, `io_trap`,
 //!   `pin`, `ipi`, `memory_error`, `bios_write`, `thermal`, `usb`, `unknown`), high while the CPU is in SMM for an SMI of that source;
-//! - `apm_cnt[7:0]`: the last APM command value written (changes when an APM SMI is raised).
+//! - `apm_cnt[7:0]`: the last APM command value written (changes when an APM SMI is raised);
+//! - `sensor.temp_c[7:0]`, `sensor.fan_duty[7:0]`: the built-in platform's hardware monitor
+//!   (CPU temperature in degrees C, fan duty in percent), only when the run has readings.
 //!
 //! SMI# and SMIACT# are active-low pins on real hardware; here 1 means *asserted*. Timestamps
 //! are guest nanoseconds (`$timescale 1 ns`); a signal that would be asserted for less than one
@@ -42,6 +44,8 @@ enum Sig {
     SmiAct,
     Source(usize),
     ApmCnt,
+    Temp,
+    Duty,
 }
 
 /// Writes `t`'s SMIs, for a run that ended at `end` ticks, as VCD to `out`.
@@ -67,6 +71,10 @@ pub fn write_vcd<W: Write>(t: &Timeline, end: u64, out: W) -> io::Result<()> {
         changes.push((left, Sig::SmiAct, 0));
         changes.push((left, Sig::Source(src), 0));
     }
+    for r in t.sensors() {
+        changes.push((ns(r.at, ips), Sig::Temp, r.temp_c));
+        changes.push((ns(r.at, ips), Sig::Duty, r.fan_duty));
+    }
     changes.sort_by_key(|c| c.0);
     let end_ns = changes.last().map_or(0, |c| c.0).max(ns(end, ips));
 
@@ -85,6 +93,14 @@ pub fn write_vcd<W: Write>(t: &Timeline, end: u64, out: W) -> io::Result<()> {
     }
     w.upscope()?;
     let apm = w.add_wire(8, "apm_cnt")?;
+    let sensors = if t.sensors().is_empty() {
+        None
+    } else {
+        w.add_module("sensor")?;
+        let pair = (w.add_wire(8, "temp_c")?, w.add_wire(8, "fan_duty")?);
+        w.upscope()?;
+        Some(pair)
+    };
     w.upscope()?;
     w.enddefinitions()?;
 
@@ -94,6 +110,8 @@ pub fn write_vcd<W: Write>(t: &Timeline, end: u64, out: W) -> io::Result<()> {
             Sig::SmiAct => smiact,
             Sig::Source(i) => sources[i],
             Sig::ApmCnt => apm,
+            Sig::Temp => sensors.map_or(apm, |p| p.0),
+            Sig::Duty => sensors.map_or(apm, |p| p.1),
         }
     };
     w.timestamp(0)?;
@@ -104,14 +122,20 @@ pub fn write_vcd<W: Write>(t: &Timeline, end: u64, out: W) -> io::Result<()> {
         w.change_scalar(*s, Value::V0)?;
     }
     w.change_vector(apm, byte(0))?;
+    if let Some((temp, duty)) = sensors {
+        w.change_vector(temp, byte(0))?;
+        w.change_vector(duty, byte(0))?;
+    }
     w.end()?;
 
-    let mut level = [0u8; 3 + SOURCE_WIRES.len()];
+    let mut level = [0u8; 5 + SOURCE_WIRES.len()];
     let slot = |s: Sig| match s {
         Sig::Smi => 0,
         Sig::SmiAct => 1,
         Sig::ApmCnt => 2,
-        Sig::Source(i) => 3 + i,
+        Sig::Temp => 3,
+        Sig::Duty => 4,
+        Sig::Source(i) => 5 + i,
     };
     let mut now = 0u64;
     for (time, sig, v) in changes {
@@ -124,7 +148,7 @@ pub fn write_vcd<W: Write>(t: &Timeline, end: u64, out: W) -> io::Result<()> {
             now = time;
         }
         match sig {
-            Sig::ApmCnt => w.change_vector(id(sig), byte(v))?,
+            Sig::ApmCnt | Sig::Temp | Sig::Duty => w.change_vector(id(sig), byte(v))?,
             _ => w.change_scalar(id(sig), if v != 0 { Value::V1 } else { Value::V0 })?,
         }
     }

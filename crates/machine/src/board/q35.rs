@@ -46,6 +46,8 @@ pub struct Q35Chipset {
     events: Vec<MachineEvent>,
     idle: u64,
     ips: u64,
+    /// The hardware monitor's readings last reported as an event (temperature, duty, rpm).
+    sensors_reported: Option<(u8, u8, u16)>,
 }
 
 /// The `q35` board.
@@ -61,6 +63,7 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
         events: Vec::new(),
         idle: 0,
         ips: instructions_per_second,
+        sensors_reported: None,
     };
     let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
     // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
@@ -229,7 +232,14 @@ impl Chipset for Q35Chipset {
             self.sync_usb(cause, now, smi);
         }
         let Some(lab) = self.lab.as_mut() else { return };
-        for hit in lab.hwmon.advance(now, idle) {
+        let hits = lab.hwmon.advance(now, idle);
+        // The readings, when they change, for traces (a sample at most every millisecond).
+        let readings = (lab.hwmon.temp_c(), lab.hwmon.fan_duty(), lab.hwmon.fan_rpm());
+        if lab.hwmon.next_deadline().is_some() && self.sensors_reported != Some(readings) {
+            self.sensors_reported = Some(readings);
+            self.events.push(MachineEvent::Sensors { temp_c: readings.0, fan_duty: readings.1, fan_rpm: readings.2, icount: now.0 });
+        }
+        for hit in hits {
             self.events.push(MachineEvent::ThermalLimit { temp_c: hit.temp_c, crit: hit.crit, icount: hit.at.0 });
             if hit.smi {
                 self.lpc.gpi(GPI_HWMON, SmiCause::Thermal, hit.at, smi);
