@@ -171,6 +171,9 @@ pub struct Machine {
 /// run ends as halted.
 const MAX_IDLE_SKIPS: u32 = 100_000;
 
+/// Events delivered without an instruction retiring before a run ends as a guest livelock.
+const LIVELOCK_EVENTS: u64 = 1 << 20;
+
 /// The longest CPU slice between two looks at the clock.
 const MAX_SLICE: u64 = 1 << 24;
 
@@ -267,6 +270,7 @@ impl Machine {
     pub fn run(&mut self, max_instructions: u64) -> RunSummary {
         let start = self.cpu.icount;
         let (mut idle_at, mut idle_skips) = (u64::MAX, 0u32);
+        let mut stuck = 0u64;
         let exit = loop {
             let left = max_instructions.saturating_sub(self.cpu.icount - start);
             if left == 0 {
@@ -281,12 +285,14 @@ impl Machine {
             self.board.begin_slice(Ticks(now.0.saturating_add(slice)));
             let before = self.cpu.icount;
             let r = self.cpu.run(self.board.bus(), slice);
-            if r == Exit::InstructionLimit && self.cpu.icount == before {
-                // The whole slice went to exceptions delivered without one instruction
-                // retiring: the guest re-faults forever, as a real CPU would.
+            // Slices spent entirely on events (exceptions, SMI entries) delivered without one
+            // instruction retiring; slices can be one instruction long (a timer due next), so
+            // only a long run of them means the guest re-faults forever, as a real CPU would.
+            stuck = if r == Exit::InstructionLimit && self.cpu.icount == before { stuck.saturating_add(slice) } else { 0 };
+            if stuck >= LIVELOCK_EVENTS.min(MAX_SLICE) {
                 break ExitReason::Shutdown(format!(
                     "guest livelock: {} events delivered at {:04x}:{:#x} ({} mode) without an instruction retiring",
-                    slice,
+                    stuck,
                     self.cpu.seg[cpu::sreg::CS].selector,
                     self.cpu.rip,
                     self.cpu.mode_name()

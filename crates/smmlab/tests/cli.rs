@@ -303,3 +303,14 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn an_instruction_rate_out_of_range_is_a_clear_error() {
+    for ips in ["0", "1", "999999", "1000000000001"] {
+        let o = smmlab().args(["run", "-q", "--ips", ips]).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "--ips {ips}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--ips must be between 1000000 and 1000000000000"), "--ips {ips}");
+    }
+    let o = smmlab().args(["run", "-q", "--ips", "1000000"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -29,6 +29,10 @@ pub enum CpuKind {
     I686,
 }
 
+/// The range of `--ips`.
+const MIN_IPS: u64 = 1_000_000;
+const MAX_IPS: u64 = 1_000_000_000_000;
+
 #[derive(Args)]
 pub struct RunArgs {
     /// Firmware ROM (a multiple of 64 KiB, mapped to end at 4 GiB). Without it, smmlab's
@@ -180,8 +184,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         CpuKind::Amd64 => CpuModel { vendor: Vendor::Amd, long_mode: true, tsc_hz: a.ips },
         CpuKind::I686 => CpuModel { vendor: Vendor::Intel, long_mode: false, tsc_hz: a.ips },
     };
-    if a.ips == 0 {
-        bail!("--ips must be greater than zero");
+    // Below a million instructions per second the platform's timers (the 1.19 MHz 8254, the
+    // 3.58 MHz PM timer) tick more often than instructions retire: runs crawl, one instruction
+    // per slice, and timer behaviour stops meaning anything.
+    if !(MIN_IPS..=MAX_IPS).contains(&a.ips) {
+        bail!("--ips must be between {MIN_IPS} and {MAX_IPS} instructions per second (got {})", a.ips);
     }
     let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips, poll_forward: !a.exact_time, smm_entry_ns: a.smm_entry_ns, rsm_ns: a.rsm_ns };
     let kind = match machine {
