@@ -108,3 +108,20 @@ fn seabios_relocation_entry_and_relocated_entry() {
     assert!(out.lines().any(|l| l.starts_with("  0x000a8000  ")), "the entry's first instruction: {out}");
     assert_eq!(disasm(&["--machine", "pc", "--bios", SEABIOS]), out);
 }
+
+/// The rootkit the OS plants in TSEG is recovered from SMRAM like any handler: its region, the
+/// SMIs that ran it (the backdoor SW SMI and the periodic SMI it passes on), its code.
+#[test]
+fn the_planted_rootkit_is_recovered_and_disassembled() {
+    let out = disasm(&["--scenario", "rootkit-unlocked"]);
+    assert!(out.contains("== handler region: 0x7ff0000-"), "{out}");
+    assert!(out.contains("; block 0x7ff0000 (64-bit, rip 0x7ff0000): ran 2x: apm 0x66 1x in 1 SMI"), "{out}");
+    // Its first instructions, as assembled in firmware/src/boot/os/rootkit.rs.
+    let at = out.find("== handler region: 0x7ff0000").unwrap();
+    let code = &out[at..];
+    for insn in ["push rdx", "mov dx,634h", "in eax,dx", "test al,20h"] {
+        assert!(code.contains(insn), "{insn}: {code}");
+    }
+    // Against the locked firmware nothing runs from there.
+    assert!(!disasm(&["--scenario", "rootkit-locked"]).contains("0x7ff0000"));
+}
