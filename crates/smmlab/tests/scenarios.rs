@@ -331,3 +331,21 @@ fn thermal_runaway_traces_show_the_temperature_climbing() {
     assert_eq!(changes.iter().map(|&t| t as u32).collect::<Vec<_>>(), temps[1..], "{temp_counters:?}");
     assert_eq!(temp_counters.iter().max(), Some(&95));
 }
+
+/// `--heat` and `--fan-fail` drive the thermal handlers from the command line: a hotter CPU
+/// trips the high limit and the fan goes to full speed; hotter still, or with the fan broken,
+/// the critical limit switches the machine off.
+#[test]
+fn heat_and_fan_failure_from_the_command_line() {
+    let r = scenario("default", &["--heat", "1200"]);
+    assert_eq!((r.status, r.summary["exit"].as_str()), (Some(0), Some("debug-exit")), "{}", r.debugcon);
+    r.assert_has("smm: thermal T=75 C >= high limit 75 C: fan to 100%");
+    assert!(!r.has("critical"), "{}", r.debugcon);
+    for args in [&["--heat", "1500"][..], &["--fan-fail"]] {
+        let r = scenario("default", args);
+        assert_eq!(r.summary["exit"], "power-off", "{args:?}: {}", r.debugcon);
+        assert!(r.has(">= critical 95 C"), "{args:?}: {}", r.debugcon);
+    }
+    let o = smmlab().args(["run", "-q", "--heat", "50"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -111,6 +111,13 @@ pub struct RunArgs {
     /// uncorrectable (repeatable).
     #[arg(long, value_name = "MS:ADDR[:uc]", conflicts_with = "bios")]
     pub inject_ecc: Vec<String>,
+    /// Scale the built-in platform's heat (the CPU temperature's rise under load), in permille
+    /// of normal: 1500 runs half again as hot.
+    #[arg(long, value_name = "PERMILLE", conflicts_with = "bios", value_parser = clap::value_parser!(u32).range(100..=5000))]
+    pub heat: Option<u32>,
+    /// Break the built-in platform's fan (no cooling, no tachometer signal).
+    #[arg(long, conflicts_with = "bios")]
+    pub fan_fail: bool,
     /// Keep the built-in firmware's settings (its 4 KiB flash sector) in FILE: loaded before
     /// the run if FILE exists, saved after it, so settings persist from one run to the next.
     #[arg(long, value_name = "FILE", conflicts_with = "bios")]
@@ -219,6 +226,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         super::scenarios::prepare(&mut m, sc, a.type_text.as_deref())?;
         for e in &a.inject_ecc {
             inject_ecc(&mut m, e)?;
+        }
+        if let Some(h) = a.heat {
+            anyhow::ensure!(m.board.set_heat(h), "--heat needs the built-in platform (q35)");
+        }
+        if a.fan_fail {
+            anyhow::ensure!(m.board.set_fan_failed(true), "--fan-fail needs the built-in platform (q35)");
         }
     }
     if let Some(p) = &a.nvram {
