@@ -4,7 +4,6 @@
 //! The handler turns reports into scan code set 1 bytes and answers the trapped reads by
 //! rewriting the saved RAX, as an i8042 would answer them.
 
-use crate::answer_none;
 use firmware::con::{hex8, puts};
 use firmware::hw::*;
 use firmware::io::{inb, outb};
@@ -177,7 +176,7 @@ pub fn legacy_usb(_ctx: &mut SmmContext, ss: &SaveState) {
                     }
                 }
             }
-            _ => answer_none(" trap without I/O information"),
+            _ => puts(" trap without I/O information"),
         }
     }
     puts("\n");

@@ -102,11 +102,6 @@ fn sw_smi(ctx: &mut SmmContext, ss: &SaveState) {
     }
 }
 
-/// Ends a handler's line with `why` (the trap is dropped).
-pub(crate) fn answer_none(why: &str) {
-    puts(why);
-}
-
 pub(crate) fn answer(ss: &SaveState, rax: u64) {
     ss.write(Gpr::Rax, rax);
     puts(" -> rax=");

@@ -3,7 +3,6 @@
 //! in SMM: transmitted bytes are collected into lines and logged, the line status register
 //! always reads "transmitter empty", the scratch register holds what was written.
 
-use crate::answer_none;
 use firmware::con::{hex16, hex8, puts};
 use firmware::hw::*;
 use firmware::layout::SmmContext;
@@ -23,12 +22,12 @@ pub fn io_trap(_ctx: &mut SmmContext, ss: &SaveState) {
     rcba_write32(RCBA_TRSR, trsr & 0xf);
     puts("smm: io-trap");
     let Some(io) = ss.io_info() else {
-        return answer_none(" without I/O information\n");
+        return puts(" without I/O information\n");
     };
     if !(COM2..COM2 + 8).contains(&io.port) {
         puts(" port ");
         hex16(io.port);
-        return answer_none(" not emulated\n");
+        return puts(" not emulated\n");
     }
     // SAFETY: one CPU in SMM; only this module touches it.
     let u = unsafe { &mut *core::ptr::addr_of_mut!(UART) };

@@ -520,9 +520,8 @@ impl<C: Chipset> Platform<C> {
             to = to.min(d.0.max(now));
         }
         if to > now {
-            self.clock.skip_to(Ticks(to));
+            self.skip_to(Ticks(to));
             self.poll.add_skipped(to - now);
-            self.advance_timers();
             // The CPU's slice was sized in instructions for the time before the skip.
             if self.slice_end.is_some_and(|e| Ticks(to) >= e) {
                 self.resync = true;
@@ -537,8 +536,7 @@ impl<C: Chipset> Platform<C> {
         while self.clock.now().0 < target {
             let now = self.clock.now().0;
             let to = self.next_deadline().map_or(target, |d| d.0.max(now + 1)).min(target);
-            self.clock.skip_to(Ticks(to));
-            self.advance_timers();
+            self.skip_to(Ticks(to));
         }
         if self.slice_end.is_some_and(|e| Ticks(target) >= e) {
             self.resync = true;
