@@ -21,6 +21,7 @@ pub mod regs;
 pub mod segment;
 pub mod smm;
 pub mod smm_blocks;
+pub mod undefined;
 
 pub use bus::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 pub use cpuid::CpuModel;

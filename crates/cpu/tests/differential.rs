@@ -1,6 +1,13 @@
 //! Differential tests: random instruction sequences run on the host CPU (in a child process)
-//! and in smmlab's CPU in 64-bit mode must leave the same GPRs, defined RFLAGS, XMM registers
-//! and scratch memory.
+//! and in smmlab's CPU in 64-bit mode must leave the same GPRs, RFLAGS, XMM registers and
+//! scratch memory.
+//!
+//! smmlab runs as the model of the host's vendor (CPUID leaf 0: `--cpu intel64` on Intel,
+//! `--cpu amd64` on AMD), and the log says which. On Intel every flag is compared, the ones the
+//! manuals leave undefined too, since the intel64 model was measured (`cpu::undefined`); on
+//! AMD the undefined ones are not, unless `SMMLAB_DIFF_UNMEASURED=1`.
+//! `SMMLAB_DIFF_MODEL=amd64` (or `intel64`) runs the other model against the host, to see where
+//! the two differ.
 //!
 //! Longer run with a random seed:
 //! `SMMLAB_DIFF_CASES=1000000 SMMLAB_DIFF_SEED=random cargo test -p smmlab-cpu --test differential -- --nocapture`

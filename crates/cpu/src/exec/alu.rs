@@ -7,7 +7,7 @@ use crate::decode::Insn;
 use crate::exception::{Exc, DE};
 use crate::flags::{bits, mask, sign_bit, FlagOp};
 use crate::regs::{RAX, RDX};
-use crate::Cpu;
+use crate::{undefined, Cpu};
 use iced_x86::{Mnemonic, OpKind};
 
 type R = Result<(), Exc>;
@@ -200,6 +200,14 @@ fn set_szp(cpu: &mut Cpu, sz: u8, r: u64, cf: bool, of: bool) {
     cpu.flags.set_arith(f);
 }
 
+/// MUL/IMUL flags: CF = OF = the product did not fit the low half; SF, PF and AF from the low
+/// half as [`set_szp`] gives them, ZF as the CPU model says ([`undefined::mul_zf`]).
+fn set_mul_flags(cpu: &mut Cpu, sz: u8, lo: u64, overflow: bool) {
+    set_szp(cpu, sz, lo, overflow, overflow);
+    let zf = undefined::mul_zf(cpu.model.vendor, lo & mask(sz) == 0);
+    cpu.flags.set_bit(bits::ZF, zf);
+}
+
 /// Reads the accumulator pair for MUL/DIV of `sz` bytes: (low, high).
 fn acc_pair(cpu: &Cpu, sz: u8) -> (u64, u64) {
     match sz {
@@ -231,7 +239,7 @@ pub fn mul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let lo = (p as u64) & mask(sz);
     let hi = ((p >> bitsz) as u64) & mask(sz);
     set_acc_pair(cpu, sz, lo, hi);
-    set_szp(cpu, sz, lo, hi != 0, hi != 0);
+    set_mul_flags(cpu, sz, lo, hi != 0);
     Ok(())
 }
 
@@ -247,7 +255,7 @@ pub fn imul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
             let hi = ((p >> bitsz) as u64) & mask(sz);
             set_acc_pair(cpu, sz, lo, hi);
             let ovf = sext(lo, sz) as i128 != p;
-            set_szp(cpu, sz, lo, ovf, ovf);
+            set_mul_flags(cpu, sz, lo, ovf);
         }
         n => {
             let (x, y) = if n == 2 {
@@ -259,7 +267,7 @@ pub fn imul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
             let lo = (p as u64) & mask(sz);
             cpu.set_reg(d.i.op0_register(), lo);
             let ovf = sext(lo, sz) as i128 != p;
-            set_szp(cpu, sz, lo, ovf, ovf);
+            set_mul_flags(cpu, sz, lo, ovf);
         }
     }
     Ok(())
@@ -337,6 +345,14 @@ pub fn shift(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let nb = sz as u32 * 8;
     let msb = |v: u64| v & sign_bit(sz) != 0;
     let old = cpu.flags.get();
+    // OF as the first one-bit step gives it (what Intel reports for every count, and the SDM's
+    // formula for a count of 1): `of` below is the formula applied to the final result.
+    let below_msb = |v: u64| v & (sign_bit(sz) >> 1) != 0;
+    let first_step_of = match d.i.mnemonic() {
+        Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Rol | Mnemonic::Rcl => msb(a) ^ below_msb(a),
+        Mnemonic::Ror => msb(a) ^ (a & 1 != 0),
+        _ => false,
+    };
     let (r, cf, of) = match d.i.mnemonic() {
         Mnemonic::Shl | Mnemonic::Sal => {
             let wide = (a as u128) << c;
@@ -401,6 +417,13 @@ pub fn shift(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         }
     };
     cpu.write_op(bus, d, 0, sz, r)?;
+    let rol_or_ror = matches!(d.i.mnemonic(), Mnemonic::Rol | Mnemonic::Ror);
+    let of = match undefined::multi_bit_of(cpu.model.vendor, rol_or_ror, d.i.op0_kind() == OpKind::Register && d.i.op1_kind() != OpKind::Register) {
+        _ if c == 1 => of,
+        undefined::MultiBitOf::FirstStep if matches!(d.i.mnemonic(), Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl) => first_step_of,
+        undefined::MultiBitOf::Unchanged => old & bits::OF != 0,
+        _ => of,
+    };
     match d.i.mnemonic() {
         Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl | Mnemonic::Rcr => {
             // Rotates change only CF and OF.
@@ -433,22 +456,27 @@ pub fn shift_double(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let b = cpu.read_op(bus, d, 1, sz)?;
     let nb = sz as u32 * 8;
     let m = mask(sz);
-    let (r, cf) = if d.i.mnemonic() == Mnemonic::Shld {
-        // Concatenate a:b and shift left; for 16-bit counts > 16 the SDM leaves it undefined.
+    let left = d.i.mnemonic() == Mnemonic::Shld;
+    let (r, cf) = if c > nb {
+        // Only a 16-bit operand can be shifted by more than its width: the SDM leaves the
+        // result undefined, the CPU model answers.
+        undefined::double_shift16_over(cpu.model.vendor, left, a, b, c)
+    } else if left {
         let wide = ((a as u128) << nb) | b as u128;
-        let sh = wide << c;
-        let r = (sh >> nb) as u64 & m;
-        // The last bit shifted out of the destination (a u128 cannot hold it for 64-bit).
-        let cf = if c <= nb { (a >> (nb - c)) & 1 != 0 } else { (sh >> (2 * nb)) & 1 != 0 };
-        (r, cf)
+        let r = ((wide << c) >> nb) as u64 & m;
+        (r, (a >> (nb - c)) & 1 != 0)
     } else {
         let wide = ((b as u128) << nb) | a as u128;
-        let r = (wide >> c) as u64 & m;
-        let cf = (wide >> (c - 1)) & 1 != 0;
-        (r, cf)
+        ((wide >> c) as u64 & m, (wide >> (c - 1)) & 1 != 0)
     };
     cpu.write_op(bus, d, 0, sz, r)?;
-    let of = (r ^ a) & sign_bit(sz) != 0;
+    let of = if c > 1 && undefined::multi_bit_of(cpu.model.vendor, false, false) == undefined::MultiBitOf::FirstStep {
+        // The first one-bit step: the sign of the destination against the bit shifted into it.
+        let incoming = if left { a & (sign_bit(sz) >> 1) != 0 } else { b & 1 != 0 };
+        (a & sign_bit(sz) != 0) ^ incoming
+    } else {
+        (r ^ a) & sign_bit(sz) != 0
+    };
     set_szp(cpu, sz, r, cf, of);
     Ok(())
 }
@@ -501,17 +529,14 @@ pub fn bit_scan(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let old = cpu.flags.get() & bits::ARITH;
     match d.i.mnemonic() {
         Mnemonic::Bsf | Mnemonic::Bsr => {
-            if src == 0 {
-                cpu.flags.set_arith(old | bits::ZF);
-                if sz == 4 {
-                    // A 32-bit destination is still zero-extended in 64-bit mode on Intel and AMD
-                    // alike when the source is zero? No: it is left unchanged. Keep it.
-                }
-                return Ok(());
+            // A zero source leaves the destination unchanged, all 64 bits of it (AMD APM vol. 3
+            // BSF/BSR; the SDM says undefined, Intel hardware leaves it too).
+            let mut index = 0;
+            if src != 0 {
+                index = if d.i.mnemonic() == Mnemonic::Bsf { src.trailing_zeros() } else { 63 - src.leading_zeros() } as u64;
+                cpu.set_reg(d.i.op0_register(), index);
             }
-            let r = if d.i.mnemonic() == Mnemonic::Bsf { src.trailing_zeros() } else { 63 - src.leading_zeros() };
-            cpu.set_reg(d.i.op0_register(), r as u64);
-            cpu.flags.set_arith(old & !bits::ZF);
+            cpu.flags.set_arith(undefined::bit_scan_flags(cpu.model.vendor, old, src == 0, index));
         }
         Mnemonic::Tzcnt | Mnemonic::Lzcnt => {
             let r = if d.i.mnemonic() == Mnemonic::Tzcnt {
@@ -520,7 +545,7 @@ pub fn bit_scan(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
                 src.leading_zeros() - (64 - nb)
             };
             cpu.set_reg(d.i.op0_register(), r as u64);
-            let mut f = old & !(bits::CF | bits::ZF);
+            let mut f = undefined::count_zeros_kept_flags(cpu.model.vendor, old);
             if src == 0 {
                 f |= bits::CF;
             }

@@ -7,7 +7,7 @@ use crate::decode::Insn;
 use crate::exception::Exc;
 use crate::flags::{bits, mask, FlagOp};
 use crate::regs::{RAX, RCX, RDI, RDX, RSI};
-use crate::{sreg, Cpu};
+use crate::{sreg, undefined, Cpu};
 use iced_x86::Mnemonic;
 
 type R = Result<(), Exc>;
@@ -45,6 +45,18 @@ pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     // Each iteration of a REP string instruction counts as one instruction in the retired
     // count (the run loop adds the first), as Bochs and QEMU's instruction counts do, so guest
     // time follows the work done.
+    if rep && asz == 4 && cpu.regs[RCX] & am == 0 && cpu.mode64() {
+        // Nothing to repeat (the loop below stops at once); which 32-bit registers are still
+        // written (zero-extending) is the CPU model's answer.
+        let movs = matches!(mn, Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq);
+        let stos = matches!(mn, Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq);
+        let w = undefined::rep_a32_zero_count_writes(cpu.model.vendor, movs, stos);
+        for (reg, write) in [(RCX, w.count), (RSI, w.source_index), (RDI, w.destination_index)] {
+            if write {
+                cpu.set_gpr(reg, 4, cpu.regs[reg]);
+            }
+        }
+    }
     let mut iterations = 0u64;
     loop {
         if rep && cpu.regs[RCX] & am == 0 {
