@@ -199,14 +199,21 @@ impl Cpu {
 
     /// Pushes `size` bytes.
     pub fn push(&mut self, bus: &mut dyn Bus, size: u8, v: u64) -> Result<(), Exc> {
+        self.push_into_slot(bus, size, size, v)
+    }
+
+    /// Pushes a `slot`-byte stack slot of which only the low `write` bytes are written (the
+    /// rest keep what memory held there): a PUSH of a segment register with a 32-bit operand
+    /// on CPUs that do a 16-bit move.
+    pub fn push_into_slot(&mut self, bus: &mut dyn Bus, slot: u8, write: u8, v: u64) -> Result<(), Exc> {
         let ss = self.stack_size();
-        let sp = self.regs[RSP].wrapping_sub(size as u64);
+        let sp = self.regs[RSP].wrapping_sub(slot as u64);
         let sp = match ss {
             2 => sp & 0xffff,
             4 => sp & 0xffff_ffff,
             _ => sp,
         };
-        self.write_seg(bus, sreg::SS, sp, size, v)?;
+        self.write_seg(bus, sreg::SS, sp, write, v)?;
         self.set_gpr(RSP, ss, sp);
         Ok(())
     }

@@ -1,15 +1,18 @@
 //! What the manuals leave undefined, answered as each vendor's processors answer it.
 //!
 //! Intel's SDM and AMD's APM leave some results "undefined": flags after MUL, multi-bit shifts,
-//! BSF/BSR and LZCNT/TZCNT, the destination of a 16-bit SHLD/SHRD by more than 16, and which
-//! registers a REP string instruction with a 32-bit address size writes when the count is zero.
+//! BSF/BSR, LZCNT/TZCNT and the BCD adjustments, the destination of a 16-bit SHLD/SHRD by more
+//! than 16, which registers a REP string instruction with a 32-bit address size writes when the
+//! count is zero, and how much of a stack slot a 32-bit PUSH of a segment register writes.
 //! Real processors give fixed answers, and software (and the host-CPU differential test) sees
 //! them, so they are a property of the CPU model.
 //!
 //! Sources:
 //! - **Intel**: measured on an Intel Xeon, family 6 model 0xA7 (the project's CI host kind),
-//!   one instruction at a time with all input flags clear and all set; the differential suite
-//!   (`crates/cpu/tests/differential.rs`) then compares every flag on Intel hosts.
+//!   one instruction at a time with all input flags clear and all set (the BCD adjustments for
+//!   every AX and CF/AF, in compatibility mode); the differential suites
+//!   (`crates/cpu/tests/differential.rs`, 64- and 32-bit) then compare every flag on Intel
+//!   hosts.
 //! - **AMD**: the APM (vol. 3, rev. 3.x) where it documents a result (BSF/BSR leave the
 //!   destination unchanged for a zero source); REP with a zero count leaving RCX alone was
 //!   measured by the same suite on the AMD hosts the project ran on before. Flags the APM
@@ -101,6 +104,57 @@ pub fn double_shift16_over(vendor: Vendor, left: bool, dst: u64, src: u64, count
     }
 }
 
+/// AAA/AAS: OF, SF, ZF and PF, given the old flags and the new AL. Intel sets ZF and PF from
+/// AL and clears SF and OF; AMD (unmeasured) leaves them as they were. Returns those four bits.
+#[inline]
+pub fn ascii_adjust_flags(vendor: Vendor, old: u64, al: u64) -> u64 {
+    use crate::flags::bits::{OF, PF, SF, ZF};
+    match vendor {
+        Vendor::Intel => {
+            let zf = if al & 0xff == 0 { ZF } else { 0 };
+            let pf = if (al as u8).count_ones() % 2 == 0 { PF } else { 0 };
+            let sf = if al & 0x80 != 0 { SF } else { 0 };
+            zf | pf | sf
+        }
+        Vendor::Amd => old & (OF | SF | ZF | PF),
+    }
+}
+
+/// DAA/DAS: OF. Intel clears it; AMD (unmeasured): `sign_flip`, whether the adjustment turned
+/// AL's sign bit on (DAA) or off (DAS).
+#[inline]
+pub fn decimal_adjust_of(vendor: Vendor, sign_flip: bool) -> bool {
+    match vendor {
+        Vendor::Intel => false,
+        Vendor::Amd => sign_flip,
+    }
+}
+
+/// AAD: CF, AF and OF. Intel gives those of the byte addition AL + AH * base that AAD does;
+/// AMD (unmeasured): cleared. `al` and `product` are the two addends (bytes).
+#[inline]
+pub fn aad_flags(vendor: Vendor, al: u64, product: u64) -> u64 {
+    use crate::flags::bits::{AF, CF, OF};
+    match vendor {
+        Vendor::Intel => {
+            let (a, b) = (al & 0xff, product & 0xff);
+            let sum = a + b;
+            let mut f = 0;
+            if sum > 0xff {
+                f |= CF;
+            }
+            if (a & 0xf) + (b & 0xf) > 0xf {
+                f |= AF;
+            }
+            if (a ^ sum) & (b ^ sum) & 0x80 != 0 {
+                f |= OF;
+            }
+            f
+        }
+        Vendor::Amd => 0,
+    }
+}
+
 /// A REP string instruction with a 32-bit address size in 64-bit mode whose count (ECX) is
 /// zero: which registers it still writes, as 32-bit registers (zero-extending into the upper
 /// half). Intel writes ECX always, and MOVS also ESI and EDI, STOS also EDI (LODS, CMPS and SCAS
@@ -120,6 +174,14 @@ pub fn rep_a32_zero_count_writes(vendor: Vendor, movs: bool, stos: bool) -> Zero
         Vendor::Intel => ZeroCountWrites { count: true, source_index: movs, destination_index: movs || stos },
         Vendor::Amd => ZeroCountWrites { count: false, source_index: false, destination_index: false },
     }
+}
+
+/// How much of its stack slot a PUSH of a segment register with a 32-bit operand size writes.
+/// The SDM allows either: Intel's recent cores write the 16-bit selector and leave the upper
+/// two bytes as they were (measured too); AMD (unmeasured) is taken to zero-extend.
+#[inline]
+pub fn push_sreg32_writes_word(vendor: Vendor) -> bool {
+    vendor == Vendor::Intel
 }
 
 #[cfg(test)]

@@ -28,10 +28,18 @@ fn native_runner_executes_cases_from_stdin_when_spawned_by_the_harness() {
 
 #[test]
 fn integer_sequences_match_the_host_cpu() {
-    diff_support::run_suite("integer", RUNNER, false, 40_000, 0x5eed_0001);
+    diff_support::run_suite("integer", RUNNER, false, 64, 40_000, 0x5eed_0001);
 }
 
 #[test]
 fn sse_integer_sequences_match_the_host_cpu() {
-    diff_support::run_suite("sse", RUNNER, true, 10_000, 0x5eed_0002);
+    diff_support::run_suite("sse", RUNNER, true, 64, 10_000, 0x5eed_0002);
+}
+
+/// The same, in 32-bit code: compatibility mode at CPL 3, as a 64-bit Linux process runs its
+/// 32-bit code segment (selector 0x23), with the 32-bit-only instructions (BCD, PUSHA/POPA,
+/// segment loads, 16-bit addresses).
+#[test]
+fn integer_sequences_match_the_host_cpu_in_32_bit_mode() {
+    diff_support::run_suite("integer32", RUNNER, false, 32, 40_000, 0x5eed_0003);
 }

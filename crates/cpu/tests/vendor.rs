@@ -155,3 +155,69 @@ fn tzcnt_and_lzcnt_clear_the_undefined_flags_on_intel() {
     let (_, f) = run(Vendor::Amd, &[0xf3, 0x48, 0x0f, 0xbc, 0xc2], &[(RDX, 8)], ARITH);
     assert_eq!(f, ARITH & !(CF | ZF));
 }
+
+/// Runs `code` (then HLT) in 32-bit protected mode at CPL 0 on `vendor`'s model.
+fn run32(vendor: Vendor, code: &[u8], regs: &[(usize, u64)], flags: u64) -> (Machine, u64) {
+    let mut prog = code.to_vec();
+    prog.push(0xf4);
+    let mut m = Machine::protected32(&prog);
+    m.cpu.model.vendor = vendor;
+    for &(r, v) in regs {
+        m.cpu.regs[r] = v;
+    }
+    m.cpu.flags.set(0x2 | flags);
+    m.run_to_halt();
+    assert!(m.vectors().is_empty(), "{vendor:?}: the case faulted: {}", m.describe());
+    let f = m.cpu.flags.get() & ARITH;
+    (m, f)
+}
+
+#[test]
+fn aas_borrows_into_ah_on_both_models() {
+    // AX = 0x0205 with AF: AX - 6 = 0x01FF, AH - 1: 0x00FF, masked 0x000F (the SDM's
+    // pseudocode; recorded on Intel in 32-bit code). Not 0x010F.
+    for vendor in [Vendor::Intel, Vendor::Amd] {
+        let (m, f) = run32(vendor, &[0x3f], &[(RAX, 0x0205)], AF);
+        assert_eq!(m.cpu.regs[RAX] & 0xffff, 0x000f, "{vendor:?}");
+        assert_eq!(f & (CF | AF), CF | AF);
+    }
+}
+
+#[test]
+fn bcd_undefined_flags_follow_the_model() {
+    // Recorded on Intel for every AX with CF/AF clear and set: AAA/AAS set ZF and PF from the
+    // new AL and clear SF and OF; DAA/DAS clear OF; AAD gives the flags of its byte addition.
+    // aaa with AX = 0x0000, all flags set: AL = 6 -> 0x0106 masked 0x0106, CF|AF, PF (6 has two
+    // bits), ZF/SF/OF clear.
+    let (m, f) = run32(Vendor::Intel, &[0x37], &[(RAX, 0)], ARITH);
+    assert_eq!((m.cpu.regs[RAX] & 0xffff, f), (0x0106, CF | AF | PF));
+    // The AMD model keeps OF, SF, ZF and PF as they were.
+    let (_, f) = run32(Vendor::Amd, &[0x37], &[(RAX, 0)], ARITH);
+    assert_eq!(f, ARITH);
+    // das with AL = 0x80, CF and AF clear: no adjustment; Intel OF clear, AMD too (no sign flip).
+    // daa with AL = 0x7a: AL + 6 = 0x80, sign turned on: the AMD model sets OF, Intel does not.
+    let (_, f) = run32(Vendor::Intel, &[0x27], &[(RAX, 0x7a)], 0);
+    assert_eq!(f & OF, 0);
+    let (_, f) = run32(Vendor::Amd, &[0x27], &[(RAX, 0x7a)], 0);
+    assert_eq!(f & OF, OF);
+    // aad 10 with AX = 0x0f0f: AL + 150 = 0x0f + 0x96 = 0xa5: no carry, AF (0xf + 0x6), OF
+    // clear (positive + negative); SF from 0xa5.
+    let (m, f) = run32(Vendor::Intel, &[0xd5, 0x0a], &[(RAX, 0x0f0f)], 0);
+    assert_eq!((m.cpu.regs[RAX] & 0xffff, f), (0x00a5, AF | SF | PF));
+    let (_, f) = run32(Vendor::Amd, &[0xd5, 0x0a], &[(RAX, 0x0f0f)], 0);
+    assert_eq!(f, SF | PF);
+}
+
+#[test]
+fn a_32_bit_push_of_a_segment_register_writes_the_slot_as_the_model_says() {
+    // push ds (o32) over a stack slot holding 0xdeadbeef: Intel writes the 16-bit selector and
+    // leaves 0xdead (recorded in compatibility mode); the AMD model zero-extends.
+    for (vendor, want) in [(Vendor::Intel, 0xdead_0000 | KDATA as u32), (Vendor::Amd, KDATA as u32)] {
+        let mut m = Machine::protected32(&[0x1e, 0xf4]); // push ds; hlt
+        m.cpu.model.vendor = vendor;
+        m.w32(STACK_TOP - 4, 0xdead_beef);
+        m.run_to_halt();
+        assert_eq!(m.cpu.regs[cpu::regs::RSP], STACK_TOP - 4, "{vendor:?}");
+        assert_eq!(m.stack32(0), want, "{vendor:?}");
+    }
+}

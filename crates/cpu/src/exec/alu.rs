@@ -593,11 +593,8 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
                 al = if das { al.wrapping_sub(0x60) & 0xff } else { (al + 0x60) & 0xff };
                 cf = true;
             }
-            of = if !das {
-                (old_al & 0x80 == 0) && (al & 0x80 != 0)
-            } else {
-                (old_al & 0x80 != 0) && (al & 0x80 == 0)
-            };
+            let sign_flip = if !das { (old_al & 0x80 == 0) && (al & 0x80 != 0) } else { (old_al & 0x80 != 0) && (al & 0x80 == 0) };
+            of = undefined::decimal_adjust_of(cpu.model.vendor, sign_flip);
             cpu.set_gpr(RAX, 1, al);
             let mut nf = 0;
             if cf {
@@ -623,20 +620,20 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
         Mnemonic::Aaa | Mnemonic::Aas => {
             let mut ax = cpu.regs[RAX] & 0xffff;
             if al & 0xf > 9 || af {
+                // The SDM's AX + 106h and AX - 6 then AH - 1: the borrow of AL - 6 reaches AH
+                // (AAS of 0x0205 with AF gives 0x000F, as hardware does).
                 if d.i.mnemonic() == Mnemonic::Aaa {
                     ax = ax.wrapping_add(0x106);
                 } else {
-                    let nal = al.wrapping_sub(6) & 0xff;
-                    let nah = ((ax >> 8).wrapping_sub(1)) & 0xff;
-                    ax = (nah << 8) | nal;
+                    ax = ax.wrapping_sub(6).wrapping_sub(0x100);
                 }
                 cf = true;
             } else {
                 cf = false;
             }
-            ax = (ax & 0xff0f) & 0xffff;
+            ax &= 0xff0f;
             cpu.set_gpr(RAX, 2, ax);
-            let mut nf = f & bits::ARITH & !(bits::CF | bits::AF);
+            let mut nf = undefined::ascii_adjust_flags(cpu.model.vendor, f, ax & 0xff);
             if cf {
                 nf |= bits::CF | bits::AF;
             }
@@ -659,6 +656,8 @@ pub fn bcd(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
             let nal = (al + ah * base) & 0xff;
             cpu.set_gpr(RAX, 2, nal);
             set_szp(cpu, 1, nal, false, false);
+            let extra = undefined::aad_flags(cpu.model.vendor, al, ah * base);
+            cpu.flags.set_arith((cpu.flags.get() & bits::ARITH) | extra);
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use crate::decode::Insn;
 use crate::exception::Exc;
 use crate::flags::{bits, mask};
 use crate::regs::{seg_index, RAX, RBP, RBX, RSP};
-use crate::{sreg, Cpu};
+use crate::{sreg, undefined, Cpu};
 use iced_x86::{Mnemonic, OpKind, Register};
 
 type R = Result<(), Exc>;
@@ -118,6 +118,9 @@ pub fn push(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         OpKind::Memory => cpu.read_mem(bus, d, sz)?,
         _ => d.i.immediate(0),
     };
+    if sz == 4 && d.i.op0_kind() == OpKind::Register && is_seg(d.i.op0_register()) && undefined::push_sreg32_writes_word(cpu.model.vendor) {
+        return cpu.push_into_slot(bus, 4, 2, v);
+    }
     cpu.push(bus, sz, v & mask(sz))
 }
 

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+mod compat32;
+
 use cpu::cpuid::Vendor;
 use cpu::{Access, AccessKind, Bus, Cpu, CpuModel, Exit, Segment};
 use iced_x86::{
@@ -31,10 +33,28 @@ const STACK_SLACK: i64 = 0x80;
 const STATE_ADDR: u64 = 0x2000_0000;
 /// Emulated only: where the case's code is placed.
 const CODE_ADDR: u64 = 0x10000;
+/// Emulated only: the GDT, LDT, TSS and IDT of 32-bit cases, the ring-0 stack and the HLT that
+/// the #GP of the final (CPL 3) HLT reaches.
+const GDT32: u64 = 0x5000;
+const LDT32: u64 = 0x6000;
+const TSS32: u64 = 0x6100;
+const IDT32: u64 = 0x7000;
+const RING0_STACK: u64 = 0x9000;
+const HALT_HANDLER: u64 = 0x8000;
 const LOW_RAM: usize = 0x20000;
 
 const RSP: usize = 4;
 const R15: usize = 15;
+
+/// 32-bit cases run where a 64-bit Linux process's 32-bit code runs: CS = 0x23 (GDT entry 4,
+/// DPL 3), SS = DS = ES = 0x2B (entry 5), CPL 3 in compatibility mode.
+pub const USER_CS32: u16 = 0x23;
+pub const USER_DS: u16 = 0x2b;
+/// The 64-bit user code segment (to return to).
+const USER_CS64: u16 = 0x33;
+/// LDT entry 0, RPL 3: a 64 KiB data segment based at [`SCRATCH`], so 16-bit addresses reach
+/// the scratch buffer (installed with `modify_ldt` natively).
+pub const SCRATCH_SEL: u16 = 0x7;
 
 /// RFLAGS bits.
 pub const CF: u64 = 1;
@@ -60,10 +80,12 @@ pub struct State {
     pub regs: [u64; 16],
     pub rflags: u64,
     pub xmm: [u128; 16],
+    /// DS and ES selectors (32-bit cases; 0 in 64-bit ones).
+    pub segs: [u16; 2],
     pub mem: Vec<u8>,
 }
 
-const STATE_BYTES: usize = 16 * 8 + 8 + 16 * 16 + SCRATCH_SIZE;
+const STATE_BYTES: usize = 16 * 8 + 8 + 16 * 16 + 4 + SCRATCH_SIZE;
 
 impl State {
     fn serialize(&self, out: &mut Vec<u8>) {
@@ -73,6 +95,9 @@ impl State {
         out.extend_from_slice(&self.rflags.to_le_bytes());
         for x in self.xmm {
             out.extend_from_slice(&x.to_le_bytes());
+        }
+        for s in self.segs {
+            out.extend_from_slice(&s.to_le_bytes());
         }
         out.extend_from_slice(&self.mem);
     }
@@ -88,14 +113,18 @@ impl State {
         for (k, x) in xmm.iter_mut().enumerate() {
             *x = u128::from_le_bytes(b[136 + k * 16..136 + k * 16 + 16].try_into().unwrap());
         }
-        let mem = b[392..392 + SCRATCH_SIZE].to_vec();
-        State { regs, rflags, xmm, mem }
+        let segs = [u16::from_le_bytes([b[392], b[393]]), u16::from_le_bytes([b[394], b[395]])];
+        let mem = b[396..396 + SCRATCH_SIZE].to_vec();
+        State { regs, rflags, xmm, segs, mem }
     }
 }
 
 /// One generated case.
 pub struct Case {
     pub index: u64,
+    /// The mode it runs in: 64, or 32 (compatibility mode at CPL 3, as a Linux process's
+    /// 32-bit code segment).
+    pub bits: u32,
     pub code: Vec<u8>,
     pub init: State,
     /// RFLAGS bits the sequence leaves undefined (not compared).
@@ -144,13 +173,16 @@ fn parse_tok(t: &str) -> Option<Tok> {
 pub struct CodeTable {
     by_mnem: HashMap<String, Vec<(Code, Vec<Tok>)>>,
     by_name: HashMap<String, Code>,
+    /// The mode the codes encode in: 64, or 32 (compatibility mode).
+    pub bits: u32,
 }
 
 impl CodeTable {
-    pub fn new() -> Self {
+    /// The codes that encode in `bits`-bit mode (64, or 32 for compatibility mode).
+    pub fn new(bits: u32) -> Self {
         let mut by_mnem: HashMap<String, Vec<(Code, Vec<Tok>)>> = HashMap::new();
         let mut by_name = HashMap::new();
-        let mut enc = Encoder::new(64);
+        let mut enc = Encoder::new(bits);
         for code in Code::values() {
             let name = format!("{code:?}");
             let mut parts = name.split('_');
@@ -162,12 +194,12 @@ impl CodeTable {
             if matches!(name.as_str(), "Bswap_r16" | "Movsxd_r16_rm16" | "Movsxd_r32_rm32") {
                 continue;
             }
-            // Keep only codes that encode in 64-bit mode with simple operands.
+            // Keep only codes that encode in this mode with simple operands.
             let ops: Vec<Op> = toks
                 .iter()
                 .map(|t| match *t {
                     Tok::Rm(n) | Tok::R(n) => Op::R(gpr(n, 0)),
-                    Tok::M(_) | Tok::XmmM(_) => Op::M(MemoryOperand::with_base_displ(Register::R15, 16)),
+                    Tok::M(_) | Tok::XmmM(_) => Op::M(MemoryOperand::with_base_displ(if bits == 64 { Register::R15 } else { Register::EBX }, 16)),
                     Tok::Imm(_) | Tok::One => Op::I(1),
                     Tok::Fixed(r) => Op::R(r),
                     Tok::Xmm => Op::R(Register::XMM1),
@@ -182,23 +214,19 @@ impl CodeTable {
             by_name.insert(name.clone(), code);
             by_mnem.entry(mnem).or_default().push((code, toks));
         }
-        CodeTable { by_mnem, by_name }
+        CodeTable { by_mnem, by_name, bits }
     }
 
     fn code(&self, name: &str) -> Code {
         *self.by_name.get(name).unwrap_or_else(|| panic!("no iced Code named {name}"))
     }
 
+    /// The forms of `mnem` that encode in this mode (none for, say, `Movsxd` in 32-bit mode).
     fn forms(&self, mnem: &str) -> &[(Code, Vec<Tok>)] {
-        self.by_mnem.get(mnem).map(|v| v.as_slice()).unwrap_or_else(|| panic!("no encodable forms of {mnem}"))
+        self.by_mnem.get(mnem).map(|v| v.as_slice()).unwrap_or(&[])
     }
 }
 
-impl Default for CodeTable {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -320,8 +348,11 @@ fn model_name(m: &CpuModel) -> &'static str {
 // Generator
 // ---------------------------------------------------------------------------------------------
 
-/// Registers random operands may use: everything but RSP (the stack) and R15 (the scratch base).
+/// Registers random operands may use in 64-bit mode: everything but RSP (the stack) and R15
+/// (the scratch base).
 const USABLE: [usize; 14] = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+/// In 32-bit mode: everything but ESP (memory operands there are absolute).
+const USABLE32: [usize; 7] = [0, 1, 2, 3, 5, 6, 7];
 
 pub struct Gen<'t> {
     pub rng: StdRng,
@@ -345,10 +376,15 @@ impl<'t> Gen<'t> {
         &v[self.rng.gen_range(0..v.len())]
     }
 
-    /// A usable register index (0-15, never RSP/R15) not in `avoid` (a bit mask).
+    /// The mode the case runs in: 64, or 32 (compatibility mode).
+    pub fn bits(&self) -> u32 {
+        self.table.bits
+    }
+
+    /// A usable register index (never RSP, nor R15 in 64-bit mode) not in `avoid` (a bit mask).
     fn reg_index(&mut self, avoid: u32) -> usize {
         loop {
-            let n = *self.pick(&USABLE);
+            let n = if self.bits() == 64 { *self.pick(&USABLE) } else { *self.pick(&USABLE32) };
             if avoid & (1 << n) == 0 {
                 return n;
             }
@@ -357,6 +393,15 @@ impl<'t> Gen<'t> {
 
     /// A random usable register of `bits` bits (8-bit includes AH..BH sometimes).
     fn reg(&mut self, bits: u32, avoid: u32) -> Register {
+        if bits == 8 && self.bits() == 32 {
+            // AL..BL, or AH..BH (the high byte of register n & 3).
+            loop {
+                let n = self.rng.gen_range(0..8);
+                if avoid & (1 << (n & 3)) == 0 {
+                    return if n < 4 { gpr(8, n) } else { gpr(8, 16 + n - 4) };
+                }
+            }
+        }
         if bits == 8 && self.rng.gen_bool(0.2) {
             let n = self.rng.gen_range(0..4);
             if avoid & (1 << n) == 0 {
@@ -398,7 +443,7 @@ impl<'t> Gen<'t> {
     /// Appends an instruction if it encodes in 64-bit mode; flags read while undefined get
     /// redefined by a CMP first. `fx` overrides iced's flag info (count-dependent shifts).
     fn emit_fx(&mut self, i: Instruction, fx: Fx) -> bool {
-        let mut enc = Encoder::new(64);
+        let mut enc = Encoder::new(self.bits());
         if enc.encode(&i, 0).is_err() {
             return false;
         }
@@ -425,15 +470,17 @@ impl<'t> Gen<'t> {
     fn emit_code(&mut self, code: Code, ops: &[Op]) {
         let i = make(code, ops).unwrap_or_else(|| panic!("cannot build {code:?} {ops:?}"));
         if !self.emit(i) {
-            panic!("cannot encode {code:?} {ops:?}: {:?}", Encoder::new(64).encode(&i, 0));
+            panic!("cannot encode {code:?} {ops:?}: {:?}", Encoder::new(self.bits()).encode(&i, 0));
         }
     }
 
-    /// `cmp r64, r64`: defines all six arithmetic flags.
+    /// `cmp r64, r64` (`cmp r32, r32` in 32-bit mode): defines all six arithmetic flags.
     fn define_flags(&mut self) {
-        let a = gpr(64, self.reg_index(0));
-        let b = gpr(64, self.reg_index(0));
-        let i = Instruction::with2(Code::Cmp_rm64_r64, a, b).unwrap();
+        let w = self.bits();
+        let a = gpr(w, self.reg_index(0));
+        let b = gpr(w, self.reg_index(0));
+        let code = if w == 64 { Code::Cmp_rm64_r64 } else { Code::Cmp_rm32_r32 };
+        let i = Instruction::with2(code, a, b).unwrap();
         self.undefined &= !ARITH;
         self.insns.push(i);
     }
@@ -462,6 +509,9 @@ impl<'t> Gen<'t> {
         let size = size.max(1);
         let align = align.max(1);
         let t = self.rng.gen_range(0..=(SCRATCH_SIZE - size) / align) * align;
+        if self.bits() == 32 {
+            return self.mem32(t, avoid);
+        }
         let a32 = self.rng.gen_bool(0.1);
         let base = if a32 { Register::R15D } else { Register::R15 };
         if self.rng.gen_bool(0.3) {
@@ -476,6 +526,49 @@ impl<'t> Gen<'t> {
         } else {
             let disp = t as i64;
             memop(base, Register::None, 1, disp, a32)
+        }
+    }
+
+    /// 32-bit mode: scratch offset `t` as an absolute address, or an index register (set up by a
+    /// `mov`, never one in `avoid`) scaled plus a displacement.
+    fn mem32(&mut self, t: usize, avoid: u32) -> MemoryOperand {
+        if self.rng.gen_bool(0.3) {
+            let n = self.reg_index(avoid);
+            let scale = *self.pick(&[1u32, 2, 4, 8]);
+            let k = self.rng.gen_range(0..=t / scale as usize);
+            self.mov_imm(gpr(32, n), k as u64);
+            let disp = SCRATCH as i64 + (t - k * scale as usize) as i64;
+            MemoryOperand::new(Register::None, gpr(32, n), scale, disp, 4, false, Register::None)
+        } else {
+            MemoryOperand::new(Register::None, Register::None, 1, SCRATCH as i64 + t as i64, 4, false, Register::None)
+        }
+    }
+
+    /// A memory operand at scratch offset `off`: `[r15 + off]` in 64-bit mode, absolute in
+    /// 32-bit mode.
+    fn scratch_at(&self, off: i64) -> MemoryOperand {
+        if self.bits() == 64 {
+            memop(Register::R15, Register::None, 1, off, false)
+        } else {
+            MemoryOperand::new(Register::None, Register::None, 1, SCRATCH as i64 + off, 4, false, Register::None)
+        }
+    }
+
+    /// Operand sizes of general instructions in this mode.
+    fn sizes(&self) -> &'static [u32] {
+        if self.bits() == 64 {
+            &[8, 16, 32, 64]
+        } else {
+            &[8, 16, 32]
+        }
+    }
+
+    /// Operand sizes of instructions without a byte form.
+    fn wide_sizes(&self) -> &'static [u32] {
+        if self.bits() == 64 {
+            &[16, 32, 64]
+        } else {
+            &[16, 32]
         }
     }
 
@@ -520,6 +613,9 @@ impl<'t> Gen<'t> {
         for _ in 0..100 {
             let m = *self.pick(mnems);
             let forms = self.table.forms(m);
+            if forms.is_empty() {
+                continue;
+            }
             let (code, toks) = forms[self.rng.gen_range(0..forms.len())].clone();
             if self.generic_form(code.mnemonic(), code, &toks, p_mem) {
                 return;
@@ -529,7 +625,13 @@ impl<'t> Gen<'t> {
     }
 
     fn size_bits(&mut self) -> u32 {
-        *self.pick(&[8, 16, 32, 64])
+        let s = self.sizes();
+        *self.pick(s)
+    }
+
+    fn wide_size_bits(&mut self) -> u32 {
+        let s = self.wide_sizes();
+        *self.pick(s)
     }
 
     /// Destination operand of `bits` bits: a register or memory.
@@ -572,9 +674,31 @@ fn xmm(n: usize) -> Register {
 
 pub struct Template {
     pub name: &'static str,
-    pub sse: bool,
+    pub suite: Suite,
     emit: fn(&mut Gen),
     available: fn() -> bool,
+}
+
+/// Which suite a template belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// Integer instructions, in 64-bit mode and in 32-bit (compatibility) mode.
+    Integer,
+    /// Only in 32-bit mode (BCD, PUSHA/POPA, segment loads, 16-bit addresses...).
+    Integer32,
+    /// SSE2 integer instructions, in 64-bit mode.
+    Sse,
+}
+
+impl Suite {
+    /// Whether the suite's cases can run in `bits`-bit mode.
+    fn runs_in(self, bits: u32) -> bool {
+        match self {
+            Suite::Integer => true,
+            Suite::Integer32 => bits == 32,
+            Suite::Sse => bits == 64,
+        }
+    }
 }
 
 fn always() -> bool {
@@ -611,7 +735,7 @@ fn t_div(g: &mut Gen) {
     let avoid = 0b101;
     let op = g.rm(bits, avoid);
     let op = match op {
-        Op::R(r) if bits == 8 && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => Op::R(g.reg(8, 0b1111)),
+        Op::R(r) if g.bits() == 64 && bits == 8 && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => Op::R(g.reg(8, 0b1111)),
         o => o,
     };
     let imm32 = bits == 64 && matches!(op, Op::M(_));
@@ -745,7 +869,7 @@ fn t_shift(g: &mut Gen) {
 
 fn t_shift_double(g: &mut Gen) {
     let mn = *g.pick(&["Shld", "Shrd"]);
-    let bits = *g.pick(&[16u32, 32, 64]);
+    let bits = g.wide_size_bits();
     let by_cl = g.rng.gen_bool(0.5);
     let mut count = shift_count(g, bits) as u32;
     if bits == 16 && !undefined_results_compared() {
@@ -774,19 +898,19 @@ fn t_bit_test(g: &mut Gen) {
     let mn = *g.pick(&["Bt", "Bts", "Btr", "Btc"]);
     if g.rng.gen_bool(0.4) {
         // Memory operand with a register bit offset that reaches outside the operand.
-        let bits = *g.pick(&[16u32, 32, 64]);
+        let bits = g.wide_size_bits();
         let n = g.reg_index(0);
         let off: i64 = g.rng.gen_range(-7000..7000);
         let upper = if bits == 64 { 0 } else { g.rng.gen::<u64>() << bits };
         let v = (off as u64 & if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 }) | upper;
-        g.mov_imm(gpr(64, n), v);
+        g.mov_imm(gpr(g.bits(), n), v);
         let disp = 2048 + g.rng.gen_range(-8i64..8) * (bits as i64 / 8);
-        let m = memop(Register::R15, Register::None, 1, disp, false);
+        let m = g.scratch_at(disp);
         let code = g.table.code(&format!("{mn}_rm{bits}_r{bits}"));
         g.emit_code(code, &[Op::M(m), Op::R(gpr(bits, n))]);
     } else if g.rng.gen_bool(0.5) {
         // Memory with an immediate bit offset (taken modulo the operand size).
-        let bits = *g.pick(&[16u32, 32, 64]);
+        let bits = g.wide_size_bits();
         let m = g.mem(bits as usize / 8, 1, 0);
         let k = g.imm(8);
         let code = g.table.code(&format!("{mn}_rm{bits}_imm8"));
@@ -799,7 +923,7 @@ fn t_bit_test(g: &mut Gen) {
 
 fn t_bit_scan(g: &mut Gen) {
     let mn = *g.pick(&["Bsf", "Bsr", "Tzcnt", "Lzcnt", "Popcnt"]);
-    let bits = *g.pick(&[16u32, 32, 64]);
+    let bits = g.wide_size_bits();
     let dst = g.reg(bits, 0);
     let src = g.rm(bits, 0);
     if matches!(mn, "Bsf" | "Bsr") && g.rng.gen_bool(0.7) {
@@ -834,7 +958,7 @@ fn t_exchange(g: &mut Gen) {
     let bits = g.size_bits();
     let dst = g.rm(bits, 1);
     let dst = match dst {
-        Op::R(r) if bits == 8 && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => Op::R(g.reg(8, 0b1111)),
+        Op::R(r) if g.bits() == 64 && bits == 8 && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => Op::R(g.reg(8, 0b1111)),
         o => o,
     };
     let src = g.reg(bits, 0);
@@ -863,8 +987,11 @@ fn t_extend(g: &mut Gen) {
 }
 
 fn t_lea(g: &mut Gen) {
-    let bits = *g.pick(&[16u32, 32, 64]);
+    let bits = g.wide_size_bits();
     let dst = g.reg(bits, 0);
+    if g.bits() == 32 {
+        return t_lea32(g, bits, dst);
+    }
     let a32 = g.rng.gen_bool(0.3);
     let abits = if a32 { 32 } else { 64 };
     let base = if g.rng.gen_bool(0.85) { gpr(abits, g.rng.gen_range(0..16)) } else { Register::None };
@@ -893,6 +1020,33 @@ fn t_lea(g: &mut Gen) {
     }
 }
 
+/// LEA in 32-bit mode: a 32-bit address (any base, any index but ESP) or a 16-bit one
+/// (`[bx|bp + si|di + disp]`).
+fn t_lea32(g: &mut Gen, bits: u32, dst: Register) {
+    let m = if g.rng.gen_bool(0.7) {
+        let base = if g.rng.gen_bool(0.85) { gpr(32, g.rng.gen_range(0..8)) } else { Register::None };
+        let index = if g.rng.gen_bool(0.6) { gpr(32, [0, 1, 2, 3, 5, 6, 7][g.rng.gen_range(0..7)]) } else { Register::None };
+        let scale = if index == Register::None { 1 } else { *g.pick(&[1u32, 2, 4, 8]) };
+        let disp: i64 = match g.rng.gen_range(0..3) {
+            0 => 0,
+            1 => g.rng.gen_range(-128..128),
+            _ => g.rng.gen::<i32>() as i64,
+        };
+        let dsize = if disp == 0 { 0 } else if (-128..128).contains(&disp) { 1 } else { 4 };
+        MemoryOperand::new(base, index, scale, disp, dsize, false, Register::None)
+    } else {
+        let base = *g.pick(&[Register::BX, Register::BP, Register::None]);
+        let index = *g.pick(&[Register::SI, Register::DI, Register::None]);
+        // A lone SI or DI is a base to the encoder.
+        let (base, index) = if base == Register::None { (index, Register::None) } else { (base, index) };
+        let disp: i64 = if base == Register::None && index == Register::None { g.rng.gen_range(0..0x10000) } else { *g.pick(&[0i64, 1, -1, 0x7f, -0x80, 0x1234, 0x7fff]) };
+        let dsize = if disp == 0 && base != Register::BP { 0 } else if (-128..128).contains(&disp) && base != Register::None { 1 } else { 2 };
+        MemoryOperand::new(base, index, 1, disp, dsize, false, Register::None)
+    };
+    let code = g.table.code(&format!("Lea_r{bits}_m"));
+    g.emit_code(code, &[Op::R(dst), Op::M(m)]);
+}
+
 fn t_flags(g: &mut Gen) {
     g.generic(&["Lahf", "Sahf", "Clc", "Stc", "Cmc"], 0.0);
 }
@@ -902,8 +1056,11 @@ fn t_sign_extend(g: &mut Gen) {
 
 fn t_string(g: &mut Gen) {
     let kind = g.rng.gen_range(0..5);
-    let sz = *g.pick(&[1usize, 2, 4, 8]);
-    let asz: u32 = if g.rng.gen_bool(0.15) { 32 } else { 64 };
+    let sizes: &[usize] = if g.bits() == 64 { &[1, 2, 4, 8] } else { &[1, 2, 4] };
+    let sz = *g.pick(sizes);
+    // In 32-bit mode the 16-bit address size needs segments based at the scratch buffer:
+    // `t_string16` has it.
+    let asz: u32 = if g.bits() == 32 { 32 } else if g.rng.gen_bool(0.15) { 32 } else { 64 };
     let rep_kind = match g.rng.gen_range(0..3) {
         0 => RepPrefixKind::None,
         1 => RepPrefixKind::Repe,
@@ -922,7 +1079,10 @@ fn t_string(g: &mut Gen) {
         let m = memop(Register::R15, Register::None, 1, off, false);
         g.emit_code(Code::Lea_r64_m, &[Op::R(r), Op::M(m)]);
     };
-    if asz == 32 && undefined_results_compared() {
+    if g.bits() == 32 {
+        g.mov_imm(Register::ESI, (SCRATCH as i64 + s) as u64);
+        g.mov_imm(Register::EDI, (SCRATCH as i64 + d) as u64);
+    } else if asz == 32 && undefined_results_compared() {
         // Garbage in the upper halves of RSI and RDI: a 32-bit address size ignores it, and a
         // zero count shows which registers the model still writes.
         for (r, off) in [(Register::RSI, s), (Register::RDI, d)] {
@@ -933,8 +1093,12 @@ fn t_string(g: &mut Gen) {
         lea(g, Register::RSI, s);
         lea(g, Register::RDI, d);
     }
-    let rcx = if asz == 32 { count | (g.rng.gen::<u64>() << 32) } else { count };
-    g.mov_imm(Register::RCX, rcx);
+    if g.bits() == 32 {
+        g.mov_imm(Register::ECX, count);
+    } else {
+        let rcx = if asz == 32 { count | (g.rng.gen::<u64>() << 32) } else { count };
+        g.mov_imm(Register::RCX, rcx);
+    }
     let seg = Register::None;
     let i = match (kind, sz) {
         (0, 1) => Instruction::with_movsb(asz, seg, rep_kind),
@@ -973,7 +1137,7 @@ fn t_push_pop(g: &mut Gen) {
         g.rng.gen_bool(0.5)
     };
     if push {
-        g.generic(&["Push", "Pushq", "Pushw"], 0.3);
+        g.generic(&["Push", "Pushq", "Pushw", "Pushd"], 0.3);
     } else {
         g.generic(&["Pop"], 0.3);
     }
@@ -1009,9 +1173,15 @@ fn t_sse_pack_minmax(g: &mut Gen) {
 }
 
 pub fn templates() -> Vec<Template> {
-    let t = |name, emit, available| Template { name, sse: false, emit, available };
-    let s = |name, emit| Template { name, sse: true, emit, available: always };
+    let t = |name, emit, available| Template { name, suite: Suite::Integer, emit, available };
+    let s = |name, emit| Template { name, suite: Suite::Sse, emit, available: always };
+    let t32 = |name, emit| Template { name, suite: Suite::Integer32, emit, available: always };
     vec![
+        t32("bcd", compat32::t_bcd as fn(&mut Gen)),
+        t32("pusha_popa", compat32::t_pusha_popa),
+        t32("segment_loads", compat32::t_segment_loads),
+        t32("address16", compat32::t_address16),
+        t32("string_ops16", compat32::t_string16),
         t("alu", t_alu as fn(&mut Gen), always as fn() -> bool),
         t("inc_dec_neg_not", t_unary, always),
         t("mov", t_mov, always),
@@ -1077,7 +1247,8 @@ fn initial_state(g: &mut Gen, sse: bool) -> State {
             *b = *g.pick(&[0u8, 0, 1, 0xff, 0x80, 0x7f]);
         }
     }
-    State { regs, rflags, xmm, mem }
+    let segs = if g.bits() == 32 { [USER_DS, USER_DS] } else { [0, 0] };
+    State { regs, rflags, xmm, segs, mem }
 }
 
 /// Per-case seed from the run seed and the case index.
@@ -1091,7 +1262,7 @@ pub fn case_seed(seed: u64, index: u64) -> u64 {
 /// Generates case `index` of the run `seed` from `templates`.
 pub fn generate(table: &CodeTable, templates: &[&Template], seed: u64, index: u64) -> Case {
     let mut g = Gen::new(table, case_seed(seed, index));
-    let sse = templates.iter().any(|t| t.sse);
+    let sse = templates.iter().any(|t| t.suite == Suite::Sse);
     let init = initial_state(&mut g, sse);
     let n = g.rng.gen_range(1..=5);
     let mut used = Vec::new();
@@ -1102,21 +1273,23 @@ pub fn generate(table: &CodeTable, templates: &[&Template], seed: u64, index: u6
         used.push(t.name);
     }
     let (insns, undefined) = g.finish();
-    let mut enc = Encoder::new(64);
+    let mut enc = Encoder::new(table.bits);
     let mut code = Vec::new();
     for i in &insns {
         enc.encode(i, CODE_ADDR + code.len() as u64).expect("encodes");
         code.extend_from_slice(&enc.take_buffer());
     }
-    Case { index, code, init, undefined_flags: undefined, templates: used }
+    Case { index, bits: table.bits, code, init, undefined_flags: undefined, templates: used }
 }
 
 /// The templates for one suite, filtered by host support.
-pub fn suite(sse: bool) -> Vec<Template> {
+/// The templates of the SSE suite (`sse`) or of the integer suite in `bits`-bit mode, filtered
+/// by host support and `SMMLAB_DIFF_TEMPLATES`.
+pub fn suite(sse: bool, bits: u32) -> Vec<Template> {
     let only = std::env::var("SMMLAB_DIFF_TEMPLATES").ok();
     templates()
         .into_iter()
-        .filter(|t| t.sse == sse && (t.available)())
+        .filter(|t| (t.suite == Suite::Sse) == sse && t.suite.runs_in(bits) && (t.available)())
         .filter(|t| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == t.name)))
         .collect()
 }
@@ -1133,6 +1306,12 @@ const ST_REGS: u64 = STATE_ADDR;
 const ST_RFLAGS: u64 = STATE_ADDR + 128;
 const ST_XMM: u64 = STATE_ADDR + 136;
 const ST_HOST_RSP: u64 = STATE_ADDR + 136 + 256;
+const ST_SEGS: u64 = ST_HOST_RSP + 8;
+/// 32-bit cases: the far pointer (offset, selector) the epilogue jumps through back to 64-bit
+/// code, and the top of the stack the trampolines use (the case's own stack is in the scratch
+/// buffer).
+const ST_FARPTR: u64 = ST_SEGS + 8;
+const ST_PRIVATE_STACK: u64 = STATE_ADDR + 4096 - 64;
 
 /// Prologue: save the host's callee-saved registers and stack pointer, load XMM0-15, RFLAGS and
 /// all sixteen GPRs from the state block. Epilogue: the reverse.
@@ -1175,6 +1354,95 @@ fn prologue_epilogue() -> (Vec<u8>, Vec<u8>) {
     (pro, epi)
 }
 
+/// The native code for a 32-bit case placed at `buf` (below 2 GiB): 64-bit entry (saves the
+/// host's registers, loads DS/ES with the user data selector, far-returns into the 32-bit code
+/// segment), the 32-bit prologue (EFLAGS and the eight GPRs from the state block), the case,
+/// the 32-bit epilogue (GPRs, DS/ES and EFLAGS to the state block, all through SS since the
+/// case may have changed DS), a far jump back to the 64-bit code segment, and the 64-bit exit.
+fn native32_code(buf: u64, case: &[u8]) -> Vec<u8> {
+    use iced_x86::code_asm::*;
+    let saved = [rbx, rbp, r12, r13, r14, r15];
+    // The 32-bit part starts at a fixed offset after the entry, the exit after it.
+    const PRO32: u64 = 0x80;
+    let gprs = [eax, ecx, edx, ebx, esp, ebp, esi, edi];
+    let mut a = CodeAssembler::new(32).unwrap();
+    a.push(dword_ptr(ST_RFLAGS as u32)).unwrap();
+    a.popfd().unwrap();
+    for (k, r) in gprs.iter().enumerate() {
+        a.mov(*r, dword_ptr(ST_REGS as u32 + 8 * k as u32)).unwrap();
+    }
+    let pro = a.assemble(buf + PRO32).unwrap();
+    let mut a = CodeAssembler::new(32).unwrap();
+    for (k, r) in gprs.iter().enumerate() {
+        a.mov(dword_ptr(ST_REGS as u32 + 8 * k as u32).ss(), *r).unwrap();
+    }
+    a.mov(word_ptr(ST_SEGS as u32).ss(), ds).unwrap();
+    a.mov(word_ptr(ST_SEGS as u32 + 2).ss(), es).unwrap();
+    a.mov(esp, ST_PRIVATE_STACK as u32).unwrap();
+    a.pushfd().unwrap();
+    a.pop(dword_ptr(ST_RFLAGS as u32).ss()).unwrap();
+    a.jmp(fword_ptr(ST_FARPTR as u32).ss()).unwrap();
+    let body_end = buf + PRO32 + pro.len() as u64 + case.len() as u64;
+    let epi = a.assemble(body_end).unwrap();
+    let back = (body_end + epi.len() as u64 + 15) & !15;
+
+    let mut a = CodeAssembler::new(64).unwrap();
+    for r in saved {
+        a.push(r).unwrap();
+    }
+    a.mov(qword_ptr(ST_HOST_RSP), rsp).unwrap();
+    a.mov(eax, USER_DS as u32).unwrap();
+    a.mov(ds, ax).unwrap();
+    a.mov(es, ax).unwrap();
+    a.mov(rsp, ST_PRIVATE_STACK).unwrap();
+    a.push(USER_CS32 as i32).unwrap();
+    a.push((buf + PRO32) as i32).unwrap();
+    a.db(&[0x48, 0xcb]).unwrap(); // retfq: pops RIP and CS as qwords
+    let entry = a.assemble(buf).unwrap();
+    assert!(entry.len() as u64 <= PRO32);
+
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rsp, qword_ptr(ST_HOST_RSP)).unwrap();
+    a.mov(eax, USER_DS as u32).unwrap();
+    a.mov(ds, ax).unwrap();
+    a.mov(es, ax).unwrap();
+    a.cld().unwrap();
+    for r in saved.iter().rev() {
+        a.pop(*r).unwrap();
+    }
+    a.ret().unwrap();
+    let exit = a.assemble(back).unwrap();
+
+    // SAFETY: the state page is mapped by the runner before any case runs.
+    unsafe {
+        (ST_FARPTR as *mut u32).write_unaligned(back as u32);
+        ((ST_FARPTR + 4) as *mut u16).write_unaligned(USER_CS64);
+    }
+    let mut out = entry;
+    out.resize(PRO32 as usize, 0xcc);
+    out.extend_from_slice(&pro);
+    out.extend_from_slice(case);
+    out.extend_from_slice(&epi);
+    out.resize((back - buf) as usize, 0xcc);
+    out.extend_from_slice(&exit);
+    out
+}
+
+/// Installs LDT entry 0 ([`SCRATCH_SEL`]): data, read/write, 32-bit, base [`SCRATCH`], limit
+/// 64 KiB, so that 32-bit cases can use 16-bit addresses into the scratch buffer.
+fn install_scratch_ldt_entry() {
+    // struct user_desc (asm/ldt.h): entry_number, base_addr, limit, then the flag bits
+    // seg_32bit:1 contents:2 read_exec_only:1 limit_in_pages:1 seg_not_present:1 useable:1.
+    let mut desc = [0u32; 4];
+    desc[0] = 0;
+    desc[1] = SCRATCH as u32;
+    desc[2] = 0xffff;
+    desc[3] = 1 | (1 << 6);
+    // SAFETY: modify_ldt(1, ptr, 16) reads 16 bytes from `desc`, which lives across the call.
+    let r = unsafe { libc::syscall(libc::SYS_modify_ldt, 1, desc.as_ptr(), std::mem::size_of_val(&desc)) };
+    assert_eq!(r, 0, "modify_ldt: {}", std::io::Error::last_os_error());
+}
+
 unsafe fn map_fixed(addr: u64, len: usize, prot: i32) -> *mut u8 {
     let p = libc::mmap(addr as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0);
     assert!(p != libc::MAP_FAILED && p as u64 == addr, "mmap at {addr:#x} failed: {}", std::io::Error::last_os_error());
@@ -1188,10 +1456,12 @@ pub fn native_runner_main() {
     std::io::stdin().read_to_end(&mut input).unwrap();
     let (pro, epi) = prologue_epilogue();
     const CODE_LEN: usize = 64 * 1024;
+    install_scratch_ldt_entry();
     unsafe {
         let scratch = map_fixed(SCRATCH, SCRATCH_SIZE, libc::PROT_READ | libc::PROT_WRITE);
         let state = map_fixed(STATE_ADDR, 4096, libc::PROT_READ | libc::PROT_WRITE);
-        let code = libc::mmap(std::ptr::null_mut(), CODE_LEN, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        // Below 2 GiB, so 32-bit code can run there.
+        let code = libc::mmap(std::ptr::null_mut(), CODE_LEN, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT, -1, 0);
         assert!(code != libc::MAP_FAILED, "mmap RWX failed");
         let code = code as *mut u8;
         let mut out = std::io::stdout().lock();
@@ -1199,17 +1469,16 @@ pub fn native_runner_main() {
         let mut pos = 0;
         let mut buf = Vec::with_capacity(STATE_BYTES);
         while pos < input.len() {
-            let len = u32::from_le_bytes(input[pos..pos + 4].try_into().unwrap()) as usize;
-            pos += 4;
+            let bits = u32::from_le_bytes(input[pos..pos + 4].try_into().unwrap());
+            let len = u32::from_le_bytes(input[pos + 4..pos + 8].try_into().unwrap()) as usize;
+            pos += 8;
             let case_code = &input[pos..pos + len];
             pos += len;
             let st = State::deserialize(&input[pos..pos + STATE_BYTES]);
             pos += STATE_BYTES;
-            let total = pro.len() + len + epi.len();
-            assert!(total <= CODE_LEN);
-            std::ptr::copy_nonoverlapping(pro.as_ptr(), code, pro.len());
-            std::ptr::copy_nonoverlapping(case_code.as_ptr(), code.add(pro.len()), len);
-            std::ptr::copy_nonoverlapping(epi.as_ptr(), code.add(pro.len() + len), epi.len());
+            let bytes = if bits == 32 { native32_code(code as u64, case_code) } else { [&pro[..], case_code, &epi[..]].concat() };
+            assert!(bytes.len() <= CODE_LEN);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), code, bytes.len());
             std::ptr::copy_nonoverlapping(st.mem.as_ptr(), scratch, SCRATCH_SIZE);
             let sp = state as *mut u64;
             for k in 0..16 {
@@ -1230,9 +1499,10 @@ pub fn native_runner_main() {
             for (k, x) in xmm.iter_mut().enumerate() {
                 *x = (state.add(136 + 16 * k) as *const u128).read_unaligned();
             }
+            let segs = if bits == 32 { [(ST_SEGS as *const u16).read_unaligned(), ((ST_SEGS + 2) as *const u16).read_unaligned()] } else { [0, 0] };
             let mem = std::slice::from_raw_parts(scratch, SCRATCH_SIZE).to_vec();
             buf.clear();
-            State { regs, rflags, xmm, mem }.serialize(&mut buf);
+            State { regs, rflags, xmm, segs, mem }.serialize(&mut buf);
             out.write_all(&buf).unwrap();
             out.flush().unwrap();
         }
@@ -1245,6 +1515,7 @@ pub fn run_native(runner_test: &str, cases: &[Case]) -> Result<Vec<State>, (usiz
     use std::process::{Command, Stdio};
     let mut input = Vec::with_capacity(cases.len() * (STATE_BYTES + 64));
     for c in cases {
+        input.extend_from_slice(&c.bits.to_le_bytes());
         input.extend_from_slice(&(c.code.len() as u32).to_le_bytes());
         input.extend_from_slice(&c.code);
         c.init.serialize(&mut input);
@@ -1354,11 +1625,30 @@ impl Emulator {
         // Identity map of the low 1 GiB with 2 MiB pages: PML4 at 0x1000, PDPT at 0x2000,
         // PD at 0x3000.
         let put = |m: &mut Vec<u8>, at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        put(&mut low, 0x1000, 0x2000 | 3);
-        put(&mut low, 0x2000, 0x3000 | 3);
+        // User-accessible, for the 32-bit cases' CPL 3.
+        put(&mut low, 0x1000, 0x2000 | 7);
+        put(&mut low, 0x2000, 0x3000 | 7);
         for k in 0..512u64 {
-            put(&mut low, 0x3000 + 8 * k as usize, (k << 21) | 0x83);
+            put(&mut low, 0x3000 + 8 * k as usize, (k << 21) | 0x87);
         }
+        // For 32-bit cases, the descriptors a Linux process sees: the GDT at 0x5000 with the
+        // 32-bit user code (0x23) and data (0x2B) segments and an LDT descriptor (0x30), the
+        // LDT at 0x6000 with the scratch segment (0x7).
+        let desc = |base: u64, limit: u64, access: u64, flags: u64| {
+            (limit & 0xffff) | (base & 0xff_ffff) << 16 | access << 40 | ((limit >> 16) & 0xf) << 48 | flags << 52 | (base >> 24) << 56
+        };
+        put(&mut low, GDT32 as usize + 0x20, desc(0, 0xfffff, 0xfb, 0xc));
+        put(&mut low, GDT32 as usize + 0x28, desc(0, 0xfffff, 0xf3, 0xc));
+        put(&mut low, GDT32 as usize + 0x30, desc(LDT32, 7, 0x82, 0));
+        put(&mut low, LDT32 as usize, desc(SCRATCH, 0xffff, 0xf3, 0x4));
+        // The HLT that ends a case faults at CPL 3: the #GP goes through a 64-bit interrupt
+        // gate to a HLT in the 64-bit kernel code segment (0x08) on the TSS's RSP0 stack.
+        put(&mut low, GDT32 as usize + 0x08, desc(0, 0xfffff, 0x9b, 0xa));
+        put(&mut low, GDT32 as usize + 0x40, desc(TSS32, 0x67, 0x89, 0));
+        put(&mut low, TSS32 as usize + 4, RING0_STACK);
+        let gate = HALT_HANDLER & 0xffff | 0x08 << 16 | 0x8e00 << 32 | (HALT_HANDLER >> 16 & 0xffff) << 48;
+        put(&mut low, IDT32 as usize + 16 * 13, gate);
+        low[HALT_HANDLER as usize] = 0xf4;
         Emulator { bus: RamBus { low, scratch: vec![0; SCRATCH_SIZE], stray: Vec::new() } }
     }
 
@@ -1374,13 +1664,26 @@ impl Emulator {
         cpu.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
         cpu.efer = EFER_LME | EFER_LMA;
         cpu.cr3 = 0x1000;
-        cpu.cpl = 0;
-        cpu.seg[cpu::sreg::CS] = Segment { selector: 8, base: 0, limit: 0xffff_ffff, attr: 0xa9b };
-        for s in [cpu::sreg::SS, cpu::sreg::DS, cpu::sreg::ES, cpu::sreg::FS, cpu::sreg::GS] {
-            cpu.seg[s] = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 };
+        if case.bits == 32 {
+            // Compatibility mode at CPL 3, as the native side runs.
+            cpu.cpl = 3;
+            cpu.gdtr = cpu::TableReg { base: GDT32, limit: 0x4f };
+            cpu.ldtr = Segment { selector: 0x30, base: LDT32, limit: 7, attr: 0x82 };
+            cpu.tr = Segment { selector: 0x40, base: TSS32, limit: 0x67, attr: 0x8b };
+            cpu.idtr = cpu::TableReg { base: IDT32, limit: 16 * 14 - 1 };
+            cpu.seg[cpu::sreg::CS] = Segment { selector: USER_CS32, base: 0, limit: 0xffff_ffff, attr: 0xcfb };
+            for s in [cpu::sreg::SS, cpu::sreg::DS, cpu::sreg::ES, cpu::sreg::FS, cpu::sreg::GS] {
+                cpu.seg[s] = Segment { selector: USER_DS, base: 0, limit: 0xffff_ffff, attr: 0xcf3 };
+            }
+        } else {
+            cpu.cpl = 0;
+            // An empty IDT: any exception escalates to a shutdown at once.
+            cpu.idtr = cpu::TableReg { base: 0, limit: 0 };
+            cpu.seg[cpu::sreg::CS] = Segment { selector: 8, base: 0, limit: 0xffff_ffff, attr: 0xa9b };
+            for s in [cpu::sreg::SS, cpu::sreg::DS, cpu::sreg::ES, cpu::sreg::FS, cpu::sreg::GS] {
+                cpu.seg[s] = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 };
+            }
         }
-        // An empty IDT: any exception escalates to a shutdown at once.
-        cpu.idtr = cpu::TableReg { base: 0, limit: 0 };
         cpu.regs = case.init.regs;
         cpu.flags.set(case.init.rflags);
         cpu.xmm = case.init.xmm;
@@ -1388,7 +1691,20 @@ impl Emulator {
         cpu.flush_code();
         let exit = cpu.run(&mut self.bus, 100_000);
         let mut problem = None;
-        let end = CODE_ADDR + case.code.len() as u64 + 1;
+        let mut end = CODE_ADDR + case.code.len() as u64 + 1;
+        if case.bits == 32 {
+            // Halted in the #GP handler: the frame on the ring-0 stack has the state at the
+            // final HLT (RIP, CS, RFLAGS, RSP, SS above the error code).
+            let frame = |k: u64| u64::from_le_bytes(self.bus.low[(RING0_STACK - 48 + 8 * k) as usize..][..8].try_into().unwrap());
+            let (rip, rflags, rsp) = (frame(1), frame(3), frame(4));
+            if cpu.rip == HALT_HANDLER + 1 && rip == end - 1 {
+                cpu.rip = end;
+                cpu.regs[RSP] = rsp;
+                cpu.flags.set(rflags);
+            } else {
+                end = HALT_HANDLER + 1;
+            }
+        }
         if exit != Exit::Halted || cpu.rip != end {
             problem = Some(format!(
                 "emulator exit {exit:?} at rip {:#x} (expected Halted at {end:#x}); unimplemented: {:?}",
@@ -1401,7 +1717,8 @@ impl Emulator {
             let s = format!("stray bus accesses: {:?}", &self.bus.stray[..self.bus.stray.len().min(8)]);
             problem = Some(problem.map_or(s.clone(), |p| format!("{p}; {s}")));
         }
-        let state = State { regs: cpu.regs, rflags: cpu.flags.get(), xmm: cpu.xmm, mem: self.bus.scratch.clone() };
+        let segs = if case.bits == 32 { [cpu.seg[cpu::sreg::DS].selector, cpu.seg[cpu::sreg::ES].selector] } else { [0, 0] };
+        let state = State { regs: cpu.regs, rflags: cpu.flags.get(), xmm: cpu.xmm, segs, mem: self.bus.scratch.clone() };
         EmuResult { state, problem }
     }
 }
@@ -1429,9 +1746,17 @@ fn flag_names(f: u64) -> String {
 /// The differences between the native and emulated final states, one per line (empty: equal).
 pub fn compare(case: &Case, native: &State, emu: &State) -> Vec<String> {
     let mut d = Vec::new();
-    for (k, name) in GPR_NAMES.iter().enumerate() {
-        if native.regs[k] != emu.regs[k] {
-            d.push(format!("{name:>6}: host {:#018x}  smmlab {:#018x}  (initial {:#018x})", native.regs[k], emu.regs[k], case.init.regs[k]));
+    // A 32-bit case sees the low halves of the eight legacy registers (what compatibility mode
+    // leaves in the upper halves and in R8-R15 is not architectural).
+    let (n, low) = if case.bits == 32 { (8, 0xffff_ffff) } else { (16, u64::MAX) };
+    for (k, name) in GPR_NAMES.iter().enumerate().take(n) {
+        if native.regs[k] & low != emu.regs[k] & low {
+            d.push(format!("{name:>6}: host {:#018x}  smmlab {:#018x}  (initial {:#018x})", native.regs[k] & low, emu.regs[k] & low, case.init.regs[k] & low));
+        }
+    }
+    for (k, name) in ["ds", "es"].iter().enumerate() {
+        if native.segs[k] != emu.segs[k] {
+            d.push(format!("{name:>6}: host {:#06x}  smmlab {:#06x}", native.segs[k], emu.segs[k]));
         }
     }
     let mask = if std::env::var_os("SMMLAB_DIFF_ALL_FLAGS").is_some() { COMPARED_FLAGS } else { COMPARED_FLAGS & !case.undefined_flags };
@@ -1466,8 +1791,8 @@ pub fn compare(case: &Case, native: &State, emu: &State) -> Vec<String> {
 }
 
 /// The case's code, disassembled.
-pub fn disassemble(code: &[u8]) -> String {
-    let mut dec = Decoder::with_ip(64, code, CODE_ADDR, DecoderOptions::NONE);
+pub fn disassemble(bits: u32, code: &[u8]) -> String {
+    let mut dec = Decoder::with_ip(bits, code, CODE_ADDR, DecoderOptions::NONE);
     let mut fmt = IntelFormatter::new();
     let mut s = String::new();
     for i in &mut dec {
@@ -1498,8 +1823,8 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Runs a suite: `SMMLAB_DIFF_CASES` cases (default `default_cases`) from `SMMLAB_DIFF_SEED`
 /// (a number, or `random`; default `default_seed`); `SMMLAB_DIFF_CASE=<index>` runs one case.
 /// Panics with a report of the first mismatches.
-pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, default_cases: u64, default_seed: u64) {
-    let templates = suite(sse);
+pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, bits: u32, default_cases: u64, default_seed: u64) {
+    let templates = suite(sse, bits);
     assert!(!templates.is_empty());
     let tref: Vec<&Template> = templates.iter().collect();
     let cases = env_u64("SMMLAB_DIFF_CASES").unwrap_or(default_cases);
@@ -1524,7 +1849,7 @@ pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, default_cases: 
         if undefined_results_compared() { "compared" } else { "not compared (unmeasured on this vendor; SMMLAB_DIFF_UNMEASURED=1 compares them)" }
     );
     let started = std::time::Instant::now();
-    let table = CodeTable::new();
+    let table = CodeTable::new(bits);
     let mut emu = Emulator::new();
     let mut used: BTreeMap<&'static str, u64> = templates.iter().map(|t| (t.name, 0)).collect();
     let mut failures: Vec<String> = Vec::new();
@@ -1532,6 +1857,10 @@ pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, default_cases: 
     const BATCH: usize = 4000;
     for chunk in indices.chunks(BATCH) {
         let batch: Vec<Case> = chunk.iter().map(|&i| generate(&table, &tref, seed, i)).collect();
+        if only.is_some() {
+            // One case: show it before it runs (it may hang or kill a side).
+            eprintln!("case {}:\n{}", batch[0].index, disassemble(batch[0].bits, &batch[0].code));
+        }
         for c in &batch {
             for t in &c.templates {
                 *used.get_mut(t).unwrap() += 1;
@@ -1549,7 +1878,7 @@ pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, default_cases: 
                 c.index,
                 c.index,
                 c.templates,
-                disassemble(&c.code)
+                disassemble(c.bits, &c.code)
             ));
             failed_cases += 1;
             break;
@@ -1568,7 +1897,7 @@ pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, default_cases: 
                         c.index,
                         c.index,
                         c.templates,
-                        disassemble(&c.code),
+                        disassemble(c.bits, &c.code),
                         diffs.join("\n    ")
                     ));
                 }
