@@ -275,14 +275,7 @@ impl Cpu {
         let blocked = phys_page & crate::mmu::BLOCKED != 0;
         let phys_page = phys_page & !crate::mmu::BLOCKED;
         let phys = phys_page | (lin & 0xfff);
-        if self.smm && self.smm_regs.feature_control & crate::smm::SMM_CODE_CHK_EN != 0 && !self.in_smrr(phys) {
-            // SDM vol. 3C, 34.16: with SMM_CODE_CHK_EN an SMM code fetch outside SMRR is an
-            // unrecoverable machine check.
-            self.shutdown = Some(format!(
-                "machine check: SMM code fetch at physical {phys:#x}, outside SMRR, with SMM_CODE_CHK_EN set"
-            ));
-            return Err(Exc::new(crate::exception::MC));
-        }
+        self.smm_code_check(phys)?;
         if blocked {
             // Code the CPU may not see decodes as all ones, never cached.
             return Ok(Rc::new(self.decode_block(bus, lin, phys, std::ptr::null_mut(), bitness, true)?));
