@@ -181,7 +181,7 @@ fn raise(m: &mut Machine, cmd: u8, p: &Pattern) -> Outcome {
         let _ = m.board.take_pause();
         match r {
             Exit::Halted if !m.cpu.smm => break,
-            Exit::Shutdown(w) => return Outcome::Fault(w),
+            Exit::Shutdown(w) => return Outcome::Fault(w.to_string()),
             Exit::Stopped if m.board.debug_exit_code().is_some() => return Outcome::Fault("the guest wrote isa-debug-exit".into()),
             _ => {}
         }

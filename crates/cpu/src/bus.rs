@@ -142,6 +142,7 @@ pub struct SmmExit {
     pub io_restarted: bool,
     /// RSM returned into the HLT state.
     pub halt_restarted: bool,
-    /// RSM found an invalid saved state and shut the CPU down; the text says why.
-    pub shutdown: Option<String>,
+    /// RSM found an invalid saved state and shut the CPU down (always a
+    /// [`crate::ShutdownReason::RsmCheck`]).
+    pub shutdown: Option<crate::ShutdownReason>,
 }

@@ -4,7 +4,7 @@
 use crate::bus::Bus;
 use crate::flags::bits;
 use crate::segment::Segment;
-use crate::{sreg, Cpu};
+use crate::{sreg, Cpu, ShutdownReason};
 
 pub const DE: u8 = 0;
 pub const DB: u8 = 1;
@@ -72,8 +72,11 @@ impl Cpu {
     pub fn raise(&mut self, bus: &mut dyn Bus, e: Exc, src: Source) {
         let mut cur = e;
         let mut src = src;
+        // The vectors delivery was attempted for, for the shutdown reason.
+        let mut chain = [0u8; 8];
         // The longest chain is benign -> contributory -> #PF -> #DF -> shutdown.
-        for _ in 0..8 {
+        for n in 0..8 {
+            chain[n] = cur.vector;
             match self.deliver(bus, cur, src) {
                 Ok(()) => return,
                 Err(e2) => {
@@ -83,13 +86,13 @@ impl Cpu {
                         self.rip = self.cur_rip;
                     }
                     if cur.vector == DF {
-                        self.shutdown = Some(format!(
-                            "triple fault: {} while delivering #DF at {:04x}:{:x} in {} mode",
-                            vector_name(e2.vector),
-                            self.seg[sreg::CS].selector,
-                            self.rip,
-                            self.mode_name()
-                        ));
+                        self.shutdown = Some(ShutdownReason::TripleFault {
+                            chain: chain[..=n].to_vec(),
+                            fault: e2.vector,
+                            cs: self.seg[sreg::CS].selector,
+                            rip: self.rip,
+                            mode: self.mode_name(),
+                        });
                         return;
                     }
                     let df = (contributory(cur.vector) && contributory(e2.vector))
@@ -99,7 +102,7 @@ impl Cpu {
                 }
             }
         }
-        self.shutdown = Some(format!("shutdown: could not deliver {}", vector_name(cur.vector)));
+        self.shutdown = Some(ShutdownReason::Undeliverable { chain: chain.to_vec(), vector: cur.vector });
     }
 
     /// One delivery attempt.

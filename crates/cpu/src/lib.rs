@@ -19,6 +19,7 @@ pub mod mmu;
 pub mod msr;
 pub mod regs;
 pub mod segment;
+pub mod shutdown;
 pub mod smm;
 pub mod smm_blocks;
 
@@ -27,6 +28,7 @@ pub use cpuid::CpuModel;
 pub use exception::Exc;
 pub use flags::Flags;
 pub use segment::Segment;
+pub use shutdown::{MachineCheck, ShutdownReason};
 
 use std::collections::BTreeMap;
 
@@ -79,8 +81,8 @@ pub enum Exit {
     Halted,
     /// The bus asserted [`Pending::STOP`].
     Stopped,
-    /// Triple fault or another shutdown condition; the reason is human-readable.
-    Shutdown(String),
+    /// Triple fault or another shutdown condition.
+    Shutdown(ShutdownReason),
 }
 
 /// A descriptor-table register (GDTR, IDTR).
@@ -135,7 +137,7 @@ pub struct Cpu {
     pub(crate) shadow: bool,
     /// Whether NMIs are blocked (after an NMI, until IRET).
     pub nmi_blocked: bool,
-    pub(crate) shutdown: Option<String>,
+    pub(crate) shutdown: Option<ShutdownReason>,
     /// The current block must stop after this instruction (code was overwritten, mode changed).
     pub(crate) end_block: bool,
     pub(crate) tlb: Box<mmu::Tlb>,

@@ -17,7 +17,7 @@ pub enum MachineEvent {
     /// RSM returned to the interrupted program.
     RsmCompleted { smbase: u32, rip: u64, mode: &'static str, smm_instructions: u64, icount: u64 },
     /// RSM found an invalid saved state and shut the CPU down.
-    RsmFailed { reason: String, icount: u64 },
+    RsmFailed { reason: cpu::ShutdownReason, icount: u64 },
     /// A chipset register write changed the SMRAM decoding.
     SmramConfigChanged { old: SmramConfig, new: SmramConfig, icount: u64 },
     /// D_LCK was set: SMRAM control is frozen until reset.

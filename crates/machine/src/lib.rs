@@ -28,6 +28,8 @@ pub mod smram;
 pub mod tables;
 
 use clock::{Clock, Ticks};
+/// The shutdown reason and the types its variants hold, for users of [`ExitReason::Shutdown`].
+pub use cpu::{smm::RsmCheck, MachineCheck, ShutdownReason};
 use cpu::{Cpu, CpuModel, Exit};
 use events::MachineEvent;
 use std::collections::BTreeMap;
@@ -63,8 +65,8 @@ pub enum MachineError {
 pub enum ExitReason {
     /// The guest wrote to isa-debug-exit.
     DebugExit,
-    /// The CPU shut down (triple fault); the text says why.
-    Shutdown(String),
+    /// The CPU shut down (triple fault, failed RSM, machine check) or the guest livelocked.
+    Shutdown(ShutdownReason),
     /// The instruction limit was reached.
     InstructionLimit,
     /// The CPU halted with interrupts that can never arrive.
@@ -97,7 +99,7 @@ impl ExitReason {
     /// A detail for the summary (the shutdown reason, who powered off), if any.
     pub fn detail(&self) -> Option<String> {
         match self {
-            ExitReason::Shutdown(w) => Some(w.clone()),
+            ExitReason::Shutdown(w) => Some(w.to_string()),
             ExitReason::PowerOff { from_smm: true } => Some("requested from SMM".into()),
             ExitReason::PowerOff { from_smm: false } => Some("requested outside SMM".into()),
             _ => None,
@@ -290,13 +292,12 @@ impl Machine {
             // only a long run of them means the guest re-faults forever, as a real CPU would.
             stuck = if r == Exit::InstructionLimit && self.cpu.icount == before { stuck.saturating_add(slice) } else { 0 };
             if stuck >= LIVELOCK_EVENTS.min(MAX_SLICE) {
-                break ExitReason::Shutdown(format!(
-                    "guest livelock: {} events delivered at {:04x}:{:#x} ({} mode) without an instruction retiring",
-                    stuck,
-                    self.cpu.seg[cpu::sreg::CS].selector,
-                    self.cpu.rip,
-                    self.cpu.mode_name()
-                ));
+                break ExitReason::Shutdown(ShutdownReason::Livelock {
+                    events: stuck,
+                    cs: self.cpu.seg[cpu::sreg::CS].selector,
+                    rip: self.cpu.rip,
+                    mode: self.cpu.mode_name(),
+                });
             }
             self.board.set_now(self.cpu.icount);
             if self.board.take_flush() {

@@ -3,7 +3,7 @@
 //! SDM vol. 4 and edk2's SmmCpuFeaturesLib).
 
 use crate::exception::Exc;
-use crate::Cpu;
+use crate::{Cpu, MachineCheck, ShutdownReason};
 
 /// MSR_SMM_FEATURE_CONTROL bits (SDM vol. 4, table 2-...; edk2 SmmCpuFeaturesLib).
 pub const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
@@ -15,9 +15,7 @@ impl Cpu {
     #[inline]
     pub(crate) fn smm_code_check(&mut self, phys: u64) -> Result<(), Exc> {
         if self.smm && self.smm_regs.feature_control & SMM_CODE_CHK_EN != 0 && !self.in_smrr(phys) {
-            self.shutdown = Some(format!(
-                "machine check: SMM code fetch at physical {phys:#x}, outside SMRR, with SMM_CODE_CHK_EN set"
-            ));
+            self.shutdown = Some(ShutdownReason::MachineCheck(MachineCheck::SmmCodeOutsideSmrr { phys }));
             return Err(Exc::new(crate::exception::MC));
         }
         Ok(())

@@ -39,4 +39,5 @@ pub use io_restart::IoRecord;
 pub use regs::SmmRegs;
 pub use relocation::DEFAULT_SMBASE;
 pub use rsm::rsm;
+pub use rsm_checks::RsmCheck;
 pub use smrr::{CpuSmramView, AMD_ACLOSE, AMD_AVALID, AMD_TCLOSE, AMD_TVALID, HWCR_SMMLOCK, SMRR_VALID};

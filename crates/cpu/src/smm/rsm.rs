@@ -4,18 +4,19 @@
 //! the CPU down.
 
 use super::relocation::relocated_smbase;
+use super::rsm_checks::RsmCheck;
 use super::save_area::seg_from_image;
 use crate::bus::{Bus, SmmExit};
 use crate::cr::*;
 use crate::decode::Insn;
 use crate::exception::Exc;
 use crate::flags::bits;
-use crate::{sreg, Cpu, TableReg};
+use crate::{sreg, Cpu, ShutdownReason, TableReg};
 
 impl Cpu {
     /// Ends in shutdown, reporting why RSM failed.
-    fn rsm_shutdown(&mut self, bus: &mut dyn Bus, why: String) {
-        let reason = format!("shutdown: RSM found an invalid saved state: {why}");
+    fn rsm_shutdown(&mut self, bus: &mut dyn Bus, check: RsmCheck) {
+        let reason = ShutdownReason::RsmCheck(check);
         self.shutdown = Some(reason.clone());
         self.smm = false;
         self.flush_tlb();
@@ -41,8 +42,8 @@ impl Cpu {
         let map = self.smm_map();
         let smbase = self.smm_regs.smbase as u64;
         let img = self.load_save_area(bus, map, smbase + 0xfc00);
-        if let Some(why) = self.rsm_check(&img) {
-            self.rsm_shutdown(bus, why);
+        if let Some(check) = self.rsm_check(&img) {
+            self.rsm_shutdown(bus, check);
             return Ok(());
         }
         let long_mode = img.efer & EFER_LME != 0 && img.cr0 & CR0_PG != 0;
