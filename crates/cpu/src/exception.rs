@@ -6,29 +6,49 @@ use crate::flags::bits;
 use crate::segment::Segment;
 use crate::{sreg, Cpu, ShutdownReason};
 
+/// Divide error.
 pub const DE: u8 = 0;
+/// Debug exception.
 pub const DB: u8 = 1;
+/// Non-maskable interrupt.
 pub const NMI: u8 = 2;
+/// Breakpoint (INT3).
 pub const BP: u8 = 3;
+/// Overflow (INTO).
 pub const OF: u8 = 4;
+/// BOUND range exceeded.
 pub const BR: u8 = 5;
+/// Invalid opcode.
 pub const UD: u8 = 6;
+/// Device not available (x87 with CR0.TS or EM).
 pub const NM: u8 = 7;
+/// Double fault.
 pub const DF: u8 = 8;
+/// Invalid TSS.
 pub const TS: u8 = 10;
+/// Segment not present.
 pub const NP: u8 = 11;
+/// Stack-segment fault.
 pub const SS: u8 = 12;
+/// General protection.
 pub const GP: u8 = 13;
+/// Page fault.
 pub const PF: u8 = 14;
+/// x87 floating-point error.
 pub const MF: u8 = 16;
+/// Alignment check.
 pub const AC: u8 = 17;
+/// Machine check.
 pub const MC: u8 = 18;
+/// SIMD floating-point exception.
 pub const XM: u8 = 19;
 
 /// An exception raised by an instruction: vector and optional error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exc {
+    /// The vector (see the constants above).
     pub vector: u8,
+    /// The error code pushed with it, if the vector has one.
     pub code: Option<u32>,
 }
 

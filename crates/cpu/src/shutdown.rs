@@ -16,8 +16,9 @@ pub enum ShutdownReason {
         chain: Vec<u8>,
         /// The exception raised while delivering that #DF.
         fault: u8,
-        /// CS selector and RIP of the faulting instruction or the interrupted one.
+        /// CS selector of the faulting instruction or the interrupted one.
         cs: u16,
+        /// RIP of the faulting instruction or the interrupted one.
         rip: u64,
         /// The CPU mode's name ("real", "protected32", "long"...).
         mode: &'static str,
@@ -39,9 +40,11 @@ pub enum ShutdownReason {
     Livelock {
         /// Events (faults, interrupts, SMI entries) delivered in a row without a retirement.
         events: u64,
-        /// Where the guest was stuck: CS selector, RIP and the mode's name.
+        /// CS selector where the guest was stuck.
         cs: u16,
+        /// RIP where the guest was stuck.
         rip: u64,
+        /// The CPU mode's name.
         mode: &'static str,
     },
 }

@@ -1184,13 +1184,16 @@ fn rsm_outside_smm_raises_ud() -> T {
     Ok(())
 }
 
+/// What a case edits in the save area ([(offset, value)]) and the check that must fail.
+type RsmCheckCase = (&'static str, Vec<(u32, u32)>, RsmCheck);
+
 #[test]
 fn rsm_of_an_invalid_saved_state_shuts_down_with_a_reason_in_the_exit_report() -> T {
     // Per map: (model, CR0, CR4, EFER offsets).
     let maps = [(INTEL64, 0x7ff8u32, 0x7e40u32, Some(0x7fe0u32)), (AMD64, 0x7f58, 0x7f48, Some(0x7ed0)), (LEGACY32, 0x7ffc, 0x7f14, None)];
     for (model, cr0_at, cr4_at, efer_at) in maps {
         // (what, [(offset, value)], the check that must fail)
-        let mut cases: Vec<(&str, Vec<(u32, u32)>, RsmCheck)> = vec![
+        let mut cases: Vec<RsmCheckCase> = vec![
             ("CR0.PG without PE", vec![(cr0_at, 0x8000_0010)], RsmCheck::Cr0PgWithoutPe { cr0: 0x8000_0010 }),
             ("CR0.NW without CD", vec![(cr0_at, 0x2000_0011)], RsmCheck::Cr0NwWithoutCd { cr0: 0x2000_0011 }),
             ("CR4 reserved bit 15", vec![(cr4_at, 1 << 15)], RsmCheck::Cr4Reserved { cr4: 1 << 15 }),

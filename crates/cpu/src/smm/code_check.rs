@@ -5,8 +5,10 @@
 use crate::exception::Exc;
 use crate::{Cpu, MachineCheck, ShutdownReason};
 
-/// MSR_SMM_FEATURE_CONTROL bits (SDM vol. 4, table 2-...; edk2 SmmCpuFeaturesLib).
+/// MSR_SMM_FEATURE_CONTROL.LOCK: the MSR is read-only until reset (SDM vol. 4, table 2-...;
+/// edk2 SmmCpuFeaturesLib).
 pub const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
+/// MSR_SMM_FEATURE_CONTROL.SMM_CODE_CHK_EN: SMM code fetches outside SMRR are machine checks.
 pub const SMM_CODE_CHK_EN: u64 = 1 << 2;
 
 impl Cpu {

@@ -12,25 +12,36 @@ use crate::Cpu;
 pub struct IoRecord {
     /// Instruction count when it ran (it is the instruction that retires as `icount + 1`).
     pub icount: u64,
-    /// RIP of the I/O instruction and of the next one.
+    /// RIP of the I/O instruction.
     pub rip: u64,
+    /// RIP of the instruction after it.
     pub next_rip: u64,
+    /// The I/O port.
     pub port: u16,
+    /// Access size in bytes (1, 2 or 4).
     pub size: u8,
+    /// IN/INS rather than OUT/OUTS.
     pub input: bool,
+    /// A string instruction (INS/OUTS).
     pub string: bool,
+    /// With a REP prefix.
     pub rep: bool,
     /// The port came from an immediate (IN/OUT imm8).
     pub imm: bool,
-    /// RCX, RSI, RDI before the access, and the string element's linear address.
+    /// RCX before the access.
     pub rcx: u64,
+    /// RSI before the access.
     pub rsi: u64,
+    /// RDI before the access.
     pub rdi: u64,
+    /// The string element's linear address (0 for IN/OUT).
     pub mem_addr: u64,
 }
 
 impl Cpu {
     /// Records an I/O access an instruction is about to make (for I/O restart).
+    // One argument per field of the record: the four call sites read best spelled out.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_io(&mut self, port: u16, size: u8, input: bool, string: bool, rep: bool, imm: bool, mem_addr: u64) {
         self.smm_regs.last_io = Some(IoRecord {
             icount: self.icount,

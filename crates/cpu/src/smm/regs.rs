@@ -7,6 +7,7 @@ use super::relocation::DEFAULT_SMBASE;
 /// The CPU's SMM registers and hidden state.
 #[derive(Clone, Debug)]
 pub struct SmmRegs {
+    /// SMBASE: SMM entry runs at SMBASE + 0x8000 and saves state below SMBASE + 0x10000.
     pub smbase: u32,
     /// An SMI was latched (arrived while in SMM, or not yet taken).
     pub smi_latched: bool,
@@ -18,19 +19,23 @@ pub struct SmmRegs {
     pub smi_count: u64,
     /// Instruction count at SMM entry.
     pub entry_icount: u64,
+    /// The SMI interrupted HLT (auto-HALT restart is armed).
     pub from_halt: bool,
     /// The I/O instruction that raised the current SMI.
     pub io: Option<IoRecord>,
     /// The last I/O instruction executed.
     pub last_io: Option<IoRecord>,
-    /// IA32_SMRR_PHYSBASE / PHYSMASK (Intel).
+    /// IA32_SMRR_PHYSBASE (Intel).
     pub smrr_base: u64,
+    /// IA32_SMRR_PHYSMASK (Intel), with the valid bit.
     pub smrr_mask: u64,
     /// MSR_SMM_FEATURE_CONTROL: LOCK bit 0, SMM_CODE_CHK_EN bit 2.
     pub feature_control: u64,
-    /// AMD SMM_ADDR, SMM_MASK, HWCR.
+    /// AMD SMM_ADDR: the TSeg base.
     pub amd_addr: u64,
+    /// AMD SMM_MASK: ASeg/TSeg valid and close bits and the TSeg mask.
     pub amd_mask: u64,
+    /// AMD HWCR (bit 0: SmmLock).
     pub hwcr: u64,
 }
 

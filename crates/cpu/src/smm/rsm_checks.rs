@@ -11,15 +11,30 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RsmCheck {
     /// Saved CR0 has bits 63:32 set.
-    Cr0Reserved { cr0: u64 },
+    Cr0Reserved {
+        /// The saved CR0.
+        cr0: u64,
+    },
     /// Saved CR0 has PG without PE.
-    Cr0PgWithoutPe { cr0: u64 },
+    Cr0PgWithoutPe {
+        /// The saved CR0.
+        cr0: u64,
+    },
     /// Saved CR0 has NW without CD.
-    Cr0NwWithoutCd { cr0: u64 },
+    Cr0NwWithoutCd {
+        /// The saved CR0.
+        cr0: u64,
+    },
     /// Saved CR4 has a bit set this CPU does not support.
-    Cr4Reserved { cr4: u64 },
+    Cr4Reserved {
+        /// The saved CR4.
+        cr4: u64,
+    },
     /// Saved EFER has a bit set this CPU does not support.
-    EferReserved { efer: u64 },
+    EferReserved {
+        /// The saved EFER.
+        efer: u64,
+    },
     /// EFER.LME and CR0.PG (long mode) without CR4.PAE.
     LongModeWithoutPae,
     /// RFLAGS.VM set in long mode.
@@ -27,7 +42,10 @@ pub enum RsmCheck {
     /// CS has both L and D set in long mode.
     CsLongAndDefaultBig,
     /// A 64-bit CS with a non-canonical RIP.
-    RipNotCanonical { rip: u64 },
+    RipNotCanonical {
+        /// The saved RIP.
+        rip: u64,
+    },
 }
 
 impl fmt::Display for RsmCheck {

@@ -61,7 +61,8 @@ impl Cpu {
     /// Loads the image saved at `base` (SMBASE + 0xFC00).
     pub(super) fn load_save_area(&mut self, bus: &mut dyn Bus, map: MapKind, base: u64) -> Image {
         match self.save_area_page(bus, base, crate::AccessKind::Read) {
-            // SAFETY: as in store_save_area.
+            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000
+            // are the save area, and nothing writes them while Image::load reads them.
             Some(p) => Image::load(map, unsafe { &*(p.add(0xc00) as *const [u8; 0x400]) }),
             None => {
                 let mut area = [0u8; 0x400];

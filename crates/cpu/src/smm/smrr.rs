@@ -7,10 +7,13 @@ use crate::Cpu;
 
 /// SMRR_PHYSMASK valid bit (SDM vol. 3A, 12.11.2.4).
 pub const SMRR_VALID: u64 = 1 << 11;
-/// AMD SMM_MASK bits (AMD APM vol. 2, 10.2.5).
+/// AMD SMM_MASK.AValid: ASeg (0xA0000..0xC0000) is SMRAM (AMD APM vol. 2, 10.2.5).
 pub const AMD_AVALID: u64 = 1 << 0;
+/// AMD SMM_MASK.TValid: TSeg (SMM_ADDR/SMM_MASK) is SMRAM.
 pub const AMD_TVALID: u64 = 1 << 1;
+/// AMD SMM_MASK.AClose: SMM data accesses to ASeg go to MMIO.
 pub const AMD_ACLOSE: u64 = 1 << 2;
+/// AMD SMM_MASK.TClose: SMM data accesses to TSeg go to MMIO.
 pub const AMD_TCLOSE: u64 = 1 << 3;
 /// AMD HWCR.SmmLock.
 pub const HWCR_SMMLOCK: u64 = 1 << 0;

@@ -1096,8 +1096,14 @@ fn prologue_epilogue() -> (Vec<u8>, Vec<u8>) {
     (pro, epi)
 }
 
+/// Maps `len` bytes of fresh anonymous memory at exactly `addr`, panicking if that fails.
+///
+/// # Safety
+/// Nothing else in the process may rely on `addr .. addr + len` staying unmapped.
 unsafe fn map_fixed(addr: u64, len: usize, prot: i32) -> *mut u8 {
-    let p = libc::mmap(addr as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0);
+    // SAFETY: an anonymous private mapping with MAP_FIXED_NOREPLACE never replaces an existing
+    // one (it fails instead, and the assertion below reports it).
+    let p = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0) };
     assert!(p != libc::MAP_FAILED && p as u64 == addr, "mmap at {addr:#x} failed: {}", std::io::Error::last_os_error());
     p as *mut u8
 }
@@ -1109,6 +1115,12 @@ pub fn native_runner_main() {
     std::io::stdin().read_to_end(&mut input).unwrap();
     let (pro, epi) = prologue_epilogue();
     const CODE_LEN: usize = 64 * 1024;
+    // SAFETY: this is the child process, which only runs generated cases: the scratch and state
+    // pages are mapped at addresses nothing else uses, the RWX code buffer holds the prologue,
+    // one case and the epilogue (asserted to fit), and every pointer written or read below lies
+    // inside one of those three mappings. The prologue/epilogue save and restore every
+    // callee-saved register around the case, so calling the buffer as an `extern "sysv64" fn()`
+    // returns normally (a case that faults kills the child, which the parent reports).
     unsafe {
         let scratch = map_fixed(SCRATCH, SCRATCH_SIZE, libc::PROT_READ | libc::PROT_WRITE);
         let state = map_fixed(STATE_ADDR, 4096, libc::PROT_READ | libc::PROT_WRITE);
