@@ -31,6 +31,15 @@ if [ ! -f "$SMMLAB_SARIF_SCHEMA" ]; then
 fi
 export SMMLAB_SARIF_SCHEMA
 
+# Lints first, warnings as errors: clippy's defaults plus the root Cargo.toml's [workspace.lints].
+# The firmware is its own workspace (a freestanding image), so it gets its own run. rustup's
+# default profile has clippy; a minimal one does not, so add it when it is missing.
+if ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add clippy
+fi
+cargo clippy --workspace --all-targets --locked -- -D warnings
+( cd firmware && cargo clippy --release --bins --lib --locked --target-dir ../target/smmlab-firmware -- -D warnings )
+
 # Run the tests, keep cargo's exit status, and close with one total line over every test binary
 # (cargo's own last line is the last crate's doc-tests, often "0 passed").
 log=$(mktemp)

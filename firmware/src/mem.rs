@@ -8,7 +8,10 @@ use core::arch::asm;
 /// The usual memcpy contract.
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    asm!("rep movsb", inout("rdi") dst => _, inout("rsi") src => _, inout("rcx") n => _, options(nostack, preserves_flags));
+    // SAFETY: the caller gives `n` readable bytes at `src` and `n` writable ones at `dst`; DF is
+    // clear (the ABI's state), so REP MOVSB copies byte by byte forwards (memmove relies on that
+    // when dst is below src).
+    unsafe { asm!("rep movsb", inout("rdi") dst => _, inout("rsi") src => _, inout("rcx") n => _, options(nostack, preserves_flags)) };
     dst
 }
 
@@ -17,12 +20,20 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize).wrapping_add(n) {
-        return memcpy(dst, src, n);
+        // SAFETY: dst is below src or past its end, so a forward copy never reads a byte it has
+        // already overwritten; the caller's contract covers both ranges.
+        return unsafe { memcpy(dst, src, n) };
     }
     // Overlapping with dst above src: copy backwards.
-    asm!("std", "rep movsb", "cld",
-        inout("rdi") dst.add(n).wrapping_sub(1) => _, inout("rsi") src.add(n).wrapping_sub(1) => _, inout("rcx") n => _,
-        options(nostack));
+    // SAFETY: the caller gives `n` readable bytes at `src` and `n` writable ones at `dst`, so
+    // `add(n)` stays within (one past) each range; copying from the last byte down with DF set
+    // reads every source byte before the overlapping destination overwrites it, and CLD restores
+    // the ABI's DF = 0.
+    unsafe {
+        asm!("std", "rep movsb", "cld",
+            inout("rdi") dst.add(n).wrapping_sub(1) => _, inout("rsi") src.add(n).wrapping_sub(1) => _, inout("rcx") n => _,
+            options(nostack))
+    };
     dst
 }
 
@@ -30,7 +41,8 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 /// The usual memset contract.
 #[no_mangle]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    asm!("rep stosb", inout("rdi") dst => _, inout("rcx") n => _, in("al") c as u8, options(nostack, preserves_flags));
+    // SAFETY: the caller gives `n` writable bytes at `dst`; DF is clear (the ABI's state).
+    unsafe { asm!("rep stosb", inout("rdi") dst => _, inout("rcx") n => _, in("al") c as u8, options(nostack, preserves_flags)) };
     dst
 }
 
@@ -40,7 +52,8 @@ pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
     while i < n {
-        let (x, y) = (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i)));
+        // SAFETY: i < n, and the caller gives `n` readable bytes at `a` and at `b`.
+        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
         if x != y {
             return x as i32 - y as i32;
         }
@@ -53,5 +66,6 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// The usual bcmp contract.
 #[no_mangle]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    memcmp(a, b, n)
+    // SAFETY: memcmp's contract is bcmp's.
+    unsafe { memcmp(a, b, n) }
 }

@@ -78,7 +78,9 @@ impl SaveState {
     /// `smbase + 0x8000 + 0x8000` bytes must be accessible (SMRAM, in SMM).
     pub unsafe fn new(smbase: u64) -> SaveState {
         let base = smbase + 0x8000;
-        let rev = core::ptr::read_volatile((base + REVISION) as *const u32);
+        // SAFETY: the caller promises the save area below smbase + 0x10000 is accessible; the
+        // revision field lies in it.
+        let rev = unsafe { core::ptr::read_volatile((base + REVISION) as *const u32) };
         SaveState { base, map: Map::from_revision(rev) }
     }
 

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const STUB: u64 = 0x7000;
 /// The auditor's buffer (chipsec's smm_ptr allocates one below 4 GiB).
 pub const BUFFER: u64 = 0x30_0000;
+/// Size of the auditor's buffer.
 pub const BUFFER_LEN: u64 = 0x1000;
 /// The low-memory pointer.
 pub const LOW: u64 = 0x1000;
@@ -39,6 +40,7 @@ const SMI_BUDGET: u64 = 50_000_000;
 /// A register pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pattern {
+    /// Its name in findings ("control", "buffer", "smram"...).
     pub name: &'static str,
     /// The pointer in RBX, RCX, RSI and RDI (None: all [`FILL`]).
     pub ptr: Option<u64>,
@@ -69,7 +71,9 @@ pub fn patterns(smram: Option<(u64, u64)>) -> Vec<Pattern> {
 /// One finding before it becomes a verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
+    /// The rule it breaks (see [`crate::rules`]).
     pub rule: &'static str,
+    /// The addresses involved.
     pub addresses: Vec<u64>,
 }
 
@@ -181,7 +185,7 @@ fn raise(m: &mut Machine, cmd: u8, p: &Pattern) -> Outcome {
         let _ = m.board.take_pause();
         match r {
             Exit::Halted if !m.cpu.smm => break,
-            Exit::Shutdown(w) => return Outcome::Fault(w),
+            Exit::Shutdown(w) => return Outcome::Fault(w.to_string()),
             Exit::Stopped if m.board.debug_exit_code().is_some() => return Outcome::Fault("the guest wrote isa-debug-exit".into()),
             _ => {}
         }
@@ -216,8 +220,11 @@ fn prepare_buffer(m: &mut Machine, p: &Pattern) {
 
 /// The result of the sweep.
 pub struct Sweep {
+    /// The behaviour verdicts.
     pub verdicts: Vec<Verdict>,
+    /// SW SMIs raised.
     pub smis: u64,
+    /// Why some checks could not run, or how many SW SMI values reached SMM.
     pub notes: Vec<String>,
 }
 

@@ -21,18 +21,23 @@ pub const MARKERS: &[&str] = &["fw: handing off to the OS", "Booting from ", "No
 /// What to boot.
 #[derive(Clone, Debug)]
 pub struct BootOptions {
+    /// The board.
     pub board: BoardKind,
+    /// The CPU model.
     pub model: CpuModel,
     /// None: the built-in firmware.
     pub rom: Option<Vec<u8>>,
     /// A built-in firmware scenario (`default` or a planted bug).
     pub scenario: Option<String>,
+    /// Guest RAM in MiB.
     pub memory_mib: u64,
+    /// Instructions the boot may take to reach its hand-off point.
     pub max_instructions: u64,
 }
 
 /// A machine stopped at its hand-off point.
 pub struct Booted {
+    /// The machine, stopped.
     pub machine: Machine,
     /// The marker line, or `end of run (<reason>)`.
     pub handoff: String,

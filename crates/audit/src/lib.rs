@@ -24,8 +24,10 @@ pub use report::{Report, Status, Verdict};
 /// Host-side errors (exit status 2). Guest misbehaviour is a finding, never an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// A bad option or scenario name; the text says what.
     #[error("{0}")]
     Usage(String),
+    /// The machine could not be built; the text says why.
     #[error("cannot build the machine: {0}")]
     Machine(String),
 }
@@ -33,10 +35,13 @@ pub enum AuditError {
 /// What to audit.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// What to boot.
     pub boot: BootOptions,
-    /// Names for the report.
+    /// The machine's name, for the report.
     pub machine_name: &'static str,
+    /// The CPU model's name, for the report.
     pub cpu_name: &'static str,
+    /// The firmware's name (its file, or "built-in"), for the report.
     pub firmware_name: String,
     /// Run the SW SMI behaviour checks.
     pub behaviour: bool,

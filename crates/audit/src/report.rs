@@ -6,13 +6,18 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// The configuration is as the rule wants.
     Pass,
+    /// The rule does not apply to this machine or CPU.
     NotApplicable,
+    /// A weakness short of a failure (a finding).
     Warning,
+    /// The rule is broken (a finding).
     Fail,
 }
 
 impl Status {
+    /// The status as printed: PASS, N/A, WARNING or FAIL.
     pub fn name(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
@@ -31,9 +36,11 @@ impl Status {
 /// One bit (or field) a verdict rests on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Bit {
+    /// The field's name (for example D_LCK).
     pub name: &'static str,
     /// Lowest bit of the field.
     pub bit: u8,
+    /// Its value.
     pub value: u64,
 }
 
@@ -44,16 +51,22 @@ pub struct Register {
     pub name: &'static str,
     /// Where it lives: "PCI 00:00.0 + 0x9d", "MSR 0x1f3", "PMBASE + 0x30".
     pub location: String,
+    /// Its value.
     pub value: u64,
+    /// The fields the verdict looks at.
     pub bits: Vec<Bit>,
 }
 
 /// A configuration or behaviour verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Verdict {
+    /// The rule's ID (SMM001...).
     pub rule: &'static str,
+    /// Pass, N/A, warning or fail.
     pub status: Status,
+    /// What was found, in words.
     pub message: String,
+    /// The registers it rests on.
     pub registers: Vec<Register>,
     /// For behaviour findings: the SW SMI value, the register pattern and addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,21 +87,30 @@ pub struct SmiContext {
 /// What the auditor booted and where it stopped.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
+    /// The machine's name.
     pub machine: &'static str,
+    /// The CPU model's name.
     pub cpu: &'static str,
+    /// The firmware's name.
     pub firmware: String,
+    /// The built-in firmware's scenario, if any.
     pub scenario: Option<String>,
     /// The hand-off point reached: the marker line, or how the run ended.
     pub handoff: String,
+    /// Instructions retired when the hand-off point was reached.
     pub instructions_at_handoff: u64,
 }
 
 /// The whole audit.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// "smmlab-audit".
     pub tool: &'static str,
+    /// smmlab's version.
     pub version: &'static str,
+    /// What was audited.
     pub target: Target,
+    /// Every verdict: the configuration checks, then the behaviour findings.
     pub verdicts: Vec<Verdict>,
     /// SW SMIs raised by the behaviour checks.
     pub smis_raised: u64,

@@ -3,7 +3,9 @@
 /// A rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// The ID, SMM001...
     pub id: &'static str,
+    /// A short name (kebab-case).
     pub name: &'static str,
     /// What passes.
     pub description: &'static str,
@@ -11,19 +13,33 @@ pub struct Rule {
     pub reference: &'static str,
 }
 
+/// Compatible SMRAM is locked (D_LCK set, D_OPEN clear).
 pub const SMRAM_LOCK: &str = "SMM001";
+/// SMRR is programmed and covers TSEG.
 pub const SMRR: &str = "SMM002";
+/// TSEG is enabled, locked and contains the SMRR range.
 pub const TSEG_LOCK: &str = "SMM003";
+/// SMI sources are enabled and locked (GBL_SMI_EN, SMI_LOCK).
 pub const BIOS_SMI: &str = "SMM004";
+/// BIOS writes are protected (BLE, SMM_BWP, BIOSWE clear).
 pub const BIOS_WP: &str = "SMM005";
+/// SMM_CODE_CHK is enabled and locked.
 pub const CODE_CHK: &str = "SMM006";
+/// AMD HWCR.SmmLock is set.
 pub const AMD_SMM_LOCK: &str = "SMM007";
+/// AMD SMM_MASK closes nothing outside SMM and covers TSEG.
 pub const AMD_SMM_MASK: &str = "SMM008";
+/// No SMM code fetch outside SMRAM (call-outs).
 pub const CALLOUT: &str = "SMM101";
+/// No SMRAM write through a pointer the caller passed.
 pub const SMRAM_POINTER: &str = "SMM102";
+/// No SMM write outside SMRAM that the caller did not pass.
 pub const UNPASSED_WRITE: &str = "SMM103";
+/// No double fetch of the caller's buffer in one SMI.
 pub const DOUBLE_FETCH: &str = "SMM104";
+/// A buffer that runs into SMRAM is rejected.
 pub const COMM_OVERLAP: &str = "SMM105";
+/// A hostile SW SMI does not crash the machine.
 pub const HANDLER_FAULT: &str = "SMM106";
 
 /// Every rule, in report order.

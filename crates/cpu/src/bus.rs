@@ -114,6 +114,7 @@ pub struct SmmEntry {
     pub smbase: u32,
     /// Where the interrupted program was: CS selector and RIP (the next instruction).
     pub cs: u16,
+    /// RIP of the interrupted program's next instruction.
     pub rip: u64,
     /// The interrupted program's mode ("real", "protected32", "long"...).
     pub mode: &'static str,
@@ -132,7 +133,9 @@ pub struct SmmExit {
     pub smbase: u32,
     /// Where execution resumes.
     pub cs: u16,
+    /// RIP where execution resumes.
     pub rip: u64,
+    /// The mode execution resumes in ("real", "protected32", "long"...).
     pub mode: &'static str,
     /// Instructions retired in SMM, including the RSM.
     pub smm_instructions: u64,
@@ -142,6 +145,7 @@ pub struct SmmExit {
     pub io_restarted: bool,
     /// RSM returned into the HLT state.
     pub halt_restarted: bool,
-    /// RSM found an invalid saved state and shut the CPU down; the text says why.
-    pub shutdown: Option<String>,
+    /// RSM found an invalid saved state and shut the CPU down (always a
+    /// [`crate::ShutdownReason::RsmCheck`]).
+    pub shutdown: Option<crate::ShutdownReason>,
 }

@@ -4,13 +4,16 @@
 /// CPU vendor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vendor {
+    /// GenuineIntel: Intel-64 or P6 save-state maps, SMRR and SMM_FEATURE_CONTROL.
     Intel,
+    /// AuthenticAMD: the AMD64 save-state map, SMM_ADDR/SMM_MASK and HWCR.SmmLock.
     Amd,
 }
 
 /// What CPU smmlab presents to the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuModel {
+    /// The vendor CPUID reports, which also selects the vendor's SMM behaviour.
     pub vendor: Vendor,
     /// Whether long mode (and with it the 64-bit save-state maps) exists.
     pub long_mode: bool,

@@ -16,7 +16,9 @@ use std::rc::Rc;
 
 /// One decoded instruction with its handler.
 pub struct Insn {
+    /// The instruction as iced-x86 decoded it.
     pub i: Instruction,
+    /// The handler chosen for it at decode time.
     pub exec: Handler,
     /// Length in bytes.
     pub len: u8,
@@ -27,9 +29,10 @@ pub struct Insn {
     /// Memory operand, pre-resolved: base and index GPR numbers (`NO_REG` if absent), scale,
     /// displacement (absolute target for RIP-relative), segment register number.
     pub mem: MemRef,
-    /// Register operands 0 and 1 as [`crate::regs::RegRef`]s (kind and number), for handlers
-    /// that skip iced's operand dispatch.
+    /// Register operand 0 as a [`crate::regs::RegRef`] (kind and number), for handlers that skip
+    /// iced's operand dispatch.
     pub r0: crate::regs::RegRef,
+    /// Register operand 1, as `r0`.
     pub r1: crate::regs::RegRef,
     /// The instruction's immediate (its last immediate operand), sign-extended as iced gives it.
     pub imm: u64,
@@ -43,10 +46,15 @@ pub const NO_REG: u8 = 0xff;
 /// A memory operand's address components, resolved once at decode time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemRef {
+    /// Base GPR number, or [`NO_REG`].
     pub base: u8,
+    /// Index GPR number, or [`NO_REG`].
     pub index: u8,
+    /// Scale applied to the index (1, 2, 4 or 8).
     pub scale: u8,
+    /// Segment register number (see [`crate::sreg`]).
     pub seg: u8,
+    /// Displacement; for RIP-relative operands the absolute target.
     pub disp: u64,
 }
 
@@ -89,10 +97,13 @@ impl Insn {
 
 /// A decoded basic block.
 pub struct Block {
+    /// RIP the block was decoded at (a cached block serves only this RIP).
     pub rip: u64,
     /// Physical address of the first instruction.
     pub phys: u64,
+    /// Code size it was decoded for: 16, 32 or 64.
     pub bitness: u32,
+    /// Its instructions, in order.
     pub insns: Vec<Insn>,
 }
 
@@ -134,6 +145,7 @@ fn key(phys: u64, smm: bool) -> u64 {
 }
 
 impl BlockCache {
+    /// Drops every block and the record of which pages hold code.
     pub fn clear(&mut self) {
         self.blocks.clear();
         self.pages.clear();
@@ -172,6 +184,7 @@ impl BlockCache {
     pub fn len(&self) -> usize {
         self.blocks.len()
     }
+    /// Whether no block is cached.
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
     }
@@ -275,14 +288,7 @@ impl Cpu {
         let blocked = phys_page & crate::mmu::BLOCKED != 0;
         let phys_page = phys_page & !crate::mmu::BLOCKED;
         let phys = phys_page | (lin & 0xfff);
-        if self.smm && self.smm_regs.feature_control & crate::smm::SMM_CODE_CHK_EN != 0 && !self.in_smrr(phys) {
-            // SDM vol. 3C, 34.16: with SMM_CODE_CHK_EN an SMM code fetch outside SMRR is an
-            // unrecoverable machine check.
-            self.shutdown = Some(format!(
-                "machine check: SMM code fetch at physical {phys:#x}, outside SMRR, with SMM_CODE_CHK_EN set"
-            ));
-            return Err(Exc::new(crate::exception::MC));
-        }
+        self.smm_code_check(phys)?;
         if blocked {
             // Code the CPU may not see decodes as all ones, never cached.
             return Ok(Rc::new(self.decode_block(bus, lin, phys, std::ptr::null_mut(), bitness, true)?));
@@ -323,8 +329,8 @@ impl Cpu {
         if blocked {
             buf.fill(0xff);
         } else if host.is_null() {
-            for k in 0..avail {
-                buf[k] = bus.read(crate::Access { addr: phys + k as u64, size: 1, kind: crate::AccessKind::Fetch, smm: self.smm }) as u8;
+            for (k, b) in buf[..avail].iter_mut().enumerate() {
+                *b = bus.read(crate::Access { addr: phys + k as u64, size: 1, kind: crate::AccessKind::Fetch, smm: self.smm }) as u8;
             }
         } else {
             // SAFETY: host points at a live 4 KiB page and off + avail == 4096.

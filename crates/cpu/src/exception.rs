@@ -4,31 +4,51 @@
 use crate::bus::Bus;
 use crate::flags::bits;
 use crate::segment::Segment;
-use crate::{sreg, Cpu};
+use crate::{sreg, Cpu, ShutdownReason};
 
+/// Divide error.
 pub const DE: u8 = 0;
+/// Debug exception.
 pub const DB: u8 = 1;
+/// Non-maskable interrupt.
 pub const NMI: u8 = 2;
+/// Breakpoint (INT3).
 pub const BP: u8 = 3;
+/// Overflow (INTO).
 pub const OF: u8 = 4;
+/// BOUND range exceeded.
 pub const BR: u8 = 5;
+/// Invalid opcode.
 pub const UD: u8 = 6;
+/// Device not available (x87 with CR0.TS or EM).
 pub const NM: u8 = 7;
+/// Double fault.
 pub const DF: u8 = 8;
+/// Invalid TSS.
 pub const TS: u8 = 10;
+/// Segment not present.
 pub const NP: u8 = 11;
+/// Stack-segment fault.
 pub const SS: u8 = 12;
+/// General protection.
 pub const GP: u8 = 13;
+/// Page fault.
 pub const PF: u8 = 14;
+/// x87 floating-point error.
 pub const MF: u8 = 16;
+/// Alignment check.
 pub const AC: u8 = 17;
+/// Machine check.
 pub const MC: u8 = 18;
+/// SIMD floating-point exception.
 pub const XM: u8 = 19;
 
 /// An exception raised by an instruction: vector and optional error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exc {
+    /// The vector (see the constants above).
     pub vector: u8,
+    /// The error code pushed with it, if the vector has one.
     pub code: Option<u32>,
 }
 
@@ -72,8 +92,11 @@ impl Cpu {
     pub fn raise(&mut self, bus: &mut dyn Bus, e: Exc, src: Source) {
         let mut cur = e;
         let mut src = src;
+        // The vectors delivery was attempted for, for the shutdown reason.
+        let mut chain = [0u8; 8];
         // The longest chain is benign -> contributory -> #PF -> #DF -> shutdown.
-        for _ in 0..8 {
+        for n in 0..8 {
+            chain[n] = cur.vector;
             match self.deliver(bus, cur, src) {
                 Ok(()) => return,
                 Err(e2) => {
@@ -83,13 +106,13 @@ impl Cpu {
                         self.rip = self.cur_rip;
                     }
                     if cur.vector == DF {
-                        self.shutdown = Some(format!(
-                            "triple fault: {} while delivering #DF at {:04x}:{:x} in {} mode",
-                            vector_name(e2.vector),
-                            self.seg[sreg::CS].selector,
-                            self.rip,
-                            self.mode_name()
-                        ));
+                        self.shutdown = Some(ShutdownReason::TripleFault {
+                            chain: chain[..=n].to_vec(),
+                            fault: e2.vector,
+                            cs: self.seg[sreg::CS].selector,
+                            rip: self.rip,
+                            mode: self.mode_name(),
+                        });
                         return;
                     }
                     let df = (contributory(cur.vector) && contributory(e2.vector))
@@ -99,7 +122,7 @@ impl Cpu {
                 }
             }
         }
-        self.shutdown = Some(format!("shutdown: could not deliver {}", vector_name(cur.vector)));
+        self.shutdown = Some(ShutdownReason::Undeliverable { chain: chain.to_vec(), vector: cur.vector });
     }
 
     /// One delivery attempt.

@@ -6,22 +6,39 @@
 
 /// RFLAGS bit positions (Intel SDM vol. 1, 3.4.3).
 pub mod bits {
+    /// Carry.
     pub const CF: u64 = 1 << 0;
+    /// Parity (of the low byte).
     pub const PF: u64 = 1 << 2;
+    /// Auxiliary carry (out of bit 3).
     pub const AF: u64 = 1 << 4;
+    /// Zero.
     pub const ZF: u64 = 1 << 6;
+    /// Sign.
     pub const SF: u64 = 1 << 7;
+    /// Trap (single step).
     pub const TF: u64 = 1 << 8;
+    /// Interrupt enable.
     pub const IF: u64 = 1 << 9;
+    /// Direction (string instructions count down).
     pub const DF: u64 = 1 << 10;
+    /// Overflow.
     pub const OF: u64 = 1 << 11;
+    /// I/O privilege level (two bits).
     pub const IOPL: u64 = 3 << 12;
+    /// Nested task.
     pub const NT: u64 = 1 << 14;
+    /// Resume (suppresses instruction breakpoints once).
     pub const RF: u64 = 1 << 16;
+    /// Virtual-8086 mode.
     pub const VM: u64 = 1 << 17;
+    /// Alignment check.
     pub const AC: u64 = 1 << 18;
+    /// Virtual interrupt flag.
     pub const VIF: u64 = 1 << 19;
+    /// Virtual interrupt pending.
     pub const VIP: u64 = 1 << 20;
+    /// CPUID available (writable).
     pub const ID: u64 = 1 << 21;
     /// The six arithmetic status flags.
     pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
@@ -34,9 +51,11 @@ pub mod bits {
 pub enum FlagOp {
     /// Flags are all in `base`.
     None,
+    /// ADD (and ADC with carry in 0).
     Add,
     /// ADC with carry in 1 (ADC with carry 0 is recorded as Add).
     Adc1,
+    /// SUB, CMP, NEG, CMPXCHG (and SBB with borrow in 0).
     Sub,
     /// SBB with borrow in 1.
     Sbb1,
@@ -81,8 +100,9 @@ pub fn sign_bit(size: u8) -> u64 {
     1u64 << (size as u32 * 8 - 1)
 }
 
+/// PF of a result: whether its low byte has an even number of set bits.
 #[inline(always)]
-fn parity(v: u64) -> bool {
+pub(crate) fn parity(v: u64) -> bool {
     (v as u8).count_ones().is_multiple_of(2)
 }
 
@@ -177,6 +197,7 @@ impl Flags {
         self.base & bit != 0
     }
 
+    /// The carry flag.
     #[inline]
     pub fn cf(&self) -> bool {
         match self.op {
@@ -188,6 +209,7 @@ impl Flags {
             FlagOp::Logic => false,
         }
     }
+    /// The zero flag.
     #[inline]
     pub fn zf(&self) -> bool {
         match self.op {
@@ -195,6 +217,7 @@ impl Flags {
             _ => self.res == 0,
         }
     }
+    /// The sign flag.
     #[inline]
     pub fn sf(&self) -> bool {
         match self.op {
@@ -202,6 +225,7 @@ impl Flags {
             _ => self.res & sign_bit(self.size) != 0,
         }
     }
+    /// The overflow flag.
     #[inline]
     pub fn of(&self) -> bool {
         let s = sign_bit(self.size);
@@ -214,6 +238,7 @@ impl Flags {
             FlagOp::Dec => self.res == s - 1,
         }
     }
+    /// The auxiliary-carry flag.
     #[inline]
     pub fn af(&self) -> bool {
         match self.op {
@@ -222,6 +247,7 @@ impl Flags {
             _ => (self.a ^ self.b ^ self.res) & 0x10 != 0,
         }
     }
+    /// The parity flag.
     #[inline]
     pub fn pf(&self) -> bool {
         match self.op {

@@ -19,6 +19,7 @@ pub mod mmu;
 pub mod msr;
 pub mod regs;
 pub mod segment;
+pub mod shutdown;
 pub mod smm;
 pub mod smm_blocks;
 pub mod undefined;
@@ -28,46 +29,79 @@ pub use cpuid::CpuModel;
 pub use exception::Exc;
 pub use flags::Flags;
 pub use segment::Segment;
+pub use shutdown::{MachineCheck, ShutdownReason};
 
 use std::collections::BTreeMap;
 
 /// Segment register numbers, in encoding order.
 pub mod sreg {
+    /// ES's index in [`crate::Cpu::seg`].
     pub const ES: usize = 0;
+    /// CS's index in [`crate::Cpu::seg`].
     pub const CS: usize = 1;
+    /// SS's index in [`crate::Cpu::seg`].
     pub const SS: usize = 2;
+    /// DS's index in [`crate::Cpu::seg`].
     pub const DS: usize = 3;
+    /// FS's index in [`crate::Cpu::seg`].
     pub const FS: usize = 4;
+    /// GS's index in [`crate::Cpu::seg`].
     pub const GS: usize = 5;
 }
 
 /// Control register bits (Intel SDM vol. 3, 2.5).
 pub mod cr {
+    /// CR0.PE: protected mode.
     pub const CR0_PE: u64 = 1 << 0;
+    /// CR0.MP: WAIT honours TS.
     pub const CR0_MP: u64 = 1 << 1;
+    /// CR0.EM: x87 instructions raise #NM.
     pub const CR0_EM: u64 = 1 << 2;
+    /// CR0.TS: task switched (x87/SSE use raises #NM).
     pub const CR0_TS: u64 = 1 << 3;
+    /// CR0.ET: extension type, always one.
     pub const CR0_ET: u64 = 1 << 4;
+    /// CR0.NE: native x87 error reporting.
     pub const CR0_NE: u64 = 1 << 5;
+    /// CR0.WP: supervisor writes honour read-only pages.
     pub const CR0_WP: u64 = 1 << 16;
+    /// CR0.AM: alignment checking allowed.
     pub const CR0_AM: u64 = 1 << 18;
+    /// CR0.NW: not write-through.
     pub const CR0_NW: u64 = 1 << 29;
+    /// CR0.CD: caching disabled.
     pub const CR0_CD: u64 = 1 << 30;
+    /// CR0.PG: paging.
     pub const CR0_PG: u64 = 1 << 31;
+    /// CR4.VME: virtual-8086 mode extensions.
     pub const CR4_VME: u64 = 1 << 0;
+    /// CR4.PVI: protected-mode virtual interrupts.
     pub const CR4_PVI: u64 = 1 << 1;
+    /// CR4.TSD: RDTSC only at CPL 0.
     pub const CR4_TSD: u64 = 1 << 2;
+    /// CR4.DE: debugging extensions.
     pub const CR4_DE: u64 = 1 << 3;
+    /// CR4.PSE: 4 MiB pages with 32-bit paging.
     pub const CR4_PSE: u64 = 1 << 4;
+    /// CR4.PAE: physical address extension (required for long mode).
     pub const CR4_PAE: u64 = 1 << 5;
+    /// CR4.MCE: machine-check exception enable.
     pub const CR4_MCE: u64 = 1 << 6;
+    /// CR4.PGE: global pages.
     pub const CR4_PGE: u64 = 1 << 7;
+    /// CR4.PCE: RDPMC at any CPL.
     pub const CR4_PCE: u64 = 1 << 8;
+    /// CR4.OSFXSR: the OS supports FXSAVE/FXRSTOR (SSE enabled).
     pub const CR4_OSFXSR: u64 = 1 << 9;
+    /// CR4.OSXMMEXCPT: the OS handles #XM.
     pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+    /// EFER.SCE: SYSCALL/SYSRET.
     pub const EFER_SCE: u64 = 1 << 0;
+    /// EFER.LME: long mode enable.
     pub const EFER_LME: u64 = 1 << 8;
+    /// EFER.LMA: long mode active (LME with paging on).
     pub const EFER_LMA: u64 = 1 << 10;
+    /// EFER.NXE: no-execute page bit.
     pub const EFER_NXE: u64 = 1 << 11;
 }
 
@@ -80,14 +114,16 @@ pub enum Exit {
     Halted,
     /// The bus asserted [`Pending::STOP`].
     Stopped,
-    /// Triple fault or another shutdown condition; the reason is human-readable.
-    Shutdown(String),
+    /// Triple fault or another shutdown condition.
+    Shutdown(ShutdownReason),
 }
 
 /// A descriptor-table register (GDTR, IDTR).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableReg {
+    /// Linear base address of the table.
     pub base: u64,
+    /// Limit in bytes, minus one.
     pub limit: u16,
 }
 
@@ -95,26 +131,43 @@ pub struct TableReg {
 pub struct Cpu {
     /// RAX..R15 in encoding order.
     pub regs: [u64; 16],
+    /// Instruction pointer (of the next instruction to run).
     pub rip: u64,
+    /// RFLAGS, with lazily computed arithmetic flags.
     pub flags: Flags,
+    /// ES, CS, SS, DS, FS, GS, indexed by [`sreg`].
     pub seg: [Segment; 6],
+    /// The LDT register.
     pub ldtr: Segment,
+    /// The task register.
     pub tr: Segment,
+    /// The GDT register.
     pub gdtr: TableReg,
+    /// The IDT register.
     pub idtr: TableReg,
+    /// CR0 (see [`cr`]).
     pub cr0: u64,
+    /// CR2: the linear address of the last page fault.
     pub cr2: u64,
+    /// CR3: the paging root.
     pub cr3: u64,
+    /// CR4 (see [`cr`]).
     pub cr4: u64,
+    /// CR8: the task priority (long mode).
     pub cr8: u64,
+    /// EFER (see [`cr`]).
     pub efer: u64,
+    /// DR0..DR7.
     pub dr: [u64; 8],
     /// XMM0..XMM15.
     pub xmm: [u128; 16],
+    /// MXCSR: SSE control and status.
     pub mxcsr: u32,
-    /// x87 control and status words (enough for firmware's FPU probes).
+    /// x87 control word (enough for firmware's FPU probes).
     pub fcw: u16,
+    /// x87 status word.
     pub fsw: u16,
+    /// x87 tag word.
     pub ftw: u16,
     /// Current privilege level.
     pub cpl: u8,
@@ -136,7 +189,7 @@ pub struct Cpu {
     pub(crate) shadow: bool,
     /// Whether NMIs are blocked (after an NMI, until IRET).
     pub nmi_blocked: bool,
-    pub(crate) shutdown: Option<String>,
+    pub(crate) shutdown: Option<ShutdownReason>,
     /// The current block must stop after this instruction (code was overwritten, mode changed).
     pub(crate) end_block: bool,
     pub(crate) tlb: Box<mmu::Tlb>,

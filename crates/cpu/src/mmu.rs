@@ -305,7 +305,8 @@ impl Cpu {
         if off + size as usize <= 4096 {
             let e = &self.tlb.write[slot(lin)];
             if e.tag == self.tlb.tag(lin) && !e.host.is_null() {
-                // SAFETY: as in read_lin.
+                // SAFETY: a non-null TLB host pointer is a live 4 KiB page (Bus::host_page
+                // contract, valid until flush_tlb) and off + size <= 4096.
                 unsafe { store(e.host.add(off), size, v) };
                 return Ok(());
             }
@@ -346,7 +347,8 @@ impl Cpu {
         }
         let e = self.tlb_fill(bus, lin, kind, pv)?;
         if !e.host.is_null() {
-            // SAFETY: as in read_lin.
+            // SAFETY: tlb_fill's host pointer is a live 4 KiB page (Bus::host_page contract) and
+            // the page-crossing case returned above, so off + size <= 4096.
             return Ok(unsafe { load(e.host.add(off as usize), size) });
         }
         if e.phys & BLOCKED != 0 {
@@ -370,7 +372,8 @@ impl Cpu {
         }
         let e = self.tlb_fill(bus, lin, AccessKind::Write, pv)?;
         if !e.host.is_null() {
-            // SAFETY: as in read_lin.
+            // SAFETY: tlb_fill's host pointer is a live 4 KiB page (Bus::host_page contract) and
+            // the page-crossing case returned above, so off + size <= 4096.
             unsafe { store(e.host.add(off as usize), size, v) };
             return Ok(());
         }
@@ -417,7 +420,8 @@ impl Cpu {
             } else if host.is_null() {
                 bus.read(self.smm_access(phys | (a & 0xfff), 1, AccessKind::Fetch)) as u8
             } else {
-                // SAFETY: host points at a live 4 KiB page.
+                // SAFETY: fetch_page's host pointer is a live 4 KiB page (Bus::host_page contract)
+                // and the offset is below 4096.
                 unsafe { *host.add((a & 0xfff) as usize) }
             };
         }
@@ -439,22 +443,36 @@ impl Cpu {
     }
 }
 
+/// Reads `size` (1, 2, 4 or 8) little-endian bytes at `p`, which need not be aligned.
+///
+/// # Safety
+/// `p .. p + size` must be valid for reads.
 #[inline(always)]
 unsafe fn load(p: *const u8, size: u8) -> u64 {
-    match size {
-        1 => *p as u64,
-        2 => (p as *const u16).read_unaligned() as u64,
-        4 => (p as *const u32).read_unaligned() as u64,
-        _ => (p as *const u64).read_unaligned(),
+    // SAFETY: the caller guarantees `size` readable bytes at `p`; every read is unaligned.
+    unsafe {
+        match size {
+            1 => *p as u64,
+            2 => (p as *const u16).read_unaligned() as u64,
+            4 => (p as *const u32).read_unaligned() as u64,
+            _ => (p as *const u64).read_unaligned(),
+        }
     }
 }
 
+/// Writes the low `size` (1, 2, 4 or 8) bytes of `v` at `p`, which need not be aligned.
+///
+/// # Safety
+/// `p .. p + size` must be valid for writes.
 #[inline(always)]
 unsafe fn store(p: *mut u8, size: u8, v: u64) {
-    match size {
-        1 => *p = v as u8,
-        2 => (p as *mut u16).write_unaligned(v as u16),
-        4 => (p as *mut u32).write_unaligned(v as u32),
-        _ => (p as *mut u64).write_unaligned(v),
+    // SAFETY: the caller guarantees `size` writable bytes at `p`; every write is unaligned.
+    unsafe {
+        match size {
+            1 => *p = v as u8,
+            2 => (p as *mut u16).write_unaligned(v as u16),
+            4 => (p as *mut u32).write_unaligned(v as u32),
+            _ => (p as *mut u64).write_unaligned(v),
+        }
     }
 }

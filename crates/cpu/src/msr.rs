@@ -4,57 +4,105 @@ use crate::cr::*;
 use crate::exception::Exc;
 use crate::Cpu;
 
+/// Time-stamp counter.
 pub const IA32_TSC: u32 = 0x10;
+/// SMIs taken since reset (Intel, read-only).
 pub const MSR_SMI_COUNT: u32 = 0x34;
+/// SMBASE (Intel, readable in SMM only).
 pub const IA32_SMBASE: u32 = 0x9e;
+/// SMM machine-check capabilities (bit 58: SMM_CODE_CHK).
 pub const MSR_SMM_MCA_CAP: u32 = 0x17d;
+/// SMRR base (Intel, writable in SMM only).
 pub const IA32_SMRR_PHYSBASE: u32 = 0x1f2;
+/// SMRR mask and valid bit (Intel, writable in SMM only).
 pub const IA32_SMRR_PHYSMASK: u32 = 0x1f3;
+/// SMM_FEATURE_CONTROL: LOCK and SMM_CODE_CHK_EN (Intel, SMM only).
 pub const MSR_SMM_FEATURE_CONTROL: u32 = 0x4e0;
+/// AMD hardware configuration (HWCR.SmmLock).
 pub const AMD_HWCR: u32 = 0xc001_0015;
+/// AMD SMM_BASE: SMBASE.
 pub const AMD_SMM_BASE: u32 = 0xc001_0111;
+/// AMD SMM_ADDR: the TSeg base.
 pub const AMD_SMM_ADDR: u32 = 0xc001_0112;
+/// AMD SMM_MASK: the ASeg/TSeg valid, close and mask bits.
 pub const AMD_SMM_MASK: u32 = 0xc001_0113;
+/// Local APIC base address and enable.
 pub const IA32_APIC_BASE: u32 = 0x1b;
+/// MTRR capabilities (bit 11: SMRR supported).
 pub const IA32_MTRRCAP: u32 = 0xfe;
+/// SYSENTER target CS.
 pub const IA32_SYSENTER_CS: u32 = 0x174;
+/// SYSENTER target ESP.
 pub const IA32_SYSENTER_ESP: u32 = 0x175;
+/// SYSENTER target EIP.
 pub const IA32_SYSENTER_EIP: u32 = 0x176;
+/// Miscellaneous feature enables.
 pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+/// The first variable-range MTRR (base 0).
 pub const IA32_MTRR_PHYSBASE0: u32 = 0x200;
+/// The last variable-range MTRR (mask 7).
 pub const IA32_MTRR_PHYSMASK7: u32 = 0x20f;
+/// Fixed-range MTRR for 0..0x80000.
 pub const IA32_MTRR_FIX64K_00000: u32 = 0x250;
+/// Fixed-range MTRR for 0x80000..0xA0000.
 pub const IA32_MTRR_FIX16K_80000: u32 = 0x258;
+/// Fixed-range MTRR for 0xA0000..0xC0000.
 pub const IA32_MTRR_FIX16K_A0000: u32 = 0x259;
+/// The first 4 KiB fixed-range MTRR (0xC0000..0xC8000).
 pub const IA32_MTRR_FIX4K_C0000: u32 = 0x268;
+/// The last 4 KiB fixed-range MTRR (0xF8000..0x100000).
 pub const IA32_MTRR_FIX4K_F8000: u32 = 0x26f;
+/// Page attribute table.
 pub const IA32_PAT: u32 = 0x277;
+/// Default memory type and MTRR enables.
 pub const IA32_MTRR_DEF_TYPE: u32 = 0x2ff;
+/// EFER (the bits in [`crate::cr`]).
 pub const IA32_EFER: u32 = 0xc000_0080;
+/// SYSCALL target selectors (STAR).
 pub const IA32_STAR: u32 = 0xc000_0081;
+/// 64-bit SYSCALL target RIP (LSTAR).
 pub const IA32_LSTAR: u32 = 0xc000_0082;
+/// Compatibility-mode SYSCALL target RIP (CSTAR).
 pub const IA32_CSTAR: u32 = 0xc000_0083;
+/// RFLAGS mask applied by SYSCALL (FMASK).
 pub const IA32_FMASK: u32 = 0xc000_0084;
+/// FS base.
 pub const IA32_FS_BASE: u32 = 0xc000_0100;
+/// GS base.
 pub const IA32_GS_BASE: u32 = 0xc000_0101;
+/// The GS base SWAPGS exchanges with GS's.
 pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// TSC_AUX (RDTSCP's ECX).
 pub const IA32_TSC_AUX: u32 = 0xc000_0103;
 
 /// MSR values that are plain storage.
 #[derive(Clone, Debug)]
 pub struct MsrFile {
+    /// IA32_APIC_BASE.
     pub apic_base: u64,
+    /// IA32_SYSENTER_CS, _ESP, _EIP.
     pub sysenter: [u64; 3],
+    /// IA32_MISC_ENABLE.
     pub misc_enable: u64,
+    /// The variable-range MTRRs, base and mask pairs 0..7.
     pub mtrr_var: [u64; 16],
+    /// The fixed-range MTRRs, in MSR order.
     pub mtrr_fixed: [u64; 11],
+    /// IA32_MTRR_DEF_TYPE.
     pub mtrr_def_type: u64,
+    /// IA32_PAT.
     pub pat: u64,
+    /// STAR.
     pub star: u64,
+    /// LSTAR.
     pub lstar: u64,
+    /// CSTAR.
     pub cstar: u64,
+    /// FMASK.
     pub fmask: u64,
+    /// KERNEL_GS_BASE.
     pub kernel_gs_base: u64,
+    /// TSC_AUX.
     pub tsc_aux: u64,
 }
 

@@ -5,13 +5,21 @@ use crate::exception::Exc;
 use crate::{sreg, Cpu};
 use iced_x86::Register;
 
+/// RAX's encoding number (its index in [`Cpu::regs`]).
 pub const RAX: usize = 0;
+/// RCX's encoding number.
 pub const RCX: usize = 1;
+/// RDX's encoding number.
 pub const RDX: usize = 2;
+/// RBX's encoding number.
 pub const RBX: usize = 3;
+/// RSP's encoding number.
 pub const RSP: usize = 4;
+/// RBP's encoding number.
 pub const RBP: usize = 5;
+/// RSI's encoding number.
 pub const RSI: usize = 6;
+/// RDI's encoding number.
 pub const RDI: usize = 7;
 
 // iced-x86 numbers its registers in a fixed order: AL..BH, SPL..R15L, AX..R15W, EAX..R15D,
@@ -71,7 +79,9 @@ const fn build_reg_table() -> [u8; 256] {
 pub struct RegRef(pub u8);
 
 impl RegRef {
+    /// No register.
     pub const NONE: RegRef = RegRef(0);
+    /// The resolved form of iced-x86 register `r` (NONE for anything not a GPR).
     #[inline(always)]
     pub fn of(r: Register) -> Self {
         RegRef(REG_TABLE[r as usize & 0xff])

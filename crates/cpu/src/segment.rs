@@ -12,9 +12,13 @@ use crate::{sreg, Cpu};
 /// Bit 12 marks an unusable (null-loaded) register.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {
+    /// The selector last loaded.
     pub selector: u16,
+    /// Base address from the descriptor cache.
     pub base: u64,
+    /// Limit in bytes (granularity already applied).
     pub limit: u32,
+    /// Attributes in the form described above.
     pub attr: u16,
 }
 
@@ -40,10 +44,12 @@ impl Segment {
     pub fn s(&self) -> bool {
         self.attr & 0x10 != 0
     }
+    /// Descriptor privilege level.
     #[inline]
     pub fn dpl(&self) -> u8 {
         ((self.attr >> 5) & 3) as u8
     }
+    /// The present bit.
     #[inline]
     pub fn present(&self) -> bool {
         self.attr & 0x80 != 0
@@ -58,10 +64,12 @@ impl Segment {
     pub fn big(&self) -> bool {
         self.attr & 0x400 != 0
     }
+    /// Whether it is a code segment (S set, type bit 3 set).
     #[inline]
     pub fn code(&self) -> bool {
         self.s() && self.typ() & 8 != 0
     }
+    /// Whether the register was loaded with a null selector (and so cannot be used).
     #[inline]
     pub fn unusable(&self) -> bool {
         self.attr & ATTR_UNUSABLE != 0

@@ -67,7 +67,7 @@ pub fn bit_scan_flags(vendor: Vendor, old: u64, source_zero: bool, index: u64) -
     let zf = if source_zero { ZF } else { 0 };
     match vendor {
         Vendor::Intel => {
-            let pf = if (index as u8).count_ones() % 2 == 0 { PF } else { 0 };
+            let pf = if crate::flags::parity(index) { PF } else { 0 };
             zf | pf
         }
         Vendor::Amd => (old & !ZF) | zf,
@@ -112,7 +112,7 @@ pub fn ascii_adjust_flags(vendor: Vendor, old: u64, al: u64) -> u64 {
     match vendor {
         Vendor::Intel => {
             let zf = if al & 0xff == 0 { ZF } else { 0 };
-            let pf = if (al as u8).count_ones() % 2 == 0 { PF } else { 0 };
+            let pf = if crate::flags::parity(al) { PF } else { 0 };
             let sf = if al & 0x80 != 0 { SF } else { 0 };
             zf | pf | sf
         }
@@ -162,8 +162,11 @@ pub fn aad_flags(vendor: Vendor, al: u64, product: u64) -> u64 {
 /// AMD writes nothing: the instruction does not execute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZeroCountWrites {
+    /// ECX.
     pub count: bool,
+    /// ESI.
     pub source_index: bool,
+    /// EDI.
     pub destination_index: bool,
 }
 

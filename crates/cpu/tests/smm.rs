@@ -14,7 +14,8 @@ use cpu::cpuid::Vendor;
 use cpu::flags::bits;
 use cpu::regs::{RAX, RBX, RCX, RDX, RSI};
 use cpu::sreg::{CS, DS, ES, FS, GS, SS};
-use cpu::{cr, Cpu, CpuModel, Exit, Segment, TableReg};
+use cpu::smm::RsmCheck;
+use cpu::{cr, Cpu, CpuModel, Exit, MachineCheck, Segment, ShutdownReason, TableReg};
 use guest::*;
 use iced_x86::code_asm::*;
 
@@ -1183,22 +1184,27 @@ fn rsm_outside_smm_raises_ud() -> T {
     Ok(())
 }
 
+/// What a case edits in the save area ([(offset, value)]) and the check that must fail.
+type RsmCheckCase = (&'static str, Vec<(u32, u32)>, RsmCheck);
+
 #[test]
 fn rsm_of_an_invalid_saved_state_shuts_down_with_a_reason_in_the_exit_report() -> T {
     // Per map: (model, CR0, CR4, EFER offsets).
     let maps = [(INTEL64, 0x7ff8u32, 0x7e40u32, Some(0x7fe0u32)), (AMD64, 0x7f58, 0x7f48, Some(0x7ed0)), (LEGACY32, 0x7ffc, 0x7f14, None)];
     for (model, cr0_at, cr4_at, efer_at) in maps {
-        // (what, [(offset, value)], text the reason must contain)
-        let mut cases: Vec<(&str, Vec<(u32, u32)>, &str)> = vec![
-            ("CR0.PG without PE", vec![(cr0_at, 0x8000_0010)], "PG set without PE"),
-            ("CR0.NW without CD", vec![(cr0_at, 0x2000_0011)], "NW set without CD"),
-            ("CR4 reserved bit 15", vec![(cr4_at, 1 << 15)], "CR4"),
+        // (what, [(offset, value)], the check that must fail)
+        let mut cases: Vec<RsmCheckCase> = vec![
+            ("CR0.PG without PE", vec![(cr0_at, 0x8000_0010)], RsmCheck::Cr0PgWithoutPe { cr0: 0x8000_0010 }),
+            ("CR0.NW without CD", vec![(cr0_at, 0x2000_0011)], RsmCheck::Cr0NwWithoutCd { cr0: 0x2000_0011 }),
+            ("CR4 reserved bit 15", vec![(cr4_at, 1 << 15)], RsmCheck::Cr4Reserved { cr4: 1 << 15 }),
         ];
         if let Some(efer_at) = efer_at {
-            cases.push(("LME+PG without PAE", vec![(efer_at, cr::EFER_LME as u32), (cr0_at, 0x8000_0011), (cr4_at, 0)], "without CR4.PAE"));
-            cases.push(("EFER reserved bit", vec![(efer_at, 1 << 20)], "EFER"));
+            // The 64-bit maps save CR0 as a qword.
+            cases.push(("CR0 bit 32", vec![(cr0_at, 0x10), (cr0_at + 4, 1)], RsmCheck::Cr0Reserved { cr0: 0x1_0000_0010 }));
+            cases.push(("LME+PG without PAE", vec![(efer_at, cr::EFER_LME as u32), (cr0_at, 0x8000_0011), (cr4_at, 0)], RsmCheck::LongModeWithoutPae));
+            cases.push(("EFER reserved bit", vec![(efer_at, 1 << 20)], RsmCheck::EferReserved { efer: 1 << 20 }));
         }
-        for (what, edits, text) in cases {
+        for (what, edits, check) in cases {
             let mut m = real_machine(model, &real_code(|a| a.hlt()));
             install_handler(&mut m, SMBASE, |a| {
                 for &(off, v) in &edits {
@@ -1208,10 +1214,10 @@ fn rsm_of_an_invalid_saved_state_shuts_down_with_a_reason_in_the_exit_report() -
             });
             m.bus.raise_smi();
             let exit = m.run(100);
-            let Exit::Shutdown(reason) = exit else { panic!("{model:?} {what}: expected shutdown, got {exit:?}") };
-            assert!(reason.contains(text), "{model:?} {what}: reason {reason:?} should mention {text:?}");
+            let reason = ShutdownReason::RsmCheck(check);
+            assert_eq!(exit, Exit::Shutdown(reason.clone()), "{model:?} {what}");
             let x = &m.bus.smm_exits[0];
-            assert_eq!(x.shutdown.as_deref(), Some(reason.as_str()), "{what}: SmmExit carries the reason");
+            assert_eq!(x.shutdown.as_ref(), Some(&reason), "{what}: SmmExit carries the reason");
             assert!(!m.cpu.smm);
             assert_eq!(m.run(100), Exit::Shutdown(reason), "stays shut down");
         }
@@ -1430,8 +1436,8 @@ fn smm_code_chk_shuts_down_with_a_machine_check_when_smm_code_runs_outside_smrr(
     });
     m.bus.raise_smi();
     let exit = m.run(1000);
-    let Exit::Shutdown(reason) = exit else { panic!("expected shutdown, got {exit:?}: {}", m.describe()) };
-    assert!(reason.contains("machine check"), "{reason}");
+    let reason = ShutdownReason::MachineCheck(MachineCheck::SmmCodeOutsideSmrr { phys: 0x5000 });
+    assert_eq!(exit, Exit::Shutdown(reason), "{}", m.describe());
     assert!(m.bus.smm_exits.is_empty(), "the code outside SMRR never ran");
     Ok(())
 }

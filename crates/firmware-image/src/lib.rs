@@ -11,6 +11,7 @@ pub static ROM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/smmlab-builtin
 /// The flash sector that holds the firmware's settings (firmware/src/hw.rs SETTINGS_FLASH):
 /// its offset in [`ROM`] and its size. Erased (all ones) in the image.
 pub const SETTINGS_SECTOR_OFFSET: usize = 0xf000;
+/// Size of the settings sector.
 pub const SETTINGS_SECTOR_SIZE: usize = 0x1000;
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ pub const FW_CFG_FILE: &str = "opt/smmlab/scenario";
 /// One scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scenario {
+    /// The name `--scenario` takes.
     pub name: &'static str,
+    /// What the scenario does, in a line.
     pub description: &'static str,
 }
 

@@ -10,46 +10,141 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MachineEvent {
     /// A source asserted SMI#.
-    SmiRaised { cause: SmiCause, icount: u64 },
-    /// The CPU entered SMM; `cause` is the SMI it acknowledged (None if it entered SMM without
-    /// acknowledging one).
-    SmmEntered { cause: Option<SmiCause>, smbase: u32, cs: u16, rip: u64, mode: &'static str, icount: u64 },
+    SmiRaised {
+        /// Which source.
+        cause: SmiCause,
+        /// Guest time in ticks.
+        icount: u64,
+    },
+    /// The CPU entered SMM.
+    SmmEntered {
+        /// The SMI it acknowledged (None if it entered SMM without acknowledging one).
+        cause: Option<SmiCause>,
+        /// SMBASE of this entry.
+        smbase: u32,
+        /// CS selector of the interrupted program.
+        cs: u16,
+        /// RIP of the interrupted program's next instruction.
+        rip: u64,
+        /// The interrupted program's mode ("real", "protected32", "long"...).
+        mode: &'static str,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// RSM returned to the interrupted program.
-    RsmCompleted { smbase: u32, rip: u64, mode: &'static str, smm_instructions: u64, icount: u64 },
+    RsmCompleted {
+        /// SMBASE after RSM (changed if the handler relocated it).
+        smbase: u32,
+        /// Where execution resumes.
+        rip: u64,
+        /// The mode execution resumes in.
+        mode: &'static str,
+        /// Instructions retired in SMM, including the RSM.
+        smm_instructions: u64,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// RSM found an invalid saved state and shut the CPU down.
-    RsmFailed { reason: String, icount: u64 },
+    RsmFailed {
+        /// Which check failed (a [`cpu::ShutdownReason::RsmCheck`]).
+        reason: cpu::ShutdownReason,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// A chipset register write changed the SMRAM decoding.
-    SmramConfigChanged { old: SmramConfig, new: SmramConfig, icount: u64 },
+    SmramConfigChanged {
+        /// The decoding before the write.
+        old: SmramConfig,
+        /// The decoding after it.
+        new: SmramConfig,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// D_LCK was set: SMRAM control is frozen until reset.
-    SmramLocked { icount: u64 },
+    SmramLocked {
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// The PAM registers (BIOS shadowing) changed.
-    PamChanged { pam: [u8; 7], icount: u64 },
-    /// The guest wrote a line to debugcon (port 0x402), without its newline; `icount` is the time
-    /// of its last byte, `in_smm` whether that byte was written in SMM. Lines longer than
+    PamChanged {
+        /// PAM0..PAM6 after the change.
+        pam: [u8; 7],
+        /// Guest time in ticks.
+        icount: u64,
+    },
+    /// The guest wrote a line to debugcon (port 0x402). Lines longer than
     /// [`DEBUGCON_LINE_MAX`] bytes are split. Queued only while [`Events::recording`].
-    DebugconLine { text: String, icount: u64, in_smm: bool },
-    /// The guest wrote SLP_EN with SLP_TYP = S5: the machine powered off. `from_smm` says
-    /// whether the write came from SMM.
-    PowerOff { from_smm: bool, icount: u64 },
-    /// The host's error injector put a DRAM ECC error at `addr` (the MCH's ERRSTS).
-    MemoryErrorInjected { addr: u64, uncorrectable: bool, icount: u64 },
-    /// The hardware monitor's temperature reached its HIGH (`crit` false) or CRIT limit.
-    ThermalLimit { temp_c: u8, crit: bool, icount: u64 },
-    /// A write to the MCH's SMRAM (0x9D, "SMRAM") or ESMRAMC (0x9E, "ESMRAMC") register was
-    /// dropped or changed because D_LCK is set.
-    SmramLockViolation { register: &'static str, icount: u64 },
+    DebugconLine {
+        /// The line, without its newline.
+        text: String,
+        /// The time of its last byte, in ticks.
+        icount: u64,
+        /// Whether that byte was written in SMM.
+        in_smm: bool,
+    },
+    /// The guest wrote SLP_EN with SLP_TYP = S5: the machine powered off.
+    PowerOff {
+        /// Whether the write came from SMM.
+        from_smm: bool,
+        /// Guest time in ticks.
+        icount: u64,
+    },
+    /// The host's error injector put a DRAM ECC error in the MCH's ERRSTS.
+    MemoryErrorInjected {
+        /// Physical address of the error.
+        addr: u64,
+        /// Whether ECC cannot correct it.
+        uncorrectable: bool,
+        /// Guest time in ticks.
+        icount: u64,
+    },
+    /// The hardware monitor's temperature reached its HIGH or CRIT limit.
+    ThermalLimit {
+        /// The temperature, whole degrees C.
+        temp_c: u8,
+        /// The CRIT limit (false: HIGH).
+        crit: bool,
+        /// Guest time in ticks.
+        icount: u64,
+    },
+    /// A write to the MCH's SMRAM or ESMRAMC register was dropped or changed because D_LCK is
+    /// set.
+    SmramLockViolation {
+        /// "SMRAM" (0x9D) or "ESMRAMC" (0x9E).
+        register: &'static str,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// The first write from outside SMM to a 4 KiB page of the TSEG range (the top TSEG_SZ
     /// bytes of low RAM, whatever T_EN says) while it was open to non-SMM code (T_EN or
     /// G_SMRAME cleared), once TSEG had been enabled at least once; `addr` is the written
     /// address. CPU writes only (DMA is not watched).
-    SmramWrittenOutsideSmm { addr: u64, icount: u64 },
+    SmramWrittenOutsideSmm {
+        /// The written physical address.
+        addr: u64,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// The CPU, in SMM, fetched code from a page that had been written from outside SMM (see
     /// [`MachineEvent::SmramWrittenOutsideSmm`]): SMM runs code somebody else put there. Once
     /// per page.
-    SmmRanCodeWrittenOutsideSmm { addr: u64, icount: u64 },
-    /// The hardware monitor's readings changed (sampled every millisecond while monitoring):
-    /// CPU temperature in whole degrees C, fan duty in percent, tachometer in rpm.
-    Sensors { temp_c: u8, fan_duty: u8, fan_rpm: u16, icount: u64 },
+    SmmRanCodeWrittenOutsideSmm {
+        /// The page (its 4 KiB-aligned physical address).
+        addr: u64,
+        /// Guest time in ticks.
+        icount: u64,
+    },
+    /// The hardware monitor's readings changed (sampled every millisecond while monitoring).
+    Sensors {
+        /// CPU temperature, whole degrees C.
+        temp_c: u8,
+        /// Fan duty, percent.
+        fan_duty: u8,
+        /// Tachometer, rpm.
+        fan_rpm: u16,
+        /// Guest time in ticks.
+        icount: u64,
+    },
 }
 
 /// The longest debugcon line one [`MachineEvent::DebugconLine`] carries.
@@ -76,6 +171,7 @@ pub struct Events {
     queue: Vec<MachineEvent>,
     /// Whether events are queued (counters are always kept).
     pub recording: bool,
+    /// The counters the run summary prints.
     pub stats: SmmStats,
     smm_entered_at: Option<u64>,
     /// The debugcon line being written (only while recording).

@@ -28,6 +28,8 @@ pub mod smram;
 pub mod tables;
 
 use clock::{Clock, Ticks};
+/// The shutdown reason and the types its variants hold, for users of [`ExitReason::Shutdown`].
+pub use cpu::{smm::RsmCheck, MachineCheck, ShutdownReason};
 use cpu::{Cpu, CpuModel, Exit};
 use events::MachineEvent;
 use std::collections::BTreeMap;
@@ -36,24 +38,47 @@ use std::path::{Path, PathBuf};
 /// Host-side errors: bad input files or options. Guest misbehaviour is never an error.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
+    /// The ROM file cannot be read.
     #[error("cannot read ROM file {path}: {source}")]
-    RomRead { path: PathBuf, source: std::io::Error },
+    RomRead {
+        /// The ROM file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The ROM file is empty.
     #[error("ROM file {path} is empty")]
-    RomEmpty { path: PathBuf },
+    RomEmpty {
+        /// The ROM file.
+        path: PathBuf,
+    },
+    /// The ROM is not a multiple of 64 KiB, or larger than 16 MiB.
     #[error("ROM file {path} is {size} bytes; a ROM must be a multiple of 64 KiB and at most 16 MiB")]
-    RomSize { path: PathBuf, size: usize },
+    RomSize {
+        /// The ROM file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The RAM size (MiB) is outside what the boards support.
     #[error("memory size {0} MiB is out of range (1..=3072)")]
     MemorySize(u64),
+    /// An instruction rate of zero.
     #[error("the instruction rate must be greater than zero")]
     Rate,
+    /// The disk image is unusable.
     #[error(transparent)]
     Disk(#[from] devices::disk::DiskError),
+    /// A disk was given for a board (named) without a disk controller.
     #[error("the {0} machine has no disk controller (use --machine pc or q35)")]
     NoDiskController(&'static str),
+    /// An option ROM is unusable.
     #[error(transparent)]
     OptionRom(#[from] devices::option_rom::OptionRomError),
+    /// A `--fw-cfg` file is unusable.
     #[error(transparent)]
     FwCfgFile(#[from] devices::fw_cfg_file::FwCfgFileError),
+    /// Option ROMs or fw_cfg files were given for a board (named) without fw_cfg.
     #[error("the {0} machine has no fw_cfg to pass option ROMs or --fw-cfg files through (use --machine pc or q35)")]
     NoFwCfg(&'static str),
 }
@@ -63,8 +88,8 @@ pub enum MachineError {
 pub enum ExitReason {
     /// The guest wrote to isa-debug-exit.
     DebugExit,
-    /// The CPU shut down (triple fault); the text says why.
-    Shutdown(String),
+    /// The CPU shut down (triple fault, failed RSM, machine check) or the guest livelocked.
+    Shutdown(ShutdownReason),
     /// The instruction limit was reached.
     InstructionLimit,
     /// The CPU halted with interrupts that can never arrive.
@@ -75,9 +100,11 @@ pub enum ExitReason {
     /// The board asked for a pause (a debugcon line ended while
     /// [`board::Board::set_pause_on_debugcon_line`] was on); `run` may be called again.
     Paused,
-    /// The guest wrote PM1_CNT.SLP_EN with SLP_TYP = S5 (soft off); `from_smm` says whether
-    /// the write came from SMM.
-    PowerOff { from_smm: bool },
+    /// The guest wrote PM1_CNT.SLP_EN with SLP_TYP = S5 (soft off).
+    PowerOff {
+        /// Whether the write came from SMM.
+        from_smm: bool,
+    },
 }
 
 impl ExitReason {
@@ -97,7 +124,7 @@ impl ExitReason {
     /// A detail for the summary (the shutdown reason, who powered off), if any.
     pub fn detail(&self) -> Option<String> {
         match self {
-            ExitReason::Shutdown(w) => Some(w.clone()),
+            ExitReason::Shutdown(w) => Some(w.to_string()),
             ExitReason::PowerOff { from_smm: true } => Some("requested from SMM".into()),
             ExitReason::PowerOff { from_smm: false } => Some("requested outside SMM".into()),
             _ => None,
@@ -108,6 +135,7 @@ impl ExitReason {
 /// What a run did, for the summary.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
+    /// Instructions retired since reset.
     pub instructions: u64,
     /// SMIs the CPU took (SMM entries).
     pub smis: u64,
@@ -115,15 +143,19 @@ pub struct RunSummary {
     pub smis_by_source: BTreeMap<String, u64>,
     /// SMIs raised by sources (several can merge into one entry).
     pub smis_raised: u64,
+    /// Instructions retired in SMM.
     pub smm_instructions: u64,
     /// Guest time spent in SMM.
     pub smm_guest_ns: u64,
+    /// Guest time at the end of the run.
     pub guest_ns: u64,
     /// Guest time skipped by the poll fast-forward ([`poll`]), included in `guest_ns`.
     pub poll_skipped_ns: u64,
+    /// Why the run ended.
     pub exit: ExitReason,
     /// The process exit status the run asks for.
     pub exit_code: i32,
+    /// Instructions the guest used that the CPU does not implement, by mnemonic.
     pub unimplemented: BTreeMap<String, u64>,
     /// The CPU's SMBASE when the run ended.
     pub smbase_after: u32,
@@ -134,23 +166,29 @@ pub struct RunSummary {
 /// Which board to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BoardKind {
+    /// RAM, a flat ROM, debugcon and isa-debug-exit.
     Minimal,
+    /// i440FX + PIIX4.
     Pc,
+    /// Q35 + ICH9.
     Q35,
 }
 
 /// Options shared by every board.
 #[derive(Clone, Debug)]
 pub struct MachineConfig {
+    /// Guest RAM in MiB.
     pub memory_mib: u64,
+    /// The CPU model.
     pub model: CpuModel,
     /// Guest instructions per second: guest time = instructions / rate.
     pub instructions_per_second: u64,
     /// Whether guest time may run faster while the guest busy-waits on the PM timer
     /// ([`poll`]); false keeps time strictly to retired instructions (and halts).
     pub poll_forward: bool,
-    /// Guest time SMM entry and RSM take beyond their one instruction, in nanoseconds.
+    /// Guest time SMM entry takes beyond its one instruction, in nanoseconds.
     pub smm_entry_ns: u64,
+    /// Guest time RSM takes beyond its one instruction, in nanoseconds.
     pub rsm_ns: u64,
 }
 
@@ -162,8 +200,11 @@ impl Default for MachineConfig {
 
 /// A CPU and the board it runs on.
 pub struct Machine {
+    /// The CPU.
     pub cpu: Cpu,
+    /// The board it runs on.
     pub board: board::Board,
+    /// The options it was built with.
     pub config: MachineConfig,
 }
 
@@ -290,13 +331,12 @@ impl Machine {
             // only a long run of them means the guest re-faults forever, as a real CPU would.
             stuck = if r == Exit::InstructionLimit && self.cpu.icount == before { stuck.saturating_add(slice) } else { 0 };
             if stuck >= LIVELOCK_EVENTS.min(MAX_SLICE) {
-                break ExitReason::Shutdown(format!(
-                    "guest livelock: {} events delivered at {:04x}:{:#x} ({} mode) without an instruction retiring",
-                    stuck,
-                    self.cpu.seg[cpu::sreg::CS].selector,
-                    self.cpu.rip,
-                    self.cpu.mode_name()
-                ));
+                break ExitReason::Shutdown(ShutdownReason::Livelock {
+                    events: stuck,
+                    cs: self.cpu.seg[cpu::sreg::CS].selector,
+                    rip: self.cpu.rip,
+                    mode: self.cpu.mode_name(),
+                });
             }
             self.board.set_now(self.cpu.icount);
             if self.board.take_flush() {

@@ -4,14 +4,16 @@
 
 use machine::events::MachineEvent;
 use machine::smi::SmiCause;
+use machine::ShutdownReason;
 
 /// How an SMI ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// RSM returned to the interrupted program.
     Resumed,
-    /// RSM found an invalid saved state and shut the CPU down.
-    Failed(String),
+    /// RSM found an invalid saved state and shut the CPU down (a
+    /// [`ShutdownReason::RsmCheck`]).
+    Failed(ShutdownReason),
     /// The run ended while the CPU was in SMM.
     Unfinished,
 }
@@ -369,6 +371,7 @@ impl Timeline {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use machine::RsmCheck;
 
     /// A relocation SMI (pin), a locked SMRAM, then two APM SMIs with handler output.
     pub(crate) fn sample() -> Vec<MachineEvent> {
@@ -433,10 +436,11 @@ pub(crate) mod tests {
     fn unfinished_and_failed_smis_are_kept() {
         let mut t = Timeline::new(1);
         t.feed(&MachineEvent::SmmEntered { cause: None, smbase: 0x30000, cs: 0, rip: 0, mode: "real", icount: 5 });
-        t.feed(&MachineEvent::RsmFailed { reason: "bad cr0".into(), icount: 9 });
+        let bad_cr0 = ShutdownReason::RsmCheck(RsmCheck::Cr0PgWithoutPe { cr0: 0x8000_0010 });
+        t.feed(&MachineEvent::RsmFailed { reason: bad_cr0.clone(), icount: 9 });
         t.feed(&MachineEvent::SmmEntered { cause: None, smbase: 0x30000, cs: 0, rip: 0, mode: "real", icount: 10 });
         assert_eq!(t.finish(20), Some(Line::Smi(1)));
-        assert_eq!(t.records()[0].outcome, Outcome::Failed("bad cr0".into()));
+        assert_eq!(t.records()[0].outcome, Outcome::Failed(bad_cr0));
         assert_eq!((t.records()[1].outcome.clone(), t.records()[1].ticks()), (Outcome::Unfinished, 10));
         assert!(t.format(&t.records()[1]).contains("run ended in SMM"));
         assert_eq!(t.finish(30), None);

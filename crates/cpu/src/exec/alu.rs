@@ -12,14 +12,23 @@ use iced_x86::{Mnemonic, OpKind};
 
 type R = Result<(), Exc>;
 
+/// ADD (the ALU operation numbers follow the opcode's reg field: /0../7).
 pub const ADD: u8 = 0;
+/// OR.
 pub const OR: u8 = 1;
+/// ADC.
 pub const ADC: u8 = 2;
+/// SBB.
 pub const SBB: u8 = 3;
+/// AND.
 pub const AND: u8 = 4;
+/// SUB.
 pub const SUB: u8 = 5;
+/// XOR.
 pub const XOR: u8 = 6;
+/// CMP: SUB without the write-back.
 pub const CMP: u8 = 7;
+/// TEST: AND without the write-back.
 pub const TEST: u8 = 8;
 
 /// Computes a two-operand ALU operation and records its flags.
@@ -103,6 +112,7 @@ pub fn alu_ri<const OP: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// INC: adds one, keeping CF.
 pub fn inc(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -112,6 +122,7 @@ pub fn inc(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// DEC: subtracts one, keeping CF.
 pub fn dec(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -164,6 +175,7 @@ pub fn incdec_r<const DEC: bool>(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) ->
     Ok(())
 }
 
+/// NEG: two's-complement negation.
 pub fn neg(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -173,6 +185,7 @@ pub fn neg(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// NOT: one's complement; no flags change.
 pub fn not(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -230,6 +243,7 @@ fn sext(v: u64, sz: u8) -> i64 {
     ((v << sh) as i64) >> sh
 }
 
+/// MUL: unsigned multiply of the accumulator into (E/R)DX:(E/R)AX (AX for bytes).
 pub fn mul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let src = cpu.read_op(bus, d, 0, sz)?;
@@ -243,6 +257,7 @@ pub fn mul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// IMUL, all three forms: signed multiply, CF and OF set when the result does not fit.
 pub fn imul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let bitsz = sz as u32 * 8;
@@ -273,6 +288,7 @@ pub fn imul(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// DIV: unsigned divide of the accumulator pair; #DE on zero or overflow.
 pub fn div(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let src = cpu.read_op(bus, d, 0, sz)? as u128;
@@ -289,6 +305,7 @@ pub fn div(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// IDIV: signed divide of the accumulator pair; #DE on zero or overflow.
 pub fn idiv(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let bitsz = sz as u32 * 8;
@@ -677,6 +694,7 @@ pub fn sign_extend(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// XADD: exchanges and adds.
 pub fn xadd(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -694,6 +712,8 @@ pub fn xadd(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// CMPXCHG: compares with the accumulator and stores the source on equality, else loads the
+/// destination into the accumulator.
 pub fn cmpxchg(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let dst = cpu.read_op(bus, d, 0, sz)?;
@@ -787,6 +807,7 @@ pub fn cmovcc(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// BSWAP: reverses the register's byte order.
 pub fn bswap(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     let r = d.i.op0_register();
     let v = cpu.reg(r);

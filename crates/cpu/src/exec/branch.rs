@@ -39,6 +39,7 @@ fn near_target(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> Result<u64, Exc> {
     }
 }
 
+/// JMP near (relative or indirect).
 pub fn jmp(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let t = near_target(cpu, bus, d)?;
     check_target(cpu, t)?;
@@ -46,6 +47,7 @@ pub fn jmp(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// Jcc: the near jump taken when the condition code holds.
 pub fn jcc(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     if cpu.flags.cond(d.cc) {
         let t = d.imm;
@@ -80,6 +82,7 @@ pub fn loop_(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// CALL near: pushes the return address and jumps.
 pub fn call(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = crate::exec::data::stack_op_size(d);
     let t = near_target(cpu, bus, d)? & ip_mask(sz);
@@ -90,6 +93,7 @@ pub fn call(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// RET near, with the optional immediate stack release.
 pub fn ret(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = match d.i.code() {
         iced_x86::Code::Retnw | iced_x86::Code::Retnw_imm16 => 2,
@@ -342,6 +346,7 @@ pub fn int(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// BOUND: #BR unless the index lies within the two bounds in memory.
 pub fn bound(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let idx = cpu.reg(d.i.op0_register());

@@ -11,6 +11,7 @@ use iced_x86::{Mnemonic, OpKind, Register};
 
 type R = Result<(), Exc>;
 
+/// MOV between registers, memory, immediates and segment registers.
 pub fn mov(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let i = &d.i;
     // Segment register destinations and sources have their own sizes and checks.
@@ -85,12 +86,14 @@ pub fn movx(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// LEA: the effective address, without a memory access.
 pub fn lea(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     let v = cpu.ea(d);
     cpu.set_reg(d.i.op0_register(), v);
     Ok(())
 }
 
+/// XCHG of a register with a register or memory.
 pub fn xchg(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let a = cpu.read_op(bus, d, 0, sz)?;
@@ -111,6 +114,7 @@ pub(crate) fn stack_op_size(d: &Insn) -> u8 {
     d.i.stack_pointer_increment().unsigned_abs() as u8
 }
 
+/// PUSH of a register, memory operand, immediate or segment register.
 pub fn push(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size(d);
     let v = match d.i.op0_kind() {
@@ -124,6 +128,7 @@ pub fn push(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     cpu.push(bus, sz, v & mask(sz))
 }
 
+/// POP into a register, memory operand or segment register.
 pub fn pop(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size(d);
     let i = &d.i;
@@ -147,6 +152,7 @@ pub fn pop(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// PUSHA/PUSHAD.
 pub fn pusha(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = if d.i.mnemonic() == Mnemonic::Pushad { 4 } else { 2 };
     let sp = cpu.regs[RSP];
@@ -157,6 +163,7 @@ pub fn pusha(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// POPA/POPAD (the saved SP is skipped).
 pub fn popa(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = if d.i.mnemonic() == Mnemonic::Popad { 4 } else { 2 };
     for r in (0..8).rev() {
@@ -168,6 +175,7 @@ pub fn popa(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// PUSHF/PUSHFD/PUSHFQ (#GP in virtual-8086 mode below IOPL 3).
 pub fn pushf(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size(d);
     if cpu.vm86() && cpu.iopl() < 3 {
@@ -178,6 +186,7 @@ pub fn pushf(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     cpu.push(bus, sz, f & mask(sz))
 }
 
+/// POPF/POPFD/POPFQ: only the bits CPL and IOPL allow change.
 pub fn popf(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size(d);
     if cpu.vm86() && cpu.iopl() < 3 {
@@ -216,6 +225,7 @@ impl Cpu {
     }
 }
 
+/// ENTER: builds a stack frame with its nesting level.
 pub fn enter(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size_enter(cpu, d);
     let alloc = d.i.immediate(0) & 0xffff;
@@ -255,6 +265,7 @@ fn stack_op_size_enter(cpu: &Cpu, d: &Insn) -> u8 {
     }
 }
 
+/// LEAVE: releases the frame (SP from BP, then pops BP).
 pub fn leave(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = match d.i.code() {
         iced_x86::Code::Leavew => 2,
@@ -297,6 +308,7 @@ pub fn load_far_pointer(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// XLAT: AL from the table at seg:(E/R)BX (DS unless overridden).
 pub fn xlat(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let off = cpu.regs[RBX].wrapping_add(cpu.regs[RAX] & 0xff) & mask(d.asize);
     let v = cpu.read_seg(bus, cpu.mem_seg(d), off, 1)?;
@@ -304,6 +316,7 @@ pub fn xlat(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// MOVBE: a move with the bytes reversed.
 pub fn movbe(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = d.osize;
     let v = cpu.read_op(bus, d, 1, sz)?;
@@ -315,6 +328,7 @@ pub fn movbe(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     cpu.write_op(bus, d, 0, sz, sw)
 }
 
+/// NOP and the hint instructions that do nothing here.
 pub fn nop(_cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }

@@ -512,7 +512,8 @@ mod tests {
         };
         (ri $code:ident $m:literal $imm:literal) => {
             (Instruction::with2(Code::$code, Register::XMM1, $imm as u32).unwrap(), (|a: u128, _b: u128| -> u128 {
-                // SAFETY: as above.
+                // SAFETY: a register-only SSE2 instruction with an immediate; the host is x86-64
+                // (SSE2 baseline).
                 unsafe {
                     let mut x: __m128i = transmute(a);
                     asm!(concat!($m, " {x}, ", stringify!($imm)), x = inout(xmm_reg) x);
@@ -522,7 +523,8 @@ mod tests {
         };
         (rri $code:ident $m:literal $imm:literal) => {
             (Instruction::with3(Code::$code, Register::XMM1, Register::XMM2, $imm as u32).unwrap(), (|a: u128, b: u128| -> u128 {
-                // SAFETY: as above.
+                // SAFETY: a register-only SSE2 instruction with an immediate; the host is x86-64
+                // (SSE2 baseline).
                 unsafe {
                     let mut x: __m128i = transmute(a);
                     asm!(concat!($m, " {x}, {y}, ", stringify!($imm)), x = inout(xmm_reg) x, y = in(xmm_reg) transmute::<u128, __m128i>(b));

@@ -29,6 +29,7 @@ fn src_seg(d: &Insn) -> usize {
     }
 }
 
+/// MOVS, CMPS, SCAS, LODS, STOS, INS and OUTS, with and without REP/REPE/REPNE.
 pub fn string(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = elem_size(d);
     let asz = d.asize;

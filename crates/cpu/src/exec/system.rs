@@ -69,6 +69,7 @@ fn io_port(cpu: &Cpu, d: &Insn, n: u32) -> u16 {
     }
 }
 
+/// IN from an immediate or DX port (recorded for I/O restart).
 pub fn in_(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = crate::regs::gpr_size(d.i.op0_register());
     let port = io_port(cpu, d, 1);
@@ -79,6 +80,7 @@ pub fn in_(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// OUT to an immediate or DX port (recorded for I/O restart).
 pub fn out(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = crate::regs::gpr_size(d.i.op1_register());
     let port = io_port(cpu, d, 0);
@@ -89,6 +91,7 @@ pub fn out(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// HLT: CPL 0 only; halts until an interrupt or SMI.
 pub fn hlt(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     cpu.require_cpl0()?;
     cpu.halted = true;
@@ -96,6 +99,7 @@ pub fn hlt(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }
 
+/// CLI and STI, with the IOPL check and STI's interrupt shadow.
 pub fn cli_sti(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     if cpu.protected() && cpu.cpl > cpu.iopl() || cpu.vm86() && cpu.iopl() < 3 {
         return Err(Exc::gp0());
@@ -301,6 +305,7 @@ pub fn mov_cr_dr(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// CPUID: the leaves of the configured model.
 pub fn cpuid(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     let (a, b, c, dd) = cpu.model.cpuid(cpu.regs[RAX] as u32, cpu.regs[RCX] as u32, 0);
     cpu.regs[RAX] = a as u64;
@@ -310,6 +315,7 @@ pub fn cpuid(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }
 
+/// RDTSC and RDTSCP (CR4.TSD makes them CPL 0 only).
 pub fn rdtsc(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     if cpu.cr4 & CR4_TSD != 0 && cpu.cpl != 0 && cpu.protected() {
         return Err(Exc::gp0());
@@ -326,6 +332,7 @@ pub fn rdtsc(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// RDMSR and WRMSR at CPL 0.
 pub fn msr_access(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     cpu.require_cpl0()?;
     let idx = cpu.regs[RCX] as u32;
@@ -389,6 +396,7 @@ pub fn descriptor_query(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// ARPL: raises the destination selector's RPL to the source's.
 pub fn arpl(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     if !cpu.protected() || cpu.vm86() {
         return Err(Exc::ud());
@@ -404,6 +412,7 @@ pub fn arpl(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     Ok(())
 }
 
+/// SWAPGS: exchanges GS base and KERNEL_GS_BASE (64-bit mode, CPL 0).
 pub fn swapgs(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     if !cpu.mode64() {
         return Err(Exc::ud());
@@ -413,6 +422,7 @@ pub fn swapgs(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Ok(())
 }
 
+/// INVLPG: drops the TLB entry of one page.
 pub fn invlpg(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
     cpu.require_cpl0()?;
     let lin = cpu.mem_linear(d, 1, false).unwrap_or(0);
@@ -425,6 +435,7 @@ pub fn cache_control(cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     cpu.require_cpl0()
 }
 
+/// Raises #UD.
 pub fn ud(_cpu: &mut Cpu, _bus: &mut dyn Bus, _d: &Insn) -> R {
     Err(Exc::new(UD))
 }

@@ -11,6 +11,8 @@ use iced_x86::{Mnemonic, OpKind};
 
 type R = Result<(), Exc>;
 
+/// The x87 subset firmware probes with (FNINIT, FNCLEX, FNSTSW, FNSTCW, FLDCW, WAIT): the
+/// control, status and tag words, no arithmetic.
 pub fn fpu(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let mn = d.i.mnemonic();
     if mn == Mnemonic::Wait {

@@ -13,8 +13,11 @@
 /// Which map a CPU model uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapKind {
+    /// The P6-style 32-bit map, for CPUs without long mode (revision level 0x0000).
     Legacy32,
+    /// The AMD64 map (revision level 0x0064).
     Amd64,
+    /// The Intel-64 map (revision level 0x0101), which starts at SMBASE + 0xFC00.
     Intel64,
 }
 
@@ -101,9 +104,13 @@ impl MapKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SegImage {
+    /// Selector.
     pub sel: u64,
+    /// Attributes in the maps' form (access byte in 7:0, AVL/L/D/G in 15:12).
     pub attr: u64,
+    /// Limit in bytes.
     pub limit: u64,
+    /// Base address.
     pub base: u64,
 }
 
@@ -112,77 +119,136 @@ pub struct SegImage {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Image {
+    /// RAX..R15 in encoding order.
     pub gpr: [u64; 16],
+    /// RIP of the interrupted program.
     pub rip: u64,
+    /// RFLAGS.
     pub rflags: u64,
+    /// CR0.
     pub cr0: u64,
+    /// CR3.
     pub cr3: u64,
+    /// CR4.
     pub cr4: u64,
+    /// DR6.
     pub dr6: u64,
+    /// DR7.
     pub dr7: u64,
+    /// EFER.
     pub efer: u64,
     /// ES, CS, SS, DS, FS, GS.
     pub seg: [SegImage; 6],
+    /// LDTR.
     pub ldtr: SegImage,
+    /// TR.
     pub tr: SegImage,
+    /// GDTR base.
     pub gdtr_base: u64,
+    /// GDTR limit.
     pub gdtr_limit: u64,
+    /// IDTR base.
     pub idtr_base: u64,
+    /// IDTR limit.
     pub idtr_limit: u64,
+    /// SMBASE (RSM takes a relocated value from here).
     pub smbase: u64,
+    /// SMM revision identifier.
     pub revision: u64,
+    /// I/O restart field: a handler writes 0xFF to re-execute the trapped I/O instruction.
     pub io_restart: u64,
+    /// Auto-HALT restart field: bit 0 set when the SMI interrupted HLT.
     pub auto_halt: u64,
+    /// NMI mask: whether NMIs were blocked at entry.
     pub nmi_mask: u64,
     /// Intel IOMisc / AMD I/O trap dword.
     pub io_info: u64,
     /// Intel IOMemAddr.
     pub io_mem_addr: u64,
-    /// AMD I/O restart RIP/RCX/RSI/RDI, Intel IO_RIP (and the coreboot-documented RCX/RSI/RDI).
+    /// I/O restart RIP (AMD) or IO_RIP (Intel).
     pub io_rip: u64,
+    /// RCX of the trapped I/O instruction (AMD I/O restart; coreboot documents it for Intel).
     pub io_rcx: u64,
+    /// RSI of the trapped I/O instruction.
     pub io_rsi: u64,
+    /// RDI of the trapped I/O instruction.
     pub io_rdi: u64,
 }
 
 /// Which value of an [`Image`] a field holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// A GPR, by encoding number.
     Gpr(u8),
+    /// [`Image::rip`].
     Rip,
+    /// [`Image::rflags`].
     Rflags,
+    /// [`Image::cr0`].
     Cr0,
+    /// [`Image::cr3`].
     Cr3,
+    /// [`Image::cr4`].
     Cr4,
+    /// [`Image::dr6`].
     Dr6,
+    /// [`Image::dr7`].
     Dr7,
+    /// [`Image::efer`].
     Efer,
+    /// Selector of a segment register, by number (see [`crate::sreg`]).
     SegSel(u8),
+    /// Attributes of a segment register.
     SegAttr(u8),
+    /// Limit of a segment register.
     SegLimit(u8),
+    /// Base of a segment register.
     SegBase(u8),
+    /// LDTR selector.
     LdtrSel,
+    /// LDTR attributes.
     LdtrAttr,
+    /// LDTR limit.
     LdtrLimit,
+    /// LDTR base.
     LdtrBase,
+    /// TR selector.
     TrSel,
+    /// TR attributes.
     TrAttr,
+    /// TR limit.
     TrLimit,
+    /// TR base.
     TrBase,
+    /// [`Image::gdtr_base`].
     GdtrBase,
+    /// [`Image::gdtr_limit`].
     GdtrLimit,
+    /// [`Image::idtr_base`].
     IdtrBase,
+    /// [`Image::idtr_limit`].
     IdtrLimit,
+    /// [`Image::smbase`].
     Smbase,
+    /// [`Image::revision`].
     Revision,
+    /// [`Image::io_restart`].
     IoRestart,
+    /// [`Image::auto_halt`].
     AutoHalt,
+    /// [`Image::nmi_mask`].
     NmiMask,
+    /// [`Image::io_info`].
     IoInfo,
+    /// [`Image::io_mem_addr`].
     IoMemAddr,
+    /// [`Image::io_rip`].
     IoRip,
+    /// [`Image::io_rcx`].
     IoRcx,
+    /// [`Image::io_rsi`].
     IoRsi,
+    /// [`Image::io_rdi`].
     IoRdi,
 }
 
@@ -190,9 +256,13 @@ pub enum Slot {
 /// half of a base split over two fields).
 #[derive(Clone, Copy, Debug)]
 pub struct Field {
+    /// Offset in the SDM form (relative to SMBASE + 0x8000).
     pub off: u16,
+    /// Width in bytes: 1, 2, 4 or 8.
     pub width: u8,
+    /// The value it holds.
     pub slot: Slot,
+    /// Right shift applied to the value before it is stored (32 for a high half).
     pub shift: u8,
 }
 
@@ -279,7 +349,7 @@ impl Image {
         let words = img.words_mut();
         let a = area.as_ptr();
         for c in kind.compiled() {
-            // SAFETY: as in `store`.
+            // SAFETY: `compiled` only yields fields with word < WORDS and at + width <= 0x400.
             unsafe {
                 let p = a.add(c.at as usize);
                 let v = match c.width {

@@ -1060,7 +1060,7 @@ fn t_string(g: &mut Gen) {
     let sz = *g.pick(sizes);
     // In 32-bit mode the 16-bit address size needs segments based at the scratch buffer:
     // `t_string16` has it.
-    let asz: u32 = if g.bits() == 32 { 32 } else if g.rng.gen_bool(0.15) { 32 } else { 64 };
+    let asz: u32 = if g.bits() == 32 || g.rng.gen_bool(0.15) { 32 } else { 64 };
     let rep_kind = match g.rng.gen_range(0..3) {
         0 => RepPrefixKind::None,
         1 => RepPrefixKind::Repe,
@@ -1443,8 +1443,14 @@ fn install_scratch_ldt_entry() {
     assert_eq!(r, 0, "modify_ldt: {}", std::io::Error::last_os_error());
 }
 
+/// Maps `len` bytes of fresh anonymous memory at exactly `addr`, panicking if that fails.
+///
+/// # Safety
+/// Nothing else in the process may rely on `addr .. addr + len` staying unmapped.
 unsafe fn map_fixed(addr: u64, len: usize, prot: i32) -> *mut u8 {
-    let p = libc::mmap(addr as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0);
+    // SAFETY: an anonymous private mapping with MAP_FIXED_NOREPLACE never replaces an existing
+    // one (it fails instead, and the assertion below reports it).
+    let p = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0) };
     assert!(p != libc::MAP_FAILED && p as u64 == addr, "mmap at {addr:#x} failed: {}", std::io::Error::last_os_error());
     p as *mut u8
 }
@@ -1457,6 +1463,13 @@ pub fn native_runner_main() {
     let (pro, epi) = prologue_epilogue();
     const CODE_LEN: usize = 64 * 1024;
     install_scratch_ldt_entry();
+    // SAFETY: this is the child process, which only runs generated cases: the scratch and state
+    // pages are mapped at addresses nothing else uses, the RWX code buffer holds the prologue,
+    // one case and the epilogue, or a 32-bit case with its trampolines (asserted to fit), and every pointer written or read below lies
+    // inside one of those three mappings. The prologue/epilogue save and restore every
+    // callee-saved register around the case, so calling the buffer as an `extern "sysv64" fn()`
+    // returns normally (a case that faults kills the child, which the parent reports); a
+    // 32-bit case's trampolines do the same around the switch to the 32-bit code segment.
     unsafe {
         let scratch = map_fixed(SCRATCH, SCRATCH_SIZE, libc::PROT_READ | libc::PROT_WRITE);
         let state = map_fixed(STATE_ADDR, 4096, libc::PROT_READ | libc::PROT_WRITE);

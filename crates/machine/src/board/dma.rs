@@ -15,8 +15,11 @@ const PAGE: u64 = 0x1000;
 
 /// A bus master's view of RAM for the duration of one device access.
 pub struct DmaView<'a> {
+    /// Guest RAM.
     pub ram: &'a mut Ram,
+    /// The SMRAM decoding a non-SMM access sees.
     pub smram: SmramConfig,
+    /// The PAM (shadow RAM) settings.
     pub pam: Pam,
     /// Some RAM was written (the CPU's decoded code may be stale).
     pub wrote: bool,

@@ -21,18 +21,31 @@ use crate::devices::{ones, PortDevice};
 /// A device in the port map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LegacyDevice {
+    /// The first 8237 (ports 0x00-0x0F).
     Dma1,
+    /// The DMA page registers (0x80-0x8F; 0x80 is also the POST code port).
     DmaPages,
+    /// The second 8237 (0xC0-0xDF).
     Dma2,
+    /// The master 8259 (0x20-0x21).
     PicMaster,
+    /// The slave 8259 (0xA0-0xA1).
     PicSlave,
+    /// The edge/level control registers of the 8259 pair (0x4D0-0x4D1).
     Elcr,
+    /// The 8254 timer (0x40-0x43).
     Pit,
+    /// Port 0x61 (NMI status and control: speaker gate, refresh toggle, counter 2 output).
     Port61,
+    /// The 8042 keyboard controller (0x60, 0x64).
     I8042,
+    /// The CMOS/RTC index and data ports (0x70-0x71).
     Rtc,
+    /// Port 0x92 (fast A20 and INIT).
     Port92,
+    /// QEMU's fw_cfg (0x510-0x51B).
     FwCfg,
+    /// COM1 (0x3F8-0x3FF), when configured.
     Com1,
 }
 
@@ -56,9 +69,13 @@ pub const PORT_MAP: &[(u16, u16, LegacyDevice)] = &[
 
 /// ISA IRQ lines.
 pub const IRQ_PIT: u8 = 0;
+/// Keyboard.
 pub const IRQ_KBD: u8 = 1;
+/// COM1.
 pub const IRQ_COM1: u8 = 4;
+/// RTC.
 pub const IRQ_RTC: u8 = 8;
+/// PS/2 mouse.
 pub const IRQ_MOUSE: u8 = 12;
 
 /// Where `port` goes: the device and the offset in its range.
@@ -68,13 +85,21 @@ pub fn lookup(port: u16) -> Option<(LegacyDevice, u16)> {
 
 /// The devices.
 pub struct LegacyDevices {
+    /// The 8237 pair (a sink: no transfers).
     pub dma: IsaDma,
+    /// The DMA page registers.
     pub dma_pages: DmaPages,
+    /// The 8259 pair.
     pub pics: Pics,
+    /// The 8254 timer.
     pub pit: Pit8254,
+    /// The 8042 keyboard controller.
     pub i8042: I8042,
+    /// The CMOS/RTC.
     pub rtc: CmosRtc,
+    /// Port 0x92.
     pub port92: Port92,
+    /// QEMU's fw_cfg.
     pub fw_cfg: FwCfg,
     /// COM1, present only when the user asked for a serial console (QEMU `-nodefaults`
     /// has none either).

@@ -7,15 +7,23 @@ use crate::memory::{read_le, write_le, Ram};
 use cpu::{Access, AccessKind, Bus, Pending};
 use std::ptr::NonNull;
 
+/// The debugcon port.
 pub const PORT_DEBUGCON: u16 = 0x402;
+/// The isa-debug-exit port.
 pub const PORT_DEBUG_EXIT: u16 = 0xf4;
 const LOW_ROM_BASE: u64 = 0xf0000;
 const FOUR_GIB: u64 = 1 << 32;
 
+/// The `minimal` board: RAM from 0, the ROM at the top of 4 GiB (its last 64 KiB also below
+/// 1 MiB), debugcon and isa-debug-exit. No chipset, so no SMI source and no SMRAM.
 pub struct Minimal {
+    /// Guest RAM.
     pub ram: Ram,
+    /// The ROM image.
     pub rom: Vec<u8>,
+    /// Port 0x402 output.
     pub debugcon: Debugcon,
+    /// Port 0xF4.
     pub debug_exit: DebugExit,
 }
 
@@ -26,6 +34,7 @@ enum Target {
 }
 
 impl Minimal {
+    /// A board with `ram_size` bytes of RAM and `rom`.
     pub fn new(ram_size: u64, rom: Vec<u8>) -> Self {
         Minimal { ram: Ram::new(ram_size), rom, debugcon: Debugcon::default(), debug_exit: DebugExit::default() }
     }

@@ -18,8 +18,11 @@ use cpu::Bus;
 
 /// One of the boards, chosen at run time.
 pub enum Board {
+    /// RAM, a flat ROM, debugcon and isa-debug-exit.
     Minimal(minimal::Minimal),
+    /// i440FX + PIIX4.
     Pc(Box<pc::Pc>),
+    /// Q35 + ICH9.
     Q35(Box<q35::Q35>),
 }
 

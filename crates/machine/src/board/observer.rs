@@ -8,8 +8,11 @@ use cpu::AccessKind;
 /// What an SMM access did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmmAccessKind {
+    /// An instruction fetch.
     Fetch,
+    /// A data read.
     Read,
+    /// A data write.
     Write,
 }
 
@@ -19,8 +22,11 @@ pub struct SmmAccess {
     /// Position among all SMM accesses since the observer was last drained (fetches inside
     /// SMRAM, which are not kept, count too).
     pub seq: u64,
+    /// Fetch, read or write.
     pub kind: SmmAccessKind,
+    /// Physical address.
     pub addr: u64,
+    /// Size in bytes.
     pub size: u8,
     /// The access reached SMRAM (the chipset decoded it to SMRAM DRAM).
     pub smram: bool,
@@ -29,6 +35,7 @@ pub struct SmmAccess {
 /// The record. Fetches inside SMRAM are counted but not kept.
 #[derive(Clone, Debug, Default)]
 pub struct SmmObserver {
+    /// Whether accesses are recorded.
     pub enabled: bool,
     accesses: Vec<SmmAccess>,
     seq: u64,

@@ -16,8 +16,11 @@ use crate::smram::SmramConfig;
 /// The i440FX + PIIX chipset.
 #[derive(Clone, Debug)]
 pub struct I440fx {
+    /// The i440FX PMC (host bridge: PAM and SMRAM at 0x72).
     pub pmc: Pmc,
+    /// The PIIX3 PCI-to-ISA bridge.
     pub isa: Piix3Isa,
+    /// The PIIX4 power management function (APM SMIs, PM timer).
     pub pm: Piix4Pm,
 }
 

@@ -81,17 +81,29 @@ enum Target {
 
 /// A PC board around chipset `C`.
 pub struct Platform<C: Chipset> {
+    /// Guest RAM.
     pub ram: Ram,
+    /// The firmware ROM (and its flash).
     pub rom: Rom,
+    /// The chipset's registers and SMRAM/PAM decoding.
     pub chipset: C,
+    /// PCI configuration mechanism #1 (0xCF8/0xCFC).
     pub pci: PciHost,
+    /// APM_CNT/APM_STS (0xB2/0xB3).
     pub apm: Apm,
+    /// The local APIC (SMI and INIT IPIs).
     pub lapic: Lapic,
+    /// Port 0x402 output.
     pub debugcon: Debugcon,
+    /// Port 0xF4.
     pub debug_exit: DebugExit,
+    /// The SMI# request line and the cause of the SMI it carries.
     pub smi: SmiLatch,
+    /// The I/O trap ranges.
     pub io_traps: IoTraps,
+    /// Scheduled assertions of the SMI# pin.
     pub smi_pin: SmiPin,
+    /// The event queue and the run counters.
     pub events: Events,
     /// PCI functions beyond the chipset's own registers: storage controllers (disks issue).
     pub pci_slots: PciSlots,
@@ -103,8 +115,11 @@ pub struct Platform<C: Chipset> {
     /// Guest time runs faster while the guest busy-waits on the PM timer ([`crate::poll`]).
     pub poll: PollForward,
     // --- legacy devices (platform issue) ---
+    /// The legacy PC devices and their port map.
     pub legacy: LegacyDevices,
+    /// The I/O APIC.
     pub ioapic: Ioapic,
+    /// The reset control register (0xCF9).
     pub reset_control: ResetControl,
     vga_text: Vec<u8>,
     /// A20 level the guest asked for, waiting for the machine to apply it to the CPU.

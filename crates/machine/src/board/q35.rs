@@ -21,22 +21,29 @@ use crate::smram::SmramConfig;
 /// UHCI keyboard at 00:1D.0 and the hardware monitor at 0x295/0x296.
 #[derive(Clone, Debug)]
 pub struct LabHardware {
+    /// The UHCI controller with USB legacy keyboard emulation (00:1D.0).
     pub uhci: UhciLegacy,
+    /// The hardware monitor (temperature and fan, 0x295/0x296).
     pub hwmon: HwMonitor,
 }
 
 /// A memory error the host scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScheduledError {
+    /// When the error appears.
     pub at: Ticks,
+    /// Physical address of the error.
     pub addr: u64,
+    /// Whether ECC cannot correct it.
     pub uncorrectable: bool,
 }
 
 /// The q35 chipset.
 #[derive(Clone, Debug)]
 pub struct Q35Chipset {
+    /// The MCH (host bridge: PAM, SMRAM, ESMRAMC, TSEG).
     pub mch: Mch,
+    /// The ICH9 LPC bridge (SMI logic, PM registers, BIOS_CNTL).
     pub lpc: Ich9Lpc,
     /// The lab devices (None: the board is QEMU's q35).
     pub lab: Option<Box<LabHardware>>,

@@ -18,36 +18,61 @@ use super::disk::SECTOR_SIZE;
 use crate::pci::slots::Dma;
 
 // Generic host control (§3.1).
+/// CAP: HBA capabilities.
 pub const HBA_CAP: u64 = 0x00;
+/// GHC: global HBA control.
 pub const HBA_GHC: u64 = 0x04;
+/// IS: interrupt status, one bit per port.
 pub const HBA_IS: u64 = 0x08;
+/// PI: ports implemented.
 pub const HBA_PI: u64 = 0x0c;
+/// VS: AHCI version.
 pub const HBA_VS: u64 = 0x10;
+/// CAP2: extended capabilities.
 pub const HBA_CAP2: u64 = 0x24;
 /// Port registers start here, 0x80 bytes per port (§3.3).
 pub const PORT_BASE: u64 = 0x100;
+/// Bytes of registers per port.
 pub const PORT_SIZE: u64 = 0x80;
 
 // Port registers (§3.3.1-§3.3.15), offsets within a port.
+/// PxCLB: command list base, low 32 bits.
 pub const PX_CLB: u64 = 0x00;
+/// PxCLBU: command list base, high 32 bits.
 pub const PX_CLBU: u64 = 0x04;
+/// PxFB: received-FIS base, low 32 bits.
 pub const PX_FB: u64 = 0x08;
+/// PxFBU: received-FIS base, high 32 bits.
 pub const PX_FBU: u64 = 0x0c;
+/// PxIS: port interrupt status.
 pub const PX_IS: u64 = 0x10;
+/// PxIE: port interrupt enable.
 pub const PX_IE: u64 = 0x14;
+/// PxCMD: command and status.
 pub const PX_CMD: u64 = 0x18;
+/// PxTFD: task file data (status and error).
 pub const PX_TFD: u64 = 0x20;
+/// PxSIG: signature of the attached device.
 pub const PX_SIG: u64 = 0x24;
+/// PxSSTS: SATA status (SStatus).
 pub const PX_SSTS: u64 = 0x28;
+/// PxSCTL: SATA control (SControl).
 pub const PX_SCTL: u64 = 0x2c;
+/// PxSERR: SATA error (SError).
 pub const PX_SERR: u64 = 0x30;
+/// PxSACT: SATA active (native command queuing).
 pub const PX_SACT: u64 = 0x34;
+/// PxCI: commands issued.
 pub const PX_CI: u64 = 0x38;
+/// PxSNTF: SATA notification.
 pub const PX_SNTF: u64 = 0x3c;
 
 // CAP bits (§3.1.1).
+/// CAP.S64A: 64-bit addressing.
 pub const CAP_S64A: u32 = 1 << 31;
+/// CAP.SAM: AHCI mode only (no legacy IDE).
 pub const CAP_SAM: u32 = 1 << 18;
+/// CAP.SSS: staggered spin-up.
 pub const CAP_SSS: u32 = 1 << 27;
 /// Interface speed support: Gen1 (1.5 Gb/s).
 pub const CAP_ISS_GEN1: u32 = 1 << 20;
@@ -55,32 +80,50 @@ pub const CAP_ISS_GEN1: u32 = 1 << 20;
 pub const CAP_NCS_SHIFT: u32 = 8;
 
 // GHC bits (§3.1.2).
+/// GHC.HR: HBA reset.
 pub const GHC_HR: u32 = 1 << 0;
+/// GHC.IE: interrupt enable.
 pub const GHC_IE: u32 = 1 << 1;
+/// GHC.AE: AHCI enable.
 pub const GHC_AE: u32 = 1 << 31;
 
 /// VS: AHCI 1.2, as the ICH9 reports (ICH9 datasheet §14.4.1.5).
 pub const VERSION: u32 = 0x0001_0200;
 
 // PxCMD bits (§3.3.7).
+/// PxCMD.ST: start processing the command list.
 pub const CMD_ST: u32 = 1 << 0;
+/// PxCMD.SUD: spin up device.
 pub const CMD_SUD: u32 = 1 << 1;
+/// PxCMD.POD: power on device.
 pub const CMD_POD: u32 = 1 << 2;
+/// PxCMD.CLO: command list override.
 pub const CMD_CLO: u32 = 1 << 3;
+/// PxCMD.FRE: FIS receive enable.
 pub const CMD_FRE: u32 = 1 << 4;
+/// PxCMD.FR: FIS receive running.
 pub const CMD_FR: u32 = 1 << 14;
+/// PxCMD.CR: command list running.
 pub const CMD_CR: u32 = 1 << 15;
 /// Bits software writes: ST, SUD, POD, CLO, FRE, and ICC/ASP/ALPE/DLAE/ATAPI (31:24).
 const CMD_WMASK: u32 = 0xff00_001f;
 
 // PxIS bits (§3.3.5).
+/// PxIS.DHRS: device-to-host register FIS received.
 pub const IS_DHRS: u32 = 1 << 0;
+/// PxIS.PSS: PIO setup FIS received.
 pub const IS_PSS: u32 = 1 << 1;
+/// PxIS.DPS: descriptor processed.
 pub const IS_DPS: u32 = 1 << 5;
+/// PxIS.PCS: port connect change.
 pub const IS_PCS: u32 = 1 << 6;
+/// PxIS.OFS: overflow.
 pub const IS_OFS: u32 = 1 << 24;
+/// PxIS.HBDS: host bus data error.
 pub const IS_HBDS: u32 = 1 << 28;
+/// PxIS.HBFS: host bus fatal error.
 pub const IS_HBFS: u32 = 1 << 29;
+/// PxIS.TFES: task file error.
 pub const IS_TFES: u32 = 1 << 30;
 /// PxIS bits that are write-one-to-clear (PCS and PRCS follow SERR and PHY state).
 const IS_W1C: u32 = 0xfd80_00af;
@@ -93,12 +136,17 @@ pub const SSTS_DEVICE: u32 = 0x113;
 pub const SIG_ATA: u32 = 0x0000_0101;
 
 // Received-FIS area offsets (§4.2.1).
+/// Offset of the PIO setup FIS.
 pub const RFIS_PSFIS: u64 = 0x20;
+/// Offset of the device-to-host register FIS.
 pub const RFIS_RFIS: u64 = 0x40;
 
 // FIS types (SATA 2.6 §10.3).
+/// Register FIS, host to device.
 pub const FIS_H2D: u8 = 0x27;
+/// Register FIS, device to host.
 pub const FIS_D2H: u8 = 0x34;
+/// PIO setup FIS.
 pub const FIS_PIO_SETUP: u8 = 0x5f;
 
 /// Command header size and the command table's PRDT offset (§4.2.2, §4.2.3).
@@ -110,6 +158,7 @@ const MAX_PRDT: usize = 65535;
 /// One port.
 #[derive(Clone, Debug, Default)]
 pub struct Port {
+    /// The attached disk, if any.
     pub disk: Option<AtaDisk>,
     clb: u64,
     fb: u64,
@@ -182,6 +231,7 @@ impl Port {
 /// The HBA.
 #[derive(Clone, Debug)]
 pub struct Ahci {
+    /// The ports, in port-number order.
     pub ports: Vec<Port>,
     ghc: u32,
     /// Interrupt status: port bits latched when a port's PxIS & PxIE becomes nonzero.

@@ -34,17 +34,25 @@ pub const REG_STATUS: u16 = 7;
 pub const CTL_ALT_STATUS: u16 = 0;
 
 // Status bits (ATA/ATAPI-6 §5.14.2).
+/// BSY: the device is busy.
 pub const ST_BSY: u8 = 0x80;
+/// DRDY: the device is ready.
 pub const ST_DRDY: u8 = 0x40;
+/// DF: device fault.
 pub const ST_DF: u8 = 0x20;
 /// Device Seek Complete (obsolete since ATA-4; still set by devices for old software).
 pub const ST_DSC: u8 = 0x10;
+/// DRQ: data is ready to transfer.
 pub const ST_DRQ: u8 = 0x08;
+/// ERR: the command failed (see the error register).
 pub const ST_ERR: u8 = 0x01;
 
 // Error bits (ATA8-ACS §6.2).
+/// ABRT: command aborted.
 pub const ERR_ABRT: u8 = 0x04;
+/// IDNF: sector address not found.
 pub const ERR_IDNF: u8 = 0x10;
+/// UNC: uncorrectable data error.
 pub const ERR_UNC: u8 = 0x40;
 
 // Device register bits (ATA/ATAPI-6 §5.6).
@@ -62,35 +70,65 @@ pub const DC_SRST: u8 = 0x04;
 pub const DC_HOB: u8 = 0x80;
 
 // Command codes (ATA8-ACS §7, table B.2).
+/// NOP.
 pub const CMD_NOP: u8 = 0x00;
+/// READ SECTORS (28-bit LBA, PIO).
 pub const CMD_READ_SECTORS: u8 = 0x20;
+/// READ SECTORS EXT (48-bit LBA, PIO).
 pub const CMD_READ_SECTORS_EXT: u8 = 0x24;
+/// READ DMA EXT.
 pub const CMD_READ_DMA_EXT: u8 = 0x25;
+/// READ MULTIPLE EXT.
 pub const CMD_READ_MULTIPLE_EXT: u8 = 0x29;
+/// WRITE SECTORS (28-bit LBA, PIO).
 pub const CMD_WRITE_SECTORS: u8 = 0x30;
+/// WRITE SECTORS EXT (48-bit LBA, PIO).
 pub const CMD_WRITE_SECTORS_EXT: u8 = 0x34;
+/// WRITE DMA EXT.
 pub const CMD_WRITE_DMA_EXT: u8 = 0x35;
+/// WRITE MULTIPLE EXT.
 pub const CMD_WRITE_MULTIPLE_EXT: u8 = 0x39;
+/// READ VERIFY SECTORS.
 pub const CMD_READ_VERIFY: u8 = 0x40;
+/// READ VERIFY SECTORS EXT.
 pub const CMD_READ_VERIFY_EXT: u8 = 0x42;
+/// SEEK.
 pub const CMD_SEEK: u8 = 0x70;
+/// EXECUTE DEVICE DIAGNOSTIC.
 pub const CMD_EXECUTE_DEVICE_DIAGNOSTIC: u8 = 0x90;
+/// INITIALIZE DEVICE PARAMETERS (CHS geometry).
 pub const CMD_INITIALIZE_DEVICE_PARAMETERS: u8 = 0x91;
+/// PACKET (ATAPI; aborted by a disk).
 pub const CMD_PACKET: u8 = 0xa0;
+/// IDENTIFY PACKET DEVICE (aborted by a disk).
 pub const CMD_IDENTIFY_PACKET_DEVICE: u8 = 0xa1;
+/// READ MULTIPLE.
 pub const CMD_READ_MULTIPLE: u8 = 0xc4;
+/// WRITE MULTIPLE.
 pub const CMD_WRITE_MULTIPLE: u8 = 0xc5;
+/// SET MULTIPLE MODE.
 pub const CMD_SET_MULTIPLE_MODE: u8 = 0xc6;
+/// READ DMA.
 pub const CMD_READ_DMA: u8 = 0xc8;
+/// WRITE DMA.
 pub const CMD_WRITE_DMA: u8 = 0xca;
+/// STANDBY IMMEDIATE.
 pub const CMD_STANDBY_IMMEDIATE: u8 = 0xe0;
+/// IDLE IMMEDIATE.
 pub const CMD_IDLE_IMMEDIATE: u8 = 0xe1;
+/// STANDBY.
 pub const CMD_STANDBY: u8 = 0xe2;
+/// IDLE.
 pub const CMD_IDLE: u8 = 0xe3;
+/// CHECK POWER MODE.
 pub const CMD_CHECK_POWER_MODE: u8 = 0xe5;
+/// FLUSH CACHE.
 pub const CMD_FLUSH_CACHE: u8 = 0xe7;
+/// IDENTIFY DEVICE.
 pub const CMD_IDENTIFY_DEVICE: u8 = 0xec;
+/// FLUSH CACHE EXT.
 pub const CMD_FLUSH_CACHE_EXT: u8 = 0xea;
+/// SET FEATURES.
 pub const CMD_SET_FEATURES: u8 = 0xef;
 
 /// Largest READ/WRITE MULTIPLE block (IDENTIFY word 47).
@@ -116,12 +154,15 @@ pub struct Interface {
 /// The device-side state of one ATA disk (what survives between commands).
 #[derive(Clone, Debug)]
 pub struct AtaDisk {
+    /// The disk image.
     pub disk: Disk,
+    /// How it is attached: PATA or SATA, with or without DMA.
     pub interface: Interface,
     /// Sectors per READ/WRITE MULTIPLE block; 0 = multiple mode off.
     pub multiple: u16,
-    /// Logical geometry for CHS addressing: heads and sectors per track.
+    /// Logical heads for CHS addressing.
     pub heads: u16,
+    /// Logical sectors per track for CHS addressing.
     pub spt: u16,
     /// SET FEATURES transfer mode (sector count value of subcommand 03h).
     pub transfer_mode: u8,
@@ -131,11 +172,14 @@ pub struct AtaDisk {
 /// A command's address and length, decoded from the task file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extent {
+    /// First sector.
     pub lba: u64,
+    /// Number of sectors.
     pub count: u64,
 }
 
 impl AtaDisk {
+    /// Disk `disk` behind `interface`; `serial_no` makes its IDENTIFY serial number.
     pub fn new(disk: Disk, interface: Interface, serial_no: u32) -> Self {
         AtaDisk {
             disk,

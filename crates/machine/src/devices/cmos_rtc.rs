@@ -24,14 +24,23 @@ use crate::clock::Ticks;
 
 /// Seconds, minutes, hours, day of week, day of month, month, year (MC146818A address map).
 pub const RTC_SECONDS: u8 = 0x00;
+/// Seconds alarm.
 pub const RTC_SECONDS_ALARM: u8 = 0x01;
+/// Minutes.
 pub const RTC_MINUTES: u8 = 0x02;
+/// Minutes alarm.
 pub const RTC_MINUTES_ALARM: u8 = 0x03;
+/// Hours.
 pub const RTC_HOURS: u8 = 0x04;
+/// Hours alarm.
 pub const RTC_HOURS_ALARM: u8 = 0x05;
+/// Day of the week (1 = Sunday).
 pub const RTC_DAY_OF_WEEK: u8 = 0x06;
+/// Day of the month.
 pub const RTC_DAY_OF_MONTH: u8 = 0x07;
+/// Month.
 pub const RTC_MONTH: u8 = 0x08;
+/// Year within the century.
 pub const RTC_YEAR: u8 = 0x09;
 /// Register A: UIP (bit 7), divider (6:4), rate select (3:0).
 pub const RTC_REG_A: u8 = 0x0a;
@@ -41,18 +50,25 @@ pub const RTC_REG_B: u8 = 0x0b;
 pub const RTC_REG_C: u8 = 0x0c;
 /// Register D: VRT (valid RAM and time).
 pub const RTC_REG_D: u8 = 0x0d;
+/// Register A UIP: an update is in progress.
 pub const REG_A_UIP: u8 = 0x80;
 /// Register A reset value: 32.768 kHz divider, 1024 Hz rate (what firmware programs).
 pub const REG_A_RESET: u8 = 0x26;
+/// Register B SET: updates are stopped while the time is set.
 pub const REG_B_SET: u8 = 0x80;
 /// Register B interrupt enables: periodic, alarm, update-ended.
 pub const REG_B_PIE: u8 = 0x40;
+/// Register B AIE: alarm interrupt enable.
 pub const REG_B_AIE: u8 = 0x20;
+/// Register B UIE: update-ended interrupt enable.
 pub const REG_B_UIE: u8 = 0x10;
 /// Register C flags: IRQF, PF, AF, UF.
 pub const REG_C_IRQF: u8 = 0x80;
+/// Register C PF: periodic interrupt flag.
 pub const REG_C_PF: u8 = 0x40;
+/// Register C AF: alarm flag.
 pub const REG_C_AF: u8 = 0x20;
+/// Register C UF: update-ended flag.
 pub const REG_C_UF: u8 = 0x10;
 /// Register A rate-select bits.
 pub const REG_A_RS_MASK: u8 = 0x0f;
@@ -62,30 +78,47 @@ pub const RTC_TIME_BASE_HZ: u64 = 32_768;
 pub const ALARM_DONT_CARE: u8 = 0xc0;
 /// Seconds of skipped time the alarm search looks through (one day covers every alarm).
 const ALARM_SEARCH_SECONDS: u64 = 86_400;
+/// Register B DM: binary (not BCD) time and date.
 pub const REG_B_DM_BINARY: u8 = 0x04;
+/// Register B 24/12: 24-hour mode.
 pub const REG_B_24H: u8 = 0x02;
 /// Register B reset value: 24-hour mode, BCD.
 pub const REG_B_RESET: u8 = REG_B_24H;
+/// Register D VRT: the RAM and time are valid.
 pub const REG_D_VRT: u8 = 0x80;
 /// PC/AT CMOS bytes.
 pub const CMOS_SHUTDOWN_STATUS: u8 = 0x0f;
+/// Floppy drive types.
 pub const CMOS_FLOPPY_TYPES: u8 = 0x10;
+/// Equipment byte.
 pub const CMOS_EQUIPMENT: u8 = 0x14;
+/// Base memory in KiB, low byte.
 pub const CMOS_BASE_MEM_LOW: u8 = 0x15;
+/// Base memory in KiB, high byte.
 pub const CMOS_BASE_MEM_HIGH: u8 = 0x16;
+/// Memory from 1 MiB to 64 MiB in KiB, low byte.
 pub const CMOS_EXT_MEM_LOW: u8 = 0x17;
+/// Memory from 1 MiB to 64 MiB in KiB, high byte.
 pub const CMOS_EXT_MEM_HIGH: u8 = 0x18;
+/// Copy of `CMOS_EXT_MEM_LOW`.
 pub const CMOS_EXT_MEM_LOW2: u8 = 0x30;
+/// Copy of `CMOS_EXT_MEM_HIGH`.
 pub const CMOS_EXT_MEM_HIGH2: u8 = 0x31;
+/// Century, BCD.
 pub const CMOS_CENTURY: u8 = 0x32;
+/// Memory from 16 MiB to 4 GiB in 64 KiB units, low byte.
 pub const CMOS_MEM_16M_LOW: u8 = 0x34;
+/// Memory from 16 MiB to 4 GiB in 64 KiB units, high byte.
 pub const CMOS_MEM_16M_HIGH: u8 = 0x35;
 /// Boot flag 1: bits 7:4 third boot device, bit 0 = skip the floppy signature check.
 pub const CMOS_BOOTFLAG1: u8 = 0x38;
 /// Boot flag 2: bits 7:4 second, 3:0 first boot device (1 floppy, 2 disk, 3 CD-ROM).
 pub const CMOS_BOOTFLAG2: u8 = 0x3d;
+/// Memory above 4 GiB in 64 KiB units, bits 7:0 (QEMU's layout).
 pub const CMOS_MEM_4G_LOW: u8 = 0x5b;
+/// Memory above 4 GiB in 64 KiB units, bits 15:8.
 pub const CMOS_MEM_4G_MID: u8 = 0x5c;
+/// Memory above 4 GiB in 64 KiB units, bits 23:16.
 pub const CMOS_MEM_4G_HIGH: u8 = 0x5d;
 /// Number of CPUs minus one.
 pub const CMOS_SMP_COUNT: u8 = 0x5f;

@@ -10,12 +10,28 @@ pub const SECTOR_SIZE: usize = 512;
 /// Why a disk image cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// The image file cannot be read.
     #[error("cannot read disk image {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The image file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The image file is empty.
     #[error("disk image {path} is empty")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The image file.
+        path: PathBuf,
+    },
+    /// The image is not whole sectors.
     #[error("disk image {path} is {size} bytes, not a multiple of 512 (raw images hold whole 512-byte sectors)")]
-    Size { path: PathBuf, size: u64 },
+    Size {
+        /// The image file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
 }
 
 /// An in-memory raw disk.

@@ -18,42 +18,69 @@ use super::{ones, PortDevice};
 use crate::clock::Ticks;
 use std::collections::BTreeMap;
 
+/// Selector of the "QEMU" signature.
 pub const FW_CFG_SIGNATURE: u16 = 0x00;
+/// Selector of the interface ID (traditional and DMA bits).
 pub const FW_CFG_ID: u16 = 0x01;
+/// Selector of the machine UUID.
 pub const FW_CFG_UUID: u16 = 0x02;
+/// Selector of the RAM size (legacy).
 pub const FW_CFG_RAM_SIZE: u16 = 0x03;
+/// Selector of the no-graphic flag.
 pub const FW_CFG_NOGRAPHIC: u16 = 0x04;
+/// Selector of the number of CPUs at boot.
 pub const FW_CFG_NB_CPUS: u16 = 0x05;
+/// Selector of the NUMA table.
 pub const FW_CFG_NUMA: u16 = 0x0d;
+/// Selector of the boot-menu flag.
 pub const FW_CFG_BOOT_MENU: u16 = 0x0e;
+/// Selector of the maximum number of CPUs.
 pub const FW_CFG_MAX_CPUS: u16 = 0x0f;
+/// Selector of the file directory.
 pub const FW_CFG_FILE_DIR: u16 = 0x19;
+/// The first file selector.
 pub const FW_CFG_FILE_FIRST: u16 = 0x20;
+/// Selector of the legacy ACPI tables.
 pub const FW_CFG_ACPI_TABLES: u16 = 0x8000;
+/// Selector of the legacy SMBIOS entries.
 pub const FW_CFG_SMBIOS_ENTRIES: u16 = 0x8001;
+/// Selector of the IRQ 0 override flag.
 pub const FW_CFG_IRQ0_OVERRIDE: u16 = 0x8002;
 /// ID bits: traditional interface, DMA interface.
 pub const FW_CFG_VERSION: u32 = 0x01;
+/// ID bit 1: the DMA interface.
 pub const FW_CFG_VERSION_DMA: u32 = 0x02;
 /// Port offsets.
 pub const FW_CFG_PORT_SEL: u16 = 0;
+/// Data port offset (8-bit reads).
 pub const FW_CFG_PORT_DATA: u16 = 1;
+/// DMA address register, high 32 bits (big-endian).
 pub const FW_CFG_PORT_DMA_HIGH: u16 = 4;
+/// DMA address register, low 32 bits (writing it starts the transfer).
 pub const FW_CFG_PORT_DMA_LOW: u16 = 8;
 /// The value the DMA address register reads as: "QEMU CFG", big-endian.
 pub const FW_CFG_DMA_SIGNATURE: u64 = 0x5145_4d55_2043_4647;
 /// FWCfgDmaAccess control bits.
 pub const DMA_CTL_ERROR: u32 = 0x01;
+/// DMA control READ: copy item data to guest memory.
 pub const DMA_CTL_READ: u32 = 0x02;
+/// DMA control SKIP: advance the item offset.
 pub const DMA_CTL_SKIP: u32 = 0x04;
+/// DMA control SELECT: select the item in bits 31:16 first.
 pub const DMA_CTL_SELECT: u32 = 0x08;
+/// DMA control WRITE: copy guest memory into the item.
 pub const DMA_CTL_WRITE: u32 = 0x10;
 /// File names.
 pub const FILE_E820: &str = "etc/e820";
+/// How long SeaBIOS waits before retrying a failed boot.
 pub const FILE_BOOT_FAIL_WAIT: &str = "etc/boot-fail-wait";
+/// The SMI features the platform offers (q35).
 pub const FILE_SMI_SUPPORTED: &str = "etc/smi/supported-features";
+/// The SMI features the firmware asks for (q35).
 pub const FILE_SMI_REQUESTED: &str = "etc/smi/requested-features";
+/// Writing it confirms the requested SMI features (q35).
 pub const FILE_SMI_FEATURES_OK: &str = "etc/smi/features-ok";
+/// The ACPI sleep states the platform supports.
 pub const FILE_SYSTEM_STATES: &str = "etc/system-states";
 /// Files QEMU always lists and smmlab has nothing to put in: the boot order (no device has a
 /// bootindex), BIOS disk geometries (none set) and the TPM event log (no TPM). Firmware treats
@@ -63,12 +90,14 @@ pub const EMPTY_FILES: [&str; 3] = ["bios-geometry", "bootorder", "etc/tpm/log"]
 pub const SMI_FEATURES_SUPPORTED: u64 = 0b111;
 /// e820 entry types.
 pub const E820_RAM: u32 = 1;
+/// e820 reserved range.
 pub const E820_RESERVED: u32 = 2;
 /// AMD's HyperTransport reserved range just below 1 TiB, 0xFD_0000_0000-0xFF_FFFF_FFFF (AMD
 /// I/O Virtualization Technology (IOMMU) Specification, §2.1.2 "IOMMU Restrictions"; the
 /// family 10h+ BKDGs list it as reserved system address space). QEMU 7.2 lists it in
 /// `etc/e820` as reserved for an AMD CPU with at least 40 physical address bits.
 pub const AMD_HT_START: u64 = 0xfd_0000_0000;
+/// Size of the HyperTransport range (up to 1 TiB).
 pub const AMD_HT_SIZE: u64 = 0x100_0000_0000 - AMD_HT_START;
 
 /// What the board describes to the device.
@@ -80,6 +109,7 @@ pub struct FwCfgConfig {
     pub smi_features: bool,
     /// The PM1_CNT sleep type of S5 (soft off), for `etc/system-states`.
     pub s5_sleep_type: u8,
+    /// Number of CPUs.
     pub cpus: u16,
 }
 
@@ -97,6 +127,7 @@ pub struct FwCfg {
 }
 
 impl FwCfg {
+    /// The device with the items `cfg` describes.
     pub fn new(cfg: &FwCfgConfig) -> Self {
         let mut items = BTreeMap::new();
         items.insert(FW_CFG_SIGNATURE, b"QEMU".to_vec());

@@ -17,26 +17,64 @@ pub const MAX_NAME: usize = 55;
 /// Why a `NAME=FILE` argument cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FwCfgFileError {
+    /// The argument has no `=`.
     #[error("--fw-cfg {arg:?}: expected NAME=FILE (a fw_cfg file name, '=', then the file to read)")]
-    Syntax { arg: String },
+    Syntax {
+        /// The argument as given.
+        arg: String,
+    },
+    /// Nothing before the `=`.
     #[error("--fw-cfg {arg:?}: the fw_cfg file name is empty")]
-    EmptyName { arg: String },
+    EmptyName {
+        /// The argument as given.
+        arg: String,
+    },
+    /// The name does not fit fw_cfg's directory entry.
     #[error("--fw-cfg: the fw_cfg file name {name:?} is {len} bytes; fw_cfg names hold at most {MAX_NAME} bytes")]
-    NameTooLong { name: String, len: usize },
+    NameTooLong {
+        /// The fw_cfg file name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The file cannot be read.
     #[error("cannot read fw_cfg file {path} (for {name})")]
-    Read { name: String, path: PathBuf, source: std::io::Error },
+    Read {
+        /// The fw_cfg file name.
+        name: String,
+        /// The host file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is 4 GiB or larger.
     #[error("fw_cfg file {path} (for {name}) is {size} bytes; fw_cfg sizes are 32-bit")]
-    TooBig { name: String, path: PathBuf, size: usize },
+    TooBig {
+        /// The fw_cfg file name.
+        name: String,
+        /// The host file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The same name given twice.
     #[error("--fw-cfg names {name} twice (second time: {path})")]
-    Duplicate { name: String, path: PathBuf },
+    Duplicate {
+        /// The fw_cfg file name.
+        name: String,
+        /// The host file given the second time.
+        path: PathBuf,
+    },
 }
 
 /// A file to put into fw_cfg under `name`.
 #[derive(Clone, Debug)]
 pub struct FwCfgFile {
+    /// The fw_cfg file name.
     pub name: String,
     /// Where it was read from (for messages).
     pub path: PathBuf,
+    /// The contents.
     pub data: Vec<u8>,
 }
 

@@ -17,11 +17,15 @@ pub const PORT_INDEX: u16 = 0x295;
 pub const PORT_DATA: u16 = 0x296;
 /// CONFIG: bit 0 START, bit 1 SMI_EN.
 pub const REG_CONFIG: u8 = 0x00;
+/// CONFIG.START: the monitor samples.
 pub const CONFIG_START: u8 = 1 << 0;
+/// CONFIG.SMI_EN: a crossing raises an SMI.
 pub const CONFIG_SMI_EN: u8 = 1 << 1;
 /// INT_STS (write one to clear): bit 0 HIGH crossed upward, bit 1 CRIT crossed.
 pub const REG_INT_STS: u8 = 0x01;
+/// INT_STS.HIGH: the HIGH limit was crossed upward.
 pub const INT_HIGH: u8 = 1 << 0;
+/// INT_STS.CRIT: the CRIT limit was crossed.
 pub const INT_CRIT: u8 = 1 << 1;
 /// TEMP, whole degrees C (RO).
 pub const REG_TEMP: u8 = 0x10;
@@ -33,6 +37,7 @@ pub const REG_CRIT: u8 = 0x12;
 pub const REG_FAN_DUTY: u8 = 0x20;
 /// Tachometer, rpm, low and high byte (RO).
 pub const REG_FAN_RPM_LO: u8 = 0x21;
+/// Tachometer high byte.
 pub const REG_FAN_RPM_HI: u8 = 0x22;
 /// The temperature at reset, milli-degrees.
 pub const T_START_MC: i64 = 35_000;
@@ -71,6 +76,7 @@ pub struct HwMonitor {
     crit_armed: bool,
     /// Scenario knobs: heat in permille (1000 = 1.0) and whether the fan works.
     pub heat_permille: u32,
+    /// Whether the fan turns (false: the `--fan-fail` scenario).
     pub fan_ok: bool,
     period: u64,
     /// The next sample while START is set.

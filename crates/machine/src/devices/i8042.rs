@@ -13,46 +13,77 @@ use std::collections::VecDeque;
 
 /// Status register bits.
 pub const STATUS_OBF: u8 = 0x01;
+/// IBF: the controller has not read the last byte written yet.
 pub const STATUS_IBF: u8 = 0x02;
+/// SYS: the system flag (set after the self-test).
 pub const STATUS_SYS: u8 = 0x04;
+/// A2: the last write was a command (port 0x64).
 pub const STATUS_CMD: u8 = 0x08;
+/// INH: keyboard not inhibited (the keylock is open).
 pub const STATUS_UNLOCKED: u8 = 0x10;
+/// AUX_OBF: the output byte is from the mouse.
 pub const STATUS_AUX_OBF: u8 = 0x20;
 /// Command byte bits.
 pub const CB_KBD_INT: u8 = 0x01;
+/// Mouse interrupt enable.
 pub const CB_AUX_INT: u8 = 0x02;
+/// System flag.
 pub const CB_SYS: u8 = 0x04;
+/// Keyboard clock disabled.
 pub const CB_KBD_DISABLE: u8 = 0x10;
+/// Mouse clock disabled.
 pub const CB_AUX_DISABLE: u8 = 0x20;
+/// Scan-code set 2 to set 1 translation.
 pub const CB_XLATE: u8 = 0x40;
 /// Output port bits.
 pub const OUTPORT_RESET_N: u8 = 0x01;
+/// A20 gate.
 pub const OUTPORT_A20: u8 = 0x02;
 /// Controller commands.
 pub const CMD_READ_CB: u8 = 0x20;
+/// Write the command byte.
 pub const CMD_WRITE_CB: u8 = 0x60;
+/// Disable the mouse port.
 pub const CMD_AUX_DISABLE: u8 = 0xa7;
+/// Enable the mouse port.
 pub const CMD_AUX_ENABLE: u8 = 0xa8;
+/// Test the mouse port.
 pub const CMD_AUX_TEST: u8 = 0xa9;
+/// Controller self-test.
 pub const CMD_SELF_TEST: u8 = 0xaa;
+/// Test the keyboard port.
 pub const CMD_KBD_TEST: u8 = 0xab;
+/// Disable the keyboard port.
 pub const CMD_KBD_DISABLE: u8 = 0xad;
+/// Enable the keyboard port.
 pub const CMD_KBD_ENABLE: u8 = 0xae;
+/// Read the input port.
 pub const CMD_READ_INPORT: u8 = 0xc0;
+/// Read the output port.
 pub const CMD_READ_OUTPORT: u8 = 0xd0;
+/// Write the output port.
 pub const CMD_WRITE_OUTPORT: u8 = 0xd1;
+/// Put a byte in the output buffer as if from the keyboard.
 pub const CMD_WRITE_KBD_OBUF: u8 = 0xd2;
+/// Put a byte in the output buffer as if from the mouse.
 pub const CMD_WRITE_AUX_OBUF: u8 = 0xd3;
+/// Send the next byte to the mouse.
 pub const CMD_WRITE_AUX: u8 = 0xd4;
+/// A20 off (HP extension).
 pub const CMD_A20_DISABLE: u8 = 0xdd;
+/// A20 on (HP extension).
 pub const CMD_A20_ENABLE: u8 = 0xdf;
+/// The first of the output-port pulse commands 0xF0-0xFF (bit 0 pulses reset).
 pub const CMD_PULSE_FIRST: u8 = 0xf0;
 /// Self-test and interface-test answers.
 pub const SELF_TEST_OK: u8 = 0x55;
+/// Interface test passed.
 pub const IFACE_TEST_OK: u8 = 0x00;
 /// Device answers.
 pub const DEV_ACK: u8 = 0xfa;
+/// Resend.
 pub const DEV_RESEND: u8 = 0xfe;
+/// Basic assurance test passed.
 pub const DEV_BAT_OK: u8 = 0xaa;
 
 /// What the next data-port write means.

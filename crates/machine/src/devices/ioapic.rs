@@ -6,11 +6,15 @@
 
 /// Register offsets in the MMIO page.
 pub const IOAPIC_IOREGSEL: u16 = 0x00;
+/// IOWIN: the data window for the selected register.
 pub const IOAPIC_IOWIN: u16 = 0x10;
 /// Indirect registers.
 pub const IOAPIC_ID: u8 = 0x00;
+/// Version register.
 pub const IOAPIC_VER: u8 = 0x01;
+/// Arbitration ID register.
 pub const IOAPIC_ARB: u8 = 0x02;
+/// The first redirection-table register (two per entry).
 pub const IOAPIC_REDTBL: u8 = 0x10;
 /// Redirection entries.
 pub const IOAPIC_PINS: usize = 24;

@@ -14,6 +14,7 @@ pub const POST_CODE_OFFSET: u16 = 0;
 /// A sink that remembers the last POST code.
 #[derive(Clone, Debug, Default)]
 pub struct IsaDma {
+    /// Always None: port 0x80 belongs to [`DmaPages`], which keeps the POST code.
     pub post_code: Option<u8>,
 }
 
@@ -28,6 +29,7 @@ impl PortDevice for IsaDma {
 /// The page-register block at 0x80-0x8F, including the POST-code port.
 #[derive(Clone, Debug, Default)]
 pub struct DmaPages {
+    /// The last byte written to port 0x80.
     pub post_code: Option<u8>,
 }
 

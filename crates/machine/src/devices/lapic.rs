@@ -13,34 +13,61 @@ use crate::clock::Ticks;
 
 /// Default physical base of the xAPIC page.
 pub const LAPIC_BASE: u64 = 0xfee0_0000;
+/// Local APIC ID register.
 pub const LAPIC_ID: u16 = 0x20;
+/// Version register.
 pub const LAPIC_VERSION: u16 = 0x30;
+/// Task priority register.
 pub const LAPIC_TPR: u16 = 0x80;
+/// Processor priority register.
 pub const LAPIC_PPR: u16 = 0xa0;
+/// End-of-interrupt register.
 pub const LAPIC_EOI: u16 = 0xb0;
+/// Logical destination register.
 pub const LAPIC_LDR: u16 = 0xd0;
+/// Destination format register.
 pub const LAPIC_DFR: u16 = 0xe0;
+/// Spurious-interrupt vector register.
 pub const LAPIC_SVR: u16 = 0xf0;
+/// In-service register (eight 32-bit words).
 pub const LAPIC_ISR: u16 = 0x100;
+/// Trigger mode register.
 pub const LAPIC_TMR: u16 = 0x180;
+/// Interrupt request register.
 pub const LAPIC_IRR: u16 = 0x200;
+/// Error status register.
 pub const LAPIC_ESR: u16 = 0x280;
+/// Interrupt command register, low half (writing it sends the IPI).
 pub const LAPIC_ICR_LOW: u16 = 0x300;
+/// Interrupt command register, high half (the destination).
 pub const LAPIC_ICR_HIGH: u16 = 0x310;
+/// LVT timer.
 pub const LAPIC_LVT_TIMER: u16 = 0x320;
+/// LVT thermal sensor.
 pub const LAPIC_LVT_THERMAL: u16 = 0x330;
+/// LVT performance counter.
 pub const LAPIC_LVT_PERF: u16 = 0x340;
+/// LVT LINT0.
 pub const LAPIC_LVT_LINT0: u16 = 0x350;
+/// LVT LINT1.
 pub const LAPIC_LVT_LINT1: u16 = 0x360;
+/// LVT error.
 pub const LAPIC_LVT_ERROR: u16 = 0x370;
+/// Timer initial count.
 pub const LAPIC_TIMER_INITIAL: u16 = 0x380;
+/// Timer current count.
 pub const LAPIC_TIMER_CURRENT: u16 = 0x390;
+/// Timer divide configuration.
 pub const LAPIC_TIMER_DIVIDE: u16 = 0x3e0;
 /// ICR delivery mode, bits 10:8.
 pub const ICR_DELIVERY_MODE_SHIFT: u32 = 8;
+/// Fixed: the vector in bits 7:0.
 pub const ICR_DELIVERY_MODE_FIXED: u32 = 0b000;
+/// SMI.
 pub const ICR_DELIVERY_MODE_SMI: u32 = 0b010;
+/// INIT.
 pub const ICR_DELIVERY_MODE_INIT: u32 = 0b101;
+/// Start-up (SIPI).
 pub const ICR_DELIVERY_MODE_STARTUP: u32 = 0b110;
 /// ICR destination mode, bit 11 (1 = logical).
 pub const ICR_DEST_LOGICAL: u32 = 1 << 11;
@@ -50,10 +77,13 @@ pub const ICR_SHORTHAND_SHIFT: u32 = 18;
 pub const LAPIC_VERSION_VALUE: u32 = 0x0005_0014;
 /// SVR bit 8: APIC software enable; reset value 0xFF.
 pub const SVR_APIC_ENABLE: u32 = 1 << 8;
+/// SVR reset value.
 pub const SVR_RESET: u32 = 0xff;
 /// LVT bit 16: masked; bits 10:8 delivery mode (111 = ExtINT); timer mode bit 17 (periodic).
 pub const LVT_MASKED: u32 = 1 << 16;
+/// LVT delivery mode ExtINT.
 pub const LVT_DELIVERY_EXTINT: u32 = 0b111 << 8;
+/// LVT timer periodic mode.
 pub const LVT_TIMER_PERIODIC: u32 = 1 << 17;
 /// DFR reset value (flat model).
 pub const DFR_RESET: u32 = 0xffff_ffff;

@@ -33,20 +33,62 @@ pub const BLOCK: usize = 512;
 /// Why an option ROM file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionRomError {
+    /// The file cannot be read.
     #[error("cannot read option ROM {path}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The ROM file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is empty.
     #[error("option ROM {path} is empty")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The ROM file.
+        path: PathBuf,
+    },
+    /// The file is not whole 512-byte blocks.
     #[error("option ROM {path} is {size} bytes, not a multiple of 512 (option ROMs are whole 512-byte blocks)")]
-    Size { path: PathBuf, size: usize },
+    Size {
+        /// The ROM file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The file does not start with 0x55 0xAA.
     #[error("option ROM {path} has no 0x55AA signature (first bytes {first:02x?})")]
-    Signature { path: PathBuf, first: Vec<u8> },
+    Signature {
+        /// The ROM file.
+        path: PathBuf,
+        /// Its first bytes.
+        first: Vec<u8>,
+    },
+    /// The header's length byte disagrees with the file size.
     #[error("option ROM {path} declares {blocks} blocks of 512 bytes in its header (byte 2) but the file holds {size} bytes")]
-    Length { path: PathBuf, blocks: u8, size: usize },
+    Length {
+        /// The ROM file.
+        path: PathBuf,
+        /// Header byte 2: the length in 512-byte blocks.
+        blocks: u8,
+        /// The file size in bytes.
+        size: usize,
+    },
+    /// The file name does not make a valid fw_cfg name.
     #[error("option ROM {path}: the fw_cfg name {name:?} needs a UTF-8 file name of at most {max} bytes", max = MAX_NAME - GENROMS_DIR.len() - 1)]
-    Name { path: PathBuf, name: String },
+    Name {
+        /// The ROM file.
+        path: PathBuf,
+        /// The fw_cfg name it would get.
+        name: String,
+    },
+    /// Two option ROMs with the same file name.
     #[error("option ROM {path}: fw_cfg already has a file named {name} (two option ROMs with the same file name)")]
-    Duplicate { path: PathBuf, name: String },
+    Duplicate {
+        /// The second ROM file.
+        path: PathBuf,
+        /// The fw_cfg name both would get.
+        name: String,
+    },
 }
 
 /// A checked option ROM and the fw_cfg name it goes under.
@@ -56,6 +98,7 @@ pub struct OptionRom {
     pub path: PathBuf,
     /// `genroms/<basename>`.
     pub name: String,
+    /// The ROM image.
     pub data: Vec<u8>,
 }
 

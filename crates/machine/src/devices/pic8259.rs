@@ -24,19 +24,27 @@ pub const ICW4_AEOI: u8 = 0x02;
 pub const OCW3_SELECT: u8 = 0x08;
 /// OCW3: read register command valid (bit 1) and which (bit 0: 1 = ISR).
 pub const OCW3_RR: u8 = 0x02;
+/// OCW3 RIS: with RR, read the ISR (else the IRR).
 pub const OCW3_RIS: u8 = 0x01;
 /// OCW3: poll command.
 pub const OCW3_POLL: u8 = 0x04;
 /// OCW3: special mask mode (ESMM | SMM).
 pub const OCW3_ESMM: u8 = 0x40;
+/// OCW3 SMM: the special mask mode value ESMM writes.
 pub const OCW3_SMM: u8 = 0x20;
 /// OCW2 commands (bits 7:5).
 pub const OCW2_NONSPECIFIC_EOI: u8 = 0b001;
+/// OCW2: specific EOI (the level in bits 2:0).
 pub const OCW2_SPECIFIC_EOI: u8 = 0b011;
+/// OCW2: rotate on non-specific EOI.
 pub const OCW2_ROTATE_NONSPECIFIC_EOI: u8 = 0b101;
+/// OCW2: rotate in automatic EOI mode, set.
 pub const OCW2_ROTATE_AEOI_SET: u8 = 0b100;
+/// OCW2: rotate in automatic EOI mode, clear.
 pub const OCW2_ROTATE_AEOI_CLEAR: u8 = 0b000;
+/// OCW2: rotate on specific EOI.
 pub const OCW2_ROTATE_SPECIFIC_EOI: u8 = 0b111;
+/// OCW2: set priority (the lowest level in bits 2:0).
 pub const OCW2_SET_PRIORITY: u8 = 0b110;
 /// The cascade input on the master.
 pub const CASCADE_IRQ: u8 = 2;
@@ -302,7 +310,9 @@ impl PortDevice for ElcrPort<'_> {
 /// The master/slave pair.
 #[derive(Clone, Debug)]
 pub struct Pics {
+    /// The master (IRQ 0-7, cascade on 2).
     pub master: Pic8259,
+    /// The slave (IRQ 8-15).
     pub slave: Pic8259,
 }
 

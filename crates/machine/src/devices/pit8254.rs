@@ -20,23 +20,33 @@ pub const PIT_HZ: u64 = 1_193_182;
 pub const PIT_CONTROL: u16 = 3;
 /// Control word: select counter (7:6); 11 = read-back.
 pub const CW_SC_SHIFT: u32 = 6;
+/// Select counter value 3: the read-back command.
 pub const CW_SC_READBACK: u8 = 3;
 /// Control word: read/write mode (5:4); 00 = counter latch.
 pub const CW_RW_SHIFT: u32 = 4;
+/// Read/write mode 0: latch the count.
 pub const CW_RW_LATCH: u8 = 0;
+/// Read/write mode 1: low byte only.
 pub const CW_RW_LSB: u8 = 1;
+/// Read/write mode 2: high byte only.
 pub const CW_RW_MSB: u8 = 2;
+/// Read/write mode 3: low byte, then high byte.
 pub const CW_RW_LSB_MSB: u8 = 3;
 /// Read-back: bit 5 = do not latch count, bit 4 = do not latch status.
 pub const RB_NO_COUNT: u8 = 0x20;
+/// Read-back bit 4: do not latch status.
 pub const RB_NO_STATUS: u8 = 0x10;
 /// Status byte bits.
 pub const STATUS_OUT: u8 = 0x80;
+/// Status NULL COUNT: the new count has not been loaded yet.
 pub const STATUS_NULL_COUNT: u8 = 0x40;
 /// Port 0x61 bits.
 pub const NMI_SC_TIM_CNT2_EN: u8 = 0x01;
+/// Port 0x61 bit 1: speaker data enable.
 pub const NMI_SC_SPKR_DAT_EN: u8 = 0x02;
+/// Port 0x61 bit 4: the refresh toggle (flips every 15.085 us).
 pub const NMI_SC_REF_TOGGLE: u8 = 0x10;
+/// Port 0x61 bit 5: counter 2's output.
 pub const NMI_SC_TMR2_OUT_STS: u8 = 0x20;
 /// Refresh toggle half-period in nanoseconds.
 pub const REFRESH_NS: u64 = 15_085;

@@ -6,7 +6,9 @@
 use super::{ones, PortDevice};
 use crate::clock::Ticks;
 
+/// Bit 0: INIT_NOW (a 0-to-1 write resets the CPU).
 pub const PORT92_INIT_NOW: u8 = 0x01;
+/// Bit 1: the fast A20 gate.
 pub const PORT92_ALT_A20_GATE: u8 = 0x02;
 
 /// The register and its pending requests.

@@ -9,8 +9,11 @@
 use super::{ones, PortDevice};
 use crate::clock::Ticks;
 
+/// RST_CNT.SYS_RST: a full rather than a soft reset.
 pub const RST_CNT_SYS_RST: u8 = 0x02;
+/// RST_CNT.RST_CPU: a 0-to-1 write starts the reset.
 pub const RST_CNT_RST_CPU: u8 = 0x04;
+/// RST_CNT.FULL_RST: a full reset that also cycles power.
 pub const RST_CNT_FULL_RST: u8 = 0x08;
 const RST_CNT_MASK: u8 = RST_CNT_SYS_RST | RST_CNT_RST_CPU | RST_CNT_FULL_RST;
 

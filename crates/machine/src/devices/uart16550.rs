@@ -9,23 +9,41 @@ use super::{ones, PortDevice};
 use crate::clock::Ticks;
 use std::io::Write;
 
+/// RBR (read) / THR (write); with DLAB, the divisor latch low byte.
 pub const UART_RBR_THR: u16 = 0;
+/// Interrupt enable; with DLAB, the divisor latch high byte.
 pub const UART_IER: u16 = 1;
+/// IIR (read) / FCR (write).
 pub const UART_IIR_FCR: u16 = 2;
+/// Line control.
 pub const UART_LCR: u16 = 3;
+/// Modem control.
 pub const UART_MCR: u16 = 4;
+/// Line status.
 pub const UART_LSR: u16 = 5;
+/// Modem status.
 pub const UART_MSR: u16 = 6;
+/// Scratch.
 pub const UART_SCR: u16 = 7;
+/// LCR.DLAB: divisor latch access.
 pub const LCR_DLAB: u8 = 0x80;
+/// IER.ETBEI: transmitter-empty interrupt enable.
 pub const IER_ETBEI: u8 = 0x02;
+/// IIR: no interrupt pending.
 pub const IIR_NO_INT: u8 = 0x01;
+/// IIR: transmitter holding register empty.
 pub const IIR_THRE: u8 = 0x02;
+/// IIR: FIFOs enabled (bits 7:6).
 pub const IIR_FIFO_ENABLED: u8 = 0xc0;
+/// FCR: FIFO enable.
 pub const FCR_FIFO_ENABLE: u8 = 0x01;
+/// MCR.OUT2: gates the interrupt to the PIC.
 pub const MCR_OUT2: u8 = 0x08;
+/// MCR.LOOP: loopback.
 pub const MCR_LOOP: u8 = 0x10;
+/// LSR.THRE: the transmit holding register is empty.
 pub const LSR_THRE: u8 = 0x20;
+/// LSR.TEMT: the transmitter is empty.
 pub const LSR_TEMT: u8 = 0x40;
 
 /// The UART.
@@ -42,6 +60,7 @@ pub struct Uart16550 {
     thre_pending: bool,
     /// Everything transmitted.
     pub output: Vec<u8>,
+    /// Where transmitted bytes are copied as they are sent, if anywhere.
     pub sink: Option<Box<dyn Write>>,
 }
 
@@ -51,6 +70,7 @@ impl Uart16550 {
         self.mcr & MCR_OUT2 != 0 && self.ier & IER_ETBEI != 0 && self.thre_pending
     }
 
+    /// Flushes the sink.
     pub fn flush(&mut self) {
         if let Some(s) = self.sink.as_mut() {
             let _ = s.flush();

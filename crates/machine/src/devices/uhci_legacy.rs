@@ -28,13 +28,19 @@ pub const UHCI_SLOT: (u8, u8) = (0x1d, 0);
 pub const USBBASE: Bar = Bar { index: 4, kind: BarKind::Io, size: 0x40 };
 /// LEGSUP (16 bits).
 pub const LEGSUP: u8 = 0xc0;
+/// Trap enable: reads of port 0x60.
 pub const LEGSUP_TRAPBY60R: u16 = 1 << 0;
+/// Trap enable: writes of port 0x60.
 pub const LEGSUP_TRAPBY60W: u16 = 1 << 1;
+/// Trap enable: reads of port 0x64.
 pub const LEGSUP_TRAPBY64R: u16 = 1 << 2;
+/// Trap enable: writes of port 0x64.
 pub const LEGSUP_TRAPBY64W: u16 = 1 << 3;
+/// USB SMI enable.
 pub const LEGSUP_USBSMIEN: u16 = 1 << 4;
 /// Trap status n is at bit 8 + n of trap enable n.
 pub const LEGSUP_TBY60R: u16 = 1 << 8;
+/// USB IRQ status.
 pub const LEGSUP_USBIRQS: u16 = 1 << 12;
 /// REPORT_STS offset in the I/O BAR.
 pub const REPORT_STS: u64 = 0x18;

@@ -9,18 +9,23 @@ pub struct Ram {
 }
 
 impl Ram {
+    /// `size` bytes of zeroed RAM.
     pub fn new(size: u64) -> Self {
         Ram { bytes: vec![0; size as usize] }
     }
+    /// Size in bytes.
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
     }
+    /// Whether the size is zero.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+    /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
     }
+    /// The bytes, writable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.bytes
     }

@@ -28,8 +28,11 @@ pub enum BarKind {
 /// One BAR: its index (0-5), kind and size (a power of two; at least 4 for I/O, 16 for memory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bar {
+    /// BAR number, 0-5.
     pub index: u8,
+    /// I/O or memory.
     pub kind: BarKind,
+    /// Size in bytes.
     pub size: u32,
 }
 

@@ -18,10 +18,12 @@ pub const CLASS_CODE: u8 = 0x09;
 pub const HEADER_TYPE: u8 = 0x0e;
 /// Subsystem vendor ID and subsystem ID (type 0 header, PCI Local Bus spec 3.0 §6.2.4).
 pub const SUBSYSTEM_VENDOR_ID: u8 = 0x2c;
+/// Subsystem ID.
 pub const SUBSYSTEM_ID: u8 = 0x2e;
 /// The subsystem IDs QEMU gives its devices (Red Hat/Qumranet 1AF4, "QEMU" 1100); SeaBIOS
 /// reads them from the host bridge to decide it runs on QEMU.
 pub const SUBSYSTEM_VENDOR_QEMU: u16 = 0x1af4;
+/// The subsystem ID QEMU's devices carry.
 pub const SUBSYSTEM_ID_QEMU: u16 = 0x1100;
 /// Interrupt line (scratch for firmware).
 pub const INTERRUPT_LINE: u8 = 0x3c;

@@ -15,8 +15,11 @@ pub const CONFIG_ADDRESS_WMASK: u32 = 0x80ff_fffc;
 /// A decoded configuration access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigTarget {
+    /// Bus number.
     pub bus: u8,
+    /// Device number (0-31).
     pub device: u8,
+    /// Function number (0-7).
     pub function: u8,
     /// Byte offset in the configuration space.
     pub offset: u8,

@@ -10,7 +10,9 @@ use super::PciFunction;
 /// Guest memory as a bus master sees it. A transfer to or from an address nothing claims is
 /// a master abort: reads return all ones, writes are dropped, and the call returns false.
 pub trait Dma {
+    /// Reads `buf.len()` bytes at physical `addr`; false on a master abort.
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool;
+    /// Writes `data` at physical `addr`; false on a master abort.
     fn write(&mut self, addr: u64, data: &[u8]) -> bool;
 }
 
@@ -118,6 +120,8 @@ impl PciSlots {
         self.slots.iter_mut().find(|s| (s.device, s.function) == (device, function)).map(|s| s.dev.as_mut())
     }
 
+    /// Reads `size` bytes of function `device`.`function`'s configuration space at `offset`, if the
+    /// function exists.
     pub fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
         self.get(device, function).map(|d| d.config_read(offset, size))
     }
@@ -145,11 +149,13 @@ impl PciSlots {
         !self.slots.is_empty() && self.find(addr, false).is_some()
     }
 
+    /// A memory read claimed by a memory BAR, if any.
     pub fn mmio_read(&mut self, addr: u64, size: u8, dma: &mut dyn Dma) -> Option<u32> {
         let (i, bar, o) = self.find(addr, false)?;
         Some(self.slots[i].dev.bar_read(bar, o, size, dma))
     }
 
+    /// A memory write claimed by a memory BAR; false if none claims it.
     pub fn mmio_write(&mut self, addr: u64, size: u8, value: u32, dma: &mut dyn Dma) -> bool {
         match self.find(addr, false) {
             Some((i, bar, o)) => {
@@ -168,6 +174,7 @@ impl PciSlots {
         self.slots.iter_mut().find_map(|s| s.dev.legacy_io_read(port, size))
     }
 
+    /// A port write: I/O BARs first, then fixed ports; false if none claims it.
     pub fn io_write(&mut self, port: u16, size: u8, value: u32, dma: &mut dyn Dma) -> bool {
         if let Some((i, bar, o)) = self.find(port as u64, true) {
             self.slots[i].dev.bar_write(bar, o, size, value, dma);

@@ -21,14 +21,24 @@ use crate::clock::Ticks;
 /// Why an SMI was raised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SmiCause {
-    /// A write of `cmd` to APM_CNT (0xB2) with APM SMIs enabled; `data` is APM_STS (0xB3).
-    Apm { cmd: u8, data: u8 },
+    /// A write to APM_CNT (0xB2) with APM SMIs enabled.
+    Apm {
+        /// The value written to APM_CNT.
+        cmd: u8,
+        /// APM_STS (0xB3) at the time.
+        data: u8,
+    },
     /// The ICH9 periodic SMI timer.
     Periodic,
     /// The ICH9 software SMI timer.
     SwSmiTimer,
-    /// An I/O trap on `port`.
-    IoTrap { port: u16, write: bool },
+    /// An I/O trap.
+    IoTrap {
+        /// The trapped port.
+        port: u16,
+        /// Whether the access was a write.
+        write: bool,
+    },
     /// The external SMI# pin (a scenario).
     Pin,
     /// A local APIC inter-processor interrupt with delivery mode SMI.

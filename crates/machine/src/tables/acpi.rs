@@ -21,19 +21,26 @@
 use super::aml;
 use super::loader::{Loader, ZONE_FSEG, ZONE_HIGH};
 
+/// fw_cfg file holding the RSDP.
 pub const FILE_RSDP: &str = "etc/acpi/rsdp";
+/// fw_cfg file holding the other tables.
 pub const FILE_TABLES: &str = "etc/acpi/tables";
+/// fw_cfg file holding the table-loader script.
 pub const FILE_LOADER: &str = "etc/table-loader";
 /// Where the tables say the PM I/O block is (the PMBASE firmware programs when these tables
 /// exist; SeaBIOS moves its PM base from 0xB000 to 0x600 when it finds `etc/table-loader`).
 pub const PM_BASE: u16 = 0x600;
 /// PM1a_EVT_BLK (PM1_STS/PM1_EN), PM1a_CNT_BLK and PM_TMR_BLK offsets from the PM base.
 pub const PM1_EVT_OFFSET: u16 = 0x00;
+/// PM1a_CNT_BLK offset.
 pub const PM1_CNT_OFFSET: u16 = 0x04;
+/// PM_TMR_BLK offset.
 pub const PM_TMR_OFFSET: u16 = 0x08;
 /// The APM control port, where the ACPI enable/disable commands go (SMI_CMD).
 pub const SMI_CMD_PORT: u32 = 0xb2;
+/// The FADT's ACPI_ENABLE value for SMI_CMD.
 pub const ACPI_ENABLE_CMD: u8 = 0xf1;
+/// The FADT's ACPI_DISABLE value for SMI_CMD.
 pub const ACPI_DISABLE_CMD: u8 = 0xf0;
 /// SCI on ISA IRQ 9 (the PIIX4 and ICH9 default SCI routing).
 pub const SCI_IRQ: u16 = 9;
@@ -44,12 +51,15 @@ pub const TABLES_BLOB_SIZE: usize = 0x20000;
 pub const FADT_FLAGS: u32 = (1 << 0) | (1 << 2) | (1 << 5) | (1 << 7);
 /// C2/C3 latencies above 100/1000 µs mean "not supported" (§5.2.9).
 pub const P_LVL2_LAT_NONE: u16 = 0x0fff;
+/// C3 latency meaning "no C3".
 pub const P_LVL3_LAT_NONE: u16 = 0x0fff;
 /// CMOS century byte index (the RTC's 0x32).
 pub const CENTURY_CMOS_INDEX: u8 = 0x32;
 /// MADT constants (§5.2.12): local APIC base, PCAT_COMPAT flag, I/O APIC base.
 pub const LAPIC_ADDRESS: u32 = 0xfee0_0000;
+/// MADT flag PCAT_COMPAT: the board also has 8259s.
 pub const MADT_PCAT_COMPAT: u32 = 1;
+/// The I/O APIC's MMIO base.
 pub const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
 
 const OEM_ID: &[u8; 6] = b"SMMLAB";
@@ -63,9 +73,11 @@ pub struct AcpiBoard {
     pub oem_table_id: &'static [u8; 8],
     /// GPE0 block address and length.
     pub gpe0_blk: u32,
+    /// GPE0 block length in bytes.
     pub gpe0_len: u8,
     /// The PCI root bridge's _HID (and _CID when it is PCI Express).
     pub root_hid: &'static str,
+    /// The PCI root bridge's _CID, if any.
     pub root_cid: Option<&'static str>,
     /// The LPC/ISA bridge's _ADR (device << 16 | function).
     pub isa_adr: u32,
@@ -111,8 +123,11 @@ impl AcpiBoard {
 /// The three fw_cfg files.
 #[derive(Clone, Debug)]
 pub struct AcpiFiles {
+    /// `etc/acpi/rsdp`.
     pub rsdp: Vec<u8>,
+    /// `etc/acpi/tables`.
     pub tables: Vec<u8>,
+    /// `etc/table-loader`.
     pub loader: Vec<u8>,
 }
 

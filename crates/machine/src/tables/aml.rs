@@ -4,16 +4,27 @@
 
 /// ScopeOp, DeviceOp (ExtOpPrefix 0x5B 0x82), NameOp, BufferOp, PackageOp (§20.2.5).
 pub const SCOPE_OP: u8 = 0x10;
+/// ExtOpPrefix.
 pub const EXT_OP_PREFIX: u8 = 0x5b;
+/// DeviceOp (after ExtOpPrefix).
 pub const DEVICE_OP: u8 = 0x82;
+/// NameOp.
 pub const NAME_OP: u8 = 0x08;
+/// BufferOp.
 pub const BUFFER_OP: u8 = 0x11;
+/// PackageOp.
 pub const PACKAGE_OP: u8 = 0x12;
+/// ZeroOp.
 pub const ZERO_OP: u8 = 0x00;
+/// OneOp.
 pub const ONE_OP: u8 = 0x01;
+/// BytePrefix.
 pub const BYTE_PREFIX: u8 = 0x0a;
+/// WordPrefix.
 pub const WORD_PREFIX: u8 = 0x0b;
+/// DWordPrefix.
 pub const DWORD_PREFIX: u8 = 0x0c;
+/// RootChar: a name path from the root.
 pub const ROOT_CHAR: u8 = b'\\';
 
 /// PkgLength (§20.2.4): the length counts its own encoding bytes; one byte holds up to 63,

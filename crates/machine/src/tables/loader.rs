@@ -10,14 +10,19 @@
 //!
 //! File names are NUL-padded to 56 bytes.
 
+/// ALLOCATE: load a file into guest memory.
 pub const COMMAND_ALLOCATE: u32 = 1;
+/// ADD_POINTER: add a file's address to a pointer in another file.
 pub const COMMAND_ADD_POINTER: u32 = 2;
+/// ADD_CHECKSUM: fix up a checksum byte.
 pub const COMMAND_ADD_CHECKSUM: u32 = 3;
 /// Allocation zones.
 pub const ZONE_HIGH: u8 = 1;
+/// The F segment (0xF0000-0xFFFFF).
 pub const ZONE_FSEG: u8 = 2;
 /// Bytes per command and per file name.
 pub const COMMAND_SIZE: usize = 128;
+/// Bytes per file name.
 pub const FILE_NAME_SIZE: usize = 56;
 
 /// A script under construction.

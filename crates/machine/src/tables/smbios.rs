@@ -11,19 +11,29 @@
 
 use crate::devices::fw_cfg::FwCfg;
 
+/// fw_cfg file holding the structure table.
 pub const FILE_TABLES: &str = "etc/smbios/smbios-tables";
+/// fw_cfg file holding the entry point.
 pub const FILE_ANCHOR: &str = "etc/smbios/smbios-anchor";
 /// Structure types (DSP0134 §7).
 pub const TYPE_SYSTEM: u8 = 1;
+/// Chassis information.
 pub const TYPE_CHASSIS: u8 = 3;
+/// Processor information.
 pub const TYPE_PROCESSOR: u8 = 4;
+/// Physical memory array.
 pub const TYPE_MEMORY_ARRAY: u8 = 16;
+/// Memory device.
 pub const TYPE_MEMORY_DEVICE: u8 = 17;
+/// Memory array mapped address.
 pub const TYPE_ARRAY_MAPPED_ADDRESS: u8 = 19;
+/// System boot information.
 pub const TYPE_SYSTEM_BOOT: u8 = 32;
+/// End of table.
 pub const TYPE_END: u8 = 127;
 /// The version the entry point announces.
 pub const SMBIOS_MAJOR: u8 = 2;
+/// SMBIOS minor version.
 pub const SMBIOS_MINOR: u8 = 5;
 /// The 2.1 entry point's length (§5.2.1).
 pub const ENTRY_POINT_LEN: u8 = 0x1f;
@@ -36,7 +46,9 @@ const HANDLE_NONE: u16 = 0xffff;
 /// The two fw_cfg files.
 #[derive(Clone, Debug)]
 pub struct SmbiosFiles {
+    /// `etc/smbios/smbios-anchor`: the entry point.
     pub anchor: Vec<u8>,
+    /// `etc/smbios/smbios-tables`: the structures.
     pub tables: Vec<u8>,
 }
 

@@ -177,10 +177,13 @@ fn cause_name(c: &CpuRecord, n: u32) -> String {
     }
 }
 
+/// A cause's name, how often its SMIs ran the block, and (SMI number, runs) per SMI.
+type CauseGroup = (String, u64, Vec<(u32, u64)>);
+
 /// `SMI#3 (apm 0x01) 2x`-style list, grouped by cause in order of first appearance:
 /// `apm 0x01 3x in SMI#4 #5 #6; periodic 2x in SMI#7 (2x)`.
 fn annotate(c: &CpuRecord, runs: &[(u32, u64)]) -> String {
-    let mut groups: Vec<(String, u64, Vec<(u32, u64)>)> = Vec::new();
+    let mut groups: Vec<CauseGroup> = Vec::new();
     for &(smi, n) in runs {
         let name = cause_name(c, smi);
         match groups.iter_mut().find(|g| g.0 == name) {

@@ -34,8 +34,11 @@ const IDETIM_WMASK: u32 = 0xf3ff;
 
 /// Legacy command block and control block ports of the two channels.
 pub const PRIMARY_CMD: u16 = 0x1f0;
+/// Primary channel control block (alternate status, device control).
 pub const PRIMARY_CTL: u16 = 0x3f6;
+/// Secondary channel command block.
 pub const SECONDARY_CMD: u16 = 0x170;
+/// Secondary channel control block.
 pub const SECONDARY_CTL: u16 = 0x376;
 
 const BARS: [Bar; 1] = [Bar { index: 4, kind: BarKind::Io, size: 16 }];
@@ -44,7 +47,9 @@ const BARS: [Bar; 1] = [Bar { index: 4, kind: BarKind::Io, size: 16 }];
 #[derive(Clone, Debug)]
 pub struct Piix3Ide {
     cfg: ConfigSpace,
+    /// The primary channel (IRQ 14).
     pub primary: IdeChannel,
+    /// The secondary channel (IRQ 15).
     pub secondary: IdeChannel,
 }
 

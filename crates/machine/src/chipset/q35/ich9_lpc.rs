@@ -66,8 +66,11 @@ pub const GEN_PMCON_1_WMASK: u16 = 0x0eff;
 /// TCO1_STS.BIOSWR_STS (and raises an SMI with TCO_EN); the platform lets writes reach the
 /// flash as [`Ich9Lpc::flash_writable`] says.
 pub const LPC_BIOS_CNTL: u8 = 0xdc;
+/// BIOS_CNTL.BIOSWE: BIOS write enable.
 pub const BIOS_CNTL_BIOSWE: u8 = 1 << 0;
+/// BIOS_CNTL.BLE: BIOS lock enable.
 pub const BIOS_CNTL_BLE: u8 = 1 << 1;
+/// BIOS_CNTL.SMM_BWP: SMM BIOS write protect.
 pub const BIOS_CNTL_SMM_BWP: u8 = 1 << 5;
 /// BIOS_CNTL writable bits at reset.
 pub const BIOS_CNTL_WMASK: u8 = BIOS_CNTL_BIOSWE | BIOS_CNTL_BLE | BIOS_CNTL_SMM_BWP;

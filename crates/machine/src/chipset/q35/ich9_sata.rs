@@ -38,6 +38,7 @@ const BARS: [Bar; 2] = [SIDPBA, ABAR];
 #[derive(Clone, Debug)]
 pub struct Ich9Sata {
     cfg: ConfigSpace,
+    /// The AHCI host bus adapter behind ABAR.
     pub hba: Ahci,
     /// AIR.
     index: u32,

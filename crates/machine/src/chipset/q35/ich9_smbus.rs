@@ -28,11 +28,15 @@ const HOSTC_WMASK: u32 = 0x1f;
 /// HST_STS, host status (§18.2.1): write 1 to clear bits 7:1 except INUSE_STS (bit 6,
 /// cleared by writing 1, set by reading).
 pub const HST_STS: u64 = 0x00;
+/// HST_STS.INTR: the command completed.
 pub const HST_STS_INTR: u8 = 1 << 1;
+/// HST_STS.DEV_ERR: no device answered.
 pub const HST_STS_DEV_ERR: u8 = 1 << 2;
+/// HST_STS.INUSE_STS: the host semaphore.
 pub const HST_STS_INUSE: u8 = 1 << 6;
 /// HST_CNT, host control (§18.2.2): START is bit 6 and reads 0.
 pub const HST_CNT: u64 = 0x02;
+/// HST_CNT.START: starts the command.
 pub const HST_CNT_START: u8 = 1 << 6;
 /// Host registers after HST_CNT with plain read/write storage: HST_CMD, XMIT_SLVA, HST_D0,
 /// HST_D1, HOST_BLOCK_DB, PEC (§18.2.3-18.2.8).
