@@ -298,15 +298,15 @@ impl Cpu {
         let base = self.smm_regs.smbase as u64 + 0xfc00;
         // Bytes of the map that no field covers are zeroed (as KVM and Bochs do).
         let start = (map.start() - 0xfc00) as usize;
+        let mut area = [0u8; 0x400];
+        img.store(map, &mut area);
         if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Write) {
-            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000
-            // are the save area, and nothing else references them during this call.
-            let area = unsafe { &mut *(p.add(0xc00) as *mut [u8; 0x400]) };
-            area[start..].fill(0);
-            img.store(map, area);
+            // SAFETY: `p` points at a live 4 KiB page of guest memory (Bus::host_page) whose
+            // bytes 0xC00..0x1000 are the save area, so start..0x400 lies inside it; `area`
+            // is a local buffer, and guest memory is only ever copied into or out of, never
+            // referenced, so nothing aliases the bytes written.
+            unsafe { std::ptr::copy_nonoverlapping(area[start..].as_ptr(), p.add(0xc00 + start), 0x400 - start) };
         } else {
-            let mut area = [0u8; 0x400];
-            img.store(map, &mut area);
             self.write_smram(bus, base, &area, start);
         }
         // Entry state.
@@ -425,15 +425,13 @@ impl Cpu {
         }
         let map = self.smm_map();
         let smbase = self.smm_regs.smbase as u64;
-        let img = match self.save_area_page(bus, smbase + 0xfc00, crate::AccessKind::Read) {
-            // SAFETY: as in enter_smm.
-            Some(p) => Image::load(map, unsafe { &*(p.add(0xc00) as *const [u8; 0x400]) }),
-            None => {
-                let mut area = [0u8; 0x400];
-                self.read_smram(bus, smbase + 0xfc00, &mut area);
-                Image::load(map, &area)
-            }
-        };
+        let mut area = [0u8; 0x400];
+        match self.save_area_page(bus, smbase + 0xfc00, crate::AccessKind::Read) {
+            // SAFETY: as in enter_smm, copying out of the save area instead.
+            Some(p) => unsafe { std::ptr::copy_nonoverlapping(p.add(0xc00), area.as_mut_ptr(), 0x400) },
+            None => self.read_smram(bus, smbase + 0xfc00, &mut area),
+        }
+        let img = Image::load(map, &area);
         if let Some(why) = self.rsm_check(&img) {
             self.rsm_shutdown(bus, why);
             return Ok(());

@@ -257,18 +257,14 @@ impl Image {
     /// i.e. `area[off - 0x7C00]`), leaving bytes no field covers as they are.
     pub fn store(&mut self, kind: MapKind, area: &mut [u8; 0x400]) {
         let words = self.words_mut();
-        let a = area.as_mut_ptr();
         for c in kind.compiled() {
-            // SAFETY: `compiled` only yields fields with word < WORDS and at + width <= 0x400.
-            unsafe {
-                let v = *words.get_unchecked(c.word as usize) >> c.shift;
-                let p = a.add(c.at as usize);
-                match c.width {
-                    1 => *p = v as u8,
-                    2 => (p as *mut u16).write_unaligned((v as u16).to_le()),
-                    4 => (p as *mut u32).write_unaligned((v as u32).to_le()),
-                    _ => (p as *mut u64).write_unaligned(v.to_le()),
-                }
+            let v = words[c.word as usize] >> c.shift;
+            let at = c.at as usize;
+            match c.width {
+                1 => area[at] = v as u8,
+                2 => area[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+                4 => area[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes()),
+                _ => area[at..at + 8].copy_from_slice(&v.to_le_bytes()),
             }
         }
     }
@@ -277,19 +273,15 @@ impl Image {
     pub fn load(kind: MapKind, area: &[u8; 0x400]) -> Image {
         let mut img = Image::default();
         let words = img.words_mut();
-        let a = area.as_ptr();
         for c in kind.compiled() {
-            // SAFETY: as in `store`.
-            unsafe {
-                let p = a.add(c.at as usize);
-                let v = match c.width {
-                    1 => *p as u64,
-                    2 => u16::from_le((p as *const u16).read_unaligned()) as u64,
-                    4 => u32::from_le((p as *const u32).read_unaligned()) as u64,
-                    _ => u64::from_le((p as *const u64).read_unaligned()),
-                };
-                *words.get_unchecked_mut(c.word as usize) |= v << c.shift;
-            }
+            let at = c.at as usize;
+            let mut b = [0u8; 8];
+            let w = match c.width {
+                1 | 2 | 4 => c.width as usize,
+                _ => 8,
+            };
+            b[..w].copy_from_slice(&area[at..at + w]);
+            words[c.word as usize] |= u64::from_le_bytes(b) << c.shift;
         }
         img
     }
