@@ -221,10 +221,8 @@ mod tests {
         fn closed_or_locked_smram_is_untouchable_outside_smm(lock in any::<bool>(), steps in proptest::collection::vec(step(), 1..40)) {
             let mut b = new(RAM, rom(), 1_000_000);
             cfg_write(&mut b, 0, 0x72, 1, 0x4a);
-            for k in 0..0x20000u64 {
-                b.ram.as_mut_slice()[(0xa_0000 + k) as usize] = 0x5a ^ (k as u8);
-            }
-            let secret: Vec<u8> = b.ram.as_slice()[0xa_0000..0xc_0000].to_vec();
+            let secret: Vec<u8> = (0..0x20000u64).map(|k| 0x5a ^ (k as u8)).collect();
+            b.ram.write(0xa_0000, &secret);
             cfg_write(&mut b, 0, 0x72, 1, if lock { 0x1a } else { 0x0a });
             for s in steps {
                 match s {
@@ -246,7 +244,7 @@ mod tests {
                 }
                 prop_assert!(!b.smram_config().open());
             }
-            prop_assert!(b.ram.as_slice()[0xa_0000..0xc_0000] == secret[..], "SMRAM changed");
+            prop_assert!(b.ram.to_vec(0xa_0000..0xc_0000) == secret, "SMRAM changed");
         }
     }
 }
