@@ -59,8 +59,9 @@ pub const PORT_DEBUG_EXIT: u16 = 0xf4;
 /// APM_CNT port (APM_STS follows at 0xB3).
 pub const PORT_APM_CNT: u16 = 0xb2;
 // --- legacy devices (platform issue) ---
-/// The VGA text buffer (colour, 32 KiB) inside the VGA hole: plain storage in the non-SMM
-/// view; the rest of the hole reads as all ones.
+/// The VGA text buffer (colour, 32 KiB) on the PCI/VGA side of the A/B segment: plain
+/// storage for every access that reaches that side (outside SMM, and SMM data under D_CLS);
+/// the rest of the window reads as all ones.
 const VGA_TEXT: std::ops::Range<u64> = 0xb_8000..0xc_0000;
 /// The reset control register (byte port inside the 0xCF8 dword).
 pub const PORT_RESET_CONTROL: u16 = 0xcf9;
@@ -484,7 +485,7 @@ impl<C: Chipset> Platform<C> {
         match self.dram_map().reach(addr, kind, smm) {
             Reach::Ram(o) => return Target::Ram(o),
             Reach::Hole => return Target::None,
-            Reach::VgaWindow if VGA_TEXT.contains(&addr) && !smm => return Target::VgaText(addr - VGA_TEXT.start),
+            Reach::VgaWindow if VGA_TEXT.contains(&addr) => return Target::VgaText(addr - VGA_TEXT.start),
             Reach::VgaWindow => return Target::None,
             Reach::PamRom if write => return Target::None,
             Reach::PamRom => return self.rom.isa_offset(addr).map_or(Target::None, Target::Rom),
