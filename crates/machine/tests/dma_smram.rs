@@ -247,7 +247,7 @@ mod through_the_board {
         let disk: Vec<u8> = (0..SECTORS * 512).map(|i| (i * 31 + 7) as u8).collect();
         m.attach_disk(Disk::from_bytes(disk).unwrap()).unwrap();
         let q35 = kind == BoardKind::Q35;
-        let mut smram = vec![0xa_0000..0xc_0000];
+        let mut smram = vec![machine::smram::AB_SEG];
         if q35 {
             smram.push(TSEG..MIB << 20);
         }

@@ -229,7 +229,7 @@ mod tests {
         w.add(0x1000..0x1010);
         w.add(0x1010..0x1020);
         w.add(0x0ff0..0x1000);
-        assert_eq!(w.ranges(), Some(&[0x0ff0..0x1020][..]));
+        assert_eq!(w.ranges(), Some(std::slice::from_ref(&(0x0ff0..0x1020))));
         for k in 0..MAX_RANGES as u64 {
             w.add(0x10_0000 + 0x100 * k..0x10_0000 + 0x100 * k + 1);
         }
