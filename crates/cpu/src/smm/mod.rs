@@ -425,12 +425,16 @@ impl Cpu {
         }
         let map = self.smm_map();
         let smbase = self.smm_regs.smbase as u64;
-        let mut area = [0u8; 0x400];
-        match self.save_area_page(bus, smbase + 0xfc00, crate::AccessKind::Read) {
-            // SAFETY: as in enter_smm, copying out of the save area instead.
-            Some(p) => unsafe { std::ptr::copy_nonoverlapping(p.add(0xc00), area.as_mut_ptr(), 0x400) },
-            None => self.read_smram(bus, smbase + 0xfc00, &mut area),
-        }
+        let area = match self.save_area_page(bus, smbase + 0xfc00, crate::AccessKind::Read) {
+            // SAFETY: as in enter_smm: the 1 KiB at page offset 0xC00 lies inside the live
+            // page; it is copied out by value (an unaligned read), never referenced.
+            Some(p) => unsafe { p.add(0xc00).cast::<[u8; 0x400]>().read_unaligned() },
+            None => {
+                let mut area = [0u8; 0x400];
+                self.read_smram(bus, smbase + 0xfc00, &mut area);
+                area
+            }
+        };
         let img = Image::load(map, &area);
         if let Some(why) = self.rsm_check(&img) {
             self.rsm_shutdown(bus, why);

@@ -258,13 +258,12 @@ impl Image {
     pub fn store(&mut self, kind: MapKind, area: &mut [u8; 0x400]) {
         let words = self.words_mut();
         for c in kind.compiled() {
-            let v = words[c.word as usize] >> c.shift;
-            let at = c.at as usize;
+            let (v, at) = (words[c.word as usize] >> c.shift, c.at as usize);
             match c.width {
                 1 => area[at] = v as u8,
-                2 => area[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
-                4 => area[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes()),
-                _ => area[at..at + 8].copy_from_slice(&v.to_le_bytes()),
+                2 => put(area, at, (v as u16).to_le_bytes()),
+                4 => put(area, at, (v as u32).to_le_bytes()),
+                _ => put(area, at, v.to_le_bytes()),
             }
         }
     }
@@ -275,15 +274,31 @@ impl Image {
         let words = img.words_mut();
         for c in kind.compiled() {
             let at = c.at as usize;
-            let mut b = [0u8; 8];
-            let w = match c.width {
-                1 | 2 | 4 => c.width as usize,
-                _ => 8,
+            let v = match c.width {
+                1 => area[at] as u64,
+                2 => u16::from_le_bytes(get(area, at)) as u64,
+                4 => u32::from_le_bytes(get(area, at)) as u64,
+                _ => u64::from_le_bytes(get(area, at)),
             };
-            b[..w].copy_from_slice(&area[at..at + w]);
-            words[c.word as usize] |= u64::from_le_bytes(b) << c.shift;
+            words[c.word as usize] |= v << c.shift;
         }
         img
+    }
+}
+
+/// `N` bytes of the area at `at` (fixed-size, so the copy is one load; `compiled` keeps every
+/// field inside the area, bytes past it would read as 0).
+#[inline(always)]
+fn get<const N: usize>(area: &[u8; 0x400], at: usize) -> [u8; N] {
+    area.get(at..at + N).and_then(|s| s.try_into().ok()).unwrap_or([0; N])
+}
+
+/// Stores `N` bytes into the area at `at` (dropped if they would not fit; `compiled` keeps
+/// every field inside the area).
+#[inline(always)]
+fn put<const N: usize>(area: &mut [u8; 0x400], at: usize, b: [u8; N]) {
+    if let Some(s) = area.get_mut(at..at + N) {
+        s.copy_from_slice(&b);
     }
 }
 
