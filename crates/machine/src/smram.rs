@@ -90,6 +90,7 @@ pub enum Visibility {
 
 /// What an access of `kind` at physical address `addr` sees, from a CPU whose SMM state is
 /// `smm`. Port I/O kinds count as data accesses.
+#[inline]
 pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visibility {
     // Compatible SMRAM at `ram`; `otherwise` is what the window shows when DRAM is not reached.
     let compat = |ram: u64, otherwise: Visibility| -> Visibility {
@@ -122,6 +123,7 @@ pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visib
 
 /// Whether [`route`] can answer anything but [`Visibility::Normal`] at `addr` (a cheap
 /// pre-check): the A/B segment always, HSEG and TSEG while SMRAM is enabled.
+#[inline]
 pub fn covers(cfg: &SmramConfig, addr: u64) -> bool {
     AB_SEG.contains(&addr) || (cfg.g_smrame && (HSEG.contains(&addr) || cfg.tseg().is_some_and(|t| t.contains(&addr))))
 }

@@ -778,11 +778,19 @@ impl<C: Chipset> Bus for Platform<C> {
         if smm && kind == AccessKind::Fetch && !self.tseg_written.is_empty() {
             self.smm_fetch(page & !0xfff);
         }
-        match self.route(page, kind, smm) {
-            Target::Ram(o) => self.ram.page_ptr(o),
-            Target::Rom(o) if kind != AccessKind::Write => self.rom.page_ptr(o),
-            _ => None,
-        }
+        // DRAM space straight from the map (the CPU asks for a few pages after every SMM entry
+        // and exit); the rest as `route` decides.
+        let rom = match self.dram_map().reach(page, kind, smm) {
+            Reach::Ram(o) => return self.ram.page_ptr(o),
+            Reach::PamRom => self.rom.isa_offset(page),
+            Reach::Beyond => match self.route(page, kind, smm) {
+                Target::Ram(o) => return self.ram.page_ptr(o),
+                Target::Rom(o) => Some(o),
+                _ => None,
+            },
+            Reach::Hole | Reach::VgaWindow => None,
+        };
+        rom.filter(|_| kind != AccessKind::Write).and_then(|o| self.rom.page_ptr(o))
     }
 
     fn idle_ticks(&self) -> u64 {

@@ -38,6 +38,7 @@ pub enum Reach {
 impl DramMap {
     /// What an access of `kind` at `addr` reaches, from a CPU in SMM or not (bus masters:
     /// `smm` = false).
+    #[inline(always)]
     pub fn reach(&self, addr: u64, kind: AccessKind, smm: bool) -> Reach {
         if smram::covers(&self.smram, addr) {
             match smram::route(&self.smram, addr, kind, smm) {

@@ -71,10 +71,10 @@ impl Rom {
         if !ISA_BIOS.contains(&addr) || self.is_empty() {
             return None;
         }
-        let len = self.len() as i128;
-        let window = (ISA_BIOS.end - ISA_BIOS.start) as i128;
-        let off = (addr - ISA_BIOS.start) as i128 + len - window;
-        Some(off.rem_euclid(len) as u64)
+        let (len, window, into) = (self.len(), ISA_BIOS.end - ISA_BIOS.start, addr - ISA_BIOS.start);
+        // The window shows the image's top 128 KiB; a smaller image repeats in it. (No 128-bit
+        // arithmetic: this runs on every TLB fill of a BIOS page.)
+        Some(if len >= window { len - window + into } else { into % len })
     }
 }
 
