@@ -365,6 +365,26 @@ impl Cpu {
         self.tlb.flush();
     }
 
+    /// Drops the decoded blocks holding bytes of the physical range `phys`: something other
+    /// than this CPU (a bus master) wrote there, and the CPU only notices its own writes.
+    pub fn invalidate_code(&mut self, phys: std::ops::Range<u64>) {
+        if self.cache.is_empty() {
+            return;
+        }
+        let mut a = phys.start;
+        while a < phys.end {
+            let page = a & !0xfff;
+            let end = page.saturating_add(0x1000).min(phys.end);
+            if self.cache.write_hits_code(a, end - a) {
+                self.cache.invalidate_page(page);
+            }
+            if end == a {
+                break;
+            }
+            a = end;
+        }
+    }
+
     /// Runs until `budget` more instructions have retired, the CPU halts with nothing pending,
     /// the bus asks to stop, or the CPU shuts down.
     pub fn run(&mut self, bus: &mut dyn Bus, budget: u64) -> Exit {

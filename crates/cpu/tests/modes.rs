@@ -1200,3 +1200,25 @@ fn avx_instruction_raises_ud_and_is_counted() -> T {
     Ok(())
 }
 
+
+/// `invalidate_code` drops exactly the decoded code of the range it is given: a routine
+/// overwritten behind the CPU's back (as a bus master does) runs its new bytes once its range
+/// is invalidated, while another routine overwritten the same way but not invalidated still
+/// runs from its decoded block (the CPU only notices its own writes).
+#[test]
+fn invalidate_code_drops_the_blocks_of_its_range_only() {
+    // 7C00: call 8000h; mov bl, al; call 9000h; mov cl, al; hlt
+    let mut m = Machine::real(&[0xe8, 0xfd, 0x03, 0x88, 0xc3, 0xe8, 0xf8, 0x13, 0x88, 0xc1, 0xf4]);
+    m.load(0x8000, &[0xb0, 0x01, 0xc3]); // mov al, 1; ret
+    m.load(0x9000, &[0xb0, 0x11, 0xc3]); // mov al, 11h; ret
+    m.run_to_halt();
+    assert_eq!((m.cpu.regs[RBX] as u8, m.cpu.regs[RCX] as u8), (0x01, 0x11));
+    m.bus.ram[0x8001] = 0x02;
+    m.bus.ram[0x9001] = 0x12;
+    m.cpu.invalidate_code(0x8000..0x8003);
+    m.cpu.halted = false;
+    m.cpu.rip = REAL_CODE;
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RBX] as u8, 0x02, "the invalidated routine runs its new bytes");
+    assert_eq!(m.cpu.regs[RCX] as u8, 0x11, "the other routine's block was kept");
+}

@@ -96,20 +96,21 @@ impl Board {
         }
     }
 
-    /// The flash (ROM image), to change before the run (saved settings, say).
-    pub fn flash_mut(&mut self) -> Option<&mut [u8]> {
+    /// Stores `data` at `offset` in the flash (ROM image), to change it before the run (saved
+    /// settings, say): None on a board without flash, Some(false) if it does not fit.
+    pub fn write_flash(&mut self, offset: u64, data: &[u8]) -> Option<bool> {
         match self {
-            Board::Q35(p) => Some(p.rom.as_mut_slice()),
-            Board::Pc(p) => Some(p.rom.as_mut_slice()),
+            Board::Q35(p) => Some(p.rom.write(offset, data)),
+            Board::Pc(p) => Some(p.rom.write(offset, data)),
             Board::Minimal(_) => None,
         }
     }
 
-    /// The flash (ROM image) as the guest left it.
-    pub fn flash(&self) -> Option<&[u8]> {
+    /// A copy of the flash (ROM image) as the guest left it.
+    pub fn flash(&self) -> Option<Vec<u8>> {
         match self {
-            Board::Q35(p) => Some(p.rom.as_slice()),
-            Board::Pc(p) => Some(p.rom.as_slice()),
+            Board::Q35(p) => Some(p.rom.to_vec()),
+            Board::Pc(p) => Some(p.rom.to_vec()),
             Board::Minimal(_) => None,
         }
     }

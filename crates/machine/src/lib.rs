@@ -12,7 +12,8 @@
 //! slices ([`board::Board::set_now`], which fires due timers), and the CPU reports the count
 //! before each port access ([`cpu::Bus::sync_icount`]) so the PM timer and SMI timestamps are
 //! exact. When SMRAM or PAM change, the board asserts `Pending::STOP`; the machine then calls
-//! [`cpu::Cpu::flush_code`] and continues.
+//! [`cpu::Cpu::flush_code`] and continues. When a bus master writes RAM it does the same, and
+//! the machine drops only the code decoded from the written bytes ([`cpu::Cpu::invalidate_code`]).
 
 pub mod board;
 pub mod chipset;
@@ -339,6 +340,8 @@ impl Machine {
                 });
             }
             self.board.set_now(self.cpu.icount);
+            // Code decoded from RAM a bus master overwrote, then everything if the map changed.
+            self.board.take_dma_writes().invalidate(&mut self.cpu);
             if self.board.take_flush() {
                 self.cpu.flush_code();
             }

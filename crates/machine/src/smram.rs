@@ -9,16 +9,25 @@
 //!   Bochs model it):
 //!   - code fetches go to DRAM if D_OPEN or in SMM;
 //!   - data accesses go to DRAM if D_OPEN or (in SMM and not D_CLS);
-//!   - otherwise the normal decoding applies (the PCI/VGA hole).
+//!   - otherwise the access goes to the PCI/VGA side ([`Visibility::VgaWindow`]), the same
+//!     side an access from outside SMM sees. With D_CLS = 1 "SMM space DRAM is not accessible
+//!     to data references, even if SMM decode is active. Code references may still access SMM
+//!     space DRAM", so that a handler running from SMRAM can still update the display through
+//!     the window (MCH datasheet 316966 and 440FX datasheet 290549, SMRAM D_CLS).
 //!
-//!   D_OPEN counts only while D_LCK = 0: a locked SMRAM is never open.
+//!   D_OPEN counts only while D_LCK = 0: a locked SMRAM is never open. When compatible SMRAM
+//!   is off (G_SMRAME = 0, or H_SMRAME = 1), the A/B segment is the PCI/VGA side for every
+//!   access: [`route`] decides the A/B segment in every case, not only when it is SMRAM.
 //! * **High SMRAM (HSEG), 0xFEDA0000-0xFEDBFFFF**, when G_SMRAME = 1 and H_SMRAME = 1: the same
 //!   rules, aliasing the A/B-segment DRAM. The A/B segment is then not SMRAM at all: it shows
-//!   the normal decoding in and out of SMM (MCH datasheet, ESMRAMC H_SMRAME).
+//!   the PCI/VGA side in and out of SMM (MCH datasheet, ESMRAMC H_SMRAME).
 //! * **TSEG**, [top of low RAM - size, top of low RAM), enabled when T_EN = 1 and G_SMRAME = 1:
 //!   DRAM in SMM; outside SMM a hole that reads all ones and drops writes, even with D_OPEN
 //!   (MCH datasheet ESMRAMC T_EN; QEMU `mch_update_smram` for the blackhole).
 //! * Everything else: the normal decoding.
+//!
+//! CPU accesses carry their SMM state; bus masters (DMA) always decide as an access from
+//! outside SMM, as QEMU's DMA address space is the non-SMM one.
 
 use cpu::AccessKind;
 use std::ops::Range;
@@ -72,17 +81,19 @@ pub enum Visibility {
     Ram(u64),
     /// A hole: reads return all ones, writes are dropped.
     Hole,
-    /// Not SMRAM: the board's normal decoding (RAM, PAM, the PCI/VGA hole, ROM, MMIO...).
+    /// The PCI/VGA side of the A/B segment (the legacy video window): whatever the video
+    /// device decodes there, for SMM and non-SMM accesses alike.
+    VgaWindow,
+    /// Not SMRAM: the board's normal decoding (RAM, PAM, ROM, MMIO...).
     Normal,
 }
 
 /// What an access of `kind` at physical address `addr` sees, from a CPU whose SMM state is
 /// `smm`. Port I/O kinds count as data accesses.
+#[inline]
 pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visibility {
-    if !cfg.g_smrame {
-        return Visibility::Normal;
-    }
-    let compat = |ram: u64| -> Visibility {
+    // Compatible SMRAM at `ram`; `otherwise` is what the window shows when DRAM is not reached.
+    let compat = |ram: u64, otherwise: Visibility| -> Visibility {
         let dram = match kind {
             AccessKind::Fetch => cfg.open() || smm,
             _ => cfg.open() || (smm && !cfg.d_cls),
@@ -90,14 +101,17 @@ pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visib
         if dram {
             Visibility::Ram(ram)
         } else {
-            Visibility::Normal
+            otherwise
         }
     };
     if AB_SEG.contains(&addr) {
-        return if cfg.h_smrame { Visibility::Normal } else { compat(addr) };
+        return if cfg.g_smrame && !cfg.h_smrame { compat(addr, Visibility::VgaWindow) } else { Visibility::VgaWindow };
+    }
+    if !cfg.g_smrame {
+        return Visibility::Normal;
     }
     if HSEG.contains(&addr) {
-        return if cfg.h_smrame { compat(addr - HSEG.start + AB_SEG.start) } else { Visibility::Normal };
+        return if cfg.h_smrame { compat(addr - HSEG.start + AB_SEG.start, Visibility::Normal) } else { Visibility::Normal };
     }
     if let Some(t) = cfg.tseg() {
         if t.contains(&addr) {
@@ -107,9 +121,11 @@ pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visib
     Visibility::Normal
 }
 
-/// Whether the 4 KiB page at `page` is decoded by [`route`] at all (a cheap pre-check).
+/// Whether [`route`] can answer anything but [`Visibility::Normal`] at `addr` (a cheap
+/// pre-check): the A/B segment always, HSEG and TSEG while SMRAM is enabled.
+#[inline]
 pub fn covers(cfg: &SmramConfig, addr: u64) -> bool {
-    cfg.g_smrame && (AB_SEG.contains(&addr) || HSEG.contains(&addr) || cfg.tseg().is_some_and(|t| t.contains(&addr)))
+    AB_SEG.contains(&addr) || (cfg.g_smrame && (HSEG.contains(&addr) || cfg.tseg().is_some_and(|t| t.contains(&addr))))
 }
 
 #[cfg(test)]
@@ -174,7 +190,7 @@ mod tests {
                 assert_eq!(o, ram);
                 Dram
             }
-            Visibility::Normal => Pci,
+            Visibility::Normal | Visibility::VgaWindow => Pci,
             Visibility::Hole => panic!("compatible SMRAM is never a hole"),
         }
     }
@@ -193,12 +209,18 @@ mod tests {
                         route(&c, addr, AccessKind::Read, smm),
                         route(&c, addr, AccessKind::Write, smm),
                     );
+                    // What the window shows when it does not reach DRAM: the PCI/VGA side in
+                    // the A/B segment, the normal decoding at HSEG.
+                    let other = if AB_SEG.contains(&addr) { Visibility::VgaWindow } else { Visibility::Normal };
                     if active {
                         assert_eq!(see(fetch, ram), code, "{ctx}");
                         assert_eq!(see(read, ram), data, "{ctx}");
                         assert_eq!(see(write, ram), data, "{ctx}");
+                        for v in [fetch, read, write] {
+                            assert!(matches!(v, Visibility::Ram(_)) || v == other, "{ctx}: {v:?}");
+                        }
                     } else {
-                        assert_eq!((fetch, read, write), (Visibility::Normal, Visibility::Normal, Visibility::Normal), "{ctx}");
+                        assert_eq!((fetch, read, write), (other, other, other), "{ctx}");
                     }
                 }
                 // TSEG: RAM in SMM, a hole outside, when T_EN and G_SMRAME; D_OPEN never opens it.
@@ -224,7 +246,33 @@ mod tests {
     fn d_cls_sends_smm_data_to_the_vga_hole_but_code_to_dram() {
         let c = SmramConfig { g_smrame: true, d_cls: true, ..Default::default() };
         assert_eq!(route(&c, 0xa_8000, AccessKind::Fetch, true), Visibility::Ram(0xa_8000));
-        assert_eq!(route(&c, 0xa_8000, AccessKind::Read, true), Visibility::Normal);
+        assert_eq!(route(&c, 0xa_8000, AccessKind::Read, true), Visibility::VgaWindow);
+    }
+
+    /// MCH datasheet 316966 / 440FX datasheet 290549, SMRAM D_CLS: with D_CLS = 1 an SMM data
+    /// access to the A/B segment reaches what an access from outside SMM reaches there (the
+    /// PCI/VGA side, the VGA text buffer at 0xB8000 included), while SMM code still comes
+    /// from DRAM. The same holds whenever compatible SMRAM is off.
+    #[test]
+    fn smm_data_under_d_cls_sees_what_a_non_smm_access_sees() {
+        for bits in 0..64u8 {
+            let c = cfg(bits);
+            if c.open() {
+                continue;
+            }
+            for addr in [0xa_0000, 0xb_8000, 0xb_8f9e, 0xb_fffc] {
+                let outside = route(&c, addr, AccessKind::Read, false);
+                assert_eq!(outside, Visibility::VgaWindow, "bits {bits:06b} {addr:#x}");
+                if c.d_cls || !c.g_smrame || c.h_smrame {
+                    for kind in [AccessKind::Read, AccessKind::Write] {
+                        assert_eq!(route(&c, addr, kind, true), outside, "bits {bits:06b} {addr:#x} {kind:?}");
+                    }
+                }
+                if c.g_smrame && !c.h_smrame {
+                    assert_eq!(route(&c, addr, AccessKind::Fetch, true), Visibility::Ram(addr), "bits {bits:06b} {addr:#x}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -45,31 +45,33 @@ impl Cpu {
     /// field covers are zeroed (as KVM and Bochs do).
     pub(super) fn store_save_area(&mut self, bus: &mut dyn Bus, map: MapKind, base: u64, img: &mut Image) {
         let start = (map.start() - 0xfc00) as usize;
+        let mut area = [0u8; 0x400];
+        img.store(map, &mut area);
         if let Some(p) = self.save_area_page(bus, base, crate::AccessKind::Write) {
-            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000
-            // are the save area, and nothing else references them during this call.
-            let area = unsafe { &mut *(p.add(0xc00) as *mut [u8; 0x400]) };
-            area[start..].fill(0);
-            img.store(map, area);
+            // SAFETY: `p` points at a live 4 KiB page of guest memory (Bus::host_page) whose
+            // bytes 0xC00..0x1000 are the save area, so start..0x400 lies inside it; `area`
+            // is a local buffer, and guest memory is only ever copied into or out of, never
+            // referenced, so nothing aliases the bytes written.
+            unsafe { std::ptr::copy_nonoverlapping(area[start..].as_ptr(), p.add(0xc00 + start), 0x400 - start) };
         } else {
-            let mut area = [0u8; 0x400];
-            img.store(map, &mut area);
             self.write_smram(bus, base, &area, start);
         }
     }
 
     /// Loads the image saved at `base` (SMBASE + 0xFC00).
     pub(super) fn load_save_area(&mut self, bus: &mut dyn Bus, map: MapKind, base: u64) -> Image {
-        match self.save_area_page(bus, base, crate::AccessKind::Read) {
-            // SAFETY: `p` points at a live 4 KiB page (Bus::host_page); bytes 0xC00..0x1000
-            // are the save area, and nothing writes them while Image::load reads them.
-            Some(p) => Image::load(map, unsafe { &*(p.add(0xc00) as *const [u8; 0x400]) }),
+        let area = match self.save_area_page(bus, base, crate::AccessKind::Read) {
+            // SAFETY: the 1 KiB at page offset 0xC00 lies inside the live page
+            // (Bus::host_page); it is copied out by value (an unaligned read), never
+            // referenced.
+            Some(p) => unsafe { p.add(0xc00).cast::<[u8; 0x400]>().read_unaligned() },
             None => {
                 let mut area = [0u8; 0x400];
                 self.read_smram(bus, base, &mut area);
-                Image::load(map, &area)
+                area
             }
-        }
+        };
+        Image::load(map, &area)
     }
 
     /// The host pointer to the page holding the save area (SMBASE + 0xF000), when it is plain

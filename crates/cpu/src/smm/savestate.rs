@@ -327,18 +327,13 @@ impl Image {
     /// i.e. `area[off - 0x7C00]`), leaving bytes no field covers as they are.
     pub fn store(&mut self, kind: MapKind, area: &mut [u8; 0x400]) {
         let words = self.words_mut();
-        let a = area.as_mut_ptr();
         for c in kind.compiled() {
-            // SAFETY: `compiled` only yields fields with word < WORDS and at + width <= 0x400.
-            unsafe {
-                let v = *words.get_unchecked(c.word as usize) >> c.shift;
-                let p = a.add(c.at as usize);
-                match c.width {
-                    1 => *p = v as u8,
-                    2 => (p as *mut u16).write_unaligned((v as u16).to_le()),
-                    4 => (p as *mut u32).write_unaligned((v as u32).to_le()),
-                    _ => (p as *mut u64).write_unaligned(v.to_le()),
-                }
+            let (v, at) = (words[c.word as usize] >> c.shift, c.at as usize);
+            match c.width {
+                1 => area[at] = v as u8,
+                2 => put(area, at, (v as u16).to_le_bytes()),
+                4 => put(area, at, (v as u32).to_le_bytes()),
+                _ => put(area, at, v.to_le_bytes()),
             }
         }
     }
@@ -347,21 +342,33 @@ impl Image {
     pub fn load(kind: MapKind, area: &[u8; 0x400]) -> Image {
         let mut img = Image::default();
         let words = img.words_mut();
-        let a = area.as_ptr();
         for c in kind.compiled() {
-            // SAFETY: `compiled` only yields fields with word < WORDS and at + width <= 0x400.
-            unsafe {
-                let p = a.add(c.at as usize);
-                let v = match c.width {
-                    1 => *p as u64,
-                    2 => u16::from_le((p as *const u16).read_unaligned()) as u64,
-                    4 => u32::from_le((p as *const u32).read_unaligned()) as u64,
-                    _ => u64::from_le((p as *const u64).read_unaligned()),
-                };
-                *words.get_unchecked_mut(c.word as usize) |= v << c.shift;
-            }
+            let at = c.at as usize;
+            let v = match c.width {
+                1 => area[at] as u64,
+                2 => u16::from_le_bytes(get(area, at)) as u64,
+                4 => u32::from_le_bytes(get(area, at)) as u64,
+                _ => u64::from_le_bytes(get(area, at)),
+            };
+            words[c.word as usize] |= v << c.shift;
         }
         img
+    }
+}
+
+/// `N` bytes of the area at `at` (fixed-size, so the copy is one load; `compiled` keeps every
+/// field inside the area, bytes past it would read as 0).
+#[inline(always)]
+fn get<const N: usize>(area: &[u8; 0x400], at: usize) -> [u8; N] {
+    area.get(at..at + N).and_then(|s| s.try_into().ok()).unwrap_or([0; N])
+}
+
+/// Stores `N` bytes into the area at `at` (dropped if they would not fit; `compiled` keeps
+/// every field inside the area).
+#[inline(always)]
+fn put<const N: usize>(area: &mut [u8; 0x400], at: usize, b: [u8; N]) {
+    if let Some(s) = area.get_mut(at..at + N) {
+        s.copy_from_slice(&b);
     }
 }
 

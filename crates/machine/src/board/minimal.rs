@@ -3,7 +3,7 @@
 //! reads as all ones; unmapped ports read as all ones and ignore writes.
 
 use crate::devices::{debug_exit::DebugExit, debugcon::Debugcon};
-use crate::memory::{read_le, write_le, Ram};
+use crate::memory::{MemoryBlock, Ram};
 use cpu::{Access, AccessKind, Bus, Pending};
 use std::ptr::NonNull;
 
@@ -20,7 +20,7 @@ pub struct Minimal {
     /// Guest RAM.
     pub ram: Ram,
     /// The ROM image.
-    pub rom: Vec<u8>,
+    pub rom: MemoryBlock,
     /// Port 0x402 output.
     pub debugcon: Debugcon,
     /// Port 0xF4.
@@ -28,27 +28,27 @@ pub struct Minimal {
 }
 
 enum Target {
-    Ram(usize),
-    Rom(usize),
+    Ram(u64),
+    Rom(u64),
     None,
 }
 
 impl Minimal {
     /// A board with `ram_size` bytes of RAM and `rom`.
     pub fn new(ram_size: u64, rom: Vec<u8>) -> Self {
-        Minimal { ram: Ram::new(ram_size), rom, debugcon: Debugcon::default(), debug_exit: DebugExit::default() }
+        Minimal { ram: Ram::new(ram_size), rom: MemoryBlock::from_bytes(&rom), debugcon: Debugcon::default(), debug_exit: DebugExit::default() }
     }
 
     fn route(&self, addr: u64) -> Target {
-        let rom_len = self.rom.len() as u64;
+        let rom_len = self.rom.len();
         if (LOW_ROM_BASE..LOW_ROM_BASE + 0x10000).contains(&addr) && rom_len >= 0x10000 {
-            return Target::Rom((rom_len - 0x10000 + (addr - LOW_ROM_BASE)) as usize);
+            return Target::Rom(rom_len - 0x10000 + (addr - LOW_ROM_BASE));
         }
         if addr < self.ram.len() {
-            return Target::Ram(addr as usize);
+            return Target::Ram(addr);
         }
         if addr < FOUR_GIB && addr >= FOUR_GIB - rom_len {
-            return Target::Rom((addr - (FOUR_GIB - rom_len)) as usize);
+            return Target::Rom(addr - (FOUR_GIB - rom_len));
         }
         Target::None
     }
@@ -57,15 +57,15 @@ impl Minimal {
 impl Bus for Minimal {
     fn read(&mut self, a: Access) -> u64 {
         match self.route(a.addr) {
-            Target::Ram(o) => read_le(self.ram.as_slice(), o, a.size),
-            Target::Rom(o) => read_le(&self.rom, o, a.size),
+            Target::Ram(o) => self.ram.read_le(o, a.size),
+            Target::Rom(o) => self.rom.read_le(o, a.size),
             Target::None => u64::MAX >> (64 - 8 * a.size as u32),
         }
     }
 
     fn write(&mut self, a: Access, value: u64) {
         if let Target::Ram(o) = self.route(a.addr) {
-            write_le(self.ram.as_mut_slice(), o, a.size, value);
+            self.ram.write_le(o, a.size, value);
         }
     }
 
@@ -86,8 +86,8 @@ impl Bus for Minimal {
 
     fn host_page(&mut self, page: u64, kind: AccessKind, _smm: bool) -> Option<NonNull<u8>> {
         match self.route(page) {
-            Target::Ram(o) if o + 4096 <= self.ram.len() as usize => NonNull::new(self.ram.as_mut_slice()[o..].as_mut_ptr()),
-            Target::Rom(o) if kind != AccessKind::Write && o + 4096 <= self.rom.len() => NonNull::new(self.rom[o..].as_mut_ptr()),
+            Target::Ram(o) => self.ram.page_ptr(o),
+            Target::Rom(o) if kind != AccessKind::Write => self.rom.page_ptr(o),
             _ => None,
         }
     }

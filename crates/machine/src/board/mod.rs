@@ -109,6 +109,12 @@ impl Board {
         platform!(self, p => p.take_flush(), false)
     }
 
+    /// The RAM bus masters wrote since the last call (nothing on the minimal board, which
+    /// has none); see [`platform::Platform::take_dma_writes`].
+    pub fn take_dma_writes(&mut self) -> dma::DmaWrites {
+        platform!(self, p => p.take_dma_writes(), dma::DmaWrites::default())
+    }
+
     /// Whether SMI# is asserted.
     pub fn smi_pending(&self) -> bool {
         platform!(self, p => p.smi.is_pending(), false)

@@ -198,6 +198,25 @@ mod tests {
         assert!(b.host_page(0xa_0000, AccessKind::Fetch, true).is_some());
     }
 
+    /// 440FX datasheet 290549, SMRAM 72h D_CLS: SMM data accesses to the A/B segment go where
+    /// non-SMM accesses go. The VGA text buffer at 0xB8000 is on that side, so what SMM writes
+    /// there a non-SMM read sees (and the reverse), while SMM code still comes from DRAM.
+    #[test]
+    fn d_cls_smm_data_reaches_the_vga_text_buffer_a_non_smm_access_sees() {
+        let mut b = new(RAM, rom(), 1_000_000);
+        cfg_write(&mut b, 0, 0x72, 1, 0x4a);
+        b.write(Access { addr: 0xb_8000, size: 1, kind: AccessKind::Write, smm: false }, 0xc3);
+        cfg_write(&mut b, 0, 0x72, 1, 0x2a);
+        b.write(Access { addr: 0xb_8000, size: 2, kind: AccessKind::Write, smm: false }, 0x0741);
+        assert_eq!(b.read(Access { addr: 0xb_8000, size: 2, kind: AccessKind::Read, smm: true }), 0x0741, "SMM data sees the text buffer");
+        b.write(Access { addr: 0xb_8002, size: 2, kind: AccessKind::Write, smm: true }, 0x0742);
+        assert_eq!(b.read(Access { addr: 0xb_8002, size: 2, kind: AccessKind::Read, smm: false }), 0x0742, "SMM data writes the text buffer");
+        assert_eq!(rd(&mut b, 0xb_8000, AccessKind::Fetch, true), 0xc3, "SMM code comes from DRAM");
+        // Without SMRAM at all, SMM accesses see the window too.
+        cfg_write(&mut b, 0, 0x72, 1, 0x02);
+        assert_eq!(b.read(Access { addr: 0xb_8000, size: 2, kind: AccessKind::Read, smm: true }), 0x0741);
+    }
+
     /// A guest step outside SMM: a config write to the PMC, or a memory access.
     #[derive(Clone, Debug)]
     enum Step {
@@ -224,10 +243,8 @@ mod tests {
         fn closed_or_locked_smram_is_untouchable_outside_smm(lock in any::<bool>(), steps in proptest::collection::vec(step(), 1..40)) {
             let mut b = new(RAM, rom(), 1_000_000);
             cfg_write(&mut b, 0, 0x72, 1, 0x4a);
-            for k in 0..0x20000u64 {
-                b.ram.as_mut_slice()[(0xa_0000 + k) as usize] = 0x5a ^ (k as u8);
-            }
-            let secret: Vec<u8> = b.ram.as_slice()[0xa_0000..0xc_0000].to_vec();
+            let secret: Vec<u8> = (0..0x20000u64).map(|k| 0x5a ^ (k as u8)).collect();
+            b.ram.write(0xa_0000, &secret);
             cfg_write(&mut b, 0, 0x72, 1, if lock { 0x1a } else { 0x0a });
             for s in steps {
                 match s {
@@ -249,7 +266,7 @@ mod tests {
                 }
                 prop_assert!(!b.smram_config().open());
             }
-            prop_assert!(b.ram.as_slice()[0xa_0000..0xc_0000] == secret[..], "SMRAM changed");
+            prop_assert!(b.ram.to_vec(0xa_0000..0xc_0000) == secret, "SMRAM changed");
         }
     }
 }

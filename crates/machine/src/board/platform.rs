@@ -10,6 +10,11 @@
 //! RAM as SMRAM says; HSEG at 0xFEDA0000; the LAPIC page; the ROM ending at 4 GiB. Unmapped
 //! memory and ports read as all ones and drop writes.
 //!
+//! Which DRAM an access reaches (SMRAM through [`smram::route`], the VGA window, PAM, RAM) is
+//! decided by [`DramMap::reach`] for CPU accesses and bus masters alike; bus masters reach
+//! memory only through [`DmaView`], and the RAM they write is reported to the machine
+//! ([`Platform::take_dma_writes`]) so the CPU drops code it decoded from it.
+//!
 //! Host pages: the CPU gets direct pointers for RAM and ROM pages. The answer for a page
 //! depends only on the SMRAM configuration, PAM, the access kind and the SMM state; the CPU
 //! keys its TLBs by kind and flushes them on SMM entry and exit, and whenever SMRAM or PAM
@@ -29,10 +34,11 @@ use crate::devices::reset_control::ResetControl;
 use crate::devices::PortDevice;
 // --- end legacy devices ---
 // --- disks: hosted PCI functions (disks issue) ---
-use super::dma::DmaView;
+use super::dma::{DmaView, DmaWrites};
 use crate::pci::slots::PciSlots;
 // --- end disks ---
 use crate::events::{Events, MachineEvent};
+use crate::memory::map::{DramMap, Reach};
 use crate::memory::pam::Pam;
 use crate::memory::rom::Rom;
 use crate::memory::{read_le, write_le, Ram};
@@ -43,6 +49,7 @@ use crate::smi::pin::SmiPin;
 use crate::smi::{SmiCause, SmiLatch};
 use crate::smram::{self, SmramConfig, Visibility};
 use cpu::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
+use std::ops::Range;
 use std::ptr::NonNull;
 
 /// debugcon port.
@@ -51,11 +58,10 @@ pub const PORT_DEBUGCON: u16 = 0x402;
 pub const PORT_DEBUG_EXIT: u16 = 0xf4;
 /// APM_CNT port (APM_STS follows at 0xB3).
 pub const PORT_APM_CNT: u16 = 0xb2;
-const VGA_HOLE: std::ops::Range<u64> = 0xa_0000..0xc_0000;
-const PAM_AREA: std::ops::Range<u64> = 0xc_0000..0x10_0000;
 // --- legacy devices (platform issue) ---
-/// The VGA text buffer (colour, 32 KiB) inside the VGA hole: plain storage in the non-SMM
-/// view; the rest of the hole reads as all ones.
+/// The VGA text buffer (colour, 32 KiB) on the PCI/VGA side of the A/B segment: plain
+/// storage for every access that reaches that side (outside SMM, and SMM data under D_CLS);
+/// the rest of the window reads as all ones.
 const VGA_TEXT: std::ops::Range<u64> = 0xb_8000..0xc_0000;
 /// The reset control register (byte port inside the 0xCF8 dword).
 pub const PORT_RESET_CONTROL: u16 = 0xcf9;
@@ -131,6 +137,8 @@ pub struct Platform<C: Chipset> {
     smram: SmramConfig,
     pam: Pam,
     flush: bool,
+    /// RAM bus masters wrote since the machine last dropped the code decoded there.
+    dma_writes: DmaWrites,
     resync: bool,
     /// Extra guest time (ticks) for SMM entry and for RSM.
     smm_costs: (u64, u64),
@@ -187,6 +195,7 @@ impl<C: Chipset> Platform<C> {
             smram,
             pam,
             flush: false,
+            dma_writes: DmaWrites::default(),
             resync: false,
             smm_costs: (0, 0),
             pending_cache: None,
@@ -284,7 +293,11 @@ impl<C: Chipset> Platform<C> {
         }
         self.reset_requested |= self.legacy.take_reset_request() | self.reset_control.take_reset();
         if let Some(desc) = self.legacy.fw_cfg.take_dma() {
-            self.legacy.fw_cfg.dma(desc, self.ram.as_mut_slice());
+            let (map, watch) = (self.dram_map(), self.open_tseg());
+            let mut dma = DmaView::new(&mut self.ram, map).watching(watch);
+            self.legacy.fw_cfg.dma(desc, &mut dma);
+            let (written, watched) = (dma.written, dma.watched);
+            self.after_dma(&written, &watched);
         }
     }
 
@@ -325,7 +338,8 @@ impl<C: Chipset> Platform<C> {
     /// for the duration of the access.
     fn slot_access(&mut self, addr: u64, size: u8, value: Option<u32>) -> u32 {
         let size = size.clamp(1, 4);
-        let mut dma = DmaView { ram: &mut self.ram, smram: self.smram, pam: self.pam, wrote: false };
+        let (map, watch) = (self.dram_map(), self.open_tseg());
+        let mut dma = DmaView::new(&mut self.ram, map).watching(watch);
         let v = match value {
             None => self.pci_slots.mmio_read(addr, size, &mut dma).unwrap_or(ones(size)),
             Some(v) => {
@@ -333,29 +347,54 @@ impl<C: Chipset> Platform<C> {
                 0
             }
         };
-        let wrote = dma.wrote;
-        self.after_dma(wrote);
+        let (written, watched) = (dma.written, dma.watched);
+        self.after_dma(&written, &watched);
+        self.after_slot_access();
         v
     }
 
     /// A port access (read if `value` is None) to a hosted function; `None` if none claims it.
     fn slot_io(&mut self, port: u16, size: u8, value: Option<u32>) -> Option<u32> {
-        let mut dma = DmaView { ram: &mut self.ram, smram: self.smram, pam: self.pam, wrote: false };
+        let (map, watch) = (self.dram_map(), self.open_tseg());
+        let mut dma = DmaView::new(&mut self.ram, map).watching(watch);
         let v = match value {
             None => self.pci_slots.io_read(port, size, &mut dma),
             Some(v) => self.pci_slots.io_write(port, size, v, &mut dma).then_some(0),
         };
-        let wrote = dma.wrote;
+        let (written, watched) = (dma.written, dma.watched);
+        self.after_dma(&written, &watched);
         if v.is_some() {
-            self.after_dma(wrote);
+            self.after_slot_access();
         }
         v
     }
 
-    /// After a device access: DMA into RAM may have overwritten decoded code (the CPU only
-    /// sees its own writes), and interrupt lines may have changed.
-    fn after_dma(&mut self, wrote: bool) {
-        self.flush |= wrote;
+    /// The DRAM decoding in force, for CPU accesses and bus masters.
+    fn dram_map(&self) -> DramMap {
+        DramMap { smram: self.smram, pam: self.pam, ram_len: self.ram.len() }
+    }
+
+    /// After a bus master wrote `written`: the CPU may have decoded code from those bytes (it
+    /// sees only its own writes), and writes that landed in an open TSEG (`watched`) are
+    /// reported as CPU writes from outside SMM are.
+    fn after_dma(&mut self, written: &DmaWrites, watched: &[u64]) {
+        if written.is_empty() {
+            return;
+        }
+        self.pending_cache = None;
+        self.dma_writes.merge(written);
+        for &a in watched {
+            self.tseg_written_outside_smm(a);
+        }
+    }
+
+    /// The watched TSEG range while writes from outside SMM reach it.
+    fn open_tseg(&self) -> Option<Range<u64>> {
+        self.tseg_open.then(|| self.tseg_watch.clone()).flatten()
+    }
+
+    /// After an access to a hosted function: interrupt lines may have changed.
+    fn after_slot_access(&mut self) {
         let irqs = self.pci_slots.isa_irqs();
         for irq in [14u8, 15] {
             self.legacy.pics.set_irq(irq, irqs & (1 << irq) != 0);
@@ -363,11 +402,20 @@ impl<C: Chipset> Platform<C> {
     }
     // --- end disks ---
 
-    /// Whether the CPU's TLB and decoded code must be flushed (SMRAM or PAM changed); clears
-    /// the request.
+    /// Whether the CPU's TLB and decoded code must be flushed (SMRAM or PAM changed, or bus
+    /// masters wrote RAM that [`Platform::take_dma_writes`] was not asked for); clears the
+    /// request.
     pub fn take_flush(&mut self) -> bool {
         self.pending_cache = None;
-        std::mem::take(&mut self.flush)
+        let dma = !std::mem::take(&mut self.dma_writes).is_empty();
+        std::mem::take(&mut self.flush) | dma
+    }
+
+    /// The RAM bus masters wrote since the last call: the machine drops the code the CPU
+    /// decoded there ([`DmaWrites::invalidate`]) before the CPU runs on.
+    pub fn take_dma_writes(&mut self) -> DmaWrites {
+        self.pending_cache = None;
+        std::mem::take(&mut self.dma_writes)
     }
 
     fn advance_timers(&mut self) {
@@ -448,33 +496,15 @@ impl<C: Chipset> Platform<C> {
     }
 
     fn route(&self, addr: u64, kind: AccessKind, smm: bool) -> Target {
-        if smram::covers(&self.smram, addr) {
-            match smram::route(&self.smram, addr, kind, smm) {
-                Visibility::Ram(o) => return Target::Ram(o),
-                Visibility::Hole => return Target::None,
-                Visibility::Normal => {}
-            }
-        }
         let write = kind == AccessKind::Write;
-        if addr < VGA_HOLE.start {
-            return Target::Ram(addr);
-        }
-        if VGA_HOLE.contains(&addr) {
-            if VGA_TEXT.contains(&addr) && !smm {
-                return Target::VgaText(addr - VGA_TEXT.start);
-            }
-            return Target::None;
-        }
-        if PAM_AREA.contains(&addr) {
-            let dram = if write { self.pam.write_dram(addr) } else { self.pam.read_dram(addr) };
-            return match (dram, write) {
-                (true, _) => Target::Ram(addr),
-                (false, true) => Target::None,
-                (false, false) => self.rom.isa_offset(addr).map_or(Target::None, Target::Rom),
-            };
-        }
-        if addr < self.ram.len() {
-            return Target::Ram(addr);
+        match self.dram_map().reach(addr, kind, smm) {
+            Reach::Ram(o) => return Target::Ram(o),
+            Reach::Hole => return Target::None,
+            Reach::VgaWindow if VGA_TEXT.contains(&addr) => return Target::VgaText(addr - VGA_TEXT.start),
+            Reach::VgaWindow => return Target::None,
+            Reach::PamRom if write => return Target::None,
+            Reach::PamRom => return self.rom.isa_offset(addr).map_or(Target::None, Target::Rom),
+            Reach::Beyond => {}
         }
         if (LAPIC_BASE..LAPIC_BASE + 0x1000).contains(&addr) {
             return Target::Lapic((addr - LAPIC_BASE) as u16);
@@ -599,7 +629,7 @@ impl<C: Chipset> Platform<C> {
                 p |= Pending::IO_TRAP;
             }
         }
-        if self.flush || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() {
+        if self.flush || !self.dma_writes.is_empty() || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() {
             p |= Pending::STOP;
         }
         // --- legacy devices (platform issue) ---
@@ -621,8 +651,8 @@ impl<C: Chipset> Bus for Platform<C> {
             self.smm_fetch(a.addr & !0xfff);
         }
         match self.route(a.addr, a.kind, a.smm) {
-            Target::Ram(o) => read_le(self.ram.as_slice(), o as usize, a.size),
-            Target::Rom(o) => read_le(self.rom.as_slice(), o as usize, a.size),
+            Target::Ram(o) => self.ram.read_le(o, a.size),
+            Target::Rom(o) => self.rom.read_le(o, a.size),
             Target::Lapic(o) => self.lapic.read(o, a.size, self.clock.now()) as u64,
             // --- legacy devices (platform issue) ---
             Target::Ioapic(o) => self.ioapic.read(o, a.size) as u64,
@@ -648,10 +678,10 @@ impl<C: Chipset> Bus for Platform<C> {
                 if !a.smm && self.in_open_tseg(a.addr) {
                     self.tseg_written_outside_smm(a.addr);
                 }
-                write_le(self.ram.as_mut_slice(), o as usize, a.size, value)
+                self.ram.write_le(o, a.size, value)
             }
             Target::Rom(o) => {
-                write_le(self.rom.as_mut_slice(), o as usize, a.size, value);
+                self.rom.write_le(o, a.size, value);
                 // The CPU may have decoded code from these bytes.
                 self.flush = true;
             }
@@ -763,11 +793,19 @@ impl<C: Chipset> Bus for Platform<C> {
         if smm && kind == AccessKind::Fetch && !self.tseg_written.is_empty() {
             self.smm_fetch(page & !0xfff);
         }
-        match self.route(page, kind, smm) {
-            Target::Ram(o) if o + 4096 <= self.ram.len() => NonNull::new(self.ram.as_mut_slice()[o as usize..].as_mut_ptr()),
-            Target::Rom(o) if kind != AccessKind::Write => self.rom.page_ptr(o),
-            _ => None,
-        }
+        // DRAM space straight from the map (the CPU asks for a few pages after every SMM entry
+        // and exit); the rest as `route` decides.
+        let rom = match self.dram_map().reach(page, kind, smm) {
+            Reach::Ram(o) => return self.ram.page_ptr(o),
+            Reach::PamRom => self.rom.isa_offset(page),
+            Reach::Beyond => match self.route(page, kind, smm) {
+                Target::Ram(o) => return self.ram.page_ptr(o),
+                Target::Rom(o) => Some(o),
+                _ => None,
+            },
+            Reach::Hole | Reach::VgaWindow => None,
+        };
+        rom.filter(|_| kind != AccessKind::Write).and_then(|o| self.rom.page_ptr(o))
     }
 
     fn idle_ticks(&self) -> u64 {

@@ -595,7 +595,7 @@ mod tests {
         use crate::chipset::q35::ich9_lpc::{SMI_EN_TCO_EN, TCO1_STS};
         let mut b = board();
         pm(&mut b, SMI_EN_GBL_SMI_EN | SMI_EN_TCO_EN);
-        let rom_at = |b: &Q35| b.rom.as_slice()[0x100];
+        let rom_at = |b: &Q35| b.rom.read_le(0x100, 1) as u8;
         wr(&mut b, 0xffff_0100, 0x1122_3344, false);
         assert_eq!(rom_at(&b), 0x90, "BIOSWE = 0: the write is dropped");
         cfg_write(&mut b, 0x1f, 0xdc, 1, 0x01);

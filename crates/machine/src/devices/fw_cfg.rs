@@ -7,7 +7,8 @@
 //! `u32 length`, `u64 address`. Control bits: ERROR 0x01, READ 0x02, SKIP 0x04, SELECT 0x08
 //! (selector in bits 31:16), WRITE 0x10. On completion the device writes `control` back as 0
 //! (or ERROR). The device has no memory access of its own: [`FwCfg::take_dma`] hands the
-//! board the descriptor address and the board calls [`FwCfg::dma`] with guest RAM.
+//! board the descriptor address and the board calls [`FwCfg::dma`] with its bus-master view
+//! of memory ([`crate::board::dma`]), never with raw RAM.
 //!
 //! Items as QEMU 7.2 provides them for `pc`/`q35` with one CPU (`hw/nvram/fw_cfg.c`,
 //! `hw/i386/fw_cfg.c`, facts only): signature "QEMU", id 3 (traditional + DMA), the legacy
@@ -16,6 +17,7 @@
 
 use super::{ones, PortDevice};
 use crate::clock::Ticks;
+use crate::pci::slots::Dma;
 use std::collections::BTreeMap;
 
 /// Selector of the "QEMU" signature.
@@ -241,51 +243,69 @@ impl FwCfg {
         self.dma_request.take()
     }
 
-    /// Runs the DMA transfer whose descriptor is at `desc` in `ram` (guest physical memory
-    /// from address 0). Addresses outside `ram` end the transfer with ERROR.
-    pub fn dma(&mut self, desc: u64, ram: &mut [u8]) {
-        let Some(d) = slice_at(ram, desc, 16) else { return };
+    /// Runs the DMA transfer whose descriptor is at `desc`, reaching guest memory only
+    /// through `mem`, the board's bus-master view (the descriptor, the buffer and the control
+    /// word written back alike). QEMU 7.2's transfer rules (`fw_cfg_dma_transfer` in
+    /// `hw/nvram/fw_cfg.c`; facts only):
+    /// * a descriptor that cannot be read gets ERROR written to its control word;
+    /// * READ copies the item from the current offset and zero-fills what lies past its end;
+    ///   WRITE stores into a writable item only when the whole length fits in it, and fails
+    ///   past its end; SKIP only advances the offset; no operation bit means length 0;
+    /// * the offset advances by the part inside the item; a memory access that fails (a
+    ///   master abort) sets ERROR and ends the transfer;
+    /// * the control word is then written back: 0, or ERROR.
+    pub fn dma(&mut self, desc: u64, mem: &mut dyn Dma) {
+        let mut d = [0u8; 16];
+        if !mem.read(desc, &mut d) {
+            mem.write(desc, &DMA_CTL_ERROR.to_be_bytes());
+            return;
+        }
         let control = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
-        let length = u32::from_be_bytes([d[4], d[5], d[6], d[7]]) as usize;
-        let address = u64::from_be_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]]);
+        let mut left = u32::from_be_bytes([d[4], d[5], d[6], d[7]]) as u64;
+        let mut address = u64::from_be_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]]);
         if control & DMA_CTL_SELECT != 0 {
             self.select((control >> 16) as u16);
         }
-        let mut status = 0;
-        if control & DMA_CTL_READ != 0 {
-            match slice_at(ram, address, length) {
-                Some(dst) => {
-                    let src = self.items.get(&self.selector).map(|v| v.as_slice()).unwrap_or(&[]);
-                    for (i, b) in dst.iter_mut().enumerate() {
-                        *b = src.get(self.offset + i).copied().unwrap_or(0);
-                    }
-                    self.offset = self.offset.saturating_add(length);
-                }
-                None => status = DMA_CTL_ERROR,
-            }
+        let op = if control & DMA_CTL_READ != 0 {
+            DMA_CTL_READ
         } else if control & DMA_CTL_WRITE != 0 {
-            let writable = self.key_of(FILE_SMI_REQUESTED) == Some(self.selector);
-            match (writable, slice_at(ram, address, length)) {
-                (true, Some(src)) => {
-                    let src = src.to_vec();
-                    let off = self.offset;
-                    if let Some(item) = self.items.get_mut(&self.selector) {
-                        for (i, b) in src.iter().enumerate() {
-                            if let Some(slot) = item.get_mut(off + i) {
-                                *slot = *b;
-                            }
-                        }
-                    }
-                    self.offset = self.offset.saturating_add(length);
-                }
-                _ => status = DMA_CTL_ERROR,
-            }
+            DMA_CTL_WRITE
         } else if control & DMA_CTL_SKIP != 0 {
-            self.offset = self.offset.saturating_add(length);
+            DMA_CTL_SKIP
+        } else {
+            left = 0;
+            0
+        };
+        let writable = self.key_of(FILE_SMI_REQUESTED) == Some(self.selector);
+        let mut status = 0;
+        while left > 0 && status == 0 {
+            let item = self.items.get_mut(&self.selector);
+            let avail = item.as_ref().map_or(0, |v| v.len().saturating_sub(self.offset)) as u64;
+            let n = if avail == 0 { left } else { left.min(avail) };
+            let ok = match (op, item) {
+                (DMA_CTL_READ, Some(item)) if avail > 0 => mem.write(address, &item[self.offset..self.offset + n as usize]),
+                (DMA_CTL_READ, _) => zero_fill(mem, address, n),
+                (DMA_CTL_WRITE, Some(item)) if avail > 0 && writable && n == left => {
+                    let mut buf = vec![0u8; n as usize];
+                    let ok = mem.read(address, &mut buf);
+                    if ok {
+                        item[self.offset..self.offset + n as usize].copy_from_slice(&buf);
+                    }
+                    ok
+                }
+                (DMA_CTL_WRITE, _) => false,
+                _ => true,
+            };
+            if !ok {
+                status = DMA_CTL_ERROR;
+            }
+            if avail > 0 {
+                self.offset = self.offset.saturating_add(n as usize);
+            }
+            address = address.wrapping_add(n);
+            left -= n;
         }
-        if let Some(d) = slice_at(ram, desc, 4) {
-            d.copy_from_slice(&status.to_be_bytes());
-        }
+        mem.write(desc, &status.to_be_bytes());
     }
 
     /// QEMU 7.2's ICH9 negotiation (`hw/isa/lpc_ich9.c`, the features-ok select callback;
@@ -317,10 +337,18 @@ impl FwCfg {
     }
 }
 
-fn slice_at(ram: &mut [u8], addr: u64, len: usize) -> Option<&mut [u8]> {
-    let start = usize::try_from(addr).ok()?;
-    let end = start.checked_add(len)?;
-    ram.get_mut(start..end)
+/// Writes `len` zero bytes at `addr` a page at a time (no buffer as large as the guest asks);
+/// false if any part failed.
+fn zero_fill(mem: &mut dyn Dma, addr: u64, len: u64) -> bool {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    let (mut a, mut left, mut ok) = (addr, len, true);
+    while left > 0 {
+        let n = left.min(ZEROS.len() as u64);
+        ok &= mem.write(a, &ZEROS[..n as usize]);
+        a = a.wrapping_add(n);
+        left -= n;
+    }
+    ok
 }
 
 impl PortDevice for FwCfg {

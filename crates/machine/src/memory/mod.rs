@@ -1,32 +1,34 @@
 //! Guest RAM, the firmware ROM and PAM shadowing.
 
+pub mod block;
+pub mod map;
 pub mod pam;
 pub mod rom;
 
-/// Guest RAM: one zeroed block.
+pub use block::MemoryBlock;
+
+/// Guest RAM: one zeroed block, read and written only by copying in and out (see
+/// [`block`] for why no slice over it is ever handed out).
 pub struct Ram {
-    bytes: Vec<u8>,
+    bytes: MemoryBlock,
 }
 
 impl Ram {
     /// `size` bytes of zeroed RAM.
     pub fn new(size: u64) -> Self {
-        Ram { bytes: vec![0; size as usize] }
+        Ram { bytes: MemoryBlock::zeroed(size as usize) }
     }
-    /// Size in bytes.
-    pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-    /// Whether the size is zero.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
+}
+
+impl std::ops::Deref for Ram {
+    type Target = MemoryBlock;
+    fn deref(&self) -> &MemoryBlock {
         &self.bytes
     }
-    /// The bytes, writable.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+}
+
+impl std::ops::DerefMut for Ram {
+    fn deref_mut(&mut self) -> &mut MemoryBlock {
         &mut self.bytes
     }
 }

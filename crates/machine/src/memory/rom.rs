@@ -2,6 +2,7 @@
 //! 128 KiB also appear at 0xE0000-0xFFFFF (the legacy BIOS window). A 64 KiB image fills that
 //! window twice, as an undecoded address line makes a small flash part repeat.
 
+use super::MemoryBlock;
 use std::ops::Range;
 
 /// The legacy BIOS window below 1 MiB.
@@ -10,20 +11,22 @@ const FOUR_GIB: u64 = 1 << 32;
 
 /// The ROM image. Guest writes reach it only as the chipset's BIOS write protection allows
 /// (the platform decides).
+/// The bytes are a [`MemoryBlock`]: the CPU holds host pointers into them for fetches and
+/// reads, so they are only copied in and out.
 #[derive(Clone, Debug)]
 pub struct Rom {
-    bytes: Vec<u8>,
+    bytes: MemoryBlock,
 }
 
 impl Rom {
-    /// Wraps an image (the caller checked its size, see [`crate::check_rom`]).
+    /// Takes an image (the caller checked its size, see [`crate::check_rom`]).
     pub fn new(bytes: Vec<u8>) -> Self {
-        Rom { bytes }
+        Rom { bytes: MemoryBlock::from_bytes(&bytes) }
     }
 
     /// Image size in bytes.
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.bytes.len()
     }
 
     /// Whether the image is empty.
@@ -31,23 +34,30 @@ impl Rom {
         self.bytes.is_empty()
     }
 
-    /// The image.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.bytes
+    /// A copy of the image.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes.to_vec(0..self.len())
     }
 
-    /// The image, for a flash write.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.bytes
+    /// `size` bytes little-endian at image offset `off` (past the end: all ones).
+    pub fn read_le(&self, off: u64, size: u8) -> u64 {
+        self.bytes.read_le(off, size)
+    }
+
+    /// A flash write of `size` bytes at image offset `off`.
+    pub fn write_le(&mut self, off: u64, size: u8, v: u64) {
+        self.bytes.write_le(off, size, v)
+    }
+
+    /// Stores `data` at image offset `off` (a flash update from the host); false if it does
+    /// not fit.
+    pub fn write(&mut self, off: u64, data: &[u8]) -> bool {
+        self.bytes.write(off, data)
     }
 
     /// A raw pointer into the image, for read-only host pages.
-    pub fn page_ptr(&mut self, offset: u64) -> Option<std::ptr::NonNull<u8>> {
-        let o = usize::try_from(offset).ok()?;
-        if o.checked_add(4096)? > self.bytes.len() {
-            return None;
-        }
-        std::ptr::NonNull::new(self.bytes[o..].as_mut_ptr())
+    pub fn page_ptr(&self, offset: u64) -> Option<std::ptr::NonNull<u8>> {
+        self.bytes.page_ptr(offset)
     }
 
     /// The image offset at high address `addr` (just below 4 GiB), if the image covers it.
@@ -61,10 +71,10 @@ impl Rom {
         if !ISA_BIOS.contains(&addr) || self.is_empty() {
             return None;
         }
-        let len = self.len() as i128;
-        let window = (ISA_BIOS.end - ISA_BIOS.start) as i128;
-        let off = (addr - ISA_BIOS.start) as i128 + len - window;
-        Some(off.rem_euclid(len) as u64)
+        let (len, window, into) = (self.len(), ISA_BIOS.end - ISA_BIOS.start, addr - ISA_BIOS.start);
+        // The window shows the image's top 128 KiB; a smaller image repeats in it. (No 128-bit
+        // arithmetic: this runs on every TLB fill of a BIOS page.)
+        Some(if len >= window { len - window + into } else { into % len })
     }
 }
 

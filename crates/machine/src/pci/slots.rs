@@ -34,7 +34,8 @@ impl Dma for Vec<u8> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
         let ok = addr.checked_add(buf.len() as u64).is_some_and(|e| e <= self.len() as u64);
         for (k, b) in buf.iter_mut().enumerate() {
-            *b = self.get(addr as usize + k).copied().unwrap_or(0xff);
+            let at = usize::try_from(addr).ok().and_then(|a| a.checked_add(k));
+            *b = at.and_then(|a| self.get(a)).copied().unwrap_or(0xff);
         }
         ok
     }

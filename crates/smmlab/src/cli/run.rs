@@ -372,14 +372,16 @@ fn load_nvram(m: &mut Machine, p: &std::path::Path) -> anyhow::Result<()> {
     if data.len() != firmware_image::SETTINGS_SECTOR_SIZE {
         bail!("settings file {} is {} bytes; the settings sector is {} bytes", p.display(), data.len(), firmware_image::SETTINGS_SECTOR_SIZE);
     }
-    let flash = m.board.flash_mut().context("--nvram needs a board with flash")?;
-    flash[nvram_range()].copy_from_slice(&data);
+    if !m.board.write_flash(nvram_range().start as u64, &data).context("--nvram needs a board with flash")? {
+        bail!("the flash is too small for the settings sector at {:#x}", nvram_range().start);
+    }
     Ok(())
 }
 
 fn save_nvram(m: &Machine, p: &std::path::Path) -> anyhow::Result<()> {
     let flash = m.board.flash().context("--nvram needs a board with flash")?;
-    std::fs::write(p, &flash[nvram_range()]).with_context(|| format!("cannot write settings file {}", p.display()))
+    let sector = flash.get(nvram_range()).context("the flash is too small for the settings sector")?;
+    std::fs::write(p, sector).with_context(|| format!("cannot write settings file {}", p.display()))
 }
 
 /// Why the run ended, in words: the exit reason's detail and, when the SMI handler switched the
