@@ -23,6 +23,7 @@ pub mod shutdown;
 pub mod smm;
 pub mod smm_blocks;
 pub mod undefined;
+pub mod x87;
 
 pub use bus::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 pub use cpuid::CpuModel;
@@ -163,12 +164,8 @@ pub struct Cpu {
     pub xmm: [u128; 16],
     /// MXCSR: SSE control and status.
     pub mxcsr: u32,
-    /// x87 control word (enough for firmware's FPU probes).
-    pub fcw: u16,
-    /// x87 status word.
-    pub fsw: u16,
-    /// x87 tag word.
-    pub ftw: u16,
+    /// The x87 FPU (and the MMX registers it holds).
+    pub fpu: x87::X87,
     /// Current privilege level.
     pub cpl: u8,
     /// Whether the CPU is in System Management Mode (SMIACT#).
@@ -232,9 +229,7 @@ impl Cpu {
             dr: [0; 8],
             xmm: [0; 16],
             mxcsr: 0x1f80,
-            fcw: 0x40,
-            fsw: 0,
-            ftw: 0,
+            fpu: x87::X87::reset(),
             cpl: 0,
             smm: false,
             a20: true,
@@ -282,8 +277,7 @@ impl Cpu {
         self.dr = [0, 0, 0, 0, 0, 0, 0xffff0ff0, 0x400];
         self.xmm = [0; 16];
         self.mxcsr = 0x1f80;
-        self.fcw = 0x40;
-        self.fsw = 0;
+        self.fpu = x87::X87::reset();
         self.cpl = 0;
         self.smm = false;
         self.halted = false;

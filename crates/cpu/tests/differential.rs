@@ -28,12 +28,12 @@ fn native_runner_executes_cases_from_stdin_when_spawned_by_the_harness() {
 
 #[test]
 fn integer_sequences_match_the_host_cpu() {
-    diff_support::run_suite("integer", RUNNER, false, 64, 40_000, 0x5eed_0001);
+    diff_support::run_suite("integer", RUNNER, diff_support::Suite::Integer, 64, 40_000, 0x5eed_0001);
 }
 
 #[test]
 fn sse_integer_sequences_match_the_host_cpu() {
-    diff_support::run_suite("sse", RUNNER, true, 64, 10_000, 0x5eed_0002);
+    diff_support::run_suite("sse", RUNNER, diff_support::Suite::Sse, 64, 10_000, 0x5eed_0002);
 }
 
 /// The same, in 32-bit code: compatibility mode at CPL 3, as a 64-bit Linux process runs its
@@ -41,5 +41,13 @@ fn sse_integer_sequences_match_the_host_cpu() {
 /// segment loads, 16-bit addresses).
 #[test]
 fn integer_sequences_match_the_host_cpu_in_32_bit_mode() {
-    diff_support::run_suite("integer32", RUNNER, false, 32, 40_000, 0x5eed_0003);
+    diff_support::run_suite("integer32", RUNNER, diff_support::Suite::Integer, 32, 40_000, 0x5eed_0003);
+}
+
+/// x87 instructions from a random FPU state (stack depth, TOP, rounding and precision control,
+/// values of every class): the 80-bit registers, status, control and tag words must match the
+/// host's.
+#[test]
+fn x87_sequences_match_the_host_fpu() {
+    diff_support::run_suite("x87", RUNNER, diff_support::Suite::X87, 64, 20_000, 0x5eed_0004);
 }

@@ -29,6 +29,23 @@ pub fn unimplemented(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> Result<(), 
     Err(Exc::ud())
 }
 
+/// Whether `m` is an x87 instruction ([`x87::fpu`] implements them, or counts and refuses the
+/// transcendental ones).
+fn is_x87(m: M) -> bool {
+    matches!(
+        m,
+        M::F2xm1 | M::Fabs | M::Fadd | M::Faddp | M::Fbld | M::Fbstp | M::Fchs | M::Fclex | M::Fcmovb | M::Fcmovbe | M::Fcmove | M::Fcmovnb | M::Fcmovnbe
+            | M::Fcmovne | M::Fcmovnu | M::Fcmovu | M::Fcom | M::Fcomi | M::Fcomip | M::Fcomp | M::Fcompp | M::Fcos | M::Fdecstp | M::Fdisi | M::Fdiv
+            | M::Fdivp | M::Fdivr | M::Fdivrp | M::Feni | M::Ffree | M::Ffreep | M::Fiadd | M::Ficom | M::Ficomp | M::Fidiv | M::Fidivr | M::Fild
+            | M::Fimul | M::Fincstp | M::Finit | M::Fist | M::Fistp | M::Fisttp | M::Fisub | M::Fisubr | M::Fld | M::Fld1 | M::Fldcw | M::Fldenv
+            | M::Fldl2e | M::Fldl2t | M::Fldlg2 | M::Fldln2 | M::Fldpi | M::Fldz | M::Fmul | M::Fmulp | M::Fnclex | M::Fndisi | M::Fneni | M::Fninit
+            | M::Fnop | M::Fnsave | M::Fnsetpm | M::Fnstcw | M::Fnstenv | M::Fnstsw | M::Fpatan | M::Fprem | M::Fprem1 | M::Fptan | M::Frndint
+            | M::Frstor | M::Fsave | M::Fscale | M::Fsetpm | M::Fsin | M::Fsincos | M::Fsqrt | M::Fst | M::Fstcw | M::Fstenv | M::Fstp | M::Fstsw
+            | M::Fsub | M::Fsubp | M::Fsubr | M::Fsubrp | M::Ftst | M::Fucom | M::Fucomi | M::Fucomip | M::Fucomp | M::Fucompp | M::Fxam | M::Fxch
+            | M::Fxtract | M::Fyl2x | M::Fyl2xp1
+    )
+}
+
 /// Size in bytes when every register operand is a full 16/32/64-bit GPR, else 0.
 fn full_gpr_size(i: &Instruction) -> u8 {
     let mut size = 0;
@@ -183,7 +200,8 @@ pub fn handler(i: &Instruction) -> Handler {
         M::Wbinvd | M::Invd => system::cache_control,
         M::Ud0 | M::Ud1 | M::Ud2 => system::ud,
         M::Rsm => crate::smm::rsm,
-        M::Fninit | M::Fnstsw | M::Fnstcw | M::Fldcw | M::Fnclex | M::Wait => x87::fpu,
+        M::Wait => x87::fpu,
+        m if is_x87(m) => x87::fpu,
         _ => unimplemented,
     }
 }

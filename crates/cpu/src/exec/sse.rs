@@ -320,10 +320,25 @@ fn fxsave(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let (len, nx) = fx_len(cpu);
     let lins = fx_area(cpu, d, len, true)?;
     let mut img = [0u8; 416];
-    img[0..2].copy_from_slice(&cpu.fcw.to_le_bytes());
-    img[2..4].copy_from_slice(&cpu.fsw.to_le_bytes());
-    // Abridged tag: bit i set when the full tag i is not 11b (empty).
-    img[4] = (0..8).filter(|&k| (cpu.ftw >> (2 * k)) & 3 != 3).fold(0u8, |t, k| t | 1 << k);
+    let x = &cpu.fpu;
+    img[0..2].copy_from_slice(&x.fcw.to_le_bytes());
+    img[2..4].copy_from_slice(&x.fsw.to_le_bytes());
+    // Abridged tag: bit i set when physical register i is not empty.
+    img[4] = x.abridged_tags();
+    img[6..8].copy_from_slice(&x.fop.to_le_bytes());
+    if cpu.mode64() && d.i.code() == iced_x86::Code::Fxsave64_m512byte {
+        img[8..16].copy_from_slice(&x.fip.to_le_bytes());
+        img[16..24].copy_from_slice(&x.fdp.to_le_bytes());
+    } else {
+        img[8..12].copy_from_slice(&(x.fip as u32).to_le_bytes());
+        img[12..14].copy_from_slice(&x.fcs.to_le_bytes());
+        img[16..20].copy_from_slice(&(x.fdp as u32).to_le_bytes());
+        img[20..22].copy_from_slice(&x.fds.to_le_bytes());
+    }
+    // ST0-ST7 in stack order, 16 bytes each (SDM vol. 1, table 10-2).
+    for k in 0..8u8 {
+        img[32 + 16 * k as usize..42 + 16 * k as usize].copy_from_slice(&x.st(k).to_le_bytes()[..10]);
+    }
     img[24..28].copy_from_slice(&cpu.mxcsr.to_le_bytes());
     img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
     for k in 0..nx {
@@ -356,10 +371,29 @@ fn fxrstor(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     if mxcsr & !MXCSR_MASK != 0 {
         return Err(Exc::gp0());
     }
-    cpu.fcw = u16::from_le_bytes([img[0], img[1]]);
-    cpu.fsw = u16::from_le_bytes([img[2], img[3]]);
-    // Full tag from the abridged one: empty (11b) or valid (00b).
-    cpu.ftw = (0..8).filter(|&k| img[4] & (1 << k) == 0).fold(0u16, |t, k| t | 3 << (2 * k));
+    let wide_pointers = cpu.mode64() && d.i.code() == iced_x86::Code::Fxrstor64_m512byte;
+    let x = &mut cpu.fpu;
+    x.fcw = u16::from_le_bytes([img[0], img[1]]);
+    x.fsw = u16::from_le_bytes([img[2], img[3]]);
+    x.fop = u16::from_le_bytes([img[6], img[7]]) & 0x7ff;
+    let q = |k: usize| u64::from_le_bytes(img[k..k + 8].try_into().unwrap());
+    if wide_pointers {
+        x.fip = q(8);
+        x.fdp = q(16);
+    } else {
+        x.fip = q(8) & 0xffff_ffff;
+        x.fcs = u16::from_le_bytes([img[12], img[13]]);
+        x.fdp = q(16) & 0xffff_ffff;
+        x.fds = u16::from_le_bytes([img[20], img[21]]);
+    }
+    for k in 0..8u8 {
+        let mut b = [0u8; 16];
+        b[..10].copy_from_slice(&img[32 + 16 * k as usize..42 + 16 * k as usize]);
+        let p = x.phys(k);
+        x.regs[p] = u128::from_le_bytes(b);
+    }
+    // Full tags from the abridged byte and the registers' contents.
+    x.set_abridged_tags(img[4]);
     cpu.mxcsr = mxcsr;
     for k in 0..nx {
         let mut b = [0u8; 16];
@@ -894,9 +928,11 @@ mod tests {
             cpu.xmm[k] = (0x0101_0101_0101_0101_0101_0101_0101_0101u128 * (k as u128 + 1)) ^ ((k as u128) << 100);
         }
         let saved = cpu.xmm;
-        cpu.fcw = 0x27f;
-        cpu.fsw = 0x0020;
-        cpu.ftw = 0xfff0; // ST0 and ST1 valid
+        cpu.fpu.fcw = 0x27f;
+        cpu.fpu.fsw = 0x0020;
+        cpu.fpu.ftw = 0xfff0; // R0 and R1 valid
+        cpu.fpu.regs[0] = 0x3fff_8000_0000_0000_0000; // 1.0
+        cpu.fpu.regs[1] = 0; // +0: FXRSTOR tags it zero
         cpu.mxcsr = 0x1fa0;
         bus.ram[area as usize + 500] = 0x5a;
         assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.fxsave64(ptr(rbx))), NO_EXC);
@@ -905,18 +941,21 @@ mod tests {
         assert_eq!(r16(2), 0x20);
         assert_eq!(bus.ram[area as usize + 4], 0b11);
         assert_eq!(bus.r64(area + 24), 0xffff_0000_1fa0);
+        assert_eq!(bus.r128(area + 32), 0x3fff_8000_0000_0000_0000, "ST0 = R0 (TOP 0)");
         for (k, v) in saved.iter().enumerate() {
             assert_eq!(bus.r128(area + 160 + 16 * k as u64), *v, "xmm{k}");
         }
         assert_eq!(bus.ram[area as usize + 500], 0x5a);
         cpu.xmm = [0; 16];
-        cpu.fcw = 0x37f;
-        cpu.fsw = 0;
-        cpu.ftw = 0xffff;
+        cpu.fpu.fcw = 0x37f;
+        cpu.fpu.fsw = 0;
+        cpu.fpu.ftw = 0xffff;
+        cpu.fpu.regs = [0; 8];
         cpu.mxcsr = 0x1f80;
         assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.fxrstor(ptr(rbx))), NO_EXC);
         assert_eq!(cpu.xmm, saved);
-        assert_eq!((cpu.fcw, cpu.fsw, cpu.ftw, cpu.mxcsr), (0x27f, 0x20, 0xfff0, 0x1fa0));
+        assert_eq!((cpu.fpu.fcw, cpu.fpu.fsw, cpu.fpu.ftw, cpu.mxcsr), (0x27f, 0x20, 0xfff4, 0x1fa0));
+        assert_eq!(cpu.fpu.regs[0], 0x3fff_8000_0000_0000_0000);
         // Misaligned area: #GP(0).
         cpu.regs[3] = area + 8;
         assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.fxsave(ptr(rbx))), GP as u64);

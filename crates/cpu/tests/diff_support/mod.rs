@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod compat32;
+mod x87;
 
 use cpu::cpuid::Vendor;
 use cpu::{Access, AccessKind, Bus, Cpu, CpuModel, Exit, Segment};
@@ -82,10 +83,15 @@ pub struct State {
     pub xmm: [u128; 16],
     /// DS and ES selectors (32-bit cases; 0 in 64-bit ones).
     pub segs: [u16; 2],
+    /// The x87 part of an FXSAVE image (bytes 0-159: FCW, FSW, abridged tags, FOP, FIP, FDP,
+    /// MXCSR, ST0-ST7); 64-bit cases load and store it with FXRSTOR64/FXSAVE64.
+    pub fx: Vec<u8>,
     pub mem: Vec<u8>,
 }
 
-const STATE_BYTES: usize = 16 * 8 + 8 + 16 * 16 + 4 + SCRATCH_SIZE;
+/// Bytes of the x87 image in [`State::fx`].
+pub const FX_BYTES: usize = 160;
+const STATE_BYTES: usize = 16 * 8 + 8 + 16 * 16 + 4 + FX_BYTES + SCRATCH_SIZE;
 
 impl State {
     fn serialize(&self, out: &mut Vec<u8>) {
@@ -99,6 +105,7 @@ impl State {
         for s in self.segs {
             out.extend_from_slice(&s.to_le_bytes());
         }
+        out.extend_from_slice(&self.fx);
         out.extend_from_slice(&self.mem);
     }
 
@@ -114,8 +121,9 @@ impl State {
             *x = u128::from_le_bytes(b[136 + k * 16..136 + k * 16 + 16].try_into().unwrap());
         }
         let segs = [u16::from_le_bytes([b[392], b[393]]), u16::from_le_bytes([b[394], b[395]])];
-        let mem = b[396..396 + SCRATCH_SIZE].to_vec();
-        State { regs, rflags, xmm, segs, mem }
+        let fx = b[396..396 + FX_BYTES].to_vec();
+        let mem = b[396 + FX_BYTES..396 + FX_BYTES + SCRATCH_SIZE].to_vec();
+        State { regs, rflags, xmm, segs, fx, mem }
     }
 }
 
@@ -688,6 +696,8 @@ pub enum Suite {
     Integer32,
     /// SSE2 integer instructions, in 64-bit mode.
     Sse,
+    /// x87 instructions, in 64-bit mode, from a random FPU state.
+    X87,
 }
 
 impl Suite {
@@ -696,7 +706,7 @@ impl Suite {
         match self {
             Suite::Integer => true,
             Suite::Integer32 => bits == 32,
-            Suite::Sse => bits == 64,
+            Suite::Sse | Suite::X87 => bits == 64,
         }
     }
 }
@@ -1175,6 +1185,7 @@ fn t_sse_pack_minmax(g: &mut Gen) {
 pub fn templates() -> Vec<Template> {
     let t = |name, emit, available| Template { name, suite: Suite::Integer, emit, available };
     let s = |name, emit| Template { name, suite: Suite::Sse, emit, available: always };
+    let f = |name, emit| Template { name, suite: Suite::X87, emit, available: always };
     let t32 = |name, emit| Template { name, suite: Suite::Integer32, emit, available: always };
     vec![
         t32("bcd", compat32::t_bcd as fn(&mut Gen)),
@@ -1208,11 +1219,17 @@ pub fn templates() -> Vec<Template> {
         s("sse_add_sub", t_sse_add_sub),
         s("sse_shifts", t_sse_shift),
         s("sse_pack_min_max", t_sse_pack_minmax),
+        f("x87_load", x87::t_load),
+        f("x87_store", x87::t_store),
+        f("x87_arith", x87::t_arith),
+        f("x87_unary", x87::t_unary),
+        f("x87_compare", x87::t_compare),
+        f("x87_stack_control", x87::t_stack_control),
     ]
 }
 
 /// A random initial state.
-fn initial_state(g: &mut Gen, sse: bool) -> State {
+fn initial_state(g: &mut Gen, sse: bool, x87: bool) -> State {
     let mut regs = [0u64; 16];
     for r in regs.iter_mut() {
         let bits = *g.pick(&[8u32, 16, 32, 64, 64, 64]);
@@ -1248,7 +1265,8 @@ fn initial_state(g: &mut Gen, sse: bool) -> State {
         }
     }
     let segs = if g.bits() == 32 { [USER_DS, USER_DS] } else { [0, 0] };
-    State { regs, rflags, xmm, segs, mem }
+    let fx = if x87 { x87::initial_image(g) } else { x87::clean_image() };
+    State { regs, rflags, xmm, segs, fx, mem }
 }
 
 /// Per-case seed from the run seed and the case index.
@@ -1263,7 +1281,8 @@ pub fn case_seed(seed: u64, index: u64) -> u64 {
 pub fn generate(table: &CodeTable, templates: &[&Template], seed: u64, index: u64) -> Case {
     let mut g = Gen::new(table, case_seed(seed, index));
     let sse = templates.iter().any(|t| t.suite == Suite::Sse);
-    let init = initial_state(&mut g, sse);
+    let x87 = templates.iter().any(|t| t.suite == Suite::X87);
+    let init = initial_state(&mut g, sse, x87);
     let n = g.rng.gen_range(1..=5);
     let mut used = Vec::new();
     for k in 0..n {
@@ -1283,13 +1302,14 @@ pub fn generate(table: &CodeTable, templates: &[&Template], seed: u64, index: u6
 }
 
 /// The templates for one suite, filtered by host support.
-/// The templates of the SSE suite (`sse`) or of the integer suite in `bits`-bit mode, filtered
-/// by host support and `SMMLAB_DIFF_TEMPLATES`.
-pub fn suite(sse: bool, bits: u32) -> Vec<Template> {
+/// The templates of suite `which` (Integer covers Integer32 in 32-bit mode) in `bits`-bit mode,
+/// filtered by host support and `SMMLAB_DIFF_TEMPLATES`.
+pub fn suite(which: Suite, bits: u32) -> Vec<Template> {
     let only = std::env::var("SMMLAB_DIFF_TEMPLATES").ok();
+    let belongs = |t: Suite| t == which || (which == Suite::Integer && t == Suite::Integer32);
     templates()
         .into_iter()
-        .filter(|t| (t.suite == Suite::Sse) == sse && t.suite.runs_in(bits) && (t.available)())
+        .filter(|t| belongs(t.suite) && t.suite.runs_in(bits) && (t.available)())
         .filter(|t| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == t.name)))
         .collect()
 }
@@ -1312,6 +1332,8 @@ const ST_SEGS: u64 = ST_HOST_RSP + 8;
 /// buffer).
 const ST_FARPTR: u64 = ST_SEGS + 8;
 const ST_PRIVATE_STACK: u64 = STATE_ADDR + 4096 - 64;
+/// The 512-byte FXSAVE area of 64-bit cases (16-byte aligned).
+const ST_FX: u64 = STATE_ADDR + 0x400;
 
 /// Prologue: save the host's callee-saved registers and stack pointer, load XMM0-15, RFLAGS and
 /// all sixteen GPRs from the state block. Epilogue: the reverse.
@@ -1325,6 +1347,7 @@ fn prologue_epilogue() -> (Vec<u8>, Vec<u8>) {
         a.push(r).unwrap();
     }
     a.mov(qword_ptr(ST_HOST_RSP), rsp).unwrap();
+    a.fxrstor64(ptr(ST_FX)).unwrap();
     for (k, x) in xmms.iter().enumerate() {
         a.movdqu(*x, xmmword_ptr(ST_XMM + 16 * k as u64)).unwrap();
     }
@@ -1345,6 +1368,9 @@ fn prologue_epilogue() -> (Vec<u8>, Vec<u8>) {
     for (k, x) in xmms.iter().enumerate() {
         a.movdqu(xmmword_ptr(ST_XMM + 16 * k as u64), *x).unwrap();
     }
+    a.fxsave64(ptr(ST_FX)).unwrap();
+    // Leave the host's x87 as the ABI expects it (empty stack, default control word).
+    a.fninit().unwrap();
     a.cld().unwrap();
     for r in saved.iter().rev() {
         a.pop(*r).unwrap();
@@ -1501,6 +1527,9 @@ pub fn native_runner_main() {
             for k in 0..16 {
                 (state.add(136 + 16 * k) as *mut u128).write_unaligned(st.xmm[k]);
             }
+            let fx = state.add((ST_FX - STATE_ADDR) as usize);
+            std::ptr::write_bytes(fx, 0, 512);
+            std::ptr::copy_nonoverlapping(st.fx.as_ptr(), fx, FX_BYTES);
             let f: extern "sysv64" fn() = std::mem::transmute(code);
             f();
             let mut regs = [0u64; 16];
@@ -1513,9 +1542,10 @@ pub fn native_runner_main() {
                 *x = (state.add(136 + 16 * k) as *const u128).read_unaligned();
             }
             let segs = if bits == 32 { [(ST_SEGS as *const u16).read_unaligned(), ((ST_SEGS + 2) as *const u16).read_unaligned()] } else { [0, 0] };
+            let fx = if bits == 64 { std::slice::from_raw_parts(state.add((ST_FX - STATE_ADDR) as usize), FX_BYTES).to_vec() } else { st.fx.clone() };
             let mem = std::slice::from_raw_parts(scratch, SCRATCH_SIZE).to_vec();
             buf.clear();
-            State { regs, rflags, xmm, segs, mem }.serialize(&mut buf);
+            State { regs, rflags, xmm, segs, fx, mem }.serialize(&mut buf);
             out.write_all(&buf).unwrap();
             out.flush().unwrap();
         }
@@ -1700,6 +1730,7 @@ impl Emulator {
         cpu.regs = case.init.regs;
         cpu.flags.set(case.init.rflags);
         cpu.xmm = case.init.xmm;
+        x87::load_image(&mut cpu, &case.init.fx);
         cpu.rip = CODE_ADDR;
         cpu.flush_code();
         let exit = cpu.run(&mut self.bus, 100_000);
@@ -1731,7 +1762,8 @@ impl Emulator {
             problem = Some(problem.map_or(s.clone(), |p| format!("{p}; {s}")));
         }
         let segs = if case.bits == 32 { [cpu.seg[cpu::sreg::DS].selector, cpu.seg[cpu::sreg::ES].selector] } else { [0, 0] };
-        let state = State { regs: cpu.regs, rflags: cpu.flags.get(), xmm: cpu.xmm, segs, mem: self.bus.scratch.clone() };
+        let fx = if case.bits == 64 { x87::store_image(&cpu) } else { case.init.fx.clone() };
+        let state = State { regs: cpu.regs, rflags: cpu.flags.get(), xmm: cpu.xmm, segs, fx, mem: self.bus.scratch.clone() };
         EmuResult { state, problem }
     }
 }
@@ -1786,6 +1818,7 @@ pub fn compare(case: &Case, native: &State, emu: &State) -> Vec<String> {
             case.init.rflags
         ));
     }
+    d.extend(x87::compare(&native.fx, &emu.fx, &case.init.fx));
     for k in 0..16 {
         if native.xmm[k] != emu.xmm[k] {
             d.push(format!("{:>6}: host {:#034x}  smmlab {:#034x}  (initial {:#034x})", format!("xmm{k}"), native.xmm[k], emu.xmm[k], case.init.xmm[k]));
@@ -1836,8 +1869,8 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Runs a suite: `SMMLAB_DIFF_CASES` cases (default `default_cases`) from `SMMLAB_DIFF_SEED`
 /// (a number, or `random`; default `default_seed`); `SMMLAB_DIFF_CASE=<index>` runs one case.
 /// Panics with a report of the first mismatches.
-pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, bits: u32, default_cases: u64, default_seed: u64) {
-    let templates = suite(sse, bits);
+pub fn run_suite(suite_name: &str, runner_test: &str, which: Suite, bits: u32, default_cases: u64, default_seed: u64) {
+    let templates = suite(which, bits);
     assert!(!templates.is_empty());
     let tref: Vec<&Template> = templates.iter().collect();
     let cases = env_u64("SMMLAB_DIFF_CASES").unwrap_or(default_cases);
@@ -1873,6 +1906,9 @@ pub fn run_suite(suite_name: &str, runner_test: &str, sse: bool, bits: u32, defa
         if only.is_some() {
             // One case: show it before it runs (it may hang or kill a side).
             eprintln!("case {}:\n{}", batch[0].index, disassemble(batch[0].bits, &batch[0].code));
+            if batch[0].templates.iter().any(|t| t.starts_with("x87")) {
+                eprintln!("initial x87 state:\n{}", x87::describe(&batch[0].init.fx));
+            }
         }
         for c in &batch {
             for t in &c.templates {
