@@ -272,7 +272,11 @@ fn execute(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         }
         M::Fld | M::Fild | M::Fbld => {
             if d.i.op0_kind() == OpKind::Memory {
-                let r = load_memory(cpu, bus, d)?;
+                // A signaling NaN from m32fp/m64fp is pushed quiet (with IE); m80fp loads as is.
+                let mut r = load_memory(cpu, bus, d)?;
+                if r.flags & fsw::IE != 0 {
+                    r.value = float::quiet(r.value);
+                }
                 push(cpu, r);
             } else {
                 let i = sti(d, 0);
@@ -595,14 +599,10 @@ fn arithmetic(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn, env: Env) -> R {
         store_underflow(cpu, dst, pop);
         return Ok(());
     };
-    // A signaling NaN in memory was made quiet by the load; against a quiet NaN in the register
-    // the register's NaN wins, as it would against the signaling one.
-    let b = if load_flags & fsw::IE != 0 && float::kind(a) == float::Kind::QNan { a } else { b };
     let (x, y) = if reverse { (b, a) } else { (a, b) };
     let mut r = float::arith(op, x, y, env);
-    // A memory operand's own flags: IE for a signaling NaN always; DE for a denormal unless a
-    // NaN (or an invalid or zero-divide outcome) takes over, as for register operands.
-    r.flags |= load_flags & fsw::IE;
+    // A memory operand's DE counts unless a NaN (or an invalid or zero-divide outcome) takes
+    // over, as for register operands (its signaling NaN is the operation's to report).
     if !float::is_nan(a) && r.flags & (fsw::IE | fsw::ZE) == 0 {
         r.flags |= load_flags & fsw::DE;
     }
@@ -633,7 +633,8 @@ fn compare(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let (cc, flags) = match (read_st(cpu, 0), b) {
         (Some(a), Some(b)) => {
             let (cc, f) = float::compare(a, b, signaling);
-            (cc, if float::is_nan(a) { f } else { f | load_flags })
+            // An invalid operand or a NaN in the register hides the memory operand's DE.
+            (cc, if float::is_nan(a) || f & fsw::IE != 0 { f } else { f | load_flags })
         }
         _ => {
             if !underflow(cpu) {

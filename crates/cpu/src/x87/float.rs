@@ -128,7 +128,7 @@ pub fn quiet(v: u128) -> u128 {
 
 /// The x87's choice of NaN for an operation on `a` and `b` (at least one a NaN), made quiet:
 /// the NaN operand if only one is; the quiet one of a signaling and a quiet NaN; else the one
-/// with the larger significand (SDM vol. 1, table 4-7).
+/// with the larger significand (SDM vol. 1, table 4-7), the positive one if they are equal.
 pub fn propagate_nan(a: u128, b: u128) -> u128 {
     let sig = |v: u128| v & ((1 << 64) - 1);
     match (kind(a), kind(b)) {
@@ -137,6 +137,8 @@ pub fn propagate_nan(a: u128, b: u128) -> u128 {
         (Kind::SNan, Kind::QNan) => b,
         (Kind::QNan, Kind::SNan) => a,
         _ if sig(b) > sig(a) => quiet(b),
+        // Equal significands: the positive one (measured on Intel, every operation).
+        _ if sig(b) == sig(a) && negative(a) => quiet(b),
         _ => quiet(a),
     }
 }
@@ -439,14 +441,16 @@ pub fn to_int(a: u128, width: usize, round: Round) -> (i64, u16, bool) {
     (value as i64, if inexact { fsw::PE } else { 0 }, up)
 }
 
-/// FLD m32fp: exact; a signaling NaN is made quiet with IE, a denormal raises DE.
+/// A m32fp operand: exact; a NaN keeps its payload and stays signaling if it was (with IE;
+/// FLD makes it quiet, an arithmetic operation chooses between it and the other operand first,
+/// SDM vol. 1, table 4-7), a denormal raises DE.
 pub fn from_single(bits: u32) -> Res {
     let exp = (bits >> 23) & 0xff;
     let frac = (bits & 0x7f_ffff) as u128;
     let sign = ((bits >> 31) as u128) << 79;
     if exp == 0xff && frac != 0 {
         let ie = if frac & (1 << 22) == 0 { fsw::IE } else { 0 };
-        return Res { value: sign | (0x7fff << 64) | J | (1 << 62) | (frac << 40), flags: ie, up: false };
+        return Res { value: sign | (0x7fff << 64) | J | (frac << 40), flags: ie, up: false };
     }
     let mut lossy = false;
     let v: F = Single::from_bits(bits as u128).convert(&mut lossy).value;
@@ -454,14 +458,14 @@ pub fn from_single(bits: u32) -> Res {
     Res { value: from_f(v), flags: de, up: false }
 }
 
-/// FLD m64fp: as [`from_single`].
+/// A m64fp operand: as [`from_single`].
 pub fn from_double(bits: u64) -> Res {
     let exp = (bits >> 52) & 0x7ff;
     let frac = (bits & ((1 << 52) - 1)) as u128;
     let sign = ((bits >> 63) as u128) << 79;
     if exp == 0x7ff && frac != 0 {
         let ie = if frac & (1 << 51) == 0 { fsw::IE } else { 0 };
-        return Res { value: sign | (0x7fff << 64) | J | (1 << 62) | (frac << 11), flags: ie, up: false };
+        return Res { value: sign | (0x7fff << 64) | J | (frac << 11), flags: ie, up: false };
     }
     let mut lossy = false;
     let v: F = Double::from_bits(bits as u128).convert(&mut lossy).value;
@@ -708,6 +712,8 @@ mod tests {
     #[test]
     fn memory_formats_round_trip() {
         assert_eq!(from_single(0x3f80_0000).value, ONE);
+        // A signaling NaN stays signaling (with IE) for the operation to choose from.
+        assert_eq!(from_single(0x7f80_0001), Res { value: 0x7fff_8000_0100_0000_0000, flags: fsw::IE, up: false });
         assert_eq!(from_double(0x4008_0000_0000_0000).value, THREE);
         assert_eq!(to_memory_float(THREE, true, Round::NearestTiesToEven).value, 0x4040_0000);
         assert_eq!(to_memory_float(INDEFINITE, false, Round::NearestTiesToEven).value, 0xfff8_0000_0000_0000);

@@ -128,10 +128,14 @@ pub fn describe(fx: &[u8]) -> String {
     out
 }
 
-/// The differences between two images: FCW, FSW, abridged tags, MXCSR, ST0-ST7.
+/// The differences between two images: FCW, FSW, abridged tags, MXCSR, ST0-ST7. Where the
+/// x87 corners were not measured on this vendor (see `undefined_results_compared`), the
+/// condition codes and the denormal flag, which the manuals leave undefined or order
+/// differently for some instructions, are not compared.
 pub fn compare(native: &[u8], emu: &[u8], init: &[u8]) -> Vec<String> {
     let mut d = Vec::new();
-    let w = |fx: &[u8], k: usize| u16::from_le_bytes([fx[k], fx[k + 1]]);
+    let unmeasured_bits: u16 = if undefined_results_compared() { 0 } else { 0x4700 | 0x0002 };
+    let w = |fx: &[u8], k: usize| u16::from_le_bytes([fx[k], fx[k + 1]]) & if k == 2 { !unmeasured_bits } else { !0 };
     for (name, k) in [("fcw", 0), ("fsw", 2)] {
         if w(native, k) != w(emu, k) {
             d.push(format!("{name:>6}: host {:#06x}  smmlab {:#06x}  (initial {:#06x})", w(native, k), w(emu, k), w(init, k)));
@@ -335,12 +339,17 @@ pub fn t_arith(g: &mut Gen) {
 /// Sign, absolute value, square root, rounding, scaling, extraction, remainders, exchange,
 /// classification.
 pub fn t_unary(g: &mut Gen) {
-    let codes = [Code::Fchs, Code::Fabs, Code::Fsqrt, Code::Frndint, Code::Fscale, Code::Fxtract, Code::Fprem, Code::Fprem1, Code::Fxam, Code::Ftst];
+    // FPREM/FPREM1's partial reduction is implementation-defined: measured on Intel only.
+    let codes: &[Code] = if undefined_results_compared() {
+        &[Code::Fchs, Code::Fabs, Code::Fsqrt, Code::Frndint, Code::Fscale, Code::Fxtract, Code::Fprem, Code::Fprem1, Code::Fxam, Code::Ftst]
+    } else {
+        &[Code::Fchs, Code::Fabs, Code::Fsqrt, Code::Frndint, Code::Fscale, Code::Fxtract, Code::Fxam, Code::Ftst]
+    };
     if g.rng.gen_bool(0.15) {
         let i = g.rng.gen_range(0..8);
         emit(g, Code::Fxch_st0_sti, &[Op::R(Register::ST0), Op::R(st(i))]);
     } else {
-        let c = *g.pick(&codes);
+        let c = *g.pick(codes);
         emit(g, c, &[]);
     }
 }
