@@ -281,7 +281,9 @@ impl Cpu {
         let bitness = self.bitness();
         let cs = &self.seg[sreg::CS];
         let lin = if bitness == 64 { self.rip } else { cs.base.wrapping_add(self.rip) & 0xffff_ffff };
-        if bitness != 64 && self.rip > cs.limit as u64 && self.protected() {
+        // The CS limit holds for fetches in real mode too (a 16-bit EIP is no longer cut to 16
+        // bits, so running off the end of a 64 KiB segment faults as on hardware).
+        if bitness != 64 && self.rip > cs.limit as u64 {
             return Err(Exc::gp0());
         }
         let (phys_page, host) = self.fetch_page(bus, lin)?;

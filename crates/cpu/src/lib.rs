@@ -480,7 +480,11 @@ impl Cpu {
             }
         }
         self.end_block = false;
-        let mask = if block.bitness == 64 { u64::MAX } else if block.bitness == 32 { 0xffff_ffff } else { 0xffff };
+        // Sequential execution advances the full EIP in 16-bit code too: only transfers with a
+        // 16-bit operand size truncate it to IP (SDM vol. 2, JMP/CALL/RET), and past the CS
+        // limit the fetch faults. SMM's 16-bit entry state with its 4 GiB limit runs code above
+        // offset 0xFFFF (OVMF's SMBASE relocation stub jumps there with `jmp ebp`).
+        let mask = if block.bitness == 64 { u64::MAX } else { 0xffff_ffff };
         let room = limit.saturating_sub(self.icount) as usize;
         let n = if single { 1 } else { block.insns.len().min(room.max(1)) };
         for d in &block.insns[..n] {

@@ -72,6 +72,40 @@ fn real_mode_segment_base_is_selector_times_16() -> T {
     Ok(())
 }
 
+/// 16-bit code with a 4 GiB CS limit (as SMM entry and big real mode leave it) runs on past
+/// offset 0xFFFF: sequential execution advances the full EIP, and a 32-bit-operand jump keeps
+/// its 32-bit target (SDM vol. 2, JMP: only a 16-bit operand size truncates to IP).
+#[test]
+fn sixteen_bit_code_with_a_big_cs_limit_runs_above_offset_ffff() -> T {
+    // At CS offset 0xFFFD: `nop; nop; nop` crosses 0xFFFF; at 0x10000 `mov ebp, 0x20000;
+    // jmp ebp`; at 0x20000 `mov ax, 0x5a5a; hlt`.
+    let mut m = Machine::real(&[]);
+    m.cpu.seg[CS].limit = 0xffff_ffff;
+    m.load(0xfffd, &[0x90, 0x90, 0x90, 0x66, 0xbd, 0x00, 0x00, 0x02, 0x00, 0x66, 0xff, 0xe5]);
+    m.load(0x20000, &[0xb8, 0x5a, 0x5a, 0xf4]);
+    m.cpu.rip = 0xfffd;
+    m.run_to_halt();
+    assert_eq!((m.cpu.rip, m.cpu.regs[RAX] & 0xffff), (0x20004, 0x5a5a), "{}", m.describe());
+    Ok(())
+}
+
+/// With the usual 64 KiB limit, running off the end of the code segment is a #GP, not a wrap
+/// to offset 0 (the 8086's behaviour, which the 286 and later replaced by the limit check).
+#[test]
+fn real_mode_code_past_the_cs_limit_faults() -> T {
+    let mut m = Machine::real(&[]);
+    m.load(0xfffe, &[0x90, 0x90, 0x90]);
+    m.cpu.rip = 0xfffe;
+    // The real-mode #GP handler (vector 13) halts at 0x500.
+    m.w16(13 * 4, 0x500);
+    m.w16(13 * 4 + 2, 0);
+    m.load(0x500, &[0xf4]);
+    m.run_to_halt();
+    assert_eq!(m.cpu.rip, 0x501, "{}", m.describe());
+    assert_eq!(m.stack16(0), 0x10000u32 as u16, "the faulting IP: 0x10000 as pushed (low 16 bits)");
+    Ok(())
+}
+
 #[test]
 fn real_mode_offsets_wrap_at_64k() -> T {
     let prog = code(16, REAL_CODE, |a| {
