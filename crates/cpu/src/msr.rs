@@ -28,6 +28,16 @@ pub const AMD_SMM_ADDR: u32 = 0xc001_0112;
 pub const AMD_SMM_MASK: u32 = 0xc001_0113;
 /// Local APIC base address and enable.
 pub const IA32_APIC_BASE: u32 = 0x1b;
+/// IA32_PLATFORM_ID (Intel): the platform ID in bits 52:50, read-only.
+pub const IA32_PLATFORM_ID: u32 = 0x17;
+/// IA32_FEATURE_CONTROL (Intel): lock bit 0 and the VMX/SMX enables.
+pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
+/// IA32_BIOS_SIGN_ID (Intel) / PATCH_LEVEL (AMD): the microcode revision in bits 63:32.
+pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
+/// IA32_DEBUGCTL: LBR (bit 0) and BTF (bit 1).
+pub const IA32_DEBUGCTL: u32 = 0x1d9;
+/// The microcode revision the models report: 1, as QEMU's do (`ucode_rev`).
+const MICROCODE_REVISION: u64 = 1 << 32;
 /// MTRR capabilities (bit 11: SMRR supported).
 pub const IA32_MTRRCAP: u32 = 0xfe;
 /// SYSENTER target CS.
@@ -104,6 +114,10 @@ pub struct MsrFile {
     pub kernel_gs_base: u64,
     /// TSC_AUX.
     pub tsc_aux: u64,
+    /// IA32_FEATURE_CONTROL (Intel).
+    pub feature_control: u64,
+    /// IA32_DEBUGCTL.
+    pub debugctl: u64,
 }
 
 impl Default for MsrFile {
@@ -122,6 +136,8 @@ impl Default for MsrFile {
             fmask: 0,
             kernel_gs_base: 0,
             tsc_aux: 0,
+            feature_control: 0,
+            debugctl: 0,
         }
     }
 }
@@ -223,9 +239,16 @@ impl Cpu {
             return r;
         }
         let m = &self.msr;
+        let intel = self.model.vendor == crate::cpuid::Vendor::Intel;
         Ok(match idx {
             IA32_TSC => self.tsc(),
             IA32_APIC_BASE => m.apic_base,
+            // Firmware reads these to pick a microcode update (SDM vol. 3A, 10.11.4-10.11.7):
+            // platform 0 and revision 1, as QEMU's models report them.
+            IA32_PLATFORM_ID if intel => 0,
+            IA32_BIOS_SIGN_ID => MICROCODE_REVISION,
+            IA32_FEATURE_CONTROL if intel => m.feature_control,
+            IA32_DEBUGCTL => m.debugctl,
             // 8 variable ranges, fixed ranges, write-combining (SDM vol. 3, 12.11.1); bit 11
             // SMRR on the Intel models.
             IA32_MTRRCAP => 0x508 | if self.model.vendor == crate::cpuid::Vendor::Intel { 0x800 } else { 0 },
@@ -267,6 +290,23 @@ impl Cpu {
             }
             IA32_SYSENTER_CS..=IA32_SYSENTER_EIP => self.msr.sysenter[(idx - IA32_SYSENTER_CS) as usize] = v,
             IA32_MISC_ENABLE => self.msr.misc_enable = v,
+            // The revision is loaded by CPUID after a write of 0 (SDM vol. 3A, 10.11.7.1): the
+            // write itself is accepted and the revision stays as the model reports it.
+            IA32_BIOS_SIGN_ID => {}
+            IA32_FEATURE_CONTROL if self.model.vendor == crate::cpuid::Vendor::Intel => {
+                // Locked until reset; the VMX/SMX enables need features the models do not
+                // advertise, so only the lock bit can be set.
+                if self.msr.feature_control & 1 != 0 || v & !1 != 0 {
+                    return Err(Exc::gp0());
+                }
+                self.msr.feature_control = v;
+            }
+            IA32_DEBUGCTL => {
+                if v & !3 != 0 {
+                    return Err(Exc::gp0());
+                }
+                self.msr.debugctl = v;
+            }
             IA32_MTRR_PHYSBASE0..=IA32_MTRR_PHYSMASK7 => self.msr.mtrr_var[(idx - IA32_MTRR_PHYSBASE0) as usize] = v,
             IA32_PAT => self.msr.pat = v,
             IA32_MTRR_DEF_TYPE => {
@@ -304,5 +344,43 @@ impl Cpu {
             },
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpuid::Vendor;
+    use crate::CpuModel;
+
+    fn cpu(vendor: Vendor) -> crate::Cpu {
+        crate::Cpu::new(CpuModel { vendor, ..CpuModel::default() })
+    }
+
+    #[test]
+    fn firmware_reads_the_identification_msrs_of_the_model() {
+        let mut c = cpu(Vendor::Intel);
+        assert_eq!(c.rdmsr(IA32_PLATFORM_ID), Ok(0));
+        assert_eq!(c.wrmsr(IA32_BIOS_SIGN_ID, 0), Ok(()));
+        assert_eq!(c.rdmsr(IA32_BIOS_SIGN_ID), Ok(1 << 32), "revision 1 after the write-0/CPUID protocol");
+        assert_eq!(c.rdmsr(IA32_FEATURE_CONTROL), Ok(0));
+        assert_eq!(c.wrmsr(IA32_FEATURE_CONTROL, 1), Ok(()));
+        assert!(c.wrmsr(IA32_FEATURE_CONTROL, 0).is_err(), "locked until reset");
+        assert!(c.wrmsr(IA32_PLATFORM_ID, 1).is_err(), "read-only");
+        // AMD has the patch level at 0x8B but neither the platform ID nor the feature control.
+        let mut a = cpu(Vendor::Amd);
+        assert_eq!(a.rdmsr(IA32_BIOS_SIGN_ID), Ok(1 << 32));
+        assert!(a.rdmsr(IA32_PLATFORM_ID).is_err());
+        assert!(a.rdmsr(IA32_FEATURE_CONTROL).is_err());
+        // An MSR the model lacks is still #GP.
+        assert!(c.rdmsr(0x1234).is_err());
+    }
+
+    #[test]
+    fn debugctl_keeps_lbr_and_btf_and_refuses_the_rest() {
+        let mut c = cpu(Vendor::Intel);
+        assert_eq!(c.wrmsr(IA32_DEBUGCTL, 3), Ok(()));
+        assert_eq!(c.rdmsr(IA32_DEBUGCTL), Ok(3));
+        assert!(c.wrmsr(IA32_DEBUGCTL, 1 << 6).is_err());
     }
 }
