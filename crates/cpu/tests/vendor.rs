@@ -11,12 +11,12 @@ use cpu::flags::bits::{AF, ARITH, CF, OF, PF, SF, ZF};
 use cpu::regs::{RAX, RCX, RDI, RDX, RSI};
 use guest::*;
 
-/// Runs `code` (then HLT) in 64-bit mode on `vendor`'s model from the given registers and
-/// arithmetic flags; returns the registers and the arithmetic flags after.
-fn run(vendor: Vendor, code: &[u8], regs: &[(usize, u64)], flags: u64) -> ([u64; 16], u64) {
+/// Runs `code` (then HLT) on `vendor`'s model in the machine `setup` builds from it, from the
+/// given registers and arithmetic flags; returns the machine and the arithmetic flags after.
+fn run_in(setup: fn(&[u8]) -> Machine, vendor: Vendor, code: &[u8], regs: &[(usize, u64)], flags: u64) -> (Machine, u64) {
     let mut prog = code.to_vec();
     prog.push(0xf4);
-    let mut m = Machine::long64(&prog);
+    let mut m = setup(&prog);
     m.cpu.model.vendor = vendor;
     for &(r, v) in regs {
         m.cpu.regs[r] = v;
@@ -24,7 +24,14 @@ fn run(vendor: Vendor, code: &[u8], regs: &[(usize, u64)], flags: u64) -> ([u64;
     m.cpu.flags.set(0x2 | flags);
     m.run_to_halt();
     assert!(m.vectors().is_empty(), "{vendor:?}: the case faulted: {}", m.describe());
-    (m.cpu.regs, m.cpu.flags.get() & ARITH)
+    let f = m.cpu.flags.get() & ARITH;
+    (m, f)
+}
+
+/// In 64-bit mode: the registers and the arithmetic flags after.
+fn run(vendor: Vendor, code: &[u8], regs: &[(usize, u64)], flags: u64) -> ([u64; 16], u64) {
+    let (m, f) = run_in(Machine::long64, vendor, code, regs, flags);
+    (m.cpu.regs, f)
 }
 
 const RCX0: u64 = 0xaaaa_0000_0000_0000;
@@ -156,20 +163,9 @@ fn tzcnt_and_lzcnt_clear_the_undefined_flags_on_intel() {
     assert_eq!(f, ARITH & !(CF | ZF));
 }
 
-/// Runs `code` (then HLT) in 32-bit protected mode at CPL 0 on `vendor`'s model.
+/// In 32-bit protected mode at CPL 0.
 fn run32(vendor: Vendor, code: &[u8], regs: &[(usize, u64)], flags: u64) -> (Machine, u64) {
-    let mut prog = code.to_vec();
-    prog.push(0xf4);
-    let mut m = Machine::protected32(&prog);
-    m.cpu.model.vendor = vendor;
-    for &(r, v) in regs {
-        m.cpu.regs[r] = v;
-    }
-    m.cpu.flags.set(0x2 | flags);
-    m.run_to_halt();
-    assert!(m.vectors().is_empty(), "{vendor:?}: the case faulted: {}", m.describe());
-    let f = m.cpu.flags.get() & ARITH;
-    (m, f)
+    run_in(Machine::protected32, vendor, code, regs, flags)
 }
 
 #[test]
