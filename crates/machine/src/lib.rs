@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 /// Host-side errors: bad input files or options. Guest misbehaviour is never an error.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
-    #[error("cannot read ROM file {path}: {source}")]
+    #[error("cannot read ROM file {path}")]
     RomRead { path: PathBuf, source: std::io::Error },
     #[error("ROM file {path} is empty")]
     RomEmpty { path: PathBuf },

@@ -10,7 +10,7 @@ pub const SECTOR_SIZE: usize = 512;
 /// Why a disk image cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("cannot read disk image {path}: {source}")]
+    #[error("cannot read disk image {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("disk image {path} is empty")]
     Empty { path: PathBuf },

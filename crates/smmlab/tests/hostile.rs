@@ -1,0 +1,79 @@
+//! smmlab driven as a hostile or careless user drives it: bad flags and files, runs that no
+//! instruction limit bounds (SMM costs, time skipped without instructions, SMI storms, SMM that
+//! never returns), signals, firmware that never boots. Every run ends with a clear message and
+//! its own exit status; nothing panics or hangs.
+//!
+//! Runs that could hang on a regression are spawned with [`finish`], which kills them after a
+//! generous wall-clock bound and fails the test: a guard, not a speed measurement.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A run that takes longer than this is taken to hang.
+const HANG: Duration = Duration::from_secs(120);
+
+fn smmlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_smmlab"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("smmlab-hostile-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Waits for `child` (reading its output meanwhile), killing it and failing the test after
+/// [`HANG`].
+fn wait_bounded(child: Child, what: &str) -> Output {
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(HANG) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been waited for yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let o = rx.recv().unwrap().unwrap();
+            panic!("{what} did not finish within {HANG:?} (killed):\n{}", String::from_utf8_lossy(&o.stdout));
+        }
+    }
+}
+
+/// Runs `cmd` to its end within [`HANG`].
+fn finish(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    wait_bounded(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), &what)
+}
+
+/// The OS's reason appears once, after the file's name (it was printed twice).
+#[test]
+fn missing_files_name_the_file_and_the_os_error_once() {
+    let dir = tmpdir("missing");
+    let missing = dir.join("missing.bin");
+    let m = missing.to_str().unwrap();
+    let fw_cfg = format!("opt/x={m}");
+    for args in [
+        &["run", "--bios", m][..],
+        &["run", "--machine", "pc", "--bios", m],
+        &["run", "--machine", "pc", "--disk", m],
+        &["run", "--machine", "pc", "--option-rom", m],
+        &["run", "--machine", "pc", "--fw-cfg", &fw_cfg],
+        &["disasm", "--bios", m],
+        &["audit", "--bios", m],
+        &["fw", "inspect", m],
+    ] {
+        let o = finish(smmlab().args(args));
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(m), "{args:?}: {err}");
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
