@@ -77,3 +77,14 @@ fn missing_files_name_the_file_and_the_os_error_once() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn bench_refuses_zero_iterations_and_runs() {
+    for args in [&["bench", "--smi", "0", "--runs", "0"][..], &["bench", "--smi", "0"], &["bench", "--alu", "0"], &["bench", "--runs", "0"]] {
+        let o = finish(smmlab().args(args));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {out}{err}");
+        assert!(err.contains("invalid value '0'") && err.contains("1..="), "{args:?}: {err}");
+        assert!(!out.contains("-"), "no figure printed: {out}");
+    }
+}
