@@ -46,6 +46,9 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
         return Err(AuditError::Usage("the minimal machine has no chipset to audit (use pc or q35)".into()));
     }
     let builtin = o.rom.is_none();
+    if builtin {
+        firmware_image::check_memory(o.memory_mib).map_err(AuditError::Usage)?;
+    }
     let rom = o.rom.clone().unwrap_or_else(|| firmware_image::ROM.to_vec());
     let config = MachineConfig { memory_mib: o.memory_mib, model: o.model, instructions_per_second: 1_000_000_000, ..Default::default() };
     let mut m = Machine::new(o.board, config, rom).map_err(|e| AuditError::Machine(e.to_string()))?;

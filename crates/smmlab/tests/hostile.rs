@@ -52,6 +52,18 @@ fn finish(cmd: &mut Command) -> Output {
     wait_bounded(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), &what)
 }
 
+#[test]
+fn builtin_firmware_memory_below_16_mib_is_refused_naming_the_minimum() {
+    for args in [&["run", "-q", "--memory", "1"][..], &["run", "-q", "--memory", "2"], &["run", "-q", "--memory", "8"], &["run", "-q", "--memory", "15"], &["audit", "--memory", "3"], &["disasm", "--memory", "8"], &["smram", "dump", "--output", "/dev/null", "--memory", "4"]] {
+        let o = finish(smmlab().args(args));
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("the built-in firmware needs at least 16 MiB of RAM"), "{args:?}: {err}");
+    }
+    let o = finish(smmlab().args(["run", "-q", "--memory", "16"]));
+    assert_eq!(o.status.code(), Some(0), "16 MiB is enough: {:?}", text(&o));
+}
+
 /// The OS's reason appears once, after the file's name (it was printed twice).
 #[test]
 fn missing_files_name_the_file_and_the_os_error_once() {

@@ -44,7 +44,7 @@ pub struct Target {
     /// CPU model [default: intel64 for the built-in firmware, amd64 with --bios, as `run`].
     #[arg(long, value_enum)]
     pub cpu: Option<AuditCpu>,
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
     /// Give up after N instructions (the state at that point is what is audited or listed).

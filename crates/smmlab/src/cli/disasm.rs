@@ -74,6 +74,9 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
         (None, Some(sc)) => (sc.rom)(),
         (None, None) => firmware_image::ROM.to_vec(),
     };
+    if builtin {
+        firmware_image::check_memory(a.target.memory).map_err(anyhow::Error::msg)?;
+    }
     let cpu = a.target.cpu.unwrap_or(if builtin { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
     let vendor = match cpu {
         AuditCpu::Intel64 => Vendor::Intel,

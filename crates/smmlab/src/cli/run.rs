@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// 0x20064, which SeaBIOS requires), intel64 on minimal].
     #[arg(long, value_enum)]
     pub cpu: Option<CpuKind>,
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
     /// Write the guest's debugcon (port 0x402) output to FILE, or to stdout with '-'.
@@ -180,6 +180,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         (None, None) => firmware_image::ROM.to_vec(),
     };
     let builtin = a.bios.is_none();
+    if builtin {
+        firmware_image::check_memory(a.memory).map_err(anyhow::Error::msg)?;
+    }
     let machine = a.machine.unwrap_or(if builtin { MachineKind::Q35 } else { MachineKind::Minimal });
     let cpu = a.cpu.unwrap_or(match machine {
         _ if builtin => CpuKind::Intel64,
