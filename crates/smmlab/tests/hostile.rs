@@ -52,6 +52,45 @@ fn finish(cmd: &mut Command) -> Output {
     wait_bounded(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), &what)
 }
 
+/// Deterministic bytes that are no firmware.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Before, such targets were audited in whatever state the run ended ("findings", exit 1),
+/// and SMM106 blamed "SW SMI 0x00" while no SW SMI had been raised.
+#[test]
+fn auditing_firmware_that_never_boots_is_an_error_saying_where_it_stopped() {
+    let d = tmpdir("audit-noboot");
+    let random = d.join("random.rom");
+    std::fs::write(&random, noise(0x10000)).unwrap();
+    // The built-in firmware without its first half (the SMM image).
+    let truncated = d.join("truncated-builtin.rom");
+    std::fs::write(&truncated, &firmware_image::ROM[0x10000..]).unwrap();
+    let mut cases = vec![(random, "q35", "nothing was written to debugcon"), (truncated, "q35", "last debugcon line: \"fw: FAILED: SMM image header in the ROM\"")];
+    const OVMF: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+    if testkit::package_file(OVMF, "ovmf") {
+        let cut = d.join("truncated-ovmf.fd");
+        std::fs::write(&cut, &std::fs::read(OVMF).unwrap()[..1 << 20]).unwrap();
+        cases.push((cut, "pc", "the run ended with"));
+    }
+    for (rom, machine, tail) in cases {
+        let o = finish(smmlab().args(["audit", "--machine", machine, "--max-instructions", "20000000", "--bios"]).arg(&rom));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{}: {out}{err}", rom.display());
+        assert!(err.contains("the firmware never reached a hand-off point") && err.contains("the run ended with ") && err.contains(" instructions at ") && err.contains(tail), "{}: {err}", rom.display());
+        assert!(!out.contains("SMM106") && !err.contains("SMM106"), "{out}{err}");
+    }
+}
+
 #[test]
 fn builtin_firmware_memory_below_16_mib_is_refused_naming_the_minimum() {
     for args in [&["run", "-q", "--memory", "1"][..], &["run", "-q", "--memory", "2"], &["run", "-q", "--memory", "8"], &["run", "-q", "--memory", "15"], &["audit", "--memory", "3"], &["disasm", "--memory", "8"], &["smram", "dump", "--output", "/dev/null", "--memory", "4"]] {

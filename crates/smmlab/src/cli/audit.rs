@@ -47,7 +47,8 @@ pub struct Target {
     /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
-    /// Give up after N instructions (the state at that point is what is audited or listed).
+    /// Give up after N instructions (audit: an error if no hand-off point was reached by then;
+    /// smram dump and disasm take the state at that point).
     #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
     pub max_instructions: u64,
 }

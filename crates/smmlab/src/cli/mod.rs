@@ -26,7 +26,8 @@ pub enum Command {
     /// List the scenarios `smmlab run --scenario` runs.
     Scenarios(scenarios::ScenariosArgs),
     /// Audit SMM: chipsec-style configuration checks at the hand-off, then every SW SMI with
-    /// hostile register patterns (exit 0 clean, 1 findings, 2 error).
+    /// hostile register patterns (exit 0 clean, 1 findings, 2 error, also for firmware that
+    /// never reaches its hand-off).
     Audit(audit::AuditArgs),
     /// SMRAM at the hand-off point.
     Smram(audit::SmramArgs),
