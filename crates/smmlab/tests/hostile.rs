@@ -6,7 +6,8 @@
 //! Runs that could hang on a regression are spawned with [`finish`], which kills them after a
 //! generous wall-clock bound and fails the test: a guard, not a speed measurement.
 
-use std::path::PathBuf;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -21,6 +22,15 @@ fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("smmlab-hostile-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Assembles tests/roms/NAME.asm with nasm (installed by scripts/test.sh), with `defines`.
+fn assemble(name: &str, defines: &[&str], tag: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roms").join(format!("{name}.asm"));
+    let out = tmpdir("roms").join(format!("{name}-{tag}.bin"));
+    let st = Command::new("nasm").args(defines).args(["-f", "bin", "-o"]).arg(&out).arg(&src).status().expect("nasm must be installed (scripts/test.sh installs it)");
+    assert!(st.success(), "nasm failed on {}", src.display());
+    out
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -50,6 +60,111 @@ fn wait_bounded(child: Child, what: &str) -> Output {
 fn finish(cmd: &mut Command) -> Output {
     let what = format!("{cmd:?}");
     wait_bounded(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), &what)
+}
+
+fn summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("no summary {}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn smm_entry_and_rsm_times_beyond_10_ms_are_refused() {
+    for flag in ["--smm-entry-ns", "--rsm-ns"] {
+        for ns in ["18446744073709551615", "10000001"] {
+            let o = finish(smmlab().args(["run", "-q", "--max-instructions", "1000000", flag, ns]));
+            let (_, err) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{flag} {ns}: {err}");
+            assert!(err.contains(&format!("of {ns} ns is more than a platform takes: at most 10000000 ns (10 ms")) && err.contains(flag), "{flag} {ns}: {err}");
+        }
+        // 10 ms itself is a platform's time.
+        let o = finish(smmlab().args(["run", "-q", "--max-instructions", "1000000", flag, "10000000"]));
+        assert_eq!(o.status.code(), Some(4), "{flag} 10000000: {:?}", text(&o));
+    }
+}
+
+/// The keyboard scenario waits, halted, for 3000 typed keys: 10 s of guest time in 22 M
+/// instructions. --max-guest-time stops it at the limit exactly; without an instruction limit
+/// that bounds anything, the default guest-time limit (60 s) ends a run whose SMM costs pass
+/// all the time.
+#[test]
+fn guest_time_limit_ends_runs_whose_time_passes_without_instructions() {
+    let d = tmpdir("guest-time");
+    let j = d.join("keyboard.json");
+    let keys = "k".repeat(3000);
+    let o = finish(smmlab().args(["run", "--scenario", "keyboard", "--type", &keys, "--max-guest-time", "1000", "--summary-json"]).arg(&j));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}{err}");
+    assert!(out.contains("exit:             guest-time-limit (1000.000 ms of guest time (--max-guest-time))"), "{out}");
+    let s = summary(&j);
+    assert_eq!((s["exit"].as_str(), s["guest_ns"].as_u64()), (Some("guest-time-limit"), Some(1_000_000_000)), "{s}");
+    assert!(s["instructions"].as_u64().unwrap() < 100_000_000, "{s}");
+
+    let j = d.join("costs.json");
+    let o = finish(smmlab().args(["run", "-q", "--smm-entry-ns", "10000000", "--rsm-ns", "10000000", "--smm-watchdog", "0", "--summary-json"]).arg(&j));
+    assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+    let s = summary(&j);
+    assert_eq!(s["exit"], "guest-time-limit", "{s}");
+    let ns = s["guest_ns"].as_u64().unwrap();
+    assert!((60_000_000_000..60_100_000_000).contains(&ns), "the default 60 s: {ns} ns");
+    assert!(s["instructions"].as_u64().unwrap() < 100_000_000, "{s}");
+}
+
+/// SMM entries and RSMs of 10 ms each, longer together than the built-in firmware's 16 ms fan
+/// timer: the next SMI is always pending at RSM and the OS never runs again. Before the SMM
+/// watchdog this ran to the instruction limit (the default one took about 400 s).
+#[test]
+fn smm_costs_longer_than_the_smi_period_end_in_an_smi_storm() {
+    let j = tmpdir("storm-builtin").join("s.json");
+    let o = finish(smmlab().args(["run", "--smm-entry-ns", "10000000", "--rsm-ns", "10000000", "--max-instructions", "50000000", "--summary-json"]).arg(&j));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}{err}");
+    let line = out.lines().find(|l| l.starts_with("exit:")).unwrap_or_default();
+    assert!(line.starts_with("exit:             smi-storm (") && line.contains("SMIs in 1000.0") && line.contains("left the code they interrupted 0 instructions") && line.contains("SMIs come faster than SMM finishes them"), "{line}");
+    let s = summary(&j);
+    assert_eq!((s["exit"].as_str(), s["exit_code"].as_i64()), (Some("smi-storm"), Some(6)), "{s}");
+    assert!(s["guest_ns"].as_u64().unwrap() <= 2_100_000_000, "found within two watchdog windows: {s}");
+}
+
+/// Slower SMM (6 ms entry and RSM: 12 ms of every 16 ms fan period) leaves the OS a quarter
+/// of the CPU: the scenario takes longer and still finishes.
+#[test]
+fn smm_costs_shorter_than_the_smi_period_are_no_storm() {
+    let j = tmpdir("no-storm").join("s.json");
+    let o = finish(smmlab().args(["run", "-q", "--smm-entry-ns", "6000000", "--rsm-ns", "6000000", "--summary-json"]).arg(&j));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(summary(&j)["exit"], "debug-exit");
+}
+
+/// tests/roms/smm_runaway.asm -DSTORM: the SMI handler raises the next SMI before RSM.
+#[test]
+fn an_smi_handler_that_raises_its_own_smi_is_an_smi_storm() {
+    let rom = assemble("smm_runaway", &["-DSTORM"], "storm");
+    let j = tmpdir("storm-rom").join("s.json");
+    let o = finish(smmlab().args(["run", "--machine", "pc", "--ips", "1000000", "--max-instructions", "20000000", "--bios"]).arg(&rom).arg("--summary-json").arg(&j));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(out.contains("exit:             smi-storm ("), "{}", &out[out.len().saturating_sub(3000)..]);
+    let s = summary(&j);
+    assert_eq!(s["exit"], "smi-storm");
+    assert!(s["smis"].as_u64().unwrap() > 100_000, "{s}");
+    assert_eq!(s["guest_ns"], 1_000_000_000, "the first 1 s window: {s}");
+}
+
+/// tests/roms/smm_runaway.asm: the SMI handler is `jmp $`.
+#[test]
+fn an_smi_handler_that_never_returns_is_stuck_in_smm() {
+    let rom = assemble("smm_runaway", &[], "stuck");
+    let j = tmpdir("stuck-rom").join("s.json");
+    let o = finish(smmlab().args(["run", "--machine", "pc", "--ips", "1000000", "--max-instructions", "20000000", "--bios"]).arg(&rom).arg("--summary-json").arg(&j));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}{err}");
+    assert!(out.contains("exit:             stuck-in-smm (the CPU has been in SMM for 1000.000 ms of guest time without RSM, now at 3000:0x8000 (real mode))"), "{out}");
+    let s = summary(&j);
+    assert_eq!(s["exit"], "stuck-in-smm");
+    // The stay in progress is counted.
+    assert!(s["smm_instructions"].as_u64().unwrap() > 900_000 && s["smm_guest_ns"].as_u64().unwrap() > 900_000_000, "{s}");
+    // --smm-watchdog 0 turns it off: the instruction limit ends the run.
+    let o = finish(smmlab().args(["run", "-q", "--machine", "pc", "--ips", "1000000", "--max-instructions", "3000000", "--smm-watchdog", "0", "--bios"]).arg(&rom));
+    assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
 }
 
 /// Deterministic bytes that are no firmware.
@@ -137,5 +252,15 @@ fn bench_refuses_zero_iterations_and_runs() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {out}{err}");
         assert!(err.contains("invalid value '0'") && err.contains("1..="), "{args:?}: {err}");
         assert!(!out.contains("-"), "no figure printed: {out}");
+    }
+}
+
+#[test]
+fn run_help_says_what_the_default_limits_take() {
+    let o = finish(smmlab().args(["run", "--help"]));
+    let (out, _) = text(&o);
+    let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for s in ["10^10, is 10 s of guest time", "wall time about 40 s", "about 2 minutes", "--max-guest-time <MS>", "[default: 60000]", "--smm-watchdog <MS>", "[default: 1000]", "at most 10000000 (10 ms)"] {
+        assert!(flat.contains(s), "{s:?} not in:\n{out}");
     }
 }

@@ -77,9 +77,23 @@ pub struct RunArgs {
     /// Write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Stop after N instructions.
+    /// Stop after N instructions (exit reason instruction-limit, status 4). The default,
+    /// 10^10, is 10 s of guest time at the default --ips; in wall time about 40 s for typical
+    /// firmware code and about 2 minutes for a guest stuck in a tight endless loop, on the
+    /// project's 2-core machine (about 250 and 80 MIPS).
     #[arg(long, value_name = "N", default_value_t = 10_000_000_000)]
     pub max_instructions: u64,
+    /// Stop when guest time reaches MS milliseconds, whatever made it pass: instructions, time
+    /// skipped while halted or polling, --smm-entry-ns/--rsm-ns (exit reason guest-time-limit,
+    /// status 4). The default, 60 s, is six times the instruction limit's guest time.
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_guest_time: u64,
+    /// The SMM watchdog, in milliseconds of guest time: a CPU in SMM this long without RSM
+    /// ends the run (exit reason stuck-in-smm), and so do SMIs that keep coming while the code
+    /// they interrupt gets less than 1 % of such a window (smi-storm); both exit with status 6.
+    /// 0 turns the watchdog off.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub smm_watchdog: u64,
     /// Guest instructions per second (guest time = instructions / rate).
     #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
     pub ips: u64,
@@ -95,11 +109,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "bios")]
     pub scenario: Option<String>,
     /// Guest time an SMM entry takes beyond its one instruction, in ns (saving the CPU state;
-    /// on real platforms also the rendezvous of all cores: microseconds). 0: guest time is
-    /// instructions only.
+    /// on real platforms also the rendezvous of all cores: microseconds), at most 10000000
+    /// (10 ms). 0: guest time is instructions only. Entry and RSM times longer than the
+    /// firmware's SMI period leave the OS no time (an SMI storm, see --smm-watchdog).
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub smm_entry_ns: u64,
-    /// Guest time RSM takes beyond its one instruction, in ns.
+    /// Guest time RSM takes beyond its one instruction, in ns (at most 10000000: 10 ms).
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub rsm_ns: u64,
     /// Type TEXT on the built-in platform's USB keyboard (from 5 ms, Enter added), instead of
@@ -200,7 +215,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if !(MIN_IPS..=MAX_IPS).contains(&a.ips) {
         bail!("--ips must be between {MIN_IPS} and {MAX_IPS} instructions per second (got {})", a.ips);
     }
-    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips, poll_forward: !a.exact_time, smm_entry_ns: a.smm_entry_ns, rsm_ns: a.rsm_ns };
+    let config = MachineConfig {
+        memory_mib: a.memory,
+        model,
+        instructions_per_second: a.ips,
+        poll_forward: !a.exact_time,
+        smm_entry_ns: a.smm_entry_ns,
+        rsm_ns: a.rsm_ns,
+        max_guest_ns: a.max_guest_time.saturating_mul(1_000_000),
+        smm_watchdog_ns: a.smm_watchdog.saturating_mul(1_000_000),
+    };
     let kind = match machine {
         MachineKind::Minimal => BoardKind::Minimal,
         MachineKind::Pc => BoardKind::Pc,
