@@ -19,7 +19,8 @@
 //! [`MachineConfig::max_guest_ns`] (time skipped while halted, polling or in SMM costs counts
 //! too), an SMI storm (over a window of [`MachineConfig::smm_watchdog_ns`], SMIs keep coming
 //! and the code outside SMM retires at most one instruction between two of them, in less than
-//! 1 % of the time) and a CPU that stays in SMM for that long without RSM.
+//! 1 % of the time) and a CPU that stays in SMM for that long without RSM. A host can also
+//! stop a run from another thread or a signal handler ([`Machine::set_stop_flag`]).
 
 pub mod board;
 pub mod chipset;
@@ -39,6 +40,8 @@ use cpu::{Cpu, CpuModel, Exit};
 use events::MachineEvent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// The most guest time an SMM entry or an RSM may take beyond its instruction
 /// ([`MachineConfig::smm_entry_ns`], [`MachineConfig::rsm_ns`]): 10 ms. Real platforms take
@@ -116,6 +119,8 @@ pub enum ExitReason {
     /// The CPU stayed in SMM for `smm_ns` of guest time (at least a watchdog window) without
     /// RSM; it was at `cs:rip` in `mode` mode.
     StuckInSmm { smm_ns: u64, cs: u16, rip: u64, mode: &'static str },
+    /// The host asked the run to stop ([`Machine::set_stop_flag`]: a signal, say).
+    Interrupted,
 }
 
 impl ExitReason {
@@ -132,6 +137,7 @@ impl ExitReason {
             ExitReason::GuestTimeLimit { .. } => "guest-time-limit",
             ExitReason::SmiStorm { .. } => "smi-storm",
             ExitReason::StuckInSmm { .. } => "stuck-in-smm",
+            ExitReason::Interrupted => "interrupted",
         }
     }
 
@@ -241,6 +247,8 @@ pub struct Machine {
     pub config: MachineConfig,
     /// The SMM watchdog's window in progress.
     watch: SmmWatch,
+    /// Set by the host to stop the run at the next slice boundary.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// The SMM watchdog's window ([`Machine::run`]): where it started and what the SMM counters
@@ -305,7 +313,13 @@ impl Machine {
                 l.fw_cfg.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
             }
         }
-        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default() })
+        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default(), stop: None })
+    }
+
+    /// A flag the host sets (from a signal handler or another thread) to end the run at the
+    /// next slice boundary with [`ExitReason::Interrupted`].
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     /// Attaches a raw disk image: IDE primary master on `pc`, AHCI port 0 on `q35`.
@@ -375,6 +389,9 @@ impl Machine {
             w => w,
         };
         let exit = loop {
+            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                break ExitReason::Interrupted;
+            }
             let left = max_instructions.saturating_sub(self.cpu.icount - start);
             if left == 0 {
                 break ExitReason::InstructionLimit;
@@ -464,6 +481,8 @@ impl Machine {
             ExitReason::InstructionLimit | ExitReason::GuestTimeLimit { .. } => 4,
             ExitReason::Halted => 5,
             ExitReason::SmiStorm { .. } | ExitReason::StuckInSmm { .. } => 6,
+            // 128 + SIGINT, as a shell reports it; a host that knows the signal says so.
+            ExitReason::Interrupted => 130,
             ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } => 0,
         };
         let instructions = self.cpu.icount;

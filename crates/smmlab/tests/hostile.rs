@@ -7,9 +7,10 @@
 //! generous wall-clock bound and fails the test: a guard, not a speed measurement.
 
 use serde_json::Value;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A run that takes longer than this is taken to hang.
 const HANG: Duration = Duration::from_secs(120);
@@ -165,6 +166,76 @@ fn an_smi_handler_that_never_returns_is_stuck_in_smm() {
     // --smm-watchdog 0 turns it off: the instruction limit ends the run.
     let o = finish(smmlab().args(["run", "-q", "--machine", "pc", "--ips", "1000000", "--max-instructions", "3000000", "--smm-watchdog", "0", "--bios"]).arg(&rom));
     assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+}
+
+/// Starts `args`, waits until `ready` holds (the run is under way), sends `signal` and
+/// returns the run's output.
+fn interrupt(args: &[&std::ffi::OsStr], ready: impl Fn() -> bool, signal: i32) -> Output {
+    let mut child = smmlab().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !ready() {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("the run ended ({st}) before it was interrupted: {err}");
+        }
+        assert!(t0.elapsed() < HANG, "the run never got under way");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) with the pid of our own child process and a valid signal number.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(r, 0, "kill failed");
+    wait_bounded(child, "the interrupted run")
+}
+
+/// tests/roms/loop_output.asm writes 28 bytes to debugcon without a newline, "ready\n" and
+/// "tail" to COM1, then loops forever. SIGTERM and SIGINT stop it with every byte in its file,
+/// the summary printed and written, and 128 + the signal as the status.
+#[test]
+fn sigterm_and_sigint_stop_a_run_with_its_output_flushed_and_its_summary() {
+    let rom = assemble("loop_output", &[], "signals");
+    for (signal, name, status) in [(libc::SIGTERM, "SIGTERM", 143), (libc::SIGINT, "SIGINT", 130)] {
+        let d = tmpdir(&format!("signal-{name}"));
+        let (con, serial, json) = (d.join("debugcon.bin"), d.join("serial.txt"), d.join("summary.json"));
+        let args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), "--machine".as_ref(), "pc".as_ref(), "--bios".as_ref(), rom.as_os_str(), "--debugcon".as_ref(), con.as_os_str(), "--serial".as_ref(), serial.as_os_str(), "--summary-json".as_ref(), json.as_os_str()];
+        let o = interrupt(&args, || std::fs::read_to_string(&serial).is_ok_and(|t| t.starts_with("ready\n")), signal);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(status), "{name}: {out}{err}");
+        assert_eq!(std::fs::read(&con).unwrap(), b"no newline ends this output.", "{name}: debugcon");
+        assert_eq!(std::fs::read_to_string(&serial).unwrap(), "ready\ntail", "{name}: serial");
+        assert!(out.contains(&format!("exit:             interrupted (by {name})\nexit code:        {status}\n")), "{name}: {out}");
+        assert!(err.contains(&format!("smmlab: run interrupted by {name} after ")), "{name}: {err}");
+        let s = summary(&json);
+        assert_eq!((s["exit"].as_str(), s["exit_code"].as_i64()), (Some("interrupted"), Some(status as i64)), "{name}: {s}");
+    }
+}
+
+/// The built-in firmware in an SMI storm with the watchdog and the guest-time limit off runs
+/// until stopped; SIGINT still saves the --nvram file.
+#[test]
+fn an_interrupted_builtin_run_saves_its_nvram_file() {
+    let d = tmpdir("signal-nvram");
+    let (nvram, con) = (d.join("settings.bin"), d.join("debugcon.txt"));
+    let _ = std::fs::remove_file(&nvram);
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "run".as_ref(),
+        "-q".as_ref(),
+        "--smm-entry-ns".as_ref(),
+        "10000000".as_ref(),
+        "--rsm-ns".as_ref(),
+        "10000000".as_ref(),
+        "--smm-watchdog".as_ref(),
+        "0".as_ref(),
+        "--max-guest-time".as_ref(),
+        "100000000000".as_ref(),
+        "--nvram".as_ref(),
+        nvram.as_os_str(),
+        "--debugcon".as_ref(),
+        con.as_os_str(),
+    ];
+    let o = interrupt(&args, || std::fs::read_to_string(&con).is_ok_and(|t| t.contains("fw: low RAM top")), libc::SIGINT);
+    assert_eq!(o.status.code(), Some(130), "{:?}", text(&o));
+    assert_eq!(std::fs::read(&nvram).map(|d| d.len()).ok(), Some(4096), "the settings sector was saved");
 }
 
 /// Deterministic bytes that are no firmware.

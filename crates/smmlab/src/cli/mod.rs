@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod disasm;
 mod fw;
+mod interrupt;
 mod observe;
 mod run;
 mod scenarios;

@@ -182,6 +182,8 @@ struct SummaryJson<'a> {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+    // First, so that a signal at any time after this ends the run cleanly.
+    let interrupt = super::interrupt::Interrupt::install()?;
     let scenario = match &a.bios {
         Some(_) => None,
         None => Some(super::scenarios::find(a.scenario.as_deref().unwrap_or("default"))?),
@@ -235,6 +237,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let fw_cfg_files = a.fw_cfg.iter().map(|arg| machine::devices::fw_cfg_file::FwCfgFile::from_arg(arg)).collect::<Result<Vec<_>, _>>()?;
     machine::devices::fw_cfg_file::check_unique(&fw_cfg_files)?;
     let mut m = Machine::new(kind, config, rom)?;
+    m.set_stop_flag(interrupt.flag());
     if builtin {
         // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
         m.enable_lab_hardware();
@@ -320,9 +323,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         print!("{}", String::from_utf8_lossy(&m.board.debugcon().output));
     }
     let latency = trace::LatencySummary::new(&observed.timeline, observed.end, a.smi_timeout);
-    let detail = exit_detail(&s.exit, &observed.timeline);
+    let signal = interrupt.signal().filter(|_| s.exit == machine::ExitReason::Interrupted);
+    let detail = match signal {
+        Some(sig) => Some(format!("by {}", super::interrupt::name(sig))),
+        None => exit_detail(&s.exit, &observed.timeline),
+    };
+    let exit_code = signal.map_or(s.exit_code, super::interrupt::exit_code);
     if !a.quiet {
-        print_summary(s, detail.as_deref(), wall);
+        print_summary(s, detail.as_deref(), exit_code, wall);
         print!("{}", latency.render());
     }
     if let Some(p) = &a.nvram {
@@ -347,7 +355,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             poll_skipped_ns: s.poll_skipped_ns,
             exit: s.exit.name(),
             exit_detail: detail.as_deref(),
-            exit_code: s.exit_code,
+            exit_code,
             unimplemented: &s.unimplemented,
             smbase_after: s.smbase_after,
             smram_after: s.smram_after.map(|c| SmramJson { g_smrame: c.g_smrame, d_open: c.d_open, d_cls: c.d_cls, d_lck: c.d_lck, t_en: c.t_en }),
@@ -358,7 +366,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         let text = serde_json::to_string_pretty(&j)?;
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;
     }
-    Ok(s.exit_code)
+    if let Some(sig) = signal {
+        eprintln!("smmlab: run interrupted by {} after {} instructions; its output files are complete", super::interrupt::name(sig), s.instructions);
+    }
+    Ok(exit_code)
 }
 
 /// `--inject-ecc MS:ADDR[:uc]`.
@@ -421,10 +432,10 @@ fn exit_detail(exit: &machine::ExitReason, timeline: &trace::Timeline) -> Option
     Some(detail)
 }
 
-fn print_summary(s: &RunSummary, detail: Option<&str>, wall: f64) {
+fn print_summary(s: &RunSummary, detail: Option<&str>, exit_code: i32, wall: f64) {
     println!("--- smmlab run summary ---");
     println!("exit:             {}{}", s.exit.name(), detail.map_or(String::new(), |d| format!(" ({d})")));
-    println!("exit code:        {}", s.exit_code);
+    println!("exit code:        {exit_code}");
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);
     if s.poll_skipped_ns > 0 {
