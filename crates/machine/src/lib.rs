@@ -27,6 +27,7 @@ pub mod chipset;
 pub mod clock;
 pub mod devices;
 pub mod events;
+pub mod input;
 pub mod lab;
 pub mod memory;
 pub mod pci;
@@ -560,9 +561,15 @@ impl Machine {
     }
 }
 
+/// The largest ROM: 16 MiB, mapped to end at 4 GiB.
+pub const MAX_ROM: usize = 16 << 20;
+
 /// Reads and checks a ROM image.
 pub fn load_rom(path: &Path) -> Result<Vec<u8>, MachineError> {
-    let data = std::fs::read(path).map_err(|source| MachineError::RomRead { path: path.to_owned(), source })?;
+    let data = input::read_at_most(path, MAX_ROM as u64).map_err(|source| match input::too_large(&source) {
+        Some(input::TooLarge { size: Some(size), .. }) => MachineError::RomSize { path: path.to_owned(), size: size as usize },
+        _ => MachineError::RomRead { path: path.to_owned(), source },
+    })?;
     check_rom(path, &data)?;
     Ok(data)
 }
@@ -572,7 +579,7 @@ pub fn check_rom(path: &Path, data: &[u8]) -> Result<(), MachineError> {
     if data.is_empty() {
         return Err(MachineError::RomEmpty { path: path.to_owned() });
     }
-    if !data.len().is_multiple_of(0x10000) || data.len() > 16 << 20 {
+    if !data.len().is_multiple_of(0x10000) || data.len() > MAX_ROM {
         return Err(MachineError::RomSize { path: path.to_owned(), size: data.len() });
     }
     Ok(())

@@ -335,3 +335,48 @@ fn run_help_says_what_the_default_limits_take() {
         assert!(flat.contains(s), "{s:?} not in:\n{out}");
     }
 }
+
+/// `cmd` with its address space limited to 2 GiB, so that a regression that reads an endless
+/// input fails here quickly instead of filling the machine's memory.
+fn limited(mut cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 2 << 30, rlim_max: 2 << 30 };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Before, every input was read whole: /dev/zero as a ROM, option ROM, fw_cfg file, settings
+/// file or firmware image filled memory until the process died.
+#[test]
+fn endless_and_oversized_inputs_are_refused_before_they_fill_memory() {
+    for (args, limit) in [
+        (&["run", "--bios", "/dev/zero"][..], "16 MiB"),
+        (&["run", "--machine", "pc", "--option-rom", "/dev/zero"], "16 MiB"),
+        (&["run", "--machine", "pc", "--fw-cfg", "opt/x=/dev/zero"], "256 MiB"),
+        (&["run", "--nvram", "/dev/zero"], "4 KiB"),
+        (&["fw", "inspect", "/dev/zero"], "64 MiB"),
+    ] {
+        let o = finish(limited(smmlab()).args(args));
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("/dev/zero") && err.contains(&format!("it holds more than the {limit} smmlab takes for it")), "{args:?}: {err}");
+    }
+    // A disk image is held in memory: at most 2 GiB (a sparse file, never read).
+    let big = tmpdir("big-disk").join("big.img");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((2 << 30) + 512).unwrap();
+    drop(f);
+    let o = finish(limited(smmlab()).args(["run", "--machine", "pc", "--disk"]).arg(&big));
+    let _ = std::fs::remove_file(&big);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot read disk image") && err.contains("it is 2147484160 bytes, more than the 2 GiB smmlab takes for it"), "{err}");
+}

@@ -402,9 +402,13 @@ fn nvram_range() -> std::ops::Range<usize> {
 }
 
 fn load_nvram(m: &mut Machine, p: &std::path::Path) -> anyhow::Result<()> {
-    let data = match std::fs::read(p) {
+    let data = match machine::input::read_at_most(p, firmware_image::SETTINGS_SECTOR_SIZE as u64) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if machine::input::too_large(&e).is_some_and(|t| t.size.is_some()) => {
+            let size = machine::input::too_large(&e).and_then(|t| t.size).unwrap_or_default();
+            bail!("settings file {} is {size} bytes; the settings sector is {} bytes", p.display(), firmware_image::SETTINGS_SECTOR_SIZE);
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read settings file {}", p.display())),
     };
     if data.len() != firmware_image::SETTINGS_SECTOR_SIZE {
