@@ -380,3 +380,49 @@ fn endless_and_oversized_inputs_are_refused_before_they_fill_memory() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("cannot read disk image") && err.contains("it is 2147484160 bytes, more than the 2 GiB smmlab takes for it"), "{err}");
 }
+
+/// Output files are written after the run: a path that cannot be written is refused before
+/// it, not after minutes of running.
+#[test]
+fn output_paths_that_cannot_be_written_are_refused_before_the_run() {
+    let dir = tmpdir("outputs");
+    let d = dir.to_str().unwrap();
+    let nowhere = dir.join("no/such/dir/out.json");
+    let n = nowhere.to_str().unwrap();
+    for (args, says) in [
+        (&["run", "--summary-json", d][..], format!("--summary-json {d}: that is a directory, not a file")),
+        (&["run", "--vcd", n], format!("--vcd {n}: the directory {} does not exist", nowhere.parent().unwrap().display())),
+        (&["run", "--trace-json", d], format!("--trace-json {d}: that is a directory")),
+        (&["run", "--nvram", d], format!("--nvram {d}: that is a directory")),
+        (&["audit", "--output", d], format!("--output {d}: that is a directory")),
+        (&["disasm", "--output", n], "does not exist".to_string()),
+        (&["smram", "dump", "--output", d], format!("--output {d}: that is a directory")),
+    ] {
+        let o = finish(smmlab().args(args));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&says), "{args:?}: {err}");
+        assert!(out.is_empty(), "refused before the run: {out}");
+    }
+}
+
+#[test]
+fn the_builtin_firmware_on_another_machine_says_how_to_run_it() {
+    for m in ["pc", "minimal"] {
+        let o = finish(smmlab().args(["run", "-q", "--machine", m]));
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("the built-in firmware runs on the q35 machine only (leave out --machine, or give --bios FILE to run other firmware)"), "{m}: {err}");
+    }
+}
+
+/// ECC protects DRAM; an error injected past the end of RAM was accepted and never seen.
+#[test]
+fn ecc_errors_past_the_end_of_ram_are_refused() {
+    let o = finish(smmlab().args(["run", "-q", "--memory", "64", "--inject-ecc", "5:0x4000000:uc"]));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("address 0x4000000 is past the end of RAM (64 MiB: 0x0-0x3ffffff)"), "{err}");
+    let o = finish(smmlab().args(["run", "-q", "--memory", "64", "--scenario", "memory-errors", "--inject-ecc", "5:0x3fff000"]));
+    assert_eq!(o.status.code(), Some(0), "the last page of RAM is RAM: {:?}", text(&o));
+}

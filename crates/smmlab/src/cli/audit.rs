@@ -131,6 +131,9 @@ fn options(t: &Target, behaviour: bool) -> anyhow::Result<audit::Options> {
 
 /// `smmlab audit`: exit 0 when clean, 1 with findings (errors exit 2 through main).
 pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
+    if let Some(p) = &a.output {
+        super::check_output("--output", p)?;
+    }
     let o = options(&a.target, !a.no_smi)?;
     let r = audit::audit(&o)?;
     let text = match a.format {
@@ -148,6 +151,7 @@ pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
 /// `smmlab smram dump`.
 pub fn smram(a: SmramArgs) -> anyhow::Result<i32> {
     let SmramCommand::Dump(d) = a.command;
+    super::check_output("--output", &d.output)?;
     let o = options(&d.target, false)?;
     let booted = audit::boot::boot(&o.boot)?;
     let mut m = booted.machine;

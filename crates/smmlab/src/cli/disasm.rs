@@ -65,6 +65,9 @@ const ENTRY_INSNS: usize = 32;
 /// `smmlab disasm`.
 pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
     let builtin = a.target.bios.is_none();
+    if let Some(p) = &a.output {
+        super::check_output("--output", p)?;
+    }
     if a.target.scenario.is_some() && !builtin {
         bail!("--scenario selects a built-in firmware scenario; it cannot be combined with --bios");
     }

@@ -38,6 +38,19 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Refuses an output file that cannot be written, before a run that may take long: `path` is
+/// a directory, or its directory does not exist.
+pub fn check_output(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: that is a directory, not a file", path.display());
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!("{flag} {}: the directory {} does not exist", path.display(), dir.display());
+    }
+    Ok(())
+}
+
 /// Runs a subcommand; returns the process exit status.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {

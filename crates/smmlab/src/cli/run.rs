@@ -200,6 +200,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if builtin {
         firmware_image::check_memory(a.memory).map_err(anyhow::Error::msg)?;
     }
+    for (flag, path) in [("--summary-json", &a.summary_json), ("--vcd", &a.vcd), ("--trace-json", &a.trace_json), ("--nvram", &a.nvram)] {
+        if let Some(p) = path {
+            super::check_output(flag, p)?;
+        }
+    }
     let machine = a.machine.unwrap_or(if builtin { MachineKind::Q35 } else { MachineKind::Minimal });
     let cpu = a.cpu.unwrap_or(match machine {
         _ if builtin => CpuKind::Intel64,
@@ -391,6 +396,9 @@ fn inject_ecc(m: &mut Machine, spec: &str) -> anyhow::Result<()> {
     if parts.next().is_some() {
         return Err(bad());
     }
+    // ECC protects DRAM: an address past the end of RAM has no memory to fail.
+    let ram = m.config.memory_mib << 20;
+    anyhow::ensure!(addr < ram, "--inject-ecc {spec:?}: address {addr:#x} is past the end of RAM ({} MiB: 0x0-{:#x})", m.config.memory_mib, ram - 1);
     let at = m.ticks_at_ns((ms * 1e6) as u64);
     anyhow::ensure!(m.board.inject_memory_error(at, addr, uncorrectable), "--inject-ecc needs the q35 machine");
     Ok(())
