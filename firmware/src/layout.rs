@@ -74,6 +74,11 @@ pub const E820_MAX: usize = 8;
 /// The default SMBASE after reset (SDM vol. 3C 34.11): the first SMI enters at 0x38000.
 pub const DEFAULT_SMBASE: u64 = 0x3_0000;
 
+/// The least low RAM the firmware runs with: its RAM probe starts here (boot/main.rs), TSEG
+/// takes the top [`TSEG_SIZE`] below it, and the OS's memory ([`OS_MEMORY`] and up) lies
+/// under TSEG. The host refuses smaller machines (`firmware_image::MIN_MEMORY_MIB`).
+pub const LOW_RAM_MIN: u64 = 16 << 20;
+
 /// TSEG: 1 MiB (ESMRAMC.TSEG_SZ = 00) at the top of low RAM, as the MCH decodes it.
 pub const TSEG_SIZE: u64 = 1 << 20;
 /// ESMRAMC value: T_EN with TSEG_SZ = 1 MiB.

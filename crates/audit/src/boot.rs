@@ -5,8 +5,10 @@
 //!   demo OS has not run a single instruction);
 //! - SeaBIOS: `Booting from ...` (the first INT 19h boot attempt) or `No bootable device`
 //!   (the boot failure, when nothing is bootable);
-//! - otherwise the end of the run (halt, reset, shutdown, debug exit or the instruction limit):
-//!   the state is taken as the run left it.
+//! - otherwise the run ended first (halt, reset, shutdown, debug exit, the instruction limit):
+//!   [`Booted::marker`] is false and [`Booted::stopped`] says where. `smmlab audit` refuses
+//!   such a target (a firmware that never boots has no configuration to judge);
+//!   `smram dump` and `disasm` take the state as the run left it.
 //!
 //! The run pauses at every debugcon line end (`Board::set_pause_on_debugcon_line`), so the
 //! machine stops exactly after the marker's newline.
@@ -43,6 +45,9 @@ pub struct Booted {
     pub handoff: String,
     /// Whether a marker was reached (false: the run ended first).
     pub marker: bool,
+    /// Where the run was when it stopped: the exit reason, the instruction count, CS:RIP and
+    /// mode, and the last debugcon line.
+    pub stopped: String,
 }
 
 /// Boots to the hand-off point.
@@ -51,9 +56,12 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
         return Err(AuditError::Usage("the minimal machine has no chipset to audit (use pc or q35)".into()));
     }
     let builtin = o.rom.is_none();
+    if builtin {
+        firmware_image::check_memory(o.memory_mib).map_err(AuditError::Usage)?;
+    }
     let rom = o.rom.clone().unwrap_or_else(|| firmware_image::ROM.to_vec());
     let config = MachineConfig { memory_mib: o.memory_mib, model: o.model, instructions_per_second: 1_000_000_000, ..Default::default() };
-    let mut m = Machine::new(o.board, config, rom).map_err(|e| AuditError::Machine(e.to_string()))?;
+    let mut m = Machine::new(o.board, config, rom).map_err(AuditError::Machine)?;
     if builtin {
         m.enable_lab_hardware();
     }
@@ -75,17 +83,38 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
         let out = &m.board.debugcon().output;
         if let Some(line) = find_marker(out, &mut scanned) {
             m.board.set_pause_on_debugcon_line(false);
-            return Ok(Booted { machine: m, handoff: line, marker: true });
+            let stopped = stopped_at(&mut m, &format!("at the hand-off marker {line:?}"));
+            return Ok(Booted { machine: m, handoff: line, marker: true, stopped });
         }
         if s.exit != ExitReason::Paused {
             m.board.set_pause_on_debugcon_line(false);
-            let why = match &s.exit {
-                ExitReason::Shutdown(w) => format!("shutdown: {w}"),
-                e => e.name().to_string(),
+            let why = match s.exit.detail() {
+                Some(d) => format!("{}: {d}", s.exit.name()),
+                None => s.exit.name().to_string(),
             };
-            return Ok(Booted { machine: m, handoff: format!("end of run ({why})"), marker: false });
+            let stopped = stopped_at(&mut m, &format!("with {why}"));
+            return Ok(Booted { machine: m, handoff: format!("end of run ({why})"), marker: false, stopped });
         }
     }
+}
+
+/// Where the machine is: "the run ended {how} after N instructions at CS:RIP (mode mode, in
+/// SMM); last debugcon line: ...".
+fn stopped_at(m: &mut Machine, how: &str) -> String {
+    let text = String::from_utf8_lossy(&m.board.debugcon().output).into_owned();
+    let last = text.lines().rev().find(|l| !l.trim().is_empty());
+    format!(
+        "the run ended {how} after {} instructions at {:04x}:{:#x} ({} mode{}); {}",
+        m.cpu.icount,
+        m.cpu.seg[cpu::sreg::CS].selector,
+        m.cpu.rip,
+        m.cpu.mode_name(),
+        if m.cpu.smm { ", in SMM" } else { "" },
+        match last {
+            Some(l) => format!("last debugcon line: {:?}", l.trim_end()),
+            None => "nothing was written to debugcon".to_string(),
+        }
+    )
 }
 
 /// Puts scenario `name` in fw_cfg for the built-in firmware.

@@ -21,15 +21,27 @@ pub mod rules;
 pub use boot::BootOptions;
 pub use report::{Report, Status, Verdict};
 
-/// Host-side errors (exit status 2). Guest misbehaviour is a finding, never an error.
+/// Host-side errors (exit status 2). Guest misbehaviour after the hand-off is a finding,
+/// never an error; a firmware that never reaches its hand-off has nothing to audit.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// A bad option or scenario name; the text says what.
     #[error("{0}")]
     Usage(String),
-    /// The machine could not be built; the text says why.
-    #[error("cannot build the machine: {0}")]
-    Machine(String),
+    /// The machine could not be built.
+    #[error("cannot build the machine")]
+    Machine(#[source] machine::MachineError),
+    /// The run ended before a hand-off marker ([`boot::MARKERS`]); the text says where.
+    #[error("the firmware never reached a hand-off point (a debugcon line with {}), so there is nothing to audit: {where_}", markers())]
+    NoHandoff {
+        /// Where the run stopped.
+        where_: String,
+    },
+}
+
+/// The hand-off markers, quoted, for messages.
+fn markers() -> String {
+    boot::MARKERS.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
 }
 
 /// What to audit.
@@ -50,13 +62,13 @@ pub struct Options {
 /// Boots and audits.
 pub fn audit(o: &Options) -> Result<Report, AuditError> {
     let booted = boot::boot(&o.boot)?;
+    if !booted.marker {
+        return Err(AuditError::NoHandoff { where_: booted.stopped });
+    }
     let mut m = booted.machine;
     let instructions = m.cpu.icount;
     let mut verdicts = config::check(&mut m);
     let mut notes = Vec::new();
-    if !booted.marker {
-        notes.push(format!("no hand-off marker seen; the state is the end of the run: {}", booted.handoff));
-    }
     let mut smis = 0;
     if o.behaviour {
         let smram = dump::largest(&m);

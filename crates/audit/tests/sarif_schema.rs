@@ -1,7 +1,8 @@
 //! The audit's SARIF against the real SARIF 2.1.0 JSON schema (draft-04,
 //! `sarif-2.1.0-rtm.5.json` from the MIT-licensed npm package `@microsoft/jest-sarif`), which
 //! scripts/test.sh fetches into target/sarif-schema/ and names in `SMMLAB_SARIF_SCHEMA`. The
-//! schema is not committed: without it this test skips with a message, or fails when CI=true.
+//! schema is not committed: without it this test skips (counted as skipped by scripts/test.sh),
+//! or fails when CI=true.
 //! `audit::output::check_sarif`'s structural checks must agree with the schema.
 
 use audit::{BootOptions, Options};
@@ -13,22 +14,17 @@ use std::path::PathBuf;
 
 const SCHEMA_ENV: &str = "SMMLAB_SARIF_SCHEMA";
 
-/// The schema, or None (skip) when it is absent outside CI.
+/// The schema, or None (skip, crates/testkit) when it is absent outside CI; under CI=true a
+/// missing schema fails the test.
 fn schema() -> Option<Value> {
     let path = std::env::var_os(SCHEMA_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/sarif-schema/sarif-2.1.0-rtm.5.json"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(serde_json::from_str(&text).expect("the SARIF schema is JSON")),
-        Err(e) => {
-            let msg = format!("the SARIF 2.1.0 schema {} is missing ({e}); scripts/test.sh fetches it and sets {SCHEMA_ENV}", path.display());
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}");
-            }
-            eprintln!("skipped: {msg}");
-            None
-        }
+    if !testkit::file(&path, &format!("scripts/test.sh fetches it from the npm package @microsoft/jest-sarif and sets {SCHEMA_ENV}")) {
+        return None;
     }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read the SARIF schema {}: {e}", path.display()));
+    Some(serde_json::from_str(&text).expect("the SARIF schema is JSON"))
 }
 
 fn sarif(scenario: Option<&str>) -> Value {

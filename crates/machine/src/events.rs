@@ -229,6 +229,11 @@ impl Events {
         }
     }
 
+    /// When the SMM stay in progress began (guest ticks), or None outside SMM.
+    pub fn smm_entered_at(&self) -> Option<u64> {
+        self.smm_entered_at
+    }
+
     /// Takes the queued events.
     pub fn drain(&mut self) -> Vec<MachineEvent> {
         std::mem::take(&mut self.queue)

@@ -14,12 +14,21 @@
 //! exact. When SMRAM or PAM change, the board asserts `Pending::STOP`; the machine then calls
 //! [`cpu::Cpu::flush_code`] and continues. When a bus master writes RAM it does the same, and
 //! the machine drops only the code decoded from the written bytes ([`cpu::Cpu::invalidate_code`]).
+//!
+//! Between slices the machine also ends runs that no instruction limit bounds, from guest time
+//! alone (so the same input ends the same way): guest time past
+//! [`MachineConfig::max_guest_ns`] (time skipped while halted, polling or in SMM costs counts
+//! too), an SMI storm (over a window of [`MachineConfig::smm_watchdog_ns`], SMIs keep coming
+//! and the code outside SMM retires at most one instruction between two of them, in less than
+//! 1 % of the time) and a CPU that stays in SMM for that long without RSM. A host can also
+//! stop a run from another thread or a signal handler ([`Machine::set_stop_flag`]).
 
 pub mod board;
 pub mod chipset;
 pub mod clock;
 pub mod devices;
 pub mod events;
+pub mod input;
 pub mod lab;
 pub mod memory;
 pub mod pci;
@@ -35,12 +44,31 @@ use cpu::{Cpu, CpuModel, Exit};
 use events::MachineEvent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The most guest time an SMM entry or an RSM may take beyond its instruction
+/// ([`MachineConfig::smm_entry_ns`], [`MachineConfig::rsm_ns`]): 10 ms. Real platforms take
+/// microseconds (saving the state, the rendezvous of every core); more than this is a typing
+/// error, and the machine would spend it stepping through every timer expiry.
+pub const MAX_SMM_COST_NS: u64 = 10_000_000;
+
+/// The default [`MachineConfig::max_guest_ns`]: 60 s of guest time, six times what the
+/// default 10^10-instruction limit takes at the default 10^9 instructions per second.
+pub const DEFAULT_MAX_GUEST_NS: u64 = 60_000_000_000;
+
+/// The default [`MachineConfig::smm_watchdog_ns`]: 1 s of guest time (a real SMI handler takes
+/// microseconds; the BITS guideline is 150 us).
+pub const DEFAULT_SMM_WATCHDOG_NS: u64 = 1_000_000_000;
+
+/// In an SMI storm, code outside SMM gets less than 1/`STORM_SHARE` of a watchdog window.
+const STORM_SHARE: u64 = 100;
 
 /// Host-side errors: bad input files or options. Guest misbehaviour is never an error.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     /// The ROM file cannot be read.
-    #[error("cannot read ROM file {path}: {source}")]
+    #[error("cannot read ROM file {path}")]
     RomRead {
         /// The ROM file.
         path: PathBuf,
@@ -67,6 +95,17 @@ pub enum MachineError {
     /// An instruction rate of zero.
     #[error("the instruction rate must be greater than zero")]
     Rate,
+    /// An SMM entry or RSM cost beyond [`MAX_SMM_COST_NS`].
+    #[error("{what} of {ns} ns is more than a platform takes: at most {MAX_SMM_COST_NS} ns (10 ms; real SMM entries and RSMs, with every core's rendezvous, take microseconds)")]
+    SmmCost {
+        /// Which cost ("--smm-entry-ns", "--rsm-ns").
+        what: &'static str,
+        /// The value asked for.
+        ns: u64,
+    },
+    /// A guest-time limit of zero.
+    #[error("the guest time limit must be greater than zero")]
+    GuestTime,
     /// The disk image is unusable.
     #[error(transparent)]
     Disk(#[from] devices::disk::DiskError),
@@ -101,11 +140,45 @@ pub enum ExitReason {
     /// The board asked for a pause (a debugcon line ended while
     /// [`board::Board::set_pause_on_debugcon_line`] was on); `run` may be called again.
     Paused,
-    /// The guest wrote PM1_CNT.SLP_EN with SLP_TYP = S5 (soft off).
+    /// The guest wrote PM1_CNT.SLP_EN with SLP_TYP = S5 (soft off); `from_smm` says whether
+    /// the write came from SMM.
     PowerOff {
         /// Whether the write came from SMM.
         from_smm: bool,
     },
+    /// Guest time reached [`MachineConfig::max_guest_ns`] (`limit_ns`).
+    GuestTimeLimit {
+        /// The limit, in nanoseconds of guest time.
+        limit_ns: u64,
+    },
+    /// SMIs kept coming over a watchdog window ([`MachineConfig::smm_watchdog_ns`]) and the
+    /// code they interrupted retired at most one instruction between two of them, in less than
+    /// 1 % of the time: `smis` SMM entries in `window_ns` of guest time left `outside_ns` and
+    /// `outside_instructions` to it.
+    SmiStorm {
+        /// SMM entries in the window.
+        smis: u64,
+        /// The window, in nanoseconds of guest time.
+        window_ns: u64,
+        /// Guest time outside SMM in the window.
+        outside_ns: u64,
+        /// Instructions retired outside SMM in the window.
+        outside_instructions: u64,
+    },
+    /// The CPU stayed in SMM for `smm_ns` of guest time (at least a watchdog window) without
+    /// RSM; it was at `cs:rip` in `mode` mode.
+    StuckInSmm {
+        /// Guest time spent in SMM without RSM.
+        smm_ns: u64,
+        /// CS selector where the CPU was.
+        cs: u16,
+        /// RIP where the CPU was.
+        rip: u64,
+        /// The CPU mode ("real", "protected32", "long"...).
+        mode: &'static str,
+    },
+    /// The host asked the run to stop ([`Machine::set_stop_flag`]: a signal, say).
+    Interrupted,
 }
 
 impl ExitReason {
@@ -119,6 +192,10 @@ impl ExitReason {
             ExitReason::Reset => "reset",
             ExitReason::Paused => "paused",
             ExitReason::PowerOff { .. } => "power-off",
+            ExitReason::GuestTimeLimit { .. } => "guest-time-limit",
+            ExitReason::SmiStorm { .. } => "smi-storm",
+            ExitReason::StuckInSmm { .. } => "stuck-in-smm",
+            ExitReason::Interrupted => "interrupted",
         }
     }
 
@@ -128,9 +205,24 @@ impl ExitReason {
             ExitReason::Shutdown(w) => Some(w.to_string()),
             ExitReason::PowerOff { from_smm: true } => Some("requested from SMM".into()),
             ExitReason::PowerOff { from_smm: false } => Some("requested outside SMM".into()),
+            ExitReason::GuestTimeLimit { limit_ns } => Some(format!("{} of guest time (--max-guest-time)", ms(*limit_ns))),
+            ExitReason::SmiStorm { smis, window_ns, outside_ns, outside_instructions } => Some(format!(
+                "{smis} SMIs in {} of guest time left the code they interrupted {outside_instructions} instructions in {} ({:.3} %): SMIs come faster than SMM finishes them",
+                ms(*window_ns),
+                ms(*outside_ns),
+                *outside_ns as f64 * 100.0 / (*window_ns).max(1) as f64
+            )),
+            ExitReason::StuckInSmm { smm_ns, cs, rip, mode } => {
+                Some(format!("the CPU has been in SMM for {} of guest time without RSM, now at {cs:04x}:{rip:#x} ({mode} mode)", ms(*smm_ns)))
+            }
             _ => None,
         }
     }
+}
+
+/// `ns` as milliseconds for messages.
+fn ms(ns: u64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
 }
 
 /// What a run did, for the summary.
@@ -187,15 +279,33 @@ pub struct MachineConfig {
     /// Whether guest time may run faster while the guest busy-waits on the PM timer
     /// ([`poll`]); false keeps time strictly to retired instructions (and halts).
     pub poll_forward: bool,
-    /// Guest time SMM entry takes beyond its one instruction, in nanoseconds.
+    /// Guest time SMM entry and RSM take beyond their one instruction, in nanoseconds (at most
+    /// [`MAX_SMM_COST_NS`] each).
     pub smm_entry_ns: u64,
     /// Guest time RSM takes beyond its one instruction, in nanoseconds.
     pub rsm_ns: u64,
+    /// The run ends ([`ExitReason::GuestTimeLimit`]) when guest time reaches this many
+    /// nanoseconds, whatever made it pass.
+    pub max_guest_ns: u64,
+    /// The SMM watchdog window in nanoseconds of guest time: a CPU in SMM this long without
+    /// RSM ends the run ([`ExitReason::StuckInSmm`]), and so do SMIs that leave the code outside
+    /// SMM at most one instruction per SMI and less than 1 % of a window
+    /// ([`ExitReason::SmiStorm`]). 0 turns the watchdog off.
+    pub smm_watchdog_ns: u64,
 }
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { memory_mib: 128, model: CpuModel::default(), instructions_per_second: 1_000_000_000, poll_forward: true, smm_entry_ns: 0, rsm_ns: 0 }
+        MachineConfig {
+            memory_mib: 128,
+            model: CpuModel::default(),
+            instructions_per_second: 1_000_000_000,
+            poll_forward: true,
+            smm_entry_ns: 0,
+            rsm_ns: 0,
+            max_guest_ns: DEFAULT_MAX_GUEST_NS,
+            smm_watchdog_ns: DEFAULT_SMM_WATCHDOG_NS,
+        }
     }
 }
 
@@ -207,6 +317,23 @@ pub struct Machine {
     pub board: board::Board,
     /// The options it was built with.
     pub config: MachineConfig,
+    /// The SMM watchdog's window in progress.
+    watch: SmmWatch,
+    /// Set by the host to stop the run at the next slice boundary.
+    stop: Option<Arc<AtomicBool>>,
+}
+
+/// The SMM watchdog's window ([`Machine::run`]): where it started and what the SMM counters
+/// were then, all in guest ticks.
+#[derive(Clone, Copy, Debug, Default)]
+struct SmmWatch {
+    start: u64,
+    /// Guest time spent outside SMM by the window's start.
+    outside: u64,
+    /// Instructions retired outside SMM by the window's start.
+    outside_instructions: u64,
+    /// SMM entries by the window's start.
+    entries: u64,
 }
 
 /// Timer expiries a halted CPU may sleep through without retiring an instruction before the
@@ -227,6 +354,14 @@ impl Machine {
         }
         if config.instructions_per_second == 0 {
             return Err(MachineError::Rate);
+        }
+        for (what, ns) in [("an SMM entry time (--smm-entry-ns)", config.smm_entry_ns), ("an RSM time (--rsm-ns)", config.rsm_ns)] {
+            if ns > MAX_SMM_COST_NS {
+                return Err(MachineError::SmmCost { what, ns });
+            }
+        }
+        if config.max_guest_ns == 0 {
+            return Err(MachineError::GuestTime);
         }
         let ram = config.memory_mib << 20;
         let ips = config.instructions_per_second;
@@ -250,7 +385,13 @@ impl Machine {
                 l.fw_cfg.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
             }
         }
-        Ok(Machine { cpu: Cpu::new(config.model), board, config })
+        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default(), stop: None })
+    }
+
+    /// A flag the host sets (from a signal handler or another thread) to end the run at the
+    /// next slice boundary with [`ExitReason::Interrupted`].
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     /// Attaches a raw disk image: IDE primary master on `pc`, AHCI port 0 on `q35`.
@@ -313,14 +454,35 @@ impl Machine {
         let start = self.cpu.icount;
         let (mut idle_at, mut idle_skips) = (u64::MAX, 0u32);
         let mut stuck = 0u64;
+        let clock = Clock::new(self.config.instructions_per_second);
+        let time_limit = clock.ticks_from_ns(self.config.max_guest_ns);
+        let watch_window = match clock.ticks_from_ns(self.config.smm_watchdog_ns) {
+            0 => u64::MAX,
+            w => w,
+        };
         let exit = loop {
+            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                break ExitReason::Interrupted;
+            }
             let left = max_instructions.saturating_sub(self.cpu.icount - start);
             if left == 0 {
                 break ExitReason::InstructionLimit;
             }
             self.board.set_now(self.cpu.icount);
             let now = self.board.now(self.cpu.icount);
-            let mut slice = left.min(MAX_SLICE);
+            if now.0 >= time_limit {
+                break ExitReason::GuestTimeLimit { limit_ns: self.config.max_guest_ns };
+            }
+            if let Some(e) = self.watch_smm(now) {
+                break e;
+            }
+            // Slices no longer than the time limit allows nor than the SMM watchdog's window,
+            // which is looked at between slices.
+            let mut slice = left.min(MAX_SLICE).min(time_limit - now.0).min(watch_window);
+            if let Some(t) = self.board.events().and_then(|e| e.smm_entered_at()) {
+                // In SMM: look again when the stay reaches the window.
+                slice = slice.min(t.saturating_add(watch_window).saturating_sub(now.0).max(1));
+            }
             if let Some(d) = self.board.next_deadline() {
                 slice = slice.min(d.0.saturating_sub(now.0).max(1));
             }
@@ -379,7 +541,8 @@ impl Machine {
                     idle_skips = if self.cpu.icount == idle_at { idle_skips + 1 } else { 0 };
                     idle_at = self.cpu.icount;
                     match wake {
-                        Some(t) if idle_skips < MAX_IDLE_SKIPS => self.board.skip_to(t),
+                        // Never past the guest time limit: the run ends there.
+                        Some(t) if idle_skips < MAX_IDLE_SKIPS => self.board.skip_to(t.min(Ticks(time_limit))),
                         _ => break ExitReason::Halted,
                     }
                 }
@@ -388,14 +551,24 @@ impl Machine {
         let exit_code = match &exit {
             ExitReason::DebugExit => self.board.debug_exit_code().unwrap_or(0) as i32,
             ExitReason::Shutdown(_) => 3,
-            ExitReason::InstructionLimit => 4,
+            ExitReason::InstructionLimit | ExitReason::GuestTimeLimit { .. } => 4,
             ExitReason::Halted => 5,
+            ExitReason::SmiStorm { .. } | ExitReason::StuckInSmm { .. } => 6,
+            // 128 + SIGINT, as a shell reports it; a host that knows the signal says so.
+            ExitReason::Interrupted => 130,
             ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } => 0,
         };
         let instructions = self.cpu.icount;
-        let clock = Clock::new(self.config.instructions_per_second);
-        let guest_ns = clock.ns_from_ticks(self.board.now(instructions).0);
-        let stats = self.board.events().map(|e| e.stats.clone()).unwrap_or_default();
+        let now = self.board.now(instructions).0;
+        let guest_ns = clock.ns_from_ticks(now);
+        let mut stats = self.board.events().map(|e| e.stats.clone()).unwrap_or_default();
+        // A run that ends in SMM: count the stay so far too.
+        if let Some(t) = self.board.events().and_then(|e| e.smm_entered_at()) {
+            stats.smm_ticks += now.saturating_sub(t);
+            if self.cpu.smm {
+                stats.smm_instructions += instructions.saturating_sub(self.cpu.smm_regs.entry_icount);
+            }
+        }
         let poll_skipped = self.board.poll().map_or(0, |p| p.skipped());
         RunSummary {
             instructions,
@@ -415,9 +588,60 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// The SMM watchdog, between slices at guest time `now`: a CPU in SMM for a whole window
+    /// is stuck; a window in which SMIs kept coming and the code outside SMM retired at most
+    /// one instruction per SMI, in less than 1 % of the time, is an SMI storm. Decided from
+    /// guest time and instruction counts only.
+    fn watch_smm(&mut self, now: Ticks) -> Option<ExitReason> {
+        let clock = Clock::new(self.config.instructions_per_second);
+        let window = clock.ticks_from_ns(self.config.smm_watchdog_ns);
+        if window == 0 {
+            return None;
+        }
+        let ev = self.board.events()?;
+        let entered = ev.smm_entered_at();
+        let current = entered.map_or(0, |t| now.0.saturating_sub(t));
+        if entered.is_some() && current >= window {
+            return Some(ExitReason::StuckInSmm {
+                smm_ns: clock.ns_from_ticks(current),
+                cs: self.cpu.seg[cpu::sreg::CS].selector,
+                rip: self.cpu.rip,
+                mode: self.cpu.mode_name(),
+            });
+        }
+        let outside = now.0.saturating_sub(ev.stats.smm_ticks.saturating_add(current));
+        let in_smm_now = if self.cpu.smm { self.cpu.icount.saturating_sub(self.cpu.smm_regs.entry_icount) } else { 0 };
+        let outside_instructions = self.cpu.icount.saturating_sub(ev.stats.smm_instructions.saturating_add(in_smm_now));
+        let entries = ev.stats.smm_entries;
+        let span = now.0.saturating_sub(self.watch.start);
+        if span < window {
+            return None;
+        }
+        let got = outside.saturating_sub(self.watch.outside);
+        let retired = outside_instructions.saturating_sub(self.watch.outside_instructions);
+        let smis = entries.saturating_sub(self.watch.entries);
+        // A storm: SMIs keep coming, the code they interrupt retires at most one instruction
+        // between two of them, and gets less than 1 % of the time (a CPU halted outside SMM
+        // between SMIs is idle, not starved; one that retires a few instructions per SMI
+        // still gets somewhere).
+        if smis >= 2 && retired <= smis && got.saturating_mul(STORM_SHARE) < span {
+            return Some(ExitReason::SmiStorm { smis, window_ns: clock.ns_from_ticks(span), outside_ns: clock.ns_from_ticks(got), outside_instructions: retired });
+        }
+        self.watch = SmmWatch { start: now.0, outside, outside_instructions, entries };
+        None
+    }
+}
+
+/// The largest ROM: 16 MiB, mapped to end at 4 GiB.
+pub const MAX_ROM: usize = 16 << 20;
+
 /// Reads and checks a ROM image.
 pub fn load_rom(path: &Path) -> Result<Vec<u8>, MachineError> {
-    let data = std::fs::read(path).map_err(|source| MachineError::RomRead { path: path.to_owned(), source })?;
+    let data = input::read_at_most(path, MAX_ROM as u64).map_err(|source| match input::too_large(&source) {
+        Some(input::TooLarge { size: Some(size), .. }) => MachineError::RomSize { path: path.to_owned(), size: size as usize },
+        _ => MachineError::RomRead { path: path.to_owned(), source },
+    })?;
     check_rom(path, &data)?;
     Ok(data)
 }
@@ -427,7 +651,7 @@ pub fn check_rom(path: &Path, data: &[u8]) -> Result<(), MachineError> {
     if data.is_empty() {
         return Err(MachineError::RomEmpty { path: path.to_owned() });
     }
-    if !data.len().is_multiple_of(0x10000) || data.len() > 16 << 20 {
+    if !data.len().is_multiple_of(0x10000) || data.len() > MAX_ROM {
         return Err(MachineError::RomSize { path: path.to_owned(), size: data.len() });
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! asserted as observed; the SMRAM dump holds the SMI entry stub at SMBASE + 0x8000.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
@@ -151,8 +151,7 @@ fn scenarios_lists_the_planted_bugs() {
 ///   (0xFE2AE, shadow RAM outside SMRAM) for every SW SMI: SMM101 FAIL.
 #[test]
 fn seabios_verdicts() {
-    if !Path::new(SEABIOS).exists() {
-        eprintln!("{SEABIOS} missing (Debian package seabios): skipping");
+    if !testkit::package_file(SEABIOS, "seabios") {
         return;
     }
     let (code, j) = audit(&["--machine", "q35", "--bios", SEABIOS], "json", "seabios-q35.json");

@@ -79,9 +79,9 @@ fn smmlab_boot_with(bios: &str, machine: &str, disk: &Path, dir: &Path) -> Run {
 }
 
 /// QEMU's SMM entries on `machine` with the disk: (all entries, relocation + call32 entries).
+/// None when QEMU is missing (a skip, or a failure under CI=true: crates/testkit).
 fn qemu_boot(machine: &str, disk: &Path, dir: &Path) -> Option<(u64, u64)> {
-    let qemu = Command::new("qemu-system-x86_64").arg("--version").output().ok()?;
-    if !qemu.status.success() {
+    if !testkit::package_command("qemu-system-x86_64", "qemu-system-x86") {
         return None;
     }
     let log = dir.join(format!("qemu-{machine}.log"));
@@ -119,11 +119,7 @@ fn qemu_boot(machine: &str, disk: &Path, dir: &Path) -> Option<(u64, u64)> {
 }
 
 fn seabios_present() -> bool {
-    let ok = Path::new(SEABIOS).exists();
-    if !ok {
-        eprintln!("skipped: {SEABIOS} is not installed");
-    }
-    ok
+    testkit::package_file(SEABIOS, "seabios")
 }
 
 #[test]
@@ -199,8 +195,7 @@ fn seabios_int15_waits_complete_on_the_rtc_interrupt() {
 /// for a BSY that never comes (harddrv.cc also reads an absent device's status as 00h).
 #[test]
 fn bochs_bios_boots_the_disk_through_ide_on_pc() {
-    if !Path::new(BOCHS_BIOS).exists() {
-        eprintln!("skipped: {BOCHS_BIOS} is not installed (Debian package bochsbios)");
+    if !testkit::package_file(BOCHS_BIOS, "bochsbios") {
         return;
     }
     let dir = tmpdir("bochs");

@@ -23,10 +23,11 @@ pub fn require(ok: bool, what: &str) {
     }
 }
 
-/// The top of low RAM, found by probing 1 MiB steps from 16 MiB (unbacked memory reads as all
-/// ones and drops writes). A later milestone reads it from CMOS / fw_cfg instead.
+/// The top of low RAM, found by probing 1 MiB steps from [`LOW_RAM_MIN`] (unbacked memory
+/// reads as all ones and drops writes): less RAM than that is taken for that much. A later
+/// milestone reads it from CMOS / fw_cfg instead.
 fn probe_low_ram() -> u64 {
-    let mut top: u64 = 16 << 20;
+    let mut top: u64 = LOW_RAM_MIN;
     while top < 0xfec0_0000 {
         let pattern = 0x5aa5_0000 | (top >> 20) as u32;
         io::poke32(top, pattern);

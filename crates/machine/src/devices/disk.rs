@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 /// Bytes per logical sector.
 pub const SECTOR_SIZE: usize = 512;
 
+/// The largest image: 2 GiB (it is held in memory).
+pub const MAX_SIZE: u64 = 2 << 30;
+
 /// Why a disk image cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     /// The image file cannot be read.
-    #[error("cannot read disk image {path}: {source}")]
+    #[error("cannot read disk image {path}")]
     Read {
         /// The image file.
         path: PathBuf,
@@ -48,7 +51,7 @@ impl Disk {
 
     /// Reads a raw image file into memory.
     pub fn open(path: &Path) -> Result<Self, DiskError> {
-        let data = std::fs::read(path).map_err(|source| DiskError::Read { path: path.to_owned(), source })?;
+        let data = crate::input::read_at_most(path, MAX_SIZE).map_err(|source| DiskError::Read { path: path.to_owned(), source })?;
         if data.is_empty() {
             return Err(DiskError::Empty { path: path.to_owned() });
         }

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 /// Longest fw_cfg file name (56 bytes with the terminating NUL).
 pub const MAX_NAME: usize = 55;
 
+/// The largest file read for fw_cfg: 256 MiB (fw_cfg sizes are 32-bit, but firmware reads
+/// tables and ROMs, and the guest has at most 3 GiB of RAM).
+pub const MAX_SIZE: u64 = 256 << 20;
+
 /// Why a `NAME=FILE` argument cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FwCfgFileError {
@@ -82,7 +86,7 @@ impl FwCfgFile {
     /// Parses `NAME=FILE` (the first '=' splits; the name cannot contain one) and reads FILE.
     pub fn from_arg(arg: &str) -> Result<Self, FwCfgFileError> {
         let (name, path) = split_arg(arg)?;
-        let data = std::fs::read(&path).map_err(|source| FwCfgFileError::Read { name: name.clone(), path: path.clone(), source })?;
+        let data = crate::input::read_at_most(&path, MAX_SIZE).map_err(|source| FwCfgFileError::Read { name: name.clone(), path: path.clone(), source })?;
         Self::new(name, path, data)
     }
 

@@ -105,7 +105,8 @@ pub struct OptionRom {
 impl OptionRom {
     /// Reads and checks an option ROM file.
     pub fn open(path: &Path) -> Result<Self, OptionRomError> {
-        let data = std::fs::read(path).map_err(|source| OptionRomError::Read { path: path.to_owned(), source })?;
+        // 16 MiB, like a system ROM (several images can follow one another).
+        let data = crate::input::read_at_most(path, 16 << 20).map_err(|source| OptionRomError::Read { path: path.to_owned(), source })?;
         Self::from_bytes(path, data)
     }
 

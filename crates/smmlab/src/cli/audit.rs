@@ -44,10 +44,11 @@ pub struct Target {
     /// CPU model [default: intel64 for the built-in firmware, amd64 with --bios, as `run`].
     #[arg(long, value_enum)]
     pub cpu: Option<AuditCpu>,
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
-    /// Give up after N instructions (the state at that point is what is audited or listed).
+    /// Give up after N instructions (audit: an error if no hand-off point was reached by then;
+    /// smram dump and disasm take the state at that point).
     #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
     pub max_instructions: u64,
 }
@@ -130,6 +131,9 @@ fn options(t: &Target, behaviour: bool) -> anyhow::Result<audit::Options> {
 
 /// `smmlab audit`: exit 0 when clean, 1 with findings (errors exit 2 through main).
 pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
+    if let Some(p) = &a.output {
+        super::check_output("--output", p)?;
+    }
     let o = options(&a.target, !a.no_smi)?;
     let r = audit::audit(&o)?;
     let text = match a.format {
@@ -147,6 +151,7 @@ pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
 /// `smmlab smram dump`.
 pub fn smram(a: SmramArgs) -> anyhow::Result<i32> {
     let SmramCommand::Dump(d) = a.command;
+    super::check_output("--output", &d.output)?;
     let o = options(&d.target, false)?;
     let booted = audit::boot::boot(&o.boot)?;
     let mut m = booted.machine;

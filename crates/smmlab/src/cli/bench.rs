@@ -12,14 +12,14 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Iterations of the ALU loop.
-    #[arg(long, value_name = "N", default_value_t = 50_000_000)]
+    /// Iterations of the ALU loop (at least 1: a figure per iteration needs iterations).
+    #[arg(long, value_name = "N", default_value_t = 50_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub alu: u32,
-    /// Iterations of the SMI loop.
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    /// Iterations of the SMI loop (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub smi: u32,
-    /// Best of R runs for each figure.
-    #[arg(long, value_name = "R", default_value_t = 3)]
+    /// Best of R runs for each figure (at least 1).
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
 }
 
@@ -97,12 +97,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     if smis != a.smi as u64 {
         bail!("the SMI loop raised {smis} SMIs instead of {}", a.smi);
     }
-    let mips = 7.0 * a.alu as f64 / (a1 - a0).max(1e-9) / 1e6;
-    let us = (s1 - s0) / (a.smi.max(1) as f64) * 1e6;
-    println!("alu loop:  {} iterations, {ai} instructions, {:.3} s - {:.3} s: {mips:.0} MIPS", a.alu, a1, a0);
-    println!("smi loop:  {} SMIs, {:.3} s - {:.3} s: {us:.3} us per SMI round trip", a.smi, s1, s0);
+    let alu = match a1 - a0 {
+        d if d > 0.0 => format!("{:.0} MIPS", 7.0 * a.alu as f64 / d / 1e6),
+        _ => NOISE.to_string(),
+    };
+    let smi = match s1 - s0 {
+        d if d > 0.0 => format!("{:.3} us per SMI round trip", d / a.smi as f64 * 1e6),
+        _ => NOISE.to_string(),
+    };
+    println!("alu loop:  {} iterations, {ai} instructions, {:.3} s - {:.3} s: {alu}", a.alu, a1, a0);
+    println!("smi loop:  {} SMIs, {:.3} s - {:.3} s: {smi}", a.smi, s1, s0);
     Ok(0)
 }
+
+/// What a figure says when the loop took no longer than the empty run.
+const NOISE: &str = "not measurable (no slower than the run without iterations; use more iterations)";
 
 #[cfg(test)]
 mod tests {

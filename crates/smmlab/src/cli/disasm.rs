@@ -65,6 +65,9 @@ const ENTRY_INSNS: usize = 32;
 /// `smmlab disasm`.
 pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
     let builtin = a.target.bios.is_none();
+    if let Some(p) = &a.output {
+        super::check_output("--output", p)?;
+    }
     if a.target.scenario.is_some() && !builtin {
         bail!("--scenario selects a built-in firmware scenario; it cannot be combined with --bios");
     }
@@ -74,6 +77,9 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
         (None, Some(sc)) => (sc.rom)(),
         (None, None) => firmware_image::ROM.to_vec(),
     };
+    if builtin {
+        firmware_image::check_memory(a.target.memory).map_err(anyhow::Error::msg)?;
+    }
     let cpu = a.target.cpu.unwrap_or(if builtin { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
     let vendor = match cpu {
         AuditCpu::Intel64 => Vendor::Intel,

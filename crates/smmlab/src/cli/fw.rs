@@ -43,7 +43,8 @@ pub fn run(a: FwArgs) -> anyhow::Result<i32> {
 
 fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
     let path = a.file.display().to_string();
-    let data = std::fs::read(&a.file).with_context(|| format!("cannot read {path}"))?;
+    // 64 MiB: the largest SPI flash parts hold 64 MiB (OVMF's images are 4 MiB).
+    let data = machine::input::read_at_most(&a.file, 64 << 20).with_context(|| format!("cannot read {path}"))?;
     let image =
         fwimage::parse(&data).with_context(|| format!("{path} is not a valid firmware image"))?;
     if a.json {

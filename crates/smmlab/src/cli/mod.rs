@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod disasm;
 mod fw;
+mod interrupt;
 mod observe;
 mod run;
 mod scenarios;
@@ -28,7 +29,8 @@ pub enum Command {
     /// List the scenarios `smmlab run --scenario` runs.
     Scenarios(scenarios::ScenariosArgs),
     /// Audit SMM: chipsec-style configuration checks at the hand-off, then every SW SMI with
-    /// hostile register patterns (exit 0 clean, 1 findings, 2 error).
+    /// hostile register patterns (exit 0 clean, 1 findings, 2 error, also for firmware that
+    /// never reaches its hand-off).
     Audit(audit::AuditArgs),
     /// SMRAM at the hand-off point.
     Smram(audit::SmramArgs),
@@ -36,6 +38,19 @@ pub enum Command {
     Disasm(disasm::DisasmArgs),
     /// Measure the interpreter: MIPS on an ALU loop, microseconds per SMI round trip.
     Bench(bench::BenchArgs),
+}
+
+/// Refuses an output file that cannot be written, before a run that may take long: `path` is
+/// a directory, or its directory does not exist.
+pub fn check_output(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: that is a directory, not a file", path.display());
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!("{flag} {}: the directory {} does not exist", path.display(), dir.display());
+    }
+    Ok(())
 }
 
 /// Runs a subcommand; returns the process exit status.

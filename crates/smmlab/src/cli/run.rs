@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// 0x20064, which SeaBIOS requires), intel64 on minimal].
     #[arg(long, value_enum)]
     pub cpu: Option<CpuKind>,
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub memory: u64,
     /// Write the guest's debugcon (port 0x402) output to FILE, or to stdout with '-'.
@@ -77,9 +77,23 @@ pub struct RunArgs {
     /// Write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
-    /// Stop after N instructions.
+    /// Stop after N instructions (exit reason instruction-limit, status 4). The default,
+    /// 10^10, is 10 s of guest time at the default --ips; in wall time about 40 s for typical
+    /// firmware code and about 2 minutes for a guest stuck in a tight endless loop, on the
+    /// project's 2-core machine (about 250 and 80 MIPS).
     #[arg(long, value_name = "N", default_value_t = 10_000_000_000)]
     pub max_instructions: u64,
+    /// Stop when guest time reaches MS milliseconds, whatever made it pass: instructions, time
+    /// skipped while halted or polling, --smm-entry-ns/--rsm-ns (exit reason guest-time-limit,
+    /// status 4). The default, 60 s, is six times the instruction limit's guest time.
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_guest_time: u64,
+    /// The SMM watchdog, in milliseconds of guest time: a CPU in SMM this long without RSM
+    /// ends the run (exit reason stuck-in-smm), and so do SMIs that keep coming while the code
+    /// they interrupt gets less than 1 % of such a window (smi-storm); both exit with status 6.
+    /// 0 turns the watchdog off.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub smm_watchdog: u64,
     /// Guest instructions per second (guest time = instructions / rate).
     #[arg(long, value_name = "N", default_value_t = 1_000_000_000)]
     pub ips: u64,
@@ -95,11 +109,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "bios")]
     pub scenario: Option<String>,
     /// Guest time an SMM entry takes beyond its one instruction, in ns (saving the CPU state;
-    /// on real platforms also the rendezvous of all cores: microseconds). 0: guest time is
-    /// instructions only.
+    /// on real platforms also the rendezvous of all cores: microseconds), at most 10000000
+    /// (10 ms). 0: guest time is instructions only. Entry and RSM times longer than the
+    /// firmware's SMI period leave the OS no time (an SMI storm, see --smm-watchdog).
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub smm_entry_ns: u64,
-    /// Guest time RSM takes beyond its one instruction, in ns.
+    /// Guest time RSM takes beyond its one instruction, in ns (at most 10000000: 10 ms).
     #[arg(long, value_name = "NS", default_value_t = 0)]
     pub rsm_ns: u64,
     /// Type TEXT on the built-in platform's USB keyboard (from 5 ms, Enter added), instead of
@@ -167,6 +182,8 @@ struct SummaryJson<'a> {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+    // First, so that a signal at any time after this ends the run cleanly.
+    let interrupt = super::interrupt::Interrupt::install()?;
     let scenario = match &a.bios {
         Some(_) => None,
         None => Some(super::scenarios::find(a.scenario.as_deref().unwrap_or("default"))?),
@@ -180,6 +197,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         (None, None) => firmware_image::ROM.to_vec(),
     };
     let builtin = a.bios.is_none();
+    if builtin {
+        firmware_image::check_memory(a.memory).map_err(anyhow::Error::msg)?;
+    }
+    for (flag, path) in [("--summary-json", &a.summary_json), ("--vcd", &a.vcd), ("--trace-json", &a.trace_json), ("--nvram", &a.nvram)] {
+        if let Some(p) = path {
+            super::check_output(flag, p)?;
+        }
+    }
     let machine = a.machine.unwrap_or(if builtin { MachineKind::Q35 } else { MachineKind::Minimal });
     let cpu = a.cpu.unwrap_or(match machine {
         _ if builtin => CpuKind::Intel64,
@@ -197,7 +222,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if !(MIN_IPS..=MAX_IPS).contains(&a.ips) {
         bail!("--ips must be between {MIN_IPS} and {MAX_IPS} instructions per second (got {})", a.ips);
     }
-    let config = MachineConfig { memory_mib: a.memory, model, instructions_per_second: a.ips, poll_forward: !a.exact_time, smm_entry_ns: a.smm_entry_ns, rsm_ns: a.rsm_ns };
+    let config = MachineConfig {
+        memory_mib: a.memory,
+        model,
+        instructions_per_second: a.ips,
+        poll_forward: !a.exact_time,
+        smm_entry_ns: a.smm_entry_ns,
+        rsm_ns: a.rsm_ns,
+        max_guest_ns: a.max_guest_time.saturating_mul(1_000_000),
+        smm_watchdog_ns: a.smm_watchdog.saturating_mul(1_000_000),
+    };
     let kind = match machine {
         MachineKind::Minimal => BoardKind::Minimal,
         MachineKind::Pc => BoardKind::Pc,
@@ -208,6 +242,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let fw_cfg_files = a.fw_cfg.iter().map(|arg| machine::devices::fw_cfg_file::FwCfgFile::from_arg(arg)).collect::<Result<Vec<_>, _>>()?;
     machine::devices::fw_cfg_file::check_unique(&fw_cfg_files)?;
     let mut m = Machine::new(kind, config, rom)?;
+    m.set_stop_flag(interrupt.flag());
     if builtin {
         // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
         m.enable_lab_hardware();
@@ -293,9 +328,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         print!("{}", String::from_utf8_lossy(&m.board.debugcon().output));
     }
     let latency = trace::LatencySummary::new(&observed.timeline, observed.end, a.smi_timeout);
-    let detail = exit_detail(&s.exit, &observed.timeline);
+    let signal = interrupt.signal().filter(|_| s.exit == machine::ExitReason::Interrupted);
+    let detail = match signal {
+        Some(sig) => Some(format!("by {}", super::interrupt::name(sig))),
+        None => exit_detail(&s.exit, &observed.timeline),
+    };
+    let exit_code = signal.map_or(s.exit_code, super::interrupt::exit_code);
     if !a.quiet {
-        print_summary(s, detail.as_deref(), wall);
+        print_summary(s, detail.as_deref(), exit_code, wall);
         print!("{}", latency.render());
     }
     if let Some(p) = &a.nvram {
@@ -320,7 +360,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             poll_skipped_ns: s.poll_skipped_ns,
             exit: s.exit.name(),
             exit_detail: detail.as_deref(),
-            exit_code: s.exit_code,
+            exit_code,
             unimplemented: &s.unimplemented,
             smbase_after: s.smbase_after,
             smram_after: s.smram_after.map(|c| SmramJson { g_smrame: c.g_smrame, d_open: c.d_open, d_cls: c.d_cls, d_lck: c.d_lck, t_en: c.t_en }),
@@ -331,7 +371,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         let text = serde_json::to_string_pretty(&j)?;
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;
     }
-    Ok(s.exit_code)
+    if let Some(sig) = signal {
+        eprintln!("smmlab: run interrupted by {} after {} instructions; its output files are complete", super::interrupt::name(sig), s.instructions);
+    }
+    Ok(exit_code)
 }
 
 /// `--inject-ecc MS:ADDR[:uc]`.
@@ -353,6 +396,9 @@ fn inject_ecc(m: &mut Machine, spec: &str) -> anyhow::Result<()> {
     if parts.next().is_some() {
         return Err(bad());
     }
+    // ECC protects DRAM: an address past the end of RAM has no memory to fail.
+    let ram = m.config.memory_mib << 20;
+    anyhow::ensure!(addr < ram, "--inject-ecc {spec:?}: address {addr:#x} is past the end of RAM ({} MiB: 0x0-{:#x})", m.config.memory_mib, ram - 1);
     let at = m.ticks_at_ns((ms * 1e6) as u64);
     anyhow::ensure!(m.board.inject_memory_error(at, addr, uncorrectable), "--inject-ecc needs the q35 machine");
     Ok(())
@@ -364,9 +410,13 @@ fn nvram_range() -> std::ops::Range<usize> {
 }
 
 fn load_nvram(m: &mut Machine, p: &std::path::Path) -> anyhow::Result<()> {
-    let data = match std::fs::read(p) {
+    let data = match machine::input::read_at_most(p, firmware_image::SETTINGS_SECTOR_SIZE as u64) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if machine::input::too_large(&e).is_some_and(|t| t.size.is_some()) => {
+            let size = machine::input::too_large(&e).and_then(|t| t.size).unwrap_or_default();
+            bail!("settings file {} is {size} bytes; the settings sector is {} bytes", p.display(), firmware_image::SETTINGS_SECTOR_SIZE);
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read settings file {}", p.display())),
     };
     if data.len() != firmware_image::SETTINGS_SECTOR_SIZE {
@@ -396,10 +446,10 @@ fn exit_detail(exit: &machine::ExitReason, timeline: &trace::Timeline) -> Option
     Some(detail)
 }
 
-fn print_summary(s: &RunSummary, detail: Option<&str>, wall: f64) {
+fn print_summary(s: &RunSummary, detail: Option<&str>, exit_code: i32, wall: f64) {
     println!("--- smmlab run summary ---");
     println!("exit:             {}{}", s.exit.name(), detail.map_or(String::new(), |d| format!(" ({d})")));
-    println!("exit code:        {}", s.exit_code);
+    println!("exit code:        {exit_code}");
     println!("instructions:     {}", s.instructions);
     println!("guest time:       {:.3} ms", s.guest_ns as f64 / 1e6);
     if s.poll_skipped_ns > 0 {

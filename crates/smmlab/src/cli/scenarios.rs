@@ -76,7 +76,7 @@ fn lab(m: &mut Machine, name: &str) -> anyhow::Result<()> {
         planted(m, name)?;
     }
     // run, disasm and audit build the built-in firmware's board with the lab hardware.
-    anyhow::ensure!(m.board.has_lab_hardware(), "scenario {name} needs the q35 machine");
+    anyhow::ensure!(m.board.has_lab_hardware(), "scenario {name}: the built-in firmware runs on the q35 machine only (leave out --machine, or give --bios FILE to run other firmware)");
     Ok(())
 }
 
