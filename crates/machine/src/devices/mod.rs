@@ -17,6 +17,7 @@ pub mod ioapic;
 pub mod isa_dma;
 pub mod lapic;
 pub mod option_rom;
+pub mod pflash;
 pub mod pic8259;
 pub mod pit8254;
 pub mod port92;
