@@ -4,6 +4,7 @@
 pub mod alu;
 pub mod branch;
 pub mod data;
+pub mod mmx;
 pub mod operand;
 pub mod sse;
 pub mod string;
@@ -88,6 +89,9 @@ fn alu_handler<const OP: u8>(i: &Instruction) -> Handler {
 pub fn handler(i: &Instruction) -> Handler {
     if i.is_invalid() {
         return unimplemented;
+    }
+    if let Some(h) = mmx::handler(i) {
+        return h;
     }
     if let Some(h) = sse::handler(i) {
         return h;

@@ -1,11 +1,11 @@
 //! SSE/SSE2: the moves and integer operations compilers emit, MXCSR, FXSAVE/FXRSTOR, gated by
 //! CR0.EM/TS and CR4.OSFXSR (SDM vol. 3, 13.1).
 //!
-//! Only XMM forms are implemented: MMX-register forms and floating-point arithmetic return no
-//! handler, so they raise #UD and are counted as unimplemented.
+//! Only XMM forms are here: the MMX-register forms are in [`super::mmx`], and floating-point
+//! arithmetic returns no handler, so it raises #UD and is counted as unimplemented.
 
 #[path = "sse_int.rs"]
-mod sse_int;
+pub(crate) mod sse_int;
 
 use crate::bus::Bus;
 use crate::cr::{CR0_EM, CR0_TS, CR4_OSFXSR};

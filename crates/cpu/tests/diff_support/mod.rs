@@ -155,6 +155,10 @@ enum Tok {
     Fixed(Register),
     Xmm,
     XmmM(u32),
+    /// An MMX register.
+    Mm,
+    /// An MMX register or memory of the given bits.
+    MmM(u32),
 }
 
 fn parse_tok(t: &str) -> Option<Tok> {
@@ -167,6 +171,8 @@ fn parse_tok(t: &str) -> Option<Tok> {
         "EAX" => Tok::Fixed(Register::EAX),
         "RAX" => Tok::Fixed(Register::RAX),
         "xmm" => Tok::Xmm,
+        "mm" => Tok::Mm,
+        _ if t.starts_with("mmm") => Tok::MmM(num(&t[3..])?),
         "m" => Tok::M(0),
         _ if t.starts_with("xmmm") => Tok::XmmM(num(&t[4..])?),
         _ if t.starts_with("rm") => Tok::Rm(num(&t[2..])?),
@@ -207,10 +213,11 @@ impl CodeTable {
                 .iter()
                 .map(|t| match *t {
                     Tok::Rm(n) | Tok::R(n) => Op::R(gpr(n, 0)),
-                    Tok::M(_) | Tok::XmmM(_) => Op::M(MemoryOperand::with_base_displ(if bits == 64 { Register::R15 } else { Register::EBX }, 16)),
+                    Tok::M(_) | Tok::XmmM(_) | Tok::MmM(_) => Op::M(MemoryOperand::with_base_displ(if bits == 64 { Register::R15 } else { Register::EBX }, 16)),
                     Tok::Imm(_) | Tok::One => Op::I(1),
                     Tok::Fixed(r) => Op::R(r),
                     Tok::Xmm => Op::R(Register::XMM1),
+                    Tok::Mm => Op::R(Register::MM1),
                 })
                 .collect();
             let Some(i) = make(code, &ops) else { continue };
@@ -607,6 +614,11 @@ impl<'t> Gen<'t> {
                     Op::M(self.mem(sz, if sz == 16 && !unaligned_ok { 16 } else { 1 }, 0))
                 }
                 Tok::XmmM(_) => Op::R(xmm(self.rng.gen_range(0..16))),
+                Tok::MmM(n) if use_mem && !mem_done => {
+                    mem_done = true;
+                    Op::M(self.mem(n as usize / 8, 1, 0))
+                }
+                Tok::Mm | Tok::MmM(_) => Op::R(Register::try_from(Register::MM0 as usize + self.rng.gen_range(0..8)).unwrap()),
             };
             ops.push(op);
         }
@@ -1225,6 +1237,7 @@ pub fn templates() -> Vec<Template> {
         f("x87_unary", x87::t_unary),
         f("x87_compare", x87::t_compare),
         f("x87_stack_control", x87::t_stack_control),
+        f("x87_mmx", x87::t_mmx),
     ]
 }
 

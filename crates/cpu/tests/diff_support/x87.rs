@@ -420,3 +420,33 @@ pub fn t_stack_control(g: &mut Gen) {
         _ => emit(g, Code::Fnop, &[]),
     }
 }
+
+/// MMX instructions on the registers the x87 state holds (random values of every class in
+/// their low 64 bits): every lane operation, packs and unpacks, shifts, moves, the SSE
+/// additions, EMMS; each sets TOP 0 and the tags valid (EMMS empty), which the compare sees.
+pub fn t_mmx(g: &mut Gen) {
+    let mnems = [
+        "Paddb", "Paddw", "Paddd", "Paddq", "Paddsb", "Paddsw", "Paddusb", "Paddusw", "Psubb", "Psubw", "Psubd", "Psubq", "Psubsb", "Psubsw", "Psubusb", "Psubusw",
+        "Pmullw", "Pmulhw", "Pmulhuw", "Pmuludq", "Pmaddwd", "Pand", "Pandn", "Por", "Pxor", "Pcmpeqb", "Pcmpeqw", "Pcmpeqd", "Pcmpgtb", "Pcmpgtw", "Pcmpgtd",
+        "Packsswb", "Packssdw", "Packuswb", "Punpcklbw", "Punpcklwd", "Punpckldq", "Punpckhbw", "Punpckhwd", "Punpckhdq", "Psllw", "Pslld", "Psllq", "Psrlw",
+        "Psrld", "Psrlq", "Psraw", "Psrad", "Pavgb", "Pavgw", "Pminub", "Pmaxub", "Pminsw", "Pmaxsw", "Psadbw", "Pshufw", "Pmovmskb", "Pextrw", "Pinsrw", "Movq",
+        "Movd", "Movntq", "Movq2dq", "Movdq2q",
+    ];
+    if g.rng.gen_bool(0.05) {
+        emit(g, Code::Emms, &[]);
+        return;
+    }
+    // Only the forms with an MMX register.
+    for _ in 0..100 {
+        let m = *g.pick(&mnems);
+        let forms: Vec<(Code, Vec<Tok>)> = g.table.forms(m).iter().filter(|(_, t)| t.iter().any(|t| matches!(t, Tok::Mm | Tok::MmM(_)))).cloned().collect();
+        if forms.is_empty() {
+            continue;
+        }
+        let (code, toks) = forms[g.rng.gen_range(0..forms.len())].clone();
+        if g.generic_form(code.mnemonic(), code, &toks, 0.3) {
+            return;
+        }
+    }
+    panic!("no MMX form could be generated");
+}
