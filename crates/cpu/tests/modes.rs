@@ -1200,3 +1200,121 @@ fn avx_instruction_raises_ud_and_is_counted() -> T {
     Ok(())
 }
 
+
+// ---------------------------------------------------------------------------------------
+// 10. Stack-size corners (SDM vol. 2, POP, PUSH and ENTER; vol. 1, 6.2.3)
+// ---------------------------------------------------------------------------------------
+
+/// 32-bit code on the 16-bit stack segment DATA16 (base 0, B = 0) with ESP = `esp`.
+fn on_16bit_stack(stack_pointer: u32, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Machine {
+    Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ax, DATA16 as u32)?;
+        a.mov(ss, ax)?;
+        a.mov(esp, stack_pointer)?;
+        body(a)?;
+        a.hlt()
+    }))
+}
+
+#[test]
+fn o32_pop_ss_from_a_16bit_stack_wraps_sp_and_keeps_the_upper_half_of_esp() -> T {
+    // SP = 0xFFFC: the 4-byte pop wraps SP to 0 on the 16-bit stack it pops from, although
+    // the selector popped (KDATA) is a 32-bit stack.
+    let mut m = on_16bit_stack(0x0002_FFFC, |a| a.pop(ss));
+    m.w32(0xFFFC, KDATA as u32);
+    m.run_to_halt();
+    assert_eq!(m.cpu.seg[SS].selector, KDATA, "{}", m.describe());
+    assert!(m.cpu.seg[SS].big());
+    assert_eq!(m.cpu.regs[RSP], 0x0002_0000, "SP wraps within 16 bits, ESP's upper half kept");
+    Ok(())
+}
+
+#[test]
+fn o32_pop_of_a_data_segment_register_from_a_16bit_stack_wraps_sp() -> T {
+    let mut m = on_16bit_stack(0x0005_FFFC, |a| a.pop(ds));
+    m.w32(0xFFFC, KDATA as u32);
+    m.run_to_halt();
+    assert_eq!((m.cpu.seg[DS].selector, m.cpu.regs[RSP]), (KDATA, 0x0005_0000));
+    Ok(())
+}
+
+#[test]
+fn o32_enter_with_nesting_on_a_16bit_stack_uses_esp_as_frame_temp() -> T {
+    // enter 8, 36: nesting level 36 mod 32 = 4, so three display copies read through BP
+    // (stepping BP by 4 within 16 bits) and FrameTemp pushed; FrameTemp is ESP whole.
+    let mut m = on_16bit_stack(0x0001_0000, |a| {
+        a.mov(ebp, 0x0007_0100u32)?;
+        a.enter(8u32, 36u32)
+    });
+    for (k, v) in [(0xFCu64, 0x1111_1111u32), (0xF8, 0x2222_2222), (0xF4, 0x3333_3333)] {
+        m.w32(k, v);
+    }
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[5], 0x0001_FFFC, "EBP = FrameTemp = ESP after the push of EBP: {}", m.describe());
+    assert_eq!(m.cpu.regs[RSP], 0x0001_FFE4, "4 + 3 * 4 + 4 pushed, 8 allocated, within 16 bits");
+    assert_eq!(m.r32(0xFFFC), 0x0007_0100, "old EBP");
+    assert_eq!((m.r32(0xFFF8), m.r32(0xFFF4), m.r32(0xFFF0)), (0x1111_1111, 0x2222_2222, 0x3333_3333), "the display");
+    assert_eq!(m.r32(0xFFEC), 0x0001_FFFC, "FrameTemp");
+    Ok(())
+}
+
+#[test]
+fn o16_enter_on_a_32bit_stack_pushes_words_and_replaces_bp_only() -> T {
+    // o16 enter 4, 2: BP is pushed as a word, FrameTemp is SP, the display copy is read at
+    // EBP - 2 (a 32-bit stack steps EBP whole), and only BP takes FrameTemp.
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ebp, 0x0009_1000u32)?;
+        a.db(&[0x66, 0xC8, 0x04, 0x00, 0x02])?; // o16 enter 4, 2
+        a.hlt()
+    }));
+    m.w16(0x90FFE, 0x5555);
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[5], 0x0009_FFFE, "BP = FrameTemp (SP), EBP's upper half kept: {}", m.describe());
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 6 - 4, "three words pushed, 4 allocated");
+    assert_eq!((m.r16(STACK_TOP - 2), m.r16(STACK_TOP - 4), m.r16(STACK_TOP - 6)), (0x1000, 0x5555, 0xFFFE));
+    Ok(())
+}
+
+#[test]
+fn enter_at_cpl3_raises_pf_when_the_stack_page_is_supervisor_only() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(esp, 0x5F004u32)?;
+    a.set_label(&mut fault)?;
+    a.enter(1u32, 0u32)?;
+    a.jmp(fault)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[fault]);
+    let mut m = user32(&user);
+    m.enable_paging32();
+    m.map4k_32(0x5F000, 0x5F000, PTE_P | PTE_W);
+    m.w32(0x5F000, 0xAAAA_AAAA);
+    assert_eq!(m.run_to_exception(), PF, "{}", m.describe());
+    assert_eq!(m.stack32(0), 7, "present, write, user");
+    assert_eq!(m.stack32(1) as u64, l[0], "#PF is a fault: EIP points at the ENTER");
+    assert_eq!(m.stack32(4), 0x5F004, "user ESP unchanged");
+    assert_eq!(m.r32(0x5F000), 0xAAAA_AAAA, "nothing written");
+    Ok(())
+}
+
+#[test]
+fn enter_raises_pf_when_only_the_final_stack_pointer_is_not_writable() -> T {
+    // The pushes land on a writable page; the allocation moves ESP into a read-only one.
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(esp, 0x5F010u32)?;
+    a.mov(ebp, 0x1234u32)?;
+    a.set_label(&mut fault)?;
+    a.enter(0x20u32, 0u32)?;
+    a.jmp(fault)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[fault]);
+    let mut m = user32(&user);
+    m.enable_paging32();
+    m.map4k_32(0x5E000, 0x5E000, PTE_P | PTE_U);
+    assert_eq!(m.run_to_exception(), PF, "{}", m.describe());
+    assert_eq!(m.stack32(0), 7, "present, write, user");
+    assert_eq!(m.stack32(1) as u64, l[0]);
+    assert_eq!(m.stack32(4), 0x5F010, "user ESP unchanged");
+    assert_eq!(m.cpu.cr2, 0x5F010 - 4 - 0x20, "the final ESP");
+    assert_eq!(m.r32(0x5F00C), 0, "EBP not pushed");
+    Ok(())
+}
