@@ -98,7 +98,15 @@ impl Cpu {
         for n in 0..8 {
             chain[n] = cur.vector;
             match self.deliver(bus, cur, src) {
-                Ok(()) => return,
+                Ok(()) => match self.task_fault.take() {
+                    // Delivered through a task gate, and the new task faulted while its
+                    // state was loaded: that fault is the new task's, delivered next.
+                    Some(e) => {
+                        cur = e;
+                        src = Source::Fault;
+                    }
+                    None => return,
+                },
                 Err(e2) => {
                     if src == Source::Software {
                         // A fault while delivering INT n (gate DPL, bad gate) is a fault of
@@ -177,8 +185,16 @@ impl Cpu {
             0x06 | 0x07 => false,
             0x0e | 0x0f => true,
             0x05 => {
-                *self.unimplemented.entry("task gate".into()).or_default() += 1;
-                return Err(Exc::code(GP, gcode));
+                // A task gate (SDM vol. 3, 6.12.2): the handler is a task of its own.
+                if src == Source::Software && dpl < self.cpl {
+                    return Err(Exc::code(GP, gcode));
+                }
+                if !present {
+                    return Err(Exc::code(NP, gcode));
+                }
+                let (tss, raw) = self.task_gate_target(bus, ((gate >> 16) & 0xffff) as u16, ext)?;
+                let code = if src == Source::Software { None } else { e.code };
+                return self.switch_task(bus, tss, raw, crate::exec::task_switch::TaskEntry::Interrupt, code, ext);
             }
             _ => return Err(Exc::code(GP, gcode)),
         };
@@ -266,7 +282,7 @@ impl Cpu {
     }
 
     /// SS:ESP for privilege level `pl` from the current 32-bit (or 16-bit) TSS.
-    fn tss_stack(&mut self, bus: &mut dyn Bus, pl: u8) -> Result<(u16, u64), Exc> {
+    pub(crate) fn tss_stack(&mut self, bus: &mut dyn Bus, pl: u8) -> Result<(u16, u64), Exc> {
         let tss32 = self.tr.typ() & 8 != 0;
         let (off, w) = if tss32 { (4 + pl as u64 * 8, 4) } else { (2 + pl as u64 * 4, 2) };
         if off + w * 2 - 1 > self.tr.limit as u64 {

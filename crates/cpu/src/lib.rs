@@ -6,8 +6,9 @@
 //! trait, whose every access says its address, size, kind and whether the CPU is in SMM.
 //!
 //! Guest misbehaviour never panics: faults become x86 exceptions, a fault while delivering a
-//! double fault becomes [`Exit::Shutdown`], and an instruction this CPU does not implement
-//! raises #UD and is counted by mnemonic in [`Cpu::unimplemented`].
+//! double fault becomes [`Exit::Shutdown`], an instruction this CPU does not implement
+//! raises #UD and is counted by mnemonic in [`Cpu::unimplemented`], and a mechanism it does not
+//! model raises the exception it names and is counted by name in [`Cpu::missing_features`].
 
 pub mod bus;
 pub mod cpuid;
@@ -185,6 +186,12 @@ pub struct Cpu {
     pub halted: bool,
     /// Instructions the guest executed that this CPU does not implement, by mnemonic.
     pub unimplemented: BTreeMap<String, u64>,
+    /// Mechanisms the guest used that this CPU does not model, by name (each use raised the
+    /// exception named with it); see [`Cpu::note_missing_feature`].
+    pub missing_features: BTreeMap<String, u64>,
+    /// A fault the new task raised while a task switch loaded its state, delivered in the new
+    /// task once the switch is done (see [`exec::task_switch`]).
+    pub(crate) task_fault: Option<Exc>,
     /// Interrupt shadow after STI / MOV SS: the next instruction runs before INTR.
     pub(crate) shadow: bool,
     /// Whether NMIs are blocked (after an NMI, until IRET).
@@ -243,6 +250,8 @@ impl Cpu {
             icount: 0,
             halted: false,
             unimplemented: BTreeMap::new(),
+            missing_features: BTreeMap::new(),
+            task_fault: None,
             shadow: false,
             nmi_blocked: false,
             shutdown: None,
@@ -290,11 +299,18 @@ impl Cpu {
         self.shadow = false;
         self.nmi_blocked = false;
         self.shutdown = None;
+        self.task_fault = None;
         self.msr = msr::MsrFile::default();
         self.smm_regs = smm::SmmRegs::default();
         self.nmi_latched = false;
         self.flush_tlb();
         self.cache.clear();
+    }
+
+    /// Counts a use of a mechanism this CPU does not model; the caller then raises the
+    /// exception `what` names (for the run summary: a missing feature is not an instruction).
+    pub fn note_missing_feature(&mut self, what: &str) {
+        *self.missing_features.entry(what.to_string()).or_default() += 1;
     }
 
     /// Whether CR0.PE is set.

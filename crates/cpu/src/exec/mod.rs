@@ -3,11 +3,13 @@
 
 pub mod alu;
 pub mod branch;
+pub mod call_gate;
 pub mod data;
 pub mod operand;
 pub mod sse;
 pub mod string;
 pub mod system;
+pub mod task_switch;
 pub mod x87;
 
 use crate::bus::Bus;
