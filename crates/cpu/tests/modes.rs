@@ -1378,6 +1378,7 @@ fn call_through_a_32bit_gate_to_ring0_switches_to_the_tss_stack_and_copies_param
     assert_eq!((m.stack32(2), m.stack32(3)), (0x2222_2222, 0x1111_1111), "parameters in the caller's order");
     assert_eq!(m.stack32(4) as u64, USER_STACK_TOP - 8, "caller's ESP");
     assert_eq!(m.stack32(5), UDATA as u32, "caller's SS");
+    assert!(m.cpu.unimplemented.is_empty() && m.cpu.missing_features.is_empty(), "{}", m.describe());
     Ok(())
 }
 
