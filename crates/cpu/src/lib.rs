@@ -8,7 +8,7 @@
 //! Guest misbehaviour never panics: faults become x86 exceptions, a fault while delivering a
 //! double fault becomes [`Exit::Shutdown`], an instruction this CPU does not implement
 //! raises #UD and is counted by mnemonic in [`Cpu::unimplemented`], and a mechanism it does not
-//! model raises the exception it names and is counted by name in [`Cpu::missing_features`].
+//! model is counted by name in [`Cpu::missing_features`].
 
 pub mod bus;
 pub mod cpuid;
@@ -186,8 +186,8 @@ pub struct Cpu {
     pub halted: bool,
     /// Instructions the guest executed that this CPU does not implement, by mnemonic.
     pub unimplemented: BTreeMap<String, u64>,
-    /// Mechanisms the guest used that this CPU does not model, by name (each use raised the
-    /// exception named with it); see [`Cpu::note_missing_feature`].
+    /// Mechanisms the guest used that this CPU does not model, by name (the name says what the
+    /// CPU did instead); see [`Cpu::note_missing_feature`].
     pub missing_features: BTreeMap<String, u64>,
     /// A fault the new task raised while a task switch loaded its state, delivered in the new
     /// task once the switch is done (see [`exec::task_switch`]).
@@ -307,8 +307,8 @@ impl Cpu {
         self.cache.clear();
     }
 
-    /// Counts a use of a mechanism this CPU does not model; the caller then raises the
-    /// exception `what` names (for the run summary: a missing feature is not an instruction).
+    /// Counts a use of a mechanism this CPU does not model; `what` names it and what the CPU
+    /// does instead (for the run summary: a missing feature is not an instruction).
     pub fn note_missing_feature(&mut self, what: &str) {
         *self.missing_features.entry(what.to_string()).or_default() += 1;
     }
