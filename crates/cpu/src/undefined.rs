@@ -187,6 +187,15 @@ pub fn push_sreg32_writes_word(vendor: Vendor) -> bool {
     vendor == Vendor::Intel
 }
 
+/// A task switch to a 16-bit TSS loads the low halves of the general registers: the SDM
+/// (vol. 3, 8.6) says the upper halves "are modified and not maintained". Unmeasured on either
+/// vendor: both keep what the registers held before the switch (the answer a guest can least
+/// tell apart from the 286's).
+#[inline]
+pub fn task16_keeps_upper_register_halves(_vendor: Vendor) -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

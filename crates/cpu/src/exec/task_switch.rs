@@ -225,11 +225,12 @@ impl Cpu {
         }
         let eip = rd(self, 0x0e, 2)?;
         let eflags = rd(self, 0x10, 2)?;
-        // A 16-bit TSS holds the low halves only: the upper halves of the general registers
-        // read as ones and FS and GS as null, as on 386-class processors (the SDM leaves
-        // them unspecified).
+        // A 16-bit TSS holds the low halves only; the upper halves are the CPU model's (the
+        // SDM leaves them undefined), FS and GS become null.
+        let keep = crate::undefined::task16_keeps_upper_register_halves(self.model.vendor);
         for (k, r) in gprs.iter_mut().enumerate() {
-            *r = 0xffff_0000 | rd(self, 0x12 + 2 * k as u64, 2)?;
+            let upper = if keep { self.regs[k] & 0xffff_0000 } else { 0 };
+            *r = upper | rd(self, 0x12 + 2 * k as u64, 2)?;
         }
         for (k, s) in segs.iter_mut().take(4).enumerate() {
             *s = rd(self, 0x22 + 2 * k as u64, 2)? as u16;
