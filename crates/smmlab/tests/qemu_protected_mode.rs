@@ -1,21 +1,21 @@
-//! Protected-mode transfers against QEMU 7.2 (Debian's qemu-system-x86): the ROM
+//! Protected-mode conformance against QEMU 7.2 (Debian's qemu-system-x86): the ROM
 //! `roms/gates_and_tasks.asm` runs call gates, the I/O permission bitmap and hardware task
-//! switches and prints one line per step on debugcon. smmlab's transcript must match the one
-//! the SDM gives (checked here without QEMU, fields that depend on the ROM's layout aside), and
-//! QEMU's line for line, except where a known QEMU deviation from the SDM explains the line.
+//! switches, `roms/stack_sizes.asm` every stack instruction form with the operand size and the
+//! stack-address size differing; each prints its results on debugcon. smmlab's transcript must
+//! match the one the SDM gives (checked here without QEMU, fields that depend on the ROM's
+//! layout aside), and QEMU's line for line, except where a known QEMU deviation from the SDM
+//! explains the line.
 //!
 //! Without QEMU installed (scripts/test.sh installs it) only smmlab's own transcript is checked.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ROM: &str = "gates_and_tasks";
-
-fn assemble() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roms").join(format!("{ROM}.asm"));
+fn assemble(rom: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roms").join(format!("{rom}.asm"));
     let dir = std::env::temp_dir().join(format!("smmlab-qemu-pm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("{ROM}.bin"));
+    let out = dir.join(format!("{rom}.bin"));
     let st = Command::new("nasm").args(["-f", "bin", "-o"]).arg(&out).arg(&src).status().expect("nasm must be installed (scripts/test.sh installs it)");
     assert!(st.success(), "nasm failed on {}", src.display());
     out
@@ -127,7 +127,7 @@ fn qemu_deviation(ours: &[String], qemu: &[String]) -> Option<&'static str> {
 
 #[test]
 fn call_gates_and_task_switches_match_the_sdm_and_qemu_up_to_documented_deviations() {
-    let rom = assemble();
+    let rom = assemble("gates_and_tasks");
     let ours = smmlab_transcript(&rom);
     check_own_transcript(&ours);
     let Some(qemu) = qemu_transcript(&rom) else { return };
@@ -143,4 +143,30 @@ fn call_gates_and_task_switches_match_the_sdm_and_qemu_up_to_documented_deviatio
     }
     eprintln!("explained differences:\n  {}", explained.join("\n  "));
     assert_eq!(explained.len(), 2, "the two deviations this ROM shows: {explained:?}");
+}
+
+/// The records of `stack_sizes.asm` ("r <index> <record>..." lines, DONE last).
+fn records(t: &[Vec<String>]) -> Vec<u32> {
+    assert_eq!(t.last().map(|l| l[0].as_str()), Some("DONE"), "{t:?}");
+    t[..t.len() - 1].iter().flat_map(|l| l[2..].iter().map(|v| u32::from_str_radix(v, 16).unwrap())).collect()
+}
+
+#[test]
+fn stack_instructions_follow_the_stack_address_size_as_the_sdm_and_qemu_do() {
+    let rom = assemble("stack_sizes");
+    let ours = smmlab_transcript(&rom);
+    let r = records(&ours);
+    // 32-bit code, 16-bit stack, ESP = 0x12340008 (SDM vol. 1, 6.2.3 and vol. 2, PUSH/POP):
+    // SP moves and wraps within 16 bits, ESP's upper half stays.
+    assert_eq!((r[0], r[1], r[2], r[3]), (0x1234_0000, 0x1234_FFFC, 0x1234_0000, 0x1111_1111), "a push across the wrap and back");
+    assert_eq!((r[5], r[7], r[9], r[10]), (0x1234_0006, 0x1234_0004, 0x1234_FFE8, 0x5678_ABCD), "PUSH imm16, PUSH ES (4 bytes), PUSHAD (EBP's slot at SP 0xFFF0)");
+    assert_eq!((r[16], r[17], r[18]), (0x1234_FFFC, 0x1234_0008, 0x1234_0006), "CALL with 2 parameters, RET 8, o16 CALL");
+    assert_eq!((r[22], r[23], r[24], r[25]), (0x1234_FFEC, 0x1234_0004, 0x1234_0008, 0x5678_FFF0), "ENTER 12,3: EBP = FrameTemp (ESP whole); LEAVE");
+    assert_eq!((r[26], r[27]), (0x1234_FFFC, 0x1234_0008), "INT and IRETD on the 16-bit stack");
+    // 16-bit code, 32-bit stack from ESP = 0x10004: no wrap at 16 bits.
+    let k = r.iter().position(|&v| v == 0x0001_0000).unwrap();
+    assert_eq!(&r[k..k + 4], &[0x0001_0000, 0x0000_FFFE, 0x0000_FFFA, 0x0001_0000], "PUSH AX below 64 KiB, o32 PUSH, POPs");
+    if let Some(qemu) = qemu_transcript(&rom) {
+        assert_eq!(ours, qemu, "smmlab and QEMU differ");
+    }
 }
