@@ -1861,3 +1861,193 @@ fn int_n_through_a_task_gate_from_ring3_switches_to_a_ring0_task_and_back() -> T
     assert_eq!((m.cpu.regs[RDX] & 0xffff, m.cpu.regs[RSI]), (UCODE32 as u64, 0x3333), "back at CPL 3 with its registers");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// 13. The I/O permission bitmap (SDM vol. 1, 19.5; vol. 3, 20.2.8) and BOUND
+// ---------------------------------------------------------------------------------------
+
+/// The TSS's I/O bitmap at TSS + 0x68 covers ports 0..0x407 (0x81 bytes) and allows only
+/// ports 0x60, 0x402 and 0x403; the all-ones byte the processor may read past it is the last
+/// byte within the TSS limit (SDM vol. 1, 19.5.2).
+fn with_io_bitmap(m: &mut Machine) {
+    m.set_gdt_entry(TSS_SEL, seg_desc(TSS as u32, 0x68 + 0x82 - 1, ACC_TSS32, 0));
+    for k in 0..0x82 {
+        m.write(TSS + 0x68 + k, 1, 0xff);
+    }
+    let allow = |m: &mut Machine, port: u64| {
+        let at = TSS + 0x68 + port / 8;
+        let b = m.r8(at) & !(1 << (port % 8));
+        m.write(at, 1, b as u64);
+    };
+    for port in [0x60, 0x402, 0x403] {
+        allow(m, port);
+    }
+}
+
+/// Runs `user` at CPL 3 with IOPL `iopl` and the bitmap above (gate 0x40 halts).
+fn user_io(iopl: u32, user: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Machine {
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        a.push(UDATA as u32)?;
+        a.push(USER_STACK_TOP as u32)?;
+        a.push(0x202u32 | iopl << 12)?;
+        a.push(UCODE32 as u32)?;
+        a.push(USER_CODE as u32)?;
+        a.iretd()
+    }));
+    m.load(USER_CODE, &code(32, USER_CODE, user));
+    m.set_gate32(0x40, gate32(KCODE32, handler_addr(0x40) as u32, INT_GATE, 3, true));
+    with_io_bitmap(&mut m);
+    m
+}
+
+#[test]
+fn io_at_cpl3_above_iopl_consults_the_tss_bitmap_for_every_byte() -> T {
+    // Allowed ports go through; the first denied one is #GP(0) at the instruction.
+    let mut a = CodeAssembler::new(32)?;
+    let mut denied = a.create_label();
+    a.mov(dx, 0x402u32)?;
+    a.mov(al, b'k' as u32)?;
+    a.out(dx, al)?;
+    a.in_(al, 0x60u32)?;
+    a.mov(dx, 0x401u32)?;
+    a.set_label(&mut denied)?;
+    a.out(dx, ax)?; // 0x401 denied, 0x402 allowed: one denied byte is enough
+    a.int(0x40)?;
+    let (prog, l) = assemble(&mut a, USER_CODE, &[denied]);
+    let mut m = user32(&prog);
+    with_io_bitmap(&mut m);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.bus.debugcon, b"k", "the allowed OUT reached the port");
+    assert_eq!(m.bus.io_reads.first(), Some(&(0x60, 1)), "the allowed IN too");
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, l[0]), "#GP(0) at the word OUT to 0x401");
+    Ok(())
+}
+
+#[test]
+fn string_io_checks_the_bitmap_and_iopl_3_skips_it() -> T {
+    for iopl in [0, 3] {
+        let mut m = user_io(iopl, |a| {
+            a.push(UDATA as u32)?;
+            a.pop(ds)?; // the IRETD to ring 3 nulled the ring-0 DS
+            a.mov(dx, 0x80u32)?;
+            a.mov(esi, USER_CODE as u32)?;
+            a.outsb()?;
+            a.mov(dx, 0x402u32)?;
+            a.mov(edi, DATA as u32)?;
+            a.push(UDATA as u32)?;
+            a.pop(es)?;
+            a.insb()?;
+            a.int(0x40)
+        });
+        let v = m.run_to_exception();
+        let to_80 = m.bus.io_writes.iter().filter(|w| w.0 == 0x80).count();
+        if iopl == 3 {
+            assert_eq!(v, 0x40, "CPL <= IOPL: no bitmap check: {}", m.describe());
+            assert_eq!(to_80, 2, "the OUTSB and the stub's report");
+        } else {
+            assert_eq!(v, 13, "{}", m.describe());
+            assert_eq!(to_80, 1, "only the stub's report");
+        }
+    }
+    // INSB from an allowed port at IOPL 0.
+    let mut m = user_io(0, |a| {
+        a.mov(dx, 0x402u32)?;
+        a.mov(edi, DATA as u32)?;
+        a.push(UDATA as u32)?;
+        a.pop(es)?;
+        a.insb()?;
+        a.int(0x40)
+    });
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert_eq!(m.bus.io_reads, [(0x402, 1)]);
+    Ok(())
+}
+
+#[test]
+fn a_port_whose_bitmap_bytes_reach_past_the_tss_limit_is_denied() -> T {
+    let mut m = user_io(0, |a| {
+        a.mov(dx, 0x500u32)?; // bitmap byte 0xA0: past the limit
+        a.in_(al, dx)?;
+        a.int(0x40)
+    });
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack32(0), 0);
+    // Port 0x402 is allowed, but without the byte after its bitmap byte inside the limit the
+    // two-byte read of the map reaches past it: #GP.
+    let mut m = user_io(0, |a| {
+        a.mov(dx, 0x402u32)?;
+        a.out(dx, al)?;
+        a.int(0x40)
+    });
+    m.set_gdt_entry(TSS_SEL, seg_desc(TSS as u32, 0x68 + 0x81 - 1, ACC_TSS32, 0));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, USER_CODE + 4));
+    Ok(())
+}
+
+#[test]
+fn virtual_8086_io_consults_the_bitmap_even_at_iopl_3() -> T {
+    // Ring 0 enters virtual-8086 mode (IOPL 3) at 0800:0000; there port 0x402 is allowed by
+    // the bitmap and port 0x80 is not: #GP(0) from virtual-8086 mode.
+    let kernel = code(32, CODE, |a| {
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        for _ in 0..4 {
+            a.push(0u32)?; // GS, FS, DS, ES
+        }
+        a.push(0x0700u32)?; // SS
+        a.push(0xFFF0u32)?; // ESP
+        a.push((bits::VM | 0x3002) as u32)?; // EFLAGS: VM, IOPL 3
+        a.push(0x0800u32)?; // CS
+        a.push(0u32)?; // EIP
+        a.iretd()
+    });
+    let mut m = Machine::protected32(&kernel);
+    with_io_bitmap(&mut m);
+    let mut a = CodeAssembler::new(16)?;
+    let mut denied = a.create_label();
+    a.mov(dx, 0x402u32)?;
+    a.mov(al, b'v' as u32)?;
+    a.out(dx, al)?;
+    a.set_label(&mut denied)?;
+    a.out(0x80u32, al)?;
+    a.hlt()?;
+    let (v86, l) = assemble(&mut a, 0, &[denied]);
+    m.load(0x8000, &v86);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.bus.debugcon, b"v", "{}", m.describe());
+    assert_eq!(m.stack32(0), 0, "#GP(0)");
+    assert_eq!((m.stack32(1) as u64, m.stack32(2)), (l[0], 0x0800), "at the OUT, in virtual-8086 mode");
+    assert_ne!(m.stack32(3) as u64 & bits::VM, 0, "EFLAGS.VM in the frame");
+    Ok(())
+}
+
+#[test]
+fn bound_raises_br_outside_the_signed_bounds_as_a_fault() -> T {
+    for (index, faults) in [(-5i32, false), (5, false), (-6, true), (6, true)] {
+        let mut a = CodeAssembler::new(32)?;
+        let mut at = a.create_label();
+        a.mov(eax, index as u32)?;
+        a.set_label(&mut at)?;
+        a.bound(eax, qword_ptr(DATA))?;
+        a.db(&[0x66])?;
+        a.bound(ax, dword_ptr(DATA + 8))?;
+        a.hlt()?;
+        let (prog, l) = assemble(&mut a, CODE, &[at]);
+        let mut m = Machine::protected32(&prog);
+        m.w32(DATA, -5i32 as u32);
+        m.w32(DATA + 4, 5);
+        m.w16(DATA + 8, -5i16 as u16);
+        m.w16(DATA + 10, 5);
+        if faults {
+            assert_eq!(m.run_to_exception(), 5, "{index}: {}", m.describe());
+            assert_eq!((m.cpu.regs[RSP], m.stack32(0) as u64), (STACK_TOP - 12, l[0]), "no error code; EIP at the BOUND");
+        } else {
+            m.run_to_halt();
+            assert_eq!(m.vectors(), [], "{index}: {}", m.describe());
+        }
+    }
+    Ok(())
+}
