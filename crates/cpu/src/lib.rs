@@ -21,6 +21,7 @@ pub mod msr;
 pub mod regs;
 pub mod segment;
 pub mod shutdown;
+pub mod single_step;
 pub mod smm;
 pub mod smm_blocks;
 pub mod undefined;
@@ -484,7 +485,8 @@ impl Cpu {
         self.end_block = false;
         let mask = if block.bitness == 64 { u64::MAX } else if block.bitness == 32 { 0xffff_ffff } else { 0xffff };
         let room = limit.saturating_sub(self.icount) as usize;
-        let n = if single { 1 } else { block.insns.len().min(room.max(1)) };
+        let trap_flag = self.flags.sys(flags::bits::TF);
+        let n = if single || trap_flag { 1 } else { block.insns.len().min(room.max(1)) };
         for d in &block.insns[..n] {
             let start = self.rip;
             self.cur_rip = start;
@@ -496,6 +498,9 @@ impl Cpu {
                 return;
             }
             self.icount += 1;
+            if trap_flag && self.single_step_trap(bus, d) {
+                return;
+            }
             if self.end_block {
                 return;
             }

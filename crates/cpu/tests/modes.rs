@@ -2051,3 +2051,49 @@ fn bound_raises_br_outside_the_signed_bounds_as_a_fault() -> T {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// 14. Single-step (SDM vol. 3, 18.3.1.4)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn trap_flag_raises_a_debug_trap_after_each_instruction_from_the_one_after_popf() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut l = Vec::new();
+    for _ in 0..7 {
+        l.push(a.create_label());
+    }
+    a.pushfd()?;
+    a.or(dword_ptr(esp), bits::TF as i32)?;
+    a.popfd()?; // sets TF: the first trap follows the next instruction
+    a.set_label(&mut l[0])?;
+    a.nop()?;
+    a.set_label(&mut l[1])?;
+    a.nop()?;
+    a.set_label(&mut l[2])?;
+    a.mov(ebx, 1)?;
+    a.set_label(&mut l[3])?;
+    a.pushfd()?;
+    a.set_label(&mut l[4])?;
+    a.and(dword_ptr(esp), !(bits::TF as i32))?;
+    a.set_label(&mut l[5])?;
+    a.popfd()?; // clears TF, but TF was set when it began: one more trap
+    a.set_label(&mut l[6])?;
+    a.hlt()?;
+    let (prog, addrs) = assemble(&mut a, CODE, &l);
+    let mut m = Machine::protected32(&prog);
+    m.load(0x5000, &code(32, 0x5000, |a| {
+        a.mov(ecx, dword_ptr(DATA))?;
+        a.mov(eax, dword_ptr(esp))?;
+        a.mov(dword_ptr(ecx * 4 + DATA + 4), eax)?;
+        a.inc(dword_ptr(DATA))?;
+        a.iretd()
+    }));
+    m.set_gate32(1, gate32(KCODE32, 0x5000, INT_GATE, 0, true));
+    m.run_to_halt();
+    let traps: Vec<u64> = (0..m.r32(DATA) as u64).map(|k| m.r32(DATA + 4 + 4 * k) as u64).collect();
+    assert_eq!(traps, addrs[1..], "a trap after each instruction, none inside the handler: {}", m.describe());
+    assert_ne!(m.cpu.dr[6] & cpu::single_step::DR6_BS, 0, "DR6.BS");
+    assert!(!m.cpu.flags.sys(bits::TF));
+    Ok(())
+}
