@@ -1746,7 +1746,7 @@ fn call_to_a_16bit_tss_loads_word_registers_and_iret_saves_words() -> T {
     m.run_to_halt();
     assert_eq!(m.cpu.tr.selector, TSS_SEL, "{}", m.describe());
     assert_eq!(m.cpu.rip, l[0] + 1);
-    assert_eq!((m.r32(0x8000), m.r32(0x8004)), (0x1230, 0x0008_7000), "upper halves kept (the CPU model's answer)");
+    assert_eq!((m.r32(0x8000), m.r32(0x8004)), (0xFFFF_1230, 0xFFFF_7000), "upper halves set to ones (the CPU model's answer)");
     assert_eq!(m.r16(0x8008), 0, "FS null");
     assert_eq!(descriptor_type(&m, TSS2_SEL), 0x1, "available 286 TSS again");
     assert_eq!(m.r16(TSS2), TSS_SEL, "back link");

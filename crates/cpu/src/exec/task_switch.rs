@@ -227,9 +227,8 @@ impl Cpu {
         let eflags = rd(self, 0x10, 2)?;
         // A 16-bit TSS holds the low halves only; the upper halves are the CPU model's (the
         // SDM leaves them undefined), FS and GS become null.
-        let keep = crate::undefined::task16_keeps_upper_register_halves(self.model.vendor);
+        let upper = crate::undefined::task16_upper_register_halves(self.model.vendor);
         for (k, r) in gprs.iter_mut().enumerate() {
-            let upper = if keep { self.regs[k] & 0xffff_0000 } else { 0 };
             *r = upper | rd(self, 0x12 + 2 * k as u64, 2)?;
         }
         for (k, s) in segs.iter_mut().take(4).enumerate() {

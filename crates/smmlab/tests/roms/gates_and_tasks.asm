@@ -346,7 +346,7 @@ ts_back:
   mov word [T16_BASE + 0x24], KCODE         ; CS (a 32-bit code segment)
   mov word [T16_BASE + 0x26], KDATA16       ; SS: SP wraps within 16 bits
   mov word [T16_BASE + 0x28], KDATA         ; DS
-  mov eax, 0xa5a50000       ; what a 16-bit TSS does to the upper halves is the CPU model's
+  mov eax, 0xa5a50000       ; a 16-bit TSS leaves the upper halves undefined: the CPU model decides
   mov ecx, 0x5a5a0000
   call TSS16:0
   say "t16-back"
