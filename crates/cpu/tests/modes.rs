@@ -2097,3 +2097,31 @@ fn trap_flag_raises_a_debug_trap_after_each_instruction_from_the_one_after_popf(
     assert!(!m.cpu.flags.sys(bits::TF));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// 15. What the CPU does not model is counted by name, apart from instructions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn unmodelled_mechanisms_are_counted_as_missing_features_not_instructions() -> T {
+    // Alignment checking enabled at CPL 3; then a breakpoint enabled in DR7.
+    let mut m = user32(&code(32, USER_CODE, |a| {
+        a.pushfd()?;
+        a.or(dword_ptr(esp), bits::AC as i32)?;
+        a.popfd()?;
+        a.int(0x40)
+    }));
+    m.cpu.cr0 |= cr::CR0_AM;
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert!(m.cpu.unimplemented.is_empty());
+    let names: Vec<&str> = m.cpu.missing_features.keys().map(String::as_str).collect();
+    assert_eq!(names, ["alignment checking (CR0.AM and EFLAGS.AC at CPL 3; #AC never raised)"]);
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(eax, 0x401)?;
+        a.mov(dr7, eax)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.missing_features.get("hardware breakpoints in DR0-DR3 (enabled in DR7; never hit)"), Some(&1));
+    Ok(())
+}

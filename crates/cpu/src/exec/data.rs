@@ -225,6 +225,9 @@ impl Cpu {
             self.shadow = true;
         }
         self.flags.set(new);
+        if new & bits::AC != 0 && old & bits::AC == 0 {
+            self.note_alignment_checking();
+        }
     }
 }
 
