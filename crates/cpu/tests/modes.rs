@@ -2125,3 +2125,33 @@ fn unmodelled_mechanisms_are_counted_as_missing_features_not_instructions() -> T
     assert_eq!(m.cpu.missing_features.get("hardware breakpoints in DR0-DR3 (enabled in DR7; never hit)"), Some(&1));
     Ok(())
 }
+
+#[test]
+fn task_switches_do_not_exist_in_ia32e_mode() -> T {
+    // IRETQ with NT set, on a frame that would return to a HLT: #GP(0). A far JMP to a TSS
+    // descriptor: #GP(selector).
+    let mut m = Machine::long64(&code(64, CODE, |a| {
+        a.pushfq()?;
+        a.or(qword_ptr(rsp), bits::NT as i32)?;
+        a.popfq()?;
+        a.push(L_KDATA as i32)?;
+        a.push(STACK_TOP as i32)?;
+        a.push(2)?;
+        a.push(L_KCODE64 as i32)?;
+        a.push((CODE + 0x100) as i32)?;
+        a.iretq()
+    }));
+    m.load(CODE + 0x100, &[0xF4]);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack64(0), 0);
+    let mut m = Machine::long64(&code(64, CODE, |a| {
+        a.mov(rax, DATA)?;
+        a.mov(dword_ptr(rax), 0)?;
+        a.mov(word_ptr(rax + 4), L_TSS as u32)?;
+        a.jmp(fword_ptr(rax))?;
+        a.hlt()
+    }));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack64(0), L_TSS as u64);
+    Ok(())
+}

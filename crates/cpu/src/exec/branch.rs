@@ -394,7 +394,11 @@ pub fn iret(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         cpu.flags.set((old & keep) | (fl & !keep & mask(osz)) | (old & !mask(osz)));
         return Ok(());
     }
-    if cpu.flags.sys(bits::NT) && !cpu.long_mode() {
+    if cpu.flags.sys(bits::NT) {
+        // A task return; IA-32e mode has no task switches (SDM vol. 2, IRET).
+        if cpu.long_mode() {
+            return Err(Exc::gp0());
+        }
         return cpu.iret_to_linked_task(bus);
     }
     let ip = cpu.peek_stack(bus, 0, osz)?;
