@@ -2155,3 +2155,30 @@ fn task_switches_do_not_exist_in_ia32e_mode() -> T {
     assert_eq!(m.stack64(0), L_TSS as u64);
     Ok(())
 }
+
+#[test]
+fn a_fault_while_pushing_an_interrupt_frame_leaves_the_interrupted_state_as_it_was() -> T {
+    // INT 0x40 from ring 3 with ESP0 = 0x5F008: SS and ESP fit on the present page, EFLAGS
+    // would go to the not-present page below: #PF, taken by a #PF task that finds the user's
+    // SS:ESP and CPL-3 CS saved in the interrupted task's TSS.
+    let mut m = user32(&code(32, USER_CODE, |a| {
+        a.mov(ebx, 0x1234)?;
+        a.int(0x40)
+    }));
+    m.enable_paging32();
+    m.map4k_32(0x5E000, 0x5E000, 0);
+    m.w32(TSS + 4, 0x5F008);
+    write_tss32(&mut m, TSS3, TASK3_CODE as u32, TASK3_STACK);
+    m.set_gdt_entry(TSS3_SEL, seg_desc(TSS3 as u32, 0x67, ACC_TSS32, 0));
+    m.w32(TSS3 + 0x1C, PAGE_TABLES as u32);
+    m.set_gate32(14, task_gate(TSS3_SEL, 0));
+    m.load(TASK3_CODE, &code(32, TASK3_CODE, |a| {
+        a.pop(ecx)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!((m.cpu.tr.selector, m.cpu.regs[RCX], m.cpu.cr2), (TSS3_SEL, 2, 0x5EFFC), "#PF(write, supervisor) in the #PF task: {}", m.describe());
+    assert_eq!((m.r16(TSS + 0x50), m.r32(TSS + 0x38) as u64), (UDATA, USER_STACK_TOP), "the user's SS:ESP saved, not the half-built ring-0 stack");
+    assert_eq!((m.r16(TSS + 0x4C), m.r32(TSS + 0x34)), (UCODE32, 0x1234));
+    Ok(())
+}
