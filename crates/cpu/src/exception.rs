@@ -349,9 +349,6 @@ impl Cpu {
             }
             sp = self.read_lin_sys(bus, self.tr.base.wrapping_add(off), 8)?;
         }
-        if new_cpl < self.cpl {
-            self.seg[sreg::SS] = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: crate::segment::ATTR_UNUSABLE | ((new_cpl as u16) << 5) };
-        }
         sp &= !0xf;
         let frame = [old_ss, old_sp, fl, old_cs, self.rip];
         let mut cur = sp;
@@ -365,6 +362,10 @@ impl Cpu {
                 cur = cur.wrapping_sub(8);
                 self.write_lin_priv(bus, cur, 8, c as u64, user)?;
             }
+        }
+        // Only once the whole frame is written: a fault while writing it leaves SS as it was.
+        if new_cpl < self.cpl {
+            self.seg[sreg::SS] = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: crate::segment::ATTR_UNUSABLE | ((new_cpl as u16) << 5) };
         }
         self.regs[crate::regs::RSP] = cur;
         self.set_cs((sel & !3) | new_cpl as u16, raw, new_cpl);
