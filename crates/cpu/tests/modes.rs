@@ -2182,3 +2182,28 @@ fn a_fault_while_pushing_an_interrupt_frame_leaves_the_interrupted_state_as_it_w
     assert_eq!((m.r16(TSS + 0x4C), m.r32(TSS + 0x34)), (UCODE32, 0x1234));
     Ok(())
 }
+
+#[test]
+fn a_fault_while_writing_a_long_mode_interrupt_frame_leaves_ss_as_it_was() -> T {
+    // RSP0 = 0x10: SS and RSP land at 0x8 and 0x0, RFLAGS would go to the unmapped top of the
+    // address space: #PF, delivered on IST1 with the user's SS in its frame.
+    let kernel = code(64, CODE, |a| {
+        a.mov(ax, L_TSS as u32)?;
+        a.ltr(ax)?;
+        a.push(L_UDATA as i32)?;
+        a.push(USER_STACK_TOP as i32)?;
+        a.push(0x202)?;
+        a.push(L_UCODE64 as i32)?;
+        a.push(USER_CODE as i32)?;
+        a.iretq()
+    });
+    let mut m = Machine::long64(&kernel);
+    m.load(USER_CODE, &code(64, USER_CODE, |a| a.int(0x40)));
+    m.set_gate64(0x40, gate64(L_KCODE64, handler_addr(0x40), INT_GATE, 3, 0));
+    m.set_gate64(14, gate64(L_KCODE64, handler_addr(14), INT_GATE, 0, 1));
+    m.w64(TSS + 4, 0x10);
+    assert_eq!(m.run_to_exception(), 14, "{}", m.describe());
+    assert_eq!(m.cpu.cr2, 0xFFFF_FFFF_FFFF_FFF8);
+    assert_eq!((m.stack64(2), m.stack64(4), m.stack64(5)), (L_UCODE64 as u64, USER_STACK_TOP, L_UDATA as u64), "the user's CS, RSP and SS in the #PF frame");
+    Ok(())
+}
