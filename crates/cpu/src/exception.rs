@@ -98,7 +98,15 @@ impl Cpu {
         for n in 0..8 {
             chain[n] = cur.vector;
             match self.deliver(bus, cur, src) {
-                Ok(()) => return,
+                Ok(()) => match self.task_fault.take() {
+                    // Delivered through a task gate, and the new task faulted while its
+                    // state was loaded: that fault is the new task's, delivered next.
+                    Some(e) => {
+                        cur = e;
+                        src = Source::Fault;
+                    }
+                    None => return,
+                },
                 Err(e2) => {
                     if src == Source::Software {
                         // A fault while delivering INT n (gate DPL, bad gate) is a fault of
@@ -177,8 +185,16 @@ impl Cpu {
             0x06 | 0x07 => false,
             0x0e | 0x0f => true,
             0x05 => {
-                *self.unimplemented.entry("task gate".into()).or_default() += 1;
-                return Err(Exc::code(GP, gcode));
+                // A task gate (SDM vol. 3, 6.12.2): the handler is a task of its own.
+                if src == Source::Software && dpl < self.cpl {
+                    return Err(Exc::code(GP, gcode));
+                }
+                if !present {
+                    return Err(Exc::code(NP, gcode));
+                }
+                let (tss, raw) = self.task_gate_target(bus, ((gate >> 16) & 0xffff) as u16, ext)?;
+                let code = if src == Source::Software { None } else { e.code };
+                return self.switch_task(bus, tss, raw, crate::exec::task_switch::TaskEntry::Interrupt, code, ext);
             }
             _ => return Err(Exc::code(GP, gcode)),
         };
@@ -207,36 +223,59 @@ impl Cpu {
         }
         let conforming = cs.typ() & 4 != 0;
         let new_cpl = if conforming { self.cpl } else { cs.dpl() };
+        if off > cs.limit as u64 {
+            return Err(Exc::code(GP, ext));
+        }
         let fl = self.flags.get();
-        let old_cs = self.seg[sreg::CS].selector as u64;
-        let old_ss = self.seg[sreg::SS].selector as u64;
-        let old_sp = self.regs[crate::regs::RSP];
         let was_vm86 = self.vm86();
         let w: u8 = if big { 4 } else { 2 };
-        if new_cpl < self.cpl || was_vm86 {
+        let inner = if new_cpl < self.cpl || was_vm86 {
             if was_vm86 && new_cpl != 0 {
                 return Err(Exc::code(GP, sel as u32 & 0xfffc));
             }
-            // Stack switch from the TSS (32-bit TSS: ESP0 at 4, SS0 at 8, 8 bytes per level).
+            // The stack for the handler's level from the TSS (SDM vol. 3, 6.12.1).
             let (new_ss, new_sp) = self.tss_stack(bus, new_cpl)?;
-            let ssraw = self.read_descriptor(bus, new_ss, TS)?;
-            let ssd = Segment::from_descriptor(new_ss, ssraw);
-            if (new_ss & 3) as u8 != new_cpl || ssd.dpl() != new_cpl || !ssd.s() || ssd.code() || ssd.typ() & 2 == 0 {
-                return Err(Exc::code(TS, new_ss as u32 & 0xfffc));
-            }
-            if !ssd.present() {
-                return Err(Exc::code(SS, new_ss as u32 & 0xfffc));
-            }
+            Some((self.check_inner_stack(bus, new_ss, new_cpl)?, new_sp))
+        } else {
+            None
+        };
+        // A fault while the frame is pushed leaves the interrupted state as it was (the next
+        // event, #DF or not, is delivered from there).
+        let saved = (self.seg, self.regs[crate::regs::RSP], self.cpl);
+        let code = if src == Source::Software { None } else { e.code };
+        if let Err(e) = self.push_interrupt_frame(bus, inner, new_cpl, w, fl, code) {
+            (self.seg, self.regs[crate::regs::RSP], self.cpl) = saved;
+            self.flags.set(fl);
+            self.flush_tlb();
+            return Err(e);
+        }
+        self.set_cs((sel & !3) | new_cpl as u16, raw, new_cpl);
+        self.rip = off;
+        let mut nf = fl & !(bits::TF | bits::NT | bits::RF | bits::VM);
+        if !trap {
+            nf &= !bits::IF;
+        }
+        self.flags.set(nf);
+        Ok(())
+    }
+
+    /// Pushes a protected-mode interrupt frame of `w`-byte slots: on the stack `inner` names
+    /// (the caller's SS:ESP first, and the data segments when leaving virtual-8086 mode), then
+    /// EFLAGS, CS, EIP and the error code.
+    fn push_interrupt_frame(&mut self, bus: &mut dyn Bus, inner: Option<(Segment, u64)>, new_cpl: u8, w: u8, fl: u64, code: Option<u32>) -> Result<(), Exc> {
+        let old_cs = self.seg[sreg::CS].selector as u64;
+        let was_vm86 = self.vm86();
+        if let Some((ss, sp)) = inner {
+            let (old_ss, old_sp) = (self.seg[sreg::SS].selector as u64, self.regs[crate::regs::RSP]);
+            let segs = [sreg::GS, sreg::FS, sreg::DS, sreg::ES].map(|idx| self.seg[idx].selector as u64);
             self.flags.set(fl & !bits::VM);
             self.cpl = new_cpl;
             self.flush_tlb();
-            let mut s = ssd;
-            s.attr |= 1;
-            self.seg[sreg::SS] = s;
-            self.regs[crate::regs::RSP] = new_sp;
+            self.seg[sreg::SS] = ss;
+            self.regs[crate::regs::RSP] = sp;
             if was_vm86 {
-                for idx in [sreg::GS, sreg::FS, sreg::DS, sreg::ES] {
-                    self.push(bus, w, self.seg[idx].selector as u64)?;
+                for v in segs {
+                    self.push(bus, w, v)?;
                 }
             }
             self.push(bus, w, old_ss)?;
@@ -250,23 +289,14 @@ impl Cpu {
         self.push(bus, w, fl)?;
         self.push(bus, w, old_cs)?;
         self.push(bus, w, self.rip)?;
-        if let Some(c) = e.code {
-            if src != Source::Software {
-                self.push(bus, w, c as u64)?;
-            }
+        if let Some(c) = code {
+            self.push(bus, w, c as u64)?;
         }
-        self.set_cs((sel & !3) | new_cpl as u16, raw, new_cpl);
-        self.rip = off;
-        let mut nf = fl & !(bits::TF | bits::NT | bits::RF | bits::VM);
-        if !trap {
-            nf &= !bits::IF;
-        }
-        self.flags.set(nf);
         Ok(())
     }
 
     /// SS:ESP for privilege level `pl` from the current 32-bit (or 16-bit) TSS.
-    fn tss_stack(&mut self, bus: &mut dyn Bus, pl: u8) -> Result<(u16, u64), Exc> {
+    pub(crate) fn tss_stack(&mut self, bus: &mut dyn Bus, pl: u8) -> Result<(u16, u64), Exc> {
         let tss32 = self.tr.typ() & 8 != 0;
         let (off, w) = if tss32 { (4 + pl as u64 * 8, 4) } else { (2 + pl as u64 * 4, 2) };
         if off + w * 2 - 1 > self.tr.limit as u64 {
@@ -319,9 +349,6 @@ impl Cpu {
             }
             sp = self.read_lin_sys(bus, self.tr.base.wrapping_add(off), 8)?;
         }
-        if new_cpl < self.cpl {
-            self.seg[sreg::SS] = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: crate::segment::ATTR_UNUSABLE | ((new_cpl as u16) << 5) };
-        }
         sp &= !0xf;
         let frame = [old_ss, old_sp, fl, old_cs, self.rip];
         let mut cur = sp;
@@ -335,6 +362,10 @@ impl Cpu {
                 cur = cur.wrapping_sub(8);
                 self.write_lin_priv(bus, cur, 8, c as u64, user)?;
             }
+        }
+        // Only once the whole frame is written: a fault while writing it leaves SS as it was.
+        if new_cpl < self.cpl {
+            self.seg[sreg::SS] = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: crate::segment::ATTR_UNUSABLE | ((new_cpl as u16) << 5) };
         }
         self.regs[crate::regs::RSP] = cur;
         self.set_cs((sel & !3) | new_cpl as u16, raw, new_cpl);

@@ -6,8 +6,9 @@
 //! trait, whose every access says its address, size, kind and whether the CPU is in SMM.
 //!
 //! Guest misbehaviour never panics: faults become x86 exceptions, a fault while delivering a
-//! double fault becomes [`Exit::Shutdown`], and an instruction this CPU does not implement
-//! raises #UD and is counted by mnemonic in [`Cpu::unimplemented`].
+//! double fault becomes [`Exit::Shutdown`], an instruction this CPU does not implement
+//! raises #UD and is counted by mnemonic in [`Cpu::unimplemented`], and a mechanism it does not
+//! model is counted by name in [`Cpu::missing_features`].
 
 pub mod bus;
 pub mod cpuid;
@@ -20,6 +21,7 @@ pub mod msr;
 pub mod regs;
 pub mod segment;
 pub mod shutdown;
+pub mod single_step;
 pub mod smm;
 pub mod smm_blocks;
 pub mod undefined;
@@ -182,6 +184,12 @@ pub struct Cpu {
     pub halted: bool,
     /// Instructions the guest executed that this CPU does not implement, by mnemonic.
     pub unimplemented: BTreeMap<String, u64>,
+    /// Mechanisms the guest used that this CPU does not model, by name (the name says what the
+    /// CPU did instead); see [`Cpu::note_missing_feature`].
+    pub missing_features: BTreeMap<String, u64>,
+    /// A fault the new task raised while a task switch loaded its state, delivered in the new
+    /// task once the switch is done (see [`exec::task_switch`]).
+    pub(crate) task_fault: Option<Exc>,
     /// Interrupt shadow after STI / MOV SS: the next instruction runs before INTR.
     pub(crate) shadow: bool,
     /// Whether NMIs are blocked (after an NMI, until IRET).
@@ -238,6 +246,8 @@ impl Cpu {
             icount: 0,
             halted: false,
             unimplemented: BTreeMap::new(),
+            missing_features: BTreeMap::new(),
+            task_fault: None,
             shadow: false,
             nmi_blocked: false,
             shutdown: None,
@@ -284,11 +294,18 @@ impl Cpu {
         self.shadow = false;
         self.nmi_blocked = false;
         self.shutdown = None;
+        self.task_fault = None;
         self.msr = msr::MsrFile::default();
         self.smm_regs = smm::SmmRegs::default();
         self.nmi_latched = false;
         self.flush_tlb();
         self.cache.clear();
+    }
+
+    /// Counts a use of a mechanism this CPU does not model; `what` names it and what the CPU
+    /// does instead (for the run summary: a missing feature is not an instruction).
+    pub fn note_missing_feature(&mut self, what: &str) {
+        *self.missing_features.entry(what.to_string()).or_default() += 1;
     }
 
     /// Whether CR0.PE is set.
@@ -486,7 +503,8 @@ impl Cpu {
         // offset 0xFFFF (OVMF's SMBASE relocation stub jumps there with `jmp ebp`).
         let mask = if block.bitness == 64 { u64::MAX } else { 0xffff_ffff };
         let room = limit.saturating_sub(self.icount) as usize;
-        let n = if single { 1 } else { block.insns.len().min(room.max(1)) };
+        let trap_flag = self.flags.sys(flags::bits::TF);
+        let n = if single || trap_flag { 1 } else { block.insns.len().min(room.max(1)) };
         for d in &block.insns[..n] {
             let start = self.rip;
             self.cur_rip = start;
@@ -498,6 +516,9 @@ impl Cpu {
                 return;
             }
             self.icount += 1;
+            if trap_flag && self.single_step_trap(bus, d) {
+                return;
+            }
             if self.end_block {
                 return;
             }

@@ -204,8 +204,17 @@ impl Cpu {
         if self.cpl != new_cpl {
             self.cpl = new_cpl;
             self.flush_tlb();
+            self.note_alignment_checking();
         }
         self.end_block = true;
+    }
+
+    /// Alignment checking (#AC at CPL 3 with CR0.AM and EFLAGS.AC; SDM vol. 3, 6.15) is not
+    /// modelled: counted when CPL 3 code runs with both set.
+    pub(crate) fn note_alignment_checking(&mut self) {
+        if self.cpl == 3 && self.cr0 & crate::cr::CR0_AM != 0 && self.flags.sys(crate::flags::bits::AC) {
+            self.note_missing_feature("alignment checking (CR0.AM and EFLAGS.AC at CPL 3; #AC never raised)");
+        }
     }
 
     /// Checks a code-segment descriptor as the target of a far JMP/CALL (non-gate case) and

@@ -187,6 +187,14 @@ pub fn push_sreg32_writes_word(vendor: Vendor) -> bool {
     vendor == Vendor::Intel
 }
 
+/// A task switch to a 16-bit TSS loads the low halves of the general registers: the SDM
+/// (vol. 3, 8.6) says only that the upper halves "are modified and not maintained". Both
+/// models set them to ones, as 386-class processors load them (unmeasured on current parts).
+#[inline]
+pub fn task16_upper_register_halves(_vendor: Vendor) -> u64 {
+    0xffff_0000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,40 +72,6 @@ fn real_mode_segment_base_is_selector_times_16() -> T {
     Ok(())
 }
 
-/// 16-bit code with a 4 GiB CS limit (as SMM entry and big real mode leave it) runs on past
-/// offset 0xFFFF: sequential execution advances the full EIP, and a 32-bit-operand jump keeps
-/// its 32-bit target (SDM vol. 2, JMP: only a 16-bit operand size truncates to IP).
-#[test]
-fn sixteen_bit_code_with_a_big_cs_limit_runs_above_offset_ffff() -> T {
-    // At CS offset 0xFFFD: `nop; nop; nop` crosses 0xFFFF; at 0x10000 `mov ebp, 0x20000;
-    // jmp ebp`; at 0x20000 `mov ax, 0x5a5a; hlt`.
-    let mut m = Machine::real(&[]);
-    m.cpu.seg[CS].limit = 0xffff_ffff;
-    m.load(0xfffd, &[0x90, 0x90, 0x90, 0x66, 0xbd, 0x00, 0x00, 0x02, 0x00, 0x66, 0xff, 0xe5]);
-    m.load(0x20000, &[0xb8, 0x5a, 0x5a, 0xf4]);
-    m.cpu.rip = 0xfffd;
-    m.run_to_halt();
-    assert_eq!((m.cpu.rip, m.cpu.regs[RAX] & 0xffff), (0x20004, 0x5a5a), "{}", m.describe());
-    Ok(())
-}
-
-/// With the usual 64 KiB limit, running off the end of the code segment is a #GP, not a wrap
-/// to offset 0 (the 8086's behaviour, which the 286 and later replaced by the limit check).
-#[test]
-fn real_mode_code_past_the_cs_limit_faults() -> T {
-    let mut m = Machine::real(&[]);
-    m.load(0xfffe, &[0x90, 0x90, 0x90]);
-    m.cpu.rip = 0xfffe;
-    // The real-mode #GP handler (vector 13) halts at 0x500.
-    m.w16(13 * 4, 0x500);
-    m.w16(13 * 4 + 2, 0);
-    m.load(0x500, &[0xf4]);
-    m.run_to_halt();
-    assert_eq!(m.cpu.rip, 0x501, "{}", m.describe());
-    assert_eq!(m.stack16(0), 0x10000u32 as u16, "the faulting IP: 0x10000 as pushed (low 16 bits)");
-    Ok(())
-}
-
 #[test]
 fn real_mode_offsets_wrap_at_64k() -> T {
     let prog = code(16, REAL_CODE, |a| {
@@ -1234,6 +1200,1051 @@ fn avx_instruction_raises_ud_and_is_counted() -> T {
     Ok(())
 }
 
+
+// ---------------------------------------------------------------------------------------
+// 10. Stack-size corners (SDM vol. 2, POP, PUSH and ENTER; vol. 1, 6.2.3)
+// ---------------------------------------------------------------------------------------
+
+/// 32-bit code on the 16-bit stack segment DATA16 (base 0, B = 0) with ESP = `esp`.
+fn on_16bit_stack(stack_pointer: u32, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Machine {
+    Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ax, DATA16 as u32)?;
+        a.mov(ss, ax)?;
+        a.mov(esp, stack_pointer)?;
+        body(a)?;
+        a.hlt()
+    }))
+}
+
+#[test]
+fn o32_pop_ss_from_a_16bit_stack_wraps_sp_and_keeps_the_upper_half_of_esp() -> T {
+    // SP = 0xFFFC: the 4-byte pop wraps SP to 0 on the 16-bit stack it pops from, although
+    // the selector popped (KDATA) is a 32-bit stack.
+    let mut m = on_16bit_stack(0x0002_FFFC, |a| a.pop(ss));
+    m.w32(0xFFFC, KDATA as u32);
+    m.run_to_halt();
+    assert_eq!(m.cpu.seg[SS].selector, KDATA, "{}", m.describe());
+    assert!(m.cpu.seg[SS].big());
+    assert_eq!(m.cpu.regs[RSP], 0x0002_0000, "SP wraps within 16 bits, ESP's upper half kept");
+    Ok(())
+}
+
+#[test]
+fn o32_pop_of_a_data_segment_register_from_a_16bit_stack_wraps_sp() -> T {
+    let mut m = on_16bit_stack(0x0005_FFFC, |a| a.pop(ds));
+    m.w32(0xFFFC, KDATA as u32);
+    m.run_to_halt();
+    assert_eq!((m.cpu.seg[DS].selector, m.cpu.regs[RSP]), (KDATA, 0x0005_0000));
+    Ok(())
+}
+
+#[test]
+fn o32_enter_with_nesting_on_a_16bit_stack_uses_esp_as_frame_temp() -> T {
+    // enter 8, 36: nesting level 36 mod 32 = 4, so three display copies read through BP
+    // (stepping BP by 4 within 16 bits) and FrameTemp pushed; FrameTemp is ESP whole.
+    let mut m = on_16bit_stack(0x0001_0000, |a| {
+        a.mov(ebp, 0x0007_0100u32)?;
+        a.enter(8u32, 36u32)
+    });
+    for (k, v) in [(0xFCu64, 0x1111_1111u32), (0xF8, 0x2222_2222), (0xF4, 0x3333_3333)] {
+        m.w32(k, v);
+    }
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[5], 0x0001_FFFC, "EBP = FrameTemp = ESP after the push of EBP: {}", m.describe());
+    assert_eq!(m.cpu.regs[RSP], 0x0001_FFE4, "4 + 3 * 4 + 4 pushed, 8 allocated, within 16 bits");
+    assert_eq!(m.r32(0xFFFC), 0x0007_0100, "old EBP");
+    assert_eq!((m.r32(0xFFF8), m.r32(0xFFF4), m.r32(0xFFF0)), (0x1111_1111, 0x2222_2222, 0x3333_3333), "the display");
+    assert_eq!(m.r32(0xFFEC), 0x0001_FFFC, "FrameTemp");
+    Ok(())
+}
+
+#[test]
+fn o16_enter_on_a_32bit_stack_pushes_words_and_replaces_bp_only() -> T {
+    // o16 enter 4, 2: BP is pushed as a word, FrameTemp is SP, the display copy is read at
+    // EBP - 2 (a 32-bit stack steps EBP whole), and only BP takes FrameTemp.
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ebp, 0x0009_1000u32)?;
+        a.db(&[0x66, 0xC8, 0x04, 0x00, 0x02])?; // o16 enter 4, 2
+        a.hlt()
+    }));
+    m.w16(0x90FFE, 0x5555);
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[5], 0x0009_FFFE, "BP = FrameTemp (SP), EBP's upper half kept: {}", m.describe());
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 6 - 4, "three words pushed, 4 allocated");
+    assert_eq!((m.r16(STACK_TOP - 2), m.r16(STACK_TOP - 4), m.r16(STACK_TOP - 6)), (0x1000, 0x5555, 0xFFFE));
+    Ok(())
+}
+
+#[test]
+fn enter_at_cpl3_raises_pf_when_the_stack_page_is_supervisor_only() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(esp, 0x5F004u32)?;
+    a.set_label(&mut fault)?;
+    a.enter(1u32, 0u32)?;
+    a.jmp(fault)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[fault]);
+    let mut m = user32(&user);
+    m.enable_paging32();
+    m.map4k_32(0x5F000, 0x5F000, PTE_P | PTE_W);
+    m.w32(0x5F000, 0xAAAA_AAAA);
+    assert_eq!(m.run_to_exception(), PF, "{}", m.describe());
+    assert_eq!(m.stack32(0), 7, "present, write, user");
+    assert_eq!(m.stack32(1) as u64, l[0], "#PF is a fault: EIP points at the ENTER");
+    assert_eq!(m.stack32(4), 0x5F004, "user ESP unchanged");
+    assert_eq!(m.r32(0x5F000), 0xAAAA_AAAA, "nothing written");
+    Ok(())
+}
+
+#[test]
+fn enter_raises_pf_when_only_the_final_stack_pointer_is_not_writable() -> T {
+    // The pushes land on a writable page; the allocation moves ESP into a read-only one.
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(esp, 0x5F010u32)?;
+    a.mov(ebp, 0x1234u32)?;
+    a.set_label(&mut fault)?;
+    a.enter(0x20u32, 0u32)?;
+    a.jmp(fault)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[fault]);
+    let mut m = user32(&user);
+    m.enable_paging32();
+    m.map4k_32(0x5E000, 0x5E000, PTE_P | PTE_U);
+    assert_eq!(m.run_to_exception(), PF, "{}", m.describe());
+    assert_eq!(m.stack32(0), 7, "present, write, user");
+    assert_eq!(m.stack32(1) as u64, l[0]);
+    assert_eq!(m.stack32(4), 0x5F010, "user ESP unchanged");
+    assert_eq!(m.cpu.cr2, 0x5F010 - 4 - 0x20, "the final ESP");
+    assert_eq!(m.r32(0x5F00C), 0, "EBP not pushed");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. Call gates (SDM vol. 3, 5.8; vol. 2, CALL, JMP and RET)
+// ---------------------------------------------------------------------------------------
+
+/// Call-gate types.
+const CALL_GATE16: u8 = 0x4;
+const CALL_GATE32: u8 = 0xC;
+/// GDT slots for the gate tests.
+const GATE_SEL: u16 = FREE_SEL;
+const RING1_CODE: u16 = (FREE_SEL + 8) | 1;
+const RING1_DATA: u16 = (FREE_SEL + 16) | 1;
+/// Where the gates lead.
+const GATE_TARGET: u64 = 0x5000;
+
+/// A legacy call gate to `sel:off` copying `params` stack entries.
+fn call_gate(sel: u16, off: u32, typ: u8, dpl: u8, params: u8) -> u64 {
+    gate32(sel, off, typ, dpl, true) | ((params & 0x1f) as u64) << 32
+}
+
+/// User code (CPL 3, DS = ES = UDATA) that pushes two parameters and calls through `GATE_SEL`,
+/// then, once back, saves DS, ES, ESP and CS in ESI, EDI, EBP, EDX and halts through gate 0x40.
+fn user_calls_gate(m_gate: u64) -> (Machine, u64) {
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut ret = a.create_label();
+    a.mov(ax, UDATA as u32).unwrap();
+    a.mov(ds, ax).unwrap();
+    a.mov(es, ax).unwrap();
+    a.push(0x1111_1111u32).unwrap();
+    a.push(0x2222_2222u32).unwrap();
+    a.call_far(GATE_SEL | 3, 0xdead_beef).unwrap(); // the offset is ignored
+    a.set_label(&mut ret).unwrap();
+    a.mov(esi, ds).unwrap();
+    a.mov(edi, es).unwrap();
+    a.mov(ebp, esp).unwrap();
+    a.mov(edx, cs).unwrap();
+    a.int(0x40).unwrap();
+    let (user, l) = assemble(&mut a, USER_CODE, &[ret]);
+    let mut m = user32(&user);
+    m.set_gdt_entry(GATE_SEL, m_gate);
+    (m, l[0])
+}
+
+#[test]
+fn call_through_a_32bit_gate_to_ring0_switches_to_the_tss_stack_and_copies_parameters() -> T {
+    let (mut m, ret) = user_calls_gate(call_gate(KCODE32, GATE_TARGET as u32, CALL_GATE32, 3, 2));
+    m.load(GATE_TARGET, &code(32, GATE_TARGET, |a| {
+        a.mov(ebx, cs)?;
+        a.mov(ecx, ss)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.vectors(), [], "{}", m.describe());
+    assert_eq!((m.cpu.cpl, m.cpu.regs[RBX], m.cpu.regs[RCX]), (0, KCODE32 as u64, KDATA as u64), "CS and SS0 of ring 0");
+    assert_eq!(m.cpu.regs[RSP], KERNEL_STACK_TOP - 24, "ESP0 less SS, ESP, 2 parameters, CS, EIP");
+    assert_eq!(m.stack32(0) as u64, ret, "return EIP");
+    assert_eq!(m.stack32(1), UCODE32 as u32, "return CS");
+    assert_eq!((m.stack32(2), m.stack32(3)), (0x2222_2222, 0x1111_1111), "parameters in the caller's order");
+    assert_eq!(m.stack32(4) as u64, USER_STACK_TOP - 8, "caller's ESP");
+    assert_eq!(m.stack32(5), UDATA as u32, "caller's SS");
+    assert!(m.cpu.unimplemented.is_empty() && m.cpu.missing_features.is_empty(), "{}", m.describe());
+    Ok(())
+}
+
+#[test]
+fn far_return_to_ring3_releases_parameters_on_both_stacks_and_nulls_ring0_data_segments() -> T {
+    let (mut m, _) = user_calls_gate(call_gate(KCODE32, GATE_TARGET as u32, CALL_GATE32, 3, 2));
+    m.load(GATE_TARGET, &code(32, GATE_TARGET, |a| {
+        a.mov(ax, KDATA as u32)?;
+        a.mov(ds, ax)?; // DPL 0: not usable at CPL 3
+        a.retf_1(8)
+    }));
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert_eq!(m.cpu.regs[RSI] & 0xffff, 0, "DS (DPL 0) nulled on the return to CPL 3");
+    assert_eq!(m.cpu.regs[RDI] & 0xffff, UDATA as u64, "ES (DPL 3) kept");
+    assert_eq!(m.cpu.regs[5], USER_STACK_TOP, "RETF 8 released the parameters on the caller's stack too");
+    assert_eq!(m.cpu.regs[RDX] & 0xffff, UCODE32 as u64);
+    Ok(())
+}
+
+#[test]
+fn call_through_a_16bit_gate_pushes_words_and_copies_word_parameters() -> T {
+    let (mut m, ret) = user_calls_gate(call_gate(CODE16, GATE_TARGET as u32, CALL_GATE16, 3, 3));
+    m.load(GATE_TARGET, &code(16, GATE_TARGET, |a| a.hlt()));
+    m.run_to_halt();
+    assert_eq!(m.vectors(), [], "{}", m.describe());
+    assert_eq!(m.cpu.mode_name(), "protected16");
+    let new_sp = KERNEL_STACK_TOP - 2 * 7;
+    assert_eq!(m.cpu.regs[RSP], new_sp, "SS, SP, 3 word parameters, CS, IP");
+    let w = |k: u64| m.r16(new_sp + 2 * k);
+    assert_eq!((w(0) as u64, w(1)), (ret & 0xffff, UCODE32));
+    assert_eq!((w(2), w(3), w(4)), (0x2222, 0x2222, 0x1111), "the lowest 3 words of the caller's stack, in its order");
+    assert_eq!((w(5) as u64, w(6)), ((USER_STACK_TOP - 8) & 0xffff, UDATA));
+    Ok(())
+}
+
+#[test]
+fn call_through_a_gate_to_ring1_takes_ss1_esp1_and_bad_ss1_raises_ts_with_nothing_changed() -> T {
+    for good in [true, false] {
+        let (mut m, ret) = user_calls_gate(call_gate(RING1_CODE & !3, GATE_TARGET as u32, CALL_GATE32, 3, 0));
+        m.set_gdt_entry(RING1_CODE, flat(0xBA, FLAGS_32)); // DPL 1 code
+        m.set_gdt_entry(RING1_DATA, flat(0xB2, FLAGS_32)); // DPL 1 data
+        m.w32(TSS + 0x0C, 0x4_0000);
+        // SS1 with RPL 1, or (bad) RPL 0.
+        m.w32(TSS + 0x10, if good { RING1_DATA } else { RING1_DATA & !3 } as u32);
+        m.load(GATE_TARGET, &code(32, GATE_TARGET, |a| a.int(0x40)));
+        m.set_gate32(0x40, gate32(KCODE32, handler_addr(0x40) as u32, INT_GATE, 3, true));
+        let v = m.run_to_exception();
+        if good {
+            assert_eq!(v, 0x40, "{}", m.describe());
+            assert_eq!(m.stack32(1), RING1_CODE as u32, "the gate's handler ran at CPL 1");
+            assert_eq!((m.stack32(3), m.stack32(4)), (0x4_0000 - 16, RING1_DATA as u32), "on SS1:ESP1");
+            assert_eq!(m.r32(0x4_0000 - 16) as u64, ret);
+        } else {
+            assert_eq!(v, 10, "#TS: {}", m.describe());
+            assert_eq!(m.stack32(0), (RING1_DATA & !3) as u32 & 0xfffc, "error code: the SS1 selector");
+            assert_eq!(m.stack32(2), UCODE32 as u32, "raised in ring 3: CS unchanged");
+            assert_eq!((m.stack32(4) as u64, m.stack32(5)), (USER_STACK_TOP - 8, UDATA as u32), "the caller's stack unchanged");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn call_gate_privilege_and_presence_checks_fault_with_the_gate_selector() -> T {
+    // Gate DPL 0 < CPL 3: #GP(gate). Not present: #NP(gate). Target DPL 3 > ... fine; a data
+    // segment as target: #GP(target). Null target: #GP(0).
+    let cases: [(u64, u8, u32); 4] = [
+        (call_gate(KCODE32, GATE_TARGET as u32, CALL_GATE32, 0, 0), 13, GATE_SEL as u32),
+        (call_gate(KCODE32, GATE_TARGET as u32, CALL_GATE32, 3, 0) & !(1 << 47), 11, GATE_SEL as u32),
+        (call_gate(KDATA, GATE_TARGET as u32, CALL_GATE32, 3, 0), 13, KDATA as u32),
+        (call_gate(0, GATE_TARGET as u32, CALL_GATE32, 3, 0), 13, 0),
+    ];
+    for (gate, vector, code) in cases {
+        let (mut m, _) = user_calls_gate(gate);
+        assert_eq!(m.run_to_exception(), vector, "{gate:#x}: {}", m.describe());
+        assert_eq!(m.stack32(0), code, "{gate:#x}");
+        assert_eq!(m.stack32(2), UCODE32 as u32, "a fault of the CALL at CPL 3");
+    }
+    Ok(())
+}
+
+#[test]
+fn jmp_through_a_call_gate_keeps_the_privilege_level() -> T {
+    // JMP to a same-level (CPL 0) target through a gate works and pushes nothing; JMP from
+    // CPL 3 through a gate to ring-0 code is #GP(target).
+    let mut m = Machine::protected32(&code(32, CODE, |a| a.jmp_far(GATE_SEL, 0)));
+    m.set_gdt_entry(GATE_SEL, call_gate(KCODE32, GATE_TARGET as u32, CALL_GATE32, 0, 0));
+    m.load(GATE_TARGET, &code(32, GATE_TARGET, |a| a.hlt()));
+    m.run_to_halt();
+    assert_eq!((m.cpu.rip, m.cpu.regs[RSP]), (GATE_TARGET + 1, STACK_TOP), "{}", m.describe());
+
+    let mut m = user32(&code(32, USER_CODE, |a| a.jmp_far(GATE_SEL | 3, 0)));
+    m.set_gdt_entry(GATE_SEL, call_gate(KCODE32, GATE_TARGET as u32, CALL_GATE32, 3, 0));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack32(0), KCODE32 as u32);
+    Ok(())
+}
+
+#[test]
+fn far_return_to_an_outer_level_checks_ss_before_changing_cs_or_the_cpl() -> T {
+    // A ring-0 RETF to ring 3 whose SS has RPL 0: #GP(SS) raised at CPL 0, CS unchanged.
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        a.push((UDATA & !3) as u32)?;
+        a.push(USER_STACK_TOP as u32)?;
+        a.push(UCODE32 as u32)?;
+        a.push(USER_CODE as u32)?;
+        a.retf()
+    }));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack32(0), (UDATA & !3) as u32, "#GP(SS selector)");
+    assert_eq!(m.stack32(2), KCODE32 as u32, "a fault of the ring-0 RETF");
+    assert_eq!(m.cpu.regs[RSP], STACK_TOP - 16 - 16, "the RETF's frame still under the #GP frame");
+    Ok(())
+}
+
+#[test]
+fn far_return_past_the_code_segment_limit_raises_gp0() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.push(CODE16 as u32)?;
+        a.push(0x1_0000u32)?; // CODE16's limit is 0xFFFF
+        a.retf()
+    }));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!((m.stack32(0), m.stack32(2)), (0, KCODE32 as u32));
+    Ok(())
+}
+
+#[test]
+fn call_through_a_64bit_gate_from_ring3_uses_rsp0_and_a_null_ss() -> T {
+    let kernel = code(64, CODE, |a| {
+        a.mov(ax, L_TSS as u32)?;
+        a.ltr(ax)?;
+        a.push(L_UDATA as i32)?;
+        a.push(USER_STACK_TOP as i32)?;
+        a.push(0x202)?;
+        a.push(L_UCODE64 as i32)?;
+        a.push(USER_CODE as i32)?;
+        a.iretq()
+    });
+    let mut a = CodeAssembler::new(64)?;
+    let mut ret = a.create_label();
+    let mut ptr = a.create_label();
+    a.call(qword_ptr(ptr))?; // placeholder, patched below into call far [rip+ptr]
+    a.set_label(&mut ret)?;
+    a.ud2()?;
+    a.set_label(&mut ptr)?;
+    a.dd(&[0, (0x50 | 3) as u32])?;
+    let (mut user, l) = assemble(&mut a, USER_CODE, &[ret, ptr]);
+    // FF /3 with a RIP-relative m16:32 operand: call far dword [rip + disp32].
+    user[1] = 0x1d;
+    let mut m = Machine::long64(&kernel);
+    m.load(USER_CODE, &user);
+    let g = gate64(L_KCODE64, GATE_TARGET, CALL_GATE32, 3, 0);
+    // Past the 16-byte TSS descriptor at L_TSS.
+    m.set_gdt_entry(0x50, g.0 & !(0xff << 32));
+    m.w64(GDT + 0x58, g.1);
+    m.load(GATE_TARGET, &code(64, GATE_TARGET, |a| a.hlt()));
+    m.run_to_halt();
+    assert_eq!(m.vectors(), [], "{}", m.describe());
+    assert_eq!((m.cpu.cpl, m.cpu.seg[SS].selector), (0, 0), "SS is null at the new CPL");
+    assert_eq!(m.cpu.regs[RSP], KERNEL_STACK_TOP - 32, "RSP0 less SS, RSP, CS, RIP as quadwords");
+    assert_eq!((m.stack64(0), m.stack64(1)), (l[0], L_UCODE64 as u64));
+    assert_eq!((m.stack64(2), m.stack64(3)), (USER_STACK_TOP, L_UDATA as u64));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. Hardware task switching (SDM vol. 3, chapter 8)
+// ---------------------------------------------------------------------------------------
+
+const TASK_GATE: u8 = 0x5;
+const ACC_TSS16: u8 = 0x81;
+/// A second task's TSS and descriptor, and a third one's (an exception handler task).
+const TSS2: u64 = 0x3400;
+const TSS2_SEL: u16 = FREE_SEL + 0x20;
+const TSS3: u64 = 0x3800;
+const TSS3_SEL: u16 = FREE_SEL + 0x28;
+const TASK2_CODE: u64 = 0x5000;
+const TASK3_CODE: u64 = 0x5800;
+const TASK2_STACK: u32 = 0x48000;
+const TASK3_STACK: u32 = 0x44000;
+
+/// A 32-bit TSS at `base` for a ring-0 task with flat segments, starting at `eip` on `esp`
+/// with EFLAGS = 2 and EAX..EDI = 0xA0..0xA7.
+fn write_tss32(m: &mut Machine, base: u64, eip: u32, stack_pointer: u32) {
+    for k in 0..0x68 {
+        m.write(base + k, 1, 0);
+    }
+    m.w32(base + 0x20, eip);
+    m.w32(base + 0x24, 2);
+    for k in 0..8 {
+        m.w32(base + 0x28 + 4 * k, 0xA0 + k as u32);
+    }
+    m.w32(base + 0x38, stack_pointer);
+    for (k, sel) in [KDATA, KCODE32, KDATA, KDATA, KDATA, KDATA].into_iter().enumerate() {
+        m.w16(base + 0x48 + 4 * k as u64, sel);
+    }
+    m.w16(base + 0x66, 0x68);
+}
+
+/// A task-gate descriptor (GDT, LDT or IDT) for TSS selector `tss`.
+fn task_gate(tss: u16, dpl: u8) -> u64 {
+    gate32(tss, 0, TASK_GATE, dpl, true)
+}
+
+/// Ring-0 code that loads TR with TSS_SEL, then runs `body`.
+fn tasking(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Machine {
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        body(a)
+    }));
+    write_tss32(&mut m, TSS2, TASK2_CODE as u32, TASK2_STACK);
+    m.set_gdt_entry(TSS2_SEL, seg_desc(TSS2 as u32, 0x67, ACC_TSS32, 0));
+    write_tss32(&mut m, TSS3, TASK3_CODE as u32, TASK3_STACK);
+    m.set_gdt_entry(TSS3_SEL, seg_desc(TSS3 as u32, 0x67, ACC_TSS32, 0));
+    m
+}
+
+fn descriptor_type(m: &Machine, sel: u16) -> u8 {
+    m.r8(GDT + (sel & !7) as u64 + 5) & 0xf
+}
+
+#[test]
+fn jmp_to_a_tss_saves_the_old_task_loads_the_new_one_and_moves_the_busy_bit() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut after = a.create_label();
+    a.mov(ax, TSS_SEL as u32)?;
+    a.ltr(ax)?;
+    a.mov(ebx, 0x1234u32)?;
+    a.jmp_far(TSS2_SEL, 0)?;
+    a.set_label(&mut after)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[after]);
+    let mut m = tasking(|_| Ok(()));
+    m.load(CODE, &prog);
+    m.load(TASK2_CODE, &code(32, TASK2_CODE, |a| {
+        a.mov(ecx, 0x5678u32)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.tr.selector, TSS2_SEL, "{}", m.describe());
+    assert_eq!(m.cpu.rip, TASK2_CODE + 6, "the new task ran");
+    assert_eq!((m.cpu.regs[RCX], m.cpu.regs[RBX], m.cpu.regs[RSP]), (0x5678, 0xA3, TASK2_STACK as u64), "registers from the new TSS");
+    assert_eq!(m.r32(TSS + 0x20) as u64, l[0], "old EIP saved: after the JMP");
+    assert_eq!((m.r32(TSS + 0x34), m.r32(TSS + 0x38) as u64), (0x1234, STACK_TOP), "old EBX and ESP saved");
+    assert_eq!((m.r16(TSS + 0x4C), m.r16(TSS + 0x50)), (KCODE32, KDATA), "old CS and SS saved");
+    assert_eq!((descriptor_type(&m, TSS_SEL), descriptor_type(&m, TSS2_SEL)), (0x9, 0xB), "JMP: old available, new busy");
+    assert_ne!(m.cpu.cr0 & cr::CR0_TS, 0, "CR0.TS set by the switch");
+    assert!(!m.cpu.flags.sys(bits::NT), "JMP does not nest");
+    assert_eq!(m.r16(TSS2), 0, "no back link");
+    Ok(())
+}
+
+#[test]
+fn call_to_a_tss_nests_and_iret_returns_to_the_caller() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut after = a.create_label();
+    a.mov(ax, TSS_SEL as u32)?;
+    a.ltr(ax)?;
+    a.mov(ebx, 0x1111u32)?;
+    a.call_far(TSS2_SEL, 0)?;
+    a.set_label(&mut after)?;
+    a.mov(edx, ebx)?;
+    a.pushfd()?;
+    a.pop(esi)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[after]);
+    let mut m = tasking(|_| Ok(()));
+    m.load(CODE, &prog);
+    let mut t = CodeAssembler::new(32)?;
+    let mut task_after_iret = t.create_label();
+    t.mov(ebx, 0x2222u32)?;
+    t.pushfd()?;
+    t.pop(edi)?;
+    t.mov(dword_ptr(DATA), edi)?;
+    t.mov(dword_ptr(DATA + 4), ebx)?;
+    t.iretd()?;
+    t.set_label(&mut task_after_iret)?;
+    t.hlt()?;
+    let (task, tl) = assemble(&mut t, TASK2_CODE, &[task_after_iret]);
+    m.load(TASK2_CODE, &task);
+    m.run_to_halt();
+    assert_eq!(m.r32(DATA + 4), 0x2222, "the called task ran: {}", m.describe());
+    assert_ne!(m.r32(DATA) as u64 & bits::NT, 0, "the called task runs with NT set");
+    assert_eq!(m.r16(TSS2), TSS_SEL, "back link to the caller");
+    assert_eq!(m.cpu.tr.selector, TSS_SEL, "IRET went back along the link");
+    assert_eq!(m.cpu.rip, l[0] + 2 + 1 + 1 + 1, "the caller continued after the CALL");
+    assert_eq!(m.cpu.regs[RDX], 0x1111, "the caller's EBX from its TSS");
+    assert_eq!(m.cpu.regs[RSI] & bits::NT, 0, "the caller's NT as saved");
+    assert_eq!(m.r32(TSS2 + 0x20) as u64, tl[0], "the called task saved at its IRET");
+    assert_eq!(m.r32(TSS2 + 0x24) as u64 & bits::NT, 0, "IRET clears NT in the saved image");
+    assert_eq!((descriptor_type(&m, TSS_SEL), descriptor_type(&m, TSS2_SEL)), (0xB, 0x9), "IRET: the called task available again");
+    Ok(())
+}
+
+#[test]
+fn double_fault_through_a_task_gate_runs_the_handler_task_with_the_error_code() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut fault = a.create_label();
+    a.mov(ax, TSS_SEL as u32)?;
+    a.ltr(ax)?;
+    a.xor(eax, eax)?;
+    a.mov(ds, ax)?;
+    a.set_label(&mut fault)?;
+    a.mov(eax, dword_ptr(0))?; // #GP(0), whose gate is not present: #NP, then #DF
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[fault]);
+    let mut m = tasking(|_| Ok(()));
+    m.load(CODE, &prog);
+    m.set_gate32(13, gate32(KCODE32, handler_addr(13) as u32, INT_GATE, 0, false));
+    m.set_gate32(8, task_gate(TSS3_SEL, 0));
+    m.load(TASK3_CODE, &code(32, TASK3_CODE, |a| {
+        a.pop(ecx)?;
+        a.str(bx)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.vectors(), [], "no IDT handler ran: {}", m.describe());
+    assert_eq!((m.cpu.tr.selector, m.cpu.regs[RBX] & 0xffff), (TSS3_SEL, TSS3_SEL as u64), "the #DF task runs");
+    assert_eq!(m.cpu.regs[RCX], 0, "#DF's error code on the handler task's stack");
+    assert_eq!(m.cpu.regs[RSP], TASK3_STACK as u64);
+    assert!(m.cpu.flags.sys(bits::NT));
+    assert_eq!(m.r16(TSS3), TSS_SEL, "linked to the faulting task");
+    assert_eq!(m.r32(TSS + 0x20) as u64, l[0], "the faulting task saved at the faulting instruction");
+    assert_eq!((descriptor_type(&m, TSS_SEL), descriptor_type(&m, TSS3_SEL)), (0xB, 0xB));
+    Ok(())
+}
+
+#[test]
+fn call_to_a_16bit_tss_loads_word_registers_and_iret_saves_words() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut after = a.create_label();
+    a.mov(ax, TSS_SEL as u32)?;
+    a.ltr(ax)?;
+    a.call_far(TSS2_SEL, 0)?;
+    a.set_label(&mut after)?;
+    a.hlt()?;
+    let (prog, l) = assemble(&mut a, CODE, &[after]);
+    let mut m = tasking(|_| Ok(()));
+    m.load(CODE, &prog);
+    // A 286 TSS: IP, FLAGS, AX..DI, ES, CS, SS, DS, LDT as words.
+    for k in 0..0x2C {
+        m.write(TSS2 + k, 1, 0);
+    }
+    m.w16(TSS2 + 0x0E, TASK2_CODE as u16);
+    m.w16(TSS2 + 0x10, 2);
+    for k in 0..8u16 {
+        m.w16(TSS2 + 0x12 + 2 * k as u64, 0x1230 + k);
+    }
+    m.w16(TSS2 + 0x1A, 0x7000); // SP
+    for (k, sel) in [DATA16, CODE16, DATA16, DATA16].into_iter().enumerate() {
+        m.w16(TSS2 + 0x22 + 2 * k as u64, sel);
+    }
+    m.set_gdt_entry(TSS2_SEL, seg_desc(TSS2 as u32, 0x2B, ACC_TSS16, 0));
+    m.load(TASK2_CODE, &code(16, TASK2_CODE, |a| {
+        a.mov(dword_ptr(0x8000), eax)?;
+        a.mov(dword_ptr(0x8004), esp)?;
+        a.mov(word_ptr(0x8008), fs)?;
+        a.mov(ax, 0xBEEF)?;
+        a.iret()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.tr.selector, TSS_SEL, "{}", m.describe());
+    assert_eq!(m.cpu.rip, l[0] + 1);
+    assert_eq!((m.r32(0x8000), m.r32(0x8004)), (0xFFFF_1230, 0xFFFF_7000), "upper halves set to ones (the CPU model's answer)");
+    assert_eq!(m.r16(0x8008), 0, "FS null");
+    assert_eq!(descriptor_type(&m, TSS2_SEL), 0x1, "available 286 TSS again");
+    assert_eq!(m.r16(TSS2), TSS_SEL, "back link");
+    assert_eq!(m.r16(TSS2 + 0x12), 0xBEEF, "AX saved as a word at IRET");
+    Ok(())
+}
+
+#[test]
+fn task_switch_privilege_and_busy_checks_fault_in_the_old_task() -> T {
+    // JMP to the busy current TSS: #GP(TSS). A task gate of DPL 0 from CPL 3: #GP(gate).
+    let mut m = tasking(|a| a.jmp_far(TSS_SEL, 0));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack32(0), TSS_SEL as u32);
+
+    let mut m = user32(&code(32, USER_CODE, |a| a.call_far(GATE_SEL | 3, 0)));
+    write_tss32(&mut m, TSS2, TASK2_CODE as u32, TASK2_STACK);
+    m.set_gdt_entry(TSS2_SEL, seg_desc(TSS2 as u32, 0x67, ACC_TSS32, 0));
+    m.set_gdt_entry(GATE_SEL, task_gate(TSS2_SEL, 0));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!((m.stack32(0), m.stack32(2)), (GATE_SEL as u32, UCODE32 as u32));
+    assert_eq!(m.cpu.tr.selector, TSS_SEL, "no switch");
+
+    // A TSS below the minimum limit: #TS(TSS).
+    let mut m = tasking(|a| a.jmp_far(TSS2_SEL, 0));
+    m.set_gdt_entry(TSS2_SEL, seg_desc(TSS2 as u32, 0x66, ACC_TSS32, 0));
+    assert_eq!(m.run_to_exception(), 10, "{}", m.describe());
+    assert_eq!((m.stack32(0), m.cpu.tr.selector), (TSS2_SEL as u32, TSS_SEL));
+    Ok(())
+}
+
+#[test]
+fn a_bad_stack_in_the_new_task_faults_in_the_new_task() -> T {
+    // TSS2's SS has RPL 3 at CPL 0: #TS(SS) after the switch, through a task gate to TSS3.
+    let mut m = tasking(|a| a.jmp_far(TSS2_SEL, 0));
+    m.w16(TSS2 + 0x50, UDATA);
+    m.set_gate32(10, task_gate(TSS3_SEL, 0));
+    m.load(TASK3_CODE, &code(32, TASK3_CODE, |a| {
+        a.pop(ecx)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!((m.cpu.tr.selector, m.cpu.regs[RCX]), (TSS3_SEL, (UDATA & !3) as u64), "#TS(SS) in the #TS task: {}", m.describe());
+    assert_eq!(m.r16(TSS3), TSS2_SEL, "the faulting task is the new one");
+    assert_eq!(m.r32(TSS2 + 0x20) as u64, TASK2_CODE, "which faulted before its first instruction");
+    assert_eq!(m.r16(TSS2 + 0x50), UDATA, "its selectors as loaded");
+    Ok(())
+}
+
+#[test]
+fn the_new_tss_supplies_cr3_and_the_ldt() -> T {
+    // TSS2: CR3 = a second page directory mapping linear 0x400000 to DATA; LDTR = an LDT
+    // whose first entry is a data segment the task loads DS from.
+    const LDT: u64 = 0x6000;
+    const LDT_SEL: u16 = FREE_SEL + 0x30;
+    const PD2: u64 = PAGE_TABLES + 0x10000;
+    let mut m = tasking(|a| a.jmp_far(TSS2_SEL, 0));
+    m.enable_paging32();
+    m.w32(PD2, m.r32(PAGE_TABLES)); // the first 4 MiB as before
+    m.w32(PD2 + 4, (PD2 + 0x1000) as u32 | 7);
+    m.w32(PD2 + 0x1000, DATA as u32 | 7);
+    m.w32(TSS2 + 0x1C, PD2 as u32);
+    m.w64(LDT, flat(ACC_DATA, FLAGS_32));
+    m.set_gdt_entry(LDT_SEL, seg_desc(LDT as u32, 7, 0x82, 0));
+    m.w16(TSS2 + 0x60, LDT_SEL);
+    m.w16(TSS2 + 0x54, 0x4); // DS: LDT entry 0, RPL 0
+    m.w32(DATA, 0xCAFE_F00D);
+    m.load(TASK2_CODE, &code(32, TASK2_CODE, |a| {
+        a.mov(eax, dword_ptr(0x400000))?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!((m.cpu.cr3, m.cpu.ldtr.selector, m.cpu.seg[DS].selector), (PD2, LDT_SEL, 4), "{}", m.describe());
+    assert_eq!(m.cpu.regs[RAX], 0xCAFE_F00D, "read through the new task's page tables");
+    Ok(())
+}
+
+#[test]
+fn the_tss_trap_bit_raises_a_debug_trap_before_the_new_tasks_first_instruction() -> T {
+    let mut m = tasking(|a| a.jmp_far(TSS2_SEL, 0));
+    m.w16(TSS2 + 0x64, 1);
+    m.load(TASK2_CODE, &code(32, TASK2_CODE, |a| a.ud2()));
+    assert_eq!(m.run_to_exception(), 1, "{}", m.describe());
+    assert_eq!(m.vectors(), [1]);
+    assert_eq!(m.stack32(0) as u64, TASK2_CODE, "EIP of the new task's first instruction");
+    assert_ne!(m.cpu.dr[6] & (1 << 15), 0, "DR6.BT");
+    Ok(())
+}
+
+#[test]
+fn int_n_through_a_task_gate_from_ring3_switches_to_a_ring0_task_and_back() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut after = a.create_label();
+    a.mov(ebx, 0x3333u32)?;
+    a.int(0x41)?;
+    a.set_label(&mut after)?;
+    a.mov(edx, cs)?;
+    a.mov(esi, ebx)?;
+    a.int(0x40)?;
+    let (user, l) = assemble(&mut a, USER_CODE, &[after]);
+    let mut m = user32(&user);
+    write_tss32(&mut m, TSS2, TASK2_CODE as u32, TASK2_STACK);
+    m.set_gdt_entry(TSS2_SEL, seg_desc(TSS2 as u32, 0x67, ACC_TSS32, 0));
+    m.set_gate32(0x41, task_gate(TSS2_SEL, 3));
+    m.load(TASK2_CODE, &code(32, TASK2_CODE, |a| {
+        a.mov(dword_ptr(DATA), esp)?;
+        a.iretd()
+    }));
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert_eq!(m.r32(DATA), TASK2_STACK, "no error code pushed for INT n");
+    assert_eq!(m.r32(TSS + 0x20) as u64, l[0], "the user task saved after its INT");
+    assert_eq!((m.r16(TSS + 0x4C), m.r32(TSS + 0x38) as u64), (UCODE32, USER_STACK_TOP));
+    assert_eq!((m.cpu.regs[RDX] & 0xffff, m.cpu.regs[RSI]), (UCODE32 as u64, 0x3333), "back at CPL 3 with its registers");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. The I/O permission bitmap (SDM vol. 1, 19.5; vol. 3, 20.2.8) and BOUND
+// ---------------------------------------------------------------------------------------
+
+/// The TSS's I/O bitmap at TSS + 0x68 covers ports 0..0x407 (0x81 bytes) and allows only
+/// ports 0x60, 0x402 and 0x403; the all-ones byte the processor may read past it is the last
+/// byte within the TSS limit (SDM vol. 1, 19.5.2).
+fn with_io_bitmap(m: &mut Machine) {
+    m.set_gdt_entry(TSS_SEL, seg_desc(TSS as u32, 0x68 + 0x82 - 1, ACC_TSS32, 0));
+    for k in 0..0x82 {
+        m.write(TSS + 0x68 + k, 1, 0xff);
+    }
+    let allow = |m: &mut Machine, port: u64| {
+        let at = TSS + 0x68 + port / 8;
+        let b = m.r8(at) & !(1 << (port % 8));
+        m.write(at, 1, b as u64);
+    };
+    for port in [0x60, 0x402, 0x403] {
+        allow(m, port);
+    }
+}
+
+/// Runs `user` at CPL 3 with IOPL `iopl` and the bitmap above (gate 0x40 halts).
+fn user_io(iopl: u32, user: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Machine {
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        a.push(UDATA as u32)?;
+        a.push(USER_STACK_TOP as u32)?;
+        a.push(0x202u32 | iopl << 12)?;
+        a.push(UCODE32 as u32)?;
+        a.push(USER_CODE as u32)?;
+        a.iretd()
+    }));
+    m.load(USER_CODE, &code(32, USER_CODE, user));
+    m.set_gate32(0x40, gate32(KCODE32, handler_addr(0x40) as u32, INT_GATE, 3, true));
+    with_io_bitmap(&mut m);
+    m
+}
+
+#[test]
+fn io_at_cpl3_above_iopl_consults_the_tss_bitmap_for_every_byte() -> T {
+    // Allowed ports go through; the first denied one is #GP(0) at the instruction.
+    let mut a = CodeAssembler::new(32)?;
+    let mut denied = a.create_label();
+    a.mov(dx, 0x402u32)?;
+    a.mov(al, b'k' as u32)?;
+    a.out(dx, al)?;
+    a.in_(al, 0x60u32)?;
+    a.mov(dx, 0x401u32)?;
+    a.set_label(&mut denied)?;
+    a.out(dx, ax)?; // 0x401 denied, 0x402 allowed: one denied byte is enough
+    a.int(0x40)?;
+    let (prog, l) = assemble(&mut a, USER_CODE, &[denied]);
+    let mut m = user32(&prog);
+    with_io_bitmap(&mut m);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.bus.debugcon, b"k", "the allowed OUT reached the port");
+    assert_eq!(m.bus.io_reads.first(), Some(&(0x60, 1)), "the allowed IN too");
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, l[0]), "#GP(0) at the word OUT to 0x401");
+    Ok(())
+}
+
+#[test]
+fn string_io_checks_the_bitmap_and_iopl_3_skips_it() -> T {
+    for iopl in [0, 3] {
+        let mut m = user_io(iopl, |a| {
+            a.push(UDATA as u32)?;
+            a.pop(ds)?; // the IRETD to ring 3 nulled the ring-0 DS
+            a.mov(dx, 0x80u32)?;
+            a.mov(esi, USER_CODE as u32)?;
+            a.outsb()?;
+            a.mov(dx, 0x402u32)?;
+            a.mov(edi, DATA as u32)?;
+            a.push(UDATA as u32)?;
+            a.pop(es)?;
+            a.insb()?;
+            a.int(0x40)
+        });
+        let v = m.run_to_exception();
+        let to_80 = m.bus.io_writes.iter().filter(|w| w.0 == 0x80).count();
+        if iopl == 3 {
+            assert_eq!(v, 0x40, "CPL <= IOPL: no bitmap check: {}", m.describe());
+            assert_eq!(to_80, 2, "the OUTSB and the stub's report");
+        } else {
+            assert_eq!(v, 13, "{}", m.describe());
+            assert_eq!(to_80, 1, "only the stub's report");
+        }
+    }
+    // INSB from an allowed port at IOPL 0.
+    let mut m = user_io(0, |a| {
+        a.mov(dx, 0x402u32)?;
+        a.mov(edi, DATA as u32)?;
+        a.push(UDATA as u32)?;
+        a.pop(es)?;
+        a.insb()?;
+        a.int(0x40)
+    });
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert_eq!(m.bus.io_reads, [(0x402, 1)]);
+    Ok(())
+}
+
+#[test]
+fn a_port_whose_bitmap_bytes_reach_past_the_tss_limit_is_denied() -> T {
+    let mut m = user_io(0, |a| {
+        a.mov(dx, 0x500u32)?; // bitmap byte 0xA0: past the limit
+        a.in_(al, dx)?;
+        a.int(0x40)
+    });
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack32(0), 0);
+    // Port 0x402 is allowed, but without the byte after its bitmap byte inside the limit the
+    // two-byte read of the map reaches past it: #GP.
+    let mut m = user_io(0, |a| {
+        a.mov(dx, 0x402u32)?;
+        a.out(dx, al)?;
+        a.int(0x40)
+    });
+    m.set_gdt_entry(TSS_SEL, seg_desc(TSS as u32, 0x68 + 0x81 - 1, ACC_TSS32, 0));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!((m.stack32(0), m.stack32(1) as u64), (0, USER_CODE + 4));
+    Ok(())
+}
+
+#[test]
+fn virtual_8086_io_consults_the_bitmap_even_at_iopl_3() -> T {
+    // Ring 0 enters virtual-8086 mode (IOPL 3) at 0800:0000; there port 0x402 is allowed by
+    // the bitmap and port 0x80 is not: #GP(0) from virtual-8086 mode.
+    let kernel = code(32, CODE, |a| {
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        for _ in 0..4 {
+            a.push(0u32)?; // GS, FS, DS, ES
+        }
+        a.push(0x0700u32)?; // SS
+        a.push(0xFFF0u32)?; // ESP
+        a.push((bits::VM | 0x3002) as u32)?; // EFLAGS: VM, IOPL 3
+        a.push(0x0800u32)?; // CS
+        a.push(0u32)?; // EIP
+        a.iretd()
+    });
+    let mut m = Machine::protected32(&kernel);
+    with_io_bitmap(&mut m);
+    let mut a = CodeAssembler::new(16)?;
+    let mut denied = a.create_label();
+    a.mov(dx, 0x402u32)?;
+    a.mov(al, b'v' as u32)?;
+    a.out(dx, al)?;
+    a.set_label(&mut denied)?;
+    a.out(0x80u32, al)?;
+    a.hlt()?;
+    let (v86, l) = assemble(&mut a, 0, &[denied]);
+    m.load(0x8000, &v86);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.bus.debugcon, b"v", "{}", m.describe());
+    assert_eq!(m.stack32(0), 0, "#GP(0)");
+    assert_eq!((m.stack32(1) as u64, m.stack32(2)), (l[0], 0x0800), "at the OUT, in virtual-8086 mode");
+    assert_ne!(m.stack32(3) as u64 & bits::VM, 0, "EFLAGS.VM in the frame");
+    Ok(())
+}
+
+#[test]
+fn bound_raises_br_outside_the_signed_bounds_as_a_fault() -> T {
+    for (index, faults) in [(-5i32, false), (5, false), (-6, true), (6, true)] {
+        let mut a = CodeAssembler::new(32)?;
+        let mut at = a.create_label();
+        a.mov(eax, index as u32)?;
+        a.set_label(&mut at)?;
+        a.bound(eax, qword_ptr(DATA))?;
+        a.db(&[0x66])?;
+        a.bound(ax, dword_ptr(DATA + 8))?;
+        a.hlt()?;
+        let (prog, l) = assemble(&mut a, CODE, &[at]);
+        let mut m = Machine::protected32(&prog);
+        m.w32(DATA, -5i32 as u32);
+        m.w32(DATA + 4, 5);
+        m.w16(DATA + 8, -5i16 as u16);
+        m.w16(DATA + 10, 5);
+        if faults {
+            assert_eq!(m.run_to_exception(), 5, "{index}: {}", m.describe());
+            assert_eq!((m.cpu.regs[RSP], m.stack32(0) as u64), (STACK_TOP - 12, l[0]), "no error code; EIP at the BOUND");
+        } else {
+            m.run_to_halt();
+            assert_eq!(m.vectors(), [], "{index}: {}", m.describe());
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 14. Single-step (SDM vol. 3, 18.3.1.4)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn trap_flag_raises_a_debug_trap_after_each_instruction_from_the_one_after_popf() -> T {
+    let mut a = CodeAssembler::new(32)?;
+    let mut l = Vec::new();
+    for _ in 0..7 {
+        l.push(a.create_label());
+    }
+    a.pushfd()?;
+    a.or(dword_ptr(esp), bits::TF as i32)?;
+    a.popfd()?; // sets TF: the first trap follows the next instruction
+    a.set_label(&mut l[0])?;
+    a.nop()?;
+    a.set_label(&mut l[1])?;
+    a.nop()?;
+    a.set_label(&mut l[2])?;
+    a.mov(ebx, 1)?;
+    a.set_label(&mut l[3])?;
+    a.pushfd()?;
+    a.set_label(&mut l[4])?;
+    a.and(dword_ptr(esp), !(bits::TF as i32))?;
+    a.set_label(&mut l[5])?;
+    a.popfd()?; // clears TF, but TF was set when it began: one more trap
+    a.set_label(&mut l[6])?;
+    a.hlt()?;
+    let (prog, addrs) = assemble(&mut a, CODE, &l);
+    let mut m = Machine::protected32(&prog);
+    m.load(0x5000, &code(32, 0x5000, |a| {
+        a.mov(ecx, dword_ptr(DATA))?;
+        a.mov(eax, dword_ptr(esp))?;
+        a.mov(dword_ptr(ecx * 4 + DATA + 4), eax)?;
+        a.inc(dword_ptr(DATA))?;
+        a.iretd()
+    }));
+    m.set_gate32(1, gate32(KCODE32, 0x5000, INT_GATE, 0, true));
+    m.run_to_halt();
+    let traps: Vec<u64> = (0..m.r32(DATA) as u64).map(|k| m.r32(DATA + 4 + 4 * k) as u64).collect();
+    assert_eq!(traps, addrs[1..], "a trap after each instruction, none inside the handler: {}", m.describe());
+    assert_ne!(m.cpu.dr[6] & cpu::single_step::DR6_BS, 0, "DR6.BS");
+    assert!(!m.cpu.flags.sys(bits::TF));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 15. What the CPU does not model is counted by name, apart from instructions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn unmodelled_mechanisms_are_counted_as_missing_features_not_instructions() -> T {
+    // Alignment checking enabled at CPL 3; then a breakpoint enabled in DR7.
+    let mut m = user32(&code(32, USER_CODE, |a| {
+        a.pushfd()?;
+        a.or(dword_ptr(esp), bits::AC as i32)?;
+        a.popfd()?;
+        a.int(0x40)
+    }));
+    m.cpu.cr0 |= cr::CR0_AM;
+    assert_eq!(m.run_to_exception(), 0x40, "{}", m.describe());
+    assert!(m.cpu.unimplemented.is_empty());
+    let names: Vec<&str> = m.cpu.missing_features.keys().map(String::as_str).collect();
+    assert_eq!(names, ["alignment checking (CR0.AM and EFLAGS.AC at CPL 3; #AC never raised)"]);
+    let mut m = Machine::protected32(&code(32, CODE, |a| {
+        a.mov(eax, 0x401)?;
+        a.mov(dr7, eax)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!(m.cpu.missing_features.get("hardware breakpoints in DR0-DR3 (enabled in DR7; never hit)"), Some(&1));
+    Ok(())
+}
+
+#[test]
+fn task_switches_do_not_exist_in_ia32e_mode() -> T {
+    // IRETQ with NT set, on a frame that would return to a HLT: #GP(0). A far JMP to a TSS
+    // descriptor: #GP(selector).
+    let mut m = Machine::long64(&code(64, CODE, |a| {
+        a.pushfq()?;
+        a.or(qword_ptr(rsp), bits::NT as i32)?;
+        a.popfq()?;
+        a.push(L_KDATA as i32)?;
+        a.push(STACK_TOP as i32)?;
+        a.push(2)?;
+        a.push(L_KCODE64 as i32)?;
+        a.push((CODE + 0x100) as i32)?;
+        a.iretq()
+    }));
+    m.load(CODE + 0x100, &[0xF4]);
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack64(0), 0);
+    let mut m = Machine::long64(&code(64, CODE, |a| {
+        a.mov(rax, DATA)?;
+        a.mov(dword_ptr(rax), 0)?;
+        a.mov(word_ptr(rax + 4), L_TSS as u32)?;
+        a.jmp(fword_ptr(rax))?;
+        a.hlt()
+    }));
+    assert_eq!(m.run_to_exception(), 13, "{}", m.describe());
+    assert_eq!(m.stack64(0), L_TSS as u64);
+    Ok(())
+}
+
+#[test]
+fn a_fault_while_pushing_an_interrupt_frame_leaves_the_interrupted_state_as_it_was() -> T {
+    // INT 0x40 from ring 3 with ESP0 = 0x5F008: SS and ESP fit on the present page, EFLAGS
+    // would go to the not-present page below: #PF, taken by a #PF task that finds the user's
+    // SS:ESP and CPL-3 CS saved in the interrupted task's TSS.
+    let mut m = user32(&code(32, USER_CODE, |a| {
+        a.mov(ebx, 0x1234)?;
+        a.int(0x40)
+    }));
+    m.enable_paging32();
+    m.map4k_32(0x5E000, 0x5E000, 0);
+    m.w32(TSS + 4, 0x5F008);
+    write_tss32(&mut m, TSS3, TASK3_CODE as u32, TASK3_STACK);
+    m.set_gdt_entry(TSS3_SEL, seg_desc(TSS3 as u32, 0x67, ACC_TSS32, 0));
+    m.w32(TSS3 + 0x1C, PAGE_TABLES as u32);
+    m.set_gate32(14, task_gate(TSS3_SEL, 0));
+    m.load(TASK3_CODE, &code(32, TASK3_CODE, |a| {
+        a.pop(ecx)?;
+        a.hlt()
+    }));
+    m.run_to_halt();
+    assert_eq!((m.cpu.tr.selector, m.cpu.regs[RCX], m.cpu.cr2), (TSS3_SEL, 2, 0x5EFFC), "#PF(write, supervisor) in the #PF task: {}", m.describe());
+    assert_eq!((m.r16(TSS + 0x50), m.r32(TSS + 0x38) as u64), (UDATA, USER_STACK_TOP), "the user's SS:ESP saved, not the half-built ring-0 stack");
+    assert_eq!((m.r16(TSS + 0x4C), m.r32(TSS + 0x34)), (UCODE32, 0x1234));
+    Ok(())
+}
+
+#[test]
+fn a_fault_while_writing_a_long_mode_interrupt_frame_leaves_ss_as_it_was() -> T {
+    // RSP0 = 0x10: SS and RSP land at 0x8 and 0x0, RFLAGS would go to the unmapped top of the
+    // address space: #PF, delivered on IST1 with the user's SS in its frame.
+    let kernel = code(64, CODE, |a| {
+        a.mov(ax, L_TSS as u32)?;
+        a.ltr(ax)?;
+        a.push(L_UDATA as i32)?;
+        a.push(USER_STACK_TOP as i32)?;
+        a.push(0x202)?;
+        a.push(L_UCODE64 as i32)?;
+        a.push(USER_CODE as i32)?;
+        a.iretq()
+    });
+    let mut m = Machine::long64(&kernel);
+    m.load(USER_CODE, &code(64, USER_CODE, |a| a.int(0x40)));
+    m.set_gate64(0x40, gate64(L_KCODE64, handler_addr(0x40), INT_GATE, 3, 0));
+    m.set_gate64(14, gate64(L_KCODE64, handler_addr(14), INT_GATE, 0, 1));
+    m.w64(TSS + 4, 0x10);
+    assert_eq!(m.run_to_exception(), 14, "{}", m.describe());
+    assert_eq!(m.cpu.cr2, 0xFFFF_FFFF_FFFF_FFF8);
+    assert_eq!((m.stack64(2), m.stack64(4), m.stack64(5)), (L_UCODE64 as u64, USER_STACK_TOP, L_UDATA as u64), "the user's CS, RSP and SS in the #PF frame");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 16. Instruction pointer width and decoded-code invalidation
+// ---------------------------------------------------------------------------------------
+
+/// 16-bit code with a 4 GiB CS limit (as SMM entry and big real mode leave it) runs on past
+/// offset 0xFFFF: sequential execution advances the full EIP, and a 32-bit-operand jump keeps
+/// its 32-bit target (SDM vol. 2, JMP: only a 16-bit operand size truncates to IP).
+#[test]
+fn sixteen_bit_code_with_a_big_cs_limit_runs_above_offset_ffff() -> T {
+    // At CS offset 0xFFFD: `nop; nop; nop` crosses 0xFFFF; at 0x10000 `mov ebp, 0x20000;
+    // jmp ebp`; at 0x20000 `mov ax, 0x5a5a; hlt`.
+    let mut m = Machine::real(&[]);
+    m.cpu.seg[CS].limit = 0xffff_ffff;
+    m.load(0xfffd, &[0x90, 0x90, 0x90, 0x66, 0xbd, 0x00, 0x00, 0x02, 0x00, 0x66, 0xff, 0xe5]);
+    m.load(0x20000, &[0xb8, 0x5a, 0x5a, 0xf4]);
+    m.cpu.rip = 0xfffd;
+    m.run_to_halt();
+    assert_eq!((m.cpu.rip, m.cpu.regs[RAX] & 0xffff), (0x20004, 0x5a5a), "{}", m.describe());
+    Ok(())
+}
+
+/// With the usual 64 KiB limit, running off the end of the code segment is a #GP, not a wrap
+/// to offset 0 (the 8086's behaviour, which the 286 and later replaced by the limit check).
+#[test]
+fn real_mode_code_past_the_cs_limit_faults() -> T {
+    let mut m = Machine::real(&[]);
+    m.load(0xfffe, &[0x90, 0x90, 0x90]);
+    m.cpu.rip = 0xfffe;
+    // The real-mode #GP handler (vector 13) halts at 0x500.
+    m.w16(13 * 4, 0x500);
+    m.w16(13 * 4 + 2, 0);
+    m.load(0x500, &[0xf4]);
+    m.run_to_halt();
+    assert_eq!(m.cpu.rip, 0x501, "{}", m.describe());
+    assert_eq!(m.stack16(0), 0x10000u32 as u16, "the faulting IP: 0x10000 as pushed (low 16 bits)");
+    Ok(())
+}
 
 /// `invalidate_code` drops exactly the decoded code of the range it is given: a routine
 /// overwritten behind the CPU's back (as a bus master does) runs its new bytes once its range

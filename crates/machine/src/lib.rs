@@ -250,6 +250,9 @@ pub struct RunSummary {
     pub exit_code: i32,
     /// Instructions the guest used that the CPU does not implement, by mnemonic.
     pub unimplemented: BTreeMap<String, u64>,
+    /// Mechanisms the guest used that the CPU does not model, by name (the name says what
+    /// happened instead); see `Cpu::missing_features`.
+    pub missing_features: BTreeMap<String, u64>,
     /// The CPU's SMBASE when the run ended.
     pub smbase_after: u32,
     /// SMRAM decoding when the run ended (None on the minimal board).
@@ -582,6 +585,7 @@ impl Machine {
             exit,
             exit_code,
             unimplemented: self.cpu.unimplemented.clone(),
+            missing_features: self.cpu.missing_features.clone(),
             smbase_after: self.cpu.smm_regs.smbase,
             smram_after: self.board.smram_config(),
         }

@@ -35,6 +35,7 @@ fn run_without_arguments_boots_the_builtin_firmware_and_exits_zero() {
     assert!(out.contains("fw: smmlab built-in firmware"), "{out}");
     assert!(out.contains("exit:             debug-exit"), "{out}");
     assert!(out.contains("unimplemented:    none"), "{out}");
+    assert!(out.contains("missing features: none"), "{out}");
 }
 
 #[test]
@@ -97,6 +98,22 @@ fn unimplemented_instruction_raises_ud_in_the_guest_and_is_counted() {
     assert_eq!(std::fs::read_to_string(&con).unwrap(), "UD");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(j["unimplemented"]["fsin"], 1, "{j}");
+}
+
+#[test]
+fn a_missing_feature_is_reported_by_name_apart_from_unimplemented_instructions() {
+    let rom = assemble("missing_feature");
+    let d = tmpdir("missing");
+    let json = d.join("s.json");
+    let o = smmlab().args(["run", "--bios"]).arg(&rom).arg("--summary-json").arg(&json).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("unimplemented:    none"), "{out}");
+    assert!(out.contains("features the guest used that smmlab does not model"), "{out}");
+    assert!(out.contains("hardware breakpoints in DR0-DR3 (enabled in DR7; never hit): 1"), "{out}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["unimplemented"], serde_json::json!({}), "{j}");
+    assert_eq!(j["missing_features"]["hardware breakpoints in DR0-DR3 (enabled in DR7; never hit)"], 1, "{j}");
 }
 
 #[test]

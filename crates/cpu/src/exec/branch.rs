@@ -140,76 +140,41 @@ impl Cpu {
         self.end_block = true;
     }
 
-    /// Far JMP or CALL to sel:off in protected mode, through a code segment or a call gate.
-    /// Returns after CS:RIP are set; `push_ret` pushes the return address first (CALL).
+    /// Far JMP or CALL to sel:off in protected mode: to a code segment directly, through a
+    /// call gate (see [`crate::exec::call_gate`]), or to another task through a TSS descriptor
+    /// or a task gate (see [`crate::exec::task_switch`]). SDM vol. 2, CALL and JMP.
     fn far_transfer(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, osz: u8, call: bool) -> R {
         if sel & 0xfffc == 0 {
             return Err(Exc::gp0());
         }
         let raw = self.read_descriptor(bus, sel, GP)?;
         let desc = Segment::from_descriptor(sel, raw);
-        let ret_cs = self.seg[sreg::CS].selector as u64;
-        let ret_ip = self.rip;
         if desc.s() {
             let cpl = self.check_code_target(sel, raw)?;
             let target = if osz == 8 { off } else { off & mask(osz) };
-            let lim = desc.limit as u64;
-            if !(self.long_mode() && desc.long()) && target > lim {
+            if !(self.long_mode() && desc.long()) && target > desc.limit as u64 {
                 return Err(Exc::gp0());
             }
             if call {
-                self.push(bus, osz, ret_cs)?;
-                self.push(bus, osz, ret_ip)?;
+                let (ret_cs, ret_ip) = (self.seg[sreg::CS].selector as u64, self.rip);
+                let saved_sp = self.regs[RSP];
+                // Both pushes or neither (a fault on the second leaves ESP as it was).
+                if let Err(e) = self.push(bus, osz, ret_cs).and_then(|_| self.push(bus, osz, ret_ip & mask(osz))) {
+                    self.regs[RSP] = saved_sp;
+                    return Err(e);
+                }
             }
             self.set_cs(sel, raw, cpl);
             self.rip = target;
             return Ok(());
         }
-        // System descriptor: call gates only (task switches are not implemented).
-        let gate64 = self.long_mode();
-        let typ = desc.typ();
-        if !(typ == 0xc || (typ == 0x4 && !gate64)) {
-            *self.unimplemented.entry(format!("far {} through system descriptor type {typ:#x}", if call { "call" } else { "jmp" })).or_default() += 1;
-            return Err(Exc::code(GP, sel as u32 & 0xfffc));
+        let kind = if call { crate::exec::task_switch::TaskEntry::Call } else { crate::exec::task_switch::TaskEntry::Jmp };
+        match (desc.typ(), self.long_mode()) {
+            (0x4 | 0xc, false) | (0xc, true) => self.far_through_call_gate(bus, sel, raw, call),
+            // Task switches do not exist in IA-32e mode (SDM vol. 3, 8.7).
+            (0x1 | 0x9 | 0x5, false) => self.far_to_task(bus, sel, raw, kind),
+            _ => Err(Exc::code(GP, sel as u32 & 0xfffc)),
         }
-        let rpl = (sel & 3) as u8;
-        if desc.dpl() < self.cpl || desc.dpl() < rpl {
-            return Err(Exc::code(GP, sel as u32 & 0xfffc));
-        }
-        if !desc.present() {
-            return Err(Exc::code(NP, sel as u32 & 0xfffc));
-        }
-        let tsel = ((raw >> 16) & 0xffff) as u16;
-        let mut toff = (raw & 0xffff) | if typ == 0xc { (raw >> 32) & 0xffff_0000 } else { 0 };
-        if gate64 {
-            let hi = self.read_descriptor_high(bus, sel)?;
-            toff |= (hi & 0xffff_ffff) << 32;
-        }
-        let traw = self.read_descriptor(bus, tsel, GP)?;
-        let td = Segment::from_descriptor(tsel, traw);
-        if !td.code() || td.dpl() > self.cpl {
-            return Err(Exc::code(GP, tsel as u32 & 0xfffc));
-        }
-        if !td.present() {
-            return Err(Exc::code(NP, tsel as u32 & 0xfffc));
-        }
-        let conforming = td.typ() & 4 != 0;
-        if call && !conforming && td.dpl() < self.cpl {
-            *self.unimplemented.entry("call gate to an inner privilege level".into()).or_default() += 1;
-            return Err(Exc::code(GP, tsel as u32 & 0xfffc));
-        }
-        if !call && !conforming && td.dpl() != self.cpl {
-            return Err(Exc::code(GP, tsel as u32 & 0xfffc));
-        }
-        let gsz = if gate64 { 8 } else if typ == 0xc { 4 } else { 2 };
-        if call {
-            self.push(bus, gsz, ret_cs)?;
-            self.push(bus, gsz, ret_ip)?;
-        }
-        let cpl = self.cpl;
-        self.set_cs((tsel & !3) | cpl as u16, traw, cpl);
-        self.rip = toff;
-        Ok(())
     }
 }
 
@@ -267,31 +232,46 @@ pub fn retf(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     if !desc.present() {
         return Err(Exc::code(NP, sel as u32 & 0xfffc));
     }
+    let ip = if osz == 8 { off } else { off & mask(osz) };
+    let to64 = cpu.long_mode() && desc.long();
     if rpl == cpu.cpl {
+        check_return_offset(to64, &desc, ip)?;
         let sp = cpu.regs[RSP].wrapping_add(2 * osz as u64 + extra);
         cpu.set_gpr(RSP, ss, sp);
         cpu.set_cs(sel, raw, rpl);
-        cpu.rip = off & mask(osz);
+        cpu.rip = ip;
         return Ok(());
     }
-    // Return to an outer privilege level: SS:SP follow on the stack.
+    // Return to an outer privilege level (SDM vol. 2, RET, "RETURN-TO-OUTER-PRIVILEGE-
+    // LEVEL"): SS:ESP follow the return address and the released parameters; every check is
+    // made before CS, SS or the CPL change.
     let new_sp = cpu.peek_stack(bus, 2 * osz as u64 + extra, osz)?;
     let new_ss = cpu.peek_stack(bus, 3 * osz as u64 + extra, 2)? as u16;
-    cpu.set_cs(sel, raw, rpl);
-    cpu.rip = off & mask(osz);
-    cpu.load_stack_for_return(bus, new_ss, rpl)?;
-    cpu.set_gpr(RSP, if cpu.mode64() { 8 } else { cpu.stack_size() }, new_sp.wrapping_add(extra));
-    cpu.null_inaccessible_segments();
-    Ok(())
+    let stack = cpu.check_stack_for_return(bus, new_ss, rpl, to64)?;
+    check_return_offset(to64, &desc, ip)?;
+    cpu.commit_outer_return(bus, sel, raw, rpl, ip, stack, new_ss, new_sp.wrapping_add(extra), osz)
+}
+
+/// The return offset must lie within the code segment returned to (#GP(0); canonical for
+/// 64-bit code).
+fn check_return_offset(to64: bool, desc: &Segment, ip: u64) -> R {
+    let ok = if to64 { crate::segment::canonical(ip) } else { ip <= desc.limit as u64 };
+    if ok {
+        Ok(())
+    } else {
+        Err(Exc::gp0())
+    }
 }
 
 impl Cpu {
-    /// Loads SS on a return to privilege `rpl`.
-    fn load_stack_for_return(&mut self, bus: &mut dyn Bus, sel: u16, rpl: u8) -> R {
+    /// The checks on the stack segment of a return to privilege `rpl` (far RET and IRET):
+    /// a null selector only into 64-bit code below CPL 3, else a present writable data
+    /// segment with RPL = DPL = `rpl` (#GP(selector), #SS(selector) when not present).
+    /// Returns the descriptor to load, not yet loaded.
+    fn check_stack_for_return(&mut self, bus: &mut dyn Bus, sel: u16, rpl: u8, to64: bool) -> Result<Segment, Exc> {
         if sel & 0xfffc == 0 {
-            if self.mode64() && rpl != 3 {
-                self.seg[sreg::SS] = Segment { selector: sel, base: 0, limit: 0, attr: ATTR_UNUSABLE | ((rpl as u16) << 5) };
-                return Ok(());
+            if to64 && rpl != 3 {
+                return Ok(Segment { selector: sel, base: 0, limit: 0, attr: ATTR_UNUSABLE | ((rpl as u16) << 5) });
             }
             return Err(Exc::gp0());
         }
@@ -303,10 +283,26 @@ impl Cpu {
         if !d.present() {
             return Err(Exc::code(SS_FAULT, sel as u32 & 0xfffc));
         }
-        self.set_accessed(bus, sel, raw)?;
         let mut d = d;
         d.attr |= 1;
-        self.seg[sreg::SS] = d;
+        Ok(d)
+    }
+
+    /// Completes a checked return to the outer level `rpl`: CS:EIP, the CPL, SS:ESP from the
+    /// outer stack, and the data segment registers the new CPL may not use made null.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_outer_return(&mut self, bus: &mut dyn Bus, sel: u16, raw: u64, rpl: u8, ip: u64, stack: Segment, ss_sel: u16, sp: u64, osz: u8) -> R {
+        if !stack.unusable() {
+            let ss_raw = self.read_descriptor(bus, ss_sel, GP)?;
+            self.set_accessed(bus, ss_sel, ss_raw)?;
+        }
+        self.set_accessed(bus, sel, raw)?;
+        self.set_cs(sel, raw, rpl);
+        self.rip = ip;
+        self.seg[sreg::SS] = stack;
+        let w = if self.mode64() || osz == 8 { 8 } else { self.stack_size() };
+        self.set_gpr(RSP, w, sp);
+        self.null_inaccessible_segments();
         Ok(())
     }
 
@@ -398,9 +394,12 @@ pub fn iret(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
         cpu.flags.set((old & keep) | (fl & !keep & mask(osz)) | (old & !mask(osz)));
         return Ok(());
     }
-    if cpu.flags.sys(bits::NT) && !cpu.long_mode() {
-        *cpu.unimplemented.entry("iret task return (NT=1)".into()).or_default() += 1;
-        return Err(Exc::gp0());
+    if cpu.flags.sys(bits::NT) {
+        // A task return; IA-32e mode has no task switches (SDM vol. 2, IRET).
+        if cpu.long_mode() {
+            return Err(Exc::gp0());
+        }
+        return cpu.iret_to_linked_task(bus);
     }
     let ip = cpu.peek_stack(bus, 0, osz)?;
     let sel = cpu.peek_stack(bus, osz as u64, 2)? as u16;
@@ -444,31 +443,32 @@ pub fn iret(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     if !desc.present() {
         return Err(Exc::code(NP, sel as u32 & 0xfffc));
     }
-    let old_cpl = cpu.cpl;
     let outer = rpl > cpu.cpl || osz == 8;
-    let (new_sp, new_ss) = if outer {
-        (cpu.peek_stack(bus, 3 * osz as u64, osz)?, cpu.peek_stack(bus, 4 * osz as u64, 2)? as u16)
+    let to64 = cpu.long_mode() && desc.long();
+    let ip = if osz == 8 { ip } else { ip & mask(osz) };
+    // Every check before anything changes (SDM vol. 2, IRET, "RETURN-TO-OUTER-PRIVILEGE-LEVEL").
+    let outer_stack = if outer {
+        let new_sp = cpu.peek_stack(bus, 3 * osz as u64, osz)?;
+        let new_ss = cpu.peek_stack(bus, 4 * osz as u64, 2)? as u16;
+        Some((cpu.check_stack_for_return(bus, new_ss, rpl, to64)?, new_ss, new_sp))
     } else {
-        (0, 0)
+        None
     };
-    if !outer {
-        let ss = cpu.stack_size();
-        let sp = cpu.regs[RSP].wrapping_add(3 * osz as u64);
-        cpu.set_gpr(RSP, ss, sp);
-    }
-    cpu.set_cs(sel, raw, rpl);
-    cpu.rip = if osz == 8 { ip } else { ip & mask(osz) };
+    check_return_offset(to64, &desc, ip)?;
     // Flags with the privilege rules of the CPL the IRET ran at.
-    let save_cpl = cpu.cpl;
-    cpu.cpl = old_cpl;
     cpu.write_flags(fl & !bits::VM, osz);
-    cpu.cpl = save_cpl;
-    if outer {
-        cpu.load_stack_for_return(bus, new_ss, rpl)?;
-        let w = if cpu.mode64() || osz == 8 { 8 } else { cpu.stack_size() };
-        cpu.set_gpr(RSP, w, new_sp);
-        if rpl > old_cpl {
-            cpu.null_inaccessible_segments();
+    match outer_stack {
+        Some((stack, new_ss, new_sp)) => {
+            // (IRETQ pops SS:RSP at the same level too; no data segment is then nulled, as
+            // each one the CPL could use stays usable.)
+            cpu.commit_outer_return(bus, sel, raw, rpl, ip, stack, new_ss, new_sp, osz)?;
+        }
+        None => {
+            let ss = cpu.stack_size();
+            let sp = cpu.regs[RSP].wrapping_add(3 * osz as u64);
+            cpu.set_gpr(RSP, ss, sp);
+            cpu.set_cs(sel, raw, rpl);
+            cpu.rip = ip;
         }
     }
     Ok(())

@@ -133,9 +133,12 @@ pub fn pop(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size(d);
     let i = &d.i;
     if i.op0_kind() == OpKind::Register && is_seg(i.op0_register()) {
+        // The increment follows the stack popped from: POP SS that loads a 32-bit stack
+        // segment from a 16-bit one still wraps SP within 16 bits and keeps ESP's upper
+        // half (SDM vol. 2, POP: the stack-address size is the current SS's B bit).
+        let ss = cpu.stack_size();
         let v = cpu.peek_stack(bus, 0, sz)?;
         cpu.load_seg(bus, seg_index(i.op0_register()), v as u16)?;
-        let ss = cpu.stack_size();
         let sp = cpu.regs[RSP].wrapping_add(sz as u64);
         cpu.set_gpr(RSP, ss, sp);
         return Ok(());
@@ -222,33 +225,64 @@ impl Cpu {
             self.shadow = true;
         }
         self.flags.set(new);
+        if new & bits::AC != 0 && old & bits::AC == 0 {
+            self.note_alignment_checking();
+        }
     }
 }
 
-/// ENTER: builds a stack frame with its nesting level.
+/// ENTER: builds a stack frame with its nesting level (SDM vol. 2, ENTER).
+///
+/// FrameTemp is the stack pointer of the operand size after BP is pushed (ESP whole for a
+/// 32-bit operand even on a 16-bit stack); the display copies of the enclosing frames are read
+/// through BP, which steps by the stack-address size; the stack pointer moves by that size too.
+/// Nothing is written and no register changes unless a write at the final stack pointer would
+/// succeed (#SS for the segment, #PF for the page, as for a push there).
 pub fn enter(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn) -> R {
     let sz = stack_op_size_enter(cpu, d);
     let alloc = d.i.immediate(0) & 0xffff;
     let level = d.i.immediate(1) & 31;
     let ss = cpu.stack_size();
-    let bp = cpu.regs[RBP];
-    cpu.push(bus, sz, bp & mask(sz))?;
-    let frame = cpu.regs[RSP] & mask(ss);
+    let step = |v: u64, by: u64| step_stack_pointer(v, ss, by);
+    let mut sp = step(cpu.regs[RSP], sz as u64);
+    let bp_slot = sp;
+    let frame = sp & mask(sz);
+    let mut bp = cpu.regs[RBP];
+    let mut copies = Vec::new();
     if level > 0 {
-        let mut b = bp;
         for _ in 1..level {
-            b = b.wrapping_sub(sz as u64);
-            let v = cpu.read_seg(bus, sreg::SS, b & mask(ss), sz)?;
-            cpu.push(bus, sz, v)?;
+            bp = step(bp, sz as u64);
+            copies.push(cpu.read_seg(bus, sreg::SS, bp & mask(ss), sz)?);
+            sp = step(sp, sz as u64);
         }
-        cpu.push(bus, sz, frame)?;
+        sp = step(sp, sz as u64);
     }
+    let final_sp = step(sp, alloc);
+    let lin = cpu.seg_linear(sreg::SS, final_sp & mask(ss), 1, true)?;
+    cpu.translate(bus, lin, crate::bus::AccessKind::Write, crate::mmu::Priv::Current)?;
+    cpu.write_seg(bus, sreg::SS, bp_slot & mask(ss), sz, cpu.regs[RBP] & mask(sz))?;
+    let mut at = bp_slot;
+    for v in copies {
+        at = step(at, sz as u64);
+        cpu.write_seg(bus, sreg::SS, at & mask(ss), sz, v)?;
+    }
+    if level > 0 {
+        cpu.write_seg(bus, sreg::SS, sp & mask(ss), sz, frame)?;
+    }
+    cpu.regs[RBP] = bp;
     cpu.set_gpr(RBP, sz, frame);
-    let sp = cpu.regs[RSP].wrapping_sub(alloc);
-    // Touch the new stack top so a fault happens here, as on hardware.
-    cpu.seg_linear(sreg::SS, sp & mask(ss), 1, true)?;
-    cpu.set_gpr(RSP, ss, sp);
+    cpu.regs[RSP] = final_sp;
     Ok(())
+}
+
+/// `v` less `by`, as a stack pointer of `ss` bytes moves: a 16-bit stack wraps SP and keeps
+/// the upper half of ESP, a 32-bit one zeroes RSP's upper half.
+pub(crate) fn step_stack_pointer(v: u64, ss: u8, by: u64) -> u64 {
+    match ss {
+        2 => (v & !0xffff) | (v.wrapping_sub(by) & 0xffff),
+        4 => v.wrapping_sub(by) & 0xffff_ffff,
+        _ => v.wrapping_sub(by),
+    }
 }
 
 fn stack_op_size_enter(cpu: &Cpu, d: &Insn) -> u8 {

@@ -3,12 +3,14 @@
 
 pub mod alu;
 pub mod branch;
+pub mod call_gate;
 pub mod data;
 pub mod mmx;
 pub mod operand;
 pub mod sse;
 pub mod string;
 pub mod system;
+pub mod task_switch;
 pub mod x87;
 
 use crate::bus::Bus;

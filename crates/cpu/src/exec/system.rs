@@ -238,6 +238,11 @@ impl Cpu {
         if self.long_mode() && v & CR4_PAE == 0 {
             return Err(Exc::gp0());
         }
+        if v & (CR4_VME | CR4_PVI) & !self.cr4 != 0 {
+            // Virtual interrupts (SDM vol. 3, 21.3) are not modelled: the bits are kept, the
+            // CPU behaves as with them clear.
+            self.note_missing_feature("virtual-8086/protected-mode virtual interrupts (CR4.VME/PVI; run as if clear)");
+        }
         self.cr4 = v;
         self.flush_tlb();
         self.end_block = true;
@@ -293,6 +298,10 @@ pub fn mov_cr_dr(cpu: &mut Cpu, _bus: &mut dyn Bus, d: &Insn) -> R {
             let n = if n == 4 { 6 } else if n == 5 { 7 } else { n & 7 };
             if (n == 6 || n == 7) && v >> 32 != 0 {
                 return Err(Exc::gp0());
+            }
+            if n == 7 && v & 0xff != 0 {
+                // Instruction and data breakpoints (SDM vol. 3, 18.2) are not modelled.
+                cpu.note_missing_feature("hardware breakpoints in DR0-DR3 (enabled in DR7; never hit)");
             }
             cpu.dr[n] = match n {
                 6 => v | 0xffff_0ff0,

@@ -171,6 +171,8 @@ struct SummaryJson<'a> {
     exit_detail: Option<&'a str>,
     exit_code: i32,
     unimplemented: &'a std::collections::BTreeMap<String, u64>,
+    /// Mechanisms the guest used that smmlab does not model, by name.
+    missing_features: &'a std::collections::BTreeMap<String, u64>,
     /// SMBASE when the run ended.
     smbase_after: u32,
     /// SMRAM decoding when the run ended (pc/q35 only).
@@ -362,6 +364,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             exit_detail: detail.as_deref(),
             exit_code,
             unimplemented: &s.unimplemented,
+            missing_features: &s.missing_features,
             smbase_after: s.smbase_after,
             smram_after: s.smram_after.map(|c| SmramJson { g_smrame: c.g_smrame, d_open: c.d_open, d_cls: c.d_cls, d_lck: c.d_lck, t_en: c.t_en }),
             wall_seconds: wall,
@@ -469,6 +472,14 @@ fn print_summary(s: &RunSummary, detail: Option<&str>, exit_code: i32, wall: f64
         println!("unimplemented instructions executed (each raised #UD):");
         for (k, v) in &s.unimplemented {
             println!("  {k:<20} {v}");
+        }
+    }
+    if s.missing_features.is_empty() {
+        println!("missing features: none");
+    } else {
+        println!("features the guest used that smmlab does not model (times used):");
+        for (k, v) in &s.missing_features {
+            println!("  {k}: {v}");
         }
     }
 }
