@@ -8,6 +8,7 @@ pub mod data;
 pub mod mmx;
 pub mod operand;
 pub mod sse;
+pub mod sse_float;
 pub mod string;
 pub mod system;
 pub mod task_switch;

@@ -1,8 +1,8 @@
 //! SSE/SSE2: the moves and integer operations compilers emit, MXCSR, FXSAVE/FXRSTOR, gated by
 //! CR0.EM/TS and CR4.OSFXSR (SDM vol. 3, 13.1).
 //!
-//! Only XMM forms are here: the MMX-register forms are in [`super::mmx`], and floating-point
-//! arithmetic returns no handler, so it raises #UD and is counted as unimplemented.
+//! Only XMM forms are here: the MMX-register forms are in [`super::mmx`], the floating-point
+//! arithmetic in [`super::sse_float`].
 
 #[path = "sse_int.rs"]
 pub(crate) mod sse_int;
@@ -50,7 +50,7 @@ pub fn handler(i: &Instruction) -> Option<Handler> {
         M::Fxsave | M::Fxsave64 => fxsave,
         M::Fxrstor | M::Fxrstor64 => fxrstor,
         mn if xmm0 && sse_int::compute(mn, 0, 0, 0).is_some() => binop,
-        _ => return None,
+        _ => return super::sse_float::handler(i),
     };
     Some(h)
 }
@@ -58,7 +58,7 @@ pub fn handler(i: &Instruction) -> Option<Handler> {
 /// The SSE availability checks (SDM vol. 3, 2.5 and 13.1; vol. 2, chapter 2's exception-class
 /// tables): #UD if CR0.EM = 1 or CR4.OSFXSR = 0 (or LOCK), then #NM if CR0.TS = 1.
 #[inline]
-fn check(cpu: &Cpu, d: &Insn) -> R {
+pub(super) fn check(cpu: &Cpu, d: &Insn) -> R {
     if cpu.cr0 & CR0_EM != 0 || cpu.cr4 & CR4_OSFXSR == 0 || d.i.has_lock_prefix() {
         return Err(Exc::ud());
     }
@@ -69,12 +69,12 @@ fn check(cpu: &Cpu, d: &Insn) -> R {
 }
 
 #[inline]
-fn xmm(cpu: &Cpu, r: Register) -> u128 {
+pub(super) fn xmm(cpu: &Cpu, r: Register) -> u128 {
     cpu.xmm[xmm_index(r)]
 }
 
 #[inline]
-fn set_xmm(cpu: &mut Cpu, r: Register, v: u128) {
+pub(super) fn set_xmm(cpu: &mut Cpu, r: Register, v: u128) {
     cpu.xmm[xmm_index(r)] = v;
 }
 
@@ -86,7 +86,7 @@ fn msize(d: &Insn) -> usize {
 /// Reads operand `n` as a 128-bit value: an XMM register, a GPR (zero-extended), memory of
 /// the instruction's memory size (16-byte operands must be aligned when `aligned`, as every
 /// legacy SSE m128 operand except MOVUPS/MOVUPD/MOVDQU), or an immediate byte.
-fn read_src(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn, n: u32, aligned: bool) -> Result<u128, Exc> {
+pub(super) fn read_src(cpu: &mut Cpu, bus: &mut dyn Bus, d: &Insn, n: u32, aligned: bool) -> Result<u128, Exc> {
     match d.i.op_kind(n) {
         OpKind::Register => {
             let r = d.i.op_register(n);
@@ -992,11 +992,32 @@ mod tests {
     }
 
     #[test]
+    fn an_unmasked_float_exception_is_xm_and_leaves_the_destination() {
+        use crate::exception::XM;
+        let (mut cpu, mut bus) = machine();
+        cpu.cr4 |= crate::cr::CR4_OSXMMEXCPT;
+        let one = 0x3f80_0000u128;
+        cpu.xmm[0] = one;
+        cpu.xmm[1] = 0;
+        // Masked: 1/0 = +inf, ZE recorded.
+        assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.divss(xmm0, xmm1)), NO_EXC);
+        assert_eq!((cpu.xmm[0] as u32, cpu.mxcsr & 0x3f), (0x7f80_0000, 0x04));
+        // ZE unmasked: #XM, the destination kept, the flag set.
+        cpu.xmm[0] = one;
+        cpu.mxcsr = 0x1f80 & !(0x04 << 7);
+        assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.divss(xmm0, xmm1)), XM as u64);
+        assert_eq!((cpu.xmm[0], cpu.mxcsr & 0x3f), (one, 0x04));
+        // Without CR4.OSXMMEXCPT the same is #UD.
+        cpu.cr4 &= !crate::cr::CR4_OSXMMEXCPT;
+        assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.divss(xmm0, xmm1)), UD as u64);
+    }
+
+    #[test]
     fn unimplemented_forms_are_ud() {
         let (mut cpu, mut bus) = machine();
-        assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.addps(xmm0, xmm1)), UD as u64);
+        assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.rcpps(xmm0, xmm1)), UD as u64);
         assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.cvtpi2ps(xmm0, mm1)), UD as u64);
-        assert_eq!(cpu.unimplemented.get("addps"), Some(&1));
+        assert_eq!(cpu.unimplemented.get("rcpps"), Some(&1));
         assert_eq!(cpu.unimplemented.get("cvtpi2ps"), Some(&1));
         // MMX forms are implemented (exec/mmx.rs).
         assert_eq!(run_asm(&mut cpu, &mut bus, |a| a.paddb(mm0, mm1)), NO_EXC);

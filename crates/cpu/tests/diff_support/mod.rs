@@ -1194,6 +1194,30 @@ fn t_sse_pack_minmax(g: &mut Gen) {
     g.generic(&["Packsswb", "Packssdw", "Packuswb", "Pminub", "Pminsw", "Pmaxub", "Pmaxsw"], 0.35);
 }
 
+// SSE/SSE2 floating-point templates (on float-structured XMM values, random MXCSR rounding,
+// DAZ and FTZ, every exception masked).
+fn t_sse_float_arith(g: &mut Gen) {
+    g.generic(
+        &[
+            "Addps", "Subps", "Mulps", "Divps", "Minps", "Maxps", "Sqrtps", "Addss", "Subss", "Mulss", "Divss", "Minss", "Maxss", "Sqrtss", "Addpd", "Subpd", "Mulpd",
+            "Divpd", "Minpd", "Maxpd", "Sqrtpd", "Addsd", "Subsd", "Mulsd", "Divsd", "Minsd", "Maxsd", "Sqrtsd",
+        ],
+        0.35,
+    );
+}
+fn t_sse_float_compare(g: &mut Gen) {
+    g.generic(&["Cmpps", "Cmpss", "Cmppd", "Cmpsd", "Comiss", "Ucomiss", "Comisd", "Ucomisd"], 0.35);
+}
+fn t_sse_float_convert(g: &mut Gen) {
+    g.generic(
+        &[
+            "Cvtsi2ss", "Cvtsi2sd", "Cvtss2si", "Cvttss2si", "Cvtsd2si", "Cvttsd2si", "Cvtss2sd", "Cvtsd2ss", "Cvtps2pd", "Cvtpd2ps", "Cvtdq2ps", "Cvtps2dq", "Cvttps2dq",
+            "Cvtdq2pd", "Cvtpd2dq", "Cvttpd2dq",
+        ],
+        0.35,
+    );
+}
+
 pub fn templates() -> Vec<Template> {
     let t = |name, emit, available| Template { name, suite: Suite::Integer, emit, available };
     let s = |name, emit| Template { name, suite: Suite::Sse, emit, available: always };
@@ -1231,6 +1255,9 @@ pub fn templates() -> Vec<Template> {
         s("sse_add_sub", t_sse_add_sub),
         s("sse_shifts", t_sse_shift),
         s("sse_pack_min_max", t_sse_pack_minmax),
+        s("sse_float_arith", t_sse_float_arith),
+        s("sse_float_compare", t_sse_float_compare),
+        s("sse_float_convert", t_sse_float_convert),
         f("x87_load", x87::t_load),
         f("x87_store", x87::t_store),
         f("x87_arith", x87::t_arith),
@@ -1278,8 +1305,50 @@ fn initial_state(g: &mut Gen, sse: bool, x87: bool) -> State {
         }
     }
     let segs = if g.bits() == 32 { [USER_DS, USER_DS] } else { [0, 0] };
-    let fx = if x87 { x87::initial_image(g) } else { x87::clean_image() };
+    let mut fx = if x87 { x87::initial_image(g) } else { x87::clean_image() };
+    if sse {
+        // MXCSR: every exception masked, a random rounding mode, DAZ and FTZ, sticky flags.
+        let rc = g.rng.gen_range(0..4u32) << 13;
+        let daz = (g.rng.gen_bool(0.25) as u32) << 6;
+        let ftz = (g.rng.gen_bool(0.25) as u32) << 15;
+        let sticky = g.rng.gen::<u32>() & 0x3f;
+        let sticky = if g.rng.gen_bool(0.2) { sticky } else { 0 };
+        let mxcsr = 0x1f80 | rc | daz | ftz | sticky;
+        fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        // Half the XMM registers hold floats of every class, lane by lane.
+        for x in xmm.iter_mut() {
+            if g.rng.gen_bool(0.5) {
+                *x = float_lanes(g);
+            }
+        }
+    }
     State { regs, rflags, xmm, segs, fx, mem }
+}
+
+/// An XMM value of four singles or two doubles of every class: small integers, values near 1,
+/// the ends of the range, denormals, zeros, infinities and NaNs.
+fn float_lanes(g: &mut Gen) -> u128 {
+    let double = g.rng.gen_bool(0.5);
+    let (bits, frac, bias, emax) = if double { (64u32, 52u32, 1023i64, 2047u64) } else { (32, 23, 127, 255) };
+    let mut v = 0u128;
+    for k in 0..128 / bits {
+        let sign = (g.rng.gen_bool(0.4) as u64) << (bits - 1);
+        let f = g.rng.gen::<u64>() & ((1 << frac) - 1);
+        let lane = match g.rng.gen_range(0..12) {
+            0 => 0,
+            1 => ((bias as u64) << frac) | f >> g.rng.gen_range(0..frac),
+            2 => (((bias + g.rng.gen_range(0..20)) as u64) << frac) | (f & !((1 << (frac - 4)) - 1)),
+            3 => ((emax - 1 - g.rng.gen_range(0..3)) << frac) | f,
+            4 => (g.rng.gen_range(1..4) << frac) | f,
+            5 => f >> g.rng.gen_range(0..frac),
+            6 => emax << frac,
+            7 => (emax << frac) | (1 << (frac - 1)) | (f >> 2),
+            8 => (emax << frac) | (f >> 2) | 1,
+            _ => (((bias + g.rng.gen_range(-30i64..30)) as u64) << frac) | f,
+        };
+        v |= ((lane | sign) as u128) << (bits * k);
+    }
+    v
 }
 
 /// Per-case seed from the run seed and the case index.
