@@ -118,7 +118,13 @@ impl Cpu {
 
     pub(crate) fn phys_write(&mut self, bus: &mut dyn Bus, addr: u64, size: u8, v: u64) {
         self.note_phys_write(addr, size);
-        bus.write(self.smm_access(addr, size, AccessKind::Write), v)
+        bus.write(self.smm_access(addr, size, AccessKind::Write), v);
+        // A write the platform must act on before the next access (a flash command that turns
+        // reads from the array into reads of the status register, a remapped window): the
+        // block ends after this instruction, so that the next one sees the new map.
+        if bus.pending().has(crate::bus::Pending::STOP) {
+            self.end_block = true;
+        }
     }
 
     /// Translates a linear address, walking the page tables and setting A/D bits.

@@ -134,6 +134,16 @@ pub enum MachineEvent {
         /// Guest time in ticks.
         icount: u64,
     },
+    /// The first write from outside SMM to a block of a secure flash unit (`--pflash-secure`),
+    /// which the flash refused: only SMM may program the variable store. Once per block.
+    PflashWriteRefused {
+        /// The written physical address.
+        addr: u64,
+        /// The flash unit (0 the code, 1 the variable store).
+        unit: u8,
+        /// Guest time in ticks.
+        icount: u64,
+    },
     /// The hardware monitor's readings changed (sampled every millisecond while monitoring).
     Sensors {
         /// CPU temperature, whole degrees C.

@@ -118,6 +118,12 @@ pub enum MachineError {
     /// A `--fw-cfg` file is unusable.
     #[error(transparent)]
     FwCfgFile(#[from] devices::fw_cfg_file::FwCfgFileError),
+    /// A flash image is unusable.
+    #[error(transparent)]
+    Pflash(#[from] devices::pflash_bank::PflashError),
+    /// Flash units were given for a board (named) without system flash.
+    #[error("the {0} machine has no system flash for --pflash (use --machine pc or q35)")]
+    NoPflash(&'static str),
     /// Option ROMs or fw_cfg files were given for a board (named) without fw_cfg.
     #[error("the {0} machine has no fw_cfg to pass option ROMs or --fw-cfg files through (use --machine pc or q35)")]
     NoFwCfg(&'static str),
@@ -179,6 +185,8 @@ pub enum ExitReason {
     },
     /// The host asked the run to stop ([`Machine::set_stop_flag`]: a signal, say).
     Interrupted,
+    /// COM1 transmitted the text the host waited for ([`devices::uart16550::Uart16550::stop_text`]).
+    SerialText,
 }
 
 impl ExitReason {
@@ -196,6 +204,7 @@ impl ExitReason {
             ExitReason::SmiStorm { .. } => "smi-storm",
             ExitReason::StuckInSmm { .. } => "stuck-in-smm",
             ExitReason::Interrupted => "interrupted",
+            ExitReason::SerialText => "serial-text",
         }
     }
 
@@ -205,6 +214,7 @@ impl ExitReason {
             ExitReason::Shutdown(w) => Some(w.to_string()),
             ExitReason::PowerOff { from_smm: true } => Some("requested from SMM".into()),
             ExitReason::PowerOff { from_smm: false } => Some("requested outside SMM".into()),
+            ExitReason::SerialText => Some("the serial port printed the --stop-on-serial text".into()),
             ExitReason::GuestTimeLimit { limit_ns } => Some(format!("{} of guest time (--max-guest-time)", ms(*limit_ns))),
             ExitReason::SmiStorm { smis, window_ns, outside_ns, outside_instructions } => Some(format!(
                 "{smis} SMIs in {} of guest time left the code they interrupted {outside_instructions} instructions in {} ({:.3} %): SMIs come faster than SMM finishes them",
@@ -406,6 +416,20 @@ impl Machine {
         }
     }
 
+    /// Maps flash units below 4 GiB, unit 0 (the firmware code) on top, as QEMU 7.2's
+    /// `-drive if=pflash` does; `secure` lets only SMM program them. The machine's ROM is
+    /// replaced by unit 0 (its top 128 KiB also in the legacy BIOS window). Errors on the
+    /// minimal board, and for images the bank refuses.
+    pub fn attach_pflash(&mut self, images: Vec<devices::pflash_bank::PflashImage>, secure: bool) -> Result<(), MachineError> {
+        if matches!(self.board, board::Board::Minimal(_)) {
+            return Err(MachineError::NoPflash("minimal"));
+        }
+        let bank = devices::pflash_bank::PflashBank::new(images, secure)?;
+        self.board.attach_pflash(bank);
+        self.cpu.flush_code();
+        Ok(())
+    }
+
     /// Hands an option ROM to the firmware as the fw_cfg file `genroms/<basename>`, as
     /// QEMU's `-option-rom` does ([`devices::option_rom`]). Errors on the minimal board (no
     /// fw_cfg) and when the name is taken.
@@ -523,6 +547,9 @@ impl Machine {
             if let Some(from_smm) = self.board.power_off() {
                 break ExitReason::PowerOff { from_smm };
             }
+            if self.board.serial_text_seen() {
+                break ExitReason::SerialText;
+            }
             match r {
                 Exit::InstructionLimit => continue,
                 Exit::Stopped if self.board.debug_exit_code().is_some() => break ExitReason::DebugExit,
@@ -559,7 +586,7 @@ impl Machine {
             ExitReason::SmiStorm { .. } | ExitReason::StuckInSmm { .. } => 6,
             // 128 + SIGINT, as a shell reports it; a host that knows the signal says so.
             ExitReason::Interrupted => 130,
-            ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } => 0,
+            ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } | ExitReason::SerialText => 0,
         };
         let instructions = self.cpu.icount;
         let now = self.board.now(instructions).0;

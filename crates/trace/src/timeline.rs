@@ -6,6 +6,9 @@ use machine::events::MachineEvent;
 use machine::smi::SmiCause;
 use machine::ShutdownReason;
 
+/// The SMBASE every CPU starts with; an SMI from any other one runs a relocated handler.
+const DEFAULT_SMBASE: u32 = 0x30000;
+
 /// How an SMI ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -137,6 +140,13 @@ pub struct Timeline {
     /// The sources raised since the last SMM entry.
     pending_causes: Vec<SmiCause>,
     locked_at: Option<u64>,
+    /// Whether SMM is in service: an SMI ran with a relocated SMBASE (see `feed`).
+    in_service: bool,
+    /// SMRAM pages written from outside SMM during set-up (before SMM was in service or
+    /// locked), and of them how many SMM ran code from.
+    set_up_writes: (u64, u64),
+    /// The 4 KiB pages of those writes.
+    set_up_pages: std::collections::BTreeSet<u64>,
     last: u64,
     notes: Vec<Note>,
     sensors: Vec<Reading>,
@@ -214,6 +224,7 @@ impl Timeline {
             }
             MachineEvent::SmmEntered { cause, smbase, cs, rip, icount, .. } => {
                 self.seen(*icount);
+                self.in_service |= *smbase != DEFAULT_SMBASE;
                 // An entry without RSM in between (cannot happen on real hardware): close it.
                 let closed = self.close(*icount, Outcome::Unfinished, None, 0);
                 let raised = self.pending_since.take().unwrap_or(*icount).min(*icount);
@@ -270,9 +281,16 @@ impl Timeline {
             }
             MachineEvent::SmramConfigChanged { old, new, icount } => {
                 // Once the firmware has locked SMRAM, any change is news; before, it is set-up.
-                if self.locked_at.is_some() || (old.t_en && !new.t_en) {
-                    let what = if old.t_en && !new.t_en { "TSEG disabled (ESMRAMC.T_EN cleared): TSEG is ordinary memory now" } else { "SMRAM decoding changed" };
-                    return self.note(*icount, old.t_en && !new.t_en, what.to_string());
+                // Opening TSEG (T_EN cleared) before the lock is how UEFI's SMM IPL loads the
+                // SMM core into SMRAM; once locked it cannot happen on ICH9/Q35.
+                let opened = old.t_en && !new.t_en;
+                if let Some(what) = match (self.locked_at.is_some(), opened) {
+                    (true, true) => Some("TSEG disabled (ESMRAMC.T_EN cleared): TSEG is ordinary memory now"),
+                    (true, false) => Some("SMRAM decoding changed"),
+                    (false, true) => Some("TSEG opened (ESMRAMC.T_EN cleared) before SMRAM was locked"),
+                    (false, false) => None,
+                } {
+                    return self.note(*icount, self.locked_at.is_some(), what.to_string());
                 }
                 self.seen(*icount);
                 None
@@ -296,8 +314,23 @@ impl Timeline {
             MachineEvent::SmramLockViolation { register, icount } => {
                 self.note(*icount, true, format!("SMRAM lock violation: a write to {register} was refused (D_LCK is set)"))
             }
+            // Firmware sets SMM up this way: edk2's PiSmmIpl opens TSEG and copies the SMM core
+            // into it from outside SMM, before any SMI runs from a relocated SMBASE. Once SMM
+            // is in service (an SMI ran with its SMBASE relocated) or SMRAM is locked, nobody
+            // but an attacker writes SMRAM from outside: an alert. Set-up writes become one at
+            // the end of a run in which SMRAM was never locked (`unlocked_verdict`).
             MachineEvent::SmramWrittenOutsideSmm { addr, icount } => {
-                self.note(*icount, true, format!("SMRAM written from outside SMM at {addr:#x} (TSEG open to non-SMM code)"))
+                let set_up = self.locked_at.is_none() && !self.in_service;
+                if set_up {
+                    self.set_up_writes.0 += 1;
+                    self.set_up_pages.insert(addr & !0xfff);
+                }
+                let when = if set_up { "TSEG open during firmware set-up, before SMM was in service" } else { "TSEG open to non-SMM code" };
+                self.note(*icount, !set_up, format!("SMRAM written from outside SMM at {addr:#x} ({when})"))
+            }
+            MachineEvent::PflashWriteRefused { addr, unit, icount } => {
+                let locked = self.locked_at.is_some();
+                self.note(*icount, locked, format!("flash unit {unit} refused a write from outside SMM at {addr:#x} (secure flash: only SMM may program it)"))
             }
             MachineEvent::Sensors { temp_c, fan_duty, fan_rpm, icount } => {
                 self.seen(*icount);
@@ -305,7 +338,12 @@ impl Timeline {
                 None
             }
             MachineEvent::SmmRanCodeWrittenOutsideSmm { addr, icount } => {
-                self.note(*icount, true, format!("SMM ran code from page {addr:#x}, which was written from outside SMM: code injected into SMRAM"))
+                // What counts is when the page was written: the code the SMM IPL put there
+                // during set-up runs for the whole boot.
+                let set_up = self.set_up_pages.contains(&(addr & !0xfff));
+                self.set_up_writes.1 += u64::from(set_up);
+                let what = if set_up { "written during firmware set-up (the SMM core's loader)" } else { "code injected into SMRAM" };
+                self.note(*icount, !set_up, format!("SMM ran code from page {addr:#x}, which was written from outside SMM: {what}"))
             }
         }
     }
@@ -314,6 +352,17 @@ impl Timeline {
     pub fn finish(&mut self, end: u64) -> Option<Line> {
         self.seen(end);
         self.close(self.last, Outcome::Unfinished, None, 0)
+    }
+
+    /// After [`Timeline::finish`]: if SMRAM was never locked and was written from outside SMM,
+    /// an alert saying so (nothing told those writes apart from an attacker's).
+    pub fn unlocked_verdict(&mut self) -> Option<Line> {
+        let (pages, code) = self.set_up_writes;
+        if self.locked_at.is_some() || pages == 0 {
+            return None;
+        }
+        let text = format!("SMRAM was never locked: {pages} pages of it were written from outside SMM during set-up, and SMM ran code from {code} of them; nothing tells those writes from an attacker's");
+        self.note(self.last, true, text)
     }
 
     fn seen(&mut self, t: u64) {
@@ -472,6 +521,45 @@ pub(crate) mod tests {
         assert_eq!(t.format_note(&n[0]), "[   0.002000 ms] !! SMRAM lock violation: a write to ESMRAMC was refused (D_LCK is set)");
         assert_eq!(t.format_note(&n[1]), "[   0.003000 ms] -- power off: S5 requested by the SMI handler");
         assert_eq!(t.last_time(), 3_000);
+    }
+
+    #[test]
+    fn smram_writes_alert_once_smm_is_in_service_or_when_it_is_never_locked() {
+        let set_up = |t: &mut Timeline| {
+            t.feed(&MachineEvent::SmramWrittenOutsideSmm { addr: 0x7f0_0000, icount: 10 });
+            t.feed(&MachineEvent::SmmEntered { cause: None, smbase: DEFAULT_SMBASE, cs: 0, rip: 0, mode: "real", icount: 12 });
+            t.feed(&MachineEvent::RsmCompleted { smbase: 0x7f4_0000, rip: 0, mode: "real", smm_instructions: 1, icount: 13 });
+            t.feed(&MachineEvent::SmmEntered { cause: None, smbase: 0x7f4_0000, cs: 0, rip: 0, mode: "real", icount: 20 });
+            t.feed(&MachineEvent::SmmRanCodeWrittenOutsideSmm { addr: 0x7f0_0000, icount: 20 });
+            t.feed(&MachineEvent::RsmCompleted { smbase: 0x7f4_0000, rip: 0, mode: "real", smm_instructions: 1, icount: 25 });
+        };
+        // Firmware set-up, then the lock: notes, and no verdict.
+        let mut t = Timeline::new(1_000_000_000);
+        set_up(&mut t);
+        t.feed(&MachineEvent::SmramLocked { icount: 30 });
+        t.finish(40);
+        assert_eq!(t.unlocked_verdict(), None);
+        assert!(t.notes().iter().all(|n| !n.alert), "{:?}", t.notes());
+        // Code written during set-up and run after the lock is set-up too.
+        t.feed(&MachineEvent::SmmRanCodeWrittenOutsideSmm { addr: 0x7f0_0010, icount: 35 });
+        assert!(!t.notes().last().unwrap().alert);
+        // Code nobody wrote during set-up is injected.
+        t.feed(&MachineEvent::SmmRanCodeWrittenOutsideSmm { addr: 0x7f1_0000, icount: 36 });
+        assert!(t.notes().last().unwrap().alert);
+        // Unlocked, but SMM in service (an SMI ran from its relocated SMBASE): a write is an
+        // alert at once.
+        let mut t = Timeline::new(1_000_000_000);
+        set_up(&mut t);
+        t.feed(&MachineEvent::SmramWrittenOutsideSmm { addr: 0x7f1_0000, icount: 50 });
+        assert!(t.notes().last().unwrap().alert);
+        // Never locked: the end of the run says so.
+        let mut t = Timeline::new(1_000_000_000);
+        set_up(&mut t);
+        t.finish(40);
+        assert_eq!(t.unlocked_verdict(), Some(Line::Note(2)));
+        let n = &t.notes()[2];
+        assert!(n.alert);
+        assert!(n.text.starts_with("SMRAM was never locked: 1 pages of it were written from outside SMM during set-up, and SMM ran code from 1 of them"), "{}", n.text);
     }
 
     #[test]

@@ -140,6 +140,11 @@ impl Board {
         platform!(self, p => p.reset_requested(), false)
     }
 
+    /// Whether COM1 has transmitted its stop text (`--stop-on-serial`).
+    pub fn serial_text_seen(&self) -> bool {
+        platform!(self, p => p.serial_text_seen(), false)
+    }
+
     /// Whether the guest powered the machine off (Some(from SMM)).
     pub fn power_off(&self) -> Option<bool> {
         platform!(self, p => p.power_off(), None)
@@ -179,6 +184,21 @@ impl Board {
     /// The external SMI pin (None on the minimal board).
     pub fn smi_pin(&mut self) -> Option<&mut SmiPin> {
         platform!(self, p => Some(&mut p.smi_pin), None)
+    }
+
+    /// Maps `bank` below 4 GiB in place of the ROM there, its unit 0's top 128 KiB copied into
+    /// the legacy BIOS window. False on the minimal board (no system flash).
+    pub fn attach_pflash(&mut self, bank: crate::devices::pflash_bank::PflashBank) -> bool {
+        platform!(self, p => {
+            p.rom = crate::memory::rom::Rom::new(bank.isa_bios());
+            p.pflash = Some(bank);
+            true
+        }, false)
+    }
+
+    /// The system flash (`--pflash`), if the board has it.
+    pub fn pflash(&self) -> Option<&crate::devices::pflash_bank::PflashBank> {
+        platform!(self, p => p.pflash.as_ref(), None)
     }
 
     /// Attaches a disk where the board's firmware looks first: the IDE primary master on

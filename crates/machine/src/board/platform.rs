@@ -27,6 +27,8 @@ use crate::devices::apm::Apm;
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::debugcon::Debugcon;
 use crate::devices::lapic::{Lapic, LapicAction, LAPIC_BASE};
+use crate::devices::pflash::WriteOutcome;
+use crate::devices::pflash_bank::PflashBank;
 // --- legacy devices (platform issue) ---
 use super::legacy::LegacyDevices;
 use crate::devices::ioapic::{Ioapic, IOAPIC_BASE};
@@ -70,6 +72,8 @@ pub const PORT_RESET_CONTROL: u16 = 0xcf9;
 enum Target {
     Ram(u64),
     Rom(u64),
+    /// A system flash unit and the offset into it.
+    Pflash(usize, u64),
     Lapic(u16),
     // --- legacy devices (platform issue) ---
     Ioapic(u16),
@@ -89,8 +93,11 @@ enum Target {
 pub struct Platform<C: Chipset> {
     /// Guest RAM.
     pub ram: Ram,
-    /// The firmware ROM (and its flash).
+    /// The firmware ROM (and its flash); with [`Platform::pflash`], the copy of unit 0's top
+    /// in the legacy BIOS window.
     pub rom: Rom,
+    /// The system flash units below 4 GiB, in place of the ROM there (`--pflash`).
+    pub pflash: Option<PflashBank>,
     /// The chipset's registers and SMRAM/PAM decoding.
     pub chipset: C,
     /// PCI configuration mechanism #1 (0xCF8/0xCFC).
@@ -155,6 +162,8 @@ pub struct Platform<C: Chipset> {
     tseg_written: std::collections::BTreeSet<u64>,
     /// Of those, the pages SMM has fetched code from (reported once each).
     foreign_code_seen: std::collections::BTreeSet<u64>,
+    /// Flash blocks a refused write was reported for.
+    pflash_refused_blocks: std::collections::BTreeSet<u64>,
     /// End of the CPU slice in progress (None outside [`Machine::run`](crate::Machine::run)).
     slice_end: Option<Ticks>,
 }
@@ -170,6 +179,7 @@ impl<C: Chipset> Platform<C> {
         Platform {
             ram,
             rom: Rom::new(rom),
+            pflash: None,
             chipset,
             pci: PciHost::default(),
             apm: Apm::default(),
@@ -204,6 +214,7 @@ impl<C: Chipset> Platform<C> {
             tseg_open: false,
             tseg_written: Default::default(),
             foreign_code_seen: Default::default(),
+            pflash_refused_blocks: Default::default(),
             slice_end: None,
         }
     }
@@ -491,6 +502,20 @@ impl<C: Chipset> Platform<C> {
         }
     }
 
+    /// A write to a flash unit: a refused one (from outside SMM to a secure unit) is an event
+    /// for the first refused write to each block; when the unit leaves read-array mode or its
+    /// array changes, the CPU's direct pages and the code it decoded from flash are stale.
+    fn pflash_write(&mut self, unit: usize, off: u64, a: Access, value: u64) {
+        let Some(bank) = self.pflash.as_mut() else { return };
+        let outcome = bank.units_mut()[unit].flash.write(off, a.size, value, a.smm);
+        if outcome == WriteOutcome::Refused && self.pflash_refused_blocks.insert(a.addr & !(crate::devices::pflash::BLOCK_SIZE - 1)) {
+            self.events.push(MachineEvent::PflashWriteRefused { addr: a.addr, unit: unit as u8, icount: self.clock.now().0 });
+        }
+        if bank.take_stale() {
+            self.flush = true;
+        }
+    }
+
     fn in_open_tseg(&self, addr: u64) -> bool {
         self.tseg_open && self.tseg_watch.as_ref().is_some_and(|r| r.contains(&addr))
     }
@@ -522,6 +547,9 @@ impl<C: Chipset> Platform<C> {
         }
         if self.pci_slots.claims_mmio(addr) {
             return Target::PciMmio;
+        }
+        if let Some((unit, o)) = self.pflash.as_ref().and_then(|b| b.locate(addr)) {
+            return Target::Pflash(unit, o);
         }
         if let Some(o) = self.rom.high_offset(addr) {
             // Flash: writes store only as the chipset's BIOS write protection allows.
@@ -620,6 +648,11 @@ impl<C: Chipset> Platform<C> {
 }
 
 impl<C: Chipset> Platform<C> {
+    /// Whether COM1 has transmitted its stop text (`--stop-on-serial`).
+    pub fn serial_text_seen(&self) -> bool {
+        self.legacy.com1.as_ref().is_some_and(|u| u.stop_text_seen)
+    }
+
     /// The lines the board drives now (what [`Bus::pending`] caches).
     fn compute_pending(&mut self) -> Pending {
         let mut p = 0;
@@ -629,7 +662,7 @@ impl<C: Chipset> Platform<C> {
                 p |= Pending::IO_TRAP;
             }
         }
-        if self.flush || !self.dma_writes.is_empty() || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() {
+        if self.flush || !self.dma_writes.is_empty() || self.resync || self.pause || self.debug_exit.code().is_some() || self.a20_request.is_some() || self.reset_requested || self.power_off.is_some() || self.serial_text_seen() {
             p |= Pending::STOP;
         }
         // --- legacy devices (platform issue) ---
@@ -653,6 +686,7 @@ impl<C: Chipset> Bus for Platform<C> {
         match self.route(a.addr, a.kind, a.smm) {
             Target::Ram(o) => self.ram.read_le(o, a.size),
             Target::Rom(o) => self.rom.read_le(o, a.size),
+            Target::Pflash(u, o) => self.pflash.as_ref().map_or(0, |b| b.units()[u].flash.read(o, a.size, a.smm)),
             Target::Lapic(o) => self.lapic.read(o, a.size, self.clock.now()) as u64,
             // --- legacy devices (platform issue) ---
             Target::Ioapic(o) => self.ioapic.read(o, a.size) as u64,
@@ -685,6 +719,7 @@ impl<C: Chipset> Bus for Platform<C> {
                 // The CPU may have decoded code from these bytes.
                 self.flush = true;
             }
+            Target::Pflash(u, o) => self.pflash_write(u, o, a, value),
             Target::Chipset => self.chipset.mmio_write(a.addr, a.size, value),
             Target::Lapic(o) => {
                 self.poll.disturb();
@@ -801,6 +836,10 @@ impl<C: Chipset> Bus for Platform<C> {
             Reach::Beyond => match self.route(page, kind, smm) {
                 Target::Ram(o) => return self.ram.page_ptr(o),
                 Target::Rom(o) => Some(o),
+                Target::Pflash(u, o) if kind != AccessKind::Write => {
+                    let f = &self.pflash.as_ref()?.units()[u].flash;
+                    return if f.direct_reads(smm) { f.page_ptr(o) } else { None };
+                }
                 _ => None,
             },
             Reach::Hole | Reach::VgaWindow => None,

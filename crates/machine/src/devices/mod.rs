@@ -18,6 +18,7 @@ pub mod isa_dma;
 pub mod lapic;
 pub mod option_rom;
 pub mod pflash;
+pub mod pflash_bank;
 pub mod pic8259;
 pub mod pit8254;
 pub mod port92;

@@ -84,6 +84,10 @@ pub struct Pflash {
     pub writes_refused: u64,
     /// Writes taken from outside SMM (a part that is not secure).
     pub writes_other: u64,
+    /// Program and erase commands a read-only unit failed.
+    pub writes_failed: u64,
+    /// The array differs from the image the unit was made with (it has to be written back).
+    modified: bool,
     cfi: [u8; 0x52],
 }
 
@@ -102,6 +106,8 @@ impl Pflash {
             writes_smm: 0,
             writes_refused: 0,
             writes_other: 0,
+            writes_failed: 0,
+            modified: false,
             cfi: cfi_table(image.len() as u64),
         }
     }
@@ -119,6 +125,22 @@ impl Pflash {
     /// Whether reads see the array, so the CPU may read the bytes directly.
     pub fn reads_array(&self) -> bool {
         self.mode == Mode::ReadArray
+    }
+
+    /// Whether an access in SMM (`smm`) or not reads the array, so the CPU may read the bytes
+    /// directly: in read-array mode, and always from outside SMM on a secure part.
+    pub fn direct_reads(&self, smm: bool) -> bool {
+        self.mode == Mode::ReadArray || (self.secure && !smm)
+    }
+
+    /// Whether the unit is read-only.
+    pub fn readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// Whether the array was programmed or erased since the unit was made.
+    pub fn modified(&self) -> bool {
+        self.modified
     }
 
     /// A host pointer to the page at `off`, for direct reads while in read-array mode.
@@ -183,10 +205,12 @@ impl Pflash {
                 0xd0 => {
                     if self.readonly {
                         self.status |= sr::ERASE_ERROR;
+                        self.writes_failed += 1;
                     } else {
                         let start = off & !(BLOCK_SIZE - 1);
                         self.bytes.write(start, &[0xff; BLOCK_SIZE as usize]);
                         self.dirty = true;
+                        self.modified = true;
                     }
                     self.status |= sr::READY;
                     self.set_mode(Mode::ReadStatus);
@@ -257,9 +281,11 @@ impl Pflash {
     fn program(&mut self, off: u64, data: &[u8]) {
         if self.readonly || off.saturating_add(data.len() as u64) > self.len() {
             self.status |= sr::PROGRAM_ERROR;
+            self.writes_failed += u64::from(self.readonly);
         } else {
             self.bytes.write(off, data);
             self.dirty = true;
+            self.modified = true;
         }
         self.status |= sr::READY;
     }

@@ -62,6 +62,10 @@ pub struct Uart16550 {
     pub output: Vec<u8>,
     /// Where transmitted bytes are copied as they are sent, if anywhere.
     pub sink: Option<Box<dyn Write>>,
+    /// Text whose transmission ends the run (`--stop-on-serial`); empty for none.
+    pub stop_text: Vec<u8>,
+    /// Whether [`Uart16550::stop_text`] has been transmitted.
+    pub stop_text_seen: bool,
 }
 
 impl Uart16550 {
@@ -83,6 +87,9 @@ impl Uart16550 {
             return;
         }
         self.output.push(b);
+        if !self.stop_text.is_empty() && self.output.ends_with(&self.stop_text) {
+            self.stop_text_seen = true;
+        }
         if let Some(s) = self.sink.as_mut() {
             let _ = s.write_all(&[b]);
             if b == b'\n' {

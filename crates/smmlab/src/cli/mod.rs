@@ -6,6 +6,7 @@ mod disasm;
 mod fw;
 mod interrupt;
 mod observe;
+mod pflash;
 mod run;
 mod scenarios;
 

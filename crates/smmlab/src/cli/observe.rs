@@ -87,6 +87,8 @@ pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Obser
     let end = m.board.now(m.cpu.icount).0;
     let line = timeline.finish(end);
     show(&mut timeline, line, &None);
+    let line = timeline.unlocked_verdict();
+    show(&mut timeline, line, &None);
     Observed { summary, timeline, debugcon, end }
 }
 

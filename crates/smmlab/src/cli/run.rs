@@ -41,17 +41,45 @@ pub struct RunArgs {
     /// see --scenario.
     #[arg(long, value_name = "FILE")]
     pub bios: Option<PathBuf>,
-    /// Machine type [default: q35 for the built-in firmware, minimal with --bios].
+    /// A system flash unit, as QEMU's `-drive if=pflash,format=raw,file=FILE[,readonly=on]`
+    /// (repeatable; pc and q35): the first is unit 0, the firmware code, ending at 4 GiB (its
+    /// top 128 KiB also at 0xE0000), each further unit right below the one before; together at
+    /// most 8 MiB, each a multiple of 4 KiB. A writable unit the guest programs (UEFI's
+    /// variable store) is written back to its file after the run, however the run ends.
+    #[arg(long, value_name = "FILE[,readonly]", conflicts_with_all = ["bios", "scenario"])]
+    pub pflash: Vec<String>,
+    /// Whether only SMM may program the flash (QEMU's `-global
+    /// driver=cfi.pflash01,property=secure,value=on`, which OVMF's SMM variable store
+    /// expects); writes from outside SMM are refused and counted.
+    #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
+    pub pflash_secure: Switch,
+    /// Do not write the flash units back: the guest's changes last for this run only.
+    #[arg(long)]
+    pub pflash_snapshot: bool,
+    /// Boot Debian's OVMF with SMM and secure boot (package ovmf:
+    /// /usr/share/OVMF/OVMF_CODE_4M.secboot.fd read-only, and a per-user copy of
+    /// OVMF_VARS_4M.fd in $XDG_STATE_HOME/smmlab or ~/.local/state/smmlab as the variable
+    /// store), on q35 with 256 MiB unless --memory says otherwise, as QEMU runs it with
+    /// `-machine q35,smm=on`.
+    #[arg(long, conflicts_with_all = ["bios", "scenario", "pflash"])]
+    pub ovmf: bool,
+    /// End the run (exit reason serial-text, status 0) as soon as COM1 has transmitted TEXT;
+    /// connects COM1 if --serial did not. `--ovmf --stop-on-serial Shell>` stops at the UEFI
+    /// Shell's prompt.
+    #[arg(long, value_name = "TEXT", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub stop_on_serial: Option<String>,
+    /// Machine type [default: q35 for the built-in firmware and for flash, minimal with --bios].
     #[arg(long, value_enum)]
     pub machine: Option<MachineKind>,
-    /// CPU model [default: intel64 for the built-in firmware (SMRR, SMM_CODE_CHK); with --bios,
-    /// amd64 on pc and q35 (QEMU's qemu64 also writes the AMD64 save-state map, revision
-    /// 0x20064, which SeaBIOS requires), intel64 on minimal].
+    /// CPU model [default: intel64 for the built-in firmware (SMRR, SMM_CODE_CHK); with --bios
+    /// or flash, amd64 on pc and q35 (QEMU's qemu64 also writes the AMD64 save-state map,
+    /// revision 0x20064, which SeaBIOS requires), intel64 on minimal].
     #[arg(long, value_enum)]
     pub cpu: Option<CpuKind>,
-    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
-    #[arg(long, value_name = "MiB", default_value_t = 128)]
-    pub memory: u64,
+    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16) [default: 128, 256
+    /// with --ovmf].
+    #[arg(long, value_name = "MiB")]
+    pub memory: Option<u64>,
     /// Write the guest's debugcon (port 0x402) output to FILE, or to stdout with '-'.
     #[arg(long, value_name = "FILE")]
     pub debugcon: Option<String>,
@@ -148,6 +176,14 @@ pub struct RunArgs {
     pub trace_json: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 #[derive(Serialize)]
 struct SmramJson {
     g_smrame: bool,
@@ -181,33 +217,47 @@ struct SummaryJson<'a> {
     mips: f64,
     /// SMI latency by source, time in SMM, SMIs over --smi-timeout.
     smi_latency: &'a trace::LatencySummary,
+    /// Writes to the flash units taken from SMM (with --pflash/--ovmf).
+    pflash_writes_smm: Option<u64>,
+    /// Writes from outside SMM a secure flash refused (with --pflash/--ovmf).
+    pflash_writes_refused: Option<u64>,
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     // First, so that a signal at any time after this ends the run cleanly.
     let interrupt = super::interrupt::Interrupt::install()?;
-    let scenario = match &a.bios {
-        Some(_) => None,
-        None => Some(super::scenarios::find(a.scenario.as_deref().unwrap_or("default"))?),
+    let flash_args = if a.ovmf { super::pflash::ovmf_units()? } else { a.pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
+    let flash = super::pflash::open(&flash_args)?;
+    let external = a.bios.is_some() || !flash.is_empty();
+    let scenario = match external {
+        true => None,
+        false => Some(super::scenarios::find(a.scenario.as_deref().unwrap_or("default"))?),
     };
+    if external {
+        for (flag, given) in [("--type", a.type_text.is_some()), ("--inject-ecc", !a.inject_ecc.is_empty()), ("--heat", a.heat.is_some()), ("--fan-fail", a.fan_fail), ("--nvram", a.nvram.is_some())] {
+            anyhow::ensure!(!given, "{flag} needs the built-in firmware (not --bios, --pflash or --ovmf)");
+        }
+    }
+    let memory = a.memory.unwrap_or(if a.ovmf { 256 } else { 128 });
     if !(a.smi_timeout.is_finite() && a.smi_timeout >= 0.0) {
         bail!("--smi-timeout must be a number of microseconds, 0 or more");
     }
     let rom = match (&a.bios, scenario) {
         (Some(p), _) => machine::load_rom(p)?,
         (None, Some(sc)) => (sc.rom)(),
-        (None, None) => firmware_image::ROM.to_vec(),
+        // The flash replaces the ROM (Machine::attach_pflash).
+        (None, None) => Vec::new(),
     };
-    let builtin = a.bios.is_none();
+    let builtin = !external;
     if builtin {
-        firmware_image::check_memory(a.memory).map_err(anyhow::Error::msg)?;
+        firmware_image::check_memory(memory).map_err(anyhow::Error::msg)?;
     }
     for (flag, path) in [("--summary-json", &a.summary_json), ("--vcd", &a.vcd), ("--trace-json", &a.trace_json), ("--nvram", &a.nvram)] {
         if let Some(p) = path {
             super::check_output(flag, p)?;
         }
     }
-    let machine = a.machine.unwrap_or(if builtin { MachineKind::Q35 } else { MachineKind::Minimal });
+    let machine = a.machine.unwrap_or(if a.bios.is_none() { MachineKind::Q35 } else { MachineKind::Minimal });
     let cpu = a.cpu.unwrap_or(match machine {
         _ if builtin => CpuKind::Intel64,
         MachineKind::Minimal => CpuKind::Intel64,
@@ -225,7 +275,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         bail!("--ips must be between {MIN_IPS} and {MAX_IPS} instructions per second (got {})", a.ips);
     }
     let config = MachineConfig {
-        memory_mib: a.memory,
+        memory_mib: memory,
         model,
         instructions_per_second: a.ips,
         poll_forward: !a.exact_time,
@@ -248,6 +298,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     if builtin {
         // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
         m.enable_lab_hardware();
+    }
+    if !flash.is_empty() {
+        m.attach_pflash(flash, a.pflash_secure == Switch::On)?;
     }
     if let Some(d) = disk {
         m.attach_disk(d)?;
@@ -289,18 +342,21 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             m.board.debugcon().sink = Some(Box::new(std::io::BufWriter::new(f)));
         }
     }
-    if let Some(target) = a.serial.as_deref() {
-        let sink: Box<dyn std::io::Write> = match target {
-            "-" => Box::new(std::io::stdout()),
-            path => Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create serial file {path}"))?)),
+    if a.serial.is_some() || a.stop_on_serial.is_some() {
+        let sink: Option<Box<dyn std::io::Write>> = match a.serial.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(std::io::stdout())),
+            Some(path) => Some(Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create serial file {path}"))?))),
         };
+        let flag = if a.serial.is_some() { "--serial" } else { "--stop-on-serial" };
         match m.board.legacy() {
             Some(l) => {
                 let mut u = machine::devices::uart16550::Uart16550::default();
-                u.sink = Some(sink);
+                u.sink = sink;
+                u.stop_text = a.stop_on_serial.clone().unwrap_or_default().into_bytes();
                 l.com1 = Some(u);
             }
-            None => bail!("--serial needs --machine pc or q35"),
+            None => bail!("{flag} needs --machine pc or q35"),
         }
     }
     // The built-in firmware's debugcon goes to stdout line by line, between the SMI lines.
@@ -315,6 +371,15 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let observed = observe::run(&mut m, a.max_instructions, a.ips, &watch);
     let s = &observed.summary;
     let wall = t0.elapsed().as_secs_f64();
+    // The variable store first: whatever fails below, the guest's writes are kept.
+    if let (Some(bank), false) = (m.board.pflash(), a.pflash_snapshot) {
+        for p in super::pflash::write_back(bank)? {
+            if !a.quiet {
+                eprintln!("smmlab: flash written back to {}", p.display());
+            }
+        }
+    }
+    let flash_counts = m.board.pflash().map(|b| (b.writes_smm(), b.writes_refused()));
     m.board.debugcon().flush();
     if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
         u.flush();
@@ -338,6 +403,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     let exit_code = signal.map_or(s.exit_code, super::interrupt::exit_code);
     if !a.quiet {
         print_summary(s, detail.as_deref(), exit_code, wall);
+        if let Some((smm, refused)) = flash_counts {
+            println!("flash writes:     {smm} from SMM, {refused} refused from outside SMM");
+        }
         print!("{}", latency.render());
     }
     if let Some(p) = &a.nvram {
@@ -370,6 +438,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             wall_seconds: wall,
             mips: s.instructions as f64 / wall.max(1e-9) / 1e6,
             smi_latency: &latency,
+            pflash_writes_smm: flash_counts.map(|c| c.0),
+            pflash_writes_refused: flash_counts.map(|c| c.1),
         };
         let text = serde_json::to_string_pretty(&j)?;
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write summary file {}", p.display()))?;
