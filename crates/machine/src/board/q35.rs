@@ -836,6 +836,55 @@ mod tests {
     }
 
     #[test]
+    fn secure_flash_takes_commands_from_smm_only_and_remaps_for_the_cpu() {
+        use crate::devices::pflash_bank::{PflashBank, PflashImage};
+        let mut b = board();
+        let code = PflashImage::from_bytes(std::path::Path::new("code.fd"), vec![0xc3; 64 << 10], true).unwrap();
+        let vars = PflashImage::from_bytes(std::path::Path::new("vars.fd"), vec![0x5a; 16 << 10], false).unwrap();
+        b.pflash = Some(PflashBank::new(vec![code, vars], true).unwrap());
+        b.take_flush();
+        let vars_base = (1u64 << 32) - (80 << 10);
+        let byte = |b: &mut Q35, addr: u64, smm: bool| b.read(Access { addr, size: 1, kind: AccessKind::Read, smm });
+        let poke = |b: &mut Q35, addr: u64, v: u64, smm: bool| b.write(Access { addr, size: 1, kind: AccessKind::Write, smm }, v);
+        assert_eq!(byte(&mut b, 0xffff_fff0, false), 0xc3, "unit 0 ends at 4 GiB");
+        assert_eq!(byte(&mut b, vars_base, false), 0x5a, "unit 1 right below it");
+        assert!(b.host_page(vars_base, AccessKind::Read, true).is_some(), "read-array mode: direct pages");
+        // From outside SMM: refused, reported once per block, the array unchanged.
+        for _ in 0..2 {
+            poke(&mut b, vars_base + 1, 0x10, false);
+            poke(&mut b, vars_base + 1, 0x00, false);
+        }
+        let refused: Vec<_> = b.events.drain().into_iter().filter(|e| matches!(e, MachineEvent::PflashWriteRefused { unit: 1, .. })).collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(byte(&mut b, vars_base + 1, false), 0x5a);
+        assert_eq!(b.pflash.as_ref().unwrap().writes_refused(), 4);
+        // From SMM, OVMF's probe: clear status, read status (0x00), back to the array.
+        poke(&mut b, vars_base, 0x50, true);
+        poke(&mut b, vars_base, 0x70, true);
+        assert!(b.pending().has(Pending::STOP), "the CPU must drop its direct pages now");
+        assert!(b.take_flush());
+        assert!(b.host_page(vars_base, AccessKind::Read, true).is_none(), "status mode: reads go through the board");
+        assert_eq!(byte(&mut b, vars_base, true), 0x00, "status after clear status");
+        assert_eq!(byte(&mut b, vars_base, false), 0x5a, "outside SMM a secure part shows the array");
+        // Program a byte, then read the array again.
+        poke(&mut b, vars_base + 2, 0x10, true);
+        poke(&mut b, vars_base + 2, 0xa5, true);
+        assert_eq!(byte(&mut b, vars_base + 2, true), 0x80, "ready");
+        poke(&mut b, vars_base + 2, 0xff, true);
+        assert_eq!(byte(&mut b, vars_base + 2, true), 0xa5);
+        let bank = b.pflash.as_ref().unwrap();
+        assert!(bank.units()[1].flash.modified() && !bank.units()[0].flash.modified());
+        assert_eq!(bank.writes_smm(), 5);
+        // The read-only code unit fails a program.
+        poke(&mut b, 0xffff_0000, 0x10, true);
+        poke(&mut b, 0xffff_0000, 0x00, true);
+        assert_eq!(byte(&mut b, 0xffff_0000, true) & 0x90, 0x90, "ready, program error");
+        poke(&mut b, 0xffff_0000, 0xff, true);
+        assert_eq!(byte(&mut b, 0xffff_0000, true), 0xc3);
+        assert_eq!(b.pflash.as_ref().unwrap().units()[0].flash.writes_failed, 1);
+    }
+
+    #[test]
     fn unmapped_ports_and_memory_read_all_ones() {
         let mut b = board();
         assert_eq!(inp(&mut b, 0x1234, 2), 0xffff);
