@@ -2,27 +2,22 @@
 //! chipsec-like register patterns and watches what the handler does through the board's SMM
 //! access observer.
 //!
-//! How an SMI is raised without guest code of the firmware's: the auditor writes a three-byte
-//! stub (`OUT 0xB2, AL; HLT`, the same bytes in 16-, 32- and 64-bit code) at [`STUB`], points
-//! CS:RIP at it with interrupts off, loads the pattern into the CPU's registers and runs the
-//! CPU until the HLT after the RSM. The built-in OS is identity-mapped, SeaBIOS does not page,
-//! so the stub's physical address is also its linear address.
+//! The SMIs are raised through the machine's host API ([`Machine::raise_sw_smi`]: a stub
+//! `OUT 0xB2, AL; HLT` the machine runs with the pattern in the registers, until the CPU is
+//! back from SMM).
 //!
 //! SMM_CODE_CHK_EN is cleared while the checks run (and restored after): with it, a call-out
 //! is a machine check that ends the run; without it the observer sees the fetch. The
 //! configuration check reports the mitigation on its own.
 
-use crate::regs::{io_out, write_phys};
 use crate::report::{SmiContext, Status, Verdict};
 use crate::rules;
-use cpu::regs::{RAX, RBX, RCX, RDI, RDX, RSI};
-use cpu::Exit;
+use cpu::regs::{RBX, RCX, RDI, RSI};
 use machine::board::observer::{SmmAccess, SmmAccessKind};
+use machine::host::{SmiRegisters, SwSmiOutcome};
 use machine::Machine;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Where the stub goes (conventional memory, below 0x7C00).
-pub const STUB: u64 = 0x7000;
 /// The auditor's buffer (chipsec's smm_ptr allocates one below 4 GiB).
 pub const BUFFER: u64 = 0x30_0000;
 /// Size of the auditor's buffer.
@@ -136,71 +131,22 @@ enum Outcome {
     Fault(String),
 }
 
-/// Places the stub and CS:RIP for the CPU's current mode.
-fn place_stub(m: &mut Machine) -> Result<(), String> {
-    write_phys(m, STUB, &[0xe6, 0xb2, 0xf4]);
-    m.cpu.flush_code();
-    let (bits, protected) = (m.cpu.bitness(), m.cpu.protected());
-    let cs = &mut m.cpu.seg[cpu::sreg::CS];
-    match bits {
-        64 => m.cpu.rip = STUB,
-        _ if !protected => {
-            cs.selector = (STUB >> 4) as u16;
-            cs.base = STUB;
-            m.cpu.rip = 0;
-        }
-        _ if cs.base <= STUB => m.cpu.rip = STUB - cs.base,
-        _ => return Err(format!("cannot place the SMI stub: CS base {:#x} is above {STUB:#x}", cs.base)),
-    }
-    Ok(())
-}
-
 fn raise(m: &mut Machine, cmd: u8, p: &Pattern) -> Outcome {
-    if let Err(e) = place_stub(m) {
-        return Outcome::Fault(e);
-    }
-    let flags = m.cpu.flags.get() & !cpu::flags::bits::IF;
-    m.cpu.flags.set(flags);
-    m.cpu.halted = false;
-    for r in [RBX, RCX, RDX, RSI, RDI, 5, 8, 9, 10, 11, 12, 13, 14, 15] {
-        m.cpu.regs[r] = FILL;
-    }
-    m.cpu.regs[RAX] = cmd as u64;
+    let mut regs: SmiRegisters = [FILL; 16];
+    regs[cpu::regs::RAX] = 0;
     if let Some(ptr) = p.ptr {
         for r in [RBX, RCX, RSI, RDI] {
-            m.cpu.regs[r] = ptr;
+            regs[r] = ptr;
         }
     }
-    io_out(m, 0xb3, 1, 0);
     let _ = m.board.smm_observer().map(|o| o.drain());
-    let smis = m.cpu.smm_regs.smi_count;
-    let start = m.cpu.icount;
-    loop {
-        m.board.set_now(m.cpu.icount);
-        let r = m.cpu.run(m.board.bus(), 1_000_000);
-        m.board.set_now(m.cpu.icount);
-        if m.board.take_flush() {
-            m.cpu.flush_code();
-        }
-        let _ = m.board.take_pause();
-        match r {
-            Exit::Halted if !m.cpu.smm => break,
-            Exit::Shutdown(w) => return Outcome::Fault(w.to_string()),
-            Exit::Stopped if m.board.debug_exit_code().is_some() => return Outcome::Fault("the guest wrote isa-debug-exit".into()),
-            _ => {}
-        }
-        if m.board.reset_requested() {
-            return Outcome::Fault("the guest asked for a reset".into());
-        }
-        if m.cpu.icount - start > SMI_BUDGET {
-            return Outcome::Fault(format!("SW SMI {cmd:#04x} did not return within {SMI_BUDGET} instructions"));
-        }
-    }
+    let r = m.raise_sw_smi(cmd, 0, &regs, SMI_BUDGET);
     let acc = m.board.smm_observer().map(|o| o.drain()).unwrap_or_default();
-    if m.cpu.smm_regs.smi_count == smis {
-        return Outcome::NoSmi;
+    match r {
+        SwSmiOutcome::Returned { .. } => Outcome::Returned(acc),
+        SwSmiOutcome::NoSmi => Outcome::NoSmi,
+        SwSmiOutcome::Fault(why) => Outcome::Fault(why),
     }
-    Outcome::Returned(acc)
 }
 
 /// Writes the pattern's buffer: a communication header (GUID of 0x11 bytes, MessageLength
@@ -211,11 +157,11 @@ fn prepare_buffer(m: &mut Machine, p: &Pattern) {
         return;
     }
     if p.name == "buffer" {
-        write_phys(m, ptr, &vec![0x11u8; BUFFER_LEN as usize]);
+        m.write_phys(ptr, &vec![0x11u8; BUFFER_LEN as usize]);
     }
     let mut header = vec![0x11u8; 16];
     header.extend_from_slice(&0x20u64.to_le_bytes());
-    write_phys(m, ptr, &header);
+    m.write_phys(ptr, &header);
 }
 
 /// The result of the sweep.
@@ -238,8 +184,7 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
     let mut found: BTreeMap<(&'static str, u64), (Finding, Pattern, Vec<u8>)> = BTreeMap::new();
     let mut notes = Vec::new();
     let mut smis = 0u64;
-    let saved_fc = m.cpu.smm_regs.feature_control;
-    m.cpu.smm_regs.feature_control &= !cpu::smm::SMM_CODE_CHK_EN;
+    let code_check = m.set_smm_code_check(false);
     match m.board.smm_observer() {
         Some(o) => o.enabled = true,
         None => {
@@ -247,7 +192,6 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
             return Sweep { verdicts, smis, notes };
         }
     }
-    let (saved_rip, saved_cs, saved_flags) = (m.cpu.rip, m.cpu.seg[cpu::sreg::CS], m.cpu.flags.get());
     let mut reached = 0u32;
     'sweep: for cmd in 0..=255u8 {
         let mut control_smram = BTreeSet::new();
@@ -300,11 +244,7 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
     if let Some(o) = m.board.smm_observer() {
         o.enabled = false;
     }
-    m.cpu.smm_regs.feature_control = saved_fc;
-    m.cpu.rip = saved_rip;
-    m.cpu.seg[cpu::sreg::CS] = saved_cs;
-    m.cpu.flags.set(saved_flags);
-    m.cpu.flush_code();
+    m.set_smm_code_check(code_check);
     if reached == 0 {
         notes.push("no SW SMI reached SMM (APMC_EN or GBL_SMI_EN off?): the behaviour checks saw nothing".into());
     } else {

@@ -76,9 +76,9 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
     }
     m.board.set_pause_on_debugcon_line(true);
     let mut scanned = 0usize;
-    let start = m.cpu.icount;
+    let start = m.icount();
     loop {
-        let left = o.max_instructions.saturating_sub(m.cpu.icount - start);
+        let left = o.max_instructions.saturating_sub(m.icount() - start);
         let s = m.run(left);
         let out = &m.board.debugcon().output;
         if let Some(line) = find_marker(out, &mut scanned) {
@@ -103,13 +103,14 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
 fn stopped_at(m: &mut Machine, how: &str) -> String {
     let text = String::from_utf8_lossy(&m.board.debugcon().output).into_owned();
     let last = text.lines().rev().find(|l| !l.trim().is_empty());
+    let c = m.cpu_view();
     format!(
         "the run ended {how} after {} instructions at {:04x}:{:#x} ({} mode{}); {}",
-        m.cpu.icount,
-        m.cpu.seg[cpu::sreg::CS].selector,
-        m.cpu.rip,
-        m.cpu.mode_name(),
-        if m.cpu.smm { ", in SMM" } else { "" },
+        m.icount(),
+        c.cs,
+        c.rip,
+        c.mode,
+        if c.in_smm { ", in SMM" } else { "" },
         match last {
             Some(l) => format!("last debugcon line: {:?}", l.trim_end()),
             None => "nothing was written to debugcon".to_string(),

@@ -1,6 +1,5 @@
 //! Configuration checks, read from the machine at the hand-off point, with chipsec's rules.
 
-use crate::regs::{pci_read, pci_write};
 use crate::report::{Bit, Register, Status, Verdict};
 use crate::rules;
 use cpu::cpuid::Vendor;
@@ -45,7 +44,7 @@ fn smram_lock(m: &mut Machine) -> Verdict {
         Chipset::Q35 => (0x9d, "PCI 00:00.0 + 0x9d (MCH SMRAM)"),
         Chipset::I440fx => (0x72, "PCI 00:00.0 + 0x72 (i440FX PMC SMRAM)"),
     };
-    let v = pci_read(m, 0, 0, off, 1) as u64;
+    let v = m.pci_read(0, 0, off, 1) as u64;
     let reg = Register {
         name: "SMRAMC",
         location: loc.into(),
@@ -70,10 +69,10 @@ fn smrr_range(base: u64, mask: u64) -> (u64, u64) {
 
 /// chipsec common.smrr, plus coverage of TSEG.
 fn smrr(m: &mut Machine) -> Verdict {
-    if m.cpu.model.vendor != Vendor::Intel {
+    if m.cpu_model().vendor != Vendor::Intel {
         return verdict(rules::SMRR, Status::NotApplicable, "AMD CPU: no SMRR (see SMM_ADDR/SMM_MASK)".into(), vec![]);
     }
-    let (base, mask) = (m.cpu.smm_regs.smrr_base, m.cpu.smm_regs.smrr_mask);
+    let (base, mask) = (m.smm_registers().smrr_base, m.smm_registers().smrr_mask);
     let regs = vec![
         Register { name: "IA32_SMRR_PHYSBASE", location: "MSR 0x1f2".into(), value: base, bits: vec![Bit { name: "TYPE", bit: 0, value: base & 0xff }, Bit { name: "PHYSBASE", bit: 12, value: (base >> 12) & 0xf_ffff }] },
         Register { name: "IA32_SMRR_PHYSMASK", location: "MSR 0x1f3".into(), value: mask, bits: vec![bit("VALID", 11, mask), Bit { name: "PHYSMASK", bit: 12, value: (mask >> 12) & 0xf_ffff }] },
@@ -106,17 +105,17 @@ fn tseg_lock(m: &mut Machine) -> Verdict {
         return verdict(rules::TSEG_LOCK, Status::NotApplicable, "i440FX: no TSEG".into(), vec![]);
     }
     let Some((tb, ts)) = tseg(m) else {
-        let e = pci_read(m, 0, 0, 0x9e, 1) as u64;
+        let e = m.pci_read(0, 0, 0x9e, 1) as u64;
         let reg = Register { name: "ESMRAMC", location: "PCI 00:00.0 + 0x9e".into(), value: e, bits: vec![bit("T_EN", 0, e), bit("H_SMRAME", 7, e)] };
         return verdict(rules::TSEG_LOCK, Status::NotApplicable, format!("ESMRAMC={e:#04x}: TSEG not enabled (T_EN bit 0 or G_SMRAME = 0)"), vec![reg]);
     };
-    let e = pci_read(m, 0, 0, 0x9e, 1);
-    pci_write(m, 0, 0, 0x9e, 1, e ^ 1);
-    let after = pci_read(m, 0, 0, 0x9e, 1);
+    let e = m.pci_read(0, 0, 0x9e, 1);
+    m.pci_write(0, 0, 0x9e, 1, e ^ 1);
+    let after = m.pci_read(0, 0, 0x9e, 1);
     if after != e {
-        pci_write(m, 0, 0, 0x9e, 1, e);
+        m.pci_write(0, 0, 0x9e, 1, e);
     }
-    let tsegmb = pci_read(m, 0, 0, 0xac, 4) as u64;
+    let tsegmb = m.pci_read(0, 0, 0xac, 4) as u64;
     let regs = vec![
         Register { name: "ESMRAMC", location: "PCI 00:00.0 + 0x9e".into(), value: e as u64, bits: vec![bit("T_EN", 0, e as u64), Bit { name: "TSEG_SZ", bit: 1, value: (e as u64 >> 1) & 3 }, bit("H_SMRAME", 7, e as u64)] },
         Register { name: "TSEGMB", location: "PCI 00:00.0 + 0xac".into(), value: tsegmb, bits: vec![Bit { name: "TSEGMB", bit: 20, value: tsegmb >> 20 }] },
@@ -124,8 +123,8 @@ fn tseg_lock(m: &mut Machine) -> Verdict {
     if after != e {
         return verdict(rules::TSEG_LOCK, Status::Fail, format!("ESMRAMC={e:#04x} is writable (a write flipping T_EN, bit 0, read back {after:#04x}): TSEG not locked (D_LCK = 0)"), regs);
     }
-    if m.cpu.model.vendor == Vendor::Intel && m.cpu.smm_regs.smrr_mask & 1 << 11 != 0 {
-        let (sb, ss) = smrr_range(m.cpu.smm_regs.smrr_base, m.cpu.smm_regs.smrr_mask);
+    if m.cpu_model().vendor == Vendor::Intel && m.smm_registers().smrr_mask & 1 << 11 != 0 {
+        let (sb, ss) = smrr_range(m.smm_registers().smrr_base, m.smm_registers().smrr_mask);
         if !(tb <= sb && sb + ss <= tb + ts) {
             return verdict(rules::TSEG_LOCK, Status::Fail, format!("SMRR {sb:#x}-{:#x} is not inside TSEG {tb:#x}-{:#x}", sb + ss - 1, tb + ts - 1), regs);
         }
@@ -139,7 +138,7 @@ fn bios_smi(m: &mut Machine) -> Verdict {
         return verdict(rules::BIOS_SMI, Status::NotApplicable, "PIIX4 has no SMI_LOCK".into(), vec![]);
     };
     let smi_en = b.chipset.lpc.smi_en() as u64;
-    let pmcon = pci_read(m, 0x1f, 0, 0xa0, 2) as u64;
+    let pmcon = m.pci_read(0x1f, 0, 0xa0, 2) as u64;
     let regs = vec![
         Register { name: "GEN_PMCON_1", location: "PCI 00:1f.0 + 0xa0".into(), value: pmcon, bits: vec![bit("SMI_LOCK", 4, pmcon)] },
         Register { name: "SMI_EN", location: "PMBASE + 0x30".into(), value: smi_en, bits: vec![bit("GBL_SMI_EN", 0, smi_en), bit("APMC_EN", 5, smi_en)] },
@@ -159,7 +158,7 @@ fn bios_wp(m: &mut Machine) -> Verdict {
     if chipset(m) != Chipset::Q35 {
         return verdict(rules::BIOS_WP, Status::NotApplicable, "i440FX/PIIX: BIOS_CNTL not modelled".into(), vec![]);
     }
-    let v = pci_read(m, 0x1f, 0, 0xdc, 1) as u64;
+    let v = m.pci_read(0x1f, 0, 0xdc, 1) as u64;
     let regs = vec![Register { name: "BIOS_CNTL", location: "PCI 00:1f.0 + 0xdc".into(), value: v, bits: vec![bit("BIOSWE", 0, v), bit("BLE", 1, v), bit("SMM_BWP", 5, v)] }];
     let (status, msg) = if v & 2 == 0 {
         (Status::Fail, format!("BIOS_CNTL={v:#04x}: BLE (bit 1) = 0: ring 0 can set BIOSWE and write the flash"))
@@ -175,10 +174,10 @@ fn bios_wp(m: &mut Machine) -> Verdict {
 
 /// chipsec common.smm_code_chk.
 fn code_chk(m: &mut Machine) -> Verdict {
-    if m.cpu.model.vendor != Vendor::Intel {
+    if m.cpu_model().vendor != Vendor::Intel {
         return verdict(rules::CODE_CHK, Status::NotApplicable, "AMD CPU: no MSR_SMM_FEATURE_CONTROL".into(), vec![]);
     }
-    let v = m.cpu.smm_regs.feature_control;
+    let v = m.smm_registers().feature_control;
     let regs = vec![Register { name: "MSR_SMM_FEATURE_CONTROL", location: "MSR 0x4e0".into(), value: v, bits: vec![bit("LOCK", 0, v), bit("SMM_CODE_CHK_EN", 2, v)] }];
     let (status, msg) = match (v & 4 != 0, v & 1 != 0) {
         (true, true) => (Status::Pass, format!("MSR 0x4e0={v:#x}: SMM_CODE_CHK_EN (bit 2) = 1 and LOCK (bit 0) = 1")),
@@ -190,10 +189,10 @@ fn code_chk(m: &mut Machine) -> Verdict {
 
 /// chipsec common.smm_lock (AMD).
 fn amd_smm_lock(m: &mut Machine) -> Verdict {
-    if m.cpu.model.vendor != Vendor::Amd {
+    if m.cpu_model().vendor != Vendor::Amd {
         return verdict(rules::AMD_SMM_LOCK, Status::NotApplicable, "Intel CPU".into(), vec![]);
     }
-    let v = m.cpu.smm_regs.hwcr;
+    let v = m.smm_registers().hwcr;
     let regs = vec![Register { name: "HWCR", location: "MSR 0xc0010015".into(), value: v, bits: vec![bit("SmmLock", 0, v)] }];
     if v & 1 != 0 {
         verdict(rules::AMD_SMM_LOCK, Status::Pass, format!("HWCR={v:#x}: SmmLock (bit 0) = 1"), regs)
@@ -204,10 +203,10 @@ fn amd_smm_lock(m: &mut Machine) -> Verdict {
 
 /// chipsec common.smm_close and the TSEG part of common.smm_addr (AMD).
 fn amd_smm_mask(m: &mut Machine) -> Verdict {
-    if m.cpu.model.vendor != Vendor::Amd {
+    if m.cpu_model().vendor != Vendor::Amd {
         return verdict(rules::AMD_SMM_MASK, Status::NotApplicable, "Intel CPU".into(), vec![]);
     }
-    let (addr, v) = (m.cpu.smm_regs.amd_addr, m.cpu.smm_regs.amd_mask);
+    let (addr, v) = (m.smm_registers().amd_addr, m.smm_registers().amd_mask);
     let regs = vec![
         Register { name: "SMM_MASK", location: "MSR 0xc0010113".into(), value: v, bits: vec![bit("AValid", 0, v), bit("TValid", 1, v), bit("AClose", 2, v), bit("TClose", 3, v)] },
         Register { name: "SMM_ADDR", location: "MSR 0xc0010112".into(), value: addr, bits: vec![] },

@@ -1,6 +1,5 @@
 //! SMRAM as the chipset decodes it, read as SMM sees it.
 
-use crate::regs::read_phys;
 use machine::Machine;
 use std::ops::Range;
 
@@ -27,7 +26,7 @@ pub fn dump(m: &mut Machine) -> (Vec<Range<u64>>, Vec<u8>) {
     let rs = ranges(m);
     let mut out = Vec::new();
     for r in &rs {
-        out.extend(read_phys(m, r.start, (r.end - r.start) as usize, true));
+        out.extend(m.read_phys(r.start, (r.end - r.start) as usize, true));
     }
     (rs, out)
 }

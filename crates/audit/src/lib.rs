@@ -14,7 +14,6 @@ pub mod boot;
 pub mod config;
 pub mod dump;
 pub mod output;
-pub mod regs;
 pub mod report;
 pub mod rules;
 
@@ -66,7 +65,7 @@ pub fn audit(o: &Options) -> Result<Report, AuditError> {
         return Err(AuditError::NoHandoff { where_: booted.stopped });
     }
     let mut m = booted.machine;
-    let instructions = m.cpu.icount;
+    let instructions = m.icount();
     let mut verdicts = config::check(&mut m);
     let mut notes = Vec::new();
     let mut smis = 0;

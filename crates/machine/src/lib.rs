@@ -28,6 +28,7 @@ pub mod chipset;
 pub mod clock;
 pub mod devices;
 pub mod events;
+pub mod host;
 pub mod input;
 pub mod lab;
 pub mod memory;
@@ -325,7 +326,7 @@ impl Default for MachineConfig {
 /// A CPU and the board it runs on.
 pub struct Machine {
     /// The CPU.
-    pub cpu: Cpu,
+    pub(crate) cpu: Cpu,
     /// The board it runs on.
     pub board: board::Board,
     /// The options it was built with.

@@ -132,7 +132,7 @@ struct Recorded {
 
 /// Runs `m` with the SMM block record on.
 fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
-    m.cpu.smm_blocks = Some(Box::default());
+    m.record_smm_blocks();
     let has_events = m.board.events().is_some_and(|ev| {
         ev.recording = true;
         true
@@ -141,9 +141,9 @@ fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
     m.board.set_pause_on_debugcon_line(handoff);
     let mut causes = Vec::new();
     let mut scanned = 0usize;
-    let start = m.cpu.icount;
+    let start = m.icount();
     let stop = loop {
-        let done = m.cpu.icount.saturating_sub(start);
+        let done = m.icount().saturating_sub(start);
         let s = m.run(max.saturating_sub(done).min(CHUNK));
         for e in m.drain_events() {
             if let MachineEvent::SmmEntered { cause, .. } = e {
@@ -155,7 +155,7 @@ fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
                 break format!("stopped at the hand-off: {line}");
             }
         }
-        let done = m.cpu.icount.saturating_sub(start);
+        let done = m.icount().saturating_sub(start);
         let go_on = matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit) && done < max;
         if !go_on {
             break format!("end of run ({}) after {} instructions", s.exit.name(), done);
@@ -167,9 +167,9 @@ fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
             ev.recording = false;
         }
     }
-    let blocks = m.cpu.smm_blocks.take().map(|b| *b).unwrap_or_default();
-    let smbase = m.cpu.smm_regs.smbase;
-    let entry_bytes = audit::regs::read_phys(m, smbase as u64 + 0x8000, ENTRY_BYTES, true);
+    let blocks = m.take_smm_blocks();
+    let smbase = m.smm_registers().smbase;
+    let entry_bytes = m.read_phys(smbase as u64 + 0x8000, ENTRY_BYTES, true);
     Recorded { cpus: vec![CpuRecord { smbase, blocks, causes, entry_bytes }], stop }
 }
 

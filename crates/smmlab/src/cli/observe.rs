@@ -39,7 +39,7 @@ pub struct Observed {
 pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Observed {
     let mut timeline = Timeline::new(ips);
     let mut debugcon = Vec::new();
-    let start = m.cpu.icount;
+    let start = m.icount();
     let t0 = Instant::now();
     let tty = w.timeline && std::io::stdout().is_terminal();
     let mut bar: Option<ProgressBar> = None;
@@ -63,13 +63,13 @@ pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Obser
         _ => {}
     };
     let summary = loop {
-        let done = m.cpu.icount.saturating_sub(start);
+        let done = m.icount().saturating_sub(start);
         let s = m.run(max_instructions.saturating_sub(done).min(CHUNK));
         for e in m.drain_events() {
             let line = timeline.feed(&e);
             show(&mut timeline, line, &bar);
         }
-        let done = m.cpu.icount.saturating_sub(start);
+        let done = m.icount().saturating_sub(start);
         if s.exit != ExitReason::InstructionLimit || done >= max_instructions {
             break s;
         }
@@ -84,7 +84,7 @@ pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Obser
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
-    let end = m.board.now(m.cpu.icount).0;
+    let end = m.board.now(m.icount()).0;
     let line = timeline.finish(end);
     show(&mut timeline, line, &None);
     let line = timeline.unlocked_verdict();

@@ -1,0 +1,230 @@
+//! The host API: what tools that drive the machine (the audit, and the fuzzer, debugger and
+//! module runner after it) may do, so that none of them reaches into the CPU's fields or
+//! copies the run loop. Every access here is one a platform agent could make: port I/O and PCI
+//! configuration through the host bridge's 0xCF8/0xCFC (the guest's CONFIG_ADDRESS is saved and
+//! restored), memory as an SMM or a non-SMM agent sees it (SMRAM decoding applies, in
+//! `smram.rs`), and a software SMI raised by an `OUT 0xB2` the machine executes itself.
+
+use crate::Machine;
+use cpu::regs::{RAX, RBX, RCX, RDI, RDX, RSI};
+use cpu::{Access, AccessKind, Exit};
+
+/// Where [`Machine::raise_sw_smi`] puts its three-byte stub (conventional memory below 0x7C00).
+pub const SMI_STUB: u64 = 0x7000;
+
+/// What the CPU looks like from outside, for messages and reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuView {
+    /// CS selector.
+    pub cs: u16,
+    /// RIP of the next instruction.
+    pub rip: u64,
+    /// The mode ("real", "protected32", "long"...).
+    pub mode: &'static str,
+    /// Whether the CPU is in SMM.
+    pub in_smm: bool,
+    /// SMBASE.
+    pub smbase: u32,
+    /// SMM entries since reset (MSR_SMI_COUNT).
+    pub smi_count: u64,
+}
+
+/// The general registers an SMI is raised with: RAX..R15 in encoding order (RSP is kept;
+/// AL carries the APM command).
+pub type SmiRegisters = [u64; 16];
+
+/// How a software SMI raised by the host went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwSmiOutcome {
+    /// The CPU entered SMM, left it by RSM and came back to the stub.
+    Returned {
+        /// Instructions retired from the stub's OUT to its HLT (the handler's included).
+        instructions: u64,
+        /// The general registers the handler returned (what RSM restored).
+        regs: SmiRegisters,
+    },
+    /// No SMI reached SMM (the command does not raise one, or SMIs are off).
+    NoSmi,
+    /// The machine died or hung (a shutdown, a reset, a handler over the budget).
+    Fault(String),
+}
+
+impl Machine {
+    /// Instructions retired since reset.
+    pub fn icount(&self) -> u64 {
+        self.cpu.icount
+    }
+
+    /// The CPU's position, mode and SMM state.
+    pub fn cpu_view(&self) -> CpuView {
+        CpuView {
+            cs: self.cpu.seg[cpu::sreg::CS].selector,
+            rip: self.cpu.rip,
+            mode: self.cpu.mode_name(),
+            in_smm: self.cpu.smm,
+            smbase: self.cpu.smm_regs.smbase,
+            smi_count: self.cpu.smm_regs.smi_count,
+        }
+    }
+
+    /// The CPU model (vendor, long mode, TSC rate).
+    pub fn cpu_model(&self) -> &cpu::CpuModel {
+        &self.cpu.model
+    }
+
+    /// The CPU's SMM registers (SMBASE, SMRR, SMM_FEATURE_CONTROL, the AMD SMM MSRs), to read.
+    pub fn smm_registers(&self) -> &cpu::smm::SmmRegs {
+        &self.cpu.smm_regs
+    }
+
+    /// Sets SMM_CODE_CHK_EN in MSR_SMM_FEATURE_CONTROL as firmware would; returns whether it
+    /// was set. With it, SMM fetching code outside SMRAM is a machine check that ends the run.
+    pub fn set_smm_code_check(&mut self, on: bool) -> bool {
+        let fc = &mut self.cpu.smm_regs.feature_control;
+        let was = *fc & cpu::smm::SMM_CODE_CHK_EN != 0;
+        if on {
+            *fc |= cpu::smm::SMM_CODE_CHK_EN;
+        } else {
+            *fc &= !cpu::smm::SMM_CODE_CHK_EN;
+        }
+        was
+    }
+
+    /// Records the decoded blocks the CPU runs in SMM from now on (`smmlab disasm`).
+    pub fn record_smm_blocks(&mut self) {
+        self.cpu.smm_blocks = Some(Box::default());
+    }
+
+    /// The blocks recorded since [`Machine::record_smm_blocks`]; recording stops.
+    pub fn take_smm_blocks(&mut self) -> cpu::smm_blocks::SmmBlockRecord {
+        self.cpu.smm_blocks.take().map(|b| *b).unwrap_or_default()
+    }
+
+    /// A port read from outside SMM.
+    pub fn io_in(&mut self, port: u16, size: u8) -> u32 {
+        self.board.bus().io_in(Access { addr: port as u64, size, kind: AccessKind::IoIn, smm: false })
+    }
+
+    /// A port write from outside SMM.
+    pub fn io_out(&mut self, port: u16, size: u8, value: u32) {
+        self.board.bus().io_out(Access { addr: port as u64, size, kind: AccessKind::IoOut, smm: false }, value)
+    }
+
+    fn with_config_address<T>(&mut self, dev: u8, func: u8, reg: u8, f: impl FnOnce(&mut Machine, u16) -> T) -> T {
+        let saved = self.io_in(0xcf8, 4);
+        self.io_out(0xcf8, 4, 0x8000_0000 | (dev as u32 & 0x1f) << 11 | (func as u32 & 7) << 8 | (reg as u32 & 0xfc));
+        let r = f(self, 0xcfc + (reg as u16 & 3));
+        self.io_out(0xcf8, 4, saved);
+        r
+    }
+
+    /// A PCI configuration read on bus 0.
+    pub fn pci_read(&mut self, dev: u8, func: u8, reg: u8, size: u8) -> u32 {
+        self.with_config_address(dev, func, reg, |m, port| m.io_in(port, size))
+    }
+
+    /// A PCI configuration write on bus 0.
+    pub fn pci_write(&mut self, dev: u8, func: u8, reg: u8, size: u8, value: u32) {
+        self.with_config_address(dev, func, reg, |m, port| m.io_out(port, size, value))
+    }
+
+    /// Reads `len` bytes of physical memory as an SMM (`smm`) or non-SMM agent sees them.
+    pub fn read_phys(&mut self, addr: u64, len: usize, smm: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut a = addr;
+        while out.len() < len {
+            let v = self.board.bus().read(Access { addr: a, size: 8, kind: AccessKind::Read, smm });
+            let take = (len - out.len()).min(8);
+            out.extend_from_slice(&v.to_le_bytes()[..take]);
+            a += 8;
+        }
+        out
+    }
+
+    /// Writes physical memory as a non-SMM agent (SMRAM, ROM and locked ranges drop it, as they
+    /// would the OS's write); code the CPU decoded from those bytes is dropped.
+    pub fn write_phys(&mut self, addr: u64, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            self.board.bus().write(Access { addr: addr + i as u64, size: 1, kind: AccessKind::Write, smm: false }, *b as u64);
+        }
+        self.cpu.invalidate_code(addr..addr.saturating_add(data.len() as u64));
+    }
+
+    /// Raises software SMI `cmd` the way the OS does, `data` in APM_STS and `regs` in the
+    /// general registers (AL replaced by `cmd`), and runs until the CPU is back from SMM or `budget` instructions
+    /// have retired: a stub `OUT 0xB2, AL; HLT` (the same bytes in 16-, 32- and 64-bit code) at
+    /// [`SMI_STUB`] runs with interrupts off. The interrupted program's registers, position and
+    /// flags are restored after, so calls are independent of each other. The stub's physical
+    /// address is taken as its linear address: firmware at its hand-off is identity-mapped or
+    /// does not page.
+    pub fn raise_sw_smi(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
+        let saved = (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.flags.get(), self.cpu.halted);
+        // APM_STS (0xB3), which handlers read as the command's argument.
+        self.io_out(0xb3, 1, data as u32);
+        let outcome = self.run_sw_smi(cmd, regs, budget);
+        let (r, rip, cs, flags, halted) = saved;
+        (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.halted) = (r, rip, cs, halted);
+        self.cpu.flags.set(flags);
+        self.cpu.flush_code();
+        outcome
+    }
+
+    fn run_sw_smi(&mut self, cmd: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
+        if let Err(e) = self.place_stub() {
+            return SwSmiOutcome::Fault(e);
+        }
+        let flags = self.cpu.flags.get() & !cpu::flags::bits::IF;
+        self.cpu.flags.set(flags);
+        self.cpu.halted = false;
+        for r in [RAX, RBX, RCX, RDX, RSI, RDI, 5, 8, 9, 10, 11, 12, 13, 14, 15] {
+            self.cpu.regs[r] = regs[r];
+        }
+        self.cpu.regs[RAX] = (regs[RAX] & !0xff) | cmd as u64;
+        let smis = self.cpu.smm_regs.smi_count;
+        let start = self.cpu.icount;
+        loop {
+            self.board.set_now(self.cpu.icount);
+            let r = self.cpu.run(self.board.bus(), budget.min(1_000_000));
+            self.board.set_now(self.cpu.icount);
+            if self.board.take_flush() {
+                self.cpu.flush_code();
+            }
+            let _ = self.board.take_pause();
+            match r {
+                Exit::Halted if !self.cpu.smm => break,
+                Exit::Shutdown(w) => return SwSmiOutcome::Fault(w.to_string()),
+                Exit::Stopped if self.board.debug_exit_code().is_some() => return SwSmiOutcome::Fault("the guest wrote isa-debug-exit".into()),
+                _ => {}
+            }
+            if self.board.reset_requested() {
+                return SwSmiOutcome::Fault("the guest asked for a reset".into());
+            }
+            if self.cpu.icount - start > budget {
+                return SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions"));
+            }
+        }
+        if self.cpu.smm_regs.smi_count == smis {
+            return SwSmiOutcome::NoSmi;
+        }
+        SwSmiOutcome::Returned { instructions: self.cpu.icount - start, regs: self.cpu.regs }
+    }
+
+    /// Writes the stub and points CS:RIP at it for the CPU's current mode.
+    fn place_stub(&mut self) -> Result<(), String> {
+        self.write_phys(SMI_STUB, &[0xe6, 0xb2, 0xf4]);
+        self.cpu.flush_code();
+        let (bits, protected) = (self.cpu.bitness(), self.cpu.protected());
+        let cs = &mut self.cpu.seg[cpu::sreg::CS];
+        match bits {
+            64 => self.cpu.rip = SMI_STUB,
+            _ if !protected => {
+                cs.selector = (SMI_STUB >> 4) as u16;
+                cs.base = SMI_STUB;
+                self.cpu.rip = 0;
+            }
+            _ if cs.base <= SMI_STUB => self.cpu.rip = SMI_STUB - cs.base,
+            _ => return Err(format!("cannot place the SMI stub: CS base {:#x} is above {SMI_STUB:#x}", cs.base)),
+        }
+        Ok(())
+    }
+}
