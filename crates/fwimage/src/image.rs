@@ -87,6 +87,9 @@ pub struct Module {
     /// goblin could not read).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The PE32 image's [`pe::fingerprint`], to recognize it once loaded.
+    #[serde(skip)]
+    pub pe_fingerprint: Option<Vec<u8>>,
 }
 
 /// A parsed image.
@@ -203,6 +206,7 @@ impl Walker {
                 entry: None,
                 version: None,
                 notes: Vec::new(),
+                pe_fingerprint: None,
             });
             if !f.header.file_type.has_sections() {
                 continue;
@@ -294,6 +298,7 @@ impl Walker {
                                 m.format = Some(i.format);
                                 m.machine = Some(pe::machine_name(i.machine));
                                 m.entry = Some(i.entry);
+                                m.pe_fingerprint = pe::fingerprint(body);
                             }
                         }
                     }

@@ -42,6 +42,23 @@ pub fn pe32(data: &[u8]) -> Result<ImageInfo, String> {
     })
 }
 
+/// What identifies a PE image before and after a loader placed it: the COFF header, the entry
+/// point, SizeOfImage and the section table. PE loaders (edk2's BasePeCoffLib among them) copy
+/// the headers verbatim and change only the optional header's ImageBase, so a file in a
+/// firmware volume and the same file loaded into memory have the same fingerprint.
+pub fn fingerprint(image: &[u8]) -> Option<Vec<u8>> {
+    let h = Header::parse(image).ok()?;
+    let opt = h.optional_header?;
+    let coff_at = h.dos_header.pe_pointer as usize + 4;
+    let sections_at = coff_at + 20 + usize::from(h.coff_header.size_of_optional_header);
+    let sections = image.get(sections_at..sections_at + 40 * usize::from(h.coff_header.number_of_sections))?;
+    let mut f = image.get(coff_at..coff_at + 20)?.to_vec();
+    f.extend_from_slice(&opt.standard_fields.address_of_entry_point.to_le_bytes());
+    f.extend_from_slice(&opt.windows_fields.size_of_image.to_le_bytes());
+    f.extend_from_slice(sections);
+    Some(f)
+}
+
 /// Reads the header of a TE section body.
 pub fn te(data: &[u8]) -> Result<ImageInfo, String> {
     if data.get(..2) != Some(b"VZ".as_slice()) {

@@ -216,3 +216,53 @@ fn bad_flash_arguments_are_refused_with_the_file_named() {
     assert_ne!(code, Some(0));
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn smm_inventory_names_every_module_and_handler_of_ovmf() {
+    if !testkit::package_file(CODE_SECBOOT, "ovmf") || !testkit::package_file(VARS, "ovmf") {
+        return;
+    }
+    let d = dir("inventory");
+    let vars = d.join("vars.fd");
+    std::fs::copy(VARS, &vars).unwrap();
+    let json = d.join("inventory.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .args(["smm", "inventory", "--pflash", &format!("{CODE_SECBOOT},readonly"), "--pflash"])
+        .arg(&vars)
+        .args(["--memory", "256", "--stop-on-serial", PROMPT, "--pflash-snapshot", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}\n{text}", String::from_utf8_lossy(&o.stderr));
+    let inv: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // The MM modules `fw inspect` lists: seven resident, named from the firmware volume;
+    // CpuHotplugSmm's entry point fails on one CPU without QEMU's hot-plug registers, and the
+    // core unloads it (as on QEMU).
+    let names: Vec<&str> = inv["modules"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    for want in ["PiSmmCore", "PiSmmCpuDxeSmm", "CpuIo2Smm", "SmmLockBox", "FvbServicesSmm", "SmmFaultTolerantWriteDxe", "VariableSmm"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(inv["modules"].as_array().unwrap().iter().all(|m| m["named_by"] == "firmware-volume"), "{}", inv["modules"]);
+    assert_eq!(inv["not_resident"][0]["name"], "CpuHotplugSmm");
+    let handler = |guid: &str| inv["handlers"].as_array().unwrap().iter().find(|h| h["guid"] == guid).unwrap_or_else(|| panic!("no handler for {guid}: {text}")).clone();
+    for (guid, module) in [
+        ("ed32d533-99e6-4209-9cc0-2d72cdd998a7", "VariableSmm"),
+        ("3868fc3b-7e45-43a7-906c-4ba47de1754d", "SmmFaultTolerantWriteDxe"),
+        ("2a3cfebd-27e8-4d0a-8b79-d688c2a3e1c0", "SmmLockBox"),
+        ("27abf055-b1b8-4c26-8048-748f37baa2df", "PiSmmCore"),
+    ] {
+        let h = handler(guid);
+        assert_eq!(h["handler"]["module"], module, "{h}");
+        assert_eq!(h["handler"]["in_code"], true, "the handler lands in {module}'s code: {h}");
+        assert_eq!(h["registered_by"]["module"], module, "{module} registered its own handler: {h}");
+        assert!(h["handler"]["at"].as_str().unwrap().starts_with(&format!("{module}+0x")));
+    }
+    assert_eq!(handler("ed32d533-99e6-4209-9cc0-2d72cdd998a7")["guid_name"], "gEfiSmmVariableProtocolGuid");
+    // Protocols: SMM CPU I/O from CpuIo2Smm's image, the variable protocol from VariableSmm's.
+    let protocol = |guid: &str| inv["protocols"].as_array().unwrap().iter().find(|p| p["guid"] == guid).cloned().unwrap_or_else(|| panic!("no protocol {guid}"));
+    assert_eq!(protocol("3242a9d8-ce70-4aa0-955d-5e7b140de4d2")["interfaces"][0]["module"], "CpuIo2Smm");
+    assert_eq!(protocol("ed32d533-99e6-4209-9cc0-2d72cdd998a7")["interfaces"][0]["module"], "VariableSmm");
+    // The text says the same.
+    assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
+}

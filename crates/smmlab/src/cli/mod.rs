@@ -9,6 +9,7 @@ mod observe;
 mod pflash;
 mod run;
 mod scenarios;
+mod smm;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,9 @@ pub enum Command {
     Disasm(disasm::DisasmArgs),
     /// Measure the interpreter: MIPS on an ALU loop, microseconds per SMI round trip.
     Bench(bench::BenchArgs),
+    /// UEFI SMM: `smm inventory` lists the modules, SMI handlers and protocols of edk2's SMM
+    /// core after a boot.
+    Smm(smm::SmmArgs),
 }
 
 /// Refuses an output file that cannot be written, before a run that may take long: `path` is
@@ -64,5 +68,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Smram(a) => audit::smram(a),
         Command::Disasm(a) => disasm::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Smm(a) => smm::run(a),
     }
 }

@@ -223,7 +223,16 @@ struct SummaryJson<'a> {
     pflash_writes_refused: Option<u64>,
 }
 
+/// What a caller does with the machine once the run has ended (`smmlab smm inventory`),
+/// before the run's outputs are written.
+pub type AfterRun<'a> = Box<dyn FnOnce(&mut Machine) -> anyhow::Result<()> + 'a>;
+
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+    run_then(a, None)
+}
+
+/// [`run`], then `after` on the stopped machine.
+pub fn run_then(a: RunArgs, after: Option<AfterRun>) -> anyhow::Result<i32> {
     // First, so that a signal at any time after this ends the run cleanly.
     let interrupt = super::interrupt::Interrupt::install()?;
     let flash_args = if a.ovmf { super::pflash::ovmf_units()? } else { a.pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
@@ -380,6 +389,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         }
     }
     let flash_counts = m.board.pflash().map(|b| (b.writes_smm(), b.writes_refused()));
+    if let Some(f) = after {
+        f(&mut m)?;
+    }
     m.board.debugcon().flush();
     if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
         u.flush();

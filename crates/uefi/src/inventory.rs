@@ -1,0 +1,187 @@
+//! The SMM inventory: modules in SMRAM, SMI handlers and protocols, every address named
+//! `Module+0xRVA`, as text and as JSON.
+
+use crate::core_lists;
+use crate::guid_names;
+use crate::images::{self, LoadedImage, ModuleMap};
+use crate::smram::Smram;
+use serde::Serialize;
+use std::fmt::Write;
+
+/// An address and its name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Named {
+    /// The address.
+    pub address: u64,
+    /// `Module+0xRVA`, or the bare address.
+    pub at: String,
+    /// The module holding it.
+    pub module: Option<String>,
+    /// Whether it is in that module's code (None outside every module).
+    pub in_code: Option<bool>,
+}
+
+/// An SMM module of the firmware volume that is not in SMRAM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AbsentModule {
+    /// Its name (UI section) or GUID.
+    pub name: String,
+    /// Its file GUID.
+    pub guid: String,
+}
+
+/// One SMI handler.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandlerEntry {
+    /// "root" (run on every SMI) or "guid" (run for a communication buffer of its GUID).
+    pub kind: &'static str,
+    /// The HandlerType GUID of a GUID handler.
+    pub guid: Option<String>,
+    /// Its edk2 name, when it is a well-known one.
+    pub guid_name: Option<&'static str>,
+    /// The handler function.
+    pub handler: Named,
+    /// Where SmiHandlerRegister was called from (the registering module).
+    pub registered_by: Named,
+}
+
+/// One protocol of the SMM protocol database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProtocolEntry {
+    /// Its GUID.
+    pub guid: String,
+    /// Its edk2 name, when it is a well-known one.
+    pub name: Option<&'static str>,
+    /// The installed interfaces (an interface structure usually lies in its producer's image).
+    pub interfaces: Vec<Named>,
+    /// The notification functions waiting for it (in the modules that consume it).
+    pub notify: Vec<Named>,
+}
+
+/// Everything found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Inventory {
+    /// The SMRAM ranges read, as (base, size).
+    pub smram: Vec<(u64, u64)>,
+    /// The images loaded into SMRAM, lowest first.
+    pub modules: Vec<LoadedImage>,
+    /// The firmware volume's SMM modules not in SMRAM: never dispatched, or unloaded because
+    /// their entry point failed.
+    pub not_resident: Vec<AbsentModule>,
+    /// The registered SMI handlers: root handlers, then GUID handlers.
+    pub handlers: Vec<HandlerEntry>,
+    /// The SMM protocol database.
+    pub protocols: Vec<ProtocolEntry>,
+}
+
+impl Inventory {
+    /// Reads the inventory out of `smram`; `fw` (the firmware image, if known) names the
+    /// modules.
+    pub fn build(smram: &Smram, fw: Option<&fwimage::Image>) -> Inventory {
+        let map = ModuleMap::new(images::find(smram, fw));
+        let named = |a: u64| {
+            let m = map.image_of(a);
+            Named { address: a, at: map.name(a), module: m.map(|m| m.name.clone()), in_code: m.map(|m| m.in_code(a)) }
+        };
+        let resident: Vec<_> = map.images().iter().filter_map(|m| m.guid).collect();
+        let not_resident = fw
+            .map(|fw| fw.mm_modules().filter(|m| m.pe_fingerprint.is_some() && !resident.contains(&m.guid)).map(|m| AbsentModule { name: m.name.clone().unwrap_or_else(|| m.guid.to_string()), guid: m.guid.to_string() }).collect())
+            .unwrap_or_default();
+        let handlers = core_lists::handlers(smram)
+            .into_iter()
+            .map(|h| HandlerEntry {
+                kind: if h.handler_type.is_some() { "guid" } else { "root" },
+                guid: h.handler_type.map(|g| g.to_string()),
+                guid_name: h.handler_type.as_ref().and_then(guid_names::name),
+                handler: named(h.handler),
+                registered_by: named(h.caller),
+            })
+            .collect();
+        let protocols = core_lists::protocols(smram)
+            .into_iter()
+            .map(|p| ProtocolEntry {
+                guid: p.guid.to_string(),
+                name: guid_names::name(&p.guid),
+                interfaces: p.interfaces.into_iter().map(named).collect(),
+                notify: p.notify.into_iter().map(named).collect(),
+            })
+            .collect();
+        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, protocols }
+    }
+
+    /// Handlers by kind: (root, guid).
+    pub fn counts(&self) -> (usize, usize) {
+        let root = self.handlers.iter().filter(|h| h.kind == "root").count();
+        (root, self.handlers.len() - root)
+    }
+
+    /// The inventory as text, one section per part.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let ranges: Vec<String> = self.smram.iter().map(|(b, n)| format!("{b:#x}-{:#x}", b + n - 1)).collect();
+        let _ = writeln!(s, "SMRAM {}", ranges.join(", "));
+        let _ = writeln!(s, "\nmodules in SMRAM ({}):", self.modules.len());
+        let _ = writeln!(s, "  {:<28} {:<12} {:<10} {:<12} file", "name", "base", "size", "entry");
+        for m in &self.modules {
+            let file = match (&m.guid, &m.debug_path) {
+                (Some(g), _) => g.to_string(),
+                (None, Some(p)) => p.clone(),
+                (None, None) => "(not in the firmware volume)".into(),
+            };
+            let _ = writeln!(s, "  {:<28} {:<#12x} {:<#10x} +{:<#11x} {}", m.name, m.base, m.size, m.entry - m.base, file);
+        }
+        for m in &self.not_resident {
+            let _ = writeln!(s, "  {:<28} not in SMRAM (never dispatched, or its entry point failed)  {}", m.name, m.guid);
+        }
+        let (root, guid) = self.counts();
+        let _ = writeln!(s, "\nSMI handlers ({root} root, {guid} GUID):");
+        for h in &self.handlers {
+            let what = match (&h.guid, h.guid_name) {
+                (Some(_), Some(n)) => n.to_string(),
+                (Some(g), None) => g.clone(),
+                (None, _) => "root (every SMI)".into(),
+            };
+            let _ = writeln!(s, "  {:<4} {:<42} {:<34} registered at {}", h.kind, what, h.handler.at, h.registered_by.at);
+            if let (Some(g), Some(_)) = (&h.guid, h.guid_name) {
+                let _ = writeln!(s, "       {g}");
+            }
+        }
+        let _ = writeln!(s, "\nSMM protocols ({}):", self.protocols.len());
+        for p in &self.protocols {
+            let _ = writeln!(s, "  {}", p.name.map_or(p.guid.clone(), |n| format!("{n} ({})", p.guid)));
+            for i in &p.interfaces {
+                let _ = writeln!(s, "      interface {}", i.at);
+            }
+            for n in &p.notify {
+                let _ = writeln!(s, "      notify    {}", n.at);
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core_lists::tests::sample;
+
+    #[test]
+    fn handlers_are_named_by_the_images_holding_them() {
+        let (mut r, _) = sample();
+        // An image at 0x7f0_2000 with the root handler inside it; the GUID handlers point
+        // outside every image.
+        let img = crate::images::tests::pe(0x1000 + 0x1000, 0x1010, 1);
+        let at = 0x7f0_2000u64;
+        r.bytes[(at - r.base) as usize..][..img.len()].copy_from_slice(&img);
+        r.put(r.base + 0x418, at + 0x1234);
+        let inv = Inventory::build(&r.smram(), None);
+        assert_eq!(inv.modules.len(), 1);
+        assert_eq!(inv.handlers[0].kind, "root");
+        assert_eq!(inv.handlers[0].handler.at, "image@0x7f02000+0x1234");
+        assert_eq!(inv.handlers[1].guid_name, Some("gEfiSmmVariableProtocolGuid"));
+        assert_eq!(inv.counts(), (1, 2));
+        let text = inv.render();
+        assert!(text.contains("SMI handlers (1 root, 2 GUID)"), "{text}");
+        assert!(text.contains("gEfiSmmVariableProtocolGuid"), "{text}");
+    }
+}
