@@ -65,8 +65,8 @@ fn records(smram: &Smram, signature: u64) -> Vec<u64> {
 
 /// Whether the LIST_ENTRY at `link` is on a list: its neighbours point back at it.
 fn linked(smram: &Smram, link: u64) -> bool {
-    let (Some(flink), Some(blink)) = (smram.u64(link), smram.u64(link + 8)) else { return false };
-    smram.u64(flink + 8) == Some(link) && smram.u64(blink) == Some(link)
+    let (Some(flink), Some(blink)) = (smram.u64(link), smram.u64(link.wrapping_add(8))) else { return false };
+    smram.u64(flink.wrapping_add(8)) == Some(link) && smram.u64(blink) == Some(link)
 }
 
 /// The nodes of the list whose head is at `head` (the LIST_ENTRY addresses, head excluded),
@@ -79,7 +79,7 @@ fn list(smram: &Smram, head: u64) -> Vec<u64> {
         None => return out,
     };
     while node != head && out.len() < MAX_LIST {
-        if smram.u64(node + 8) != Some(prev) {
+        if smram.u64(node.wrapping_add(8)) != Some(prev) {
             break;
         }
         out.push(node);
@@ -107,11 +107,11 @@ pub fn handlers(smram: &Smram) -> Vec<Handler> {
     entries.sort_by_key(|(g, _)| g.is_some());
     for (handler_type, e) in entries {
         for node in list(smram, e + 0x28) {
-            let h = node - 0x08;
-            if smram.u64(h) != Some(SMI_HANDLER) || smram.u64(h + 0x28) != Some(e) {
+            let h = node.wrapping_sub(0x08);
+            if smram.u64(h) != Some(SMI_HANDLER) || smram.u64(h.wrapping_add(0x28)) != Some(e) {
                 break;
             }
-            let (Some(handler), Some(caller)) = (smram.u64(h + 0x18), smram.u64(h + 0x20)) else { break };
+            let (Some(handler), Some(caller)) = (smram.u64(h.wrapping_add(0x18)), smram.u64(h.wrapping_add(0x20))) else { break };
             out.push(Handler { handler_type, handler, caller, record: h });
         }
     }
@@ -128,15 +128,15 @@ pub fn protocols(smram: &Smram) -> Vec<Protocol> {
         let Some(guid) = smram.guid(e + 0x18) else { continue };
         let interfaces = list(smram, e + 0x28)
             .into_iter()
-            .map(|n| n - 0x20)
-            .take_while(|&i| smram.u64(i) == Some(PROTOCOL_INTERFACE) && smram.u64(i + 0x30) == Some(e))
-            .filter_map(|i| smram.u64(i + 0x38))
+            .map(|n| n.wrapping_sub(0x20))
+            .take_while(|&i| smram.u64(i) == Some(PROTOCOL_INTERFACE) && smram.u64(i.wrapping_add(0x30)) == Some(e))
+            .filter_map(|i| smram.u64(i.wrapping_add(0x38)))
             .collect::<Vec<_>>();
         let notify = list(smram, e + 0x38)
             .into_iter()
-            .map(|n| n - 0x10)
-            .take_while(|&p| smram.u64(p) == Some(PROTOCOL_NOTIFY) && smram.u64(p + 0x08) == Some(e))
-            .filter_map(|p| smram.u64(p + 0x20))
+            .map(|n| n.wrapping_sub(0x10))
+            .take_while(|&p| smram.u64(p) == Some(PROTOCOL_NOTIFY) && smram.u64(p.wrapping_add(0x08)) == Some(e))
+            .filter_map(|p| smram.u64(p.wrapping_add(0x20)))
             .collect::<Vec<_>>();
         if !interfaces.is_empty() || !notify.is_empty() {
             out.push(Protocol { guid, interfaces, notify });
@@ -232,6 +232,28 @@ pub(crate) mod tests {
         r.put(r.base + 0x628, 0);
         let h = handlers(&r.smram());
         assert_eq!(h.iter().filter(|h| h.handler_type == Some(g)).count(), 1);
+    }
+
+    proptest::proptest! {
+        /// SMRAM is guest memory: any bytes, with the signatures sprinkled in, are read without
+        /// a panic, and every handler reported sits on a record that carries its signature.
+        #[test]
+        fn any_smram_is_read_without_panicking(words in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..512), marks in proptest::collection::vec((0usize..512, 0usize..5), 0..64)) {
+            let mut words = words;
+            let sigs = [SMI_ENTRY, SMI_HANDLER, PROTOCOL_ENTRY, PROTOCOL_INTERFACE, PROTOCOL_NOTIFY];
+            for (at, sig) in marks {
+                if at < words.len() {
+                    words[at] = sigs[sig];
+                }
+            }
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let s = Smram::new(vec![(0x7f0_0000, bytes)]);
+            for h in handlers(&s) {
+                proptest::prop_assert_eq!(s.u64(h.record), Some(SMI_HANDLER));
+            }
+            let _ = protocols(&s);
+            let _ = crate::Inventory::build(&s, None).render();
+        }
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Inventory {
     /// The inventory as text, one section per part.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let ranges: Vec<String> = self.smram.iter().map(|(b, n)| format!("{b:#x}-{:#x}", b + n - 1)).collect();
+        let ranges: Vec<String> = self.smram.iter().map(|(b, n)| format!("{b:#x}-{:#x}", b + n.max(&1) - 1)).collect();
         let _ = writeln!(s, "SMRAM {}", ranges.join(", "));
         let _ = writeln!(s, "\nmodules in SMRAM ({}):", self.modules.len());
         let _ = writeln!(s, "  {:<28} {:<12} {:<10} {:<12} file", "name", "base", "size", "entry");
