@@ -20,6 +20,10 @@ use machine::{BoardKind, ExitReason, Machine, MachineConfig};
 /// The markers, first match wins.
 pub const MARKERS: &[&str] = &["fw: handing off to the OS", "Booting from ", "No bootable device"];
 
+/// The hand-off of firmware booted from flash (UEFI): the UEFI Shell's prompt on the serial
+/// port. By then DXE is done, SMRAM is locked and the boot manager has signalled ReadyToBoot.
+pub const SERIAL_MARKER: &str = "Shell>";
+
 /// What to boot.
 #[derive(Clone, Debug)]
 pub struct BootOptions {
@@ -35,6 +39,10 @@ pub struct BootOptions {
     pub memory_mib: u64,
     /// Instructions the boot may take to reach its hand-off point.
     pub max_instructions: u64,
+    /// Flash units to boot from (UEFI) instead of a ROM: the hand-off is [`SERIAL_MARKER`].
+    pub pflash: Vec<machine::devices::pflash_bank::PflashImage>,
+    /// Whether only SMM may program the flash.
+    pub pflash_secure: bool,
 }
 
 /// A machine stopped at its hand-off point.
@@ -55,15 +63,29 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
     if o.board == BoardKind::Minimal {
         return Err(AuditError::Usage("the minimal machine has no chipset to audit (use pc or q35)".into()));
     }
-    let builtin = o.rom.is_none();
+    let flash = !o.pflash.is_empty();
+    let builtin = o.rom.is_none() && !flash;
     if builtin {
         firmware_image::check_memory(o.memory_mib).map_err(AuditError::Usage)?;
     }
-    let rom = o.rom.clone().unwrap_or_else(|| firmware_image::ROM.to_vec());
+    let rom = match (&o.rom, flash) {
+        (Some(r), _) => r.clone(),
+        // The flash replaces the ROM.
+        (None, true) => Vec::new(),
+        (None, false) => firmware_image::ROM.to_vec(),
+    };
     let config = MachineConfig { memory_mib: o.memory_mib, model: o.model, instructions_per_second: 1_000_000_000, ..Default::default() };
     let mut m = Machine::new(o.board, config, rom).map_err(AuditError::Machine)?;
     if builtin {
         m.enable_lab_hardware();
+    }
+    if flash {
+        m.attach_pflash(o.pflash.clone(), o.pflash_secure).map_err(AuditError::Machine)?;
+        let mut com1 = machine::devices::uart16550::Uart16550::default();
+        com1.stop_text = SERIAL_MARKER.as_bytes().to_vec();
+        if let Some(l) = m.board.legacy() {
+            l.com1 = Some(com1);
+        }
     }
     if let Some(name) = &o.scenario {
         if !builtin {
@@ -85,6 +107,15 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
             m.board.set_pause_on_debugcon_line(false);
             let stopped = stopped_at(&mut m, &format!("at the hand-off marker {line:?}"));
             return Ok(Booted { machine: m, handoff: line, marker: true, stopped });
+        }
+        if s.exit == ExitReason::SerialText {
+            // The marker has done its work: the checks run the machine on.
+            if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
+                u.stop_text.clear();
+                u.stop_text_seen = false;
+            }
+            let stopped = stopped_at(&mut m, &format!("at the serial hand-off marker {SERIAL_MARKER:?}"));
+            return Ok(Booted { machine: m, handoff: format!("serial {SERIAL_MARKER:?}"), marker: true, stopped });
         }
         if s.exit != ExitReason::Paused {
             m.board.set_pause_on_debugcon_line(false);

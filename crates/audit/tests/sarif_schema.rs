@@ -36,6 +36,8 @@ fn sarif(scenario: Option<&str>) -> Value {
             scenario: scenario.map(str::to_string),
             memory_mib: 128,
             max_instructions: 2_000_000_000,
+            pflash: Vec::new(),
+            pflash_secure: true,
         },
         machine_name: "q35",
         cpu_name: "intel64",

@@ -3,14 +3,14 @@
 //! copies the run loop. Every access here is one a platform agent could make: port I/O and PCI
 //! configuration through the host bridge's 0xCF8/0xCFC (the guest's CONFIG_ADDRESS is saved and
 //! restored), memory as an SMM or a non-SMM agent sees it (SMRAM decoding applies, in
-//! `smram.rs`), and a software SMI raised by an `OUT 0xB2` the machine executes itself.
+//! `smram.rs`), and a software SMI raised by the APM write the OS would make.
 
 use crate::Machine;
 use cpu::regs::{RAX, RBX, RCX, RDI, RDX, RSI};
 use cpu::{Access, AccessKind, Exit};
 
-/// Where [`Machine::raise_sw_smi`] puts its three-byte stub (conventional memory below 0x7C00).
-pub const SMI_STUB: u64 = 0x7000;
+/// CPU runs in a row that retire nothing before a SW SMI counts as stuck.
+const STALL_LIMIT: u32 = 1000;
 
 /// What the CPU looks like from outside, for messages and reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +36,9 @@ pub type SmiRegisters = [u64; 16];
 /// How a software SMI raised by the host went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SwSmiOutcome {
-    /// The CPU entered SMM, left it by RSM and came back to the stub.
+    /// The CPU entered SMM and left it by RSM.
     Returned {
-        /// Instructions retired from the stub's OUT to its HLT (the handler's included).
+        /// Instructions retired in SMM (the RSM included).
         instructions: u64,
         /// The general registers the handler returned (what RSM restored).
         regs: SmiRegisters,
@@ -150,18 +150,16 @@ impl Machine {
         self.cpu.invalidate_code(addr..addr.saturating_add(data.len() as u64));
     }
 
-    /// Raises software SMI `cmd` the way the OS does, `data` in APM_STS and `regs` in the
-    /// general registers (AL replaced by `cmd`), and runs until the CPU is back from SMM or `budget` instructions
-    /// have retired: a stub `OUT 0xB2, AL; HLT` (the same bytes in 16-, 32- and 64-bit code) at
-    /// [`SMI_STUB`] runs with interrupts off. The interrupted program's registers, position and
-    /// flags are restored after, so calls are independent of each other. The stub's physical
-    /// address is taken as its linear address: firmware at its hand-off is identity-mapped or
-    /// does not page.
+    /// Raises software SMI `cmd` as the OS does with `OUT 0xB2, AL`: `data` goes to APM_STS
+    /// (0xB3) and `regs` into the general registers (AL replaced by `cmd`), the APM write is
+    /// made, and the CPU runs until RSM returns from SMM or `budget` instructions have retired.
+    /// No guest code runs outside SMM and no guest memory is written: the CPU takes the SMI at
+    /// the instruction boundary where it stands, and stops when it comes back there. The
+    /// interrupted program's registers, position and flags are restored after, so calls are
+    /// independent of each other.
     pub fn raise_sw_smi(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
         let saved = (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.flags.get(), self.cpu.halted);
-        // APM_STS (0xB3), which handlers read as the command's argument.
-        self.io_out(0xb3, 1, data as u32);
-        let outcome = self.run_sw_smi(cmd, regs, budget);
+        let outcome = self.run_sw_smi(cmd, data, regs, budget);
         let (r, rip, cs, flags, halted) = saved;
         (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.halted) = (r, rip, cs, halted);
         self.cpu.flags.set(flags);
@@ -169,62 +167,59 @@ impl Machine {
         outcome
     }
 
-    fn run_sw_smi(&mut self, cmd: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
-        if let Err(e) = self.place_stub() {
-            return SwSmiOutcome::Fault(e);
+    fn run_sw_smi(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
+        if self.cpu.smm {
+            return SwSmiOutcome::Fault("the CPU is in SMM already".into());
         }
-        let flags = self.cpu.flags.get() & !cpu::flags::bits::IF;
-        self.cpu.flags.set(flags);
-        self.cpu.halted = false;
         for r in [RAX, RBX, RCX, RDX, RSI, RDI, 5, 8, 9, 10, 11, 12, 13, 14, 15] {
             self.cpu.regs[r] = regs[r];
         }
         self.cpu.regs[RAX] = (regs[RAX] & !0xff) | cmd as u64;
+        // A halted CPU wakes for the SMI and goes back to HLT after RSM.
+        self.board.set_now(self.cpu.icount);
+        self.io_out(0xb3, 1, data as u32);
+        self.io_out(0xb2, 1, cmd as u32);
+        if !self.board.smi_pending() {
+            return SwSmiOutcome::NoSmi;
+        }
         let smis = self.cpu.smm_regs.smi_count;
         let start = self.cpu.icount;
-        loop {
+        self.board.set_pause_on_rsm(true);
+        let _ = self.board.take_pause();
+        let mut stalled = 0u32;
+        let outcome = loop {
+            let before = self.cpu.icount;
             self.board.set_now(self.cpu.icount);
-            let r = self.cpu.run(self.board.bus(), budget.min(1_000_000));
+            let left = budget.saturating_sub(self.cpu.icount - start).clamp(1, 1_000_000);
+            let r = self.cpu.run(self.board.bus(), left);
             self.board.set_now(self.cpu.icount);
             if self.board.take_flush() {
                 self.cpu.flush_code();
             }
-            let _ = self.board.take_pause();
+            let paused = self.board.take_pause();
             match r {
-                Exit::Halted if !self.cpu.smm => break,
-                Exit::Shutdown(w) => return SwSmiOutcome::Fault(w.to_string()),
-                Exit::Stopped if self.board.debug_exit_code().is_some() => return SwSmiOutcome::Fault("the guest wrote isa-debug-exit".into()),
+                Exit::Shutdown(w) => break SwSmiOutcome::Fault(w.to_string()),
+                Exit::Stopped if self.board.debug_exit_code().is_some() => break SwSmiOutcome::Fault("the guest wrote isa-debug-exit".into()),
+                _ if paused && !self.cpu.smm && self.cpu.smm_regs.smi_count > smis => {
+                    break SwSmiOutcome::Returned { instructions: self.cpu.icount - start, regs: self.cpu.regs };
+                }
+                Exit::Halted if !self.cpu.smm => break SwSmiOutcome::NoSmi,
                 _ => {}
             }
             if self.board.reset_requested() {
-                return SwSmiOutcome::Fault("the guest asked for a reset".into());
+                break SwSmiOutcome::Fault("the guest asked for a reset".into());
             }
-            if self.cpu.icount - start > budget {
-                return SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions"));
+            // Something the board asks the CPU to stop for (a reset, a serial stop text) and
+            // nobody clears: the machine would spin without retiring an instruction.
+            stalled = if self.cpu.icount == before { stalled + 1 } else { 0 };
+            if stalled > STALL_LIMIT {
+                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x}: the machine stopped making progress (the board keeps asking the CPU to stop)"));
             }
-        }
-        if self.cpu.smm_regs.smi_count == smis {
-            return SwSmiOutcome::NoSmi;
-        }
-        SwSmiOutcome::Returned { instructions: self.cpu.icount - start, regs: self.cpu.regs }
-    }
-
-    /// Writes the stub and points CS:RIP at it for the CPU's current mode.
-    fn place_stub(&mut self) -> Result<(), String> {
-        self.write_phys(SMI_STUB, &[0xe6, 0xb2, 0xf4]);
-        self.cpu.flush_code();
-        let (bits, protected) = (self.cpu.bitness(), self.cpu.protected());
-        let cs = &mut self.cpu.seg[cpu::sreg::CS];
-        match bits {
-            64 => self.cpu.rip = SMI_STUB,
-            _ if !protected => {
-                cs.selector = (SMI_STUB >> 4) as u16;
-                cs.base = SMI_STUB;
-                self.cpu.rip = 0;
+            if self.cpu.icount - start >= budget {
+                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions"));
             }
-            _ if cs.base <= SMI_STUB => self.cpu.rip = SMI_STUB - cs.base,
-            _ => return Err(format!("cannot place the SMI stub: CS base {:#x} is above {SMI_STUB:#x}", cs.base)),
-        }
-        Ok(())
+        };
+        self.board.set_pause_on_rsm(false);
+        outcome
     }
 }

@@ -176,6 +176,11 @@ impl Board {
         platform!(self, p => p.pause_on_debugcon_line = on, ())
     }
 
+    /// Whether the run pauses when RSM returns from SMM (see [`Board::take_pause`]).
+    pub fn set_pause_on_rsm(&mut self, on: bool) {
+        platform!(self, p => p.pause_on_rsm = on, ())
+    }
+
     /// The SMM access observer (None on the minimal board).
     pub fn smm_observer(&mut self) -> Option<&mut observer::SmmObserver> {
         platform!(self, p => Some(&mut p.smm_observer), None)

@@ -124,6 +124,8 @@ pub struct Platform<C: Chipset> {
     pub smm_observer: super::observer::SmmObserver,
     /// Pause the run at the end of every debugcon line (the auditor's hand-off watch).
     pub pause_on_debugcon_line: bool,
+    /// Ask for a pause when RSM returns from SMM (the host API's SW SMIs stop there).
+    pub pause_on_rsm: bool,
     pause: bool,
     /// Guest time runs faster while the guest busy-waits on the PM timer ([`crate::poll`]).
     pub poll: PollForward,
@@ -193,6 +195,7 @@ impl<C: Chipset> Platform<C> {
             pci_slots: PciSlots::default(),
             smm_observer: Default::default(),
             pause_on_debugcon_line: false,
+            pause_on_rsm: false,
             pause: false,
             poll: PollForward::default(),
             legacy,
@@ -896,6 +899,7 @@ impl<C: Chipset> Bus for Platform<C> {
 
     fn smm_left(&mut self, e: &SmmExit) {
         self.pending_cache = None;
+        self.pause |= self.pause_on_rsm;
         if self.smm_costs.1 > 0 {
             self.clock.set_icount(e.icount);
             self.pass_time(self.smm_costs.1);

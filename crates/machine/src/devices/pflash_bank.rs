@@ -47,6 +47,7 @@ pub enum PflashError {
 }
 
 /// One flash image as the host gave it.
+#[derive(Clone, Debug)]
 pub struct PflashImage {
     /// Where it came from (the write-back target).
     pub path: PathBuf,

@@ -36,17 +36,29 @@ pub struct Target {
     #[arg(long, value_enum, default_value = "q35")]
     pub machine: AuditMachine,
     /// Firmware ROM [default: the built-in firmware].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pflash", "ovmf"])]
     pub bios: Option<PathBuf>,
+    /// A system flash unit, as for `smmlab run` (repeatable; UEFI firmware): the hand-off point
+    /// is the UEFI Shell's prompt on the serial port. The files are never written.
+    #[arg(long, value_name = "FILE[,readonly]")]
+    pub pflash: Vec<String>,
+    /// Whether only SMM may program the flash, as for `smmlab run`.
+    #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
+    pub pflash_secure: super::run::Switch,
+    /// Debian's OVMF with SMM and secure boot, as for `smmlab run --ovmf` (256 MiB unless
+    /// --memory says otherwise).
+    #[arg(long, conflicts_with = "pflash")]
+    pub ovmf: bool,
     /// A scenario of the built-in firmware (`smmlab scenarios`: default, bug-*).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<String>,
     /// CPU model [default: intel64 for the built-in firmware, amd64 with --bios, as `run`].
     #[arg(long, value_enum)]
     pub cpu: Option<AuditCpu>,
-    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16).
-    #[arg(long, value_name = "MiB", default_value_t = 128)]
-    pub memory: u64,
+    /// Guest RAM in MiB (1-3072; the built-in firmware needs at least 16) [default: 128, 256
+    /// with --ovmf].
+    #[arg(long, value_name = "MiB")]
+    pub memory: Option<u64>,
     /// Give up after N instructions (audit: an error if no hand-off point was reached by then;
     /// smram dump and disasm take the state at that point).
     #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
@@ -89,16 +101,31 @@ pub struct DumpArgs {
     pub output: PathBuf,
 }
 
+impl Target {
+    /// Guest RAM in MiB.
+    pub fn memory(&self) -> u64 {
+        self.memory.unwrap_or(if self.ovmf { 256 } else { 128 })
+    }
+
+    /// The flash units given (`--pflash`, `--ovmf`), read.
+    pub fn flash(&self) -> anyhow::Result<Vec<machine::devices::pflash_bank::PflashImage>> {
+        let units = if self.ovmf { super::pflash::ovmf_units()? } else { self.pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
+        super::pflash::open(&units)
+    }
+}
+
 fn options(t: &Target, behaviour: bool) -> anyhow::Result<audit::Options> {
     let rom = t.bios.as_deref().map(machine::load_rom).transpose()?;
-    let cpu = t.cpu.unwrap_or(if rom.is_none() { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
+    let pflash = t.flash()?;
+    let external = rom.is_some() || !pflash.is_empty();
+    let cpu = t.cpu.unwrap_or(if external { AuditCpu::Amd64 } else { AuditCpu::Intel64 });
     let vendor = match cpu {
         AuditCpu::Intel64 => Vendor::Intel,
         AuditCpu::Amd64 => Vendor::Amd,
     };
     if let Some(name) = &t.scenario {
-        if t.bios.is_some() {
-            bail!("--scenario selects a built-in firmware scenario; it cannot be combined with --bios");
+        if external {
+            bail!("--scenario selects a built-in firmware scenario; it cannot be combined with --bios, --pflash or --ovmf");
         }
         super::scenarios::find(name)?;
         if firmware_image::scenarios::find(name).is_none() {
@@ -109,15 +136,21 @@ fn options(t: &Target, behaviour: bool) -> anyhow::Result<audit::Options> {
         AuditMachine::Pc => (BoardKind::Pc, "pc"),
         AuditMachine::Q35 => (BoardKind::Q35, "q35"),
     };
-    let firmware_name = t.bios.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
+    let firmware_name = match (&t.bios, pflash.first()) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(u)) => u.path.display().to_string(),
+        (None, None) => "built-in".to_string(),
+    };
     Ok(audit::Options {
         boot: audit::BootOptions {
             board,
             model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 },
             rom,
             scenario: t.scenario.clone(),
-            memory_mib: t.memory,
+            memory_mib: t.memory(),
             max_instructions: t.max_instructions,
+            pflash,
+            pflash_secure: t.pflash_secure == super::run::Switch::On,
         },
         machine_name,
         cpu_name: match cpu {

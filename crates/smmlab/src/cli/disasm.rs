@@ -78,7 +78,7 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
         (None, None) => firmware_image::ROM.to_vec(),
     };
     if builtin {
-        firmware_image::check_memory(a.target.memory).map_err(anyhow::Error::msg)?;
+        firmware_image::check_memory(a.target.memory()).map_err(anyhow::Error::msg)?;
     }
     let cpu = a.target.cpu.unwrap_or(if builtin { AuditCpu::Intel64 } else { AuditCpu::Amd64 });
     let vendor = match cpu {
@@ -89,7 +89,7 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
         AuditMachine::Pc => (BoardKind::Pc, "pc"),
         AuditMachine::Q35 => (BoardKind::Q35, "q35"),
     };
-    let config = MachineConfig { memory_mib: a.target.memory, model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000, ..Default::default() };
+    let config = MachineConfig { memory_mib: a.target.memory(), model: CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 }, instructions_per_second: 1_000_000_000, ..Default::default() };
     let mut m = Machine::new(board, config, rom)?;
     if builtin {
         m.enable_lab_hardware();
