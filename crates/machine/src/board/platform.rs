@@ -26,7 +26,7 @@ use crate::clock::{Clock, Ticks};
 use crate::devices::apm::Apm;
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::debugcon::Debugcon;
-use crate::devices::lapic::{Lapic, LapicAction, LAPIC_BASE};
+use crate::devices::lapic::{Lapic, LAPIC_BASE};
 use crate::devices::pflash::WriteOutcome;
 use crate::devices::pflash_bank::PflashBank;
 // --- legacy devices (platform issue) ---
@@ -48,7 +48,7 @@ use crate::pci::host::{ones, PciHost};
 use crate::poll::PollForward;
 use crate::smi::io_trap::IoTraps;
 use crate::smi::pin::SmiPin;
-use crate::smi::{SmiCause, SmiLatch};
+use crate::smi::{lapic_ipi, SmiLatch};
 use crate::smram::{self, SmramConfig, Visibility};
 use cpu::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 use std::ops::Range;
@@ -434,9 +434,7 @@ impl<C: Chipset> Platform<C> {
         let now = self.clock.now();
         if self.next_deadline().is_some_and(|d| d <= now) {
             self.chipset.advance(now, &mut self.smi);
-            if self.smi_pin.expire(now) {
-                self.smi.raise(SmiCause::Pin, now);
-            }
+            self.smi_pin.raise_due(now, &mut self.smi);
             self.legacy.advance(now);
             self.lapic.advance(now);
         }
@@ -626,9 +624,7 @@ impl<C: Chipset> Platform<C> {
     /// Checks the I/O traps; true if the chipset trapped the access (it goes nowhere).
     fn trap(&mut self, port: u16, size: u8, write: bool, value: u32) -> bool {
         let now = self.clock.now();
-        if self.io_traps.hits(port, size, write) {
-            self.smi.raise(SmiCause::IoTrap { port, write }, now);
-        }
+        self.io_traps.check(port, size, write, now, &mut self.smi);
         self.chipset.io_trap(port, size, write, value, now, &mut self.smi)
     }
 }
@@ -723,9 +719,8 @@ impl<C: Chipset> Bus for Platform<C> {
             Target::Chipset => self.chipset.mmio_write(a.addr, a.size, value),
             Target::Lapic(o) => {
                 self.poll.disturb();
-                if self.lapic.write(o, a.size, value as u32, self.clock.now()) == Some(LapicAction::SmiSelf) {
-                    self.smi.raise(SmiCause::Ipi, self.clock.now());
-                }
+                let action = self.lapic.write(o, a.size, value as u32, self.clock.now());
+                lapic_ipi::lapic_written(action, self.clock.now(), &mut self.smi);
                 self.after_device_call();
             }
             // --- legacy devices (platform issue) ---
