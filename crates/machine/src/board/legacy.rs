@@ -2,7 +2,8 @@
 //! map that places them: the 8237 DMA sink, the 8259 pair and ELCR, the 8254 and port 0x61,
 //! the 8042, the CMOS/RTC, port 0x92, fw_cfg and (when configured) COM1.
 //!
-//! Each device is a [`PortDevice`] that knows offsets only; [`PORT_MAP`] says where it sits.
+//! Each device is a [`PortDevice`] that knows offsets only; [`LEGACY_PORTS`] says where it
+//! sits, registered in a [`PortMap`] that refuses overlapping ranges.
 //! This module also wires the interrupt lines: the 8254's counter 0 to IRQ 0, the 8042 to
 //! IRQ 1/12 and the UART to IRQ 4, all into the 8259 pair. A20 and reset requests from port
 //! 0x92 and the 8042 are collected for the platform.
@@ -17,6 +18,7 @@ use crate::devices::pit8254::Pit8254;
 use crate::devices::port92::Port92;
 use crate::devices::uart16550::Uart16550;
 use crate::devices::{ones, PortDevice};
+use super::port_map::{PortMap, PortOverlap};
 
 /// A device in the port map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,22 +51,24 @@ pub enum LegacyDevice {
     Com1,
 }
 
-/// (first port, last port, device); a port belongs to the first range that holds it, and
-/// the offset passed to the device is relative to the first port of that range.
-pub const PORT_MAP: &[(u16, u16, LegacyDevice)] = &[
-    (0x0000, 0x000f, LegacyDevice::Dma1),
-    (0x0020, 0x0021, LegacyDevice::PicMaster),
-    (0x0040, 0x0043, LegacyDevice::Pit),
-    (0x0061, 0x0061, LegacyDevice::Port61),
-    (0x0060, 0x0064, LegacyDevice::I8042),
-    (0x0070, 0x0071, LegacyDevice::Rtc),
-    (0x0080, 0x008f, LegacyDevice::DmaPages),
-    (0x0092, 0x0092, LegacyDevice::Port92),
-    (0x00a0, 0x00a1, LegacyDevice::PicSlave),
-    (0x00c0, 0x00df, LegacyDevice::Dma2),
-    (0x03f8, 0x03ff, LegacyDevice::Com1),
-    (0x04d0, 0x04d1, LegacyDevice::Elcr),
-    (0x0510, 0x051b, LegacyDevice::FwCfg),
+/// (base, first port, last port, device): the ranges each device registers, the offset
+/// passed to the device counted from its base. The 8042's window 0x60-0x64 has port 0x61 cut
+/// out of it (it belongs to the 8254's port 0x61), so the 8042 registers 0x60 and 0x62-0x64.
+pub const LEGACY_PORTS: &[(u16, u16, u16, LegacyDevice)] = &[
+    (0x0000, 0x0000, 0x000f, LegacyDevice::Dma1),
+    (0x0020, 0x0020, 0x0021, LegacyDevice::PicMaster),
+    (0x0040, 0x0040, 0x0043, LegacyDevice::Pit),
+    (0x0061, 0x0061, 0x0061, LegacyDevice::Port61),
+    (0x0060, 0x0060, 0x0060, LegacyDevice::I8042),
+    (0x0060, 0x0062, 0x0064, LegacyDevice::I8042),
+    (0x0070, 0x0070, 0x0071, LegacyDevice::Rtc),
+    (0x0080, 0x0080, 0x008f, LegacyDevice::DmaPages),
+    (0x0092, 0x0092, 0x0092, LegacyDevice::Port92),
+    (0x00a0, 0x00a0, 0x00a1, LegacyDevice::PicSlave),
+    (0x00c0, 0x00c0, 0x00df, LegacyDevice::Dma2),
+    (0x03f8, 0x03f8, 0x03ff, LegacyDevice::Com1),
+    (0x04d0, 0x04d0, 0x04d1, LegacyDevice::Elcr),
+    (0x0510, 0x0510, 0x051b, LegacyDevice::FwCfg),
 ];
 
 /// ISA IRQ lines.
@@ -78,9 +82,13 @@ pub const IRQ_RTC: u8 = 8;
 /// PS/2 mouse.
 pub const IRQ_MOUSE: u8 = 12;
 
-/// Where `port` goes: the device and the offset in its range.
-pub fn lookup(port: u16) -> Option<(LegacyDevice, u16)> {
-    PORT_MAP.iter().find(|(a, b, _)| (*a..=*b).contains(&port)).map(|(a, _, d)| (*d, port - a))
+/// The legacy devices' port map, [`LEGACY_PORTS`] registered.
+pub fn port_map() -> Result<PortMap<LegacyDevice>, PortOverlap<LegacyDevice>> {
+    let mut m = PortMap::new();
+    for &(base, first, last, dev) in LEGACY_PORTS {
+        m.register_at(base, first..=last, dev)?;
+    }
+    Ok(m)
 }
 
 /// The devices.
@@ -106,6 +114,7 @@ pub struct LegacyDevices {
     pub com1: Option<Uart16550>,
     a20_request: Option<bool>,
     reset_request: bool,
+    ports: PortMap<LegacyDevice>,
 }
 
 impl LegacyDevices {
@@ -123,12 +132,13 @@ impl LegacyDevices {
             com1: None,
             a20_request: None,
             reset_request: false,
+            ports: port_map().expect("the legacy port ranges do not overlap"),
         }
     }
 
     /// Reads a port; `None` if no legacy device decodes it.
     pub fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
-        let (dev, off) = lookup(port)?;
+        let (dev, off) = self.ports.lookup(port)?;
         let v = match dev {
             LegacyDevice::Dma1 | LegacyDevice::Dma2 => self.dma.read(off, size, now),
             LegacyDevice::DmaPages => self.dma_pages.read(off, size, now),
@@ -164,7 +174,7 @@ impl LegacyDevices {
 
     /// Writes a port; false if no legacy device decodes it.
     pub fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks) -> bool {
-        let Some((dev, off)) = lookup(port) else { return false };
+        let Some((dev, off)) = self.ports.lookup(port) else { return false };
         match dev {
             LegacyDevice::Dma1 | LegacyDevice::Dma2 => self.dma.write(off, size, value, now),
             LegacyDevice::DmaPages => self.dma_pages.write(off, size, value, now),
@@ -256,18 +266,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_map_has_no_overlaps_except_port_61_inside_the_8042() {
-        for (i, (a, b, d)) in PORT_MAP.iter().enumerate() {
-            assert!(a <= b);
-            for (c, e, d2) in &PORT_MAP[i + 1..] {
-                let overlap = a <= e && c <= b;
-                assert!(!overlap || (*d == LegacyDevice::Port61 && *d2 == LegacyDevice::I8042), "{d:?} overlaps {d2:?}");
-            }
-        }
-        assert_eq!(lookup(0x61), Some((LegacyDevice::Port61, 0)));
-        assert_eq!(lookup(0x64), Some((LegacyDevice::I8042, 4)));
-        assert_eq!(lookup(0x511), Some((LegacyDevice::FwCfg, 1)));
-        assert_eq!(lookup(0x3f0), None);
+    fn port_map_registers_without_overlaps_port_61_cut_out_of_the_8042() {
+        let m = port_map().unwrap();
+        assert_eq!(m.ranges().len(), LEGACY_PORTS.len());
+        assert_eq!(m.lookup(0x60), Some((LegacyDevice::I8042, 0)));
+        assert_eq!(m.lookup(0x61), Some((LegacyDevice::Port61, 0)));
+        assert_eq!(m.lookup(0x62), Some((LegacyDevice::I8042, 2)));
+        assert_eq!(m.lookup(0x64), Some((LegacyDevice::I8042, 4)));
+        assert_eq!(m.lookup(0x511), Some((LegacyDevice::FwCfg, 1)));
+        assert_eq!(m.lookup(0x3f0), None);
+        // The old map's whole 8042 window, registered after port 0x61, is refused.
+        let mut m = m;
+        let e = m.register(0x60..=0x64, LegacyDevice::I8042).unwrap_err();
+        assert_eq!((e.existing.ports, e.existing.device), (0x61..=0x61, LegacyDevice::Port61));
+        assert_eq!(m.lookup(0x61), Some((LegacyDevice::Port61, 0)));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! 0xF0000-0xFFFFF (as on a PC), debugcon on 0x402, isa-debug-exit on 0xF4. Unmapped memory
 //! reads as all ones; unmapped ports read as all ones and ignore writes.
 
+use super::platform::PlatformPort;
+use super::port_map::{PortMap, PortOverlap};
 use crate::devices::{debug_exit::DebugExit, debugcon::Debugcon};
 use crate::memory::{MemoryBlock, Ram};
 use cpu::{Access, AccessKind, Bus, Pending};
@@ -25,6 +27,16 @@ pub struct Minimal {
     pub debugcon: Debugcon,
     /// Port 0xF4.
     pub debug_exit: DebugExit,
+    /// The two ports ([`minimal_ports`]).
+    ports: PortMap<PlatformPort>,
+}
+
+/// The board's ports, registered: debugcon and isa-debug-exit.
+pub fn minimal_ports() -> Result<PortMap<PlatformPort>, PortOverlap<PlatformPort>> {
+    let mut m = PortMap::new();
+    m.register(PORT_DEBUGCON..=PORT_DEBUGCON, PlatformPort::Debugcon)?;
+    m.register(PORT_DEBUG_EXIT..=PORT_DEBUG_EXIT, PlatformPort::DebugExit)?;
+    Ok(m)
 }
 
 enum Target {
@@ -36,7 +48,13 @@ enum Target {
 impl Minimal {
     /// A board with `ram_size` bytes of RAM and `rom`.
     pub fn new(ram_size: u64, rom: Vec<u8>) -> Self {
-        Minimal { ram: Ram::new(ram_size), rom: MemoryBlock::from_bytes(&rom), debugcon: Debugcon::default(), debug_exit: DebugExit::default() }
+        Minimal {
+            ram: Ram::new(ram_size),
+            rom: MemoryBlock::from_bytes(&rom),
+            debugcon: Debugcon::default(),
+            debug_exit: DebugExit::default(),
+            ports: minimal_ports().expect("the minimal board's port ranges do not overlap"),
+        }
     }
 
     fn route(&self, addr: u64) -> Target {
@@ -70,16 +88,16 @@ impl Bus for Minimal {
     }
 
     fn io_in(&mut self, a: Access) -> u32 {
-        match a.addr as u16 {
-            PORT_DEBUGCON => Debugcon::READBACK,
+        match self.ports.lookup(a.addr as u16) {
+            Some((PlatformPort::Debugcon, _)) => Debugcon::READBACK,
             _ => u32::MAX >> (32 - 8 * a.size as u32),
         }
     }
 
     fn io_out(&mut self, a: Access, value: u32) {
-        match a.addr as u16 {
-            PORT_DEBUGCON => self.debugcon.write(value as u8),
-            PORT_DEBUG_EXIT => self.debug_exit.write(value),
+        match self.ports.lookup(a.addr as u16) {
+            Some((PlatformPort::Debugcon, _)) => self.debugcon.write(value as u8),
+            Some((PlatformPort::DebugExit, _)) => self.debug_exit.write(value),
             _ => {}
         }
     }

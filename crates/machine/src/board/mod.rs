@@ -7,6 +7,7 @@ pub mod minimal;
 pub mod observer;
 pub mod pc;
 pub mod platform;
+pub mod port_map;
 pub mod q35;
 
 use crate::clock::Ticks;

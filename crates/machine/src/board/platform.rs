@@ -26,7 +26,7 @@ use crate::clock::{Clock, Ticks};
 use crate::devices::apm::Apm;
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::debugcon::Debugcon;
-use crate::devices::lapic::{Lapic, LapicAction, LAPIC_BASE};
+use crate::devices::lapic::{Lapic, LAPIC_BASE};
 use crate::devices::pflash::WriteOutcome;
 use crate::devices::pflash_bank::PflashBank;
 // --- legacy devices (platform issue) ---
@@ -44,11 +44,12 @@ use crate::memory::map::{DramMap, Reach};
 use crate::memory::pam::Pam;
 use crate::memory::rom::Rom;
 use crate::memory::{read_le, write_le, Ram};
-use crate::pci::host::{ones, PciHost};
+use crate::pci::host::{ones, PciHost, CONFIG_ADDRESS, CONFIG_DATA};
+use super::port_map::{PortMap, PortOverlap};
 use crate::poll::PollForward;
 use crate::smi::io_trap::IoTraps;
 use crate::smi::pin::SmiPin;
-use crate::smi::{SmiCause, SmiLatch};
+use crate::smi::{lapic_ipi, SmiLatch};
 use crate::smram::{self, SmramConfig, Visibility};
 use cpu::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
 use std::ops::Range;
@@ -87,6 +88,35 @@ enum Target {
     Chipset,
     /// Unmapped, a hole, or a dropped write.
     None,
+}
+
+/// The fixed ports the platform decodes itself, ahead of the chipset, the PCI functions and
+/// the legacy devices (those decode only the ports left over, in that order for reads; for
+/// writes the PCI functions come before the chipset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformPort {
+    /// CONFIG_ADDRESS (0xCF8-0xCFB). A byte access at 0xCF9 is the reset control register
+    /// instead ([`PORT_RESET_CONTROL`]); wider accesses there stay the PCI host's.
+    ConfigAddress,
+    /// CONFIG_DATA (0xCFC-0xCFF).
+    ConfigData,
+    /// APM_CNT and APM_STS (0xB2-0xB3).
+    Apm,
+    /// debugcon (0x402).
+    Debugcon,
+    /// isa-debug-exit (0xF4), write-only: reads go on to the other decoders.
+    DebugExit,
+}
+
+/// The platform's fixed ports, registered.
+pub fn platform_ports() -> Result<PortMap<PlatformPort>, PortOverlap<PlatformPort>> {
+    let mut m = PortMap::new();
+    m.register(CONFIG_ADDRESS..=CONFIG_ADDRESS + 3, PlatformPort::ConfigAddress)?;
+    m.register(CONFIG_DATA..=CONFIG_DATA + 3, PlatformPort::ConfigData)?;
+    m.register(PORT_APM_CNT..=PORT_APM_CNT + 1, PlatformPort::Apm)?;
+    m.register(PORT_DEBUGCON..=PORT_DEBUGCON, PlatformPort::Debugcon)?;
+    m.register(PORT_DEBUG_EXIT..=PORT_DEBUG_EXIT, PlatformPort::DebugExit)?;
+    Ok(m)
 }
 
 /// A PC board around chipset `C`.
@@ -132,6 +162,8 @@ pub struct Platform<C: Chipset> {
     // --- legacy devices (platform issue) ---
     /// The legacy PC devices and their port map.
     pub legacy: LegacyDevices,
+    /// The platform's own fixed ports ([`platform_ports`]).
+    ports: PortMap<PlatformPort>,
     /// The I/O APIC.
     pub ioapic: Ioapic,
     /// The reset control register (0xCF9).
@@ -199,6 +231,7 @@ impl<C: Chipset> Platform<C> {
             pause: false,
             poll: PollForward::default(),
             legacy,
+            ports: platform_ports().expect("the platform's fixed port ranges do not overlap"),
             ioapic: Ioapic::default(),
             reset_control: ResetControl::default(),
             vga_text: vec![0; (VGA_TEXT.end - VGA_TEXT.start) as usize],
@@ -437,9 +470,7 @@ impl<C: Chipset> Platform<C> {
         let now = self.clock.now();
         if self.next_deadline().is_some_and(|d| d <= now) {
             self.chipset.advance(now, &mut self.smi);
-            if self.smi_pin.expire(now) {
-                self.smi.raise(SmiCause::Pin, now);
-            }
+            self.smi_pin.raise_due(now, &mut self.smi);
             self.legacy.advance(now);
             self.lapic.advance(now);
         }
@@ -629,9 +660,7 @@ impl<C: Chipset> Platform<C> {
     /// Checks the I/O traps; true if the chipset trapped the access (it goes nowhere).
     fn trap(&mut self, port: u16, size: u8, write: bool, value: u32) -> bool {
         let now = self.clock.now();
-        if self.io_traps.hits(port, size, write) {
-            self.smi.raise(SmiCause::IoTrap { port, write }, now);
-        }
+        self.io_traps.check(port, size, write, now, &mut self.smi);
         self.chipset.io_trap(port, size, write, value, now, &mut self.smi)
     }
 }
@@ -726,9 +755,8 @@ impl<C: Chipset> Bus for Platform<C> {
             Target::Chipset => self.chipset.mmio_write(a.addr, a.size, value),
             Target::Lapic(o) => {
                 self.poll.disturb();
-                if self.lapic.write(o, a.size, value as u32, self.clock.now()) == Some(LapicAction::SmiSelf) {
-                    self.smi.raise(SmiCause::Ipi, self.clock.now());
-                }
+                let action = self.lapic.write(o, a.size, value as u32, self.clock.now());
+                lapic_ipi::lapic_written(action, self.clock.now(), &mut self.smi);
                 self.after_device_call();
             }
             // --- legacy devices (platform issue) ---
@@ -762,22 +790,22 @@ impl<C: Chipset> Bus for Platform<C> {
             self.poll_timer();
         }
         let now = self.clock.now();
-        let v = if port == PORT_RESET_CONTROL && size == 1 {
-            self.reset_control.read(0, size, now)
-        } else if PciHost::claims(port) {
-            self.pci_read(port, size)
-        } else if (PORT_APM_CNT..PORT_APM_CNT + 2).contains(&port) {
-            self.apm.read(port - PORT_APM_CNT, size)
-        } else if port == PORT_DEBUGCON {
-            Debugcon::READBACK
-        } else if let Some(v) = self.chipset.io_read(port, size, now) {
-            v
-        } else if let Some(v) = self.slot_io(port, size, None) {
-            v
-        } else if let Some(v) = self.legacy.io_read(port, size, now) {
-            v
-        } else {
-            ones(size)
+        let v = match self.ports.lookup(port) {
+            Some((PlatformPort::ConfigAddress, _)) if port == PORT_RESET_CONTROL && size == 1 => self.reset_control.read(0, size, now),
+            Some((PlatformPort::ConfigAddress | PlatformPort::ConfigData, _)) => self.pci_read(port, size),
+            Some((PlatformPort::Apm, o)) => self.apm.read(o, size),
+            Some((PlatformPort::Debugcon, _)) => Debugcon::READBACK,
+            Some((PlatformPort::DebugExit, _)) | None => {
+                if let Some(v) = self.chipset.io_read(port, size, now) {
+                    v
+                } else if let Some(v) = self.slot_io(port, size, None) {
+                    v
+                } else if let Some(v) = self.legacy.io_read(port, size, now) {
+                    v
+                } else {
+                    ones(size)
+                }
+            }
         };
         self.after_device_call();
         v
@@ -792,25 +820,30 @@ impl<C: Chipset> Bus for Platform<C> {
             return;
         }
         let now = self.clock.now();
-        if port == PORT_RESET_CONTROL && size == 1 {
-            self.reset_control.write(0, size, value, now);
-            self.after_legacy_write();
-        } else if PciHost::claims(port) {
-            self.pci_write(port, size, value);
-        } else if (PORT_APM_CNT..PORT_APM_CNT + 2).contains(&port) {
-            if let Some(cmd) = self.apm.write(port - PORT_APM_CNT, size, value) {
-                let data = self.apm.data();
-                self.chipset.apm_command(cmd, data, now, &mut self.smi);
+        match self.ports.lookup(port) {
+            Some((PlatformPort::ConfigAddress, _)) if port == PORT_RESET_CONTROL && size == 1 => {
+                self.reset_control.write(0, size, value, now);
+                self.after_legacy_write();
             }
-        } else if port == PORT_DEBUGCON {
-            self.debugcon.write(value as u8);
-            self.events.debugcon_byte(value as u8, now.0, a.smm);
-            self.pause |= self.pause_on_debugcon_line && value as u8 == b'\n';
-        } else if port == PORT_DEBUG_EXIT {
-            self.debug_exit.write(value);
-        } else if self.slot_io(port, size, Some(value)).is_some() {
-        } else if !self.chipset.io_write(port, size, value, now, &mut self.smi) && self.legacy.io_write(port, size, value, now) {
-            self.after_legacy_write();
+            Some((PlatformPort::ConfigAddress | PlatformPort::ConfigData, _)) => self.pci_write(port, size, value),
+            Some((PlatformPort::Apm, o)) => {
+                if let Some(cmd) = self.apm.write(o, size, value) {
+                    let data = self.apm.data();
+                    self.chipset.apm_command(cmd, data, now, &mut self.smi);
+                }
+            }
+            Some((PlatformPort::Debugcon, _)) => {
+                self.debugcon.write(value as u8);
+                self.events.debugcon_byte(value as u8, now.0, a.smm);
+                self.pause |= self.pause_on_debugcon_line && value as u8 == b'\n';
+            }
+            Some((PlatformPort::DebugExit, _)) => self.debug_exit.write(value),
+            None => {
+                if self.slot_io(port, size, Some(value)).is_some() {
+                } else if !self.chipset.io_write(port, size, value, now, &mut self.smi) && self.legacy.io_write(port, size, value, now) {
+                    self.after_legacy_write();
+                }
+            }
         }
         if self.chipset.take_power_off() && self.power_off.is_none() {
             self.power_off = Some(a.smm);
@@ -914,6 +947,35 @@ impl<C: Chipset> Bus for Platform<C> {
                 icount,
             }),
             Some(reason) => self.events.push(MachineEvent::RsmFailed { reason: reason.clone(), icount }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::legacy::{self, LEGACY_PORTS};
+
+    #[test]
+    fn the_fixed_ports_register_and_decode() {
+        let m = platform_ports().unwrap();
+        assert_eq!(m.lookup(PORT_RESET_CONTROL), Some((PlatformPort::ConfigAddress, 1)), "0xCF9 sits in the CONFIG_ADDRESS dword");
+        assert_eq!(m.lookup(CONFIG_DATA + 3), Some((PlatformPort::ConfigData, 3)));
+        assert_eq!(m.lookup(PORT_APM_CNT + 1), Some((PlatformPort::Apm, 1)));
+        assert_eq!(m.lookup(PORT_DEBUGCON), Some((PlatformPort::Debugcon, 0)));
+        assert_eq!(m.lookup(PORT_DEBUG_EXIT), Some((PlatformPort::DebugExit, 0)));
+        assert_eq!(m.lookup(PORT_APM_CNT + 2), None);
+        assert!(legacy::port_map().is_ok());
+        let mut m = m;
+        assert!(m.register(0xcf9..=0xcf9, PlatformPort::ConfigAddress).is_err(), "the reset register is not a range of its own");
+    }
+
+    #[test]
+    fn no_legacy_range_hides_behind_a_fixed_port() {
+        let mut m = platform_ports().unwrap();
+        for &(base, first, last, _) in LEGACY_PORTS {
+            // Any device value will do: the ranges are what is checked.
+            m.register_at(base, first..=last, PlatformPort::Debugcon).unwrap();
         }
     }
 }

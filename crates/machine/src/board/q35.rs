@@ -2,7 +2,7 @@
 //! `q35` machine), on the common [`Platform`].
 
 use super::platform::Platform;
-use crate::chipset::q35::ich9_lpc::{Ich9Lpc, GPI_HWMON, PM_IO_SIZE, RCBA_SIZE};
+use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE, RCBA_SIZE};
 use crate::chipset::q35::ich9_sata::Ich9Sata;
 use crate::chipset::q35::ich9_smbus::Ich9Smbus;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
@@ -13,7 +13,7 @@ use crate::devices::uhci_legacy::{UhciLegacy, UHCI_SLOT};
 use crate::events::{Events, MachineEvent};
 use crate::memory::pam::Pam;
 use crate::pci::PciFunction;
-use crate::smi::{SmiCause, SmiLatch};
+use crate::smi::{thermal, usb_legacy, SmiCause, SmiLatch};
 use crate::smram::SmramConfig;
 
 /// The built-in platform's extra devices (docs/builtin-platform.md), present only when the
@@ -186,7 +186,7 @@ impl Chipset for Q35Chipset {
         if lab.uhci.bar_write(o, size, value) {
             // The report was taken: the next one, if due, shows at once.
             let next = lab.uhci.advance(now);
-            let cause = (next && lab.uhci.usb_smi_enabled()).then_some(SmiCause::Usb);
+            let cause = usb_legacy::report_smi(next, lab.uhci.legsup());
             self.sync_usb(cause, now, smi);
         }
         true
@@ -235,7 +235,7 @@ impl Chipset for Q35Chipset {
         let idle = self.idle;
         let Some(lab) = self.lab.as_mut() else { return };
         if lab.uhci.advance(now) {
-            let cause = lab.uhci.usb_smi_enabled().then_some(SmiCause::Usb);
+            let cause = usb_legacy::report_smi(true, lab.uhci.legsup());
             self.sync_usb(cause, now, smi);
         }
         let Some(lab) = self.lab.as_mut() else { return };
@@ -248,9 +248,7 @@ impl Chipset for Q35Chipset {
         }
         for hit in hits {
             self.events.push(MachineEvent::ThermalLimit { temp_c: hit.temp_c, crit: hit.crit, icount: hit.at.0 });
-            if hit.smi {
-                self.lpc.gpi(GPI_HWMON, SmiCause::Thermal, hit.at, smi);
-            }
+            thermal::limit_crossed(&hit, &mut self.lpc, smi);
         }
     }
 
@@ -269,7 +267,7 @@ impl Chipset for Q35Chipset {
     fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
         if let Some(lab) = &mut self.lab {
             if (port == 0x60 || port == 0x64) && lab.uhci.trap(port, write) {
-                self.sync_usb(Some(SmiCause::IoTrap { port, write }), now, smi);
+                self.sync_usb(Some(usb_legacy::trap_smi(port, write)), now, smi);
                 return true;
             }
         }

@@ -226,7 +226,7 @@ impl HwMonitor {
     }
 
     fn check_limits(&mut self, at: Ticks, out: &mut Vec<LimitCrossed>) {
-        let smi = self.config & (CONFIG_START | CONFIG_SMI_EN) == CONFIG_START | CONFIG_SMI_EN;
+        let smi = crate::smi::thermal::monitor_asserts(self.config);
         for (crit, limit) in [(false, self.high), (true, self.crit)] {
             let limit_mc = limit as i64 * 1000;
             let armed = if crit { &mut self.crit_armed } else { &mut self.high_armed };

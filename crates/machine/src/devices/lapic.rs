@@ -305,7 +305,7 @@ impl Lapic {
             _ => false,
         };
         match mode {
-            ICR_DELIVERY_MODE_SMI if to_self => Some(LapicAction::SmiSelf),
+            m if crate::smi::lapic_ipi::is_smi_to_self(m, to_self) => Some(LapicAction::SmiSelf),
             ICR_DELIVERY_MODE_FIXED if to_self => {
                 self.set_irr(value as u8);
                 None

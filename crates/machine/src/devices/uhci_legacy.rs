@@ -9,13 +9,15 @@
 //!
 //! LEGSUP: bits 0-3 trap enables (60h read, 60h write, 64h read, 64h write), bit 4 USBSMIEN;
 //! bits 8-11 the matching trap status (write one to clear), bit 12 USBIRQS (RO: a report is
-//! waiting). A trapped access to 0x60/0x64 never reaches the i8042.
+//! waiting). A trapped access to 0x60/0x64 never reaches the i8042. Which LEGSUP bits assert
+//! the SMI, and the SMIs raised, are [`crate::smi::usb_legacy`].
 
 use crate::chipset::q35::mch::VENDOR_INTEL;
 use crate::clock::Ticks;
 use crate::pci::bar::{Bar, BarKind};
 use crate::pci::config::{ConfigSpace, INTERRUPT_PIN};
 use crate::pci::PciFunction;
+use crate::smi::usb_legacy;
 use std::collections::VecDeque;
 
 /// ICH9 UHCI #1.
@@ -76,13 +78,12 @@ impl UhciLegacy {
 
     /// Whether the legacy-support block asserts its SMI (a status bit with its enable).
     pub fn smi_level(&self) -> bool {
-        let l = self.legsup();
-        ((l >> 8) & l & 0xf) != 0 || (l & LEGSUP_USBIRQS != 0 && l & LEGSUP_USBSMIEN != 0)
+        usb_legacy::smi_level(self.legsup())
     }
 
     /// Whether a waiting report raises an SMI (USBSMIEN).
     pub fn usb_smi_enabled(&self) -> bool {
-        self.legsup() & LEGSUP_USBSMIEN != 0
+        usb_legacy::usb_smi_enabled(self.legsup())
     }
 
     /// The report waiting for the guest.
@@ -128,13 +129,7 @@ impl UhciLegacy {
     /// An access to `port` the legacy block may trap: sets the trap's status bit and returns
     /// true (the access goes nowhere) when its enable is set.
     pub fn trap(&mut self, port: u16, write: bool) -> bool {
-        let n = match (port, write) {
-            (0x60, false) => 0,
-            (0x60, true) => 1,
-            (0x64, false) => 2,
-            (0x64, true) => 3,
-            _ => return false,
-        };
+        let Some(n) = usb_legacy::trap_index(port, write) else { return false };
         let l = self.legsup();
         if l & (1 << n) == 0 {
             return false;

@@ -7,8 +7,14 @@
 //!   nowhere (reads return all ones).
 //!
 //! Either way the SMI is raised synchronously, so the CPU takes it right after the
-//! instruction and records the I/O-restart state ([`cpu::Pending::IO_TRAP`]).
+//! instruction and records the I/O-restart state ([`cpu::Pending::IO_TRAP`]). An IOTRn hit
+//! sets TRSR.CTRS bit n and SMI_STS.MONITOR_STS (bit 21) reads 1; the SMI is gated only by
+//! SMI_EN.GBL_SMI_EN (bit 0) (ICH9 datasheet, doc. 316972, §10.1.48-§10.1.51 and §13.8.3
+//! "Power Management I/O Registers"). The LPC bridge keeps TRSR, TRCR, TWDR and IOTRn.
+//! The UHCI legacy 0x60/0x64 traps are [`super::usb_legacy`].
 
+use super::{raise_ich9, SmiCause, SmiLatch};
+use crate::clock::Ticks;
 use std::ops::RangeInclusive;
 
 /// One trapped range.
@@ -55,6 +61,19 @@ impl IoTraps {
             (if write { r.on_write } else { r.on_read }) && first <= *r.ports.end() as u32 && last >= *r.ports.start() as u32
         })
     }
+
+    /// Raises the I/O-trap SMI at `now` if an access of `size` bytes at `port` hits a trap.
+    pub fn check(&self, port: u16, size: u8, write: bool, now: Ticks, smi: &mut SmiLatch) {
+        if self.hits(port, size, write) {
+            smi.raise(SmiCause::IoTrap { port, write }, now);
+        }
+    }
+}
+
+/// An IOTRn register trapped an access to `port` on the ICH9 at `now`: raises the
+/// synchronous I/O-trap SMI as GBL_SMI_EN in `smi_en` allows.
+pub fn ich9_trapped(smi_en: u32, port: u16, write: bool, now: Ticks, smi: &mut SmiLatch) {
+    raise_ich9(smi_en, SmiCause::IoTrap { port, write }, now, smi);
 }
 
 /// One IOTRn register (64 bits): bit 0 TRSE (enable), bits 15:2 IOAD (dword address), bits
@@ -133,6 +152,12 @@ mod tests {
         assert!(t.hits(0x7f, 2, true));
         assert!(!t.hits(0x7c, 4, true) && !t.hits(0x81, 1, true));
         assert!(!t.hits(0x80, 1, false));
+        let mut s = SmiLatch::default();
+        t.check(0x80, 1, false, Ticks(1), &mut s);
+        assert!(!s.is_pending());
+        t.check(0x7f, 2, true, Ticks(2), &mut s);
+        assert!(s.is_io_trap());
+        assert_eq!(s.drain_raised().collect::<Vec<_>>(), vec![(SmiCause::IoTrap { port: 0x7f, write: true }, Ticks(2))]);
     }
 
     #[test]

@@ -6,16 +6,39 @@
 //! the board can report it when the CPU calls [`cpu::Bus::smm_entered`]. SMIs raised while one
 //! is already pending merge into it, as on the single SMI# wire.
 //!
-//! Sources: the APM port (through the southbridge, [`crate::chipset`]), the ICH9 periodic and
-//! software SMI timers ([`timer`]), I/O traps ([`io_trap`], also the ICH9 IOTRn ranges and the
-//! UHCI legacy 0x60/0x64 traps), the external pin ([`pin`]), LAPIC SMI IPIs
-//! ([`crate::devices::lapic`]) and, on the q35 lab hardware, memory errors, BIOS write
-//! attempts, the hardware monitor and the USB keyboard.
+//! One file per source holds its decision logic: the enable and status bits that gate it and
+//! the call that raises it. The devices and chipset functions keep their registers and call
+//! these.
+//!
+//! - [`apm`]: APM_CNT (0xB2) writes, on the ICH9 (APMC_EN) and the PIIX4 (DEVACTB.APMC_EN).
+//! - [`periodic`]: the ICH9 periodic SMI timer (PERIODIC_EN, PER_SMI_SEL).
+//! - [`sw_timer`]: the ICH9 software SMI timer (SWSMI_TMR_EN, SWSMI_RATE_SEL).
+//! - [`io_trap`]: I/O traps, the generic ranges and the ICH9 IOTRn registers.
+//! - [`pin`]: the external SMI# pin, scheduled by a scenario.
+//! - [`lapic_ipi`]: local APIC IPIs with delivery mode SMI.
+//! - [`memory_error`]: the MCH's ECC errors, sent over DMI (SMICMD, TCO1_STS.DMISMI_STS).
+//! - [`bios_write`]: BIOS_CNTL.BIOSWE set under BLE (TCO1_STS.BIOSWR_STS).
+//! - [`thermal`]: the hardware monitor's SMI# on ICH9 GPI 1 (ALT_GP_SMI_EN/STS).
+//! - [`usb_legacy`]: the UHCI legacy-support block (LEGSUP, LEGACY_USB_EN): keyboard reports
+//!   and the 0x60/0x64 traps.
+//!
+//! [`timer`] is not a source: it is the re-arming deadline timer [`periodic`] and
+//! [`sw_timer`] run on. Every SMI the ICH9 LPC bridge raises is gated by SMI_EN.GBL_SMI_EN
+//! ([`raise_ich9`]).
 
+pub mod apm;
+pub mod bios_write;
 pub mod io_trap;
+pub mod lapic_ipi;
+pub mod memory_error;
+pub mod periodic;
 pub mod pin;
+pub mod sw_timer;
+pub mod thermal;
 pub mod timer;
+pub mod usb_legacy;
 
+use crate::chipset::q35::ich9_lpc::SMI_EN_GBL_SMI_EN;
 use crate::clock::Ticks;
 
 /// Why an SMI was raised.
@@ -68,6 +91,15 @@ impl SmiCause {
             SmiCause::Thermal => "thermal",
             SmiCause::Usb => "usb",
         }
+    }
+}
+
+/// Raises `cause` at `now` if SMI_EN.GBL_SMI_EN in `smi_en` allows: the ICH9 LPC bridge's
+/// global gate on every SMI it raises (ICH9 datasheet, doc. 316972, §13.8.3 "Power Management
+/// I/O Registers", SMI_EN bit 0).
+pub fn raise_ich9(smi_en: u32, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
+    if smi_en & SMI_EN_GBL_SMI_EN != 0 {
+        smi.raise(cause, now);
     }
 }
 

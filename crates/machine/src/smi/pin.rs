@@ -1,5 +1,9 @@
-//! The external SMI# pin: a scenario schedules assertions at guest times.
+//! The external SMI# pin: a scenario schedules assertions at guest times. No enable or status
+//! bit gates it: the pin is the CPU's SMI# input (Intel SDM vol. 3C §34.2 "System Management
+//! Interrupt"), so a due assertion raises [`SmiCause::Pin`] on the latch directly. All
+//! assertions due at one check merge into one request.
 
+use super::{SmiCause, SmiLatch};
 use crate::clock::Ticks;
 use std::collections::BTreeMap;
 
@@ -27,6 +31,13 @@ impl SmiPin {
         let due = std::mem::replace(&mut self.schedule, later);
         !due.is_empty()
     }
+
+    /// Raises the pin's SMI at `now` if an assertion was due by then.
+    pub fn raise_due(&mut self, now: Ticks, smi: &mut SmiLatch) {
+        if self.expire(now) {
+            smi.raise(SmiCause::Pin, now);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -44,5 +55,17 @@ mod tests {
         assert_eq!(p.deadline(), Some(Ticks(100)));
         assert!(p.expire(Ticks(100)));
         assert_eq!(p.deadline(), None);
+    }
+
+    #[test]
+    fn a_due_assertion_raises_the_pin_smi_once() {
+        let (mut p, mut s) = (SmiPin::default(), SmiLatch::default());
+        p.raise_at(Ticks(10));
+        p.raise_at(Ticks(10));
+        p.raise_due(Ticks(9), &mut s);
+        assert!(!s.is_pending());
+        p.raise_due(Ticks(10), &mut s);
+        p.raise_due(Ticks(11), &mut s);
+        assert_eq!(s.drain_raised().collect::<Vec<_>>(), vec![(SmiCause::Pin, Ticks(10))]);
     }
 }

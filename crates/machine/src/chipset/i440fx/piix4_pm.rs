@@ -6,14 +6,15 @@
 //! APMC_EN is DEVACTB (58h) bit 25, i.e. byte 5Bh bit 1: with it, a write to APM_CNT raises
 //! an SMI; the commands 0xF1 (ACPI enable) and 0xF0 (ACPI disable) only set/clear SCI_EN.
 //! GLBCTL (PMBASE+28h) is stored but its SMI_EN bit does not gate SMIs, as in QEMU and Bochs
-//! (firmware such as the shared SMI benchmark never sets it).
+//! (firmware such as the shared SMI benchmark never sets it). The APM SMI decision is
+//! [`crate::smi::apm::piix4_apm_cnt`].
 
 use crate::chipset::acpi_pm::AcpiPm;
 use crate::chipset::q35::mch::VENDOR_INTEL;
 use crate::clock::Ticks;
 use crate::pci::config::{ConfigSpace, INTERRUPT_PIN};
 use crate::pci::PciFunction;
-use crate::smi::{SmiCause, SmiLatch};
+use crate::smi::{apm, SmiLatch};
 
 /// PIIX4 PM device ID.
 pub const PM_DEVICE_ID: u16 = 0x7113;
@@ -104,8 +105,7 @@ impl Piix4Pm {
         match cmd {
             APM_CMD_ACPI_ENABLE => self.pm.set_sci_en(true),
             APM_CMD_ACPI_DISABLE => self.pm.set_sci_en(false),
-            _ if self.apmc_en() => smi.raise(SmiCause::Apm { cmd, data }, now),
-            _ => {}
+            _ => apm::piix4_apm_cnt(self.apmc_en(), cmd, data, now, smi),
         }
     }
 
@@ -203,6 +203,7 @@ mod tests {
 
     #[test]
     fn apm_write_raises_smi_only_with_apmc_en() {
+        use crate::smi::SmiCause;
         let mut p = pm();
         let mut s = SmiLatch::default();
         p.apm_command(0x01, 0, Ticks(1), &mut s);

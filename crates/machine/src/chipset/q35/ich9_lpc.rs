@@ -9,14 +9,21 @@
 //! periodic SMI timer runs from reset (its STS bit sets every period, PERIODIC_EN gates the
 //! SMI); the software SMI timer is one-shot, started when SWSMI_TMR_EN goes 0 -> 1. As in
 //! QEMU, the APM commands 0x02/0x03 only set/clear SCI_EN and raise no SMI.
+//!
+//! This function keeps the registers; each SMI source's decision (which enable and status
+//! bits gate it, and the raise) is in its file under [`crate::smi`]: [`crate::smi::apm`],
+//! [`crate::smi::periodic`], [`crate::smi::sw_timer`], [`crate::smi::io_trap`] (IOTRn),
+//! [`crate::smi::memory_error`] (DMISMI), [`crate::smi::bios_write`] (BIOSWR),
+//! [`crate::smi::thermal`] (GPI) and [`crate::smi::usb_legacy`] (LEGACY_USB).
 
 use super::mch::VENDOR_INTEL;
 use crate::chipset::acpi_pm::AcpiPm;
 use crate::clock::{Clock, Ticks};
 use crate::pci::config::{ConfigSpace, HEADER_TYPE_MULTI_FUNCTION};
 use crate::pci::PciFunction;
-use crate::smi::io_trap::IoTrapRegister;
+use crate::smi::io_trap::{self, IoTrapRegister};
 use crate::smi::timer::SmiTimer;
+use crate::smi::{apm, bios_write, memory_error, periodic, sw_timer, thermal, usb_legacy};
 use crate::smi::{SmiCause, SmiLatch};
 
 /// LPC bridge device ID (ICH9).
@@ -271,35 +278,23 @@ impl Ich9Lpc {
 
     /// GPI `n` asserts (a rising edge): sets ALT_GP_SMI_STS bit n and raises an SMI for
     /// `cause` when ALT_GP_SMI_EN bit n (and GBL_SMI_EN) allow.
+    /// The decision is [`thermal::ich9_gpi`].
     pub fn gpi(&mut self, n: u8, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
-        let bit = 1u16 << (n & 15);
-        self.alt_gp_smi_sts |= bit;
-        if self.alt_gp_smi_en & bit != 0 {
-            self.smi(cause, now, smi);
-        }
+        thermal::ich9_gpi(n, cause, self.alt_gp_smi_en, &mut self.alt_gp_smi_sts, self.smi_en, now, smi);
     }
 
     /// The MCH's SMI message over DMI (a memory error): TCO1_STS.DMISMI_STS, SMI with TCO_EN.
+    /// The decision is [`memory_error::ich9_dmi_smi`].
     pub fn dmi_smi(&mut self, now: Ticks, smi: &mut SmiLatch) {
-        self.tco_event(TCO1_STS_DMISMI, SmiCause::MemoryError, now, smi);
-    }
-
-    fn tco_event(&mut self, bit: u16, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
-        self.tco1_sts |= bit;
-        if self.smi_en & SMI_EN_TCO_EN != 0 {
-            self.smi(cause, now, smi);
-        }
+        memory_error::ich9_dmi_smi(self.smi_en, &mut self.tco1_sts, now, smi);
     }
 
     /// The UHCI legacy-support block's SMI output is now `level`; `raise` is the SMI of the
     /// event that changed it (raised if level, LEGACY_USB_EN and GBL_SMI_EN allow).
+    /// The decision is [`usb_legacy::ich9_legacy_usb`].
     pub fn legacy_usb(&mut self, level: bool, raise: Option<SmiCause>, now: Ticks, smi: &mut SmiLatch) {
         self.legacy_usb = level;
-        if let (true, Some(cause)) = (level, raise) {
-            if self.smi_en & SMI_EN_LEGACY_USB_EN != 0 {
-                self.smi(cause, now, smi);
-            }
-        }
+        usb_legacy::ich9_legacy_usb(self.smi_en, level, raise, now, smi);
     }
 
     /// Whether a write to the BIOS flash stores: BIOSWE, and SMM if SMM_BWP is set.
@@ -381,7 +376,7 @@ impl Ich9Lpc {
         if write {
             self.rcba[RCBA_TWDR as usize..RCBA_TWDR as usize + 4].copy_from_slice(&value.to_le_bytes());
         }
-        self.smi(SmiCause::IoTrap { port, write }, now, smi);
+        io_trap::ich9_trapped(self.smi_en, port, write, now, smi);
         true
     }
 
@@ -402,22 +397,12 @@ impl Ich9Lpc {
 
     /// Period of the periodic SMI timer: 8 s * 2^(3 - PER_SMI_SEL).
     pub fn periodic_period(&self) -> u64 {
-        let sel = self.cfg.read(LPC_GEN_PMCON_1, 2) as u16 & GEN_PMCON_1_PER_SMI_SEL;
-        self.clock.ticks_from_ns(8_000_000_000u64 << (3 - sel))
+        self.clock.ticks_from_ns(periodic::period_ns(self.cfg.read(LPC_GEN_PMCON_1, 2) as u16))
     }
 
     /// Period of the software SMI timer: 1.5 ms, or 8 ms * 2^SWSMI_RATE_SEL.
     pub fn swsmi_period(&self) -> u64 {
-        let sel = (self.cfg.read(LPC_GEN_PMCON_3, 2) as u16 >> GEN_PMCON_3_SWSMI_RATE_SEL_SHIFT) & 3;
-        let ns = if sel == 0 { 1_500_000 } else { 8_000_000u64 << sel };
-        self.clock.ticks_from_ns(ns)
-    }
-
-    /// Raises an SMI for `cause` if GBL_SMI_EN allows.
-    fn smi(&self, cause: SmiCause, now: Ticks, smi: &mut SmiLatch) {
-        if self.smi_en & SMI_EN_GBL_SMI_EN != 0 {
-            smi.raise(cause, now);
-        }
+        self.clock.ticks_from_ns(sw_timer::period_ns(self.cfg.read(LPC_GEN_PMCON_3, 2) as u16))
     }
 
     /// A configuration write at guest time `now` (timer rates may change; setting BIOSWE
@@ -427,9 +412,7 @@ impl Ich9Lpc {
         self.cfg.write(offset, size, value);
         let bios = self.bios_cntl();
         // ICH9 §13.1.29: BIOSWE 0 -> 1 with BLE set sets BIOSWR_STS and asserts SMI# (TCO).
-        if bios_was & BIOS_CNTL_BIOSWE == 0 && bios & BIOS_CNTL_BIOSWE != 0 && bios & BIOS_CNTL_BLE != 0 {
-            self.tco_event(TCO1_STS_BIOSWR, SmiCause::BiosWrite, now, smi);
-        }
+        bios_write::bios_cntl_written(bios_was, bios, self.smi_en, &mut self.tco1_sts, now, smi);
         if self.smi_locked() {
             self.cfg.set_wmask(LPC_GEN_PMCON_1, 2, (GEN_PMCON_1_WMASK & !GEN_PMCON_1_SMI_LOCK) as u32);
         }
@@ -446,11 +429,7 @@ impl Ich9Lpc {
         match cmd {
             APM_CMD_ACPI_ENABLE => self.pm.set_sci_en(true),
             APM_CMD_ACPI_DISABLE => self.pm.set_sci_en(false),
-            _ if self.smi_en & SMI_EN_APMC_EN != 0 => {
-                self.smi_sts |= SMI_STS_APM_STS;
-                self.smi(SmiCause::Apm { cmd, data }, now, smi);
-            }
-            _ => {}
+            _ => apm::ich9_apm_cnt(self.smi_en, &mut self.smi_sts, cmd, data, now, smi),
         }
     }
 
@@ -508,17 +487,13 @@ impl Ich9Lpc {
 
     /// Writes the PM I/O block at `offset` (0..128).
     pub fn pm_write(&mut self, offset: u16, size: u8, value: u32, now: Ticks) {
-        let swsmi_was = self.smi_en & SMI_EN_SWSMI_TMR_EN != 0;
+        let smi_en_was = self.smi_en;
         for k in 0..size.min(4) as u16 {
             if offset + k < PM_IO_SIZE {
                 self.write_byte(offset + k, (value >> (8 * k)) as u8);
             }
         }
-        match (swsmi_was, self.smi_en & SMI_EN_SWSMI_TMR_EN != 0) {
-            (false, true) => self.swsmi.arm(now),
-            (true, false) => self.swsmi.disarm(),
-            _ => {}
-        }
+        sw_timer::smi_en_written(smi_en_was, self.smi_en, &mut self.swsmi, now);
     }
 
     /// The next timer expiry.
@@ -528,24 +503,18 @@ impl Ich9Lpc {
 
     /// The next timer expiry that raises an SMI.
     pub fn next_wake(&self) -> Option<Ticks> {
-        if self.smi_en & SMI_EN_GBL_SMI_EN == 0 {
-            return None;
-        }
-        let p = (self.smi_en & SMI_EN_PERIODIC_EN != 0).then(|| self.periodic.deadline()).flatten();
-        [p, self.swsmi.deadline()].into_iter().flatten().min()
+        let p = periodic::raises(self.smi_en).then(|| self.periodic.deadline()).flatten();
+        let s = sw_timer::raises(self.smi_en).then(|| self.swsmi.deadline()).flatten();
+        [p, s].into_iter().flatten().min()
     }
 
     /// Expires the timers due by `now`.
     pub fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
         if self.periodic.expire(now) {
-            self.smi_sts |= SMI_STS_PERIODIC_STS;
-            if self.smi_en & SMI_EN_PERIODIC_EN != 0 {
-                self.smi(SmiCause::Periodic, now, smi);
-            }
+            periodic::expired(self.smi_en, &mut self.smi_sts, now, smi);
         }
         if self.swsmi.expire(now) {
-            self.smi_sts |= SMI_STS_SWSMI_TMR_STS;
-            self.smi(SmiCause::SwSmiTimer, now, smi);
+            sw_timer::expired(self.smi_en, &mut self.smi_sts, now, smi);
         }
     }
 }

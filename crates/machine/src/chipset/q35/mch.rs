@@ -141,17 +141,17 @@ impl Mch {
     }
 
     /// The ECC logic saw an error at `addr`: ERRSTS, DEAP and CECNT record it. Returns
-    /// whether SMICMD asks for an SMI message over DMI.
+    /// whether SMICMD asks for an SMI message over DMI ([`crate::smi::memory_error`]).
     pub fn memory_error(&mut self, addr: u64, uncorrectable: bool) -> bool {
         let errsts = self.cfg.read(MCH_ERRSTS, 2) as u16;
-        let (bit, en) = if uncorrectable { (ERRSTS_DMERR, SMICMD_DMESMI) } else { (ERRSTS_DSERR, SMICMD_DSESMI) };
+        let bit = if uncorrectable { ERRSTS_DMERR } else { ERRSTS_DSERR };
         self.cfg.set(MCH_ERRSTS, 2, (errsts | bit) as u32);
         self.cfg.set(MCH_DEAP, 4, (addr as u32) & !0xfff);
         if !uncorrectable {
             let n = self.cfg.read(MCH_CECNT, 2) as u16;
             self.cfg.set(MCH_CECNT, 2, n.saturating_add(1) as u32);
         }
-        self.cfg.read(MCH_SMICMD, 2) as u16 & en != 0
+        crate::smi::memory_error::mch_sends_smi(self.cfg.read(MCH_SMICMD, 2) as u16, uncorrectable)
     }
 
     /// Registers whose guest write D_LCK dropped or changed since the last call.
