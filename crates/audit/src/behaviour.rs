@@ -76,8 +76,9 @@ fn in_window(p: &Pattern, addr: u64) -> bool {
     p.ptr.is_some_and(|s| addr >= s && addr < s.saturating_add(p.window))
 }
 
-/// What one SMI's accesses show, given the control run's SMRAM writes for the same command.
-pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>) -> Vec<Finding> {
+/// What one SMI's accesses show, given the control run's SMRAM writes for the same command and
+/// the firmware's own areas SMM writes by design (`by_design`, see [`crate::uefi`]).
+pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>, by_design: &[std::ops::Range<u64>]) -> Vec<Finding> {
     let mut out: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
     let mut add = |rule: &'static str, a: u64| {
         let v = out.entry(rule).or_default();
@@ -100,7 +101,7 @@ pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>) ->
                 }
             }
             (SmmAccessKind::Write, false) => {
-                if !in_window(p, a.addr) {
+                if !in_window(p, a.addr) && !by_design.iter().any(|r| r.contains(&a.addr)) {
                     add(rules::UNPASSED_WRITE, a.addr);
                 }
             }
@@ -177,12 +178,14 @@ pub struct Sweep {
 /// Raises SW SMIs 0x00-0xFF with every pattern.
 pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
     let pats = patterns(smram);
+    let areas = crate::uefi::firmware_areas(m, &crate::dump::ranges(m));
+    let by_design: Vec<std::ops::Range<u64>> = areas.iter().map(|a| a.0.clone()).collect();
     let mut verdicts: Vec<Verdict> = Vec::new();
     // (rule, where) -> the finding, its first pattern and the commands that showed it. "Where"
     // is the offset from the passed pointer when the address is in the passed window (one
     // bug seen through several patterns is one finding), the address otherwise.
     let mut found: BTreeMap<(&'static str, u64), (Finding, Pattern, Vec<u8>)> = BTreeMap::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = areas.iter().map(|(_, what)| format!("SMM writes {what} on every SMI by design; those writes are not findings")).collect();
     let mut smis = 0u64;
     let code_check = m.set_smm_code_check(false);
     match m.board.smm_observer() {
@@ -217,7 +220,7 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
                     if p.name == pats[0].name {
                         reached += 1;
                     }
-                    for f in analyze(p, &acc, &control_smram) {
+                    for f in analyze(p, &acc, &control_smram, &by_design) {
                         let a0 = f.addresses.first().copied().unwrap_or(0);
                         let at = match p.ptr {
                             Some(ptr) if in_window(p, a0) => a0 - ptr,
@@ -308,7 +311,7 @@ mod tests {
     #[test]
     fn callouts_are_fetches_outside_smram() {
         let a = [acc(0, SmmAccessKind::Fetch, 0x7f0_0000, 1, true), acc(1, SmmAccessKind::Fetch, 0x10_0000, 1, false)];
-        let f = analyze(&pat("control"), &a, &BTreeSet::new());
+        let f = analyze(&pat("control"), &a, &BTreeSet::new(), &[]);
         assert_eq!(f, vec![Finding { rule: rules::CALLOUT, addresses: vec![0x10_0000] }]);
     }
 
@@ -317,26 +320,35 @@ mod tests {
         let p = pat("smram");
         let ptr = p.ptr.unwrap();
         let a = [acc(0, SmmAccessKind::Write, ptr, 8, true), acc(1, SmmAccessKind::Write, 0x7f7_0000, 8, true)];
-        let f = analyze(&p, &a, &BTreeSet::new());
+        let f = analyze(&p, &a, &BTreeSet::new(), &[]);
         assert_eq!(f, vec![Finding { rule: rules::SMRAM_POINTER, addresses: vec![ptr] }]);
         let control: BTreeSet<u64> = [ptr].into();
-        assert!(analyze(&p, &a, &control).is_empty());
+        assert!(analyze(&p, &a, &control, &[]).is_empty());
     }
 
     #[test]
     fn writes_into_the_callers_buffer_are_legal_elsewhere_not() {
         let p = pat("buffer");
         let a = [acc(0, SmmAccessKind::Write, BUFFER + 16, 8, false), acc(1, SmmAccessKind::Write, 0x50_0000, 4, false)];
-        assert_eq!(analyze(&p, &a, &BTreeSet::new()), vec![Finding { rule: rules::UNPASSED_WRITE, addresses: vec![0x50_0000] }]);
+        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]), vec![Finding { rule: rules::UNPASSED_WRITE, addresses: vec![0x50_0000] }]);
+    }
+
+    #[test]
+    fn writes_to_the_firmwares_own_areas_are_by_design() {
+        let p = pat("control");
+        let a = [acc(0, SmmAccessKind::Write, 0xe6d_6169, 1, false)];
+        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]).len(), 1);
+        let smmc = std::ops::Range { start: 0xe6d_6140, end: 0xe6d_61a8 };
+        assert!(analyze(&p, &a, &BTreeSet::new(), std::slice::from_ref(&smmc)).is_empty());
     }
 
     #[test]
     fn double_fetch_needs_distance() {
         let p = pat("buffer");
         let copy = [acc(0, SmmAccessKind::Read, BUFFER, 16, false), acc(1, SmmAccessKind::Read, BUFFER + 8, 16, false)];
-        assert!(analyze(&p, &copy, &BTreeSet::new()).is_empty(), "overlapping loads of one copy");
+        assert!(analyze(&p, &copy, &BTreeSet::new(), &[]).is_empty(), "overlapping loads of one copy");
         let twice = [acc(0, SmmAccessKind::Read, BUFFER + 16, 8, false), acc(100, SmmAccessKind::Read, BUFFER + 16, 8, false)];
-        let f = analyze(&p, &twice, &BTreeSet::new());
+        let f = analyze(&p, &twice, &BTreeSet::new(), &[]);
         assert_eq!(f[0].rule, rules::DOUBLE_FETCH);
         assert_eq!(f[0].addresses[0], BUFFER + 16);
     }
@@ -345,6 +357,6 @@ mod tests {
     fn straddling_buffer_accesses_inside_smram() {
         let p = pat("straddle-smram");
         let a = [acc(0, SmmAccessKind::Read, 0x7f0_0000 - 0x20, 8, false), acc(5, SmmAccessKind::Read, 0x7f0_0008, 8, true)];
-        assert_eq!(analyze(&p, &a, &BTreeSet::new()), vec![Finding { rule: rules::COMM_OVERLAP, addresses: vec![0x7f0_0008] }]);
+        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]), vec![Finding { rule: rules::COMM_OVERLAP, addresses: vec![0x7f0_0008] }]);
     }
 }

@@ -16,6 +16,7 @@ pub mod dump;
 pub mod output;
 pub mod report;
 pub mod rules;
+pub mod uefi;
 
 pub use boot::BootOptions;
 pub use report::{Report, Status, Verdict};
@@ -58,6 +59,24 @@ pub struct Options {
     pub behaviour: bool,
 }
 
+/// What the failed configuration checks mean on the platform QEMU (and smmlab after it)
+/// builds, when the firmware boots from its system flash: findings that follow from the
+/// platform's design, not from the firmware's set-up.
+fn platform_notes(boot: &BootOptions, verdicts: &[Verdict]) -> Vec<String> {
+    if boot.pflash.is_empty() {
+        return Vec::new();
+    }
+    let failed = |rule: &str| verdicts.iter().any(|v| v.rule == rule && v.status == Status::Fail);
+    let mut notes = Vec::new();
+    if failed(rules::BIOS_WP) && boot.pflash_secure {
+        notes.push(format!("{}: QEMU's q35 has no BIOS write protection in BIOS_CNTL; its flash is protected by the pflash 'secure' property instead (only SMM may program it, --pflash-secure on), which OVMF relies on. A platform design finding, not OVMF's", rules::BIOS_WP));
+    }
+    if failed(rules::AMD_SMM_LOCK) || failed(rules::AMD_SMM_MASK) {
+        notes.push(format!("{}/{}: QEMU's CPU models (qemu64, smmlab's amd64 after it) do not provide the AMD SMM_ADDR/SMM_MASK TSEG protection, and OVMF does not program it; on QEMU's q35 the chipset's TSEG decoding is what protects SMRAM (SMM003). A platform design finding", rules::AMD_SMM_LOCK, rules::AMD_SMM_MASK));
+    }
+    notes
+}
+
 /// Boots and audits.
 pub fn audit(o: &Options) -> Result<Report, AuditError> {
     let booted = boot::boot(&o.boot)?;
@@ -67,7 +86,7 @@ pub fn audit(o: &Options) -> Result<Report, AuditError> {
     let mut m = booted.machine;
     let instructions = m.icount();
     let mut verdicts = config::check(&mut m);
-    let mut notes = Vec::new();
+    let mut notes = platform_notes(&o.boot, &verdicts);
     let mut smis = 0;
     if o.behaviour {
         let smram = dump::largest(&m);

@@ -266,3 +266,27 @@ fn smm_inventory_names_every_module_and_handler_of_ovmf() {
     // The text says the same.
     assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
 }
+
+#[test]
+fn audit_of_ovmf_finds_nothing_in_its_handlers_and_explains_the_platform_findings() {
+    if !testkit::package_file(CODE_SECBOOT, "ovmf") || !testkit::package_file(VARS, "ovmf") {
+        return;
+    }
+    let d = dir("audit");
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab")).args(["audit", "--ovmf", "--format", "json"]).env("XDG_STATE_HOME", &d).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let r: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&o.stderr)));
+    let verdicts = r["verdicts"].as_array().unwrap();
+    let status = |rule: &str| verdicts.iter().find(|v| v["rule"] == rule).map(|v| v["status"].as_str().unwrap().to_string());
+    assert_eq!(status("SMM001").as_deref(), Some("pass"), "SMRAM locked: {text}");
+    assert_eq!(status("SMM003").as_deref(), Some("pass"), "TSEG locked: {text}");
+    // Zero false positives: no behaviour finding (SMM1xx) on OVMF's SMM.
+    let behaviour: Vec<&Value> = verdicts.iter().filter(|v| v["rule"].as_str().unwrap().starts_with("SMM1")).collect();
+    assert!(behaviour.is_empty(), "behaviour findings on OVMF: {behaviour:?}");
+    assert!(r["smis_raised"].as_u64().unwrap() > 1000, "{}", r["smis_raised"]);
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("SMM_CORE_PRIVATE_DATA"), "the core's communication area is recognized: {notes}");
+    assert!(notes.contains("platform design finding"), "{notes}");
+    // The firmware's files are never written by an audit.
+    assert_eq!(std::fs::read(d.join("smmlab/OVMF_VARS_4M.fd")).unwrap(), std::fs::read(VARS).unwrap());
+}

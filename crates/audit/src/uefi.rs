@@ -1,0 +1,43 @@
+//! What the auditor knows of edk2's SMM core outside SMRAM (the project's UEFI SMM reference,
+//! §4): SMM_CORE_PRIVATE_DATA, signature `smmc`, a static of the PiSmmIpl runtime image, is
+//! the communication area between DXE (later the OS) and SMM. The core writes it on every SMI
+//! by design (InSmm at +0x29, CommunicationBuffer +0x38, BufferSize +0x40, ReturnStatus +0x48),
+//! so those writes are not writes to memory nobody passed.
+
+use machine::Machine;
+use std::ops::Range;
+
+/// `SIGNATURE_32('s','m','m','c')` in a UINTN.
+const SMMC: u64 = 0x636d_6d73;
+/// sizeof(SMM_CORE_PRIVATE_DATA) on x64.
+pub const SMMC_SIZE: u64 = 0x68;
+/// Memory is scanned in pieces of this size.
+const CHUNK: u64 = 1 << 20;
+
+/// The SMM core's private data: the first `smmc` record below SMRAM whose SMST (+0x30) and
+/// SMM entry point (+0x20) both lie in SMRAM.
+pub fn core_private_data(m: &mut Machine, smram: &[Range<u64>]) -> Option<u64> {
+    let in_smram = |a: u64| smram.iter().any(|r| r.contains(&a));
+    let top = smram.iter().map(|r| r.start).filter(|&s| s >= 0x10_0000).min()?;
+    let mut base = 0u64;
+    while base < top {
+        let len = CHUNK.min(top - base);
+        let bytes = m.read_phys(base, len as usize + SMMC_SIZE as usize, false);
+        let word = |o: usize| bytes.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        for o in (0..len as usize).step_by(8) {
+            if word(o) == Some(SMMC) && word(o + 0x30).is_some_and(in_smram) && word(o + 0x20).is_some_and(in_smram) {
+                return Some(base + o as u64);
+            }
+        }
+        base += len;
+    }
+    None
+}
+
+/// The firmware's own areas outside SMRAM that SMM writes by design, with what they are.
+pub fn firmware_areas(m: &mut Machine, smram: &[Range<u64>]) -> Vec<(Range<u64>, String)> {
+    core_private_data(m, smram)
+        .map(|a| (a..a + SMMC_SIZE, format!("the UEFI SMM core's private data (SMM_CORE_PRIVATE_DATA 'smmc', the communication area) at {a:#x}")))
+        .into_iter()
+        .collect()
+}
