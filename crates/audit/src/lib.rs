@@ -10,6 +10,7 @@
 //! Modules: [`boot`] (hand-off), [`regs`] (host-side register access), [`dump`] (SMRAM).
 
 pub mod behaviour;
+pub mod comm;
 pub mod boot;
 pub mod config;
 pub mod dump;
@@ -94,6 +95,14 @@ pub fn audit(o: &Options) -> Result<Report, AuditError> {
         verdicts.extend(s.verdicts);
         notes.extend(s.notes);
         smis = s.smis;
+        // UEFI: the GUID handlers through the communication path, named from the firmware's
+        // own volumes (flash unit 0).
+        let firmware = m.board.pflash().map(|b| b.units()[0].flash.contents());
+        let fw = firmware.as_deref().and_then(|d| fwimage::parse(d).ok());
+        let c = comm::sweep(&mut m, fw.as_ref());
+        verdicts.extend(c.verdicts);
+        notes.extend(c.notes);
+        smis += c.calls;
     }
     Ok(Report {
         tool: "smmlab-audit",

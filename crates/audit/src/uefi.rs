@@ -41,3 +41,48 @@ pub fn firmware_areas(m: &mut Machine, smram: &[Range<u64>]) -> Vec<(Range<u64>,
         .into_iter()
         .collect()
 }
+
+/// What one call through the communication path did.
+#[derive(Clone, Debug)]
+pub struct CommCall {
+    /// ReturnStatus the core wrote back (None: the SMI did not return).
+    pub status: Option<u64>,
+    /// How the SMI went.
+    pub outcome: machine::host::SwSmiOutcome,
+    /// The SMM accesses it made.
+    pub accesses: Vec<machine::board::observer::SmmAccess>,
+}
+
+/// EFI_ACCESS_DENIED, what the core answers for a buffer it refuses.
+pub const EFI_ACCESS_DENIED: u64 = 0x8000_0000_0000_000f;
+/// EFI_NOT_FOUND, what the core answers for a GUID no handler has.
+pub const EFI_NOT_FOUND: u64 = 0x8000_0000_0000_000e;
+
+/// Sends `payload` to the GUID handlers of `guid` the way DXE's SmmCommunicationCommunicate
+/// does (the project's UEFI SMM reference, §4): EFI_SMM_COMMUNICATE_HEADER {HeaderGuid,
+/// MessageLength} and the payload at `buffer`, its address and size (`size`, else 24 +
+/// payload) in the core's private data at `smmc` (+0x38, +0x40), then an SMI (OVMF's
+/// SmmControl2 writes 0 to APM_STS and APM_CNT). ReturnStatus (+0x48) is read back. Every byte
+/// written is put back after, so the firmware's own state is as before.
+pub fn communicate(m: &mut Machine, smmc: u64, buffer: u64, guid: &[u8; 16], payload: &[u8], size: Option<u64>, budget: u64) -> CommCall {
+    let len = 24 + payload.len();
+    let saved_buffer = m.read_phys(buffer, len, false);
+    let saved_private = m.read_phys(smmc, SMMC_SIZE as usize, false);
+    let mut msg = guid.to_vec();
+    msg.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    msg.extend_from_slice(payload);
+    m.write_phys(buffer, &msg);
+    m.write_phys(smmc + 0x38, &buffer.to_le_bytes());
+    m.write_phys(smmc + 0x40, &size.unwrap_or(len as u64).to_le_bytes());
+    m.write_phys(smmc + 0x48, &u64::MAX.to_le_bytes());
+    let _ = m.board.smm_observer().map(|o| o.drain());
+    let outcome = m.raise_sw_smi(0, 0, &[0; 16], budget);
+    let accesses = m.board.smm_observer().map(|o| o.drain()).unwrap_or_default();
+    let status = matches!(outcome, machine::host::SwSmiOutcome::Returned { .. }).then(|| {
+        let b = m.read_phys(smmc + 0x48, 8, false);
+        u64::from_le_bytes(b.try_into().expect("8 bytes"))
+    });
+    m.write_phys(buffer, &saved_buffer);
+    m.write_phys(smmc, &saved_private);
+    CommCall { status, outcome, accesses }
+}

@@ -287,6 +287,10 @@ fn audit_of_ovmf_finds_nothing_in_its_handlers_and_explains_the_platform_finding
     let notes = r["notes"].to_string();
     assert!(notes.contains("SMM_CORE_PRIVATE_DATA"), "the core's communication area is recognized: {notes}");
     assert!(notes.contains("platform design finding"), "{notes}");
+    // The GUID handlers of the inventory were reached through the communication path: the
+    // variable handler answered, and a buffer running into SMRAM was refused (no SMM105).
+    assert!(notes.contains("6 GUID handlers driven through the SMM core's communication path"), "{notes}");
+    assert!(notes.contains("gEfiSmmVariableProtocolGuid comm-header: EFI_SUCCESS"), "{notes}");
     // The firmware's files are never written by an audit.
     assert_eq!(std::fs::read(d.join("smmlab/OVMF_VARS_4M.fd")).unwrap(), std::fs::read(VARS).unwrap());
 }
