@@ -294,3 +294,27 @@ fn audit_of_ovmf_finds_nothing_in_its_handlers_and_explains_the_platform_finding
     // The firmware's files are never written by an audit.
     assert_eq!(std::fs::read(d.join("smmlab/OVMF_VARS_4M.fd")).unwrap(), std::fs::read(VARS).unwrap());
 }
+
+#[test]
+fn disasm_groups_ovmfs_smm_code_by_module_and_names_the_handlers() {
+    if !testkit::package_file(CODE_SECBOOT, "ovmf") || !testkit::package_file(VARS, "ovmf") {
+        return;
+    }
+    let d = dir("disasm");
+    let out = d.join("smm.asm");
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab")).args(["disasm", "--ovmf", "--output"]).arg(&out).env("XDG_STATE_HOME", &d).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("; run: stopped at the hand-off: serial \"Shell>\""), "{}", &text[..text.len().min(400)]);
+    for module in ["PiSmmCore", "PiSmmCpuDxeSmm", "VariableSmm", "SmmLockBox"] {
+        assert!(text.contains(&format!("==== module {module} (")), "{module} has no section");
+    }
+    // The SMI entry comes first, outside every module; then the modules, lowest first.
+    let entry = text.find("== SMI entry").unwrap();
+    assert!(entry < text.find("==== module").unwrap());
+    // The variable handler, named: nearly every SMI of the boot runs it.
+    let line = text.lines().find(|l| l.contains("[SMI handler for gEfiSmmVariableProtocolGuid]")).expect("the variable handler's block");
+    assert!(line.contains("(VariableSmm+0x"), "{line}");
+    let runs: u64 = line.split("ran ").nth(1).and_then(|r| r.split('x').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(runs > 400, "{line}");
+}

@@ -64,7 +64,8 @@ const ENTRY_INSNS: usize = 32;
 
 /// `smmlab disasm`.
 pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
-    let builtin = a.target.bios.is_none();
+    let flash = a.target.flash()?;
+    let builtin = a.target.bios.is_none() && flash.is_empty();
     if let Some(p) = &a.output {
         super::check_output("--output", p)?;
     }
@@ -75,6 +76,7 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
     let rom = match (&a.target.bios, scenario) {
         (Some(p), _) => machine::load_rom(p)?,
         (None, Some(sc)) => (sc.rom)(),
+        (None, None) if !flash.is_empty() => Vec::new(),
         (None, None) => firmware_image::ROM.to_vec(),
     };
     if builtin {
@@ -94,12 +96,25 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
     if builtin {
         m.enable_lab_hardware();
     }
+    let firmware = match (&a.target.bios, flash.first()) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(u)) => u.path.display().to_string(),
+        (None, None) => "built-in".to_string(),
+    };
+    if !flash.is_empty() {
+        m.attach_pflash(flash, a.target.pflash_secure == super::run::Switch::On)?;
+        // UEFI's hand-off: the Shell's prompt on the serial port.
+        let mut com1 = machine::devices::uart16550::Uart16550::default();
+        com1.stop_text = audit::boot::SERIAL_MARKER.as_bytes().to_vec();
+        if let Some(l) = m.board.legacy() {
+            l.com1 = Some(com1);
+        }
+    }
     if let Some(sc) = scenario {
         super::scenarios::prepare(&mut m, sc, None)?;
     }
     let until = a.until.unwrap_or(if builtin { Until::End } else { Until::Handoff });
     let rec = record(&mut m, until, a.target.max_instructions);
-    let firmware = a.target.bios.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
     let mut head = format!("; smmlab disasm: machine {machine_name}, firmware {firmware}");
     if builtin {
         let _ = write!(head, ", scenario {}", a.target.scenario.as_deref().unwrap_or("default"));
@@ -122,6 +137,10 @@ pub struct CpuRecord {
     pub causes: Vec<Option<SmiCause>>,
     /// SMRAM at the SMI entry at the end of the run (for an entry that never ran).
     pub entry_bytes: Vec<u8>,
+    /// The images in SMRAM at the end of the run (UEFI: the SMM core and its drivers).
+    pub modules: uefi_smm::images::ModuleMap,
+    /// The registered SMI handlers: address and what it handles.
+    pub handlers: Vec<(u64, String)>,
 }
 
 struct Recorded {
@@ -154,6 +173,9 @@ fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
             if let Some(line) = audit::boot::find_marker(&m.board.debugcon().output, &mut scanned) {
                 break format!("stopped at the hand-off: {line}");
             }
+            if s.exit == ExitReason::SerialText {
+                break format!("stopped at the hand-off: serial {:?}", audit::boot::SERIAL_MARKER);
+            }
         }
         let done = m.icount().saturating_sub(start);
         let go_on = matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit) && done < max;
@@ -170,7 +192,28 @@ fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
     let blocks = m.take_smm_blocks();
     let smbase = m.smm_registers().smbase;
     let entry_bytes = m.read_phys(smbase as u64 + 0x8000, ENTRY_BYTES, true);
-    Recorded { cpus: vec![CpuRecord { smbase, blocks, causes, entry_bytes }], stop }
+    let (modules, handlers) = names(m);
+    Recorded { cpus: vec![CpuRecord { smbase, blocks, causes, entry_bytes, modules, handlers }], stop }
+}
+
+/// The images in SMRAM and the SMI handlers registered with edk2's SMM core (crates/uefi),
+/// named from the firmware's own volumes (flash unit 0).
+fn names(m: &mut Machine) -> (uefi_smm::images::ModuleMap, Vec<(u64, String)>) {
+    let ranges = audit::dump::ranges(m);
+    let smram = uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect());
+    let firmware = m.board.pflash().map(|b| b.units()[0].flash.contents());
+    let fw = firmware.as_deref().and_then(|d| fwimage::parse(d).ok());
+    let inv = uefi_smm::Inventory::build(&smram, fw.as_ref());
+    let handlers = inv
+        .handlers
+        .iter()
+        .map(|h| (h.handler.address, match (&h.guid, h.guid_name) {
+            (_, Some(n)) => format!("SMI handler for {n}"),
+            (Some(g), None) => format!("SMI handler for {g}"),
+            (None, _) => "root SMI handler".to_string(),
+        }))
+        .collect();
+    (uefi_smm::images::ModuleMap::new(inv.modules), handlers)
 }
 
 /// The name of SMI `n` (1-based) in the listing: `apm 0x01`, `periodic`, ...
@@ -225,6 +268,14 @@ struct Distinct<'a> {
 impl Distinct<'_> {
     fn end(&self) -> u64 {
         self.phys + self.run.block.insns.iter().map(|d| d.len as u64).sum::<u64>()
+    }
+}
+
+/// " (Module+0xRVA)" for an address in a known image, else nothing.
+fn named(c: &CpuRecord, addr: u64) -> String {
+    match c.modules.image_of(addr) {
+        Some(_) => format!(" ({})", c.modules.name(addr)),
+        None => String::new(),
     }
 }
 
@@ -305,13 +356,26 @@ fn render_cpu(out: &mut String, k: usize, c: &CpuRecord) {
     }
     let mut fmt = IntelFormatter::new();
     let mut text = String::new();
+    // With modules known (UEFI), regions are grouped by the module that holds them.
+    if !c.modules.images().is_empty() {
+        // The SMI entry and the relocation entry (outside every image) stay first.
+        order.sort_by_key(|(i, title)| if title == "handler region" { c.modules.image_of(regions[*i].0).map_or(u64::MAX, |m| m.base) } else { 0 });
+    }
+    let mut module_shown: Option<u64> = None;
     for (i, title) in order {
         let (start, end, members) = &regions[i];
-        let _ = writeln!(out, "\n== {title}: {start:#x}-{:#x}", end.saturating_sub(1));
+        if let Some(m) = c.modules.image_of(*start) {
+            if module_shown != Some(m.base) {
+                let _ = writeln!(out, "\n==== module {} ({:#x}, {:#x} bytes, entry {})", m.name, m.base, m.size, c.modules.name(m.entry));
+                module_shown = Some(m.base);
+            }
+        }
+        let _ = writeln!(out, "\n== {title}: {start:#x}-{:#x}{}", end.saturating_sub(1), named(c, *start));
         for &bi in members {
             let b = &blocks[bi];
             let block = &b.run.block;
-            let _ = writeln!(out, "\n  ; block {:#x} ({}-bit, rip {:#x}): {}", b.phys, b.bitness, block.rip, annotate(c, &b.smis));
+            let handler = c.handlers.iter().find(|h| h.0 == b.phys).map_or(String::new(), |h| format!(" [{}]", h.1));
+            let _ = writeln!(out, "\n  ; block {:#x}{} ({}-bit, rip {:#x}){handler}: {}", b.phys, named(c, b.phys), b.bitness, block.rip, annotate(c, &b.smis));
             let mut at = b.phys;
             for d in &block.insns {
                 text.clear();
