@@ -324,3 +324,23 @@ fn disasm_groups_ovmfs_smm_code_by_module_and_names_the_handlers() {
     let runs: u64 = line.split("ran ").nth(1).and_then(|r| r.split('x').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(runs > 400, "{line}");
 }
+
+#[test]
+fn the_variable_store_is_written_back_when_a_limit_ends_the_run() {
+    if !ovmf_present(CODE_SECBOOT) {
+        return;
+    }
+    let d = dir("limit");
+    let vars = d.join("vars.fd");
+    std::fs::copy(VARS, &vars).unwrap();
+    // 900 M instructions: VariableSmm has written the store, the Shell is not up yet.
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .args(["run", "-q", "--memory", "256", "--max-instructions", "900000000", "--pflash", &format!("{CODE_SECBOOT},readonly"), "--pflash"])
+        .arg(&vars)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "instruction limit: {}", String::from_utf8_lossy(&o.stderr));
+    let after = std::fs::read(&vars).unwrap();
+    assert_ne!(after, std::fs::read(VARS).unwrap(), "the guest's variable writes were not kept");
+    assert!(!d.join("vars.fd.smmlab-new").exists(), "the temporary file was renamed over the store");
+}
