@@ -269,8 +269,19 @@ fn smm_inventory_names_every_module_and_handler_of_ovmf() {
     let protocol = |guid: &str| inv["protocols"].as_array().unwrap().iter().find(|p| p["guid"] == guid).cloned().unwrap_or_else(|| panic!("no protocol {guid}"));
     assert_eq!(protocol("3242a9d8-ce70-4aa0-955d-5e7b140de4d2")["interfaces"][0]["module"], "CpuIo2Smm");
     assert_eq!(protocol("ed32d533-99e6-4209-9cc0-2d72cdd998a7")["interfaces"][0]["module"], "VariableSmm");
+    // Dated from looks at the core's lists after every RSM: the variable handler was there
+    // from the driver-dispatch SMIs on; the core's own dispatch and ready-to-lock handlers
+    // were registered, then removed at SMRAM's ready-to-lock.
+    let seen = handler("ed32d533-99e6-4209-9cc0-2d72cdd998a7")["seen"]["smi"].as_u64().unwrap();
+    assert!((1..10).contains(&seen), "{seen}");
+    let removed = inv["removed_handlers"].as_array().unwrap();
+    let dispatch = removed.iter().find(|h| h["guid_name"] == "gEfiEventDxeDispatchGuid").unwrap_or_else(|| panic!("{removed:?}"));
+    assert_eq!(dispatch["handler"]["module"], "PiSmmCore");
+    assert!(dispatch["removed"]["smi"].as_u64().unwrap() > dispatch["seen"]["smi"].as_u64().unwrap() + 50, "{dispatch}");
+    assert!(removed.iter().any(|h| h["guid_name"] == "gEfiDxeSmmReadyToLockProtocolGuid"), "{removed:?}");
     // The text says the same.
     assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
+    assert!(text.contains("SMI handlers registered and removed during the run"), "{text}");
 }
 
 #[test]

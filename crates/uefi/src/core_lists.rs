@@ -15,7 +15,7 @@
 //! record counts only if the lists it is on link back to it (each node's neighbours point at
 //! it), and a handler or interface only if it is reached from a live entry's list.
 
-use crate::smram::Smram;
+use crate::smram::{Memory, Smram};
 use fwimage::Guid;
 
 const SMI_ENTRY: u64 = 0x6569_6d73; // "smie"
@@ -64,14 +64,14 @@ fn records(smram: &Smram, signature: u64) -> Vec<u64> {
 }
 
 /// Whether the LIST_ENTRY at `link` is on a list: its neighbours point back at it.
-fn linked(smram: &Smram, link: u64) -> bool {
+fn linked(smram: &(impl Memory + ?Sized), link: u64) -> bool {
     let (Some(flink), Some(blink)) = (smram.u64(link), smram.u64(link.wrapping_add(8))) else { return false };
     smram.u64(flink.wrapping_add(8)) == Some(link) && smram.u64(blink) == Some(link)
 }
 
 /// The nodes of the list whose head is at `head` (the LIST_ENTRY addresses, head excluded),
 /// as long as each links back to the one before.
-fn list(smram: &Smram, head: u64) -> Vec<u64> {
+fn list(smram: &(impl Memory + ?Sized), head: u64) -> Vec<u64> {
     let mut out = Vec::new();
     let mut prev = head;
     let mut node = match smram.u64(head) {
@@ -106,16 +106,84 @@ pub fn handlers(smram: &Smram) -> Vec<Handler> {
         .collect();
     entries.sort_by_key(|(g, _)| g.is_some());
     for (handler_type, e) in entries {
-        for node in list(smram, e + 0x28) {
-            let h = node.wrapping_sub(0x08);
-            if smram.u64(h) != Some(SMI_HANDLER) || smram.u64(h.wrapping_add(0x28)) != Some(e) {
-                break;
-            }
-            let (Some(handler), Some(caller)) = (smram.u64(h.wrapping_add(0x18)), smram.u64(h.wrapping_add(0x20))) else { break };
-            out.push(Handler { handler_type, handler, caller, record: h });
-        }
+        out.extend(entry_handlers(smram, e, handler_type));
     }
     out
+}
+
+/// The handlers on SMI_ENTRY `e`'s list, in order.
+fn entry_handlers(mem: &(impl Memory + ?Sized), e: u64, handler_type: Option<Guid>) -> Vec<Handler> {
+    let mut out = Vec::new();
+    for node in list(mem, e.wrapping_add(0x28)) {
+        let h = node.wrapping_sub(0x08);
+        if mem.u64(h) != Some(SMI_HANDLER) || mem.u64(h.wrapping_add(0x28)) != Some(e) {
+            break;
+        }
+        let (Some(handler), Some(caller)) = (mem.u64(h.wrapping_add(0x18)), mem.u64(h.wrapping_add(0x20))) else { break };
+        out.push(Handler { handler_type, handler, caller, record: h });
+    }
+    out
+}
+
+/// Where the SMM core keeps its handlers: its static root entry, and the head of the list of
+/// GUID entries (the core's `mSmiEntryList`), found once from a snapshot so that later looks
+/// walk the lists without scanning SMRAM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerLists {
+    /// The root SMI_ENTRY.
+    pub root: Option<u64>,
+    /// The LIST_ENTRY heading the GUID entries.
+    pub head: Option<u64>,
+}
+
+impl HandlerLists {
+    /// Finds the lists in `smram`; the head is known once a GUID entry exists.
+    pub fn find(smram: &Smram) -> HandlerLists {
+        let mut lists = HandlerLists::default();
+        for e in records(smram, SMI_ENTRY).into_iter().filter(|e| linked(smram, e + 0x08)) {
+            match smram.guid(e + 0x18) {
+                Some(g) if g == Guid::default() => lists.root = lists.root.or(Some(e)),
+                Some(_) if lists.head.is_none() => {
+                    // Around the entry list: the one node that is not an SMI_ENTRY is the head.
+                    let mut node = e + 0x08;
+                    for _ in 0..MAX_LIST {
+                        let Some(next) = smram.u64(node) else { break };
+                        if smram.u64(next.wrapping_sub(0x08)) != Some(SMI_ENTRY) {
+                            lists.head = Some(next);
+                            break;
+                        }
+                        node = next;
+                    }
+                }
+                _ => {}
+            }
+        }
+        lists
+    }
+
+    /// Whether both lists are known.
+    pub fn complete(&self) -> bool {
+        self.root.is_some() && self.head.is_some()
+    }
+
+    /// The handlers on the lists now, root handlers first.
+    pub fn handlers(&self, mem: &(impl Memory + ?Sized)) -> Vec<Handler> {
+        let mut out = Vec::new();
+        if let Some(root) = self.root {
+            out.extend(entry_handlers(mem, root, None));
+        }
+        if let Some(head) = self.head {
+            for node in list(mem, head) {
+                let e = node.wrapping_sub(0x08);
+                if mem.u64(e) != Some(SMI_ENTRY) {
+                    break;
+                }
+                let Some(g) = mem.guid(e.wrapping_add(0x18)) else { break };
+                out.extend(entry_handlers(mem, e, Some(g)));
+            }
+        }
+        out
+    }
 }
 
 /// Every protocol of the SMM protocol database with an interface or a notification.
@@ -223,6 +291,16 @@ pub(crate) mod tests {
         let h = handlers(&r.smram());
         let got: Vec<_> = h.iter().map(|h| (h.handler_type, h.handler, h.caller)).collect();
         assert_eq!(got, vec![(None, 0x7f1_1000, 0x7f1_2000), (Some(g), 0x7f2_0000, 0x7f2_0040), (Some(g), 0x7f2_0100, 0x7f2_0140)]);
+    }
+
+    #[test]
+    fn the_lists_once_found_are_walked_without_a_scan() {
+        let (r, g) = sample();
+        let lists = HandlerLists::find(&r.smram());
+        assert_eq!(lists, HandlerLists { root: Some(r.base + 0x200), head: Some(r.base + 0x100) });
+        let h = lists.handlers(&r.smram());
+        assert_eq!(h, handlers(&r.smram()));
+        assert_eq!(h.iter().filter(|h| h.handler_type == Some(g)).count(), 2);
     }
 
     #[test]

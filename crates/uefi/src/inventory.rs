@@ -4,6 +4,7 @@
 use crate::core_lists;
 use crate::guid_names;
 use crate::images::{self, LoadedImage, ModuleMap};
+use crate::registrations::{Moment, Tracker};
 use crate::smram::Smram;
 use serde::Serialize;
 use std::fmt::Write;
@@ -43,6 +44,11 @@ pub struct HandlerEntry {
     pub handler: Named,
     /// Where SmiHandlerRegister was called from (the registering module).
     pub registered_by: Named,
+    /// The first look at the core's lists that found it (with a run followed by
+    /// [`Inventory::add_registrations`]).
+    pub seen: Option<Moment>,
+    /// The first look that no longer found it (removed handlers only).
+    pub removed: Option<Moment>,
 }
 
 /// One protocol of the SMM protocol database.
@@ -58,6 +64,28 @@ pub struct ProtocolEntry {
     pub notify: Vec<Named>,
 }
 
+fn named(map: &ModuleMap, a: u64) -> Named {
+    let m = map.image_of(a);
+    Named { address: a, at: map.name(a), module: m.map(|m| m.name.clone()), in_code: m.map(|m| m.in_code(a)) }
+}
+
+fn entry(map: &ModuleMap, h: &core_lists::Handler) -> HandlerEntry {
+    HandlerEntry {
+        kind: if h.handler_type.is_some() { "guid" } else { "root" },
+        guid: h.handler_type.map(|g| g.to_string()),
+        guid_name: h.handler_type.as_ref().and_then(guid_names::name),
+        handler: named(map, h.handler),
+        registered_by: named(map, h.caller),
+        seen: None,
+        removed: None,
+    }
+}
+
+/// "after SMI 12 (788.500 ms)".
+fn moment(m: &Moment) -> String {
+    format!("after SMI {} ({}.{:03} ms)", m.smi, m.ns / 1_000_000, m.ns / 1000 % 1000)
+}
+
 /// Everything found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Inventory {
@@ -70,6 +98,9 @@ pub struct Inventory {
     pub not_resident: Vec<AbsentModule>,
     /// The registered SMI handlers: root handlers, then GUID handlers.
     pub handlers: Vec<HandlerEntry>,
+    /// Handlers registered during the run and removed before its end (with
+    /// [`Inventory::add_registrations`]).
+    pub removed_handlers: Vec<HandlerEntry>,
     /// The SMM protocol database.
     pub protocols: Vec<ProtocolEntry>,
 }
@@ -79,24 +110,12 @@ impl Inventory {
     /// modules.
     pub fn build(smram: &Smram, fw: Option<&fwimage::Image>) -> Inventory {
         let map = ModuleMap::new(images::find(smram, fw));
-        let named = |a: u64| {
-            let m = map.image_of(a);
-            Named { address: a, at: map.name(a), module: m.map(|m| m.name.clone()), in_code: m.map(|m| m.in_code(a)) }
-        };
+        let named = |a: u64| named(&map, a);
         let resident: Vec<_> = map.images().iter().filter_map(|m| m.guid).collect();
         let not_resident = fw
             .map(|fw| fw.mm_modules().filter(|m| m.pe_fingerprint.is_some() && !resident.contains(&m.guid)).map(|m| AbsentModule { name: m.name.clone().unwrap_or_else(|| m.guid.to_string()), guid: m.guid.to_string() }).collect())
             .unwrap_or_default();
-        let handlers = core_lists::handlers(smram)
-            .into_iter()
-            .map(|h| HandlerEntry {
-                kind: if h.handler_type.is_some() { "guid" } else { "root" },
-                guid: h.handler_type.map(|g| g.to_string()),
-                guid_name: h.handler_type.as_ref().and_then(guid_names::name),
-                handler: named(h.handler),
-                registered_by: named(h.caller),
-            })
-            .collect();
+        let handlers = core_lists::handlers(smram).iter().map(|h| entry(&map, h)).collect();
         let protocols = core_lists::protocols(smram)
             .into_iter()
             .map(|p| ProtocolEntry {
@@ -106,7 +125,27 @@ impl Inventory {
                 notify: p.notify.into_iter().map(named).collect(),
             })
             .collect();
-        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, protocols }
+        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, removed_handlers: Vec::new(), protocols }
+    }
+
+    /// Dates the handlers from a run's `tracker`, and adds those removed before the end.
+    pub fn add_registrations(&mut self, tracker: &Tracker) {
+        let map = ModuleMap::new(self.modules.clone());
+        for r in tracker.registrations() {
+            match r.removed {
+                None => {
+                    if let Some(h) = self.handlers.iter_mut().find(|h| h.handler.address == r.handler.handler && h.guid == r.handler.handler_type.map(|g| g.to_string())) {
+                        h.seen = Some(r.seen);
+                    }
+                }
+                Some(gone) => {
+                    let mut e = entry(&map, &r.handler);
+                    e.seen = Some(r.seen);
+                    e.removed = Some(gone);
+                    self.removed_handlers.push(e);
+                }
+            }
+        }
     }
 
     /// Handlers by kind: (root, guid).
@@ -142,8 +181,26 @@ impl Inventory {
                 (None, _) => "root (every SMI)".into(),
             };
             let _ = writeln!(s, "  {:<4} {:<42} {:<34} registered at {}", h.kind, what, h.handler.at, h.registered_by.at);
+            let mut more = Vec::new();
             if let (Some(g), Some(_)) = (&h.guid, h.guid_name) {
-                let _ = writeln!(s, "       {g}");
+                more.push(g.clone());
+            }
+            if let Some(m) = &h.seen {
+                more.push(format!("seen {}", moment(m)));
+            }
+            if let Some(m) = &h.removed {
+                more.push(format!("removed {}", moment(m)));
+            }
+            if !more.is_empty() {
+                let _ = writeln!(s, "       {}", more.join(", "));
+            }
+        }
+        if !self.removed_handlers.is_empty() {
+            let _ = writeln!(s, "\nSMI handlers registered and removed during the run ({}):", self.removed_handlers.len());
+            for h in &self.removed_handlers {
+                let what = h.guid_name.map(str::to_string).or(h.guid.clone()).unwrap_or_else(|| "root (every SMI)".into());
+                let (seen, gone) = (h.seen.as_ref().map(moment).unwrap_or_default(), h.removed.as_ref().map(moment).unwrap_or_default());
+                let _ = writeln!(s, "  {:<4} {:<42} {:<34} registered at {}\n       seen {seen}, removed {gone}", h.kind, what, h.handler.at, h.registered_by.at);
             }
         }
         let _ = writeln!(s, "\nSMM protocols ({}):", self.protocols.len());

@@ -8,7 +8,9 @@
 //! - [`core_lists`]: the SMI handlers and the protocol database the SMM core keeps in SMRAM
 //!   (its `smie`/`smih` and `spte`/`spif`/`sptn` records), walked as the core links them, so
 //!   freed records that still carry a signature are not reported.
-//! - [`inventory`]: both together, with GUIDs named ([`guid_names`]), as text and JSON.
+//! - [`registrations`]: when each handler appeared and which were removed, from looks at the
+//!   core's lists after every RSM.
+//! - [`inventory`]: all of it together, with GUIDs named ([`guid_names`]), as text and JSON.
 //!
 //! The layouts are edk2-stable202211's (`MdeModulePkg/Core/PiSmmCore/PiSmmCore.h`,
 //! `PiSmmCorePrivateData.h`; see the project's UEFI SMM reference).
@@ -17,6 +19,7 @@ pub mod core_lists;
 pub mod guid_names;
 pub mod images;
 pub mod inventory;
+pub mod registrations;
 pub mod smram;
 
 pub use inventory::Inventory;

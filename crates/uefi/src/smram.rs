@@ -2,6 +2,23 @@
 
 use fwimage::Guid;
 
+/// Memory the SMM core's records can be read from: a snapshot, or the machine itself.
+pub trait Memory {
+    /// The little-endian u64 at `addr`.
+    fn u64(&self, addr: u64) -> Option<u64>;
+    /// The GUID at `addr`.
+    fn guid(&self, addr: u64) -> Option<Guid>;
+}
+
+impl Memory for Smram {
+    fn u64(&self, addr: u64) -> Option<u64> {
+        Smram::u64(self, addr)
+    }
+    fn guid(&self, addr: u64) -> Option<Guid> {
+        Smram::guid(self, addr)
+    }
+}
+
 /// SMRAM's ranges and bytes at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Smram {

@@ -35,8 +35,12 @@ pub struct Observed {
     pub end: u64,
 }
 
-/// Runs `m` for up to `max_instructions`, watching as `w` says.
-pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Observed {
+/// Called each time RSM returns from SMM (the run pauses there for it).
+pub type OnRsm<'a> = Box<dyn FnMut(&mut Machine) + 'a>;
+
+/// Runs `m` for up to `max_instructions`, watching as `w` says; `on_rsm` is called after every
+/// RSM.
+pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch, mut on_rsm: Option<OnRsm>) -> Observed {
     let mut timeline = Timeline::new(ips);
     let mut debugcon = Vec::new();
     let start = m.icount();
@@ -62,15 +66,26 @@ pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch) -> Obser
         }
         _ => {}
     };
+    m.board.set_pause_on_rsm(on_rsm.is_some());
     let summary = loop {
         let done = m.icount().saturating_sub(start);
-        let s = m.run(max_instructions.saturating_sub(done).min(CHUNK));
+        let mut s = m.run(max_instructions.saturating_sub(done).min(CHUNK));
         for e in m.drain_events() {
             let line = timeline.feed(&e);
             show(&mut timeline, line, &bar);
         }
         let done = m.icount().saturating_sub(start);
-        if s.exit != ExitReason::InstructionLimit || done >= max_instructions {
+        let paused_at_rsm = s.exit == ExitReason::Paused && on_rsm.is_some();
+        if paused_at_rsm {
+            if let Some(f) = on_rsm.as_mut() {
+                f(m);
+            }
+            if done >= max_instructions {
+                s.exit = ExitReason::InstructionLimit;
+                s.exit_code = 4;
+            }
+        }
+        if (s.exit != ExitReason::InstructionLimit && !paused_at_rsm) || done >= max_instructions {
             break s;
         }
         if tty && bar.is_none() && t0.elapsed() >= PROGRESS_AFTER {

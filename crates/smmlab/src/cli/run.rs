@@ -227,12 +227,22 @@ struct SummaryJson<'a> {
 /// before the run's outputs are written.
 pub type AfterRun<'a> = Box<dyn FnOnce(&mut Machine) -> anyhow::Result<()> + 'a>;
 
-pub fn run(a: RunArgs) -> anyhow::Result<i32> {
-    run_then(a, None)
+/// What a caller adds to a run: a call after every RSM, and one after the run.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Called each time RSM returns from SMM.
+    pub on_rsm: Option<observe::OnRsm<'a>>,
+    /// Called once the run has ended.
+    pub after: Option<AfterRun<'a>>,
 }
 
-/// [`run`], then `after` on the stopped machine.
-pub fn run_then(a: RunArgs, after: Option<AfterRun>) -> anyhow::Result<i32> {
+pub fn run(a: RunArgs) -> anyhow::Result<i32> {
+    run_with(a, Hooks::default())
+}
+
+/// [`run`] with `hooks`.
+pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
+    let Hooks { on_rsm, after } = hooks;
     // First, so that a signal at any time after this ends the run cleanly.
     let interrupt = super::interrupt::Interrupt::install()?;
     let flash_args = if a.ovmf { super::pflash::ovmf_units()? } else { a.pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
@@ -377,7 +387,7 @@ pub fn run_then(a: RunArgs, after: Option<AfterRun>) -> anyhow::Result<i32> {
     }
     let watch = observe::Watch { timeline: !a.quiet, debugcon: live_debugcon, keep_debugcon: a.trace_json.is_some() };
     let t0 = std::time::Instant::now();
-    let observed = observe::run(&mut m, a.max_instructions, a.ips, &watch);
+    let observed = observe::run(&mut m, a.max_instructions, a.ips, &watch, on_rsm);
     let s = &observed.summary;
     let wall = t0.elapsed().as_secs_f64();
     // The variable store first: whatever fails below, the guest's writes are kept.

@@ -43,6 +43,22 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
     // The inventory is the output: no timeline or summary around it.
     run.quiet = true;
     let bios = run.bios.clone();
+    let ips = run.ips;
+    // After every RSM: a look at the core's handler lists, to date each registration.
+    let tracker = std::rc::Rc::new(std::cell::RefCell::new(uefi_smm::registrations::Tracker::default()));
+    let on_rsm = {
+        let tracker = tracker.clone();
+        Box::new(move |m: &mut machine::Machine| {
+            let mut t = tracker.borrow_mut();
+            let smi = m.cpu_view().smi_count;
+            // Until the lists are found, a snapshot now and then (they appear with the core).
+            if t.needs_snapshot() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
+                t.locate(&snapshot(m));
+            }
+            let ns = (m.board.now(m.icount()).0 as u128 * 1_000_000_000 / ips.max(1) as u128) as u64;
+            t.look(&Live(std::cell::RefCell::new(m)), uefi_smm::registrations::Moment { smi, ns });
+        }) as super::observe::OnRsm
+    };
     let after: run::AfterRun = Box::new(move |m| {
         // Names come from the firmware's own volumes: flash unit 0, or the --bios ROM.
         let firmware = match (m.board.pflash(), &bios) {
@@ -51,10 +67,9 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
             (None, None) => None,
         };
         let fw = firmware.as_deref().and_then(|d| fwimage::parse(d).ok());
-        let ranges = audit::dump::ranges(m);
-        anyhow::ensure!(!ranges.is_empty(), "the machine has no SMRAM decoded when the run ends (pc or q35, with SMRAM enabled)");
-        let smram = uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect());
-        let inv = uefi_smm::Inventory::build(&smram, fw.as_ref());
+        anyhow::ensure!(!audit::dump::ranges(m).is_empty(), "the machine has no SMRAM decoded when the run ends (pc or q35, with SMRAM enabled)");
+        let mut inv = uefi_smm::Inventory::build(&snapshot(m), fw.as_ref());
+        inv.add_registrations(&tracker.borrow());
         match json.as_deref() {
             Some("-") => println!("{}", serde_json::to_string_pretty(&inv)?),
             Some(p) => {
@@ -65,5 +80,24 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     });
-    run::run_then(run, Some(after))
+    run::run_with(run, run::Hooks { on_rsm: Some(on_rsm), after: Some(after) })
+}
+
+/// SMRAM as SMM sees it now.
+fn snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
+    let ranges = audit::dump::ranges(m);
+    uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect())
+}
+
+/// The machine's memory read as SMM reads it, for the handler lists.
+struct Live<'a>(std::cell::RefCell<&'a mut machine::Machine>);
+
+impl uefi_smm::smram::Memory for Live<'_> {
+    fn u64(&self, addr: u64) -> Option<u64> {
+        let b = self.0.borrow_mut().read_phys(addr, 8, true);
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+    fn guid(&self, addr: u64) -> Option<fwimage::Guid> {
+        fwimage::Guid::from_bytes(&self.0.borrow_mut().read_phys(addr, 16, true))
+    }
 }
