@@ -70,6 +70,16 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
         return out;
     }
     let buffer = smmc + uefi::SMMC_SIZE;
+    // Where pointers inside a message aim: the middle of the largest SMRAM range, and the CPU's
+    // save state (SMBASE + 0xFC00, the top 1 KiB of the 64 KiB SMRAM window).
+    let targets: Vec<(&'static str, u64)> = {
+        let mut t = Vec::new();
+        if let Some((base, size)) = crate::dump::largest(m) {
+            t.push(("comm-pointers-to-smram", base + size / 2 + 0x100));
+        }
+        t.push(("comm-pointers-to-save-state", u64::from(m.smm_registers().smbase) + 0xfc00));
+        t
+    };
     let private = std::ops::Range { start: smmc, end: smmc + uefi::SMMC_SIZE };
     let by_design = std::slice::from_ref(&private);
     let Some(observer) = m.board.smm_observer() else { return out };
@@ -105,6 +115,26 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
                 out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {}: {what}", msg.name), msg.name, f.addresses));
             }
         }
+        // Every word of the message a pointer into SMRAM: a handler that writes through a
+        // pointer it took from the message without checking it writes SMRAM.
+        let control: BTreeSet<u64> = {
+            let c = uefi::communicate(m, smmc, buffer, &g.0, &[0; 0x40], None, BUDGET);
+            out.calls += 1;
+            c.accesses.iter().filter(|a| a.smram && a.kind == machine::board::observer::SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect()
+        };
+        for &(name, target) in &targets {
+            let payload: Vec<u8> = (0..8).flat_map(|_| target.to_le_bytes()).collect();
+            let c = uefi::communicate(m, smmc, buffer, &g.0, &payload, None, BUDGET);
+            out.calls += 1;
+            statuses.push(format!("{} {name}: {}", short(label), status_name(c.status)));
+            let p = Pattern { name, ptr: Some(target), window: 0x100, into_smram: true, header: false };
+            for f in analyze(&p, &c.accesses, &control, by_design).into_iter().filter(|f| f.rule == rules::SMRAM_POINTER) {
+                let a0 = f.addresses.first().copied().unwrap_or(0);
+                if found.insert((f.rule, format!("{guid}{a0:x}"))) {
+                    out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {name}: SMM wrote SMRAM at {a0:#x} through a pointer taken from the message ({target:#x})"), name, f.addresses));
+                }
+            }
+        }
         // A buffer overlapping SMRAM must be refused before any handler runs.
         if let Some(tseg) = ranges.iter().map(|r| r.start).filter(|&s| s >= 0x10_0000).min() {
             let c = uefi::communicate(m, smmc, tseg - 0x10, &g.0, &[0; 8], None, BUDGET);
@@ -119,9 +149,10 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
         o.enabled = false;
     }
     out.notes.push(format!(
-        "{} GUID handlers driven through the SMM core's communication path (private data at {smmc:#x}, buffer at {buffer:#x}) with {} messages each and a buffer running into SMRAM: {}",
+        "{} GUID handlers driven through the SMM core's communication path (private data at {smmc:#x}, buffer at {buffer:#x}) with {} messages each, {} with every word a pointer into SMRAM, and a buffer running into SMRAM: {}",
         guids.len(),
         messages().len(),
+        targets.len(),
         statuses.join("; ")
     ));
     out
