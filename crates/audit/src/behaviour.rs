@@ -208,7 +208,7 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
                         status: Status::Fail,
                         message: format!("SW SMI {cmd:#04x} with pattern {}: {why}; the sweep stopped here", p.name),
                         registers: vec![],
-                        smi: Some(SmiContext { commands: vec![cmd], pattern: p.name, addresses: p.ptr.into_iter().collect() }),
+                        smi: Some(SmiContext { commands: vec![cmd], pattern: p.name, addresses: p.ptr.into_iter().collect(), module: None }),
                     });
                     break 'sweep;
                 }
@@ -286,7 +286,7 @@ fn finding_verdict(f: &Finding, cmds: &[u8], p: &Pattern) -> Verdict {
         status: Status::Fail,
         message: format!("SW SMI {} ({} value{}), pattern {}: {what}", command_list(cmds), cmds.len(), if cmds.len() == 1 { "" } else { "s" }, p.name),
         registers: vec![],
-        smi: Some(SmiContext { commands: cmds.to_vec(), pattern: p.name, addresses: f.addresses.clone() }),
+        smi: Some(SmiContext { commands: cmds.to_vec(), pattern: p.name, addresses: f.addresses.clone(), module: None }),
     }
 }
 

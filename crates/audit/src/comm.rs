@@ -9,7 +9,7 @@
 //! (conventional memory it refuses with EFI_ACCESS_DENIED). What the calls overwrite is put back.
 
 use crate::behaviour::{analyze, Pattern};
-use crate::report::{SmiContext, Status, Verdict};
+use crate::report::{ModuleRef, SmiContext, Status, Verdict};
 use crate::rules;
 use crate::uefi::{self, EFI_ACCESS_DENIED};
 use machine::host::SwSmiOutcome;
@@ -58,12 +58,17 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
     let Some(smmc) = uefi::core_private_data(m, &ranges) else { return out };
     let smram = uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect());
     let inv = uefi_smm::Inventory::build(&smram, fw);
-    let mut guids: Vec<(String, String)> = Vec::new();
+    let mut guids: Vec<(String, String, Option<ModuleRef>)> = Vec::new();
     for h in inv.handlers.iter().filter(|h| h.kind == "guid") {
         let g = h.guid.clone().unwrap_or_default();
-        if !guids.iter().any(|(x, _)| *x == g) {
+        if !guids.iter().any(|(x, _, _)| *x == g) {
             let label = format!("{} ({})", h.guid_name.unwrap_or(&g), h.handler.at);
-            guids.push((g, label));
+            let module = h.handler.module.as_ref().map(|name| ModuleRef {
+                name: name.clone(),
+                file_guid: inv.modules.iter().find(|m| &m.name == name).and_then(|m| m.guid.map(|g| g.to_string())),
+                at: h.handler.at.clone(),
+            });
+            guids.push((g, label, module));
         }
     }
     if guids.is_empty() {
@@ -87,14 +92,14 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
     let code_check = m.set_smm_code_check(false);
     let mut statuses = Vec::new();
     let mut found: BTreeSet<(&'static str, String)> = BTreeSet::new();
-    for (guid, label) in &guids {
+    for (guid, label, module) in &guids {
         let Ok(g) = guid.parse::<fwimage::Guid>() else { continue };
         for msg in messages() {
             let declared = msg.size.unwrap_or(24 + msg.payload.len() as u64);
             let c = uefi::communicate(m, smmc, buffer, &g.0, &msg.payload, msg.size, BUDGET);
             out.calls += 1;
             if let SwSmiOutcome::Fault(why) = &c.outcome {
-                out.verdicts.push(verdict(rules::HANDLER_FAULT, format!("GUID handler {label}, message {}: {why}", msg.name), msg.name, vec![buffer]));
+                out.verdicts.push(verdict(rules::HANDLER_FAULT, format!("GUID handler {label}, message {}: {why}", msg.name), msg.name, vec![buffer], module));
                 continue;
             }
             statuses.push(format!("{} {}: {}", short(label), msg.name, status_name(c.status)));
@@ -112,7 +117,7 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
                     rules::DOUBLE_FETCH => format!("SMM read the message byte at {a0:#x} twice (double fetch)"),
                     _ => format!("{} at {a0:#x}", f.rule),
                 };
-                out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {}: {what}", msg.name), msg.name, f.addresses));
+                out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {}: {what}", msg.name), msg.name, f.addresses, module));
             }
         }
         // Every word of the message a pointer into SMRAM: a handler that writes through a
@@ -131,7 +136,7 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
             for f in analyze(&p, &c.accesses, &control, by_design).into_iter().filter(|f| f.rule == rules::SMRAM_POINTER) {
                 let a0 = f.addresses.first().copied().unwrap_or(0);
                 if found.insert((f.rule, format!("{guid}{a0:x}"))) {
-                    out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {name}: SMM wrote SMRAM at {a0:#x} through a pointer taken from the message ({target:#x})"), name, f.addresses));
+                    out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {name}: SMM wrote SMRAM at {a0:#x} through a pointer taken from the message ({target:#x})"), name, f.addresses, module));
                 }
             }
         }
@@ -140,7 +145,7 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
             let c = uefi::communicate(m, smmc, tseg - 0x10, &g.0, &[0; 8], None, BUDGET);
             out.calls += 1;
             if c.status != Some(EFI_ACCESS_DENIED) {
-                out.verdicts.push(verdict(rules::COMM_OVERLAP, format!("GUID handler {label}: a communication buffer running into SMRAM at {:#x} was not refused (ReturnStatus {})", tseg - 0x10, status_name(c.status)), "comm-into-smram", vec![tseg - 0x10]));
+                out.verdicts.push(verdict(rules::COMM_OVERLAP, format!("GUID handler {label}: a communication buffer running into SMRAM at {:#x} was not refused (ReturnStatus {})", tseg - 0x10, status_name(c.status)), "comm-into-smram", vec![tseg - 0x10], module));
             }
         }
     }
@@ -172,6 +177,6 @@ fn status_name(s: Option<u64>) -> String {
     }
 }
 
-fn verdict(rule: &'static str, message: String, pattern: &'static str, addresses: Vec<u64>) -> Verdict {
-    Verdict { rule, status: Status::Fail, message, registers: vec![], smi: Some(SmiContext { commands: vec![0], pattern, addresses }) }
+fn verdict(rule: &'static str, message: String, pattern: &'static str, addresses: Vec<u64>, module: &Option<ModuleRef>) -> Verdict {
+    Verdict { rule, status: Status::Fail, message, registers: vec![], smi: Some(SmiContext { commands: vec![0], pattern, addresses, module: module.clone() }) }
 }

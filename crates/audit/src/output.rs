@@ -70,14 +70,24 @@ pub fn sarif(r: &Report) -> Value {
                 (None, Some(reg)) => (format!("{} ({})", reg.name, reg.location), "object"),
                 (None, None) => ("platform".to_string(), "module"),
             };
+            // A UEFI handler's finding points at its module: the firmware file as the
+            // artifact, the module (FFS file GUID) and the handler as logical locations.
+            let location = match v.smi.as_ref().and_then(|c| c.module.as_ref()) {
+                Some(m) => json!({
+                    "physicalLocation": {"artifactLocation": {"uri": r.target.firmware}},
+                    "logicalLocations": [
+                        {"name": m.name, "fullyQualifiedName": format!("{}/{}", r.target.firmware, m.file_guid.as_deref().unwrap_or(&m.name)), "kind": "module"},
+                        {"name": m.at, "fullyQualifiedName": format!("{}/{}", m.name, m.at), "kind": "function"}
+                    ]
+                }),
+                None => json!({"logicalLocations": [{"name": name, "fullyQualifiedName": format!("{}/{}", r.target.firmware, name), "kind": kind}]}),
+            };
             json!({
                 "ruleId": v.rule,
                 "ruleIndex": index,
                 "level": level(v.status),
                 "message": {"text": v.message},
-                "locations": [{
-                    "logicalLocations": [{"name": name, "fullyQualifiedName": format!("{}/{}", r.target.firmware, name), "kind": kind}]
-                }]
+                "locations": [location]
             })
         })
         .collect();
@@ -159,7 +169,7 @@ pub fn check_sarif(v: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Bit, Register, SmiContext, Target, Verdict};
+    use crate::report::{Bit, ModuleRef, Register, SmiContext, Target, Verdict};
 
     fn report() -> Report {
         Report {
@@ -180,7 +190,7 @@ mod tests {
                     status: Status::Fail,
                     message: "call-out".into(),
                     registers: vec![],
-                    smi: Some(SmiContext { commands: vec![1], pattern: "control", addresses: vec![0x10_0000] }),
+                    smi: Some(SmiContext { commands: vec![1], pattern: "control", addresses: vec![0x10_0000], module: None }),
                 },
             ],
             smis_raised: 3,
@@ -197,6 +207,20 @@ mod tests {
         assert_eq!(results[0]["ruleId"], rules::SMRAM_LOCK);
         assert_eq!(results[1]["locations"][0]["logicalLocations"][0]["name"], "SW SMI 0x01");
         assert_eq!(s["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap().len(), RULES.len());
+    }
+
+    #[test]
+    fn a_uefi_handlers_finding_points_at_its_module() {
+        let mut r = report();
+        r.target.firmware = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd".into();
+        let module = ModuleRef { name: "VariableSmm".into(), file_guid: Some("23a089b3-eed5-4ac5-b2ab-43e3298c2343".into()), at: "VariableSmm+0x6b1c".into() };
+        r.verdicts[2].smi.as_mut().unwrap().module = Some(module);
+        let s = sarif(&r);
+        assert_eq!(check_sarif(&s), Vec::<String>::new());
+        let loc = &s["runs"][0]["results"][1]["locations"][0];
+        assert_eq!(loc["physicalLocation"]["artifactLocation"]["uri"], "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd");
+        assert_eq!(loc["logicalLocations"][0]["fullyQualifiedName"], "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd/23a089b3-eed5-4ac5-b2ab-43e3298c2343");
+        assert_eq!(loc["logicalLocations"][1]["name"], "VariableSmm+0x6b1c");
     }
 
     #[test]

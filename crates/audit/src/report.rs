@@ -82,6 +82,20 @@ pub struct SmiContext {
     pub pattern: &'static str,
     /// The physical addresses involved (first few).
     pub addresses: Vec<u64>,
+    /// The SMRAM module whose handler it is (UEFI GUID handlers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<ModuleRef>,
+}
+
+/// A module of the firmware image, as the SMM inventory names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModuleRef {
+    /// Its name (the FFS file's UI section, or its CodeView path's stem).
+    pub name: String,
+    /// The FFS file GUID, when the firmware volume holds it.
+    pub file_guid: Option<String>,
+    /// The handler, `Module+0xRVA`.
+    pub at: String,
 }
 
 /// What the auditor booted and where it stopped.

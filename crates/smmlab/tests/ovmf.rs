@@ -308,6 +308,7 @@ fn audit_of_ovmf_finds_nothing_in_its_handlers_and_explains_the_platform_finding
     // variable handler answered, and a buffer running into SMRAM was refused (no SMM105).
     assert!(notes.contains("6 GUID handlers driven through the SMM core's communication path"), "{notes}");
     assert!(notes.contains("gEfiSmmVariableProtocolGuid comm-header: EFI_SUCCESS"), "{notes}");
+    assert!(notes.contains("gEfiSmmLockBoxCommunicationGuid comm-pointers-to-smram"), "{notes}");
     // The firmware's files are never written by an audit.
     assert_eq!(std::fs::read(d.join("smmlab/OVMF_VARS_4M.fd")).unwrap(), std::fs::read(VARS).unwrap());
 }
