@@ -53,7 +53,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
             let smi = m.cpu_view().smi_count;
             // Until the lists are found, a snapshot now and then (they appear with the core).
             if t.needs_snapshot() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
-                t.locate(&snapshot(m));
+                t.locate(&set_up_snapshot(m));
             }
             let ns = (m.board.now(m.icount()).0 as u128 * 1_000_000_000 / ips.max(1) as u128) as u64;
             t.look(&Live(std::cell::RefCell::new(m)), uefi_smm::registrations::Moment { smi, ns });
@@ -86,6 +86,21 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
 /// SMRAM as SMM sees it now.
 fn snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
     let ranges = audit::dump::ranges(m);
+    uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect())
+}
+
+/// SMRAM, and TSEG even while the firmware has it open (T_EN cleared): the SMM IPL loads the
+/// core there and the core registers its first handlers before TSEG closes.
+fn set_up_snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
+    let mut ranges = audit::dump::ranges(m);
+    if let Some(c) = m.board.smram_config() {
+        if c.tseg_size != 0 && c.tseg_size <= c.low_ram_top {
+            let t = c.low_ram_top - c.tseg_size..c.low_ram_top;
+            if !ranges.contains(&t) {
+                ranges.push(t);
+            }
+        }
+    }
     uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect())
 }
 
