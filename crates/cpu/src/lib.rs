@@ -119,6 +119,8 @@ pub enum Exit {
     Stopped,
     /// Triple fault or another shutdown condition.
     Shutdown(ShutdownReason),
+    /// The next block starts at one of [`Cpu::breakpoints`]; `run` again goes on from there.
+    Breakpoint,
 }
 
 /// A descriptor-table register (GDTR, IDTR).
@@ -213,6 +215,12 @@ pub struct Cpu {
     pub stalls: u64,
     /// Optional record of the decoded blocks executed in SMM (`smmlab disasm`); None: off.
     pub smm_blocks: Option<Box<smm_blocks::SmmBlockRecord>>,
+    /// RIP values (offsets in CS: linear addresses in flat 64-bit code) where `run` stops before
+    /// the block that starts there (the host's tools:
+    /// the SMM inventory's watch on the SMM core's services). None: no check at all.
+    pub breakpoints: Option<Box<rustc_hash::FxHashSet<u64>>>,
+    /// The breakpoint just reported: the next block runs without stopping there again.
+    bp_resume: bool,
 }
 
 impl Cpu {
@@ -260,6 +268,8 @@ impl Cpu {
             nmi_latched: false,
             stalls: 0,
             smm_blocks: None,
+            breakpoints: None,
+            bp_resume: false,
         };
         cpu.reset();
         cpu
@@ -421,6 +431,12 @@ impl Cpu {
             }
             if self.halted {
                 return Exit::Halted;
+            }
+            if let Some(bp) = &self.breakpoints {
+                if !std::mem::take(&mut self.bp_resume) && bp.contains(&self.rip) {
+                    self.bp_resume = true;
+                    return Exit::Breakpoint;
+                }
             }
             let single = std::mem::replace(&mut self.shadow, false);
             self.run_block(bus, limit, single);

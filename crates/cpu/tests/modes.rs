@@ -2267,3 +2267,28 @@ fn invalidate_code_drops_the_blocks_of_its_range_only() {
     assert_eq!(m.cpu.regs[RBX] as u8, 0x02, "the invalidated routine runs its new bytes");
     assert_eq!(m.cpu.regs[RCX] as u8, 0x11, "the other routine's block was kept");
 }
+
+#[test]
+fn a_breakpoint_stops_before_the_function_and_run_goes_on_from_there() -> T {
+    // The caller calls a function at 0x9000 twice; a breakpoint at its entry stops both calls.
+    let mut a = CodeAssembler::new(16)?;
+    a.mov(cx, 0)?;
+    a.call_far(0x0900, 0x0000)?;
+    a.call_far(0x0900, 0x0000)?;
+    a.hlt()?;
+    let (prog, _) = assemble(&mut a, REAL_CODE, &[]);
+    let mut m = Machine::real(&prog);
+    m.load(0x9000, &code(16, 0, |a| {
+        a.inc(cx)?;
+        a.retf()
+    }));
+    m.cpu.breakpoints = Some(Box::new([0u64].into_iter().collect()));
+    for calls in 0..2u64 {
+        assert_eq!(m.run(100_000), Exit::Breakpoint);
+        assert_eq!((m.cpu.seg[CS].selector, m.cpu.rip), (0x0900, 0), "stopped at the entry");
+        assert_eq!(m.cpu.regs[RCX] & 0xffff, calls, "before the function ran");
+    }
+    m.run_to_halt();
+    assert_eq!(m.cpu.regs[RCX] & 0xffff, 2, "both calls ran, once each");
+    Ok(())
+}

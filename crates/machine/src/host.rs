@@ -90,6 +90,18 @@ impl Machine {
         was
     }
 
+    /// Stops [`Machine::run`] (exit reason breakpoint) before every block that starts at one of
+    /// `rips`; empty: no breakpoints. A breakpoint catches a function at its entry (a call's
+    /// target starts a block), not an instruction in the middle of a block.
+    pub fn set_breakpoints(&mut self, rips: &[u64]) {
+        self.cpu.breakpoints = (!rips.is_empty()).then(|| Box::new(rips.iter().copied().collect()));
+    }
+
+    /// The general registers, RAX..R15 in encoding order, and RIP.
+    pub fn registers(&self) -> (SmiRegisters, u64) {
+        (self.cpu.regs, self.cpu.rip)
+    }
+
     /// Records the decoded blocks the CPU runs in SMM from now on (`smmlab disasm`).
     pub fn record_smm_blocks(&mut self) {
         self.cpu.smm_blocks = Some(Box::default());

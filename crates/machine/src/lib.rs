@@ -186,6 +186,9 @@ pub enum ExitReason {
     },
     /// The host asked the run to stop ([`Machine::set_stop_flag`]: a signal, say).
     Interrupted,
+    /// The CPU reached one of the host's breakpoints ([`Machine::set_breakpoints`]); `run` again
+    /// goes on from there.
+    Breakpoint,
     /// COM1 transmitted the text the host waited for ([`devices::uart16550::Uart16550::stop_text`]).
     SerialText,
 }
@@ -206,6 +209,7 @@ impl ExitReason {
             ExitReason::StuckInSmm { .. } => "stuck-in-smm",
             ExitReason::Interrupted => "interrupted",
             ExitReason::SerialText => "serial-text",
+            ExitReason::Breakpoint => "breakpoint",
         }
     }
 
@@ -557,6 +561,7 @@ impl Machine {
                 Exit::Stopped if self.board.take_pause() => break ExitReason::Paused,
                 Exit::Stopped => continue,
                 Exit::Shutdown(why) => break ExitReason::Shutdown(why),
+                Exit::Breakpoint => break ExitReason::Breakpoint,
                 Exit::Halted => {
                     // An SMI the halted CPU did not take cannot wake it later either.
                     if self.board.smi_pending() {
@@ -587,7 +592,7 @@ impl Machine {
             ExitReason::SmiStorm { .. } | ExitReason::StuckInSmm { .. } => 6,
             // 128 + SIGINT, as a shell reports it; a host that knows the signal says so.
             ExitReason::Interrupted => 130,
-            ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } | ExitReason::SerialText => 0,
+            ExitReason::Reset | ExitReason::Paused | ExitReason::PowerOff { .. } | ExitReason::SerialText | ExitReason::Breakpoint => 0,
         };
         let instructions = self.cpu.icount;
         let now = self.board.now(instructions).0;

@@ -279,6 +279,17 @@ fn smm_inventory_names_every_module_and_handler_of_ovmf() {
     assert_eq!(dispatch["handler"]["module"], "PiSmmCore");
     assert!(dispatch["removed"]["smi"].as_u64().unwrap() > dispatch["seen"]["smi"].as_u64().unwrap() + 50, "{dispatch}");
     assert!(removed.iter().any(|h| h["guid_name"] == "gEfiDxeSmmReadyToLockProtocolGuid"), "{removed:?}");
+    // The SMST's services watched from when the table exists: who produces, awaits and
+    // consumes what. LockBox looks for the Sx dispatcher at EndOfDxe (OVMF has none); the
+    // variable driver's SmiHandlerRegister call returns where the core's record says.
+    let calls = inv["service_calls"].as_array().unwrap();
+    let by = |service: &str, guid_name: &str| calls.iter().find(|c| c["service"] == service && c["guid_name"] == guid_name).cloned();
+    let sx = by("locate-protocol", "gEfiSmmSxDispatch2ProtocolGuid").unwrap_or_else(|| panic!("{calls:?}"));
+    assert_eq!(sx["caller"]["module"], "SmmLockBox");
+    let reg = by("handler-register", "gEfiSmmVariableProtocolGuid").unwrap();
+    assert_eq!(reg["caller"]["at"], handler("ed32d533-99e6-4209-9cc0-2d72cdd998a7")["registered_by"]["at"]);
+    let install = by("install-protocol", "gEfiSmmVariableProtocolGuid").unwrap();
+    assert_eq!(install["caller"]["module"], "VariableSmm");
     // The text says the same.
     assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
     assert!(text.contains("SMI handlers registered and removed during the run"), "{text}");

@@ -103,6 +103,25 @@ pub struct Inventory {
     pub removed_handlers: Vec<HandlerEntry>,
     /// The SMM protocol database.
     pub protocols: Vec<ProtocolEntry>,
+    /// Calls through the SMST's services watched during the run (with
+    /// [`Inventory::add_calls`]): who located, awaited and installed which protocol, and who
+    /// registered which handler.
+    pub service_calls: Vec<ServiceCall>,
+}
+
+/// One watched call through the SMST.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceCall {
+    /// The service ("locate-protocol", "install-protocol", "register-notify", "handler-register").
+    pub service: crate::smst::Service,
+    /// The protocol or handler-type GUID.
+    pub guid: Option<String>,
+    /// Its edk2 name.
+    pub guid_name: Option<&'static str>,
+    /// The caller (the return address).
+    pub caller: Named,
+    /// SMM entries before the call.
+    pub smi: u64,
 }
 
 impl Inventory {
@@ -125,7 +144,16 @@ impl Inventory {
                 notify: p.notify.into_iter().map(named).collect(),
             })
             .collect();
-        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, removed_handlers: Vec::new(), protocols }
+        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new() }
+    }
+
+    /// Adds the SMST service calls watched during the run, callers named.
+    pub fn add_calls(&mut self, calls: &[crate::smst::Call]) {
+        let map = ModuleMap::new(self.modules.clone());
+        for c in calls {
+            let guid_name = c.guid.as_deref().and_then(|g| g.parse().ok()).and_then(|g: fwimage::Guid| guid_names::name(&g));
+            self.service_calls.push(ServiceCall { service: c.service, guid: c.guid.clone(), guid_name, caller: named(&map, c.caller), smi: c.smi });
+        }
     }
 
     /// Dates the handlers from a run's `tracker`, and adds those removed before the end.
@@ -201,6 +229,19 @@ impl Inventory {
                 let what = h.guid_name.map(str::to_string).or(h.guid.clone()).unwrap_or_else(|| "root (every SMI)".into());
                 let (seen, gone) = (h.seen.as_ref().map(moment).unwrap_or_default(), h.removed.as_ref().map(moment).unwrap_or_default());
                 let _ = writeln!(s, "  {:<4} {:<42} {:<34} registered at {}\n       seen {seen}, removed {gone}", h.kind, what, h.handler.at, h.registered_by.at);
+            }
+        }
+        if !self.service_calls.is_empty() {
+            let _ = writeln!(s, "\nSMST service calls watched ({}; each after the SMI count shown, from when the table was found):", self.service_calls.len());
+            for c in &self.service_calls {
+                let what = c.guid_name.map(str::to_string).or(c.guid.clone()).unwrap_or_else(|| "NULL (root)".into());
+                let verb = match c.service {
+                    crate::smst::Service::LocateProtocol => "located",
+                    crate::smst::Service::InstallProtocol => "installed",
+                    crate::smst::Service::RegisterNotify => "awaited",
+                    crate::smst::Service::HandlerRegister => "registered a handler for",
+                };
+                let _ = writeln!(s, "  after SMI {:>4}  {:<34} {verb} {what}", c.smi, c.caller.at);
             }
         }
         let _ = writeln!(s, "\nSMM protocols ({}):", self.protocols.len());

@@ -21,6 +21,7 @@ pub mod images;
 pub mod inventory;
 pub mod registrations;
 pub mod smram;
+pub mod smst;
 
 pub use inventory::Inventory;
 pub use smram::Smram;

@@ -143,7 +143,7 @@ pub fn run(data: &[u8], budget: u64) -> Cpu {
     while left > 0 {
         let before = cpu.icount;
         match cpu.run(&mut bus, left.min(2000)) {
-            cpu::Exit::Shutdown(_) | cpu::Exit::Stopped => break,
+            cpu::Exit::Shutdown(_) | cpu::Exit::Stopped | cpu::Exit::Breakpoint => break,
             cpu::Exit::Halted => bus.smi = true,
             cpu::Exit::InstructionLimit => {}
         }

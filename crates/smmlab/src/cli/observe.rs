@@ -35,7 +35,8 @@ pub struct Observed {
     pub end: u64,
 }
 
-/// Called each time RSM returns from SMM (the run pauses there for it).
+/// Called each time RSM returns from SMM (the run pauses there for it) and at each of the
+/// host's breakpoints ([`Machine::set_breakpoints`]).
 pub type OnRsm<'a> = Box<dyn FnMut(&mut Machine) + 'a>;
 
 /// Runs `m` for up to `max_instructions`, watching as `w` says; `on_rsm` is called after every
@@ -75,7 +76,7 @@ pub fn run(m: &mut Machine, max_instructions: u64, ips: u64, w: &Watch, mut on_r
             show(&mut timeline, line, &bar);
         }
         let done = m.icount().saturating_sub(start);
-        let paused_at_rsm = s.exit == ExitReason::Paused && on_rsm.is_some();
+        let paused_at_rsm = matches!(s.exit, ExitReason::Paused | ExitReason::Breakpoint) && on_rsm.is_some();
         if paused_at_rsm {
             if let Some(f) = on_rsm.as_mut() {
                 f(m);

@@ -46,11 +46,29 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
     let ips = run.ips;
     // After every RSM: a look at the core's handler lists, to date each registration.
     let tracker = std::rc::Rc::new(std::cell::RefCell::new(uefi_smm::registrations::Tracker::default()));
+    // The SMST's services, once the table exists: breakpoints at their entries.
+    let watch = std::rc::Rc::new(std::cell::RefCell::new((None::<uefi_smm::smst::Services>, Vec::<uefi_smm::smst::Call>::new())));
     let on_rsm = {
         let tracker = tracker.clone();
+        let watch = watch.clone();
         Box::new(move |m: &mut machine::Machine| {
-            let mut t = tracker.borrow_mut();
             let smi = m.cpu_view().smi_count;
+            let mut w = watch.borrow_mut();
+            if let Some(svc) = w.0 {
+                let (regs, rip) = m.registers();
+                if let Some(service) = svc.at(rip) {
+                    let call = uefi_smm::smst::call(&Live(std::cell::RefCell::new(m)), service, &regs, smi);
+                    w.1.push(call);
+                    return;
+                }
+            }
+            let mut t = tracker.borrow_mut();
+            if w.0.is_none() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
+                if let Some(svc) = uefi_smm::smst::Services::find(&set_up_snapshot(m)) {
+                    m.set_breakpoints(&svc.entries.map(|e| e.1));
+                    w.0 = Some(svc);
+                }
+            }
             // Until the lists are found, a snapshot now and then (they appear with the core).
             if t.needs_snapshot() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
                 t.locate(&set_up_snapshot(m));
@@ -70,6 +88,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         anyhow::ensure!(!audit::dump::ranges(m).is_empty(), "the machine has no SMRAM decoded when the run ends (pc or q35, with SMRAM enabled)");
         let mut inv = uefi_smm::Inventory::build(&snapshot(m), fw.as_ref());
         inv.add_registrations(&tracker.borrow());
+        inv.add_calls(&watch.borrow().1);
         match json.as_deref() {
             Some("-") => println!("{}", serde_json::to_string_pretty(&inv)?),
             Some(p) => {
