@@ -122,6 +122,9 @@ pub struct ServiceCall {
     pub caller: Named,
     /// SMM entries before the call.
     pub smi: u64,
+    /// A dispatcher registration: which dispatcher and its context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<(crate::smst::Dispatch, String)>,
 }
 
 impl Inventory {
@@ -152,7 +155,7 @@ impl Inventory {
         let map = ModuleMap::new(self.modules.clone());
         for c in calls {
             let guid_name = c.guid.as_deref().and_then(|g| g.parse().ok()).and_then(|g: fwimage::Guid| guid_names::name(&g));
-            self.service_calls.push(ServiceCall { service: c.service, guid: c.guid.clone(), guid_name, caller: named(&map, c.caller), smi: c.smi });
+            self.service_calls.push(ServiceCall { service: c.service, guid: c.guid.clone(), guid_name, caller: named(&map, c.caller), smi: c.smi, dispatch: c.dispatch.clone() });
         }
     }
 
@@ -240,7 +243,9 @@ impl Inventory {
                     crate::smst::Service::InstallProtocol => "installed",
                     crate::smst::Service::RegisterNotify => "awaited",
                     crate::smst::Service::HandlerRegister => "registered a handler for",
+                    crate::smst::Service::DispatchRegister => "registered with a dispatcher:",
                 };
+                let what = c.dispatch.as_ref().map_or(what, |d| format!("{:?} {}", d.0, d.1));
                 let _ = writeln!(s, "  after SMI {:>4}  {:<34} {verb} {what}", c.smi, c.caller.at);
             }
         }

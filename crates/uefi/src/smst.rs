@@ -25,6 +25,8 @@ pub enum Service {
     LocateProtocol,
     /// SmiHandlerRegister(Handler, HandlerType*, DispatchHandle*).
     HandlerRegister,
+    /// A child dispatcher's Register(This, Function, RegisterContext*, Handle*).
+    DispatchRegister,
 }
 
 /// Where the SMST and its watched services are.
@@ -68,6 +70,74 @@ impl Services {
     }
 }
 
+/// The PI child dispatch protocols (PI 1.9 vol. 4 ch. 7), whose `Register(This, Function,
+/// RegisterContext*, Handle*)` at offset 0 of the interface registers a handler for a hardware
+/// SMI source.
+pub const DISPATCH_PROTOCOLS: &[(&str, Dispatch)] = &[
+    ("18a3c6dc-5eea-48c8-a1c1-b53389f98999", Dispatch::Sw),
+    ("456d2859-a84b-4e47-a2ee-3276d886997d", Dispatch::Sx),
+    ("4cec368e-8e8e-4d71-8be1-958c45fc8a53", Dispatch::Periodic),
+    ("ee9b8d90-c5a6-40a2-bde2-52558d33cca1", Dispatch::Usb),
+    ("25566b03-b577-4cbf-958c-ed663ea24380", Dispatch::Gpi),
+    ("7300c4a1-43f2-4017-a51b-c81a7f40585b", Dispatch::StandbyButton),
+    ("1b1183fa-1823-46a7-8872-9c578755409d", Dispatch::PowerButton),
+    ("58dc368d-7bfa-4e77-abbc-0e29418df930", Dispatch::IoTrap),
+];
+
+/// A child dispatcher's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dispatch {
+    /// Software SMI (APM_CNT value).
+    Sw,
+    /// Sleep state entry or exit.
+    Sx,
+    /// Periodic timer.
+    Periodic,
+    /// USB legacy or wake.
+    Usb,
+    /// General-purpose input.
+    Gpi,
+    /// Standby button.
+    StandbyButton,
+    /// Power button.
+    PowerButton,
+    /// I/O trap.
+    IoTrap,
+}
+
+impl Dispatch {
+    /// The dispatcher of protocol `guid`, if it is one.
+    pub fn of(guid: &str) -> Option<Dispatch> {
+        DISPATCH_PROTOCOLS.iter().find(|(g, _)| *g == guid).map(|(_, d)| *d)
+    }
+
+    /// Its RegisterContext at `ctx`, in words (PI vol. 4 ch. 7 layouts).
+    pub fn context(self, mem: &(impl Memory + ?Sized), ctx: u64) -> String {
+        let q = |o: u64| mem.u64(ctx.wrapping_add(o));
+        let phase = |v: u64| if v & 0xffff_ffff == 0 { "entry" } else { "exit" };
+        match self {
+            Dispatch::Sw => q(0).map_or("?".into(), |v| format!("SW SMI {v:#x}")),
+            Dispatch::Sx => q(0).map_or("?".into(), |v| format!("S{} {}", v & 0xffff_ffff, phase(v >> 32))),
+            Dispatch::Periodic => match (q(0), q(8)) {
+                (Some(p), Some(t)) => format!("period {} us, tick {} us", p / 10, t / 10),
+                _ => "?".into(),
+            },
+            Dispatch::Usb => q(0).map_or("?".into(), |v| if v & 0xffff_ffff == 0 { "USB legacy".into() } else { "USB wake".into() }),
+            Dispatch::Gpi => q(0).map_or("?".into(), |v| format!("GPI {v}")),
+            Dispatch::StandbyButton | Dispatch::PowerButton => q(0).map_or("?".into(), |v| phase(v).to_string()),
+            Dispatch::IoTrap => q(0).map_or("?".into(), |v| {
+                let kind = match (v >> 32) & 0xffff_ffff {
+                    0 => "write",
+                    1 => "read",
+                    _ => "read/write",
+                };
+                format!("I/O trap {:#x}+{} {kind}", v & 0xffff, (v >> 16) & 0xffff)
+            }),
+        }
+    }
+}
+
 /// One call of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Call {
@@ -79,6 +149,24 @@ pub struct Call {
     pub caller: u64,
     /// SMM entries so far.
     pub smi: u64,
+    /// For a child dispatcher's Register: which dispatcher and its RegisterContext, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<(Dispatch, String)>,
+}
+
+/// A child dispatcher's Register call, stopped at its entry with `regs`: the handler (RDX)
+/// and the RegisterContext (R8) read as `kind` lays it out.
+pub fn dispatch_call(mem: &(impl Memory + ?Sized), kind: Dispatch, regs: &[u64; 16], smi: u64) -> Call {
+    const RDX: usize = 2;
+    const RSP: usize = 4;
+    const R8: usize = 8;
+    Call {
+        service: Service::DispatchRegister,
+        guid: None,
+        caller: mem.u64(regs[RSP]).unwrap_or(0),
+        smi,
+        dispatch: Some((kind, format!("{} -> handler {:#x}", kind.context(mem, regs[R8]), regs[RDX]))),
+    }
 }
 
 /// The call the CPU is about to make, stopped at `service`'s entry with `regs` (RAX..R15).
@@ -89,15 +177,33 @@ pub fn call(mem: &(impl Memory + ?Sized), service: Service, regs: &[u64; 16], sm
     let guid_arg = match service {
         Service::InstallProtocol | Service::HandlerRegister => regs[RDX],
         Service::RegisterNotify | Service::LocateProtocol => regs[RCX],
+        Service::DispatchRegister => 0,
     };
     let guid: Option<Guid> = if guid_arg == 0 { None } else { mem.guid(guid_arg) };
-    Call { service, guid: guid.map(|g| g.to_string()), caller: mem.u64(regs[RSP]).unwrap_or(0), smi }
+    Call { service, guid: guid.map(|g| g.to_string()), caller: mem.u64(regs[RSP]).unwrap_or(0), smi, dispatch: None }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core_lists::tests::Ram;
+
+    #[test]
+    fn dispatch_contexts_read_as_pi_lays_them_out() {
+        let mut r = Ram::new(0x7f0_0000, 0x100);
+        let b = r.base;
+        r.put(b, 0xb2);
+        assert_eq!(Dispatch::of("18a3c6dc-5eea-48c8-a1c1-b53389f98999"), Some(Dispatch::Sw));
+        assert_eq!(Dispatch::Sw.context(&r.smram(), b), "SW SMI 0xb2");
+        r.put(b, 1 << 32 | 3); // S3, exit
+        assert_eq!(Dispatch::Sx.context(&r.smram(), b), "S3 exit");
+        r.put(b, 160_000);
+        r.put(b + 8, 10_000);
+        assert_eq!(Dispatch::Periodic.context(&r.smram(), b), "period 16000 us, tick 1000 us");
+        r.put(b, 2 << 32 | 4 << 16 | 0xb2);
+        assert_eq!(Dispatch::IoTrap.context(&r.smram(), b), "I/O trap 0xb2+4 read/write");
+        assert_eq!(Dispatch::of("ed32d533-99e6-4209-9cc0-2d72cdd998a7"), None);
+    }
 
     #[test]
     fn the_table_is_found_and_calls_read_from_the_registers() {

@@ -47,26 +47,21 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
     // After every RSM: a look at the core's handler lists, to date each registration.
     let tracker = std::rc::Rc::new(std::cell::RefCell::new(uefi_smm::registrations::Tracker::default()));
     // The SMST's services, once the table exists: breakpoints at their entries.
-    let watch = std::rc::Rc::new(std::cell::RefCell::new((None::<uefi_smm::smst::Services>, Vec::<uefi_smm::smst::Call>::new())));
+    let watch = std::rc::Rc::new(std::cell::RefCell::new(Watch::default()));
     let on_rsm = {
         let tracker = tracker.clone();
         let watch = watch.clone();
         Box::new(move |m: &mut machine::Machine| {
             let smi = m.cpu_view().smi_count;
             let mut w = watch.borrow_mut();
-            if let Some(svc) = w.0 {
-                let (regs, rip) = m.registers();
-                if let Some(service) = svc.at(rip) {
-                    let call = uefi_smm::smst::call(&Live(std::cell::RefCell::new(m)), service, &regs, smi);
-                    w.1.push(call);
-                    return;
-                }
+            if w.stopped_at_a_service(m, smi) {
+                return;
             }
             let mut t = tracker.borrow_mut();
-            if w.0.is_none() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
+            if w.services.is_none() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
                 if let Some(svc) = uefi_smm::smst::Services::find(&set_up_snapshot(m)) {
-                    m.set_breakpoints(&svc.entries.map(|e| e.1));
-                    w.0 = Some(svc);
+                    w.services = Some(svc);
+                    w.arm(m);
                 }
             }
             // Until the lists are found, a snapshot now and then (they appear with the core).
@@ -88,7 +83,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         anyhow::ensure!(!audit::dump::ranges(m).is_empty(), "the machine has no SMRAM decoded when the run ends (pc or q35, with SMRAM enabled)");
         let mut inv = uefi_smm::Inventory::build(&snapshot(m), fw.as_ref());
         inv.add_registrations(&tracker.borrow());
-        inv.add_calls(&watch.borrow().1);
+        inv.add_calls(&watch.borrow().calls);
         match json.as_deref() {
             Some("-") => println!("{}", serde_json::to_string_pretty(&inv)?),
             Some(p) => {
@@ -100,6 +95,49 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         Ok(())
     });
     run::run_with(run, run::Hooks { on_rsm: Some(on_rsm), after: Some(after) })
+}
+
+/// The watch on the SMST's services and the child dispatchers' Register functions.
+#[derive(Default)]
+struct Watch {
+    services: Option<uefi_smm::smst::Services>,
+    /// Register functions of installed child dispatch protocols.
+    dispatchers: Vec<(u64, uefi_smm::smst::Dispatch)>,
+    calls: Vec<uefi_smm::smst::Call>,
+}
+
+impl Watch {
+    /// Sets the machine's breakpoints to every entry watched.
+    fn arm(&self, m: &mut machine::Machine) {
+        let mut at: Vec<u64> = self.services.map(|s| s.entries.map(|e| e.1).to_vec()).unwrap_or_default();
+        at.extend(self.dispatchers.iter().map(|d| d.0));
+        m.set_breakpoints(&at);
+    }
+
+    /// If the CPU stopped at a watched entry, records the call (and, for a child dispatch
+    /// protocol being installed, starts watching its Register function).
+    fn stopped_at_a_service(&mut self, m: &mut machine::Machine, smi: u64) -> bool {
+        let (regs, rip) = m.registers();
+        if let Some(&(_, kind)) = self.dispatchers.iter().find(|d| d.0 == rip) {
+            self.calls.push(uefi_smm::smst::dispatch_call(&Live(std::cell::RefCell::new(m)), kind, &regs, smi));
+            return true;
+        }
+        let Some(service) = self.services.and_then(|s| s.at(rip)) else { return false };
+        let call = uefi_smm::smst::call(&Live(std::cell::RefCell::new(m)), service, &regs, smi);
+        // InstallProtocolInterface(Handle*, Protocol*, InterfaceType, Interface): R9 is the
+        // interface, whose first member is Register.
+        let dispatch = (service == uefi_smm::smst::Service::InstallProtocol).then(|| call.guid.as_deref().and_then(uefi_smm::smst::Dispatch::of)).flatten();
+        self.calls.push(call);
+        if let Some(kind) = dispatch {
+            let register = m.read_phys(regs[9], 8, true);
+            let register = u64::from_le_bytes(register.try_into().unwrap_or([0; 8]));
+            if register != 0 {
+                self.dispatchers.push((register, kind));
+                self.arm(m);
+            }
+        }
+        true
+    }
 }
 
 /// SMRAM as SMM sees it now.
