@@ -2,6 +2,7 @@
 //! are the common [`platform::Platform`] around the i440FX and q35 chipsets.
 
 pub mod dma;
+pub mod lab_devices;
 pub mod legacy;
 pub mod minimal;
 pub mod observer;
