@@ -7,6 +7,7 @@ pub mod legacy;
 pub mod minimal;
 pub mod observer;
 pub mod pc;
+pub mod pending_cache;
 pub mod platform;
 pub mod port_map;
 pub mod q35;

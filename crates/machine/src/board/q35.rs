@@ -3,6 +3,7 @@
 //! ([`Q35Chipset`]) and, on the built-in platform, to the lab hardware beside it
 //! ([`LabHardware`], in `lab_devices.rs`).
 
+use super::pending_cache::PendingCache;
 use super::platform::Platform;
 use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE, RCBA_SIZE};
 use crate::chipset::q35::ich9_sata::Ich9Sata;
@@ -58,7 +59,7 @@ pub struct Q35Board {
 }
 
 /// The `q35` board.
-pub type Q35 = Platform<Q35Board>;
+pub type Q35 = PendingCache<Platform<Q35Board>>;
 
 /// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
@@ -72,7 +73,7 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
     // ACPI tables through fw_cfg's table-loader, as QEMU provides them (smmlab's own tables).
     crate::tables::acpi::build(&crate::tables::acpi::AcpiBoard::q35()).install(&mut board.legacy.fw_cfg);
     crate::tables::smbios::build("q35", ram_size).install(&mut board.legacy.fw_cfg);
-    board
+    PendingCache::new(board)
 }
 
 /// Where `--disk` goes on `q35`: AHCI port 0 of the ICH9 SATA function.
