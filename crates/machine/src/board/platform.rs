@@ -673,7 +673,7 @@ impl<C: Chipset> Platform<C> {
         self.legacy.com1.as_ref().is_some_and(|u| u.stop_text_seen)
     }
 
-    /// The lines the board drives now (what [`Bus::pending`] caches).
+    /// The lines the board drives now (what [`Bus::pending`] answers; [`super::pending_cache::PendingCache`] keeps it).
     fn compute_pending(&mut self) -> Pending {
         let mut p = 0;
         if self.smi.is_pending() {
