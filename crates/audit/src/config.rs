@@ -137,7 +137,7 @@ fn bios_smi(m: &mut Machine) -> Verdict {
     let Board::Q35(b) = &m.board else {
         return verdict(rules::BIOS_SMI, Status::NotApplicable, "PIIX4 has no SMI_LOCK".into(), vec![]);
     };
-    let smi_en = b.chipset.lpc.smi_en() as u64;
+    let smi_en = b.chipset.chipset.lpc.smi_en() as u64;
     let pmcon = m.pci_read(0x1f, 0, 0xa0, 2) as u64;
     let regs = vec![
         Register { name: "GEN_PMCON_1", location: "PCI 00:1f.0 + 0xa0".into(), value: pmcon, bits: vec![bit("SMI_LOCK", 4, pmcon)] },

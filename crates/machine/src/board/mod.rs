@@ -2,10 +2,12 @@
 //! are the common [`platform::Platform`] around the i440FX and q35 chipsets.
 
 pub mod dma;
+pub mod lab_devices;
 pub mod legacy;
 pub mod minimal;
 pub mod observer;
 pub mod pc;
+pub mod pending_cache;
 pub mod platform;
 pub mod port_map;
 pub mod q35;

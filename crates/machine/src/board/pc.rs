@@ -1,6 +1,7 @@
 //! The `pc` board: i440FX PMC at 00:00.0, PIIX3 ISA bridge at 00:01.0 and PIIX4 power
 //! management at 00:01.3 (QEMU's `pc` machine), on the common [`Platform`].
 
+use super::pending_cache::PendingCache;
 use super::platform::Platform;
 use crate::chipset::i440fx::piix3_ide::Piix3Ide;
 use crate::chipset::i440fx::piix3_isa::Piix3Isa;
@@ -25,7 +26,7 @@ pub struct I440fx {
 }
 
 /// The `pc` board.
-pub type Pc = Platform<I440fx>;
+pub type Pc = PendingCache<Platform<I440fx>>;
 
 /// A `pc` board with `ram_size` bytes of RAM.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Pc {
@@ -36,7 +37,7 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Pc {
     // ACPI tables through fw_cfg's table-loader, as QEMU provides them (smmlab's own tables).
     crate::tables::acpi::build(&crate::tables::acpi::AcpiBoard::pc()).install(&mut board.legacy.fw_cfg);
     crate::tables::smbios::build("pc", ram_size).install(&mut board.legacy.fw_cfg);
-    board
+    PendingCache::new(board)
 }
 
 /// Where `--disk` goes on `pc`: the IDE primary master.

@@ -183,9 +183,6 @@ pub struct Platform<C: Chipset> {
     resync: bool,
     /// Extra guest time (ticks) for SMM entry and for RSM.
     smm_costs: (u64, u64),
-    /// What [`Bus::pending`] last answered, until anything that can change it runs: the CPU
-    /// asks at every block boundary, and between two device accesses nothing changes.
-    pending_cache: Option<Pending>,
     /// The guest asked for soft off (Some(from SMM)); the machine ends the run.
     power_off: Option<bool>,
     /// The TSEG range (whatever T_EN says), once TSEG has been enabled.
@@ -244,7 +241,6 @@ impl<C: Chipset> Platform<C> {
             dma_writes: DmaWrites::default(),
             resync: false,
             smm_costs: (0, 0),
-            pending_cache: None,
             power_off: None,
             tseg_watch: None,
             tseg_open: false,
@@ -277,14 +273,12 @@ impl<C: Chipset> Platform<C> {
 
     /// Records the CPU's retired-instruction count and fires the timers that are due.
     pub fn set_now(&mut self, icount: u64) {
-        self.pending_cache = None;
         self.clock.set_icount(icount);
         self.advance_timers();
     }
 
     /// Moves guest time to `t` while the CPU is halted, firing the timers due by then.
     pub fn skip_to(&mut self, t: Ticks) {
-        self.pending_cache = None;
         self.clock.skip_to(t);
         self.advance_timers();
     }
@@ -292,7 +286,6 @@ impl<C: Chipset> Platform<C> {
     /// The machine starts a CPU slice that ends at `end`: a timer armed for earlier during
     /// the slice makes the board ask the CPU to stop.
     pub fn begin_slice(&mut self, end: Ticks) {
-        self.pending_cache = None;
         self.slice_end = Some(end);
         self.resync = false;
     }
@@ -319,7 +312,6 @@ impl<C: Chipset> Platform<C> {
 
     /// A new A20 level for the CPU, once.
     pub fn take_a20(&mut self) -> Option<bool> {
-        self.pending_cache = None;
         self.a20_request.take()
     }
 
@@ -428,7 +420,6 @@ impl<C: Chipset> Platform<C> {
         if written.is_empty() {
             return;
         }
-        self.pending_cache = None;
         self.dma_writes.merge(written);
         for &a in watched {
             self.tseg_written_outside_smm(a);
@@ -453,7 +444,6 @@ impl<C: Chipset> Platform<C> {
     /// masters wrote RAM that [`Platform::take_dma_writes`] was not asked for); clears the
     /// request.
     pub fn take_flush(&mut self) -> bool {
-        self.pending_cache = None;
         let dma = !std::mem::take(&mut self.dma_writes).is_empty();
         std::mem::take(&mut self.flush) | dma
     }
@@ -461,7 +451,6 @@ impl<C: Chipset> Platform<C> {
     /// The RAM bus masters wrote since the last call: the machine drops the code the CPU
     /// decoded there ([`DmaWrites::invalidate`]) before the CPU runs on.
     pub fn take_dma_writes(&mut self) -> DmaWrites {
-        self.pending_cache = None;
         std::mem::take(&mut self.dma_writes)
     }
 
@@ -668,7 +657,6 @@ impl<C: Chipset> Platform<C> {
 impl<C: Chipset> Platform<C> {
     /// Whether the run must pause (a debugcon line ended); clears the request.
     pub fn take_pause(&mut self) -> bool {
-        self.pending_cache = None;
         std::mem::take(&mut self.pause)
     }
 
@@ -685,7 +673,7 @@ impl<C: Chipset> Platform<C> {
         self.legacy.com1.as_ref().is_some_and(|u| u.stop_text_seen)
     }
 
-    /// The lines the board drives now (what [`Bus::pending`] caches).
+    /// The lines the board drives now (what [`Bus::pending`] answers; [`super::pending_cache::PendingCache`] keeps it).
     fn compute_pending(&mut self) -> Pending {
         let mut p = 0;
         if self.smi.is_pending() {
@@ -708,7 +696,6 @@ impl<C: Chipset> Platform<C> {
 
 impl<C: Chipset> Bus for Platform<C> {
     fn read(&mut self, a: Access) -> u64 {
-        self.pending_cache = None;
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, a.kind);
         }
@@ -735,7 +722,6 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn write(&mut self, a: Access, value: u64) {
-        self.pending_cache = None;
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, AccessKind::Write);
         }
@@ -779,7 +765,6 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn io_in(&mut self, a: Access) -> u32 {
-        self.pending_cache = None;
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         if self.trap(port, size, false, 0) {
             self.poll.disturb();
@@ -812,7 +797,6 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn io_out(&mut self, a: Access, value: u32) {
-        self.pending_cache = None;
         let (port, size) = (a.addr as u16, a.size.clamp(1, 4));
         self.poll.disturb();
         if self.trap(port, size, true, value) {
@@ -888,24 +872,18 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn sync_icount(&mut self, icount: u64) {
-        self.pending_cache = None;
         self.clock.set_icount(icount);
         if self.next_deadline().is_some_and(|d| d <= self.clock.now()) {
             self.advance_timers();
         }
     }
 
+    /// Computed at every call: the boards cache it ([`super::pending_cache::PendingCache`]).
     fn pending(&mut self) -> Pending {
-        if let Some(p) = self.pending_cache {
-            return p;
-        }
-        let p = self.compute_pending();
-        self.pending_cache = Some(p);
-        p
+        self.compute_pending()
     }
 
     fn ack_intr(&mut self) -> u8 {
-        self.pending_cache = None;
         self.poll.disturb();
         if let Some(v) = self.lapic.ack() {
             return v;
@@ -914,12 +892,10 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn ack_smi(&mut self) {
-        self.pending_cache = None;
         self.smi.ack();
     }
 
     fn smm_entered(&mut self, e: &SmmEntry) {
-        self.pending_cache = None;
         self.poll.disturb();
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());
@@ -931,7 +907,6 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn smm_left(&mut self, e: &SmmExit) {
-        self.pending_cache = None;
         self.pause |= self.pause_on_rsm;
         if self.smm_costs.1 > 0 {
             self.clock.set_icount(e.icount);

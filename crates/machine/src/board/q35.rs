@@ -1,6 +1,9 @@
 //! The `q35` board: the 3 Series MCH at 00:00.0 and the ICH9 LPC bridge at 00:1F.0 (QEMU's
-//! `q35` machine), on the common [`Platform`].
+//! `q35` machine), on the common [`Platform`]. The board routes to its chipset
+//! ([`Q35Chipset`]) and, on the built-in platform, to the lab hardware beside it
+//! ([`LabHardware`], in `lab_devices.rs`).
 
+use super::pending_cache::PendingCache;
 use super::platform::Platform;
 use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE, RCBA_SIZE};
 use crate::chipset::q35::ich9_sata::Ich9Sata;
@@ -8,24 +11,14 @@ use crate::chipset::q35::ich9_smbus::Ich9Smbus;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
 use crate::chipset::Chipset;
 use crate::clock::Ticks;
-use crate::devices::hwmon::{HwMonitor, PORT_INDEX};
-use crate::devices::uhci_legacy::{UhciLegacy, UHCI_SLOT};
 use crate::events::{Events, MachineEvent};
 use crate::memory::pam::Pam;
 use crate::pci::PciFunction;
-use crate::smi::{thermal, usb_legacy, SmiCause, SmiLatch};
+use crate::smi::SmiLatch;
 use crate::smram::SmramConfig;
 
-/// The built-in platform's extra devices (docs/builtin-platform.md), present only when the
-/// board is built for the built-in firmware ([`crate::Machine::enable_lab_hardware`]): the
-/// UHCI keyboard at 00:1D.0 and the hardware monitor at 0x295/0x296.
-#[derive(Clone, Debug)]
-pub struct LabHardware {
-    /// The UHCI controller with USB legacy keyboard emulation (00:1D.0).
-    pub uhci: UhciLegacy,
-    /// The hardware monitor (temperature and fan, 0x295/0x296).
-    pub hwmon: HwMonitor,
-}
+pub use super::lab_devices::LabHardware;
+use super::lab_devices::UHCI_SLOT;
 
 /// A memory error the host scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,41 +31,41 @@ pub struct ScheduledError {
     pub uncorrectable: bool,
 }
 
-/// The q35 chipset.
+/// The q35 chipset: the MCH and the ICH9 LPC bridge (with the MCH's error injector).
 #[derive(Clone, Debug)]
 pub struct Q35Chipset {
     /// The MCH (host bridge: PAM, SMRAM, ESMRAMC, TSEG).
     pub mch: Mch,
     /// The ICH9 LPC bridge (SMI logic, PM registers, BIOS_CNTL).
     pub lpc: Ich9Lpc,
-    /// The lab devices (None: the board is QEMU's q35).
-    pub lab: Option<Box<LabHardware>>,
     /// The error injector's schedule, by time.
     errors: Vec<ScheduledError>,
     /// Events waiting for the platform's queue.
     events: Vec<MachineEvent>,
+}
+
+/// The chipset-specific half of the `q35` board: the q35 chipset and, when the board is
+/// built for the built-in firmware, the lab hardware beside it. It routes each access to the
+/// one that decodes it and lends the lab devices the LPC bridge their SMI wires go to.
+#[derive(Clone, Debug)]
+pub struct Q35Board {
+    /// The MCH and the ICH9.
+    pub chipset: Q35Chipset,
+    /// The lab devices (None: the board is QEMU's q35).
+    pub lab: Option<Box<LabHardware>>,
+    /// The clock's halted time so far (the thermal model cools while halted).
     idle: u64,
     ips: u64,
-    /// The hardware monitor's readings last reported as an event (temperature, duty, rpm).
-    sensors_reported: Option<(u8, u8, u16)>,
 }
 
 /// The `q35` board.
-pub type Q35 = Platform<Q35Chipset>;
+pub type Q35 = PendingCache<Platform<Q35Board>>;
 
 /// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
-    let chipset = Q35Chipset {
-        mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES),
-        lpc: Ich9Lpc::new(instructions_per_second),
-        lab: None,
-        errors: Vec::new(),
-        events: Vec::new(),
-        idle: 0,
-        ips: instructions_per_second,
-        sensors_reported: None,
-    };
-    let mut board = Platform::new(ram_size, rom, chipset, instructions_per_second);
+    let chipset = Q35Chipset { mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES), lpc: Ich9Lpc::new(instructions_per_second), errors: Vec::new(), events: Vec::new() };
+    let board = Q35Board { chipset, lab: None, idle: 0, ips: instructions_per_second };
+    let mut board = Platform::new(ram_size, rom, board, instructions_per_second);
     // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
     board.pci_slots.add(0x1f, 2, Box::new(Ich9Sata::default()));
     // The ICH9 SMBus host controller, 00:1F.3 (QEMU's q35 has it too).
@@ -80,23 +73,31 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
     // ACPI tables through fw_cfg's table-loader, as QEMU provides them (smmlab's own tables).
     crate::tables::acpi::build(&crate::tables::acpi::AcpiBoard::q35()).install(&mut board.legacy.fw_cfg);
     crate::tables::smbios::build("q35", ram_size).install(&mut board.legacy.fw_cfg);
-    board
+    PendingCache::new(board)
 }
 
 /// Where `--disk` goes on `q35`: AHCI port 0 of the ICH9 SATA function.
 pub const DISK_SLOT: (u8, u8, usize) = (0x1f, 2, 0);
 
+impl Q35Board {
+    /// Adds the lab devices (idempotent).
+    pub fn enable_lab_hardware(&mut self) {
+        if self.lab.is_none() {
+            self.lab = Some(Box::new(LabHardware::new(self.ips)));
+        }
+    }
+
+    /// Schedules a DRAM ECC error at `addr` for guest time `at` (see
+    /// [`Q35Chipset::inject_memory_error`]).
+    pub fn inject_memory_error(&mut self, at: Ticks, addr: u64, uncorrectable: bool) {
+        self.chipset.inject_memory_error(at, addr, uncorrectable);
+    }
+}
+
 impl Q35Chipset {
     fn pm_offset(&self, port: u16) -> Option<u16> {
         let base = self.lpc.pm_base()?;
         (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
-    }
-
-    /// Adds the lab devices (idempotent).
-    pub fn enable_lab_hardware(&mut self) {
-        if self.lab.is_none() {
-            self.lab = Some(Box::new(LabHardware { uhci: UhciLegacy::default(), hwmon: HwMonitor::new(self.ips) }));
-        }
     }
 
     /// Schedules a DRAM ECC error at `addr` for guest time `at`.
@@ -110,13 +111,6 @@ impl Q35Chipset {
         &self.errors
     }
 
-    /// Tells the LPC the UHCI's SMI level, raising `cause` with it.
-    fn sync_usb(&mut self, cause: Option<SmiCause>, now: Ticks, smi: &mut SmiLatch) {
-        if let Some(lab) = &self.lab {
-            self.lpc.legacy_usb(lab.uhci.smi_level(), cause, now, smi);
-        }
-    }
-
     fn rcba_offset(&self, addr: u64) -> Option<u64> {
         let base = self.lpc.rcba_base()?;
         (base..base + RCBA_SIZE).contains(&addr).then(|| addr - base)
@@ -128,7 +122,6 @@ impl Chipset for Q35Chipset {
         match (device, function) {
             (0, 0) => Some(self.mch.config_read(offset, size)),
             (0x1f, 0) => Some(self.lpc.config_read(offset, size)),
-            UHCI_SLOT => self.lab.as_ref().map(|l| l.uhci.config_read(offset, size)),
             _ => None,
         }
     }
@@ -142,53 +135,17 @@ impl Chipset for Q35Chipset {
                 }
             }
             (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now, smi),
-            UHCI_SLOT => {
-                if let Some(lab) = &mut self.lab {
-                    lab.uhci.config_write(offset, size, value);
-                    self.sync_usb(None, now, smi);
-                }
-            }
             _ => {}
         }
     }
 
     fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
-        if let Some(o) = self.pm_offset(port) {
-            return Some(self.lpc.pm_read(o, size, now));
-        }
-        let lab = self.lab.as_mut()?;
-        if (PORT_INDEX..=PORT_INDEX + 1).contains(&port) {
-            let mut v = 0u32;
-            for k in 0..size.clamp(1, 4) as u16 {
-                let o = (port as u32 + k as u32).wrapping_sub(PORT_INDEX as u32);
-                v |= (lab.hwmon.io_read(o.min(2) as u16) as u32) << (8 * k);
-            }
-            return Some(v);
-        }
-        lab.uhci.io_offset(port).map(|o| lab.uhci.bar_read(o, size))
+        self.pm_offset(port).map(|o| self.lpc.pm_read(o, size, now))
     }
 
-    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
-        if let Some(o) = self.pm_offset(port) {
-            self.lpc.pm_write(o, size, value, now);
-            return true;
-        }
-        let idle = self.idle;
-        let Some(lab) = self.lab.as_mut() else { return false };
-        if (PORT_INDEX..=PORT_INDEX + 1).contains(&port) {
-            for k in 0..size.clamp(1, 4) as u16 {
-                let o = (port as u32 + k as u32).wrapping_sub(PORT_INDEX as u32);
-                lab.hwmon.io_write(o.min(2) as u16, (value >> (8 * k)) as u8, now, idle);
-            }
-            return true;
-        }
-        let Some(o) = lab.uhci.io_offset(port) else { return false };
-        if lab.uhci.bar_write(o, size, value) {
-            // The report was taken: the next one, if due, shows at once.
-            let next = lab.uhci.advance(now);
-            let cause = usb_legacy::report_smi(next, lab.uhci.legsup());
-            self.sync_usb(cause, now, smi);
-        }
+    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) -> bool {
+        let Some(o) = self.pm_offset(port) else { return false };
+        self.lpc.pm_write(o, size, value, now);
         true
     }
 
@@ -209,17 +166,12 @@ impl Chipset for Q35Chipset {
     }
 
     fn next_deadline(&self) -> Option<Ticks> {
-        let lab = self.lab.as_ref();
-        [self.lpc.next_deadline(), self.errors.first().map(|e| e.at), lab.and_then(|l| l.uhci.next_deadline()), lab.and_then(|l| l.hwmon.next_deadline())]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.lpc.next_deadline(), self.errors.first().map(|e| e.at)].into_iter().flatten().min()
     }
 
     fn next_wake(&self) -> Option<Ticks> {
-        // A memory error or a key report can raise an SMI that wakes a halted CPU.
-        let usb = self.lab.as_ref().and_then(|l| l.uhci.next_deadline());
-        [self.lpc.next_wake(), self.errors.first().map(|e| e.at), usb].into_iter().flatten().min()
+        // A memory error can raise an SMI that wakes a halted CPU.
+        [self.lpc.next_wake(), self.errors.first().map(|e| e.at)].into_iter().flatten().min()
     }
 
     fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
@@ -231,24 +183,6 @@ impl Chipset for Q35Chipset {
             if self.mch.memory_error(e.addr, e.uncorrectable) {
                 self.lpc.dmi_smi(now, smi);
             }
-        }
-        let idle = self.idle;
-        let Some(lab) = self.lab.as_mut() else { return };
-        if lab.uhci.advance(now) {
-            let cause = usb_legacy::report_smi(true, lab.uhci.legsup());
-            self.sync_usb(cause, now, smi);
-        }
-        let Some(lab) = self.lab.as_mut() else { return };
-        let hits = lab.hwmon.advance(now, idle);
-        // The readings, when they change, for traces (a sample at most every millisecond).
-        let readings = (lab.hwmon.temp_c(), lab.hwmon.fan_duty(), lab.hwmon.fan_rpm());
-        if lab.hwmon.next_deadline().is_some() && self.sensors_reported != Some(readings) {
-            self.sensors_reported = Some(readings);
-            self.events.push(MachineEvent::Sensors { temp_c: readings.0, fan_duty: readings.1, fan_rpm: readings.2, icount: now.0 });
-        }
-        for hit in hits {
-            self.events.push(MachineEvent::ThermalLimit { temp_c: hit.temp_c, crit: hit.crit, icount: hit.at.0 });
-            thermal::limit_crossed(&hit, &mut self.lpc, smi);
         }
     }
 
@@ -265,12 +199,6 @@ impl Chipset for Q35Chipset {
     }
 
     fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
-        if let Some(lab) = &mut self.lab {
-            if (port == 0x60 || port == 0x64) && lab.uhci.trap(port, write) {
-                self.sync_usb(Some(usb_legacy::trap_smi(port, write)), now, smi);
-                return true;
-            }
-        }
         self.lpc.io_trap(port, size, write, value, now, smi)
     }
 
@@ -291,10 +219,6 @@ impl Chipset for Q35Chipset {
         }
     }
 
-    fn set_idle(&mut self, idle: u64) {
-        self.idle = idle;
-    }
-
     fn take_power_off(&mut self) -> bool {
         self.lpc.take_power_off()
     }
@@ -307,6 +231,126 @@ impl Chipset for Q35Chipset {
         for e in self.events.drain(..) {
             events.push(e);
         }
+    }
+}
+
+/// The board's routing: 00:1D.0 is the lab UHCI's; a port goes to the chipset (the PM I/O
+/// block) before the lab devices; the UHCI's legacy support traps the i8042 ports before the
+/// ICH9's IOTRn do. Everything else is the chipset's.
+impl Chipset for Q35Board {
+    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
+        if (device, function) == UHCI_SLOT {
+            return self.lab.as_ref().map(|l| l.config_read(offset, size));
+        }
+        self.chipset.config_read(device, function, offset, size)
+    }
+
+    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
+        if (device, function) == UHCI_SLOT {
+            if let Some(lab) = &mut self.lab {
+                lab.config_write(offset, size, value, &mut self.chipset.lpc, now, smi);
+            }
+            return;
+        }
+        self.chipset.config_write(device, function, offset, size, value, now, smi);
+    }
+
+    fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
+        if let Some(v) = self.chipset.io_read(port, size, now) {
+            return Some(v);
+        }
+        self.lab.as_mut()?.io_read(port, size)
+    }
+
+    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if self.chipset.io_write(port, size, value, now, smi) {
+            return true;
+        }
+        let Some(lab) = self.lab.as_mut() else { return false };
+        lab.io_write(port, size, value, now, self.idle, &mut self.chipset.lpc, smi)
+    }
+
+    fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
+        self.chipset.apm_command(cmd, data, now, smi);
+    }
+
+    fn smram(&self, low_ram_top: u64) -> SmramConfig {
+        self.chipset.smram(low_ram_top)
+    }
+
+    fn pam(&self) -> Pam {
+        self.chipset.pam()
+    }
+
+    fn pm_timer_port(&self) -> Option<u16> {
+        self.chipset.pm_timer_port()
+    }
+
+    fn next_deadline(&self) -> Option<Ticks> {
+        [self.chipset.next_deadline(), self.lab.as_ref().and_then(|l| l.next_deadline())].into_iter().flatten().min()
+    }
+
+    fn next_wake(&self) -> Option<Ticks> {
+        // A key report can raise an SMI that wakes a halted CPU too.
+        [self.chipset.next_wake(), self.lab.as_ref().and_then(|l| l.next_wake())].into_iter().flatten().min()
+    }
+
+    fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
+        self.chipset.advance(now, smi);
+        if let Some(lab) = self.lab.as_mut() {
+            // The lab devices' events follow the chipset's in the one queue.
+            lab.advance(now, self.idle, &mut self.chipset.lpc, &mut self.chipset.events, smi);
+        }
+    }
+
+    fn ecam(&self) -> Option<(u64, u64)> {
+        self.chipset.ecam()
+    }
+
+    fn smi_feature_negotiation(&self) -> bool {
+        self.chipset.smi_feature_negotiation()
+    }
+
+    fn s5_sleep_type(&self) -> u8 {
+        self.chipset.s5_sleep_type()
+    }
+
+    fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
+        if let Some(lab) = &mut self.lab {
+            if lab.io_trap(port, write, &mut self.chipset.lpc, now, smi) {
+                return true;
+            }
+        }
+        self.chipset.io_trap(port, size, write, value, now, smi)
+    }
+
+    fn mmio_claims(&self, addr: u64) -> bool {
+        self.chipset.mmio_claims(addr)
+    }
+
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        self.chipset.mmio_read(addr, size)
+    }
+
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        self.chipset.mmio_write(addr, size, value)
+    }
+
+    fn set_idle(&mut self, idle: u64) {
+        self.idle = idle;
+        self.chipset.set_idle(idle);
+    }
+
+    fn take_power_off(&mut self) -> bool {
+        self.chipset.take_power_off()
+    }
+
+    fn flash_writable(&self, smm: bool) -> bool {
+        self.chipset.flash_writable(smm)
+    }
+
+    fn drain_events(&mut self, events: &mut Events) {
+        self.chipset.drain_events(events);
     }
 }
 
