@@ -81,11 +81,7 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
     }
     if flash {
         m.attach_pflash(o.pflash.clone(), o.pflash_secure).map_err(AuditError::Machine)?;
-        let mut com1 = machine::devices::uart16550::Uart16550::default();
-        com1.stop_text = SERIAL_MARKER.as_bytes().to_vec();
-        if let Some(l) = m.board.legacy() {
-            l.com1 = Some(com1);
-        }
+        watch_serial_handoff(&mut m);
     }
     if let Some(name) = &o.scenario {
         if !builtin {
@@ -126,6 +122,16 @@ pub fn boot(o: &BootOptions) -> Result<Booted, AuditError> {
             let stopped = stopped_at(&mut m, &format!("with {why}"));
             return Ok(Booted { machine: m, handoff: format!("end of run ({why})"), marker: false, stopped });
         }
+    }
+}
+
+/// Connects COM1 so that the run stops (exit reason serial-text) at [`SERIAL_MARKER`]: the
+/// hand-off of firmware booted from flash.
+pub fn watch_serial_handoff(m: &mut Machine) {
+    let mut com1 = machine::devices::uart16550::Uart16550::default();
+    com1.stop_text = SERIAL_MARKER.as_bytes().to_vec();
+    if let Some(l) = m.board.legacy() {
+        l.com1 = Some(com1);
     }
 }
 

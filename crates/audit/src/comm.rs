@@ -56,7 +56,7 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
     let mut out = CommSweep { verdicts: Vec::new(), calls: 0, notes: Vec::new() };
     let ranges = crate::dump::ranges(m);
     let Some(smmc) = uefi::core_private_data(m, &ranges) else { return out };
-    let smram = uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect());
+    let smram = crate::dump::snapshot_of(m, &ranges);
     let inv = uefi_smm::Inventory::build(&smram, fw);
     let mut guids: Vec<(String, String, Option<ModuleRef>)> = Vec::new();
     for h in inv.handlers.iter().filter(|h| h.kind == "guid") {

@@ -21,6 +21,17 @@ pub fn largest(m: &Machine) -> Option<(u64, u64)> {
     ranges(m).into_iter().max_by_key(|r| r.end - r.start).map(|r| (r.start, r.end - r.start))
 }
 
+/// SMRAM's `ranges`, read as SMM sees them, as a snapshot to walk (crates/uefi).
+pub fn snapshot_of(m: &mut Machine, ranges: &[Range<u64>]) -> uefi_smm::Smram {
+    uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect())
+}
+
+/// The SMRAM ranges in force, read as SMM sees them.
+pub fn snapshot(m: &mut Machine) -> uefi_smm::Smram {
+    let rs = ranges(m);
+    snapshot_of(m, &rs)
+}
+
 /// The bytes of every range, in order.
 pub fn dump(m: &mut Machine) -> (Vec<Range<u64>>, Vec<u8>) {
     let rs = ranges(m);

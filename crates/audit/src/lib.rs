@@ -97,8 +97,7 @@ pub fn audit(o: &Options) -> Result<Report, AuditError> {
         smis = s.smis;
         // UEFI: the GUID handlers through the communication path, named from the firmware's
         // own volumes (flash unit 0).
-        let firmware = m.board.pflash().map(|b| b.units()[0].flash.contents());
-        let fw = firmware.as_deref().and_then(|d| fwimage::parse(d).ok());
+        let fw = uefi::firmware_volumes(&m);
         let c = comm::sweep(&mut m, fw.as_ref());
         verdicts.extend(c.verdicts);
         notes.extend(c.notes);

@@ -7,6 +7,12 @@
 use machine::Machine;
 use std::ops::Range;
 
+/// The firmware volumes of the firmware booted from flash (unit 0), to name modules by.
+pub fn firmware_volumes(m: &Machine) -> Option<fwimage::Image> {
+    let code = m.board.pflash()?.units()[0].flash.contents();
+    fwimage::parse(&code).ok()
+}
+
 /// `SIGNATURE_32('s','m','m','c')` in a UINTN.
 const SMMC: u64 = 0x636d_6d73;
 /// sizeof(SMM_CORE_PRIVATE_DATA) on x64.

@@ -55,6 +55,11 @@ impl Machine {
         self.cpu.icount
     }
 
+    /// Guest time since reset, in nanoseconds (instructions plus time skipped).
+    pub fn guest_ns(&self) -> u64 {
+        crate::clock::Clock::new(self.config.instructions_per_second).ns_from_ticks(self.board.now(self.cpu.icount).0)
+    }
+
     /// The CPU's position, mode and SMM state.
     pub fn cpu_view(&self) -> CpuView {
         CpuView {

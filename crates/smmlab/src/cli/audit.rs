@@ -107,6 +107,15 @@ impl Target {
         self.memory.unwrap_or(if self.ovmf { 256 } else { 128 })
     }
 
+    /// The firmware's name for reports: its file (flash unit 0), or "built-in".
+    pub fn firmware_name(&self, flash: &[machine::devices::pflash_bank::PflashImage]) -> String {
+        match (&self.bios, flash.first()) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(u)) => u.path.display().to_string(),
+            (None, None) => "built-in".to_string(),
+        }
+    }
+
     /// The flash units given (`--pflash`, `--ovmf`), read.
     pub fn flash(&self) -> anyhow::Result<Vec<machine::devices::pflash_bank::PflashImage>> {
         let units = if self.ovmf { super::pflash::ovmf_units()? } else { self.pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
@@ -136,11 +145,7 @@ fn options(t: &Target, behaviour: bool) -> anyhow::Result<audit::Options> {
         AuditMachine::Pc => (BoardKind::Pc, "pc"),
         AuditMachine::Q35 => (BoardKind::Q35, "q35"),
     };
-    let firmware_name = match (&t.bios, pflash.first()) {
-        (Some(p), _) => p.display().to_string(),
-        (None, Some(u)) => u.path.display().to_string(),
-        (None, None) => "built-in".to_string(),
-    };
+    let firmware_name = t.firmware_name(&pflash);
     Ok(audit::Options {
         boot: audit::BootOptions {
             board,

@@ -96,19 +96,11 @@ pub fn run(a: DisasmArgs) -> anyhow::Result<i32> {
     if builtin {
         m.enable_lab_hardware();
     }
-    let firmware = match (&a.target.bios, flash.first()) {
-        (Some(p), _) => p.display().to_string(),
-        (None, Some(u)) => u.path.display().to_string(),
-        (None, None) => "built-in".to_string(),
-    };
+    let firmware = a.target.firmware_name(&flash);
     if !flash.is_empty() {
         m.attach_pflash(flash, a.target.pflash_secure == super::run::Switch::On)?;
         // UEFI's hand-off: the Shell's prompt on the serial port.
-        let mut com1 = machine::devices::uart16550::Uart16550::default();
-        com1.stop_text = audit::boot::SERIAL_MARKER.as_bytes().to_vec();
-        if let Some(l) = m.board.legacy() {
-            l.com1 = Some(com1);
-        }
+        audit::boot::watch_serial_handoff(&mut m);
     }
     if let Some(sc) = scenario {
         super::scenarios::prepare(&mut m, sc, None)?;
@@ -199,10 +191,8 @@ fn record(m: &mut Machine, until: Until, max: u64) -> Recorded {
 /// The images in SMRAM and the SMI handlers registered with edk2's SMM core (crates/uefi),
 /// named from the firmware's own volumes (flash unit 0).
 fn names(m: &mut Machine) -> (uefi_smm::images::ModuleMap, Vec<(u64, String)>) {
-    let ranges = audit::dump::ranges(m);
-    let smram = uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect());
-    let firmware = m.board.pflash().map(|b| b.units()[0].flash.contents());
-    let fw = firmware.as_deref().and_then(|d| fwimage::parse(d).ok());
+    let smram = audit::dump::snapshot(m);
+    let fw = audit::uefi::firmware_volumes(m);
     let inv = uefi_smm::Inventory::build(&smram, fw.as_ref());
     let handlers = inv
         .handlers

@@ -43,7 +43,6 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
     // The inventory is the output: no timeline or summary around it.
     run.quiet = true;
     let bios = run.bios.clone();
-    let ips = run.ips;
     // After every RSM: a look at the core's handler lists, to date each registration.
     let tracker = std::rc::Rc::new(std::cell::RefCell::new(uefi_smm::registrations::Tracker::default()));
     // The SMST's services, once the table exists: breakpoints at their entries.
@@ -58,30 +57,33 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
                 return;
             }
             let mut t = tracker.borrow_mut();
-            if w.services.is_none() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
-                if let Some(svc) = uefi_smm::smst::Services::find(&set_up_snapshot(m)) {
-                    w.services = Some(svc);
-                    w.arm(m);
+            // Until the SMST and the handler lists are found, a snapshot now and then (they
+            // appear with the core), one for both.
+            if (w.services.is_none() || t.needs_snapshot()) && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
+                let smram = set_up_snapshot(m);
+                if w.services.is_none() {
+                    if let Some(svc) = uefi_smm::smst::Services::find(&smram) {
+                        w.services = Some(svc);
+                        w.arm(m);
+                    }
+                }
+                if t.needs_snapshot() {
+                    t.locate(&smram);
                 }
             }
-            // Until the lists are found, a snapshot now and then (they appear with the core).
-            if t.needs_snapshot() && (smi <= 4 || smi.is_power_of_two() || smi.is_multiple_of(16)) {
-                t.locate(&set_up_snapshot(m));
-            }
-            let ns = (m.board.now(m.icount()).0 as u128 * 1_000_000_000 / ips.max(1) as u128) as u64;
+            let ns = m.guest_ns();
             t.look(&Live(std::cell::RefCell::new(m)), uefi_smm::registrations::Moment { smi, ns });
         }) as super::observe::OnRsm
     };
     let after: run::AfterRun = Box::new(move |m| {
         // Names come from the firmware's own volumes: flash unit 0, or the --bios ROM.
-        let firmware = match (m.board.pflash(), &bios) {
-            (Some(bank), _) => Some(bank.units()[0].flash.contents()),
-            (None, Some(p)) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
+        let fw = match (audit::uefi::firmware_volumes(m), &bios) {
+            (Some(fw), _) => Some(fw),
+            (None, Some(p)) => fwimage::parse(&std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?).ok(),
             (None, None) => None,
         };
-        let fw = firmware.as_deref().and_then(|d| fwimage::parse(d).ok());
         anyhow::ensure!(!audit::dump::ranges(m).is_empty(), "the machine has no SMRAM decoded when the run ends (pc or q35, with SMRAM enabled)");
-        let mut inv = uefi_smm::Inventory::build(&snapshot(m), fw.as_ref());
+        let mut inv = uefi_smm::Inventory::build(&audit::dump::snapshot(m), fw.as_ref());
         inv.add_registrations(&tracker.borrow());
         inv.add_calls(&watch.borrow().calls);
         match json.as_deref() {
@@ -140,12 +142,6 @@ impl Watch {
     }
 }
 
-/// SMRAM as SMM sees it now.
-fn snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
-    let ranges = audit::dump::ranges(m);
-    uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect())
-}
-
 /// SMRAM, and TSEG even while the firmware has it open (T_EN cleared): the SMM IPL loads the
 /// core there and the core registers its first handlers before TSEG closes.
 fn set_up_snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
@@ -158,7 +154,7 @@ fn set_up_snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
             }
         }
     }
-    uefi_smm::Smram::new(ranges.iter().map(|r| (r.start, m.read_phys(r.start, (r.end - r.start) as usize, true))).collect())
+    audit::dump::snapshot_of(m, &ranges)
 }
 
 /// The machine's memory read as SMM reads it, for the handler lists.
