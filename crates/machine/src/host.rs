@@ -5,12 +5,9 @@
 //! restored), memory as an SMM or a non-SMM agent sees it (SMRAM decoding applies, in
 //! `smram.rs`), and a software SMI raised by the APM write the OS would make.
 
-use crate::Machine;
+use crate::{ExitReason, Machine};
 use cpu::regs::{RAX, RBX, RCX, RDI, RDX, RSI};
-use cpu::{Access, AccessKind, Exit};
-
-/// CPU runs in a row that retire nothing before a SW SMI counts as stuck.
-const STALL_LIMIT: u32 = 1000;
+use cpu::{Access, AccessKind};
 
 /// What the CPU looks like from outside, for messages and reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,39 +198,26 @@ impl Machine {
         }
         let smis = self.cpu.smm_regs.smi_count;
         let start = self.cpu.icount;
+        // The machine's own run loop, paused at RSM: it fires the timers, applies remaps and
+        // ends on everything a run ends on (a shutdown, a reset, the stop flag...).
         self.board.set_pause_on_rsm(true);
         let _ = self.board.take_pause();
-        let mut stalled = 0u32;
         let outcome = loop {
-            let before = self.cpu.icount;
-            self.board.set_now(self.cpu.icount);
-            let left = budget.saturating_sub(self.cpu.icount - start).clamp(1, 1_000_000);
-            let r = self.cpu.run(self.board.bus(), left);
-            self.board.set_now(self.cpu.icount);
-            if self.board.take_flush() {
-                self.cpu.flush_code();
+            let done = self.cpu.icount - start;
+            if done >= budget {
+                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions"));
             }
-            let paused = self.board.take_pause();
-            match r {
-                Exit::Shutdown(w) => break SwSmiOutcome::Fault(w.to_string()),
-                Exit::Stopped if self.board.debug_exit_code().is_some() => break SwSmiOutcome::Fault("the guest wrote isa-debug-exit".into()),
-                _ if paused && !self.cpu.smm && self.cpu.smm_regs.smi_count > smis => {
+            let s = self.run(budget - done);
+            match s.exit {
+                ExitReason::Paused if !self.cpu.smm && self.cpu.smm_regs.smi_count > smis => {
                     break SwSmiOutcome::Returned { instructions: self.cpu.icount - start, regs: self.cpu.regs };
                 }
-                Exit::Halted if !self.cpu.smm => break SwSmiOutcome::NoSmi,
-                _ => {}
-            }
-            if self.board.reset_requested() {
-                break SwSmiOutcome::Fault("the guest asked for a reset".into());
-            }
-            // Something the board asks the CPU to stop for (a reset, a serial stop text) and
-            // nobody clears: the machine would spin without retiring an instruction.
-            stalled = if self.cpu.icount == before { stalled + 1 } else { 0 };
-            if stalled > STALL_LIMIT {
-                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x}: the machine stopped making progress (the board keeps asking the CPU to stop)"));
-            }
-            if self.cpu.icount - start >= budget {
-                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions"));
+                ExitReason::Paused | ExitReason::InstructionLimit | ExitReason::Breakpoint => {}
+                ExitReason::Halted if !self.cpu.smm => break SwSmiOutcome::NoSmi,
+                other => {
+                    let detail = other.detail().map_or(String::new(), |d| format!(": {d}"));
+                    break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x}: the run ended with {}{detail}", other.name()));
+                }
             }
         };
         self.board.set_pause_on_rsm(false);
