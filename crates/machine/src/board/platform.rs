@@ -694,8 +694,18 @@ impl<C: Chipset> Platform<C> {
     }
 }
 
+/// Whether `a` runs past the end of its 4 KiB page: the board decodes each page on its own
+/// (SMRAM, ROM and device windows are page-aligned), so such an access is split into bytes.
+fn crosses_page(a: &Access) -> bool {
+    (a.addr & 0xfff) + u64::from(a.size.max(1)) > 0x1000
+}
+
 impl<C: Chipset> Bus for Platform<C> {
     fn read(&mut self, a: Access) -> u64 {
+        if crosses_page(&a) {
+            // The CPU splits its own page-crossing accesses; bus masters and the host may not.
+            return (0..u64::from(a.size)).fold(0, |v, k| v | self.read(Access { addr: a.addr + k, size: 1, ..a }) << (8 * k));
+        }
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, a.kind);
         }
@@ -722,6 +732,12 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn write(&mut self, a: Access, value: u64) {
+        if crosses_page(&a) {
+            for k in 0..u64::from(a.size) {
+                self.write(Access { addr: a.addr + k, size: 1, ..a }, value >> (8 * k));
+            }
+            return;
+        }
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, AccessKind::Write);
         }

@@ -404,6 +404,20 @@ mod tests {
     }
 
     #[test]
+    fn accesses_across_a_page_into_closed_smram_are_decoded_per_byte() {
+        let mut b = board();
+        // SMRAM at 0xA0000 enabled and closed (G_SMRAME, D_OPEN clear); SMM puts a secret there.
+        cfg_write(&mut b, 0, 0x9d, 1, 0x0a);
+        b.write(Access { addr: 0xa0000, size: 4, kind: AccessKind::Write, smm: true }, 0x5ec2_e7aa);
+        // From outside SMM, 8 bytes at 0x9FFFC: the low half is RAM, the high half is SMRAM.
+        b.write(Access { addr: 0x9fffc, size: 8, kind: AccessKind::Write, smm: false }, 0x1111_1111_2222_2222);
+        assert_eq!(b.read(Access { addr: 0xa0000, size: 4, kind: AccessKind::Read, smm: true }), 0x5ec2_e7aa, "the write did not reach SMRAM");
+        let v = b.read(Access { addr: 0x9fffc, size: 8, kind: AccessKind::Read, smm: false });
+        assert_eq!(v & 0xffff_ffff, 0x2222_2222, "the RAM half was written");
+        assert_ne!(v >> 32, 0x5ec2_e7aa, "the read did not see SMRAM");
+    }
+
+    #[test]
     fn ovmf_smram_sequence_hides_tseg_and_locks() {
         let mut b = board();
         cfg_write(&mut b, 0, 0x50, 2, 0xffff);
