@@ -90,6 +90,9 @@ pub struct Module {
     /// The PE32 image's [`pe::fingerprint`], to recognize it once loaded.
     #[serde(skip)]
     pub pe_fingerprint: Option<Vec<u8>>,
+    /// The PE32 section's image (not TE), for tools that load the module (`smmlab module`).
+    #[serde(skip)]
+    pub pe32: Option<Vec<u8>>,
 }
 
 /// A parsed image.
@@ -207,6 +210,7 @@ impl Walker {
                 version: None,
                 notes: Vec::new(),
                 pe_fingerprint: None,
+                pe32: None,
             });
             if !f.header.file_type.has_sections() {
                 continue;
@@ -299,6 +303,9 @@ impl Walker {
                                 m.machine = Some(pe::machine_name(i.machine));
                                 m.entry = Some(i.entry);
                                 m.pe_fingerprint = pe::fingerprint(body);
+                                if header.kind == kind::PE32 {
+                                    m.pe32 = Some(body.to_vec());
+                                }
                             }
                         }
                     }

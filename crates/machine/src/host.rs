@@ -104,6 +104,18 @@ impl Machine {
         (self.cpu.regs, self.cpu.rip)
     }
 
+    /// Sets general register `index` (RAX..R15 in encoding order) between runs, as a debugger
+    /// or a host-side service (the module runner's SMST) does.
+    pub fn set_register(&mut self, index: usize, value: u64) {
+        self.cpu.regs[index & 15] = value;
+    }
+
+    /// Moves the CPU to `rip` (same CS) between runs. Stopped at a breakpoint, the next block
+    /// goes on without stopping again, wherever it starts.
+    pub fn set_rip(&mut self, rip: u64) {
+        self.cpu.rip = rip;
+    }
+
     /// Records the decoded blocks the CPU runs in SMM from now on (`smmlab disasm`).
     pub fn record_smm_blocks(&mut self) {
         self.cpu.smm_blocks = Some(Box::default());
@@ -158,8 +170,14 @@ impl Machine {
     /// Writes physical memory as a non-SMM agent (SMRAM, ROM and locked ranges drop it, as they
     /// would the OS's write); code the CPU decoded from those bytes is dropped.
     pub fn write_phys(&mut self, addr: u64, data: &[u8]) {
+        self.write_phys_as(addr, data, false);
+    }
+
+    /// Writes physical memory as an SMM (`smm`) or non-SMM agent sees it: what a host-side
+    /// SMM service (the module runner's SMST) writes for the CPU in SMM reaches SMRAM.
+    pub fn write_phys_as(&mut self, addr: u64, data: &[u8], smm: bool) {
         for (i, b) in data.iter().enumerate() {
-            self.board.bus().write(Access { addr: addr + i as u64, size: 1, kind: AccessKind::Write, smm: false }, *b as u64);
+            self.board.bus().write(Access { addr: addr + i as u64, size: 1, kind: AccessKind::Write, smm }, *b as u64);
         }
         self.cpu.invalidate_code(addr..addr.saturating_add(data.len() as u64));
     }
@@ -172,8 +190,15 @@ impl Machine {
     /// interrupted program's registers, position and flags are restored after, so calls are
     /// independent of each other.
     pub fn raise_sw_smi(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
+        self.raise_sw_smi_with(cmd, data, regs, budget, &mut |_| Ok(()))
+    }
+
+    /// [`Machine::raise_sw_smi`], calling `on_breakpoint` each time the CPU stops at one of
+    /// [`Machine::set_breakpoints`]'s addresses; an error ends the SMI as a fault with that
+    /// message. The module runner implements the SMST's services this way.
+    pub fn raise_sw_smi_with(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64, on_breakpoint: &mut dyn FnMut(&mut Machine) -> Result<(), String>) -> SwSmiOutcome {
         let saved = (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.flags.get(), self.cpu.halted);
-        let outcome = self.run_sw_smi(cmd, data, regs, budget);
+        let outcome = self.run_sw_smi(cmd, data, regs, budget, on_breakpoint);
         let (r, rip, cs, flags, halted) = saved;
         (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.halted) = (r, rip, cs, halted);
         self.cpu.flags.set(flags);
@@ -181,7 +206,7 @@ impl Machine {
         outcome
     }
 
-    fn run_sw_smi(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64) -> SwSmiOutcome {
+    fn run_sw_smi(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, budget: u64, on_breakpoint: &mut dyn FnMut(&mut Machine) -> Result<(), String>) -> SwSmiOutcome {
         if self.cpu.smm {
             return SwSmiOutcome::Fault("the CPU is in SMM already".into());
         }
@@ -212,7 +237,12 @@ impl Machine {
                 ExitReason::Paused if !self.cpu.smm && self.cpu.smm_regs.smi_count > smis => {
                     break SwSmiOutcome::Returned { instructions: self.cpu.icount - start, regs: self.cpu.regs };
                 }
-                ExitReason::Paused | ExitReason::InstructionLimit | ExitReason::Breakpoint => {}
+                ExitReason::Breakpoint => {
+                    if let Err(why) = on_breakpoint(self) {
+                        break SwSmiOutcome::Fault(why);
+                    }
+                }
+                ExitReason::Paused | ExitReason::InstructionLimit => {}
                 ExitReason::Halted if !self.cpu.smm => break SwSmiOutcome::NoSmi,
                 other => {
                     let detail = other.detail().map_or(String::new(), |d| format!(": {d}"));

@@ -49,6 +49,10 @@ pub struct HandlerEntry {
     pub seen: Option<Moment>,
     /// The first look that no longer found it (removed handlers only).
     pub removed: Option<Moment>,
+    /// For a handler registered with a child dispatcher (kind "sw", "sx", "periodic"...): its
+    /// RegisterContext, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<String>,
 }
 
 /// One protocol of the SMM protocol database.
@@ -64,7 +68,8 @@ pub struct ProtocolEntry {
     pub notify: Vec<Named>,
 }
 
-fn named(map: &ModuleMap, a: u64) -> Named {
+/// `a` named by the module holding it.
+pub fn named(map: &ModuleMap, a: u64) -> Named {
     let m = map.image_of(a);
     Named { address: a, at: map.name(a), module: m.map(|m| m.name.clone()), in_code: m.map(|m| m.in_code(a)) }
 }
@@ -78,6 +83,7 @@ fn entry(map: &ModuleMap, h: &core_lists::Handler) -> HandlerEntry {
         registered_by: named(map, h.caller),
         seen: None,
         removed: None,
+        dispatch: None,
     }
 }
 
@@ -182,7 +188,13 @@ impl Inventory {
     /// Handlers by kind: (root, guid).
     pub fn counts(&self) -> (usize, usize) {
         let root = self.handlers.iter().filter(|h| h.kind == "root").count();
-        (root, self.handlers.len() - root)
+        let guid = self.handlers.iter().filter(|h| h.kind == "guid").count();
+        (root, guid)
+    }
+
+    /// Handlers registered with a child dispatcher (SW, Sx, periodic...).
+    pub fn dispatched(&self) -> usize {
+        self.handlers.iter().filter(|h| h.dispatch.is_some()).count()
     }
 
     /// The inventory as text, one section per part.
@@ -204,12 +216,17 @@ impl Inventory {
             let _ = writeln!(s, "  {:<28} not in SMRAM (never dispatched, or its entry point failed)  {}", m.name, m.guid);
         }
         let (root, guid) = self.counts();
-        let _ = writeln!(s, "\nSMI handlers ({root} root, {guid} GUID):");
+        let dispatched = match self.dispatched() {
+            0 => String::new(),
+            n => format!(", {n} with child dispatchers"),
+        };
+        let _ = writeln!(s, "\nSMI handlers ({root} root, {guid} GUID{dispatched}):");
         for h in &self.handlers {
-            let what = match (&h.guid, h.guid_name) {
-                (Some(_), Some(n)) => n.to_string(),
-                (Some(g), None) => g.clone(),
-                (None, _) => "root (every SMI)".into(),
+            let what = match (&h.guid, h.guid_name, &h.dispatch) {
+                (_, _, Some(d)) => d.clone(),
+                (Some(_), Some(n), _) => n.to_string(),
+                (Some(g), None, _) => g.clone(),
+                (None, _, _) => "root (every SMI)".into(),
             };
             let _ = writeln!(s, "  {:<4} {:<42} {:<34} registered at {}", h.kind, what, h.handler.at, h.registered_by.at);
             let mut more = Vec::new();
