@@ -33,8 +33,8 @@ static EFI_STATUS EFIAPI SavestatePointerHandler(EFI_HANDLE DispatchHandle, cons
   (void)CommBuffer;
   (void)CommBufferSize;
 
-  Status = mSmmCpu->ReadSaveState(mSmmCpu, sizeof(UINT64), EFI_SMM_SAVE_STATE_REGISTER_RSI, 0,
-                                  &Rsi);
+  Status =
+      mSmmCpu->ReadSaveState(mSmmCpu, sizeof(UINT64), EFI_SMM_SAVE_STATE_REGISTER_RSI, 0, &Rsi);
   if (EFI_ERROR(Status)) {
     return EFI_SUCCESS;
   }

@@ -86,7 +86,8 @@ typedef struct {
 } EFI_SYSTEM_TABLE;
 _Static_assert(offsetof(EFI_SYSTEM_TABLE, RuntimeServices) == 0x58, "gST->RuntimeServices");
 _Static_assert(offsetof(EFI_SYSTEM_TABLE, BootServices) == 0x60, "gST->BootServices");
-_Static_assert(offsetof(EFI_SYSTEM_TABLE, NumberOfTableEntries) == 0x68, "gST->NumberOfTableEntries");
+_Static_assert(offsetof(EFI_SYSTEM_TABLE, NumberOfTableEntries) == 0x68,
+               "gST->NumberOfTableEntries");
 _Static_assert(offsetof(EFI_SYSTEM_TABLE, ConfigurationTable) == 0x70, "gST->ConfigurationTable");
 
 /* ---- SMST: EFI_SMM_SYSTEM_TABLE2 (PI 1.9 Vol. 4 ch. 3; PiSmmCis.h / PiMmCis.h) ---- */
@@ -107,30 +108,35 @@ typedef EFI_STATUS(EFIAPI *EFI_SMM_INTERRUPT_REGISTER)(EFI_SMM_HANDLER_ENTRY_POI
 typedef EFI_STATUS(EFIAPI *EFI_SMM_INTERRUPT_UNREGISTER)(EFI_HANDLE DispatchHandle);
 
 typedef struct {
-  UINT8 Hdr_to_SmmIo[0x50];                         /* Hdr, vendor, revision, config, SmmIo */
-  EFI_SMM_ALLOCATE_POOL SmmAllocatePool;            /* 0x50 */
-  EFI_SMM_FREE_POOL SmmFreePool;                    /* 0x58 */
-  UINT8 AllocatePages_to_LocateHandle[0xD0 - 0x60]; /* pages, CPU info, handle database */
-  EFI_SMM_LOCATE_PROTOCOL SmmLocateProtocol;        /* 0xD0 */
-  VOID *SmiManage;                                  /* 0xD8 */
-  EFI_SMM_INTERRUPT_REGISTER SmiHandlerRegister;    /* 0xE0 */
+  UINT8 Hdr_to_SmmIo[0x50];                          /* Hdr, vendor, revision, config, SmmIo */
+  EFI_SMM_ALLOCATE_POOL SmmAllocatePool;             /* 0x50 */
+  EFI_SMM_FREE_POOL SmmFreePool;                     /* 0x58 */
+  UINT8 AllocatePages_to_LocateHandle[0xD0 - 0x60];  /* pages, CPU info, handle database */
+  EFI_SMM_LOCATE_PROTOCOL SmmLocateProtocol;         /* 0xD0 */
+  VOID *SmiManage;                                   /* 0xD8 */
+  EFI_SMM_INTERRUPT_REGISTER SmiHandlerRegister;     /* 0xE0 */
   EFI_SMM_INTERRUPT_UNREGISTER SmiHandlerUnRegister; /* 0xE8 */
 } EFI_SMM_SYSTEM_TABLE2;
 _Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmmAllocatePool) == 0x50, "Smst->SmmAllocatePool");
 _Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmmFreePool) == 0x58, "Smst->SmmFreePool");
-_Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmmLocateProtocol) == 0xD0, "Smst->SmmLocateProtocol");
+_Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmmLocateProtocol) == 0xD0,
+               "Smst->SmmLocateProtocol");
 _Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmiManage) == 0xD8, "Smst->SmiManage");
-_Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmiHandlerRegister) == 0xE0, "Smst->SmiHandlerRegister");
-_Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmiHandlerUnRegister) == 0xE8, "Smst->SmiHandlerUnRegister");
+_Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmiHandlerRegister) == 0xE0,
+               "Smst->SmiHandlerRegister");
+_Static_assert(offsetof(EFI_SMM_SYSTEM_TABLE2, SmiHandlerUnRegister) == 0xE8,
+               "Smst->SmiHandlerUnRegister");
 _Static_assert(sizeof(EFI_SMM_SYSTEM_TABLE2) == 0xF0, "SMST is 0xF0 bytes");
 
 /* ---- EFI_SMM_BASE2_PROTOCOL (PI Vol. 4 ch. 5; SmmBase2.h / MmBase.h) ---- */
 
 typedef struct _EFI_SMM_BASE2_PROTOCOL EFI_SMM_BASE2_PROTOCOL;
+typedef EFI_STATUS(EFIAPI *EFI_SMM_INSIDE_OUT2)(EFI_SMM_BASE2_PROTOCOL *This, BOOLEAN *InSmram);
+typedef EFI_STATUS(EFIAPI *EFI_SMM_GET_SMST_LOCATION2)(EFI_SMM_BASE2_PROTOCOL *This,
+                                                       EFI_SMM_SYSTEM_TABLE2 **Smst);
 struct _EFI_SMM_BASE2_PROTOCOL {
-  EFI_STATUS(EFIAPI *InSmm)(EFI_SMM_BASE2_PROTOCOL *This, BOOLEAN *InSmram); /* 0x00 */
-  EFI_STATUS(EFIAPI *GetSmstLocation)(EFI_SMM_BASE2_PROTOCOL *This,
-                                      EFI_SMM_SYSTEM_TABLE2 **Smst); /* 0x08 */
+  EFI_SMM_INSIDE_OUT2 InSmm;                  /* 0x00 */
+  EFI_SMM_GET_SMST_LOCATION2 GetSmstLocation; /* 0x08 */
 };
 _Static_assert(offsetof(EFI_SMM_BASE2_PROTOCOL, InSmm) == 0x00, "Base2->InSmm");
 _Static_assert(offsetof(EFI_SMM_BASE2_PROTOCOL, GetSmstLocation) == 0x08, "Base2->GetSmstLocation");
@@ -150,17 +156,19 @@ _Static_assert(offsetof(EFI_SMRAM_DESCRIPTOR, PhysicalSize) == 0x10, "PhysicalSi
 
 typedef struct _EFI_SMM_ACCESS2_PROTOCOL EFI_SMM_ACCESS2_PROTOCOL;
 typedef EFI_STATUS(EFIAPI *EFI_SMM_ACCESS2_SIMPLE)(EFI_SMM_ACCESS2_PROTOCOL *This);
+typedef EFI_STATUS(EFIAPI *EFI_SMM_CAPABILITIES2)(const EFI_SMM_ACCESS2_PROTOCOL *This,
+                                                  UINTN *SmramMapSize,
+                                                  EFI_SMRAM_DESCRIPTOR *SmramMap);
 struct _EFI_SMM_ACCESS2_PROTOCOL {
-  EFI_SMM_ACCESS2_SIMPLE Open;  /* 0x00 */
-  EFI_SMM_ACCESS2_SIMPLE Close; /* 0x08 */
-  EFI_SMM_ACCESS2_SIMPLE Lock;  /* 0x10 */
-  EFI_STATUS(EFIAPI *GetCapabilities)(const EFI_SMM_ACCESS2_PROTOCOL *This,
-                                      UINTN *SmramMapSize,
-                                      EFI_SMRAM_DESCRIPTOR *SmramMap); /* 0x18 */
-  BOOLEAN LockState;                                                    /* 0x20 */
-  BOOLEAN OpenState;                                                    /* 0x21 */
+  EFI_SMM_ACCESS2_SIMPLE Open;           /* 0x00 */
+  EFI_SMM_ACCESS2_SIMPLE Close;          /* 0x08 */
+  EFI_SMM_ACCESS2_SIMPLE Lock;           /* 0x10 */
+  EFI_SMM_CAPABILITIES2 GetCapabilities; /* 0x18 */
+  BOOLEAN LockState;                     /* 0x20 */
+  BOOLEAN OpenState;                     /* 0x21 */
 };
-_Static_assert(offsetof(EFI_SMM_ACCESS2_PROTOCOL, GetCapabilities) == 0x18, "Access2->GetCapabilities");
+_Static_assert(offsetof(EFI_SMM_ACCESS2_PROTOCOL, GetCapabilities) == 0x18,
+               "Access2->GetCapabilities");
 _Static_assert(offsetof(EFI_SMM_ACCESS2_PROTOCOL, LockState) == 0x20, "Access2->LockState");
 _Static_assert(offsetof(EFI_SMM_ACCESS2_PROTOCOL, OpenState) == 0x21, "Access2->OpenState");
 
@@ -181,18 +189,22 @@ _Static_assert(offsetof(EFI_SMM_SW_CONTEXT, DataPort) == 0x09, "SwContext.DataPo
 _Static_assert(sizeof(EFI_SMM_SW_CONTEXT) == 16, "EFI_SMM_SW_CONTEXT is 16 bytes");
 
 typedef struct _EFI_SMM_SW_DISPATCH2_PROTOCOL EFI_SMM_SW_DISPATCH2_PROTOCOL;
+typedef EFI_STATUS(EFIAPI *EFI_SMM_SW_REGISTER2)(const EFI_SMM_SW_DISPATCH2_PROTOCOL *This,
+                                                 EFI_SMM_HANDLER_ENTRY_POINT2 DispatchFunction,
+                                                 EFI_SMM_SW_REGISTER_CONTEXT *RegisterContext,
+                                                 EFI_HANDLE *DispatchHandle);
+typedef EFI_STATUS(EFIAPI *EFI_SMM_SW_UNREGISTER2)(const EFI_SMM_SW_DISPATCH2_PROTOCOL *This,
+                                                   EFI_HANDLE DispatchHandle);
 struct _EFI_SMM_SW_DISPATCH2_PROTOCOL {
-  EFI_STATUS(EFIAPI *Register)(const EFI_SMM_SW_DISPATCH2_PROTOCOL *This,
-                               EFI_SMM_HANDLER_ENTRY_POINT2 DispatchFunction,
-                               EFI_SMM_SW_REGISTER_CONTEXT *RegisterContext,
-                               EFI_HANDLE *DispatchHandle); /* 0x00 */
-  EFI_STATUS(EFIAPI *UnRegister)(const EFI_SMM_SW_DISPATCH2_PROTOCOL *This,
-                                 EFI_HANDLE DispatchHandle); /* 0x08 */
-  UINTN MaximumSwiValue;                                     /* 0x10 */
+  EFI_SMM_SW_REGISTER2 Register;     /* 0x00 */
+  EFI_SMM_SW_UNREGISTER2 UnRegister; /* 0x08 */
+  UINTN MaximumSwiValue;             /* 0x10 */
 };
 _Static_assert(offsetof(EFI_SMM_SW_DISPATCH2_PROTOCOL, Register) == 0x00, "SwDispatch->Register");
-_Static_assert(offsetof(EFI_SMM_SW_DISPATCH2_PROTOCOL, UnRegister) == 0x08, "SwDispatch->UnRegister");
-_Static_assert(offsetof(EFI_SMM_SW_DISPATCH2_PROTOCOL, MaximumSwiValue) == 0x10, "SwDispatch->MaximumSwiValue");
+_Static_assert(offsetof(EFI_SMM_SW_DISPATCH2_PROTOCOL, UnRegister) == 0x08,
+               "SwDispatch->UnRegister");
+_Static_assert(offsetof(EFI_SMM_SW_DISPATCH2_PROTOCOL, MaximumSwiValue) == 0x10,
+               "SwDispatch->MaximumSwiValue");
 
 /* ---- EFI_SMM_CPU_PROTOCOL = EFI_MM_CPU_PROTOCOL (PI Vol. 4, MM CPU protocol; MmCpu.h) ---- */
 
@@ -203,18 +215,21 @@ typedef enum {
 _Static_assert(sizeof(EFI_SMM_SAVE_STATE_REGISTER) == 4, "enums are 4 bytes");
 
 typedef struct _EFI_SMM_CPU_PROTOCOL EFI_SMM_CPU_PROTOCOL;
+typedef EFI_STATUS(EFIAPI *EFI_SMM_READ_SAVE_STATE)(const EFI_SMM_CPU_PROTOCOL *This, UINTN Width,
+                                                    EFI_SMM_SAVE_STATE_REGISTER Register,
+                                                    UINTN CpuIndex, VOID *Buffer);
+typedef EFI_STATUS(EFIAPI *EFI_SMM_WRITE_SAVE_STATE)(const EFI_SMM_CPU_PROTOCOL *This, UINTN Width,
+                                                     EFI_SMM_SAVE_STATE_REGISTER Register,
+                                                     UINTN CpuIndex, const VOID *Buffer);
 struct _EFI_SMM_CPU_PROTOCOL {
-  EFI_STATUS(EFIAPI *ReadSaveState)(const EFI_SMM_CPU_PROTOCOL *This, UINTN Width,
-                                    EFI_SMM_SAVE_STATE_REGISTER Register, UINTN CpuIndex,
-                                    VOID *Buffer); /* 0x00 */
-  EFI_STATUS(EFIAPI *WriteSaveState)(const EFI_SMM_CPU_PROTOCOL *This, UINTN Width,
-                                     EFI_SMM_SAVE_STATE_REGISTER Register, UINTN CpuIndex,
-                                     const VOID *Buffer); /* 0x08 */
+  EFI_SMM_READ_SAVE_STATE ReadSaveState;   /* 0x00 */
+  EFI_SMM_WRITE_SAVE_STATE WriteSaveState; /* 0x08 */
 };
 _Static_assert(offsetof(EFI_SMM_CPU_PROTOCOL, ReadSaveState) == 0x00, "SmmCpu->ReadSaveState");
 _Static_assert(offsetof(EFI_SMM_CPU_PROTOCOL, WriteSaveState) == 0x08, "SmmCpu->WriteSaveState");
 
 /* ---- Protocol GUIDs (MdePkg.dec; values as in uefi-smm.md §2 and §5) ---- */
+/* clang-format off */
 
 /* EFI_SMM_BASE2_PROTOCOL = EFI_MM_BASE_PROTOCOL: F4CCBFB7-F6E0-47FD-9DD4-10A8F150C191 */
 #define EFI_SMM_BASE2_PROTOCOL_GUID \
@@ -231,5 +246,6 @@ _Static_assert(offsetof(EFI_SMM_CPU_PROTOCOL, WriteSaveState) == 0x08, "SmmCpu->
 /* EFI_STATUS_CODE_RUNTIME_PROTOCOL (MdePkg.dec): D2B2B828-0826-48A7-B3DF-983C006024F0 */
 #define EFI_STATUS_CODE_RUNTIME_PROTOCOL_GUID \
   {0xD2B2B828, 0x0826, 0x48A7, {0xB3, 0xDF, 0x98, 0x3C, 0x00, 0x60, 0x24, 0xF0}}
+/* clang-format on */
 
 #endif /* SMMLAB_SMM_H */
