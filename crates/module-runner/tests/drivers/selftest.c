@@ -4,26 +4,29 @@
  * "SMRAM" is a 1 MiB anonymous mapping, the image is loaded and relocated into it, EfiMain
  * gets a fake gST/gBS/SmmBase2/SmmAccess2/SMST (and for savestate_pointer a SW dispatcher and
  * SMM CPU protocol), and the registered handler is called directly with inputs that trigger the
- * planted bug. The bug build must show the bug, the clean build must not.
+ * planted bug (for double_fetch, a watched page plays the other CPU that rewrites Length). The
+ * bug build must show the bug, the clean build must not.
  *
  *   selftest IMAGE.efi    (the driver is taken from the file name; "_clean" = the fixed twin)
  *
  * Exit status 0 when every expectation holds. Built and run by verify.sh.
  */
+#define _GNU_SOURCE /* REG_EFL */
 #include "smm.h"
 #undef NULL
 #undef offsetof
-#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #define SMRAM_SIZE 0x100000u
 #define OUTSIDE_SIZE 0x10000u
 #define DIR64 10
 
-static UINT8 *gSmram;   /* the fake SMRAM */
+static UINT8 *gSmram; /* the fake SMRAM */
 static UINTN gSmramUsed;
 static UINT8 *gOutside; /* ordinary memory, the "OS" buffers */
 
@@ -70,7 +73,8 @@ static UINT64 gSavedRsi;
 
 static int GuidEq(const EFI_GUID *A, const EFI_GUID *B) { return memcmp(A, B, sizeof *A) == 0; }
 
-static EFI_STATUS EFIAPI FakeLocateProtocol(EFI_GUID *Protocol, VOID *Registration, VOID **Interface) {
+static EFI_STATUS EFIAPI FakeLocateProtocol(EFI_GUID *Protocol, VOID *Registration,
+                                            VOID **Interface) {
   (void)Registration;
   gBsLocateCalls++;
   if (GuidEq(Protocol, &gBase2Guid)) {
@@ -84,7 +88,8 @@ static EFI_STATUS EFIAPI FakeLocateProtocol(EFI_GUID *Protocol, VOID *Registrati
   return EFI_NOT_FOUND;
 }
 
-static EFI_STATUS EFIAPI FakeGetSmstLocation(EFI_SMM_BASE2_PROTOCOL *This, EFI_SMM_SYSTEM_TABLE2 **Smst) {
+static EFI_STATUS EFIAPI FakeGetSmstLocation(EFI_SMM_BASE2_PROTOCOL *This,
+                                             EFI_SMM_SYSTEM_TABLE2 **Smst) {
   (void)This;
   *Smst = gFakeSmst;
   return EFI_SUCCESS;
@@ -117,7 +122,8 @@ static EFI_STATUS EFIAPI FakeFreePool(VOID *Buffer) {
   return EFI_SUCCESS;
 }
 
-static EFI_STATUS EFIAPI FakeSmmLocateProtocol(EFI_GUID *Protocol, VOID *Registration, VOID **Interface) {
+static EFI_STATUS EFIAPI FakeSmmLocateProtocol(EFI_GUID *Protocol, VOID *Registration,
+                                               VOID **Interface) {
   (void)Registration;
   if (GuidEq(Protocol, &gSwDispatchGuid)) {
     *Interface = gSwDispatch;
@@ -166,9 +172,21 @@ static EFI_STATUS EFIAPI FakeReadSaveState(const EFI_SMM_CPU_PROTOCOL *This, UIN
 
 /* ---- loading: headers, sections, DIR64 base relocations (as BasePeCoffLib) ---- */
 
-static UINT16 Rd16(const UINT8 *P) { UINT16 V; memcpy(&V, P, 2); return V; }
-static UINT32 Rd32(const UINT8 *P) { UINT32 V; memcpy(&V, P, 4); return V; }
-static UINT64 Rd64(const UINT8 *P) { UINT64 V; memcpy(&V, P, 8); return V; }
+static UINT16 Rd16(const UINT8 *P) {
+  UINT16 V;
+  memcpy(&V, P, 2);
+  return V;
+}
+static UINT32 Rd32(const UINT8 *P) {
+  UINT32 V;
+  memcpy(&V, P, 4);
+  return V;
+}
+static UINT64 Rd64(const UINT8 *P) {
+  UINT64 V;
+  memcpy(&V, P, 8);
+  return V;
+}
 
 static UINT8 *gImage;
 static UINT32 gImageSize;
@@ -223,17 +241,37 @@ static UINT8 *Load(const UINT8 *File, size_t FileSize, UINT32 *Entry, int *Reloc
   return gImage;
 }
 
-/* ---- the double-fetch race: another "CPU" flips Length while the handler runs ---- */
+/* ---- the double-fetch "other CPU": a page that counts the handler's reads of Length ----
+ * The message page is PROT_NONE while the handler runs. Each access faults; the SIGSEGV
+ * handler opens the page, and when the access is to Length it stores the value the "other CPU"
+ * has put there by now (8 for the first fetch, which passes the check, 200 for any later one),
+ * then single-steps the instruction (EFLAGS.TF) and the SIGTRAP handler closes the page again.
+ * Deterministic, and it counts how many times one SMI fetches Length. */
 
-static volatile UINT64 *gRacingLength;
-static volatile int gStopRace;
-static void *FlipLength(void *Arg) {
-  (void)Arg;
-  while (!gStopRace) {
-    *gRacingLength = 8;
-    *gRacingLength = 200;
+static UINT8 *gWatched; /* one page */
+static volatile int gLengthFetches;
+
+static void OnFault(int Sig, siginfo_t *Info, void *Context) {
+  UINT8 *At = Info->si_addr;
+  ucontext_t *Uc = Context;
+  if (Sig != SIGSEGV || At < gWatched || At >= gWatched + 0x1000) {
+    signal(SIGSEGV, SIG_DFL); /* a real crash: let it happen */
+    return;
   }
-  return NULL;
+  mprotect(gWatched, 0x1000, PROT_READ | PROT_WRITE);
+  if (At < gWatched + 8) {
+    UINT64 Length = ++gLengthFetches == 1 ? 8 : 200;
+    memcpy(gWatched, &Length, 8);
+  }
+  Uc->uc_mcontext.gregs[REG_EFL] |= 0x100; /* TF: trap after this one instruction */
+}
+
+static void OnStep(int Sig, siginfo_t *Info, void *Context) {
+  ucontext_t *Uc = Context;
+  (void)Sig;
+  (void)Info;
+  Uc->uc_mcontext.gregs[REG_EFL] &= ~0x100;
+  mprotect(gWatched, 0x1000, PROT_NONE);
 }
 
 static EFI_STATUS CallHandler(VOID *CommBuffer, UINTN Size) {
@@ -258,7 +296,8 @@ int main(int argc, char **argv) {
   size_t FileSize = fread(File, 1, sizeof File, F);
   fclose(F);
 
-  gSmram = mmap(NULL, SMRAM_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  gSmram = mmap(NULL, SMRAM_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+                -1, 0);
   gOutside = mmap(NULL, OUTSIDE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (gSmram == MAP_FAILED || gOutside == MAP_FAILED) {
     perror("mmap");
@@ -289,9 +328,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: not a loadable x64 PE32+ image\n", Path);
     return 1;
   }
-  printf("%s (%s build): loaded at %p, %d DIR64 relocations applied\n", Base, Clean ? "clean" : "bug",
-         (void *)Image, Relocations);
-  EFI_STATUS (EFIAPI *EfiMain)(EFI_HANDLE, EFI_SYSTEM_TABLE *) = (VOID *)(Image + Entry);
+  printf("%s (%s build): loaded at %p, %d DIR64 relocations applied\n", Base,
+         Clean ? "clean" : "bug", (void *)Image, Relocations);
+  EFI_STATUS(EFIAPI * EfiMain)(EFI_HANDLE, EFI_SYSTEM_TABLE *) = (VOID *)(Image + Entry);
   EFI_STATUS Status = EfiMain((EFI_HANDLE)(UINTN)0x1000, &gSt);
   Expect(Status == EFI_SUCCESS, "EfiMain returns EFI_SUCCESS");
   Expect(gHandler != NULL && (UINT8 *)gHandler >= Image && (UINT8 *)gHandler < Image + gImageSize,
@@ -303,19 +342,22 @@ int main(int argc, char **argv) {
   UINT64 *Target = (UINT64 *)(gSmram + SMRAM_SIZE - 64); /* an SMRAM address the caller aims at */
   if (strncmp(Base, "comm_pointer", 12) == 0) {
     EFI_GUID Want = {0x99D0B2AA, 0xEC71, 0x4A07, {0xAE, 0x94, 0x44, 0xB5, 0x11, 0x13, 0xA5, 0xF7}};
-    Expect(gGuidRegistrations == 1 && GuidEq(&gHandlerType, &Want), "HandlerType 99D0B2AA-EC71-4A07-AE94-44B51113A5F7");
+    Expect(gGuidRegistrations == 1 && GuidEq(&gHandlerType, &Want),
+           "HandlerType 99D0B2AA-EC71-4A07-AE94-44B51113A5F7");
     UINT64 *Msg = (UINT64 *)gOutside;
     Msg[0] = 1, Msg[1] = (UINT64)(UINTN)Target, Msg[2] = 0;
     *Target = 0;
     CallHandler(Msg, 24);
     if (Clean) {
-      Expect(*Target == 0 && Msg[2] == EFI_ACCESS_DENIED, "Address in SMRAM: refused, Status EFI_ACCESS_DENIED");
+      Expect(*Target == 0 && Msg[2] == EFI_ACCESS_DENIED,
+             "Address in SMRAM: refused, Status EFI_ACCESS_DENIED");
     } else {
       Expect(*Target == 0x1234, "Address in SMRAM: 0x1234 written into SMRAM (the bug)");
     }
     Msg[1] = (UINT64)(UINTN)(gOutside + 0x100), Msg[2] = 0xFF;
     CallHandler(Msg, 24);
-    Expect(Rd64(gOutside + 0x100) == 0x1234 && Msg[2] == EFI_SUCCESS, "Address outside SMRAM: 0x1234 written, Status EFI_SUCCESS");
+    Expect(Rd64(gOutside + 0x100) == 0x1234 && Msg[2] == EFI_SUCCESS,
+           "Address outside SMRAM: 0x1234 written, Status EFI_SUCCESS");
     if (Clean) {
       Msg[1] = (UINT64)(UINTN)gSmram - 4, Msg[2] = 0xFF;
       CallHandler(Msg, 24);
@@ -329,7 +371,8 @@ int main(int argc, char **argv) {
     }
   } else if (strncmp(Base, "callout", 7) == 0) {
     EFI_GUID Want = {0xD9398575, 0x3EA0, 0x47FC, {0xB4, 0x31, 0x3D, 0x45, 0x8F, 0xE4, 0x7A, 0xB4}};
-    Expect(gGuidRegistrations == 1 && GuidEq(&gHandlerType, &Want), "HandlerType D9398575-3EA0-47FC-B431-3D458FE47AB4");
+    Expect(gGuidRegistrations == 1 && GuidEq(&gHandlerType, &Want),
+           "HandlerType D9398575-3EA0-47FC-B431-3D458FE47AB4");
     int Before = gBsLocateCalls;
     UINT64 *Msg = (UINT64 *)gOutside;
     Msg[0] = 0;
@@ -337,8 +380,8 @@ int main(int argc, char **argv) {
       CallHandler(Msg, 8);
     }
     char Line[100];
-    snprintf(Line, sizeof Line, "3 SMIs: %d calls to gBS->LocateProtocol from the handler (%s)", gBsLocateCalls - Before,
-             Clean ? "want 0" : "want 3, the bug");
+    snprintf(Line, sizeof Line, "3 SMIs: %d calls to gBS->LocateProtocol from the handler (%s)",
+             gBsLocateCalls - Before, Clean ? "want 0" : "want 3, the bug");
     Expect(gBsLocateCalls - Before == (Clean ? 0 : 3), Line);
     Expect(Msg[0] == EFI_NOT_FOUND, "Status = EFI_NOT_FOUND (the protocol is not installed)");
     UINT64 *InSmram = (UINT64 *)(gSmram + SMRAM_SIZE - 8);
@@ -347,7 +390,8 @@ int main(int argc, char **argv) {
     Expect(*InSmram == 7, "CommBuffer in SMRAM: untouched");
   } else if (strncmp(Base, "double_fetch", 12) == 0) {
     EFI_GUID Want = {0xF41BCF43, 0xBF26, 0x4287, {0x87, 0xD4, 0x0B, 0xF9, 0x14, 0xD4, 0x7F, 0xEA}};
-    Expect(gGuidRegistrations == 1 && GuidEq(&gHandlerType, &Want), "HandlerType F41BCF43-BF26-4287-87D4-0BF914D47FEA");
+    Expect(gGuidRegistrations == 1 && GuidEq(&gHandlerType, &Want),
+           "HandlerType F41BCF43-BF26-4287-87D4-0BF914D47FEA");
     /* The copy's destination is a 64-byte SMRAM buffer in the image's .data: find it by the
      * bytes a first, legal call copies (0xCC; .text's int3 padding is 0xCC too, so count only
      * what changed). */
@@ -380,31 +424,31 @@ int main(int argc, char **argv) {
     *(UINT64 *)Msg = 40;
     CallHandler(Msg, 8 + 39);
     Expect(Buffer[0] == 0, "Length 40 in a 47-byte buffer: refused");
-    /* The race: another thread flips Length between 8 (passes the check) and 200; a second
-     * fetch that sees 200 copies past the buffer, over the driver's globals (gBS, gSmst, the
-     * SMRAM map), so the loop stops at the first overrun. */
-    gRacingLength = (volatile UINT64 *)Msg;
-    pthread_t Thread;
-    pthread_create(&Thread, NULL, FlipLength, NULL);
-    long Calls;
+    /* One SMI with the watched page: a second fetch of Length sees 200 and copies past the
+     * buffer, over the driver's globals (gBS, gSmst, the SMRAM map), so it is the last call. */
+    gWatched = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(gWatched + 8, 0xCC, 256);
+    struct sigaction Segv = {0}, Trap = {0};
+    Segv.sa_sigaction = OnFault;
+    Segv.sa_flags = SA_SIGINFO;
+    Trap.sa_sigaction = OnStep;
+    Trap.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &Segv, NULL);
+    sigaction(SIGTRAP, &Trap, NULL);
+    mprotect(gWatched, 0x1000, PROT_NONE);
+    CallHandler(gWatched, 8 + 256);
+    mprotect(gWatched, 0x1000, PROT_READ | PROT_WRITE);
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGTRAP, SIG_DFL);
     int Overrun = 0;
-    for (Calls = 1; Calls <= 5000000 && !Overrun; Calls++) {
-      CallHandler(Msg, 8 + 256);
-      for (int I = 64 + 8; I < 200 && !Overrun; I++) { /* past the buffer and the UINT64 after it */
-        Overrun = Buffer[I] == 0xCC;
-      }
+    for (int I = 64 + 8; I < 200; I++) { /* past the buffer and the UINT64 after it */
+      Overrun |= Buffer[I] == 0xCC;
     }
-    gStopRace = 1;
-    pthread_join(Thread, NULL);
-    if (Clean) {
-      Expect(!Overrun, "Length raced between 8 and 200 (5M SMIs): never copied past the buffer");
-    } else if (Overrun) {
-      printf("  ok   Length raced between 8 and 200: copied past the SMRAM buffer after %ld SMIs (the bug)\n",
-             Calls - 1);
-    } else {
-      printf("  note Length raced between 8 and 200: no overrun in %ld SMIs (scheduling; verify.sh's "
-             "disassembly check still sees the second fetch)\n", Calls - 1);
-    }
+    char Line[120];
+    snprintf(Line, sizeof Line,
+             "Length changed to 200 after its first fetch: fetched %d time(s), %s", gLengthFetches,
+             Overrun ? "copied past the SMRAM buffer" : "no overrun");
+    Expect(Clean ? gLengthFetches == 1 && !Overrun : gLengthFetches == 2 && Overrun, Line);
   } else if (strncmp(Base, "savestate_pointer", 17) == 0) {
     Expect(gSwRegistrations == 1 && gSwValue == 0x61, "SW SMI 0x61 registered");
     EFI_SMM_SW_CONTEXT Context = {0, 0x61, 0};
@@ -412,7 +456,8 @@ int main(int argc, char **argv) {
     gSavedRsi = (UINT64)(UINTN)Target;
     CallHandler(&Context, sizeof Context);
     Expect(Clean ? *Target == 0 : *Target == 0x5678,
-           Clean ? "RSI in SMRAM: nothing written" : "RSI in SMRAM: 0x5678 written into SMRAM (the bug)");
+           Clean ? "RSI in SMRAM: nothing written"
+                 : "RSI in SMRAM: 0x5678 written into SMRAM (the bug)");
     gSavedRsi = (UINT64)(UINTN)(gOutside + 0x200);
     CallHandler(&Context, sizeof Context);
     Expect(Rd64(gOutside + 0x200) == 0x5678, "RSI outside SMRAM: 0x5678 written");
