@@ -14,6 +14,9 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 # sigrok-cli (about 4 MB with its libraries) opens the SMI waveforms `smmlab run --vcd` writes.
 command -v sigrok-cli >/dev/null 2>&1 || need+=(sigrok-cli)
 [ -f /usr/share/bochs/BIOS-bochs-latest ] || need+=(bochsbios)
+# clang and lld-link build the planted-bug SMM test drivers (crates/module-runner/tests/drivers).
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v lld-link >/dev/null 2>&1 || need+=(lld)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
