@@ -20,16 +20,17 @@ use std::collections::BTreeSet;
 const BUDGET: u64 = 50_000_000;
 
 /// One crafted message.
-struct Message {
+pub(crate) struct Message {
     /// Its name in findings.
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// The payload after the header.
-    payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// BufferSize as given to the core (None: header + payload).
-    size: Option<u64>,
+    pub(crate) size: Option<u64>,
 }
 
-fn messages() -> Vec<Message> {
+/// The crafted messages every GUID handler gets.
+pub(crate) fn messages() -> Vec<Message> {
     vec![
         Message { name: "comm-empty", payload: vec![], size: None },
         Message { name: "comm-small", payload: vec![0x11; 8], size: None },

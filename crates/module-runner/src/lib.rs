@@ -17,4 +17,4 @@ pub mod runner;
 pub mod services;
 pub mod source;
 
-pub use runner::{CallResult, Module, ModuleKind, RunError, Runner};
+pub use runner::{CallResult, Module, ModuleKind, Phase, RunError, Runner};

@@ -18,6 +18,8 @@ pub struct ModuleReport {
     pub module: LoadedModule,
     /// How its entry point went.
     pub entry: Option<CallResult>,
+    /// The lifecycle events signalled after it, and how each went.
+    pub phases: Vec<(crate::Phase, CallResult)>,
     /// What it registered, named.
     pub inventory: Inventory,
     /// Protocols nobody provides, answered by logged stubs.
@@ -102,7 +104,16 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
     let mut inventory = Inventory { smram: vec![(TSEG_BASE, TSEG_SIZE)], modules: found, not_resident: Vec::new(), handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new() };
     inventory.add_calls(&env.calls);
     let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !is_smm_protocol(&c.service)).cloned().collect();
-    ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len() }
+    ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len() }
+}
+
+/// How a call went, in words.
+pub fn describe(r: &CallResult) -> String {
+    match r {
+        CallResult::Returned { name, instructions, .. } => format!("returned {name} after {instructions} instructions in SMM"),
+        CallResult::Refused { why } => format!("refused: {why}"),
+        CallResult::Fault { why } => format!("did not return: {why}"),
+    }
 }
 
 fn is_smm_protocol(service: &str) -> bool {
@@ -116,13 +127,11 @@ impl ModuleReport {
         let m = &self.module;
         let _ = writeln!(s, "module {} ({}), {:?}", m.name, m.guid.as_deref().unwrap_or("from a file"), m.kind);
         let _ = writeln!(s, "  loaded at {:#x}, {:#x} bytes, entry +{:#x}, {} relocations", m.base, m.size, m.entry - m.base, m.relocations);
-        let entry = match &self.entry {
-            None => "not run".to_string(),
-            Some(CallResult::Returned { name, instructions, .. }) => format!("returned {name} after {instructions} instructions in SMM"),
-            Some(CallResult::Refused { why }) => format!("refused: {why}"),
-            Some(CallResult::Fault { why }) => format!("did not return: {why}"),
-        };
+        let entry = self.entry.as_ref().map_or("not run".to_string(), describe);
         let _ = writeln!(s, "  entry point {entry}; {} service calls served", self.served);
+        for (p, r) in &self.phases {
+            let _ = writeln!(s, "  {p:?} signalled: {}", describe(r));
+        }
         s.push('\n');
         s.push_str(&self.inventory.render());
         if !self.stubbed.is_empty() {

@@ -28,6 +28,38 @@ pub enum ModuleKind {
     MmStandalone,
 }
 
+/// A point of the boot's SMM lifecycle (what edk2's core announces with an SMM protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// gEfiSmmEndOfDxeProtocolGuid: third-party code may run from now on.
+    EndOfDxe,
+    /// gEfiSmmReadyToLockProtocolGuid: SMRAM is locked, drivers lock their interfaces.
+    ReadyToLock,
+    /// gEdkiiSmmReadyToBootProtocolGuid: the OS loader is about to start.
+    ReadyToBoot,
+}
+
+impl Phase {
+    /// Every phase, in boot order.
+    pub const ALL: [Phase; 3] = [Phase::EndOfDxe, Phase::ReadyToLock, Phase::ReadyToBoot];
+
+    /// The protocol the core installs for it.
+    pub fn guid(self) -> Guid {
+        let s = match self {
+            Phase::EndOfDxe => "24e70042-d5c5-4260-8c39-0ad3aa32e93d",
+            Phase::ReadyToLock => "47b7fa8c-f4bd-4af6-8200-333086f0d2c8",
+            Phase::ReadyToBoot => "6e057ecf-fa99-4f39-95bc-59f9921d17e4",
+        };
+        s.parse().expect("a GUID")
+    }
+
+    /// The phases up to and including `last`.
+    pub fn through(last: Phase) -> Vec<Phase> {
+        Phase::ALL.into_iter().filter(|p| *p <= last).collect()
+    }
+}
+
 /// The module to run.
 #[derive(Clone, Debug)]
 pub struct Module {
@@ -129,6 +161,8 @@ pub struct Runner {
     pub module: LoadedModule,
     /// How its entry point went (None before [`Runner::run_entry`]).
     pub entry_result: Option<CallResult>,
+    /// The lifecycle events signalled so far ([`Runner::signal`]) and how each went.
+    pub phases: Vec<(Phase, CallResult)>,
 }
 
 impl Runner {
@@ -169,7 +203,7 @@ impl Runner {
             relocations: img.relocations,
         };
         let _ = tables.boot_services;
-        Ok(Runner { machine: m, env, tables, module, entry_result: None })
+        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new() })
     }
 
     /// Calls `func(args)` in SMM through the entry stub, serving the module's service calls.
@@ -178,13 +212,13 @@ impl Runner {
         for v in [func, args[0], args[1], args[2], args[3], u64::MAX] {
             mailbox.extend_from_slice(&v.to_le_bytes());
         }
-        services::write(&mut self.machine, MAILBOX, &mailbox);
+        services::unobserved(&mut self.machine, |m| services::write(m, MAILBOX, &mailbox));
         self.env.smis += 1;
         let env = &mut self.env;
         let r = self.machine.raise_sw_smi_with(cmd, data, regs, budget, &mut |m| env.serve(m));
         match r {
             SwSmiOutcome::Returned { instructions, .. } => {
-                let status = services::read_u64(&mut self.machine, MAILBOX + 40);
+                let status = services::unobserved(&mut self.machine, |m| services::read_u64(m, MAILBOX + 40));
                 CallResult::Returned { status, name: efi::status_name(status), instructions }
             }
             SwSmiOutcome::NoSmi => CallResult::Fault { why: "the APM write raised no SMI".into() },
@@ -201,6 +235,25 @@ impl Runner {
         let r = self.call(RUNNER_SMI, 0, &[0; 16], self.module.entry, [self.module.image_handle, second, 0, 0], ENTRY_BUDGET);
         self.entry_result = Some(r);
         self.entry_result.as_ref().expect("just set")
+    }
+
+    /// Moves the module through the boot's SMM lifecycle events, as edk2's core does when DXE
+    /// signals them: it installs each event protocol in the SMM database with a NULL interface
+    /// (gEfiSmmEndOfDxeProtocolGuid at EndOfDxe, gEfiSmmReadyToLockProtocolGuid at
+    /// ReadyToLock, gEdkiiSmmReadyToBootProtocolGuid at ReadyToBoot), each in an SMI, and the
+    /// module's notifications for it run. Returns how each went.
+    pub fn signal(&mut self, events: &[Phase]) -> Vec<(Phase, CallResult)> {
+        let mut out = Vec::new();
+        for &p in events {
+            let n = self.env.events.len();
+            self.env.events.push(p.guid());
+            let slot = self.env.slot(&mut self.machine, Service::Event(n), true);
+            self.machine.set_breakpoints(&self.env.breakpoints());
+            let r = self.call(RUNNER_SMI, 0, &[0; 16], slot, [0; 4], ENTRY_BUDGET);
+            out.push((p, r));
+        }
+        self.phases.extend(out.iter().cloned());
+        out
     }
 
     /// Calls the GUID handlers of `guid` the way edk2-stable202211's core does for a
@@ -225,7 +278,7 @@ impl Runner {
         let size_var = MAILBOX + 0x40;
         let mut last = CallResult::Returned { status: efi::NOT_FOUND, name: efi::status_name(efi::NOT_FOUND), instructions: 0 };
         for (handler, handle) in handlers {
-            services::write(&mut self.machine, size_var, &(total.saturating_sub(24)).to_le_bytes());
+            services::unobserved(&mut self.machine, |m| services::write(m, size_var, &(total.saturating_sub(24)).to_le_bytes()));
             last = self.call(RUNNER_SMI, 0, &[0; 16], handler, [handle, 0, buffer + 24, size_var], CALL_BUDGET);
             if last.status() != Some(efi::SUCCESS) && matches!(last, CallResult::Returned { .. }) {
                 continue;
@@ -251,8 +304,10 @@ impl Runner {
                 let mut sw = vec![0u8; 16];
                 sw[8] = value;
                 sw[9] = data;
-                services::write(&mut self.machine, ctx, &sw);
-                services::write(&mut self.machine, size_var, &16u64.to_le_bytes());
+                services::unobserved(&mut self.machine, |m| {
+                    services::write(m, ctx, &sw);
+                    services::write(m, size_var, &16u64.to_le_bytes());
+                });
                 (r.handler, [r.handle, r.context, ctx, size_var])
             }
             None => (self.no_handler(), [0; 4]),

@@ -31,6 +31,13 @@ const NAMES: &[(&str, &str)] = &[
     ("b0d8f3c1-b7de-4c11-bc89-2fb562c8c411", "gEdkiiSmmVarCheckProtocolGuid"),
     ("09576e91-6d3f-11d2-8e39-00a0c969723b", "gEfiDevicePathProtocolGuid"),
     // Child dispatch protocols (PI vol. 4 ch. 7)
+    // DXE protocols SMM drivers' libraries look up at entry (MdePkg.dec, MdeModulePkg.dec,
+    // UefiCpuPkg.dec; the project's UEFI SMM reference §2)
+    ("0379be4e-d706-437d-b037-edb82fb772a4", "gEfiDevicePathUtilitiesProtocolGuid"),
+    ("11b34006-d85b-4d0a-a290-d5a571310ef7", "gPcdProtocolGuid"),
+    ("13a3f0f6-264a-3ef0-f2e0-dec512342f34", "gEfiPcdProtocolGuid"),
+    ("d2b2b828-0826-48a7-b3df-983c006024f0", "gEfiStatusCodeRuntimeProtocolGuid"),
+    ("3fdda605-a76e-4f46-ad29-12f4531b3d08", "gEfiMpServiceProtocolGuid"),
     ("18a3c6dc-5eea-48c8-a1c1-b53389f98999", "gEfiSmmSwDispatch2ProtocolGuid"),
     ("456d2859-a84b-4e47-a2ee-3276d886997d", "gEfiSmmSxDispatch2ProtocolGuid"),
     ("4cec368e-8e8e-4d71-8be1-958c45fc8a53", "gEfiSmmPeriodicTimerDispatch2ProtocolGuid"),

@@ -65,6 +65,9 @@ pub enum Service {
     NestedReturn,
     /// What a SW SMI with no registered handler calls: returns EFI_NOT_FOUND.
     NoHandler,
+    /// The core's installation of event protocol `n` of [`Env::events`] (EndOfDxe,
+    /// ReadyToLock...) with a NULL interface, its notifications called.
+    Event(usize),
 }
 
 /// One call the host served.
@@ -125,6 +128,17 @@ impl Frame {
     pub fn rsp(&self) -> u64 {
         self.regs[RSP]
     }
+}
+
+/// Runs `f` with the board's SMM access observer paused: what the host does as the SMM core
+/// is not an access of the module's.
+pub fn unobserved<T>(m: &mut Machine, f: impl FnOnce(&mut Machine) -> T) -> T {
+    let was = m.board.smm_observer().map(|o| std::mem::replace(&mut o.enabled, false));
+    let r = f(m);
+    if let (Some(w), Some(o)) = (was, m.board.smm_observer()) {
+        o.enabled = w;
+    }
+    r
 }
 
 /// The u64 at `addr`, as SMM sees it.
@@ -203,6 +217,8 @@ pub struct Env {
     pub st_config: Vec<(Guid, u64)>,
     /// The SMIs taken so far (for the inventory's call records).
     pub smis: u64,
+    /// Event protocols the core has installed (see [`Service::Event`]).
+    pub events: Vec<Guid>,
 }
 
 /// The SMST's functions: (offset, name).
@@ -242,6 +258,7 @@ impl Env {
             smst_config: Vec::new(),
             st_config: Vec::new(),
             smis: 0,
+            events: Vec::new(),
         }
     }
 
@@ -270,8 +287,14 @@ impl Env {
         self.slots.get(&rip).copied()
     }
 
-    /// Serves the call the CPU stopped at.
+    /// Serves the call the CPU stopped at. The host's own accesses are not the module's: the
+    /// board's SMM access observer does not see them (the CPU's fetch of the slot, after, it
+    /// does).
     pub fn serve(&mut self, m: &mut Machine) -> Result<(), String> {
+        unobserved(m, |m| self.serve_here(m))
+    }
+
+    fn serve_here(&mut self, m: &mut Machine) -> Result<(), String> {
         let (regs, rip) = m.registers();
         let Some(s) = self.service_at(rip) else { return Err(format!("stopped at {rip:#x}, which is no service")) };
         let f = Frame::read(m, regs, rip);
@@ -299,6 +322,16 @@ impl Env {
             Service::CpuIo(off) => self.cpu_io(m, &f, off),
             Service::Stub(p, i) => self.stub_call(&f, p, i),
             Service::NoHandler => ("(no handler)".into(), 4, None, Flow::Return(efi::NOT_FOUND)),
+            Service::Event(n) => {
+                let g = self.events[n];
+                let var = layout::MAILBOX + 0x60;
+                write_u64(m, var, 0);
+                let flow = match self.install(m, true, var, g, 0, 0) {
+                    Ok((_, calls)) => Flow::Call { status: efi::SUCCESS, calls },
+                    Err(st) => Flow::Return(st),
+                };
+                (format!("core installs {}", uefi_smm::guid_names::name(&g).unwrap_or("an event protocol")), 0, Some(g), flow)
+            }
             Service::NestedReturn => unreachable!("handled above"),
         };
         let args = (0..nargs.min(6)).map(|i| f.arg(i)).collect();

@@ -36,12 +36,11 @@ static EFI_STATUS EFIAPI CommPointerHandler(EFI_HANDLE DispatchHandle, const VOI
   if (CommBuffer == NULL || CommBufferSize == NULL) {
     return EFI_SUCCESS;
   }
-#ifdef CLEAN
+  /* Both builds check the buffer itself; the planted bug is only the unchecked Address. */
   if (*CommBufferSize < sizeof(COMM_POINTER_MESSAGE) ||
       !IsBufferOutsideSmram((UINT64)(UINTN)CommBuffer, sizeof(COMM_POINTER_MESSAGE))) {
     return EFI_SUCCESS; /* no room for a Status: leave the buffer alone */
   }
-#endif
   if (Message->Command != COMM_POINTER_CMD_WRITE_RESULT) {
     Message->Status = EFI_UNSUPPORTED;
     return EFI_SUCCESS;

@@ -59,10 +59,30 @@ EFI_STATUS SmmLibInit(EFI_SYSTEM_TABLE *SystemTable) {
   return EFI_SUCCESS;
 }
 
+/* The highest physical address the CPU supports: CPUID 0x80000008 EAX[7:0] bits (36 when the
+ * leaf is absent), as edk2's SmmMemLib computes it (MdePkg/Library/SmmMemLib/SmmMemLib.c,
+ * SmmMemLibInternalCalculateMaximumSupportAddress). */
+static UINT64 MaximumSupportAddress(void) {
+  UINT32 Eax, Ebx, Ecx, Edx;
+  UINT32 Bits = 36;
+  __asm__ volatile("cpuid" : "=a"(Eax), "=b"(Ebx), "=c"(Ecx), "=d"(Edx) : "a"(0x80000000u), "c"(0));
+  if (Eax >= 0x80000008u) {
+    __asm__ volatile("cpuid" : "=a"(Eax), "=b"(Ebx), "=c"(Ecx), "=d"(Edx) : "a"(0x80000008u), "c"(0));
+    Bits = Eax & 0xff;
+  }
+  return Bits >= 64 ? MAX_UINT64 : (1ULL << Bits) - 1;
+}
+
 BOOLEAN IsBufferOutsideSmram(UINT64 Buffer, UINT64 Length) {
   UINT64 Last; /* the range's last byte; no "end" that could wrap to 0 */
   UINTN Index;
+  UINT64 Max = MaximumSupportAddress();
 
+  /* Beyond what the CPU can address (a non-canonical pointer among them): refused, as
+   * SmmIsBufferOutsideSmmValid refuses it. */
+  if (Buffer > Max || Length > Max || (Length != 0 && Buffer > Max - (Length - 1))) {
+    return FALSE;
+  }
   if (Length == 0) {
     Last = Buffer;
   } else {

@@ -78,6 +78,17 @@ pub struct AuditArgs {
     /// Only the configuration checks (no SW SMIs are raised).
     #[arg(long)]
     pub no_smi: bool,
+    /// Audit one SMM driver run on its own (`smmlab module run`): a PE32+ file, or a firmware
+    /// image with --module-name or --all-smm. Its handlers get the behaviour checks after its
+    /// entry point and the boot's lifecycle events.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bios", "pflash", "ovmf", "scenario", "no_smi"])]
+    pub module: Option<PathBuf>,
+    /// The module of a firmware image given with --module: its UI name or file GUID.
+    #[arg(long, value_name = "NAME|GUID", requires = "module")]
+    pub module_name: Option<String>,
+    /// Every MM module of the firmware image given with --module, each on its own.
+    #[arg(long, requires = "module")]
+    pub all_smm: bool,
 }
 
 #[derive(Args)]
@@ -172,19 +183,61 @@ pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
     if let Some(p) = &a.output {
         super::check_output("--output", p)?;
     }
-    let o = options(&a.target, !a.no_smi)?;
-    let r = audit::audit(&o)?;
-    let text = match a.format {
-        Format::Text => audit::output::text(&r),
-        Format::Json => serde_json::to_string_pretty(&audit::output::json(&r))? + "\n",
-        Format::Sarif => serde_json::to_string_pretty(&audit::output::sarif(&r))? + "\n",
+    let reports = match &a.module {
+        Some(file) => modules(&a, file)?,
+        None => vec![audit::audit(&options(&a.target, !a.no_smi)?)?],
+    };
+    // Several modules: one JSON array, one SARIF log with a run per module.
+    let text = match (a.format, reports.len()) {
+        (_, 0 | 1) | (Format::Text, _) => reports.iter().map(|r| render(&a, r)).collect::<anyhow::Result<String>>()?,
+        (Format::Json, _) => serde_json::to_string_pretty(&reports.iter().map(audit::output::json).collect::<Vec<_>>())? + "\n",
+        (Format::Sarif, _) => {
+            let mut log = audit::output::sarif(&reports[0]);
+            for r in &reports[1..] {
+                let more = audit::output::sarif(r);
+                if let (Some(runs), Some(extra)) = (log["runs"].as_array_mut(), more["runs"].as_array()) {
+                    runs.extend(extra.iter().cloned());
+                }
+            }
+            serde_json::to_string_pretty(&log)? + "\n"
+        }
     };
     match &a.output {
         Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?,
         None => print!("{text}"),
     }
-    Ok(r.exit_code())
+    Ok(reports.iter().map(audit::report::Report::exit_code).max().unwrap_or(0))
 }
+
+/// `--module`: each module run on its own, then audited.
+fn modules(a: &AuditArgs, file: &std::path::Path) -> anyhow::Result<Vec<audit::report::Report>> {
+    let cpu = a.target.cpu.unwrap_or(AuditCpu::Intel64);
+    let (model, cpu_name) = match cpu {
+        AuditCpu::Intel64 => (CpuModel { vendor: Vendor::Intel, long_mode: true, tsc_hz: 1_000_000_000 }, "intel64"),
+        AuditCpu::Amd64 => (CpuModel { vendor: Vendor::Amd, long_mode: true, tsc_hz: 1_000_000_000 }, "amd64"),
+    };
+    let (mods, fw) = module_runner::source::modules(file, a.module_name.as_deref(), a.all_smm)?;
+    let mut out = Vec::new();
+    for m in &mods {
+        let mut r = module_runner::Runner::new(model, m).with_context(|| file.display().to_string())?;
+        r.run_entry();
+        if matches!(r.entry_result, Some(module_runner::CallResult::Returned { status: 0, .. })) {
+            r.signal(&module_runner::Phase::ALL);
+        }
+        let rep = module_runner::report::report(&mut r, fw.as_ref());
+        out.push(audit::module::audit(&mut r, &rep, cpu_name, format!("{} ({})", file.display(), m.name)));
+    }
+    Ok(out)
+}
+
+fn render(a: &AuditArgs, r: &audit::report::Report) -> anyhow::Result<String> {
+    Ok(match a.format {
+        Format::Text => audit::output::text(r),
+        Format::Json => serde_json::to_string_pretty(&audit::output::json(r))? + "\n",
+        Format::Sarif => serde_json::to_string_pretty(&audit::output::sarif(r))? + "\n",
+    })
+}
+
 
 /// `smmlab smram dump`.
 pub fn smram(a: SmramArgs) -> anyhow::Result<i32> {

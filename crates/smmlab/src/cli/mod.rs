@@ -5,6 +5,7 @@ mod bench;
 mod disasm;
 mod fw;
 mod interrupt;
+mod module;
 mod observe;
 mod pflash;
 mod run;
@@ -43,6 +44,10 @@ pub enum Command {
     /// UEFI SMM: `smm inventory` lists the modules, SMI handlers and protocols of edk2's SMM
     /// core after a boot.
     Smm(smm::SmmArgs),
+    /// One UEFI SMM driver on its own: `module run` loads it (a PE32+ file, or an MM module of
+    /// a firmware image) into the SMRAM of a synthetic platform, runs its entry point in SMM
+    /// and lists what it registered; `module call` invokes one of its handlers.
+    Module(module::ModuleArgs),
 }
 
 /// Refuses an output file that cannot be written, before a run that may take long: `path` is
@@ -69,5 +74,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Disasm(a) => disasm::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Smm(a) => smm::run(a),
+        Command::Module(a) => module::run(a),
     }
 }
