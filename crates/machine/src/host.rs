@@ -24,6 +24,8 @@ pub struct CpuView {
     pub smbase: u32,
     /// SMM entries since reset (MSR_SMI_COUNT).
     pub smi_count: u64,
+    /// An SMI is latched and waits for RSM (one raised while in SMM).
+    pub smi_latched: bool,
 }
 
 /// The general registers an SMI is raised with: RAX..R15 in encoding order (RSP is kept;
@@ -66,6 +68,7 @@ impl Machine {
             in_smm: self.cpu.smm,
             smbase: self.cpu.smm_regs.smbase,
             smi_count: self.cpu.smm_regs.smi_count,
+            smi_latched: self.cpu.smm_regs.smi_latched,
         }
     }
 
@@ -230,7 +233,8 @@ impl Machine {
         let outcome = loop {
             let done = self.cpu.icount - start;
             if done >= budget {
-                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions"));
+                let latched = if self.cpu.smm && self.cpu.smm_regs.smi_latched { "; an SMI raised inside SMM waits for RSM" } else { "" };
+                break SwSmiOutcome::Fault(format!("SW SMI {cmd:#04x} did not return within {budget} instructions (the CPU is at {:#x}{latched})", self.cpu.rip));
             }
             let s = self.run(budget - done);
             match s.exit {

@@ -13,7 +13,7 @@ use machine::Machine;
 use serde::Serialize;
 
 /// Instructions an entry point may take.
-pub const ENTRY_BUDGET: u64 = 500_000_000;
+pub const ENTRY_BUDGET: u64 = 50_000_000;
 /// Instructions one handler call may take.
 pub const CALL_BUDGET: u64 = 50_000_000;
 
@@ -222,8 +222,23 @@ impl Runner {
                 CallResult::Returned { status, name: efi::status_name(status), instructions }
             }
             SwSmiOutcome::NoSmi => CallResult::Fault { why: "the APM write raised no SMI".into() },
-            SwSmiOutcome::Fault(why) => CallResult::Fault { why },
+            SwSmiOutcome::Fault(why) => CallResult::Fault { why: self.name_addresses(why) },
         }
+    }
+
+    /// `why` with the module's addresses in it named `Module+0xRVA`.
+    fn name_addresses(&self, why: String) -> String {
+        let (b, e) = (self.module.base, self.module.base + self.module.size);
+        let mut out = String::new();
+        for w in why.split_inclusive(|c: char| c == ' ' || c == ')' || c == '(') {
+            let t = w.trim_end_matches([' ', ')', '(', ';', ',', ':']);
+            let v = t.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok());
+            match v {
+                Some(a) if a >= b && a < e => out.push_str(&w.replacen(t, &format!("{}+{:#x}", self.module.name, a - b), 1)),
+                _ => out.push_str(w),
+            }
+        }
+        out
     }
 
     /// Runs the entry point in SMM.
