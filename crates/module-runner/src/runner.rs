@@ -230,7 +230,7 @@ impl Runner {
     fn name_addresses(&self, why: String) -> String {
         let (b, e) = (self.module.base, self.module.base + self.module.size);
         let mut out = String::new();
-        for w in why.split_inclusive(|c: char| c == ' ' || c == ')' || c == '(') {
+        for w in why.split_inclusive([' ', ')', '(']) {
             let t = w.trim_end_matches([' ', ')', '(', ';', ',', ':']);
             let v = t.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok());
             match v {
