@@ -4,13 +4,19 @@
 pub mod dma;
 pub mod lab_devices;
 pub mod legacy;
+mod memory_map;
 pub mod minimal;
 pub mod observer;
 pub mod pc;
+mod pci_glue;
 pub mod pending_cache;
 pub mod platform;
 pub mod port_map;
+pub mod ports;
 pub mod q35;
+mod requests;
+mod time;
+mod watches;
 
 use crate::clock::Ticks;
 use crate::devices::debugcon::Debugcon;
