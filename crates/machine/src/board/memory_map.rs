@@ -70,6 +70,7 @@ impl<C: Chipset> Platform<C> {
         DramMap { smram: self.smram, pam: self.pam, ram_len: self.ram.len() }
     }
 
+    /// Where an access at `addr` of `kind` (from SMM if `smm`) lands.
     pub(super) fn route(&self, addr: u64, kind: AccessKind, smm: bool) -> Target {
         let write = kind == AccessKind::Write;
         match self.dram_map().reach(addr, kind, smm) {
@@ -108,6 +109,7 @@ impl<C: Chipset> Platform<C> {
         Target::None
     }
 
+    /// The configuration register `addr` names when the chipset's ECAM window covers it.
     pub(super) fn ecam_target(&self, addr: u64) -> Option<Target> {
         let (base, size) = self.chipset.ecam()?;
         if !(base..base + size).contains(&addr) {

@@ -1,5 +1,9 @@
 //! Boards: which devices sit where. `minimal` is RAM, ROM and the debug ports; `pc` and `q35`
-//! are the common [`platform::Platform`] around the i440FX and q35 chipsets.
+//! are the common [`platform::Platform`] around the i440FX and q35 chipsets
+//! ([`crate::chipset`]), `q35` with the lab hardware of `lab_devices` beside its chipset on
+//! the built-in platform. The platform's pieces sit beside it: `memory_map`, `ports`,
+//! `pci_glue`, `time`, `watches`, `requests`, with `dma`, `legacy`, `observer`,
+//! `pending_cache` and `port_map`.
 
 pub mod dma;
 pub mod lab_devices;

@@ -31,6 +31,7 @@ impl<C: Chipset> Platform<C> {
         self.after_device_call();
     }
 
+    /// A read of CONFIG_ADDRESS or CONFIG_DATA (0xCF8-0xCFF).
     pub(super) fn pci_read(&mut self, port: u16, size: u8) -> u32 {
         if let Some(v) = self.pci.read_address(port, size) {
             return v;
@@ -42,6 +43,7 @@ impl<C: Chipset> Platform<C> {
         v | (ones(size) & !ones(t.size))
     }
 
+    /// A write of CONFIG_ADDRESS or CONFIG_DATA (0xCF8-0xCFF).
     pub(super) fn pci_write(&mut self, port: u16, size: u8, value: u32) {
         if self.pci.write_address(port, size, value) {
             return;

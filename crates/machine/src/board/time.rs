@@ -57,6 +57,8 @@ impl<C: Chipset> Platform<C> {
         [self.next_wake(), self.legacy.next_interrupt(), self.lapic.next_deadline()].into_iter().flatten().min()
     }
 
+    /// Fires the timers due by now (chipset, SMI pin, legacy devices, LAPIC), telling the
+    /// chipset the halted time first.
     pub(super) fn advance_timers(&mut self) {
         self.chipset.set_idle(self.clock.idle());
         let now = self.clock.now();

@@ -25,6 +25,7 @@ impl<C: Chipset> Platform<C> {
         }
     }
 
+    /// Whether `addr` is in the watched TSEG range while writes from outside SMM reach it.
     pub(super) fn in_open_tseg(&self, addr: u64) -> bool {
         self.tseg_open && self.tseg_watch.as_ref().is_some_and(|r| r.contains(&addr))
     }

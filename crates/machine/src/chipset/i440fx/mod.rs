@@ -39,6 +39,7 @@ impl I440fx {
         }
     }
 
+    /// The southbridge function at `device.function`, to write.
     fn function_mut(&mut self, device: u8, function: u8) -> Option<&mut dyn PciFunction> {
         match (device, function) {
             (1, 0) => Some(&mut self.isa),
@@ -47,6 +48,7 @@ impl I440fx {
         }
     }
 
+    /// The offset of `port` in the PM I/O block, while it decodes.
     fn pm_offset(&self, port: u16) -> Option<u16> {
         let base = self.pm.pm_base()?;
         (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)

@@ -48,6 +48,7 @@ impl Q35Chipset {
         Q35Chipset { mch, lpc, errors: Vec::new(), events: Vec::new() }
     }
 
+    /// The offset of `port` in the PM I/O block, while it decodes.
     fn pm_offset(&self, port: u16) -> Option<u16> {
         let base = self.lpc.pm_base()?;
         (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
@@ -64,6 +65,7 @@ impl Q35Chipset {
         &self.errors
     }
 
+    /// The offset of `addr` in the RCBA window, while it decodes.
     fn rcba_offset(&self, addr: u64) -> Option<u64> {
         let base = self.lpc.rcba_base()?;
         (base..base + RCBA_SIZE).contains(&addr).then(|| addr - base)
