@@ -1,16 +1,26 @@
 //! Boards: which devices sit where. `minimal` is RAM, ROM and the debug ports; `pc` and `q35`
-//! are the common [`platform::Platform`] around the i440FX and q35 chipsets.
+//! are the common [`platform::Platform`] around the i440FX and q35 chipsets
+//! ([`crate::chipset`]), `q35` with the lab hardware of `lab_devices` beside its chipset on
+//! the built-in platform. The platform's pieces sit beside it: `memory_map`, `ports`,
+//! `pci_glue`, `time`, `watches`, `requests`, with `dma`, `legacy`, `observer`,
+//! `pending_cache` and `port_map`.
 
 pub mod dma;
 pub mod lab_devices;
 pub mod legacy;
+mod memory_map;
 pub mod minimal;
 pub mod observer;
 pub mod pc;
+mod pci_glue;
 pub mod pending_cache;
 pub mod platform;
 pub mod port_map;
+pub mod ports;
 pub mod q35;
+mod requests;
+mod time;
+mod watches;
 
 use crate::clock::Ticks;
 use crate::devices::debugcon::Debugcon;

@@ -1,29 +1,16 @@
 //! The `pc` board: i440FX PMC at 00:00.0, PIIX3 ISA bridge at 00:01.0 and PIIX4 power
-//! management at 00:01.3 (QEMU's `pc` machine), on the common [`Platform`].
+//! management at 00:01.3 (QEMU's `pc` machine), on the common [`Platform`]. The chipset is
+//! [`I440fx`] (in `chipset/i440fx`); the board adds the PIIX3 IDE function and the firmware
+//! tables.
 
 use super::pending_cache::PendingCache;
 use super::platform::Platform;
 use crate::chipset::i440fx::piix3_ide::Piix3Ide;
 use crate::chipset::i440fx::piix3_isa::Piix3Isa;
-use crate::chipset::i440fx::piix4_pm::{Piix4Pm, PM_IO_SIZE};
+use crate::chipset::i440fx::piix4_pm::Piix4Pm;
 use crate::chipset::i440fx::pmc::Pmc;
-use crate::chipset::Chipset;
-use crate::clock::Ticks;
-use crate::memory::pam::Pam;
-use crate::pci::PciFunction;
-use crate::smi::SmiLatch;
-use crate::smram::SmramConfig;
 
-/// The i440FX + PIIX chipset.
-#[derive(Clone, Debug)]
-pub struct I440fx {
-    /// The i440FX PMC (host bridge: PAM and SMRAM at 0x72).
-    pub pmc: Pmc,
-    /// The PIIX3 PCI-to-ISA bridge.
-    pub isa: Piix3Isa,
-    /// The PIIX4 power management function (APM SMIs, PM timer).
-    pub pm: Piix4Pm,
-}
+pub use crate::chipset::i440fx::I440fx;
 
 /// The `pc` board.
 pub type Pc = PendingCache<Platform<I440fx>>;
@@ -42,87 +29,6 @@ pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Pc {
 
 /// Where `--disk` goes on `pc`: the IDE primary master.
 pub const DISK_SLOT: (u8, u8, usize) = (1, 1, 0);
-
-impl I440fx {
-    fn function(&self, device: u8, function: u8) -> Option<&dyn PciFunction> {
-        match (device, function) {
-            (0, 0) => Some(&self.pmc),
-            (1, 0) => Some(&self.isa),
-            (1, 3) => Some(&self.pm),
-            _ => None,
-        }
-    }
-
-    fn function_mut(&mut self, device: u8, function: u8) -> Option<&mut dyn PciFunction> {
-        match (device, function) {
-            (0, 0) => Some(&mut self.pmc),
-            (1, 0) => Some(&mut self.isa),
-            (1, 3) => Some(&mut self.pm),
-            _ => None,
-        }
-    }
-
-    fn pm_offset(&self, port: u16) -> Option<u16> {
-        let base = self.pm.pm_base()?;
-        (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
-    }
-}
-
-impl Chipset for I440fx {
-    fn take_power_off(&mut self) -> bool {
-        self.pm.take_power_off()
-    }
-
-    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
-        self.function(device, function).map(|f| f.config_read(offset, size))
-    }
-
-    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, _now: Ticks, _smi: &mut SmiLatch) {
-        if let Some(f) = self.function_mut(device, function) {
-            f.config_write(offset, size, value);
-        }
-    }
-
-    fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
-        self.pm_offset(port).map(|o| self.pm.pm_read(o, size, now))
-    }
-
-    fn io_write(&mut self, port: u16, size: u8, value: u32, _now: Ticks, _smi: &mut SmiLatch) -> bool {
-        match self.pm_offset(port) {
-            Some(o) => {
-                self.pm.pm_write(o, size, value);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
-        self.pm.apm_command(cmd, data, now, smi);
-    }
-
-    fn smram(&self, low_ram_top: u64) -> SmramConfig {
-        self.pmc.smram(low_ram_top)
-    }
-
-    fn pam(&self) -> Pam {
-        self.pmc.pam()
-    }
-
-    fn pm_timer_port(&self) -> Option<u16> {
-        self.pm.pm_base().map(|b| b + crate::chipset::acpi_pm::PM_TMR)
-    }
-
-    fn next_deadline(&self) -> Option<Ticks> {
-        None
-    }
-
-    fn next_wake(&self) -> Option<Ticks> {
-        None
-    }
-
-    fn advance(&mut self, _now: Ticks, _smi: &mut SmiLatch) {}
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,48 +1,25 @@
 //! The `q35` board: the 3 Series MCH at 00:00.0 and the ICH9 LPC bridge at 00:1F.0 (QEMU's
-//! `q35` machine), on the common [`Platform`]. The board routes to its chipset
-//! ([`Q35Chipset`]) and, on the built-in platform, to the lab hardware beside it
-//! ([`LabHardware`], in `lab_devices.rs`).
+//! `q35` machine), on the common [`Platform`]. The board assembles its chipset
+//! ([`Q35Chipset`], in `chipset/q35`), the ICH9 SATA and SMBus functions and, on the built-in
+//! platform, the lab hardware beside the chipset ([`LabHardware`], in `lab_devices.rs`), and
+//! routes each access to the part that decodes it.
 
 use super::pending_cache::PendingCache;
 use super::platform::Platform;
-use crate::chipset::q35::ich9_lpc::{Ich9Lpc, PM_IO_SIZE, RCBA_SIZE};
+use crate::chipset::q35::ich9_lpc::Ich9Lpc;
 use crate::chipset::q35::ich9_sata::Ich9Sata;
 use crate::chipset::q35::ich9_smbus::Ich9Smbus;
 use crate::chipset::q35::mch::{Mch, DEFAULT_EXT_TSEG_MBYTES};
-use crate::chipset::Chipset;
+use crate::chipset::{HostBridge, Southbridge};
 use crate::clock::Ticks;
 use crate::events::{Events, MachineEvent};
 use crate::memory::pam::Pam;
-use crate::pci::PciFunction;
 use crate::smi::SmiLatch;
 use crate::smram::SmramConfig;
 
 pub use super::lab_devices::LabHardware;
 use super::lab_devices::UHCI_SLOT;
-
-/// A memory error the host scheduled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ScheduledError {
-    /// When the error appears.
-    pub at: Ticks,
-    /// Physical address of the error.
-    pub addr: u64,
-    /// Whether ECC cannot correct it.
-    pub uncorrectable: bool,
-}
-
-/// The q35 chipset: the MCH and the ICH9 LPC bridge (with the MCH's error injector).
-#[derive(Clone, Debug)]
-pub struct Q35Chipset {
-    /// The MCH (host bridge: PAM, SMRAM, ESMRAMC, TSEG).
-    pub mch: Mch,
-    /// The ICH9 LPC bridge (SMI logic, PM registers, BIOS_CNTL).
-    pub lpc: Ich9Lpc,
-    /// The error injector's schedule, by time.
-    errors: Vec<ScheduledError>,
-    /// Events waiting for the platform's queue.
-    events: Vec<MachineEvent>,
-}
+pub use crate::chipset::q35::{Q35Chipset, ScheduledError};
 
 /// The chipset-specific half of the `q35` board: the q35 chipset and, when the board is
 /// built for the built-in firmware, the lab hardware beside it. It routes each access to the
@@ -53,6 +30,8 @@ pub struct Q35Board {
     pub chipset: Q35Chipset,
     /// The lab devices (None: the board is QEMU's q35).
     pub lab: Option<Box<LabHardware>>,
+    /// Events the lab devices recorded, waiting for the platform's queue.
+    lab_events: Vec<MachineEvent>,
     /// The clock's halted time so far (the thermal model cools while halted).
     idle: u64,
     ips: u64,
@@ -63,8 +42,8 @@ pub type Q35 = PendingCache<Platform<Q35Board>>;
 
 /// A `q35` board with `ram_size` bytes of RAM and QEMU's default 16 MiB extended TSEG.
 pub fn new(ram_size: u64, rom: Vec<u8>, instructions_per_second: u64) -> Q35 {
-    let chipset = Q35Chipset { mch: Mch::new(DEFAULT_EXT_TSEG_MBYTES), lpc: Ich9Lpc::new(instructions_per_second), errors: Vec::new(), events: Vec::new() };
-    let board = Q35Board { chipset, lab: None, idle: 0, ips: instructions_per_second };
+    let chipset = Q35Chipset::new(Mch::new(DEFAULT_EXT_TSEG_MBYTES), Ich9Lpc::new(instructions_per_second));
+    let board = Q35Board { chipset, lab: None, lab_events: Vec::new(), idle: 0, ips: instructions_per_second };
     let mut board = Platform::new(ram_size, rom, board, instructions_per_second);
     // The ICH9 SATA controller in AHCI mode, 00:1F.2 (disks issue).
     board.pci_slots.add(0x1f, 2, Box::new(Ich9Sata::default()));
@@ -94,165 +73,48 @@ impl Q35Board {
     }
 }
 
-impl Q35Chipset {
-    fn pm_offset(&self, port: u16) -> Option<u16> {
-        let base = self.lpc.pm_base()?;
-        (base..base.saturating_add(PM_IO_SIZE)).contains(&port).then(|| port - base)
+/// The host bridge is the MCH's alone: no lab device sits there.
+impl HostBridge for Q35Board {
+    fn host_config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
+        self.chipset.host_config_read(device, function, offset, size)
     }
 
-    /// Schedules a DRAM ECC error at `addr` for guest time `at`.
-    pub fn inject_memory_error(&mut self, at: Ticks, addr: u64, uncorrectable: bool) {
-        let i = self.errors.partition_point(|e| e.at <= at);
-        self.errors.insert(i, ScheduledError { at, addr, uncorrectable });
-    }
-
-    /// The errors scheduled and not yet injected.
-    pub fn scheduled_errors(&self) -> &[ScheduledError] {
-        &self.errors
-    }
-
-    fn rcba_offset(&self, addr: u64) -> Option<u64> {
-        let base = self.lpc.rcba_base()?;
-        (base..base + RCBA_SIZE).contains(&addr).then(|| addr - base)
-    }
-}
-
-impl Chipset for Q35Chipset {
-    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
-        match (device, function) {
-            (0, 0) => Some(self.mch.config_read(offset, size)),
-            (0x1f, 0) => Some(self.lpc.config_read(offset, size)),
-            _ => None,
-        }
-    }
-
-    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
-        match (device, function) {
-            (0, 0) => {
-                self.mch.config_write(offset, size, value);
-                for register in self.mch.take_lock_violations() {
-                    self.events.push(MachineEvent::SmramLockViolation { register, icount: now.0 });
-                }
-            }
-            (0x1f, 0) => self.lpc.config_write_at(offset, size, value, now, smi),
-            _ => {}
-        }
-    }
-
-    fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
-        self.pm_offset(port).map(|o| self.lpc.pm_read(o, size, now))
-    }
-
-    fn io_write(&mut self, port: u16, size: u8, value: u32, now: Ticks, _smi: &mut SmiLatch) -> bool {
-        let Some(o) = self.pm_offset(port) else { return false };
-        self.lpc.pm_write(o, size, value, now);
-        true
-    }
-
-    fn apm_command(&mut self, cmd: u8, data: u8, now: Ticks, smi: &mut SmiLatch) {
-        self.lpc.apm_command(cmd, data, now, smi);
+    fn host_config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks) {
+        self.chipset.host_config_write(device, function, offset, size, value, now);
     }
 
     fn smram(&self, low_ram_top: u64) -> SmramConfig {
-        self.mch.smram(low_ram_top)
+        self.chipset.smram(low_ram_top)
     }
 
     fn pam(&self) -> Pam {
-        self.mch.pam()
-    }
-
-    fn pm_timer_port(&self) -> Option<u16> {
-        self.lpc.pm_base().map(|b| b + crate::chipset::acpi_pm::PM_TMR)
-    }
-
-    fn next_deadline(&self) -> Option<Ticks> {
-        [self.lpc.next_deadline(), self.errors.first().map(|e| e.at)].into_iter().flatten().min()
-    }
-
-    fn next_wake(&self) -> Option<Ticks> {
-        // A memory error can raise an SMI that wakes a halted CPU.
-        [self.lpc.next_wake(), self.errors.first().map(|e| e.at)].into_iter().flatten().min()
-    }
-
-    fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
-        self.lpc.advance(now, smi);
-        while self.errors.first().is_some_and(|e| e.at <= now) {
-            let e = self.errors.remove(0);
-            self.events.push(MachineEvent::MemoryErrorInjected { addr: e.addr, uncorrectable: e.uncorrectable, icount: now.0 });
-            // 3 Series MCH §5.1.41 SMICMD: the MCH sends an SMI message to the ICH over DMI.
-            if self.mch.memory_error(e.addr, e.uncorrectable) {
-                self.lpc.dmi_smi(now, smi);
-            }
-        }
+        self.chipset.pam()
     }
 
     fn ecam(&self) -> Option<(u64, u64)> {
-        self.mch.ecam()
-    }
-
-    fn smi_feature_negotiation(&self) -> bool {
-        true
-    }
-
-    fn s5_sleep_type(&self) -> u8 {
-        crate::chipset::q35::ich9_lpc::SLP_TYP_S5
-    }
-
-    fn io_trap(&mut self, port: u16, size: u8, write: bool, value: u32, now: Ticks, smi: &mut SmiLatch) -> bool {
-        self.lpc.io_trap(port, size, write, value, now, smi)
-    }
-
-    fn mmio_claims(&self, addr: u64) -> bool {
-        self.rcba_offset(addr).is_some()
-    }
-
-    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
-        match self.rcba_offset(addr) {
-            Some(o) => self.lpc.rcba_read(o, size.clamp(1, 8)),
-            None => u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32),
-        }
-    }
-
-    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
-        if let Some(o) = self.rcba_offset(addr) {
-            self.lpc.rcba_write(o, size.clamp(1, 8), value);
-        }
-    }
-
-    fn take_power_off(&mut self) -> bool {
-        self.lpc.take_power_off()
-    }
-
-    fn flash_writable(&self, smm: bool) -> bool {
-        self.lpc.flash_writable(smm)
-    }
-
-    fn drain_events(&mut self, events: &mut Events) {
-        for e in self.events.drain(..) {
-            events.push(e);
-        }
+        self.chipset.ecam()
     }
 }
 
 /// The board's routing: 00:1D.0 is the lab UHCI's; a port goes to the chipset (the PM I/O
 /// block) before the lab devices; the UHCI's legacy support traps the i8042 ports before the
 /// ICH9's IOTRn do. Everything else is the chipset's.
-impl Chipset for Q35Board {
-    fn config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
+impl Southbridge for Q35Board {
+    fn south_config_read(&self, device: u8, function: u8, offset: u8, size: u8) -> Option<u32> {
         if (device, function) == UHCI_SLOT {
             return self.lab.as_ref().map(|l| l.config_read(offset, size));
         }
-        self.chipset.config_read(device, function, offset, size)
+        self.chipset.south_config_read(device, function, offset, size)
     }
 
-    fn config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
+    fn south_config_write(&mut self, device: u8, function: u8, offset: u8, size: u8, value: u32, now: Ticks, smi: &mut SmiLatch) {
         if (device, function) == UHCI_SLOT {
             if let Some(lab) = &mut self.lab {
                 lab.config_write(offset, size, value, &mut self.chipset.lpc, now, smi);
             }
             return;
         }
-        self.chipset.config_write(device, function, offset, size, value, now, smi);
+        self.chipset.south_config_write(device, function, offset, size, value, now, smi);
     }
 
     fn io_read(&mut self, port: u16, size: u8, now: Ticks) -> Option<u32> {
@@ -274,14 +136,6 @@ impl Chipset for Q35Board {
         self.chipset.apm_command(cmd, data, now, smi);
     }
 
-    fn smram(&self, low_ram_top: u64) -> SmramConfig {
-        self.chipset.smram(low_ram_top)
-    }
-
-    fn pam(&self) -> Pam {
-        self.chipset.pam()
-    }
-
     fn pm_timer_port(&self) -> Option<u16> {
         self.chipset.pm_timer_port()
     }
@@ -298,13 +152,8 @@ impl Chipset for Q35Board {
     fn advance(&mut self, now: Ticks, smi: &mut SmiLatch) {
         self.chipset.advance(now, smi);
         if let Some(lab) = self.lab.as_mut() {
-            // The lab devices' events follow the chipset's in the one queue.
-            lab.advance(now, self.idle, &mut self.chipset.lpc, &mut self.chipset.events, smi);
+            lab.advance(now, self.idle, &mut self.chipset.lpc, &mut self.lab_events, smi);
         }
-    }
-
-    fn ecam(&self) -> Option<(u64, u64)> {
-        self.chipset.ecam()
     }
 
     fn smi_feature_negotiation(&self) -> bool {
@@ -349,8 +198,13 @@ impl Chipset for Q35Board {
         self.chipset.flash_writable(smm)
     }
 
+    /// The chipset's events, then the lab devices' (they record theirs only while advancing,
+    /// after the chipset's timers, and every call's events are drained before the next).
     fn drain_events(&mut self, events: &mut Events) {
         self.chipset.drain_events(events);
+        for e in self.lab_events.drain(..) {
+            events.push(e);
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Devices, one file per part. A device knows register offsets, not where it sits: the board
-//! (`board/legacy.rs`, `board/platform.rs`) maps port ranges and MMIO windows onto them and
-//! wires their interrupt lines.
+//! (`board/legacy.rs`, `board/ports.rs`, `board/memory_map.rs`) maps port ranges and MMIO
+//! windows onto them and wires their interrupt lines.
 
 pub mod ahci;
 pub mod apm;
