@@ -70,6 +70,8 @@ pub struct Finding {
     pub rule: &'static str,
     /// The addresses involved.
     pub addresses: Vec<u64>,
+    /// The instruction behind the first one (see [`SmmAccess::rip`]; 0 unknown).
+    pub rip: u64,
 }
 
 fn in_window(p: &Pattern, addr: u64) -> bool {
@@ -79,30 +81,30 @@ fn in_window(p: &Pattern, addr: u64) -> bool {
 /// What one SMI's accesses show, given the control run's SMRAM writes for the same command and
 /// the firmware's own areas SMM writes by design (`by_design`, see [`crate::uefi`]).
 pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>, by_design: &[std::ops::Range<u64>]) -> Vec<Finding> {
-    let mut out: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    let mut add = |rule: &'static str, a: u64| {
-        let v = out.entry(rule).or_default();
-        if v.len() < 4 && !v.contains(&a) {
-            v.push(a);
+    let mut out: BTreeMap<&'static str, (Vec<u64>, u64)> = BTreeMap::new();
+    let mut add = |rule: &'static str, a: u64, rip: u64| {
+        let v = out.entry(rule).or_insert_with(|| (Vec::new(), rip));
+        if v.0.len() < 4 && !v.0.contains(&a) {
+            v.0.push(a);
         }
     };
     let mut reads: BTreeMap<u64, u64> = BTreeMap::new();
     for a in acc {
         match (a.kind, a.smram) {
-            (SmmAccessKind::Fetch, false) => add(rules::CALLOUT, a.addr),
+            (SmmAccessKind::Fetch, false) => add(rules::CALLOUT, a.addr, a.rip),
             (SmmAccessKind::Fetch, true) => {}
             (kind, true) => {
                 if p.into_smram && in_window(p, a.addr) && !control_smram.contains(&a.addr) {
                     if p.name == "straddle-smram" {
-                        add(rules::COMM_OVERLAP, a.addr);
+                        add(rules::COMM_OVERLAP, a.addr, a.rip);
                     } else if kind == SmmAccessKind::Write {
-                        add(rules::SMRAM_POINTER, a.addr);
+                        add(rules::SMRAM_POINTER, a.addr, a.rip);
                     }
                 }
             }
             (SmmAccessKind::Write, false) => {
                 if !in_window(p, a.addr) && !by_design.iter().any(|r| r.contains(&a.addr)) {
-                    add(rules::UNPASSED_WRITE, a.addr);
+                    add(rules::UNPASSED_WRITE, a.addr, a.rip);
                 }
             }
             (SmmAccessKind::Read, false) => {
@@ -110,7 +112,7 @@ pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>, by
                     for b in a.addr..a.addr + a.size.max(1) as u64 {
                         if let Some(&prev) = reads.get(&b) {
                             if a.seq.saturating_sub(prev) > DOUBLE_FETCH_GAP {
-                                add(rules::DOUBLE_FETCH, b);
+                                add(rules::DOUBLE_FETCH, b, a.rip);
                             }
                         }
                         reads.insert(b, a.seq);
@@ -119,7 +121,7 @@ pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>, by
             }
         }
     }
-    out.into_iter().map(|(rule, addresses)| Finding { rule, addresses }).collect()
+    out.into_iter().map(|(rule, (addresses, rip))| Finding { rule, addresses, rip }).collect()
 }
 
 /// How one SMI went.
@@ -188,12 +190,11 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
     let mut notes: Vec<String> = areas.iter().map(|(_, what)| format!("SMM writes {what} on every SMI by design; those writes are not findings")).collect();
     let mut smis = 0u64;
     let code_check = m.set_smm_code_check(false);
-    match m.board.smm_observer() {
-        Some(o) => o.enabled = true,
-        None => {
-            notes.push("behaviour checks need the pc or q35 machine".into());
-            return Sweep { verdicts, smis, notes };
-        }
+    if m.board.smm_observer().is_some() {
+        m.observe_smm(true);
+    } else {
+        notes.push("behaviour checks need the pc or q35 machine".into());
+        return Sweep { verdicts, smis, notes };
     }
     let mut reached = 0u32;
     'sweep: for cmd in 0..=255u8 {
@@ -244,9 +245,7 @@ pub fn sweep(m: &mut Machine, smram: Option<(u64, u64)>) -> Sweep {
     behaviour.sort_by(|a, b| a.rule.cmp(b.rule));
     behaviour.extend(verdicts);
     let verdicts = behaviour;
-    if let Some(o) = m.board.smm_observer() {
-        o.enabled = false;
-    }
+    m.observe_smm(false);
     m.set_smm_code_check(code_check);
     if reached == 0 {
         notes.push("no SW SMI reached SMM (APMC_EN or GBL_SMI_EN off?): the behaviour checks saw nothing".into());
@@ -295,7 +294,7 @@ mod tests {
     use super::*;
 
     fn acc(seq: u64, kind: SmmAccessKind, addr: u64, size: u8, smram: bool) -> SmmAccess {
-        SmmAccess { seq, kind, addr, size, smram }
+        SmmAccess { seq, kind, addr, size, smram, rip: 0 }
     }
 
     fn pat(name: &str) -> Pattern {
@@ -312,7 +311,7 @@ mod tests {
     fn callouts_are_fetches_outside_smram() {
         let a = [acc(0, SmmAccessKind::Fetch, 0x7f0_0000, 1, true), acc(1, SmmAccessKind::Fetch, 0x10_0000, 1, false)];
         let f = analyze(&pat("control"), &a, &BTreeSet::new(), &[]);
-        assert_eq!(f, vec![Finding { rule: rules::CALLOUT, addresses: vec![0x10_0000] }]);
+        assert_eq!(f, vec![Finding { rule: rules::CALLOUT, addresses: vec![0x10_0000], rip: 0 }]);
     }
 
     #[test]
@@ -321,7 +320,7 @@ mod tests {
         let ptr = p.ptr.unwrap();
         let a = [acc(0, SmmAccessKind::Write, ptr, 8, true), acc(1, SmmAccessKind::Write, 0x7f7_0000, 8, true)];
         let f = analyze(&p, &a, &BTreeSet::new(), &[]);
-        assert_eq!(f, vec![Finding { rule: rules::SMRAM_POINTER, addresses: vec![ptr] }]);
+        assert_eq!(f, vec![Finding { rule: rules::SMRAM_POINTER, addresses: vec![ptr], rip: 0 }]);
         let control: BTreeSet<u64> = [ptr].into();
         assert!(analyze(&p, &a, &control, &[]).is_empty());
     }
@@ -330,7 +329,7 @@ mod tests {
     fn writes_into_the_callers_buffer_are_legal_elsewhere_not() {
         let p = pat("buffer");
         let a = [acc(0, SmmAccessKind::Write, BUFFER + 16, 8, false), acc(1, SmmAccessKind::Write, 0x50_0000, 4, false)];
-        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]), vec![Finding { rule: rules::UNPASSED_WRITE, addresses: vec![0x50_0000] }]);
+        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]), vec![Finding { rule: rules::UNPASSED_WRITE, addresses: vec![0x50_0000], rip: 0 }]);
     }
 
     #[test]
@@ -357,6 +356,6 @@ mod tests {
     fn straddling_buffer_accesses_inside_smram() {
         let p = pat("straddle-smram");
         let a = [acc(0, SmmAccessKind::Read, 0x7f0_0000 - 0x20, 8, false), acc(5, SmmAccessKind::Read, 0x7f0_0008, 8, true)];
-        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]), vec![Finding { rule: rules::COMM_OVERLAP, addresses: vec![0x7f0_0008] }]);
+        assert_eq!(analyze(&p, &a, &BTreeSet::new(), &[]), vec![Finding { rule: rules::COMM_OVERLAP, addresses: vec![0x7f0_0008], rip: 0 }]);
     }
 }

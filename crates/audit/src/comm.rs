@@ -88,8 +88,10 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
     };
     let private = std::ops::Range { start: smmc, end: smmc + uefi::SMMC_SIZE };
     let by_design = std::slice::from_ref(&private);
-    let Some(observer) = m.board.smm_observer() else { return out };
-    observer.enabled = true;
+    if m.board.smm_observer().is_none() {
+        return out;
+    }
+    m.observe_smm(true);
     let code_check = m.set_smm_code_check(false);
     let mut statuses = Vec::new();
     let mut found: BTreeSet<(&'static str, String)> = BTreeSet::new();
@@ -151,9 +153,7 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
         }
     }
     m.set_smm_code_check(code_check);
-    if let Some(o) = m.board.smm_observer() {
-        o.enabled = false;
-    }
+    m.observe_smm(false);
     out.notes.push(format!(
         "{} GUID handlers driven through the SMM core's communication path (private data at {smmc:#x}, buffer at {buffer:#x}) with {} messages each, {} with every word a pointer into SMRAM, and a buffer running into SMRAM: {}",
         guids.len(),

@@ -14,6 +14,7 @@ pub mod comm;
 pub mod boot;
 pub mod config;
 pub mod dump;
+pub mod instruction;
 pub mod module;
 pub mod output;
 pub mod report;

@@ -128,13 +128,12 @@ pub fn sweep(r: &mut Runner, rep: &ModuleReport) -> ModuleSweep {
         return out;
     }
     let code_check = r.machine.set_smm_code_check(false);
-    if let Some(o) = r.machine.board.smm_observer() {
-        o.enabled = true;
-    }
+    r.machine.observe_smm(true);
+    let map = uefi_smm::images::ModuleMap::new(rep.inventory.modules.clone());
     let mut seen: BTreeSet<(&'static str, String)> = BTreeSet::new();
     let mut statuses = Vec::new();
     for h in &list {
-        let mut add = |out: &mut ModuleSweep, rule: &'static str, p: &Pattern, addresses: Vec<u64>, cmd: u8| {
+        let mut add = |out: &mut ModuleSweep, rule: &'static str, p: &Pattern, addresses: Vec<u64>, cmd: u8, by: String| {
             let a0 = addresses.first().copied().unwrap_or(0);
             // One bug seen through several messages is one finding: keyed by the offset from
             // the passed pointer when in the window, the address otherwise.
@@ -143,7 +142,7 @@ pub fn sweep(r: &mut Runner, rep: &ModuleReport) -> ModuleSweep {
                 _ => format!("{a0:#x}"),
             };
             if seen.insert((rule, format!("{}{at}", h.what))) {
-                out.verdicts.push(finding(rule, h, p.name, what(rule, a0, p), addresses, cmd));
+                out.verdicts.push(finding(rule, h, p.name, format!("{}{by}", what(rule, a0, p)), addresses, cmd));
             }
         };
         match &h.how {
@@ -161,7 +160,8 @@ pub fn sweep(r: &mut Runner, rep: &ModuleReport) -> ModuleSweep {
                     statuses.push(format!("{} {}: {}", short(&h.what), msg.name, res.status().map_or("no return".into(), module_runner::efi::status_name)));
                     let p = Pattern { name: msg.name, ptr: Some(COMM_BUFFER + 24), window: declared - 24, into_smram: false, header: false };
                     for f in analyze(&p, &acc, &BTreeSet::new(), &[]) {
-                        add(&mut out, f.rule, &p, f.addresses, 0);
+                        let by = by(r, &map, &f);
+                        add(&mut out, f.rule, &p, f.addresses, 0, by);
                     }
                 }
                 // Every word of the message a pointer into SMRAM, or at the save state.
@@ -182,7 +182,8 @@ pub fn sweep(r: &mut Runner, rep: &ModuleReport) -> ModuleSweep {
                         worst.get_or_insert(res.status());
                         let p = Pattern { name, ptr: Some(target), window: 0x100, into_smram: true, header: false };
                         for f in analyze(&p, &acc, &control, &[]).into_iter().filter(|f| f.rule == rules::SMRAM_POINTER) {
-                            add(&mut out, f.rule, &p, f.addresses, 0);
+                            let by = by(r, &map, &f);
+                        add(&mut out, f.rule, &p, f.addresses, 0, by);
                         }
                     }
                     statuses.push(format!("{} {name} (first word the pointer, then 0-15): {}", short(&h.what), worst.flatten().map_or("no return".into(), module_runner::efi::status_name)));
@@ -220,20 +221,28 @@ pub fn sweep(r: &mut Runner, rep: &ModuleReport) -> ModuleSweep {
                         control = acc.iter().filter(|a| a.smram && a.kind != SmmAccessKind::Fetch).flat_map(|a| a.addr..a.addr + a.size as u64).collect();
                     }
                     for f in analyze(&p, &acc, &control, &[]) {
-                        add(&mut out, f.rule, &p, f.addresses, cmd);
+                        let by = by(r, &map, &f);
+                        add(&mut out, f.rule, &p, f.addresses, cmd, by);
                     }
                 }
                 statuses.push(format!("{}: {} register patterns", short(&h.what), sw_patterns().len()));
             }
         }
     }
-    if let Some(o) = r.machine.board.smm_observer() {
-        o.enabled = false;
-    }
+    r.machine.observe_smm(false);
     r.machine.set_smm_code_check(code_check);
     out.verdicts.sort_by(|a, b| a.rule.cmp(b.rule));
     out.notes.push(format!("{} handlers of {} driven ({} calls): {}", list.len(), rep.module.name, out.calls, statuses.join("; ")));
     out
+}
+
+/// What the finding rests on: the service a call-out reached, and the instruction.
+fn by(r: &mut Runner, map: &uefi_smm::images::ModuleMap, f: &crate::behaviour::Finding) -> String {
+    let into = match (f.rule, f.addresses.first()) {
+        (rules::CALLOUT, Some(a)) => r.env.service_name(*a).map(|n| format!(", into {n}")).unwrap_or_default(),
+        _ => String::new(),
+    };
+    format!("{into}{}", crate::instruction::by(&mut r.machine, map, f.rip))
 }
 
 fn short(what: &str) -> String {

@@ -49,6 +49,8 @@ fn check(name: &str, rule: &'static str) {
     let f = a.findings().next().expect("a finding");
     let at = &f.smi.as_ref().and_then(|s| s.module.as_ref()).expect("named").at;
     assert!(at.starts_with(&format!("{name}+0x")), "{at}");
+    // And the instruction that did it, decoded, inside the module's code.
+    assert!(f.message.contains(" by `") && f.message.contains(&format!("` at {name}+0x")), "{}", f.message);
     let Some((clean, a)) = rules(&format!("{name}_clean")) else { return };
     assert!(clean.is_empty(), "{name}_clean: {}", audit::output::text(&a));
 }

@@ -82,6 +82,10 @@ pub trait Bus {
     /// The CPU's retired-instruction count, given just before each port access so the
     /// platform's virtual clock (PM timer, SMI timestamps) is exact for port I/O.
     fn sync_icount(&mut self, _icount: u64) {}
+    /// The address of the instruction about to run in SMM, given before it runs while
+    /// [`crate::Cpu::trace_smm_rip`] is on (the audit's observer names the instruction behind
+    /// each access).
+    fn smm_instruction(&mut self, _rip: u64) {}
     /// Guest time (ticks) that passed without retiring instructions: halted, or
     /// fast-forwarded by the platform. The TSC counts it (it counts time, not instructions).
     fn idle_ticks(&self) -> u64 {

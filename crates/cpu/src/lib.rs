@@ -219,6 +219,8 @@ pub struct Cpu {
     /// the block that starts there (the host's tools:
     /// the SMM inventory's watch on the SMM core's services). None: no check at all.
     pub breakpoints: Option<Box<rustc_hash::FxHashSet<u64>>>,
+    /// Tell the bus the address of every instruction run in SMM ([`Bus::smm_instruction`]).
+    pub trace_smm_rip: bool,
     /// The breakpoint just reported: the next block runs without stopping there again.
     bp_resume: bool,
 }
@@ -269,6 +271,7 @@ impl Cpu {
             stalls: 0,
             smm_blocks: None,
             breakpoints: None,
+            trace_smm_rip: false,
             bp_resume: false,
         };
         cpu.reset();
@@ -524,6 +527,9 @@ impl Cpu {
         for d in &block.insns[..n] {
             let start = self.rip;
             self.cur_rip = start;
+            if self.trace_smm_rip && self.smm {
+                bus.smm_instruction(start);
+            }
             self.rip = start.wrapping_add(d.len as u64) & mask;
             if let Err(e) = (d.exec)(self, bus, d) {
                 self.rip = start;

@@ -119,6 +119,20 @@ impl Machine {
         self.cpu.rip = rip;
     }
 
+    /// Turns the board's SMM access observer on or off, and with it the CPU's report of each
+    /// SMM instruction's address, so every recorded access names the instruction that made it.
+    /// Returns whether it was on. False on a board without an observer.
+    pub fn observe_smm(&mut self, on: bool) -> bool {
+        self.cpu.trace_smm_rip = on;
+        match self.board.smm_observer() {
+            Some(o) => std::mem::replace(&mut o.enabled, on),
+            None => {
+                self.cpu.trace_smm_rip = false;
+                false
+            }
+        }
+    }
+
     /// Records the decoded blocks the CPU runs in SMM from now on (`smmlab disasm`).
     pub fn record_smm_blocks(&mut self) {
         self.cpu.smm_blocks = Some(Box::default());

@@ -103,7 +103,7 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
     }
     let mut inventory = Inventory { smram: vec![(TSEG_BASE, TSEG_SIZE)], modules: found, not_resident: Vec::new(), handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new() };
     inventory.add_calls(&env.calls);
-    let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !is_smm_protocol(&c.service)).cloned().collect();
+    let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !c.service.starts_with("core ") && !is_smm_protocol(&c.service)).cloned().collect();
     ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len() }
 }
 

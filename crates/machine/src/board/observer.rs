@@ -30,6 +30,9 @@ pub struct SmmAccess {
     pub size: u8,
     /// The access reached SMRAM (the chipset decoded it to SMRAM DRAM).
     pub smram: bool,
+    /// The instruction that made it (for a fetch: the last one run before it, the branch that
+    /// led there); 0 when the CPU does not report instructions.
+    pub rip: u64,
 }
 
 /// The record. Fetches inside SMRAM are counted but not kept.
@@ -41,6 +44,8 @@ pub struct SmmObserver {
     seq: u64,
     /// Accesses dropped because the record was full.
     pub dropped: u64,
+    /// The instruction running now ([`cpu::Bus::smm_instruction`]).
+    pub rip: u64,
 }
 
 /// The most accesses kept between two drains.
@@ -63,7 +68,7 @@ impl SmmObserver {
             self.dropped += 1;
             return;
         }
-        self.accesses.push(SmmAccess { seq, kind, addr, size, smram });
+        self.accesses.push(SmmAccess { seq, kind, addr, size, smram, rip: self.rip });
     }
 
     /// The accesses recorded since the last call.

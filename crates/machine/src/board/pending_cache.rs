@@ -66,6 +66,9 @@ impl<B: Bus> Bus for PendingCache<B> {
     fn sync_icount(&mut self, icount: u64) {
         self.deref_mut().sync_icount(icount)
     }
+    fn smm_instruction(&mut self, rip: u64) {
+        self.deref_mut().smm_instruction(rip)
+    }
 
     fn idle_ticks(&self) -> u64 {
         self.board.idle_ticks()

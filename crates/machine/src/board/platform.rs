@@ -366,6 +366,10 @@ impl<C: Chipset> Bus for Platform<C> {
         self.clock.idle()
     }
 
+    fn smm_instruction(&mut self, rip: u64) {
+        self.smm_observer.rip = rip;
+    }
+
     fn sync_icount(&mut self, icount: u64) {
         self.clock.set_icount(icount);
         if self.next_deadline().is_some_and(|d| d <= self.clock.now()) {

@@ -89,7 +89,8 @@ impl Env {
                     let mem = Mem(std::cell::RefCell::new(m));
                     dispatch_call(&mem, kind, &regs, self.smis)
                 };
-                let describe = call.dispatch.as_ref().map(|d| d.1.clone()).unwrap_or_default();
+                // The context alone: the handler is named apart.
+        let describe = call.dispatch.as_ref().map(|d| d.1.split(" -> handler").next().unwrap_or_default().to_string()).unwrap_or_default();
                 self.calls.push(call);
                 self.dispatch.push(DispatchRegistration { kind, handler: func, handle, context: copy, value, describe, caller });
                 (format!("{label}->Register"), 4, None, Flow::Return(efi::SUCCESS))

@@ -282,6 +282,21 @@ impl Env {
         v
     }
 
+    /// The name of the service whose slot is at `addr` ("gBS->LocateProtocol"), if one is.
+    pub fn service_name(&self, addr: u64) -> Option<String> {
+        Some(match self.service_at(addr)? {
+            Service::Smst(off) => format!("SMST->{}", smst::FUNCTIONS.iter().find(|f| f.0 == off).map_or("?", |f| f.1)),
+            Service::Boot(off) => format!("gBS->{}", boot::FUNCTIONS.iter().find(|f| f.0 == off).map_or("?", |f| f.1)),
+            Service::Runtime(off) => format!("gRT+{off:#x}, a runtime service"),
+            Service::Dxe(off) => format!("gDS+{off:#x}, a DXE service"),
+            Service::Base2InSmm => "SmmBase2->InSmm".into(),
+            Service::Base2GetSmst => "SmmBase2->GetSmstLocation".into(),
+            Service::Access2(off) => format!("SmmAccess2+{off:#x}"),
+            Service::Stub(p, i) => format!("function {i} of {}, a DXE protocol nobody provides", self.stubs[p].name.map_or_else(|| self.stubs[p].guid.to_string(), str::to_string)),
+            other => format!("{other:?}"),
+        })
+    }
+
     /// The slot the CPU stopped at, if it is one.
     pub fn service_at(&self, rip: u64) -> Option<Service> {
         self.slots.get(&rip).copied()
