@@ -59,6 +59,7 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
     let Some(smmc) = uefi::core_private_data(m, &ranges) else { return out };
     let smram = crate::dump::snapshot_of(m, &ranges);
     let inv = uefi_smm::Inventory::build(&smram, fw);
+    let map = uefi_smm::images::ModuleMap::new(inv.modules.clone());
     let mut guids: Vec<(String, String, Option<ModuleRef>)> = Vec::new();
     for h in inv.handlers.iter().filter(|h| h.kind == "guid") {
         let g = h.guid.clone().unwrap_or_default();
@@ -120,7 +121,8 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
                     rules::DOUBLE_FETCH => format!("SMM read the message byte at {a0:#x} twice (double fetch)"),
                     _ => format!("{} at {a0:#x}", f.rule),
                 };
-                out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {}: {what}", msg.name), msg.name, f.addresses, module));
+                let by = crate::instruction::by(m, &map, f.rip);
+                out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {}: {what}{by}", msg.name), msg.name, f.addresses, module));
             }
         }
         // Every word of the message a pointer into SMRAM: a handler that writes through a
@@ -139,7 +141,8 @@ pub fn sweep(m: &mut Machine, fw: Option<&fwimage::Image>) -> CommSweep {
             for f in analyze(&p, &c.accesses, &control, by_design).into_iter().filter(|f| f.rule == rules::SMRAM_POINTER) {
                 let a0 = f.addresses.first().copied().unwrap_or(0);
                 if found.insert((f.rule, format!("{guid}{a0:x}"))) {
-                    out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {name}: SMM wrote SMRAM at {a0:#x} through a pointer taken from the message ({target:#x})"), name, f.addresses, module));
+                    let by = crate::instruction::by(m, &map, f.rip);
+                    out.verdicts.push(verdict(f.rule, format!("GUID handler {label}, message {name}: SMM wrote SMRAM at {a0:#x} through a pointer taken from the message ({target:#x}){by}"), name, f.addresses, module));
                 }
             }
         }
