@@ -5,24 +5,11 @@
 
 use module_runner::{report, Module, ModuleKind, Phase, Runner};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 /// Builds the drivers once per test binary; None when clang or lld-link is missing (a skip,
 /// or a failure under CI).
 fn drivers() -> Option<&'static Path> {
-    static OUT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    OUT.get_or_init(|| {
-        if !testkit::package_command("clang", "clang") || !testkit::package_file("/usr/bin/lld-link", "lld") {
-            return None;
-        }
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smm-drivers");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../module-runner/tests/drivers/build.sh");
-        let st = Command::new("bash").arg(&script).arg(&out).status().expect("runs build.sh");
-        assert!(st.success(), "{} failed", script.display());
-        Some(out)
-    })
-    .as_deref()
+    testkit::smm_drivers(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smm-drivers"))
 }
 
 /// The rules the audit of driver `name` reports.

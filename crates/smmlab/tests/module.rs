@@ -5,7 +5,6 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 const OVMF: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
@@ -14,17 +13,7 @@ fn smmlab(args: &[&str]) -> Output {
 }
 
 fn drivers() -> Option<&'static Path> {
-    static OUT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    OUT.get_or_init(|| {
-        if !testkit::package_command("clang", "clang") || !testkit::package_file("/usr/bin/lld-link", "lld") {
-            return None;
-        }
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smm-drivers-cli");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../module-runner/tests/drivers/build.sh");
-        assert!(Command::new("bash").arg(&script).arg(&out).status().unwrap().success());
-        Some(out)
-    })
-    .as_deref()
+    testkit::smm_drivers(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smm-drivers-cli"))
 }
 
 fn driver(name: &str) -> Option<String> {

@@ -62,12 +62,6 @@ SMMLAB_GUID_HANDLER gCommPointerHandlers[] = {
 };
 
 EFI_STATUS EFIAPI EfiMain(EFI_HANDLE ImageHandle, EFI_SYSTEM_TABLE *SystemTable) {
-  EFI_STATUS Status;
   (void)ImageHandle;
-  Status = SmmLibInit(SystemTable);
-  if (EFI_ERROR(Status)) {
-    return Status;
-  }
-  return RegisterGuidHandlers(gCommPointerHandlers,
-                              sizeof(gCommPointerHandlers) / sizeof(gCommPointerHandlers[0]));
+  return SmmLibGuidDriver(SystemTable, gCommPointerHandlers, sizeof(gCommPointerHandlers) / sizeof(gCommPointerHandlers[0]));
 }

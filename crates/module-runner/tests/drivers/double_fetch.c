@@ -67,12 +67,6 @@ SMMLAB_GUID_HANDLER gDoubleFetchHandlers[] = {
 };
 
 EFI_STATUS EFIAPI EfiMain(EFI_HANDLE ImageHandle, EFI_SYSTEM_TABLE *SystemTable) {
-  EFI_STATUS Status;
   (void)ImageHandle;
-  Status = SmmLibInit(SystemTable);
-  if (EFI_ERROR(Status)) {
-    return Status;
-  }
-  return RegisterGuidHandlers(gDoubleFetchHandlers,
-                              sizeof(gDoubleFetchHandlers) / sizeof(gDoubleFetchHandlers[0]));
+  return SmmLibGuidDriver(SystemTable, gDoubleFetchHandlers, sizeof(gDoubleFetchHandlers) / sizeof(gDoubleFetchHandlers[0]));
 }

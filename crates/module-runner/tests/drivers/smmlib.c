@@ -117,3 +117,12 @@ EFI_STATUS RegisterGuidHandlers(SMMLAB_GUID_HANDLER *Handlers, UINTN Count) {
   }
   return EFI_SUCCESS;
 }
+
+EFI_STATUS SmmLibGuidDriver(EFI_SYSTEM_TABLE *SystemTable, SMMLAB_GUID_HANDLER *Handlers,
+                            UINTN Count) {
+  EFI_STATUS Status = SmmLibInit(SystemTable);
+  if (EFI_ERROR(Status)) {
+    return Status;
+  }
+  return RegisterGuidHandlers(Handlers, Count);
+}

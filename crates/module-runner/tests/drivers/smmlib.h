@@ -34,4 +34,9 @@ typedef struct {
 /* Registers each entry's Handler for its HandlerType; returns the first failing status. */
 EFI_STATUS RegisterGuidHandlers(SMMLAB_GUID_HANDLER *Handlers, UINTN Count);
 
+/* The whole entry point of a driver whose work is its GUID handlers: SmmLibInit, then
+ * RegisterGuidHandlers. */
+EFI_STATUS SmmLibGuidDriver(EFI_SYSTEM_TABLE *SystemTable, SMMLAB_GUID_HANDLER *Handlers,
+                            UINTN Count);
+
 #endif /* SMMLAB_SMMLIB_H */
