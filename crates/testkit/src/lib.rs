@@ -146,6 +146,24 @@ fn record_skip(reason: &str) {
     }
 }
 
+/// Builds the planted-bug SMM drivers (crates/module-runner/tests/drivers, C built with
+/// Debian's clang and lld-link) into `out`, once per test binary, and returns `out`; None when
+/// clang or lld-link is missing (a skip, or a failure under CI).
+pub fn smm_drivers(out: &Path) -> Option<&'static Path> {
+    static BUILT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !package_command("clang", "clang") || !package_file("/usr/bin/lld-link", "lld") {
+                return None;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../module-runner/tests/drivers/build.sh");
+            let st = std::process::Command::new("bash").arg(&script).arg(out).status().expect("runs bash");
+            assert!(st.success(), "{} failed", script.display());
+            Some(out.to_path_buf())
+        })
+        .as_deref()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,22 +196,4 @@ mod tests {
         assert!(file(env!("CARGO_MANIFEST_DIR"), "the crate itself"));
         assert!(package_command(env!("CARGO"), "cargo"));
     }
-}
-
-/// Builds the planted-bug SMM drivers (crates/module-runner/tests/drivers, C built with
-/// Debian's clang and lld-link) into `out`, once per test binary, and returns `out`; None when
-/// clang or lld-link is missing (a skip, or a failure under CI).
-pub fn smm_drivers(out: &Path) -> Option<&'static Path> {
-    static BUILT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if !package_command("clang", "clang") || !package_file("/usr/bin/lld-link", "lld") {
-                return None;
-            }
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../module-runner/tests/drivers/build.sh");
-            let st = std::process::Command::new("bash").arg(&script).arg(out).status().expect("runs bash");
-            assert!(st.success(), "{} failed", script.display());
-            Some(out.to_path_buf())
-        })
-        .as_deref()
 }
