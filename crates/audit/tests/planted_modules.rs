@@ -14,10 +14,14 @@ fn drivers() -> Option<&'static Path> {
 
 /// The rules the audit of driver `name` reports.
 fn rules(name: &str) -> Option<(Vec<&'static str>, audit::report::Report)> {
+    rules_on(name, cpu::CpuModel::default())
+}
+
+fn rules_on(name: &str, model: cpu::CpuModel) -> Option<(Vec<&'static str>, audit::report::Report)> {
     let dir = drivers()?;
     let pe = std::fs::read(dir.join(format!("{name}.efi"))).expect("built");
     let m = Module { name: name.into(), guid: None, pe, kind: ModuleKind::DxeSmmDriver };
-    let mut r = Runner::new(cpu::CpuModel::default(), &m).expect("loads");
+    let mut r = Runner::new(model, &m).expect("loads");
     r.run_entry();
     r.signal(&Phase::ALL);
     let rep = report::report(&mut r, None);
@@ -60,4 +64,14 @@ fn a_length_checked_then_read_again_is_a_double_fetch() {
 #[test]
 fn a_save_state_register_trusted_as_a_pointer_is_an_smram_write() {
     check("savestate_pointer", audit::rules::SMRAM_POINTER);
+}
+
+#[test]
+fn the_save_state_is_read_through_the_amd64_map_on_an_amd_cpu() {
+    // RSI comes from AMD's save-state map (AMD APM vol. 2 §10.2.3) on --cpu amd64.
+    let amd = cpu::CpuModel { vendor: cpu::cpuid::Vendor::Amd, ..cpu::CpuModel::default() };
+    let Some((bug, a)) = rules_on("savestate_pointer", amd) else { return };
+    assert_eq!(bug, vec![audit::rules::SMRAM_POINTER], "{}", audit::output::text(&a));
+    let Some((clean, a)) = rules_on("savestate_pointer_clean", amd) else { return };
+    assert!(clean.is_empty(), "{}", audit::output::text(&a));
 }
