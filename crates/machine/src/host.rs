@@ -119,6 +119,21 @@ impl Machine {
         self.cpu.rip = rip;
     }
 
+    /// RFLAGS, for a debugger's register view.
+    pub fn flags(&self) -> u64 {
+        self.cpu.flags.get()
+    }
+
+    /// Replaces RFLAGS between runs (a debugger's register write; bit 1 stays set).
+    pub fn set_flags(&mut self, value: u64) {
+        self.cpu.flags.set(value);
+    }
+
+    /// The segment selectors, ES, CS, SS, DS, FS, GS (the descriptor caches stay hidden).
+    pub fn segment_selectors(&self) -> [u16; 6] {
+        self.cpu.seg.map(|s| s.selector)
+    }
+
     /// Turns the board's SMM access observer on or off, and with it the CPU's report of each
     /// SMM instruction's address, so every recorded access names the instruction that made it.
     /// Returns whether it was on. False on a board without an observer.

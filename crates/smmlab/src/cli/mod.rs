@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod disasm;
 mod fw;
+mod gdb;
 mod interrupt;
 mod module;
 mod observe;

@@ -174,6 +174,12 @@ pub struct RunArgs {
     /// Write the SMI timeline in the Chrome trace event format (Perfetto) to FILE.
     #[arg(long, value_name = "FILE")]
     pub trace_json: Option<PathBuf>,
+    /// Before the first instruction, listen for gdb on ADDR (HOST:PORT, or a bare port on
+    /// 127.0.0.1) and let it drive the run: registers, physical memory as the CPU sees it (SMRAM
+    /// in SMM), stepi, continue, breakpoints on RIP, `monitor smm`. The run ends when gdb
+    /// detaches or kills it; the timeline, summary and output files are not produced.
+    #[arg(long, value_name = "ADDR")]
+    pub gdb: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -384,6 +390,17 @@ pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
         // What the lines below are, for someone who has never seen an SMI.
         println!("smmlab: the built-in firmware on q35, scenario {}: {}", sc.name, sc.summary);
         println!("smmlab: fw: firmware  os: the OS  [time] SMI n: one SMI (source, SMBASE, time in SMM, instructions), then what its handler did (smm:)  -- platform event  !! SMRAM alert");
+    }
+    if let Some(addr) = &a.gdb {
+        if let Some(ev) = m.board.events() {
+            ev.recording = false;
+        }
+        let code = super::gdb::serve(&mut m, &super::gdb::parse_addr(addr), a.max_instructions)?;
+        m.board.debugcon().flush();
+        if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
+            u.flush();
+        }
+        return Ok(code);
     }
     let watch = observe::Watch { timeline: !a.quiet, debugcon: live_debugcon, keep_debugcon: a.trace_json.is_some() };
     let t0 = std::time::Instant::now();

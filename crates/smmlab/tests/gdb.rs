@@ -1,0 +1,171 @@
+//! `smmlab run --gdb`: the built-in firmware driven by a real gdb (Debian's gdb, through
+//! testkit: a skip without it, a failure under CI=true) over the remote protocol.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long gdb and smmlab may take, each, before the test kills them and fails.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
+/// Waits for `child` until `TIMEOUT`, killing it then; its exit code, None if killed.
+fn wait(child: &mut Child, what: &str) -> Option<i32> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st.code();
+        }
+        if t0.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {TIMEOUT:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `smmlab run --gdb PORT` (built-in firmware, quiet) and waits until it listens;
+/// the child and its stderr lines (all of them once the child has ended).
+fn start_smmlab(port: u16) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .args(["run", "--quiet", "--gdb", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smmlab");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let t0 = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.contains("waiting for gdb") => return (child, rx),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let code = wait(&mut child, "smmlab");
+                panic!("smmlab ended (status {code:?}) before listening for gdb");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if t0.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("smmlab did not listen for gdb within {TIMEOUT:?}; killed");
+        }
+    }
+}
+
+/// What a gdb session printed and how it ended.
+struct Session {
+    /// gdb's stdout and stderr.
+    gdb: String,
+    gdb_code: Option<i32>,
+    smmlab_code: Option<i32>,
+    /// smmlab's stderr.
+    smmlab: String,
+}
+
+/// Runs gdb in batch mode against a new `smmlab run --gdb` with `commands` (after
+/// connecting); None when gdb is missing (a skip, or a failure under CI=true).
+fn session(commands: &[&str]) -> Option<Session> {
+    if !testkit::package_command("gdb", "gdb") {
+        return None;
+    }
+    let port = free_port();
+    let (mut smmlab, lines) = start_smmlab(port);
+    let mut args = vec!["-batch".to_string(), "-nx".into(), "-ex".into(), "set architecture i386:x86-64".into(), "-ex".into(), format!("target remote 127.0.0.1:{port}")];
+    for c in commands {
+        args.push("-ex".into());
+        args.push(c.to_string());
+    }
+    let mut gdb = Command::new("gdb").args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start gdb");
+    let (mut out, mut err) = (gdb.stdout.take().expect("stdout"), gdb.stderr.take().expect("stderr"));
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let gdb_code = wait(&mut gdb, "gdb");
+    let text = out_reader.join().expect("gdb stdout") + &err_reader.join().expect("gdb stderr");
+    let code = wait(&mut smmlab, "smmlab");
+    // The reader thread ends at the pipe's end, once smmlab has exited.
+    let smmlab_err = lines.iter().collect::<Vec<_>>().join("\n");
+    Some(Session { gdb: text, gdb_code, smmlab_code: code, smmlab: smmlab_err })
+}
+
+/// The value gdb printed for register `reg` in `info registers`, the n-th time (0 = first).
+fn register(text: &str, reg: &str, n: usize) -> u64 {
+    let line = text.lines().filter(|l| l.split_whitespace().next() == Some(reg)).nth(n).unwrap_or_else(|| panic!("no {reg} line #{n} in gdb's output:\n{text}"));
+    let value = line.split_whitespace().nth(1).expect("a value");
+    u64::from_str_radix(value.trim_start_matches("0x"), 16).expect("a hex value")
+}
+
+#[test]
+fn gdb_reads_the_reset_vector_steps_and_shows_the_smm_view() {
+    let Some(Session { gdb: text, smmlab_code: code, smmlab: err, .. }) = session(&["info registers rip cs", "monitor smm", "stepi", "info registers rip", "x/3xb 0xffff0", "kill"]) else {
+        return;
+    };
+    // (gdb's own status is 1 here: batch mode counts the closed connection after `kill`.)
+    assert_eq!(register(&text, "rip", 0), 0xfff0, "{text}");
+    assert_eq!(register(&text, "cs", 0), 0xf000, "{text}");
+    let after = register(&text, "rip", 1);
+    assert_ne!(after, 0xfff0, "stepi did not move RIP:\n{text}");
+    assert!(text.contains("in SMM: no"), "{text}");
+    assert!(text.contains("SMBASE: 0x30000"), "{text}");
+    assert!(text.contains("SMIs: 0"), "{text}");
+    // The reset vector's instruction: a near jump (0xE9) in the ROM's last 16 bytes.
+    assert!(text.contains("0xffff0:\t0xe9"), "{text}");
+    assert_eq!(code, Some(0), "smmlab after gdb's kill:\n{err}");
+    assert!(err.contains("gdb killed the program"), "{err}");
+}
+
+#[test]
+fn gdb_breaks_at_the_smi_entry_in_smm() {
+    // The first SMI enters at SMBASE 0x30000 + 0x8000: CS 0x3000, RIP 0x8000 (breakpoints are
+    // on RIP). SMRAM reads as SMM sees it: the entry code at physical 0x38000.
+    let Some(Session { gdb: text, gdb_code, smmlab_code: code, smmlab: err }) = session(&["break *0x8000", "continue", "info registers rip cs", "monitor smm", "x/1xb 0x38000", "stepi", "info registers rip", "delete", "continue"]) else {
+        return;
+    };
+    assert!(text.contains("Breakpoint 1, 0x0000000000008000"), "{text}");
+    assert_eq!(register(&text, "rip", 0), 0x8000, "{text}");
+    assert_eq!(register(&text, "cs", 0), 0x3000, "{text}");
+    assert!(text.contains("in SMM: yes"), "{text}");
+    assert!(text.contains("SMIs: 1"), "{text}");
+    assert!(!text.contains("0x38000:\t0x00\n"), "SMRAM read as zeros from SMM:\n{text}");
+    assert_ne!(register(&text, "rip", 1), 0x8000, "stepi in SMM did not move RIP:\n{text}");
+    // With no breakpoint left, the run goes to its end: gdb sees the program exit.
+    assert!(text.contains("exited normally"), "{text}");
+    assert_eq!(gdb_code, Some(0), "{text}");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the run ended: debug-exit"), "{err}");
+}
+
+#[test]
+fn a_gdb_that_drops_the_connection_ends_the_run() {
+    let port = free_port();
+    let (mut smmlab, lines) = start_smmlab(port);
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    drop(s);
+    let code = wait(&mut smmlab, "smmlab");
+    let err: Vec<String> = lines.iter().collect();
+    assert_eq!(code, Some(0), "{err:?}");
+    assert!(err.iter().any(|l| l.contains("the run ends here")), "{err:?}");
+}
