@@ -169,3 +169,58 @@ fn a_gdb_that_drops_the_connection_ends_the_run() {
     assert_eq!(code, Some(0), "{err:?}");
     assert!(err.iter().any(|l| l.contains("the run ends here")), "{err:?}");
 }
+
+/// One remote-protocol packet, `$data#checksum`.
+fn packet(data: &str) -> Vec<u8> {
+    let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    format!("${data}#{sum:02x}").into_bytes()
+}
+
+/// Reads from `s` until a whole packet (`$...#xx`) has arrived; the packet's data.
+fn read_packet(s: &mut std::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        s.read_exact(&mut byte).unwrap_or_else(|e| panic!("reading from the stub: {e}; got {:?}", String::from_utf8_lossy(&got)));
+        got.push(byte[0]);
+        if let Some(start) = got.iter().position(|b| *b == b'$') {
+            if let Some(hash) = got[start..].iter().position(|b| *b == b'#') {
+                if got.len() >= start + hash + 3 {
+                    return String::from_utf8_lossy(&got[start + 1..start + hash]).into_owned();
+                }
+            }
+        }
+    }
+}
+
+/// The remote protocol spoken directly (no gdb needed): gdb's Ctrl-C and an address range
+/// past 2^64.
+#[test]
+fn ctrl_c_stops_a_continue_with_sigint_and_bad_addresses_are_errors() {
+    use std::io::Write;
+    let port = free_port();
+    let (mut smmlab, lines) = start_smmlab(port);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    fn ask(s: &mut std::net::TcpStream, data: &str) -> String {
+        s.write_all(&packet(data)).expect("send");
+        let reply = read_packet(s);
+        s.write_all(b"+").expect("ack");
+        reply
+    }
+    let stop = ask(&mut s, "?");
+    assert!(stop.starts_with("S05") || stop.starts_with("T05"), "{stop}");
+    // Memory at the top of the address space: an error, not a crash.
+    assert!(ask(&mut s, "mfffffffffffffffc,8").starts_with('E'));
+    // Continue, then gdb's interrupt byte: the stub stops the CPU with SIGINT (2).
+    s.write_all(&packet("c")).expect("continue");
+    s.write_all(&[0x03]).expect("ctrl-c");
+    let stop = read_packet(&mut s);
+    s.write_all(b"+").expect("ack");
+    assert!(stop.starts_with("S02") || stop.starts_with("T02"), "{stop}");
+    let _ = s.write_all(&packet("k"));
+    drop(s);
+    let code = wait(&mut smmlab, "smmlab");
+    let err: Vec<String> = lines.iter().collect();
+    assert_eq!(code, Some(0), "{err:?}");
+}

@@ -32,7 +32,7 @@ use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadRes
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, SwBreakpoint, SwBreakpointOps};
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
-use gdbstub::target::{Target, TargetResult};
+use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub::outputln;
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use gdbstub_arch::x86::X86_64_SSE;
@@ -120,6 +120,15 @@ impl GdbTarget<'_> {
     }
 }
 
+/// gdb may ask for any address: one whose range (read 8 bytes at a time) would wrap past
+/// 2^64 is an error to gdb (EFAULT), not an overflow here.
+fn in_range(start: u64, len: usize) -> Result<(), TargetError<String>> {
+    match start.checked_add(len as u64).and_then(|e| e.checked_add(8)) {
+        Some(_) => Ok(()),
+        None => Err(TargetError::Errno(14)),
+    }
+}
+
 impl Target for GdbTarget<'_> {
     type Arch = X86_64_SSE;
     type Error = String;
@@ -173,6 +182,7 @@ impl SingleThreadBase for GdbTarget<'_> {
     }
 
     fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
+        in_range(start_addr, data.len())?;
         let smm = self.smm();
         let bytes = self.m.read_phys(start_addr, data.len(), smm);
         data.copy_from_slice(&bytes);
@@ -180,6 +190,7 @@ impl SingleThreadBase for GdbTarget<'_> {
     }
 
     fn write_addrs(&mut self, start_addr: u64, data: &[u8]) -> TargetResult<(), Self> {
+        in_range(start_addr, data.len())?;
         let smm = self.smm();
         self.m.write_phys_as(start_addr, data, smm);
         Ok(())
