@@ -17,6 +17,8 @@ command -v sigrok-cli >/dev/null 2>&1 || need+=(sigrok-cli)
 # clang and lld-link build the planted-bug SMM test drivers (crates/module-runner/tests/drivers).
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v lld-link >/dev/null 2>&1 || need+=(lld)
+# gdb drives `smmlab run --gdb` over the remote protocol (crates/smmlab/tests/gdb.rs).
+command -v gdb >/dev/null 2>&1 || need+=(gdb)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
