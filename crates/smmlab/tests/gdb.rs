@@ -33,9 +33,10 @@ fn wait(child: &mut Child, what: &str) -> Option<i32> {
 
 /// Starts `smmlab run --gdb PORT` (built-in firmware, quiet) and waits until it listens;
 /// the child and its stderr lines (all of them once the child has ended).
-fn start_smmlab(port: u16) -> (Child, mpsc::Receiver<String>) {
+fn start_smmlab(port: u16, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smmlab"))
         .args(["run", "--quiet", "--gdb", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -81,11 +82,16 @@ struct Session {
 /// Runs gdb in batch mode against a new `smmlab run --gdb` with `commands` (after
 /// connecting); None when gdb is missing (a skip, or a failure under CI=true).
 fn session(commands: &[&str]) -> Option<Session> {
+    session_with(&[], commands)
+}
+
+/// [`session`] with `extra` arguments to `smmlab run`.
+fn session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
     if !testkit::package_command("gdb", "gdb") {
         return None;
     }
     let port = free_port();
-    let (mut smmlab, lines) = start_smmlab(port);
+    let (mut smmlab, lines) = start_smmlab(port, extra);
     let mut args = vec!["-batch".to_string(), "-nx".into(), "-ex".into(), "set architecture i386:x86-64".into(), "-ex".into(), format!("target remote 127.0.0.1:{port}")];
     for c in commands {
         args.push("-ex".into());
@@ -159,9 +165,20 @@ fn gdb_breaks_at_the_smi_entry_in_smm() {
 }
 
 #[test]
+fn the_instruction_limit_ends_the_program_with_its_exit_code() {
+    let Some(Session { gdb: text, gdb_code, smmlab_code: code, smmlab: err }) = session_with(&["--max-instructions", "1000"], &["continue"]) else {
+        return;
+    };
+    assert!(text.contains("exited with code 04"), "{text}");
+    assert_eq!(gdb_code, Some(0), "{text}");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("the run ended: instruction-limit"), "{err}");
+}
+
+#[test]
 fn a_gdb_that_drops_the_connection_ends_the_run() {
     let port = free_port();
-    let (mut smmlab, lines) = start_smmlab(port);
+    let (mut smmlab, lines) = start_smmlab(port, &[]);
     let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     drop(s);
     let code = wait(&mut smmlab, "smmlab");
@@ -199,7 +216,7 @@ fn read_packet(s: &mut std::net::TcpStream) -> String {
 fn ctrl_c_stops_a_continue_with_sigint_and_bad_addresses_are_errors() {
     use std::io::Write;
     let port = free_port();
-    let (mut smmlab, lines) = start_smmlab(port);
+    let (mut smmlab, lines) = start_smmlab(port, &[]);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     fn ask(s: &mut std::net::TcpStream, data: &str) -> String {
