@@ -194,7 +194,8 @@ impl Machine {
             let v = self.board.bus().read(Access { addr: a, size: 8, kind: AccessKind::Read, smm });
             let take = (len - out.len()).min(8);
             out.extend_from_slice(&v.to_le_bytes()[..take]);
-            a += 8;
+            // Physical addresses wrap at 2^64, as a pointer from the guest may.
+            a = a.wrapping_add(8);
         }
         out
     }
@@ -209,7 +210,7 @@ impl Machine {
     /// SMM service (the module runner's SMST) writes for the CPU in SMM reaches SMRAM.
     pub fn write_phys_as(&mut self, addr: u64, data: &[u8], smm: bool) {
         for (i, b) in data.iter().enumerate() {
-            self.board.bus().write(Access { addr: addr + i as u64, size: 1, kind: AccessKind::Write, smm }, *b as u64);
+            self.board.bus().write(Access { addr: addr.wrapping_add(i as u64), size: 1, kind: AccessKind::Write, smm }, *b as u64);
         }
         self.cpu.invalidate_code(addr..addr.saturating_add(data.len() as u64));
     }

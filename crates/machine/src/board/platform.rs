@@ -187,7 +187,7 @@ impl<C: Chipset> Bus for Platform<C> {
     fn read(&mut self, a: Access) -> u64 {
         if crosses_page(&a) {
             // The CPU splits its own page-crossing accesses; bus masters and the host may not.
-            return (0..u64::from(a.size)).fold(0, |v, k| v | self.read(Access { addr: a.addr + k, size: 1, ..a }) << (8 * k));
+            return (0..u64::from(a.size)).fold(0, |v, k| v | self.read(Access { addr: a.addr.wrapping_add(k), size: 1, ..a }) << (8 * k));
         }
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, a.kind);
@@ -215,7 +215,7 @@ impl<C: Chipset> Bus for Platform<C> {
     fn write(&mut self, a: Access, value: u64) {
         if crosses_page(&a) {
             for k in 0..u64::from(a.size) {
-                self.write(Access { addr: a.addr + k, size: 1, ..a }, value >> (8 * k));
+                self.write(Access { addr: a.addr.wrapping_add(k), size: 1, ..a }, value >> (8 * k));
             }
             return;
         }
