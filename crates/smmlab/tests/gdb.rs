@@ -176,6 +176,18 @@ fn the_instruction_limit_ends_the_program_with_its_exit_code() {
 }
 
 #[test]
+fn the_settings_store_is_saved_when_the_gdb_session_ends() {
+    let nvram = std::env::temp_dir().join(format!("smmlab-gdb-nvram-{}.bin", std::process::id()));
+    let _ = std::fs::remove_file(&nvram);
+    let Some(Session { smmlab_code: code, smmlab: err, .. }) = session_with(&["--nvram", nvram.to_str().unwrap()], &["kill"]) else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{err}");
+    assert!(nvram.exists(), "--nvram was not written after the session: {err}");
+    let _ = std::fs::remove_file(&nvram);
+}
+
+#[test]
 fn a_gdb_that_drops_the_connection_ends_the_run() {
     let port = free_port();
     let (mut smmlab, lines) = start_smmlab(port, &[]);

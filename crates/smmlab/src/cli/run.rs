@@ -396,6 +396,15 @@ pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
             ev.recording = false;
         }
         let code = super::gdb::serve(&mut m, &super::gdb::parse_addr(addr), a.max_instructions)?;
+        // What the guest stored survives the session, as it survives any other run.
+        if let (Some(bank), false) = (m.board.pflash(), a.pflash_snapshot) {
+            for p in super::pflash::write_back(bank)? {
+                eprintln!("smmlab: flash written back to {}", p.display());
+            }
+        }
+        if let Some(p) = &a.nvram {
+            save_nvram(&m, p)?;
+        }
         m.board.debugcon().flush();
         if let Some(u) = m.board.legacy().and_then(|l| l.com1.as_mut()) {
             u.flush();
