@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod disasm;
+mod fuzz;
 mod fw;
 mod gdb;
 mod interrupt;
@@ -49,6 +50,10 @@ pub enum Command {
     /// a firmware image) into the SMRAM of a synthetic platform, runs its entry point in SMM
     /// and lists what it registered; `module call` invokes one of its handlers.
     Module(module::ModuleArgs),
+    /// Fuzz one SMI handler of an SMM driver run on its own (coverage-guided, LibAFL): the
+    /// audit's oracles judge every call; each finding's input is saved (exit 0 clean, 1
+    /// findings, 2 error).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// Refuses an output file that cannot be written, before a run that may take long: `path` is
@@ -76,5 +81,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(a) => bench::run(a),
         Command::Smm(a) => smm::run(a),
         Command::Module(a) => module::run(a),
+        Command::Fuzz(a) => fuzz::run(a),
     }
 }
