@@ -228,7 +228,13 @@ pub fn tamed(target: &Target, input: &[u8]) -> Vec<u8> {
     let mut out = input.to_vec();
     let end = match target {
         Target::Guid(_) => out.len(),
-        Target::Sw(_) => out.len().min(48),
+        Target::Sw(_) => {
+            // The registers are zero-padded: pad the input as they are.
+            if out.len() < 48 {
+                out.resize(48, 0);
+            }
+            48
+        }
     };
     for c in out[..end].chunks_exact_mut(8) {
         let w = u64::from_le_bytes(c.try_into().unwrap_or_default());

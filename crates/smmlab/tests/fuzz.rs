@@ -77,3 +77,17 @@ fn fuzzing_a_sw_smi_handler_runs() {
     assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
     assert!(text.contains("SW SMI 0x61 handler of savestate_pointer_clean"), "{text}");
 }
+
+#[test]
+fn a_fault_on_a_wild_register_is_not_a_finding_but_the_smram_write_is() {
+    // savestate_pointer writes through the saved RSI unchecked: RSI at or above 4 GiB faults
+    // (not a finding: the caller's wild pointer), RSI in SMRAM is SMM102.
+    let Some(f) = driver("savestate_pointer") else { return };
+    let out = out_dir("fuzz-savestate");
+    let o = smmlab(&["fuzz", "--module", &f, "--handler", "sw:0x61", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("found SMM102 in the SW SMI 0x61 handler of savestate_pointer"), "{text}");
+    assert!(!text.contains("found SMM106"), "{text}");
+    assert!(out.join("SMM102-0.bin").is_file());
+}
