@@ -180,9 +180,8 @@ pub struct Broken {
 /// - SMM101: SMM fetched code outside SMRAM.
 /// - SMM104 (GUID handlers): a byte of the message read twice (the audit's double-fetch rule,
 ///   the message being the window).
-/// - SMM102: SMM wrote SMRAM (TSEG, the SMRAM the module runner reports to the module; the
-///   board's legacy SMRAM at 0xA0000 is not in that map, so a driver cannot check for it)
-///   at an address the control call did not write, and within 0x100
+/// - SMM102: SMM wrote TSEG (the A/B segment, which the runner also reports to the module as
+///   SMRAM, is not judged yet) at an address the control call did not write, and within 0x100
 ///   bytes at or above a 64-bit word of the input (any byte offset; for a SW SMI the
 ///   registers): a write through a pointer the caller passed. A write that merely goes deeper
 ///   into the SMM stack than the control call's is not one, since the input did not name it.

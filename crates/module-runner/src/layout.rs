@@ -53,8 +53,15 @@ pub const COMM_BUFFER: u64 = 0x50_0000;
 /// Bytes of [`COMM_BUFFER`].
 pub const COMM_BUFFER_SIZE: u64 = 0x1_0000;
 
+/// The compatible SMRAM (the A/B segment, 0xA0000-0xBFFFF): G_SMRAME, which TSEG needs, also
+/// makes it SMRAM on the MCH (Q35 datasheet §5.1.15).
+pub const A_SEGMENT: std::ops::Range<u64> = 0xa_0000..0xc_0000;
+
+/// SMRAM's ranges, as SmmAccess2 reports them: the A/B segment and TSEG.
+pub const SMRAM_RANGES: [std::ops::Range<u64>; 2] = [A_SEGMENT, TSEG_BASE..TSEG_BASE + TSEG_SIZE];
+
 /// Whether `[addr, addr+len)` touches SMRAM.
 pub fn overlaps_smram(addr: u64, len: u64) -> bool {
     let end = addr.saturating_add(len.max(1));
-    addr < TSEG_BASE + TSEG_SIZE && end > TSEG_BASE
+    SMRAM_RANGES.iter().any(|r| addr < r.end && end > r.start)
 }

@@ -210,21 +210,24 @@ impl Env {
         (guid, efi::SUCCESS)
     }
 
-    /// EFI_SMM_ACCESS2_PROTOCOL: GetCapabilities reports TSEG, closed and locked, as a
+    /// EFI_SMM_ACCESS2_PROTOCOL: GetCapabilities reports the A/B segment and TSEG, closed and locked, as a
     /// platform's SmmAccess2Dxe does after EndOfDxe; Open, Close and Lock answer as a locked
     /// chipset does (Open fails, the rest succeed).
     pub fn access2(&mut self, m: &mut Machine, f: &Frame, off: u64) -> Served {
         match off {
             0x18 => {
                 let (size_ptr, map) = (f.arg(1), f.arg(2));
+                let need = 32 * layout::SMRAM_RANGES.len() as u64;
                 let have = read_u64(m, size_ptr);
-                write_u64(m, size_ptr, 32);
-                let st = if have < 32 {
+                write_u64(m, size_ptr, need);
+                let st = if have < need {
                     efi::BUFFER_TOO_SMALL
                 } else {
                     let mut d = Vec::new();
-                    for v in [layout::TSEG_BASE, layout::TSEG_BASE, layout::TSEG_SIZE, efi::SMRAM_CLOSED_LOCKED_CACHEABLE] {
-                        d.extend_from_slice(&v.to_le_bytes());
+                    for r in layout::SMRAM_RANGES {
+                        for v in [r.start, r.start, r.end - r.start, efi::SMRAM_CLOSED_LOCKED_CACHEABLE] {
+                            d.extend_from_slice(&v.to_le_bytes());
+                        }
                     }
                     write(m, map, &d);
                     efi::SUCCESS
