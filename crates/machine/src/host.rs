@@ -77,6 +77,12 @@ impl Machine {
         &self.cpu.model
     }
 
+    /// The save-state map of the CPU model (Intel64, AMD64 or the 32-bit one), to read and write
+    /// the save state as the CPU lays it out.
+    pub fn smm_map(&self) -> cpu::smm::savestate::MapKind {
+        self.cpu.smm_map()
+    }
+
     /// The CPU's SMM registers (SMBASE, SMRR, SMM_FEATURE_CONTROL, the AMD SMM MSRs), to read.
     pub fn smm_registers(&self) -> &cpu::smm::SmmRegs {
         &self.cpu.smm_regs

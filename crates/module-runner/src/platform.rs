@@ -67,11 +67,10 @@ pub fn build(model: cpu::CpuModel) -> Result<(Machine, Env, Tables), PlatformErr
 
 /// The first SMI, at the default SMBASE: its handler moves SMBASE to [`SMBASE`].
 fn relocate(m: &mut Machine) -> Result<(), PlatformError> {
-    let kind = match (m.cpu_model().vendor, m.cpu_model().long_mode) {
-        (cpu::cpuid::Vendor::Amd, true) => cpu::smm::savestate::MapKind::Amd64,
-        (_, true) => cpu::smm::savestate::MapKind::Intel64,
-        _ => return Err(PlatformError::Relocation("the CPU model has no long mode, which UEFI SMM drivers need".into())),
-    };
+    if !m.cpu_model().long_mode {
+        return Err(PlatformError::Relocation("the CPU model has no long mode, which UEFI SMM drivers need".into()));
+    }
+    let kind = m.smm_map();
     let default = cpu::smm::DEFAULT_SMBASE as u64;
     m.write_phys(default + 0x8000, &entry_stub::relocation(SMBASE as u32, kind.smbase_offset()));
     match m.raise_sw_smi(RUNNER_SMI, 0, &[0; 16], RELOCATION_BUDGET) {
@@ -91,10 +90,6 @@ fn relocate(m: &mut Machine) -> Result<(), PlatformError> {
 pub struct Tables {
     /// EFI_SYSTEM_TABLE.
     pub system_table: u64,
-    /// EFI_BOOT_SERVICES.
-    pub boot_services: u64,
-    /// The SW dispatcher's interface (This for its calls).
-    pub sw_dispatch: u64,
 }
 
 fn put(m: &mut Machine, at: u64, v: u64) {
@@ -136,7 +131,6 @@ fn tables(m: &mut Machine, env: &mut Env) -> Tables {
     put(m, smst + 0x88, SAVE_STATE_TABLES);
     put(m, smst + 0x90, SAVE_STATE_TABLES + 8);
     env.write_smst_config(m);
-    let mut sw_dispatch = 0;
     for &(guid, kind) in DISPATCH_PROTOCOLS {
         let g: Guid = guid.parse().expect("a GUID");
         let iface = match kind {
@@ -145,9 +139,6 @@ fn tables(m: &mut Machine, env: &mut Env) -> Tables {
             Dispatch::Gpi => interface(m, env, true, 2, &[16], |i| Service::Dispatch(kind, i as u8)),
             _ => interface(m, env, true, 2, &[], |i| Service::Dispatch(kind, i as u8)),
         };
-        if kind == Dispatch::Sw {
-            sw_dispatch = iface;
-        }
         env.provide(true, g, iface);
     }
     let cpu = interface(m, env, true, 2, &[], |i| Service::SaveState(i == 1));
@@ -204,7 +195,7 @@ fn tables(m: &mut Machine, env: &mut Env) -> Tables {
     // EFI_SMM_ACCESS2_PROTOCOL: four functions, then LockState (TRUE) and OpenState (FALSE).
     let access = interface(m, env, false, 4, &[1], |i| Service::Access2(8 * i));
     env.provide(false, efi::SMM_ACCESS2, access);
-    Tables { system_table: st, boot_services: bs, sw_dispatch }
+    Tables { system_table: st }
 }
 
 /// Writes the system table's configuration table (NumberOfTableEntries, ConfigurationTable).

@@ -202,7 +202,6 @@ impl Runner {
             subsystem: img.subsystem,
             relocations: img.relocations,
         };
-        let _ = tables.boot_services;
         Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new() })
     }
 

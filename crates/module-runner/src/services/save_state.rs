@@ -6,7 +6,7 @@
 use super::{read_u64, write, Env, Flow, Frame, Served};
 use crate::efi;
 use crate::layout;
-use cpu::smm::savestate::{Image, MapKind};
+use cpu::smm::savestate::Image;
 use machine::Machine;
 
 /// EFI_SMM_SAVE_STATE_REGISTER numbers the runner answers.
@@ -37,14 +37,6 @@ fn slot(img: &mut Image, reg: u64) -> Option<&mut u64> {
     })
 }
 
-fn map_kind(m: &Machine) -> MapKind {
-    match (m.cpu_model().vendor, m.cpu_model().long_mode) {
-        (cpu::cpuid::Vendor::Amd, true) => MapKind::Amd64,
-        (_, true) => MapKind::Intel64,
-        _ => MapKind::Legacy32,
-    }
-}
-
 impl Env {
     /// ReadSaveState / WriteSaveState(This, Width, Register, CpuIndex, Buffer).
     pub(super) fn save_state(&mut self, m: &mut Machine, f: &Frame, write_it: bool) -> Served {
@@ -54,7 +46,7 @@ impl Env {
             return (name, 5, None, Flow::Return(efi::INVALID_PARAMETER));
         }
         let area: [u8; 0x400] = m.read_phys(layout::SAVE_STATE, 0x400, true).try_into().expect("1 KiB");
-        let kind = map_kind(m);
+        let kind = m.smm_map();
         let mut img = Image::load(kind, &area);
         // LMA (513): EFI_MM_SAVE_STATE_REGISTER_LMA_64BIT = 64 when the interrupted code ran
         // in long mode; PROCESSOR_ID (514): the APIC ID, 0.
