@@ -4,7 +4,7 @@
 //! (UINTN)-1 and refuses one in use, as edk2's PCH dispatchers do); UnRegister(This, Handle)
 //! drops it. `smmlab module call --sw N` then raises SW SMI N and calls the handler.
 
-use super::{read_u64, write_u64, Env, Flow, Frame, Served};
+use super::{write_u64, Env, Flow, Frame, Served};
 use crate::efi;
 use machine::Machine;
 use serde::Serialize;
@@ -37,18 +37,6 @@ fn context_size(kind: Dispatch) -> u64 {
     match kind {
         Dispatch::Periodic | Dispatch::Usb => 16,
         _ => 8,
-    }
-}
-
-/// Reads guest memory for [`Dispatch::context`].
-struct Mem<'a>(std::cell::RefCell<&'a mut Machine>);
-
-impl uefi_smm::smram::Memory for Mem<'_> {
-    fn u64(&self, addr: u64) -> Option<u64> {
-        Some(read_u64(&mut self.0.borrow_mut(), addr))
-    }
-    fn guid(&self, addr: u64) -> Option<fwimage::Guid> {
-        super::read_guid(&mut self.0.borrow_mut(), addr)
     }
 }
 
@@ -86,7 +74,7 @@ impl Env {
                 write_u64(m, out, handle);
                 let regs = m.registers().0;
                 let call = {
-                    let mem = Mem(std::cell::RefCell::new(m));
+                    let mem = super::LiveMemory::new(m);
                     dispatch_call(&mem, kind, &regs, self.smis)
                 };
                 // The context alone: the handler is named apart.

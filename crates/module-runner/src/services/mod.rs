@@ -130,6 +130,26 @@ impl Frame {
     }
 }
 
+/// The machine's memory as SMM sees it now, for the readers of `crates/uefi` (the SMST
+/// records, the dispatchers' contexts, the core's handler lists) without a snapshot.
+pub struct LiveMemory<'a>(std::cell::RefCell<&'a mut Machine>);
+
+impl<'a> LiveMemory<'a> {
+    /// Reads `m`.
+    pub fn new(m: &'a mut Machine) -> Self {
+        LiveMemory(std::cell::RefCell::new(m))
+    }
+}
+
+impl uefi_smm::smram::Memory for LiveMemory<'_> {
+    fn u64(&self, addr: u64) -> Option<u64> {
+        Some(read_u64(&mut self.0.borrow_mut(), addr))
+    }
+    fn guid(&self, addr: u64) -> Option<Guid> {
+        Guid::from_bytes(&self.0.borrow_mut().read_phys(addr, 16, true))
+    }
+}
+
 /// Runs `f` with the board's SMM access observer paused: what the host does as the SMM core
 /// is not an access of the module's.
 pub fn unobserved<T>(m: &mut Machine, f: impl FnOnce(&mut Machine) -> T) -> T {

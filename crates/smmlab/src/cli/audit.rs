@@ -211,19 +211,16 @@ pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
 
 /// `--module`: each module run on its own, then audited.
 fn modules(a: &AuditArgs, file: &std::path::Path) -> anyhow::Result<Vec<audit::report::Report>> {
-    let cpu = a.target.cpu.unwrap_or(AuditCpu::Intel64);
-    let (model, cpu_name) = match cpu {
-        AuditCpu::Intel64 => (CpuModel { vendor: Vendor::Intel, long_mode: true, tsc_hz: 1_000_000_000 }, "intel64"),
-        AuditCpu::Amd64 => (CpuModel { vendor: Vendor::Amd, long_mode: true, tsc_hz: 1_000_000_000 }, "amd64"),
+    let (cpu, cpu_name) = match a.target.cpu.unwrap_or(AuditCpu::Intel64) {
+        AuditCpu::Intel64 => (super::run::CpuKind::Intel64, "intel64"),
+        AuditCpu::Amd64 => (super::run::CpuKind::Amd64, "amd64"),
     };
+    // Started as `smmlab module run` starts it: the entry point, then every lifecycle event.
+    let t = super::module::Target { file: file.to_path_buf(), module: a.module_name.clone(), cpu, phase: super::module::PhaseArg::ReadyToBoot, answer: Vec::new() };
     let (mods, fw) = module_runner::source::modules(file, a.module_name.as_deref(), a.all_smm)?;
     let mut out = Vec::new();
     for m in &mods {
-        let mut r = module_runner::Runner::new(model, m).with_context(|| file.display().to_string())?;
-        r.run_entry();
-        if matches!(r.entry_result, Some(module_runner::CallResult::Returned { status: 0, .. })) {
-            r.signal(&module_runner::Phase::ALL);
-        }
+        let mut r = super::module::start(&t, m)?;
         let rep = module_runner::report::report(&mut r, fw.as_ref());
         out.push(audit::module::audit(&mut r, &rep, cpu_name, format!("{} ({})", file.display(), m.name)));
     }

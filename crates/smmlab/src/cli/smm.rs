@@ -72,7 +72,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
                 }
             }
             let ns = m.guest_ns();
-            t.look(&Live(std::cell::RefCell::new(m)), uefi_smm::registrations::Moment { smi, ns });
+            t.look(&module_runner::services::LiveMemory::new(m), uefi_smm::registrations::Moment { smi, ns });
         }) as super::observe::OnRsm
     };
     let after: run::AfterRun = Box::new(move |m| {
@@ -121,11 +121,11 @@ impl Watch {
     fn stopped_at_a_service(&mut self, m: &mut machine::Machine, smi: u64) -> bool {
         let (regs, rip) = m.registers();
         if let Some(&(_, kind)) = self.dispatchers.iter().find(|d| d.0 == rip) {
-            self.calls.push(uefi_smm::smst::dispatch_call(&Live(std::cell::RefCell::new(m)), kind, &regs, smi));
+            self.calls.push(uefi_smm::smst::dispatch_call(&module_runner::services::LiveMemory::new(m), kind, &regs, smi));
             return true;
         }
         let Some(service) = self.services.and_then(|s| s.at(rip)) else { return false };
-        let call = uefi_smm::smst::call(&Live(std::cell::RefCell::new(m)), service, &regs, smi);
+        let call = uefi_smm::smst::call(&module_runner::services::LiveMemory::new(m), service, &regs, smi);
         // InstallProtocolInterface(Handle*, Protocol*, InterfaceType, Interface): R9 is the
         // interface, whose first member is Register.
         let dispatch = (service == uefi_smm::smst::Service::InstallProtocol).then(|| call.guid.as_deref().and_then(uefi_smm::smst::Dispatch::of)).flatten();
@@ -157,15 +157,3 @@ fn set_up_snapshot(m: &mut machine::Machine) -> uefi_smm::Smram {
     audit::dump::snapshot_of(m, &ranges)
 }
 
-/// The machine's memory read as SMM reads it, for the handler lists.
-struct Live<'a>(std::cell::RefCell<&'a mut machine::Machine>);
-
-impl uefi_smm::smram::Memory for Live<'_> {
-    fn u64(&self, addr: u64) -> Option<u64> {
-        let b = self.0.borrow_mut().read_phys(addr, 8, true);
-        Some(u64::from_le_bytes(b.try_into().ok()?))
-    }
-    fn guid(&self, addr: u64) -> Option<fwimage::Guid> {
-        fwimage::Guid::from_bytes(&self.0.borrow_mut().read_phys(addr, 16, true))
-    }
-}
