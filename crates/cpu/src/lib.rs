@@ -524,10 +524,12 @@ impl Cpu {
         let room = limit.saturating_sub(self.icount) as usize;
         let trap_flag = self.flags.sys(flags::bits::TF);
         let n = if single || trap_flag { 1 } else { block.insns.len().min(room.max(1)) };
+        // Decided once per block: SMM is entered only between blocks, and RSM ends its block.
+        let report_rip = self.trace_smm_rip && self.smm;
         for d in &block.insns[..n] {
             let start = self.rip;
             self.cur_rip = start;
-            if self.trace_smm_rip && self.smm {
+            if report_rip {
                 bus.smm_instruction(start);
             }
             self.rip = start.wrapping_add(d.len as u64) & mask;
