@@ -202,6 +202,9 @@ impl Southbridge for Q35Board {
     /// after the chipset's timers, and every call's events are drained before the next).
     fn drain_events(&mut self, events: &mut Events) {
         self.chipset.drain_events(events);
+        if self.lab_events.is_empty() {
+            return;
+        }
         for e in self.lab_events.drain(..) {
             events.push(e);
         }

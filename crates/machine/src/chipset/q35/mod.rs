@@ -190,6 +190,10 @@ impl Southbridge for Q35Chipset {
     }
 
     fn drain_events(&mut self, events: &mut Events) {
+        // Called after every device access: most find nothing to move.
+        if self.events.is_empty() {
+            return;
+        }
         for e in self.events.drain(..) {
             events.push(e);
         }
