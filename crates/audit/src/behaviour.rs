@@ -142,9 +142,9 @@ fn raise(m: &mut Machine, cmd: u8, p: &Pattern) -> Outcome {
             regs[r] = ptr;
         }
     }
-    let _ = m.board.smm_observer().map(|o| o.drain());
+    m.take_smm_accesses();
     let r = m.raise_sw_smi(cmd, 0, &regs, SMI_BUDGET);
-    let acc = m.board.smm_observer().map(|o| o.drain()).unwrap_or_default();
+    let acc = m.take_smm_accesses();
     match r {
         SwSmiOutcome::Returned { .. } => Outcome::Returned(acc),
         SwSmiOutcome::NoSmi => Outcome::NoSmi,

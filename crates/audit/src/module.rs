@@ -91,7 +91,7 @@ fn handlers(rep: &ModuleReport) -> Vec<Handler> {
 }
 
 fn drained(r: &mut Runner) -> Vec<SmmAccess> {
-    r.machine.board.smm_observer().map(|o| o.drain()).unwrap_or_default()
+    r.machine.take_smm_accesses()
 }
 
 fn finding(rule: &'static str, h: &Handler, pattern: &'static str, message: String, addresses: Vec<u64>, command: u8) -> Verdict {

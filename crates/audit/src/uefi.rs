@@ -81,9 +81,9 @@ pub fn communicate(m: &mut Machine, smmc: u64, buffer: u64, guid: &[u8; 16], pay
     m.write_phys(smmc + 0x38, &buffer.to_le_bytes());
     m.write_phys(smmc + 0x40, &size.unwrap_or(len as u64).to_le_bytes());
     m.write_phys(smmc + 0x48, &u64::MAX.to_le_bytes());
-    let _ = m.board.smm_observer().map(|o| o.drain());
+    m.take_smm_accesses();
     let outcome = m.raise_sw_smi(0, 0, &[0; 16], budget);
-    let accesses = m.board.smm_observer().map(|o| o.drain()).unwrap_or_default();
+    let accesses = m.take_smm_accesses();
     let status = matches!(outcome, machine::host::SwSmiOutcome::Returned { .. }).then(|| {
         let b = m.read_phys(smmc + 0x48, 8, false);
         u64::from_le_bytes(b.try_into().expect("8 bytes"))

@@ -136,7 +136,7 @@ pub fn tokens() -> Vec<Vec<u8>> {
 }
 
 fn drained(r: &mut Runner) -> Vec<SmmAccess> {
-    r.machine.board.smm_observer().map(|o| o.drain()).unwrap_or_default()
+    r.machine.take_smm_accesses()
 }
 
 /// The SW SMI registers an input gives.

@@ -154,6 +154,12 @@ impl Machine {
         }
     }
 
+    /// The SMM accesses the observer recorded since the last call (none on a board without
+    /// one); the record starts afresh.
+    pub fn take_smm_accesses(&mut self) -> Vec<crate::board::observer::SmmAccess> {
+        self.board.smm_observer().map(|o| o.drain()).unwrap_or_default()
+    }
+
     /// Records the decoded blocks the CPU runs in SMM from now on (`smmlab disasm`).
     pub fn record_smm_blocks(&mut self) {
         self.cpu.smm_blocks = Some(Box::default());
