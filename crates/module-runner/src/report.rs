@@ -67,6 +67,22 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
             dispatch: None,
         })
         .collect();
+    // An SMM core run as the module keeps its own lists (it registers its handlers with its own
+    // SmiHandlerRegister, not through the runner's SMST), followed through the run.
+    let core = r.core.clone().unwrap_or_default();
+    for reg in core.registrations().iter().filter(|reg| reg.removed.is_none()) {
+        let h = &reg.handler;
+        handlers.push(HandlerEntry {
+            kind: if h.handler_type.is_some() { "guid" } else { "root" },
+            guid: h.handler_type.map(|g| g.to_string()),
+            guid_name: h.handler_type.as_ref().and_then(uefi_smm::guid_names::name),
+            handler: named(&map, h.handler),
+            registered_by: named(&map, h.caller),
+            seen: None,
+            removed: None,
+            dispatch: None,
+        });
+    }
     handlers.sort_by_key(|h| h.kind != "root");
     handlers.extend(env.dispatch.iter().map(|d| HandlerEntry {
         kind: kind_name(d.kind),
@@ -97,12 +113,21 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
     for n in &env.smm_db.notify {
         adds.push((entry(&n.0), false, n.1));
     }
+    // An SMM core's own protocol database.
+    if r.module.kind == crate::ModuleKind::SmmCore {
+        for p in uefi_smm::core_lists::protocols(&smram) {
+            let i = entry(&p.guid);
+            adds.extend(p.interfaces.iter().map(|&a| (i, true, a)));
+            adds.extend(p.notify.iter().map(|&a| (i, false, a)));
+        }
+    }
     for (i, iface, a) in adds {
         let n = named(&map, a);
         if iface { protocols[i].interfaces.push(n) } else { protocols[i].notify.push(n) }
     }
     let mut inventory = Inventory { smram: vec![(TSEG_BASE, TSEG_SIZE)], modules: found, not_resident: Vec::new(), handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new() };
     inventory.add_calls(&env.calls);
+    inventory.add_registrations(&core);
     let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !c.service.starts_with("core ") && !is_smm_protocol(&c.service)).cloned().collect();
     ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len() }
 }

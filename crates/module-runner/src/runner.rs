@@ -26,6 +26,9 @@ pub enum ModuleKind {
     DxeSmmDriver,
     /// FFS type MM_STANDALONE (0x0E).
     MmStandalone,
+    /// FFS type SMM_CORE (0x0D): edk2's PiSmmCore. Its entry gets (&SMM_CORE_PRIVATE_DATA,
+    /// EFI_SYSTEM_TABLE*) as PiSmmIpl calls it, with SMRAM of its own to manage.
+    SmmCore,
 }
 
 /// A point of the boot's SMM lifecycle (what edk2's core announces with an SMM protocol).
@@ -150,6 +153,41 @@ pub struct LoadedModule {
     pub relocations: usize,
 }
 
+/// SMRAM handed to an SMM core module for its own pools and pages.
+pub const CORE_SMRAM: u64 = 2 << 20;
+
+/// Builds the SMM_CORE_PRIVATE_DATA PiSmmIpl passes a core as its ImageHandle, in DXE memory
+/// as PiSmmIpl's is, with one free SMRAM range (carved from the runner's SMRAM heap) for the
+/// core to manage. Layout (x64, edk2-stable202211
+/// `MdeModulePkg/Core/PiSmmCore/PiSmmCorePrivateData.h`): Signature "smmc" 0x00,
+/// SmmIplImageHandle 0x08, SmramRangeCount 0x10, SmramRanges 0x18, SmmEntryPoint 0x20,
+/// SmmEntryPointRegistered 0x28, InSmm 0x29, Smst 0x30, CommunicationBuffer 0x38, BufferSize
+/// 0x40, ReturnStatus 0x48, PiSmmCoreImageBase 0x50, PiSmmCoreImageSize 0x58,
+/// PiSmmCoreEntryPoint 0x60. EFI_SMRAM_DESCRIPTOR: PhysicalStart, CpuStart, PhysicalSize,
+/// RegionState (PI 1.7 vol. 4 §3.4; EFI_SMRAM_CLOSED 0x2 | EFI_CACHEABLE 0x8, not
+/// EFI_ALLOCATED 0x10, which the core would skip).
+fn core_private_data(m: &mut Machine, env: &mut Env, base: u64, size: u64, entry: u64) -> Option<u64> {
+    let range = env.smram.pages(CORE_SMRAM / 0x1000, 0x1000, None)?;
+    let desc = env.dxe.pool(32)?;
+    let mut d = Vec::with_capacity(32);
+    for v in [range, range, CORE_SMRAM, 0xa] {
+        d.extend_from_slice(&v.to_le_bytes());
+    }
+    services::write(m, desc, &d);
+    let private = env.dxe.pool(0x68)?;
+    let mut p = vec![0u8; 0x68];
+    let mut put = |at: usize, v: u64| p[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(0x00, u64::from(u32::from_le_bytes(*b"smmc")));
+    put(0x08, private);
+    put(0x10, 1);
+    put(0x18, desc);
+    put(0x50, base);
+    put(0x58, size);
+    put(0x60, entry);
+    services::write(m, private, &p);
+    Some(private)
+}
+
 /// A runner with one module.
 pub struct Runner {
     /// The machine.
@@ -163,6 +201,8 @@ pub struct Runner {
     pub entry_result: Option<CallResult>,
     /// The lifecycle events signalled so far ([`Runner::signal`]) and how each went.
     pub phases: Vec<(Phase, CallResult)>,
+    /// For an SMM core module: its own handler lists, followed after every call.
+    pub core: Option<uefi_smm::registrations::Tracker>,
 }
 
 impl Runner {
@@ -187,7 +227,10 @@ impl Runner {
         li[0x54..0x58].copy_from_slice(&6u32.to_le_bytes());
         let dxe_li = env.dxe.pool(0x60).expect("room");
         services::write(&mut m, dxe_li, &li);
-        let image_handle = env.provide(false, efi::LOADED_IMAGE, dxe_li);
+        let mut image_handle = env.provide(false, efi::LOADED_IMAGE, dxe_li);
+        if module.kind == ModuleKind::SmmCore {
+            image_handle = core_private_data(&mut m, &mut env, base, size, img.entry).ok_or_else(|| RunError::NoRoom(module.name.clone()))?;
+        }
         let smm_li = env.smram.pool(0x60).expect("room");
         services::write(&mut m, smm_li, &li);
         env.provide(true, efi::LOADED_IMAGE, smm_li);
@@ -202,7 +245,7 @@ impl Runner {
             subsystem: img.subsystem,
             relocations: img.relocations,
         };
-        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new() })
+        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new(), core: None })
     }
 
     /// Calls `func(args)` in SMM through the entry stub, serving the module's service calls.
@@ -215,6 +258,7 @@ impl Runner {
         self.env.smis += 1;
         let env = &mut self.env;
         let r = self.machine.raise_sw_smi_with(cmd, data, regs, budget, &mut |m| env.serve(m));
+        self.look_at_core();
         match r {
             SwSmiOutcome::Returned { instructions, .. } => {
                 let status = services::unobserved(&mut self.machine, |m| services::read_u64(m, MAILBOX + 40));
@@ -223,6 +267,29 @@ impl Runner {
             SwSmiOutcome::NoSmi => CallResult::Fault { why: "the APM write raised no SMI".into() },
             SwSmiOutcome::Fault(why) => CallResult::Fault { why: self.name_addresses(why) },
         }
+    }
+
+    /// An SMM core registers its handlers on lists of its own (with its own SmiHandlerRegister,
+    /// not the runner's SMST): find them once they exist, and look at them after every call,
+    /// as a boot's inventory does after every RSM.
+    fn look_at_core(&mut self) {
+        if self.module.kind != ModuleKind::SmmCore {
+            return;
+        }
+        let mut t = self.core.take().unwrap_or_default();
+        if t.needs_snapshot() {
+            t.locate(&self.smram());
+        }
+        let at = uefi_smm::registrations::Moment { smi: self.env.smis, ns: self.machine.guest_ns() };
+        services::unobserved(&mut self.machine, |m| t.look(&services::LiveMemory::new(m), at));
+        self.core = Some(t);
+    }
+
+    /// The handlers on the SMM core module's own lists now: (HandlerType, handler, the
+    /// DispatchHandle the core passes, which is the SMI_HANDLER record).
+    fn core_handlers(&self) -> Vec<(Option<Guid>, u64, u64)> {
+        let Some(t) = &self.core else { return Vec::new() };
+        t.registrations().iter().filter(|r| r.removed.is_none()).map(|r| (r.handler.handler_type, r.handler.handler, r.handler.record)).collect()
     }
 
     /// `why` with the module's addresses in it named `Module+0xRVA`.
@@ -243,7 +310,7 @@ impl Runner {
     /// Runs the entry point in SMM.
     pub fn run_entry(&mut self) -> &CallResult {
         let second = match self.module.kind {
-            ModuleKind::DxeSmmDriver => self.tables.system_table,
+            ModuleKind::DxeSmmDriver | ModuleKind::SmmCore => self.tables.system_table,
             ModuleKind::MmStandalone => layout::SMST,
         };
         let r = self.call(RUNNER_SMI, 0, &[0; 16], self.module.entry, [self.module.image_handle, second, 0, 0], ENTRY_BUDGET);
@@ -258,6 +325,24 @@ impl Runner {
     /// module's notifications for it run. Returns how each went.
     pub fn signal(&mut self, events: &[Phase]) -> Vec<(Phase, CallResult)> {
         let mut out = Vec::new();
+        if self.module.kind == ModuleKind::SmmCore {
+            // What PiSmmIpl sends the core through the communication buffer when DXE signals
+            // the event (PiSmmIpl.c's mSmmIplEvents): gEfiEndOfDxeEventGroupGuid,
+            // gEfiDxeSmmReadyToLockProtocolGuid, gEfiEventReadyToBootGuid.
+            for &p in events {
+                let g: Guid = match p {
+                    Phase::EndOfDxe => "02ce967a-dd7e-4ffc-9ee7-810cf0470880",
+                    Phase::ReadyToLock => "60ff8964-e906-41d0-afed-f241e974e08e",
+                    Phase::ReadyToBoot => "7ce88fb3-4bd7-4679-87a8-a8d8dee50d2b",
+                }
+                .parse()
+                .expect("a GUID");
+                let r = self.call_guid(&g, &[], None);
+                out.push((p, r));
+            }
+            self.phases.extend(out.iter().cloned());
+            return out;
+        }
         for &p in events {
             let n = self.env.events.len();
             self.env.events.push(p.guid());
@@ -285,7 +370,8 @@ impl Runner {
         msg.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         msg.extend_from_slice(payload);
         self.machine.write_phys(buffer, &msg);
-        let handlers: Vec<(u64, u64)> = self.env.handlers.iter().filter(|h| h.guid == Some(*guid)).map(|h| (h.handler, h.handle)).collect();
+        let mut handlers: Vec<(u64, u64)> = self.env.handlers.iter().filter(|h| h.guid == Some(*guid)).map(|h| (h.handler, h.handle)).collect();
+        handlers.extend(self.core_handlers().into_iter().filter(|h| h.0 == Some(*guid)).map(|h| (h.1, h.2)));
         if handlers.is_empty() {
             return CallResult::Returned { status: efi::NOT_FOUND, name: efi::status_name(efi::NOT_FOUND), instructions: 0 };
         }
@@ -332,7 +418,8 @@ impl Runner {
     /// Calls the root handlers (HandlerType NULL) in list order, one SMI each, as the core does
     /// on every SMI: (DispatchHandle, NULL, NULL, NULL).
     pub fn call_root(&mut self, value: u8, regs: &SmiRegisters) -> Vec<CallResult> {
-        let roots: Vec<(u64, u64)> = self.env.handlers.iter().filter(|h| h.guid.is_none()).map(|h| (h.handler, h.handle)).collect();
+        let mut roots: Vec<(u64, u64)> = self.env.handlers.iter().filter(|h| h.guid.is_none()).map(|h| (h.handler, h.handle)).collect();
+        roots.extend(self.core_handlers().into_iter().filter(|h| h.0.is_none()).map(|h| (h.1, h.2)));
         roots.into_iter().map(|(h, d)| self.call(value, 0, regs, h, [d, 0, 0, 0], CALL_BUDGET)).collect()
     }
 

@@ -60,7 +60,11 @@ pub fn modules(path: &Path, select: Option<&str>, all: bool) -> Result<(Vec<Modu
         .mm_modules()
         .filter_map(|m| {
             let pe = m.pe32.clone()?;
-            let kind = if m.file_type == fwimage::ffs::FileType::MmStandalone { ModuleKind::MmStandalone } else { ModuleKind::DxeSmmDriver };
+            let kind = match m.file_type {
+                fwimage::ffs::FileType::MmStandalone => ModuleKind::MmStandalone,
+                fwimage::ffs::FileType::MmCore => ModuleKind::SmmCore,
+                _ => ModuleKind::DxeSmmDriver,
+            };
             Some(Module { name: m.name.clone().unwrap_or_else(|| m.guid.to_string()), guid: Some(m.guid), pe, kind })
         })
         .collect();

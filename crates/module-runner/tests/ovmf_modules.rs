@@ -15,11 +15,15 @@ fn run(name: &str) -> Option<report::ModuleReport> {
     let (mods, fw) = source::modules(Path::new(OVMF), Some(name), false).expect("the module is in the image");
     let mut r = Runner::new(cpu::CpuModel::default(), &mods[0]).expect("loads");
     r.run_entry();
+    // Then the lifecycle events, as `smmlab module run` signals them.
+    r.signal(&module_runner::Phase::ALL);
     Some(report::report(&mut r, fw.as_ref()))
 }
 
+/// The root and GUID handlers (what a boot's inventory lists; child-dispatcher registrations
+/// are this platform's: OVMF has no dispatchers).
 fn handlers(r: &report::ModuleReport) -> Vec<(String, String)> {
-    r.inventory.handlers.iter().map(|h| (h.guid.clone().unwrap_or_default(), h.handler.at.clone())).collect()
+    r.inventory.handlers.iter().filter(|h| h.kind == "guid" || h.kind == "root").map(|h| (h.guid.clone().unwrap_or_default(), h.handler.at.clone())).collect()
 }
 
 #[test]
@@ -59,4 +63,38 @@ fn cpu_io2_installs_its_protocol_and_cpu_hotplug_fails_without_the_hotplug_inter
     let Some(r) = run("CpuHotplugSmm") else { return };
     assert!(matches!(r.entry, Some(CallResult::Returned { status, .. }) if status != 0), "{:?}", r.entry);
     assert!(r.inventory.handlers.is_empty());
+}
+
+#[test]
+fn the_smm_core_alone_registers_and_removes_its_handlers_as_in_the_boot() {
+    let Some(r) = run("PiSmmCore") else { return };
+    assert!(matches!(r.entry, Some(CallResult::Returned { status: 0, .. })), "{:?}", r.entry);
+    // The boot's inventory after the Shell prompt: two GUID handlers left, four removed at
+    // ready-to-lock and ReadyToBoot, all registered from PiSmmCore+0x7158.
+    let mut left = handlers(&r);
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            ("27abf055-b1b8-4c26-8048-748f37baa2df".to_string(), "PiSmmCore+0x4f59".to_string()),
+            ("2a571201-4966-47f6-8b86-f31e41f32f10".to_string(), "PiSmmCore+0x4ed4".to_string()),
+        ]
+    );
+    let mut gone: Vec<(String, String)> = r.inventory.removed_handlers.iter().map(|h| (h.guid.clone().unwrap_or_default(), h.handler.at.clone())).collect();
+    gone.sort();
+    assert_eq!(
+        gone,
+        vec![
+            ("02ce967a-dd7e-4ffc-9ee7-810cf0470880".to_string(), "PiSmmCore+0x4a07".to_string()),
+            ("60ff8964-e906-41d0-afed-f241e974e08e".to_string(), "PiSmmCore+0x5013".to_string()),
+            ("7081e22f-cac6-4053-9468-675782cf88e5".to_string(), "PiSmmCore+0x57fb".to_string()),
+            ("7ce88fb3-4bd7-4679-87a8-a8d8dee50d2b".to_string(), "PiSmmCore+0x4fd7".to_string()),
+        ]
+    );
+    assert!(r.inventory.handlers.iter().chain(&r.inventory.removed_handlers).all(|h| h.registered_by.at == "PiSmmCore+0x7158"));
+    // Its own protocol database: the lifecycle protocols its event handlers installed.
+    let installed: Vec<&str> = r.inventory.protocols.iter().filter(|p| !p.interfaces.is_empty()).filter_map(|p| p.name).collect();
+    for p in ["gEfiSmmEndOfDxeProtocolGuid", "gEfiSmmReadyToLockProtocolGuid", "gEdkiiSmmReadyToBootProtocolGuid"] {
+        assert!(installed.contains(&p), "{installed:?}");
+    }
 }
