@@ -28,6 +28,10 @@ pub struct ModuleReport {
     pub dxe_calls: Vec<ServedCall>,
     /// Calls the host served in all.
     pub served: usize,
+    /// Modules run first in the same SMRAM, and how their entry points went.
+    pub companions: Vec<(LoadedModule, CallResult)>,
+    /// SMM protocols answered EFI_NOT_FOUND instead of a stub (see [`Runner::start`]).
+    pub absent: Vec<String>,
 }
 
 fn kind_name(d: uefi_smm::smst::Dispatch) -> &'static str {
@@ -129,7 +133,7 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
     inventory.add_calls(&env.calls);
     inventory.add_registrations(&core);
     let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !c.service.starts_with("core ") && !is_smm_protocol(&c.service)).cloned().collect();
-    ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len() }
+    ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len(), companions: r.companions.clone(), absent: env.absent.iter().map(uefi_smm::guid_names::describe).collect() }
 }
 
 /// How a call went, in words.
@@ -150,6 +154,9 @@ impl ModuleReport {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let m = &self.module;
+        for (c, r) in &self.companions {
+            let _ = writeln!(s, "module {} run first in the same SMRAM: loaded at {:#x}; entry point {}", c.name, c.base, describe(r));
+        }
         let _ = writeln!(s, "module {} ({}), {:?}", m.name, m.guid.as_deref().unwrap_or("from a file"), m.kind);
         let _ = writeln!(s, "  loaded at {:#x}, {:#x} bytes, entry +{:#x}, {} relocations", m.base, m.size, m.entry - m.base, m.relocations);
         let entry = self.entry.as_ref().map_or("not run".to_string(), describe);
@@ -168,6 +175,9 @@ impl ModuleReport {
                     let _ = writeln!(s, "      [{}]({:#x}, {:#x}, {:#x}, {:#x}) -> {:#x}", c.index, c.args[0], c.args[1], c.args[2], c.args[3], c.returned);
                 }
             }
+        }
+        if !self.absent.is_empty() {
+            let _ = writeln!(s, "\nSMM protocols answered EFI_NOT_FOUND (the module only checked for them, or produces them): {}", self.absent.join(", "));
         }
         let mut names: Vec<&str> = self.dxe_calls.iter().map(|c| c.service.as_str()).collect();
         names.sort_unstable();

@@ -203,49 +203,114 @@ pub struct Runner {
     pub phases: Vec<(Phase, CallResult)>,
     /// For an SMM core module: its own handler lists, followed after every call.
     pub core: Option<uefi_smm::registrations::Tracker>,
+    /// Modules run before this one in the same SMRAM ([`Runner::run_first`]), and how their
+    /// entry points went.
+    pub companions: Vec<(LoadedModule, CallResult)>,
+}
+
+/// Loads `module` into SMRAM as PiSmmCore places drivers (pages from the top), with its
+/// EFI_LOADED_IMAGE_PROTOCOL (0x60 bytes) in both databases, ImageBase the SMRAM address,
+/// code/data types 5/6 (Dispatcher.c): the DXE one on the ImageHandle.
+fn load(m: &mut Machine, env: &mut Env, tables: &Tables, module: &Module) -> Result<LoadedModule, RunError> {
+    let load_err = |source| RunError::Load { name: module.name.clone(), source };
+    let size = loader::image_size(&module.pe).map_err(load_err)?;
+    let pages = size.div_ceil(0x1000);
+    let base = env.smram.pages(pages, 0x1000, None).ok_or_else(|| RunError::NoRoom(module.name.clone()))?;
+    let img = loader::load(&module.pe, base).map_err(load_err)?;
+    services::write(m, base, &img.bytes);
+    let mut li = vec![0u8; 0x60];
+    li[0..4].copy_from_slice(&0x1000u32.to_le_bytes());
+    li[0x10..0x18].copy_from_slice(&tables.system_table.to_le_bytes());
+    li[0x40..0x48].copy_from_slice(&base.to_le_bytes());
+    li[0x48..0x50].copy_from_slice(&size.to_le_bytes());
+    li[0x50..0x54].copy_from_slice(&5u32.to_le_bytes());
+    li[0x54..0x58].copy_from_slice(&6u32.to_le_bytes());
+    let no_room = || RunError::NoRoom(module.name.clone());
+    let dxe_li = env.dxe.pool(0x60).ok_or_else(no_room)?;
+    services::write(m, dxe_li, &li);
+    let mut image_handle = env.provide(false, efi::LOADED_IMAGE, dxe_li);
+    if module.kind == ModuleKind::SmmCore {
+        image_handle = core_private_data(m, env, base, size, img.entry).ok_or_else(no_room)?;
+    }
+    let smm_li = env.smram.pool(0x60).ok_or_else(no_room)?;
+    services::write(m, smm_li, &li);
+    env.provide(true, efi::LOADED_IMAGE, smm_li);
+    Ok(LoadedModule {
+        name: module.name.clone(),
+        guid: module.guid.map(|g| g.to_string()),
+        kind: module.kind,
+        base,
+        size,
+        entry: img.entry,
+        image_handle,
+        subsystem: img.subsystem,
+        relocations: img.relocations,
+    })
 }
 
 impl Runner {
     /// Builds the platform for `model` and loads `module` into SMRAM (not yet run).
     pub fn new(model: cpu::CpuModel, module: &Module) -> Result<Runner, RunError> {
         let (mut m, mut env, tables) = platform::build(model)?;
-        let load_err = |source| RunError::Load { name: module.name.clone(), source };
-        let size = loader::image_size(&module.pe).map_err(load_err)?;
-        // As PiSmmCore places drivers: pages for the image, from the top of SMRAM.
-        let pages = size.div_ceil(0x1000);
-        let base = env.smram.pages(pages, 0x1000, None).ok_or_else(|| RunError::NoRoom(module.name.clone()))?;
-        let img = loader::load(&module.pe, base).map_err(load_err)?;
-        services::write(&mut m, base, &img.bytes);
-        // EFI_LOADED_IMAGE_PROTOCOL (0x60 bytes) in both databases, ImageBase the SMRAM
-        // address, code/data types 5/6 (Dispatcher.c): the DXE one on the ImageHandle.
-        let mut li = vec![0u8; 0x60];
-        li[0..4].copy_from_slice(&0x1000u32.to_le_bytes());
-        li[0x10..0x18].copy_from_slice(&tables.system_table.to_le_bytes());
-        li[0x40..0x48].copy_from_slice(&base.to_le_bytes());
-        li[0x48..0x50].copy_from_slice(&size.to_le_bytes());
-        li[0x50..0x54].copy_from_slice(&5u32.to_le_bytes());
-        li[0x54..0x58].copy_from_slice(&6u32.to_le_bytes());
-        let dxe_li = env.dxe.pool(0x60).expect("room");
-        services::write(&mut m, dxe_li, &li);
-        let mut image_handle = env.provide(false, efi::LOADED_IMAGE, dxe_li);
-        if module.kind == ModuleKind::SmmCore {
-            image_handle = core_private_data(&mut m, &mut env, base, size, img.entry).ok_or_else(|| RunError::NoRoom(module.name.clone()))?;
+        let module = load(&mut m, &mut env, &tables, module)?;
+        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new(), core: None, companions: Vec::new() })
+    }
+
+    /// Builds a runner for `module`, lets `setup` prepare it (flash, answers, modules to run
+    /// first), runs the entry point and signals `phases` (after a successful entry).
+    ///
+    /// An SMM protocol nobody provides is first answered by a stub. When the module never
+    /// called the stub (it only asked whether the protocol exists: edk2 drivers look for their
+    /// own protocol to learn whether they are initialised already) or installed that protocol
+    /// itself, the run is made again with the protocol absent (EFI_NOT_FOUND), which is what
+    /// the module would find in a boot; the new run is kept unless its entry point fails where
+    /// the first succeeded.
+    pub fn start<E>(model: cpu::CpuModel, module: &Module, phases: &[Phase], setup: &mut dyn FnMut(&mut Runner) -> Result<(), E>) -> Result<Runner, E>
+    where
+        E: From<RunError>,
+    {
+        let mut absent = std::collections::BTreeSet::new();
+        let mut kept: Option<Runner> = None;
+        for _ in 0..4 {
+            let mut r = Runner::new(model, module)?;
+            r.env.absent = absent.clone();
+            setup(&mut r)?;
+            r.run_entry();
+            let ok = r.entry_result.as_ref().and_then(CallResult::status) == Some(efi::SUCCESS);
+            if ok {
+                r.signal(phases);
+            }
+            if let Some(k) = &kept {
+                let was_ok = k.entry_result.as_ref().and_then(CallResult::status) == Some(efi::SUCCESS);
+                if was_ok && !ok {
+                    break;
+                }
+            }
+            let idle: Vec<Guid> = r
+                .env
+                .stubs
+                .iter()
+                .filter(|s| s.smm && !absent.contains(&s.guid))
+                .filter(|s| s.calls.is_empty() || r.env.smm_db.installed.iter().any(|i| i.caller != 0 && i.guid == s.guid))
+                .map(|s| s.guid)
+                .collect();
+            kept = Some(r);
+            if idle.is_empty() {
+                break;
+            }
+            absent.extend(idle);
         }
-        let smm_li = env.smram.pool(0x60).expect("room");
-        services::write(&mut m, smm_li, &li);
-        env.provide(true, efi::LOADED_IMAGE, smm_li);
-        let module = LoadedModule {
-            name: module.name.clone(),
-            guid: module.guid.map(|g| g.to_string()),
-            kind: module.kind,
-            base,
-            size,
-            entry: img.entry,
-            image_handle,
-            subsystem: img.subsystem,
-            relocations: img.relocations,
-        };
-        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new(), core: None })
+        Ok(kept.expect("one run at least"))
+    }
+
+    /// Loads `other` (a module of the same image, e.g. the one producing a protocol the module
+    /// waits for) into the same SMRAM and runs its entry point, before the module's own: its
+    /// protocols and handlers join the same databases, as when the core dispatches both.
+    pub fn run_first(&mut self, other: &Module) -> Result<&CallResult, RunError> {
+        let loaded = load(&mut self.machine, &mut self.env, &self.tables, other)?;
+        let r = self.run_entry_of(&loaded);
+        self.companions.push((loaded, r));
+        Ok(&self.companions.last().expect("just pushed").1)
     }
 
     /// Calls `func(args)` in SMM through the entry stub, serving the module's service calls.
@@ -307,13 +372,25 @@ impl Runner {
         out
     }
 
-    /// Runs the entry point in SMM.
-    pub fn run_entry(&mut self) -> &CallResult {
-        let second = match self.module.kind {
+    fn run_entry_of(&mut self, m: &LoadedModule) -> CallResult {
+        let second = match m.kind {
             ModuleKind::DxeSmmDriver | ModuleKind::SmmCore => self.tables.system_table,
             ModuleKind::MmStandalone => layout::SMST,
         };
-        let r = self.call(RUNNER_SMI, 0, &[0; 16], self.module.entry, [self.module.image_handle, second, 0, 0], ENTRY_BUDGET);
+        self.call(RUNNER_SMI, 0, &[0; 16], m.entry, [m.image_handle, second, 0, 0], ENTRY_BUDGET)
+    }
+
+    /// Maps system flash below 4 GiB as a board with this firmware would have it (unit 0, the
+    /// image, on top; then the variable store), so that drivers probing the flash
+    /// (OVMF's FvbServicesSmm writes CFI commands to it) find a device. Only SMM may program
+    /// it, as on a locked platform; the files are never written back.
+    pub fn attach_flash(&mut self, images: Vec<machine::devices::pflash_bank::PflashImage>) -> Result<(), machine::MachineError> {
+        self.machine.attach_pflash(images, true)
+    }
+
+    /// Runs the entry point in SMM.
+    pub fn run_entry(&mut self) -> &CallResult {
+        let r = self.run_entry_of(&self.module.clone());
         self.entry_result = Some(r);
         self.entry_result.as_ref().expect("just set")
     }

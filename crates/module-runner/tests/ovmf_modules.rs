@@ -98,3 +98,53 @@ fn the_smm_core_alone_registers_and_removes_its_handlers_as_in_the_boot() {
         assert!(installed.contains(&p), "{installed:?}");
     }
 }
+
+const VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// `name` run with the image as system flash and OVMF's variable store below it, after the
+/// modules in `first` in the same SMRAM (`smmlab module run --vars VARS --with ...`).
+fn run_on_flash(name: &str, first: &[&str]) -> Option<report::ModuleReport> {
+    if !testkit::package_file(OVMF, "ovmf") || !testkit::package_file(VARS, "ovmf") {
+        return None;
+    }
+    let (mods, fw) = source::modules(Path::new(OVMF), Some(name), false).expect("the module is in the image");
+    let mut setup = |r: &mut Runner| -> Result<(), Box<dyn std::error::Error>> {
+        let code = machine::devices::pflash_bank::PflashImage::open(Path::new(OVMF), true)?;
+        let vars = machine::devices::pflash_bank::PflashImage::open(Path::new(VARS), false)?;
+        r.attach_flash(vec![code, vars])?;
+        for f in first {
+            let (m, _) = source::modules(Path::new(OVMF), Some(f), false)?;
+            r.run_first(&m[0])?;
+        }
+        Ok(())
+    };
+    let mut r = Runner::start(cpu::CpuModel::default(), &mods[0], &module_runner::Phase::ALL, &mut setup).expect("runs");
+    Some(report::report(&mut r, fw.as_ref()))
+}
+
+#[test]
+fn fvb_services_find_the_flash_and_install_the_fvb_as_in_the_boot() {
+    // Without flash at PcdOvmfFdBaseAddress its probe fails, as on a board without one.
+    let Some(alone) = run("FvbServicesSmm") else { return };
+    assert!(matches!(alone.entry, Some(CallResult::Returned { status, .. }) if status != 0), "{:?}", alone.entry);
+    let Some(r) = run_on_flash("FvbServicesSmm", &[]) else { return };
+    assert!(matches!(r.entry, Some(CallResult::Returned { status: 0, .. })), "{:?}", r.entry);
+    let installs: Vec<(String, String)> = r.inventory.service_calls.iter().filter(|c| c.service == uefi_smm::smst::Service::InstallProtocol).map(|c| (c.guid_name.unwrap_or_default().to_string(), c.caller.at.clone())).collect();
+    // The boot's inventory: FvbServicesSmm+0x1ea8 and +0x1ec6.
+    assert_eq!(
+        installs,
+        vec![("gEfiSmmFirmwareVolumeBlockProtocolGuid".to_string(), "FvbServicesSmm+0x1ea8".to_string()), ("gEfiDevicePathProtocolGuid".to_string(), "FvbServicesSmm+0x1ec6".to_string())]
+    );
+}
+
+#[test]
+fn fault_tolerant_write_registers_its_handler_once_an_fvb_exists() {
+    let Some(r) = run_on_flash("SmmFaultTolerantWriteDxe", &["FvbServicesSmm"]) else { return };
+    assert!(matches!(r.entry, Some(CallResult::Returned { status: 0, .. })), "{:?}", r.entry);
+    assert_eq!(r.companions.len(), 1);
+    assert_eq!(handlers(&r), vec![("3868fc3b-7e45-43a7-906c-4ba47de1754d".to_string(), "SmmFaultTolerantWriteDxe+0x2d80".to_string())]);
+    assert_eq!(r.inventory.handlers[0].registered_by.at, "SmmFaultTolerantWriteDxe+0x3811");
+    // It looked for its own protocol first: answered absent, not by a stub.
+    assert!(r.absent.iter().any(|a| a.contains("3868fc3b-7e45-43a7-906c-4ba47de1754d")), "{:?}", r.absent);
+    assert!(r.stubbed.iter().all(|s| !s.smm), "{:?}", r.stubbed);
+}

@@ -124,3 +124,25 @@ fn bad_input_is_named_with_a_non_zero_exit() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("no MM module named NoSuchSmm"));
     }
 }
+
+#[test]
+fn module_run_with_the_variable_store_and_a_companion_module_reaches_the_ftw_handler() {
+    const VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+    if !testkit::package_file(OVMF, "ovmf") || !testkit::package_file(VARS, "ovmf") {
+        return;
+    }
+    let o = smmlab(&["module", "run", OVMF, "--module", "SmmFaultTolerantWriteDxe", "--vars", VARS, "--with", "FvbServicesSmm"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("module FvbServicesSmm run first in the same SMRAM"), "{text}");
+    assert!(text.contains("guid gEfiSmmFaultTolerantWriteProtocolGuid      SmmFaultTolerantWriteDxe+0x2d80    registered at SmmFaultTolerantWriteDxe+0x3811"), "{text}");
+    // Bad input names the file or the module and exits 2.
+    let o = smmlab(&["module", "run", OVMF, "--module", "SmmFaultTolerantWriteDxe", "--vars", "/nonexistent/VARS.fd"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent/VARS.fd"), "{err}");
+    let o = smmlab(&["module", "run", OVMF, "--module", "SmmFaultTolerantWriteDxe", "--with", "NoSuchModule"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("NoSuchModule"), "{err}");
+}

@@ -239,6 +239,10 @@ pub struct Env {
     pub smis: u64,
     /// Event protocols the core has installed (see [`Service::Event`]).
     pub events: Vec<Guid>,
+    /// SMM protocols LocateProtocol reports EFI_NOT_FOUND for instead of a stub: the ones
+    /// the module produces itself (drivers look for their own protocol to learn whether
+    /// they were initialised already; see [`crate::Runner::start`]).
+    pub absent: std::collections::BTreeSet<Guid>,
 }
 
 /// The SMST's functions: (offset, name).
@@ -279,6 +283,7 @@ impl Env {
             st_config: Vec::new(),
             smis: 0,
             events: Vec::new(),
+            absent: Default::default(),
         }
     }
 

@@ -132,12 +132,16 @@ impl Env {
         if out == 0 {
             return (Some(guid), efi::INVALID_PARAMETER);
         }
-        let iface = self.locate_or_stub(m, smm, guid);
-        write_u64(m, out, iface);
         if smm {
             let caller = f.caller();
             self.calls.push(uefi_smm::smst::Call { service: uefi_smm::smst::Service::LocateProtocol, guid: Some(guid.to_string()), caller, smi: self.smis, dispatch: None });
+            if self.absent.contains(&guid) && self.smm_db.locate(&guid).is_none() {
+                write_u64(m, out, 0);
+                return (Some(guid), efi::NOT_FOUND);
+            }
         }
+        let iface = self.locate_or_stub(m, smm, guid);
+        write_u64(m, out, iface);
         (Some(guid), efi::SUCCESS)
     }
 

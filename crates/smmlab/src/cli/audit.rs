@@ -216,7 +216,7 @@ fn modules(a: &AuditArgs, file: &std::path::Path) -> anyhow::Result<Vec<audit::r
         AuditCpu::Amd64 => (super::run::CpuKind::Amd64, "amd64"),
     };
     // Started as `smmlab module run` starts it: the entry point, then every lifecycle event.
-    let t = super::module::Target { file: file.to_path_buf(), module: a.module_name.clone(), cpu, phase: super::module::PhaseArg::ReadyToBoot, answer: Vec::new() };
+    let t = super::module::Target { file: file.to_path_buf(), vars: None, with: Vec::new(), module: a.module_name.clone(), cpu, phase: super::module::PhaseArg::ReadyToBoot, answer: Vec::new() };
     let (mods, fw) = module_runner::source::modules(file, a.module_name.as_deref(), a.all_smm)?;
     let mut out = Vec::new();
     for m in &mods {

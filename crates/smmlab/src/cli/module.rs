@@ -3,6 +3,7 @@
 //! synthetic q35 platform, what it registered listed in the inventory format, and its handlers
 //! called one by one.
 
+use machine::devices::pflash_bank::PflashImage;
 use super::run::CpuKind;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -47,6 +48,15 @@ pub struct Target {
     /// reads (`11b34006-d85b-4d0a-a290-d5a571310ef7#4=0xffc00000`).
     #[arg(long, value_name = "GUID#N=VALUE")]
     pub answer: Vec<String>,
+    /// A variable-store flash unit (e.g. /usr/share/OVMF/OVMF_VARS_4M.fd) mapped below the
+    /// firmware image, which is mapped as system flash when FILE is a firmware image; read
+    /// here, never written back.
+    #[arg(long, value_name = "FILE")]
+    pub vars: Option<PathBuf>,
+    /// Another module of the same firmware image to load into the same SMRAM and run first
+    /// (repeatable, in order), e.g. the one producing a protocol the module waits for.
+    #[arg(long = "with", value_name = "NAME|GUID")]
+    pub with: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -144,13 +154,29 @@ pub fn phases(p: PhaseArg) -> Vec<Phase> {
 
 /// Loads and runs `module` as `t` says: entry point, then the lifecycle events.
 pub fn start(t: &Target, module: &module_runner::Module) -> anyhow::Result<Runner> {
-    let mut r = Runner::new(model(t.cpu)?, module).with_context(|| format!("{}", t.file.display()))?;
-    r.env.answers.extend(answers(&t.answer)?);
-    r.run_entry();
-    if matches!(r.entry_result, Some(CallResult::Returned { status: 0, .. })) {
-        r.signal(&phases(t.phase));
-    }
-    Ok(r)
+    let answers = answers(&t.answer)?;
+    let mut setup = |r: &mut Runner| -> anyhow::Result<()> {
+        r.env.answers.extend(answers.clone());
+        if module.guid.is_some() {
+            // From a firmware image: the image is the platform's flash, as on its board.
+            let mut units = vec![PflashImage::open(&t.file, true).with_context(|| format!("{}", t.file.display()))?];
+            if let Some(v) = &t.vars {
+                units.push(PflashImage::open(v, false).with_context(|| format!("--vars {}", v.display()))?);
+            }
+            r.attach_flash(units).with_context(|| format!("{}: as system flash", t.file.display()))?;
+        } else if let Some(v) = &t.vars {
+            anyhow::bail!("--vars {}: needs a firmware image as FILE, not a lone PE32+ driver", v.display());
+        }
+        for w in &t.with {
+            if module.guid.is_none() {
+                anyhow::bail!("--with {w}: needs a firmware image as FILE, not a lone PE32+ driver");
+            }
+            let (others, _) = source::modules(&t.file, Some(w), false).with_context(|| format!("--with {w}"))?;
+            r.run_first(&others[0]).with_context(|| format!("--with {w}"))?;
+        }
+        Ok(())
+    };
+    Runner::start(model(t.cpu)?, module, &phases(t.phase), &mut setup).with_context(|| format!("{}", t.file.display()))
 }
 
 fn write_json(path: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
