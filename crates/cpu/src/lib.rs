@@ -24,6 +24,7 @@ pub mod shutdown;
 pub mod single_step;
 pub mod smm;
 pub mod smm_blocks;
+pub mod snapshot;
 pub mod undefined;
 pub mod x87;
 

@@ -6,8 +6,10 @@
 //!   RCX, RDX, RSI and RDI (little-endian, zero-padded), the other registers
 //!   [`audit::module::MODULE_FILL`].
 //! - The executor is LibAFL's in-process executor: the harness runs one call on the runner.
-//!   There is no snapshot restore in this slice: the module's handlers keep their state (and
-//!   the memory they wrote) from one execution to the next.
+//!   The runner is snapshotted once its entry point and lifecycle events have run
+//!   ([`Snapshotted`]: the CPU, the device state, the host's services, and RAM through the
+//!   machine's dirty-page log), and every execution starts from that snapshot: only the pages
+//!   written since are put back. A call that brings the machine down is undone the same way.
 //! - Coverage: the SMM blocks each call ran ([`machine::Machine::record_smm_blocks`]), each
 //!   block's address hashed into a 64 KiB map of hit-count buckets, judged by
 //!   `MaxMapFeedback`. Recording is on only inside the harness.
@@ -36,6 +38,7 @@ use libafl_bolts::tuples::{tuple_list, Merge};
 use libafl_bolts::AsSlice;
 use machine::board::observer::{SmmAccess, SmmAccessKind};
 use module_runner::layout::{COMM_BUFFER, SAVE_STATE, TSEG_BASE, TSEG_SIZE};
+use module_runner::runner::RunnerSnapshot;
 use module_runner::{CallResult, Runner};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -162,6 +165,36 @@ pub fn call(r: &mut Runner, target: &Target, input: &[u8]) -> (CallResult, Vec<S
     (res, drained(r))
 }
 
+/// A runner and its snapshot: every [`Snapshotted::call`] starts from the state the runner
+/// was in when it was made.
+pub struct Snapshotted {
+    /// The runner.
+    pub runner: Runner,
+    snap: RunnerSnapshot,
+    /// RAM pages put back by the last restore.
+    pub restored_pages: usize,
+}
+
+impl Snapshotted {
+    /// Snapshots `runner` as it is now.
+    pub fn new(mut runner: Runner) -> Self {
+        let snap = runner.snapshot();
+        Snapshotted { runner, snap, restored_pages: 0 }
+    }
+
+    /// Puts the runner back to the snapshot.
+    pub fn restore(&mut self) {
+        // The snapshot is the runner's last one (only `new` takes one): restore cannot refuse.
+        self.restored_pages = self.runner.restore(&self.snap).unwrap_or(0);
+    }
+
+    /// One call of `target` with `input` from the snapshot's state ([`call`]).
+    pub fn call(&mut self, target: &Target, input: &[u8]) -> (CallResult, Vec<SmmAccess>) {
+        self.restore();
+        call(&mut self.runner, target, input)
+    }
+}
+
 /// A rule broken by one call, before it is saved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broken {
@@ -273,15 +306,11 @@ fn slot(phys: u64) -> usize {
 /// each finding as it is found.
 pub fn fuzz(make: &mut dyn FnMut() -> Runner, target: &Target, cfg: &Config, report: &mut dyn FnMut(&Finding)) -> Result<Summary, FuzzError> {
     std::fs::create_dir_all(&cfg.out)?;
-    let mut fresh = || {
-        let mut r = make();
-        r.machine.set_smm_code_check(false);
-        r.machine.observe_smm(true);
-        r
-    };
-    let mut runner = fresh();
-    let r = &mut runner;
-    let (_, acc) = call(r, target, &[0; 0x40]);
+    let mut r = make();
+    r.machine.set_smm_code_check(false);
+    r.machine.observe_smm(true);
+    let mut snap = Snapshotted::new(r);
+    let (_, acc) = snap.call(target, &[0; 0x40]);
     let control: BTreeSet<u64> = acc.iter().filter(|a| a.smram && a.kind == SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect();
 
     let findings: RefCell<Vec<Finding>> = RefCell::new(Vec::new());
@@ -293,9 +322,10 @@ pub fn fuzz(make: &mut dyn FnMut() -> Runner, target: &Target, cfg: &Config, rep
         let mut harness = |input: &BytesInput| -> ExitKind {
             let bytes = input.target_bytes();
             let bytes = bytes.as_slice();
-            r.machine.record_smm_blocks();
-            let (res, acc) = call(r, target, bytes);
-            let blocks = r.machine.take_smm_blocks();
+            snap.restore();
+            snap.runner.machine.record_smm_blocks();
+            let (res, acc) = call(&mut snap.runner, target, bytes);
+            let blocks = snap.runner.machine.take_smm_blocks();
             // SAFETY: MAP is only touched by this harness and, between executions, by the
             // observer; both run on this thread, never at the same time.
             let map = unsafe { &mut *std::ptr::addr_of_mut!(MAP) };
@@ -305,14 +335,11 @@ pub fn fuzz(make: &mut dyn FnMut() -> Runner, target: &Target, cfg: &Config, rep
             }
             let mut broken = judge(target, bytes, &res, &acc, &control);
             if matches!(res, CallResult::Fault { .. }) {
-                // The machine is down: a new one, as after the setup. Then the fault is the
-                // handler's (SMM106) only if it also faults with the wild words tamed.
-                *r = fresh();
+                // The machine is down: back to the snapshot. Then the fault is the handler's
+                // (SMM106) only if it also faults with the wild words tamed.
                 let tame = tamed(target, bytes);
-                let (again, _) = call(r, target, &tame);
-                if matches!(again, CallResult::Fault { .. }) {
-                    *r = fresh();
-                } else {
+                let (again, _) = snap.call(target, &tame);
+                if !matches!(again, CallResult::Fault { .. }) {
                     broken.retain(|b| b.rule != rules::HANDLER_FAULT);
                     wild += 1;
                 }

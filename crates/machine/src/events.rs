@@ -195,6 +195,20 @@ impl Default for Events {
 }
 
 impl Events {
+    /// Goes back to `s` (a snapshot of this queue): the queue only grows between drains, so
+    /// it is cut back to `s`'s length when it still starts with it, and copied otherwise.
+    pub(crate) fn restore_from(&mut self, s: &Events) {
+        if self.queue.len() >= s.queue.len() && self.queue[..s.queue.len()] == s.queue[..] {
+            self.queue.truncate(s.queue.len());
+        } else {
+            self.queue.clone_from(&s.queue);
+        }
+        self.recording = s.recording;
+        self.stats.clone_from(&s.stats);
+        self.smm_entered_at = s.smm_entered_at;
+        self.debugcon_line.clone_from(&s.debugcon_line);
+    }
+
     /// Records `e` and updates the counters.
     pub fn push(&mut self, e: MachineEvent) {
         match &e {

@@ -32,6 +32,16 @@ pub struct CpuView {
 /// AL carries the APM command).
 pub type SmiRegisters = [u64; 16];
 
+/// The machine's state at one point ([`Machine::snapshot`]): the CPU, the device state of
+/// [`crate::board::snapshot`], and (kept by RAM's dirty-page log) the RAM.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    cpu: cpu::snapshot::CpuSnapshot,
+    devices: crate::board::BoardState,
+    watch: crate::SmmWatch,
+    id: u64,
+}
+
 /// How a software SMI raised by the host went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SwSmiOutcome {
@@ -168,6 +178,50 @@ impl Machine {
     /// The blocks recorded since [`Machine::record_smm_blocks`]; recording stops.
     pub fn take_smm_blocks(&mut self) -> cpu::smm_blocks::SmmBlockRecord {
         self.cpu.smm_blocks.take().map(|b| *b).unwrap_or_default()
+    }
+
+    /// Takes a snapshot of the machine as it is now, replacing the previous one: the CPU, the
+    /// device state ([`crate::board::snapshot`]) and RAM, whose writes are logged from now on
+    /// (every path: the CPU's, the host's, bus masters'), so [`Machine::restore`] puts back
+    /// only the pages written since. RAM costs nothing until it is written.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.board.ram().snapshot();
+        // Writable host pages the CPU holds were handed out before the log: ask again.
+        self.cpu.flush_tlb();
+        self.snapshots += 1;
+        Snapshot { cpu: self.cpu.snapshot(), devices: self.board.device_state(), watch: self.watch, id: self.snapshots }
+    }
+
+    /// Goes back to `s`, the last snapshot taken: the RAM pages written since it (or since the
+    /// last restore) are put back and the code decoded from them dropped, and the CPU and the
+    /// devices return to their state then. Returns the pages put back, or None (and nothing
+    /// changed) when `s` is not the last snapshot or it was dropped.
+    pub fn restore(&mut self, s: &Snapshot) -> Option<usize> {
+        if s.id != self.snapshots || !self.board.ram().has_snapshot() {
+            return None;
+        }
+        let pages = self.board.ram().restore();
+        for &p in &pages {
+            self.cpu.invalidate_code(p..p + 0x1000);
+        }
+        self.cpu.restore(&s.cpu);
+        self.board.restore_device_state(&s.devices);
+        self.watch = s.watch;
+        // SMRAM or PAM may have been remapped since: what the CPU decoded may be stale.
+        if self.board.take_flush() {
+            self.cpu.flush_code();
+        }
+        Some(pages.len())
+    }
+
+    /// Drops the snapshot: RAM writes are no longer logged.
+    pub fn drop_snapshot(&mut self) {
+        self.board.ram().drop_snapshot();
+    }
+
+    /// RAM pages written since the last snapshot or restore (0 without a snapshot).
+    pub fn dirty_pages(&mut self) -> usize {
+        self.board.ram().dirty_pages()
     }
 
     /// A port read from outside SMM.

@@ -339,12 +339,14 @@ pub struct Machine {
     watch: SmmWatch,
     /// Set by the host to stop the run at the next slice boundary.
     stop: Option<Arc<AtomicBool>>,
+    /// Snapshots taken ([`Machine::snapshot`]): the last one's number.
+    snapshots: u64,
 }
 
 /// The SMM watchdog's window ([`Machine::run`]): where it started and what the SMM counters
 /// were then, all in guest ticks.
 #[derive(Clone, Copy, Debug, Default)]
-struct SmmWatch {
+pub(crate) struct SmmWatch {
     start: u64,
     /// Guest time spent outside SMM by the window's start.
     outside: u64,
@@ -403,7 +405,7 @@ impl Machine {
                 l.fw_cfg.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
             }
         }
-        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default(), stop: None })
+        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default(), stop: None, snapshots: 0 })
     }
 
     /// A flag the host sets (from a signal handler or another thread) to end the run at the

@@ -248,7 +248,33 @@ fn load(m: &mut Machine, env: &mut Env, tables: &Tables, module: &Module) -> Res
     })
 }
 
+/// A runner's state at one point ([`Runner::snapshot`]): the machine's and the host's
+/// services'.
+pub struct RunnerSnapshot {
+    machine: machine::host::Snapshot,
+    env: Env,
+    phases: usize,
+    core: Option<uefi_smm::registrations::Tracker>,
+}
+
 impl Runner {
+    /// Takes a snapshot of the machine ([`Machine::snapshot`]: CPU, devices, RAM by its
+    /// dirty-page log) and of the host's services (heaps, protocol databases, registrations,
+    /// the record of served calls), replacing the previous one.
+    pub fn snapshot(&mut self) -> RunnerSnapshot {
+        RunnerSnapshot { machine: self.machine.snapshot(), env: self.env.clone(), phases: self.phases.len(), core: self.core.clone() }
+    }
+
+    /// Goes back to `s`, the last snapshot taken (see [`Machine::restore`]); returns the RAM
+    /// pages put back, None (nothing changed) when `s` is not the last one.
+    pub fn restore(&mut self, s: &RunnerSnapshot) -> Option<usize> {
+        let pages = self.machine.restore(&s.machine)?;
+        self.env.clone_from(&s.env);
+        self.phases.truncate(s.phases);
+        self.core.clone_from(&s.core);
+        Some(pages)
+    }
+
     /// Builds the platform for `model` and loads `module` into SMRAM (not yet run).
     pub fn new(model: cpu::CpuModel, module: &Module) -> Result<Runner, RunError> {
         let (mut m, mut env, tables) = platform::build(model)?;

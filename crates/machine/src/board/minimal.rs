@@ -104,7 +104,7 @@ impl Bus for Minimal {
 
     fn host_page(&mut self, page: u64, kind: AccessKind, _smm: bool) -> Option<NonNull<u8>> {
         match self.route(page) {
-            Target::Ram(o) => self.ram.page_ptr(o),
+            Target::Ram(o) => self.ram.page_ptr(o, kind == AccessKind::Write),
             Target::Rom(o) if kind != AccessKind::Write => self.rom.page_ptr(o),
             _ => None,
         }

@@ -19,6 +19,7 @@ pub mod port_map;
 pub mod ports;
 pub mod q35;
 mod requests;
+pub mod snapshot;
 mod time;
 mod watches;
 
@@ -28,6 +29,17 @@ use crate::events::Events;
 use crate::smi::io_trap::IoTraps;
 use crate::smi::pin::SmiPin;
 use cpu::Bus;
+
+/// A board's device state ([`Board::device_state`]).
+#[derive(Clone, Debug)]
+pub enum BoardState {
+    /// The minimal board keeps none.
+    Minimal,
+    /// `pc`.
+    Pc(Box<snapshot::DeviceState<crate::chipset::i440fx::I440fx>>),
+    /// `q35`.
+    Q35(Box<snapshot::DeviceState<q35::Q35Board>>),
+}
 
 /// One of the boards, chosen at run time.
 pub enum Board {
@@ -50,6 +62,33 @@ macro_rules! platform {
 }
 
 impl Board {
+    /// Guest RAM.
+    pub fn ram(&mut self) -> &mut crate::memory::Ram {
+        match self {
+            Board::Minimal(b) => &mut b.ram,
+            Board::Pc(b) => &mut b.ram,
+            Board::Q35(b) => &mut b.ram,
+        }
+    }
+
+    /// The device state a snapshot keeps ([`snapshot`]).
+    pub fn device_state(&self) -> BoardState {
+        match self {
+            Board::Minimal(_) => BoardState::Minimal,
+            Board::Pc(b) => BoardState::Pc(Box::new(b.device_state())),
+            Board::Q35(b) => BoardState::Q35(Box::new(b.device_state())),
+        }
+    }
+
+    /// Goes back to `s` (taken on this board; one of another board changes nothing).
+    pub fn restore_device_state(&mut self, s: &BoardState) {
+        match (self, s) {
+            (Board::Pc(b), BoardState::Pc(s)) => b.restore_device_state(s),
+            (Board::Q35(b), BoardState::Q35(s)) => b.restore_device_state(s),
+            _ => {}
+        }
+    }
+
     /// The board as the CPU's bus.
     pub fn bus(&mut self) -> &mut dyn Bus {
         match self {

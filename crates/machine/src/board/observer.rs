@@ -52,6 +52,18 @@ pub struct SmmObserver {
 const LIMIT: usize = 1 << 20;
 
 impl SmmObserver {
+    /// Where the record stands: the next access's sequence number and the instruction the
+    /// accesses are attributed to (a snapshot keeps it, so a restored machine numbers and
+    /// attributes its accesses as it did the first time).
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.seq, self.rip)
+    }
+
+    /// Goes back to a [`SmmObserver::position`].
+    pub(crate) fn set_position(&mut self, (seq, rip): (u64, u64)) {
+        (self.seq, self.rip) = (seq, rip);
+    }
+
     /// Records an SMM access (the caller checks `enabled`).
     pub fn record(&mut self, kind: AccessKind, addr: u64, size: u8, smram: bool) {
         let kind = match kind {

@@ -346,10 +346,10 @@ impl<C: Chipset> Bus for Platform<C> {
         // DRAM space straight from the map (the CPU asks for a few pages after every SMM entry
         // and exit); the rest as `route` decides.
         let rom = match self.dram_map().reach(page, kind, smm) {
-            Reach::Ram(o) => return self.ram.page_ptr(o),
+            Reach::Ram(o) => return self.ram.page_ptr(o, kind == AccessKind::Write),
             Reach::PamRom => self.rom.isa_offset(page),
             Reach::Beyond => match self.route(page, kind, smm) {
-                Target::Ram(o) => return self.ram.page_ptr(o),
+                Target::Ram(o) => return self.ram.page_ptr(o, kind == AccessKind::Write),
                 Target::Rom(o) => Some(o),
                 Target::Pflash(u, o) if kind != AccessKind::Write => {
                     let f = &self.pflash.as_ref()?.units()[u].flash;

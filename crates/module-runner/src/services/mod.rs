@@ -184,6 +184,7 @@ pub fn write_u64(m: &mut Machine, addr: u64, v: u64) {
 }
 
 /// A nested call into the module in progress: the slot to finish when it returns.
+#[derive(Clone)]
 struct Nested {
     slot: u64,
     rsp: u64,
@@ -206,6 +207,7 @@ pub struct HandlerRegistration {
 }
 
 /// Everything the host keeps for the module.
+#[derive(Clone)]
 pub struct Env {
     slots: HashMap<u64, Service>,
     next_slot: [u64; 2],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the planted-bug SMM test drivers and their clean twins as PE32+ images:
 #   build.sh OUTDIR  ->  OUTDIR/<name>.efi (bug) and OUTDIR/<name>_clean.efi (-DCLEAN)
-# for name in comm_pointer callout double_fetch savestate_pointer.
+# for name in comm_pointer callout double_fetch savestate_pointer, and OUTDIR/counter.efi (no bug,
+# no twin: a handler that keeps a count in SMRAM, for the fuzzer's snapshot test).
 # Needs Debian's clang and lld (bookworm: 14): apt-get install -y clang lld.
 # The images are x64 (machine 0x8664), subsystem 12 (EFI_RUNTIME_DRIVER, as edk2 builds
 # DXE_SMM_DRIVER modules), entry EfiMain, no imports, with base relocations (.reloc) and the
@@ -64,3 +65,6 @@ for name in comm_pointer callout double_fetch savestate_pointer; do
     echo "built $out/$name$suffix.efi ($(wc -c <"$out/$name$suffix.efi") bytes)"
   done
 done
+"$CC" "${cflags[@]}" -c "$here/counter.c" -o "$obj/counter.obj"
+"$LD" "${ldflags[@]}" "/out:$out/counter.efi" "$obj/counter.obj" "$obj/smmlib.obj"
+echo "built $out/counter.efi ($(wc -c <"$out/counter.efi") bytes)"

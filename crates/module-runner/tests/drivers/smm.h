@@ -46,6 +46,7 @@ _Static_assert(sizeof(UINTN) == 8 && sizeof(VOID *) == 8, "x64 only");
 #define EFI_INVALID_PARAMETER (EFI_ERROR_BIT | 2)
 #define EFI_UNSUPPORTED (EFI_ERROR_BIT | 3)
 #define EFI_BUFFER_TOO_SMALL (EFI_ERROR_BIT | 5)
+#define EFI_NOT_READY (EFI_ERROR_BIT | 6)
 #define EFI_NOT_FOUND (EFI_ERROR_BIT | 14)
 #define EFI_ACCESS_DENIED (EFI_ERROR_BIT | 15)
 #define EFI_ERROR(s) (((EFI_STATUS)(s)) & EFI_ERROR_BIT)
