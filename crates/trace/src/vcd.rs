@@ -5,7 +5,7 @@
 //! - `cpu0.smi`: SMI# asserted (from the first source raising it to the CPU taking it);
 //! - `cpu0.smiact`: SMIACT# asserted (the CPU is in SMM: from entry to RSM);
 //! - `source.<name>`: one wire per SMI source (`apm`, `periodic`, `swsmi_timer`, `io_trap`,
-//!   `pin`, `ipi`, `memory_error`, `bios_write`, `thermal`, `usb`, `unknown`), high while the CPU is in SMM for an SMI of that source;
+//!   `pin`, `ipi`, `memory_error`, `bios_write`, `thermal`, `usb`, `smi_load`, `unknown`), high while the CPU is in SMM for an SMI of that source;
 //! - `apm_cnt[7:0]`: the last APM command value written (changes when an APM SMI is raised);
 //! - `sensor.temp_c[7:0]`, `sensor.fan_duty[7:0]`: the built-in platform's hardware monitor
 //!   (CPU temperature in degrees C, fan duty in percent), only when the run has readings.
@@ -21,7 +21,7 @@ use vcd::{IdCode, SimulationCommand, TimescaleUnit, Value};
 
 /// The SMI source wires, in header order: (source name of [`machine::smi::SmiCause::source`],
 /// wire name).
-pub const SOURCE_WIRES: [(&str, &str); 11] = [
+pub const SOURCE_WIRES: [(&str, &str); 12] = [
     ("apm", "apm"),
     ("periodic", "periodic"),
     ("swsmi-timer", "swsmi_timer"),
@@ -32,6 +32,7 @@ pub const SOURCE_WIRES: [(&str, &str); 11] = [
     ("bios-write", "bios_write"),
     ("thermal", "thermal"),
     ("usb", "usb"),
+    ("smi-load", "smi_load"),
     ("unknown", "unknown"),
 ];
 

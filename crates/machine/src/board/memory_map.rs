@@ -127,6 +127,7 @@ impl<C: Chipset> Platform<C> {
             self.events.push(MachineEvent::SmramConfigChanged { old: self.smram, new: smram, icount: now });
             if smram.d_lck && !self.smram.d_lck {
                 self.events.push(MachineEvent::SmramLocked { icount: now });
+                self.smi_load.start(crate::clock::Ticks(now));
             }
             self.smram = smram;
             self.flush = true;

@@ -243,6 +243,11 @@ impl Board {
         platform!(self, p => Some(&mut p.smi_pin), None)
     }
 
+    /// The replayed SMI load (None on the minimal board).
+    pub fn smi_load(&mut self) -> Option<&mut crate::smi::smi_load::SmiLoad> {
+        platform!(self, p => Some(&mut p.smi_load), None)
+    }
+
     /// Maps `bank` below 4 GiB in place of the ROM there, its unit 0's top 128 KiB copied into
     /// the legacy BIOS window. False on the minimal board (no system flash).
     pub fn attach_pflash(&mut self, bank: crate::devices::pflash_bank::PflashBank) -> bool {

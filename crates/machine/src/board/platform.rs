@@ -45,6 +45,7 @@ use crate::pci::slots::PciSlots;
 use crate::poll::PollForward;
 use crate::smi::io_trap::IoTraps;
 use crate::smi::pin::SmiPin;
+use crate::smi::smi_load::SmiLoad;
 use crate::smi::{lapic_ipi, SmiLatch};
 use crate::smram::SmramConfig;
 use cpu::{Access, AccessKind, Bus, Pending, SmmEntry, SmmExit};
@@ -79,6 +80,8 @@ pub struct Platform<C: Chipset> {
     pub io_traps: IoTraps,
     /// Scheduled assertions of the SMI# pin.
     pub smi_pin: SmiPin,
+    /// A replayed SMI load (`smmlab run --smi-load`).
+    pub smi_load: SmiLoad,
     /// The event queue and the run counters.
     pub events: Events,
     /// PCI functions beyond the chipset's own registers: storage controllers (disks issue).
@@ -151,6 +154,7 @@ impl<C: Chipset> Platform<C> {
             smi: SmiLatch::default(),
             io_traps: IoTraps::default(),
             smi_pin: SmiPin::default(),
+            smi_load: SmiLoad::default(),
             events: Events::default(),
             pci_slots: PciSlots::default(),
             smm_observer: Default::default(),
@@ -399,9 +403,12 @@ impl<C: Chipset> Bus for Platform<C> {
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());
         self.events.push(MachineEvent::SmmEntered { cause, smbase: e.smbase, cs: e.cs, rip: e.rip, mode: e.mode, icount });
-        if self.smm_costs.0 > 0 {
+        // A replayed SMI's handler takes its recorded time (all SMIs raised by the load so
+        // far: SMI# is one wire, so this entry serves them).
+        let busy = self.smm_costs.0.saturating_add(self.smi_load.take_owed());
+        if busy > 0 {
             self.clock.set_icount(e.icount);
-            self.pass_time(self.smm_costs.0);
+            self.pass_time(busy);
         }
     }
 

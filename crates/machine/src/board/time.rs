@@ -40,7 +40,7 @@ impl<C: Chipset> Platform<C> {
 
     /// The next time any timer expires.
     pub fn next_deadline(&self) -> Option<Ticks> {
-        [self.chipset.next_deadline(), self.smi_pin.deadline(), self.legacy.next_deadline(), self.lapic.next_deadline()]
+        [self.chipset.next_deadline(), self.smi_pin.deadline(), self.smi_load.deadline(), self.legacy.next_deadline(), self.lapic.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -48,7 +48,7 @@ impl<C: Chipset> Platform<C> {
 
     /// The next time a timer raises an SMI.
     pub fn next_wake(&self) -> Option<Ticks> {
-        [self.chipset.next_wake(), self.smi_pin.deadline()].into_iter().flatten().min()
+        [self.chipset.next_wake(), self.smi_pin.deadline(), self.smi_load.deadline()].into_iter().flatten().min()
     }
 
     /// The next time a timer can interrupt a CPU halted with interrupts enabled (also the
@@ -65,6 +65,7 @@ impl<C: Chipset> Platform<C> {
         if self.next_deadline().is_some_and(|d| d <= now) {
             self.chipset.advance(now, &mut self.smi);
             self.smi_pin.raise_due(now, &mut self.smi);
+            self.smi_load.raise_due(now, &mut self.smi);
             self.legacy.advance(now);
             self.lapic.advance(now);
         }

@@ -21,6 +21,8 @@
 //! - [`thermal`]: the hardware monitor's SMI# on ICH9 GPI 1 (ALT_GP_SMI_EN/STS).
 //! - [`usb_legacy`]: the UHCI legacy-support block (LEGSUP, LEGACY_USB_EN): keyboard reports
 //!   and the 0x60/0x64 traps.
+//! - [`smi_load`]: SMIs measured on a real machine (`smmlab host`), replayed at their times
+//!   with their lengths (`smmlab run --smi-load`).
 //!
 //! [`timer`] is not a source: it is the re-arming deadline timer [`periodic`] and
 //! [`sw_timer`] run on. Every SMI the ICH9 LPC bridge raises is gated by SMI_EN.GBL_SMI_EN
@@ -33,6 +35,7 @@ pub mod lapic_ipi;
 pub mod memory_error;
 pub mod periodic;
 pub mod pin;
+pub mod smi_load;
 pub mod sw_timer;
 pub mod thermal;
 pub mod timer;
@@ -74,6 +77,8 @@ pub enum SmiCause {
     Thermal,
     /// The UHCI controller's interrupt routed to SMI by LEGSUP.USBSMIEN (a keyboard report).
     Usb,
+    /// A replayed SMI of a real machine's recorded load (`smmlab run --smi-load`).
+    Load,
 }
 
 impl SmiCause {
@@ -90,6 +95,7 @@ impl SmiCause {
             SmiCause::BiosWrite => "bios-write",
             SmiCause::Thermal => "thermal",
             SmiCause::Usb => "usb",
+            SmiCause::Load => "smi-load",
         }
     }
 }

@@ -6,12 +6,14 @@ mod disasm;
 mod fuzz;
 mod fw;
 mod gdb;
+mod host;
 mod interrupt;
 mod module;
 mod observe;
 mod pflash;
 mod run;
 mod scenarios;
+mod smi_load;
 mod smm;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +56,10 @@ pub enum Command {
     /// audit's oracles judge every call; each finding's input is saved (exit 0 clean, 1
     /// findings, 2 error).
     Fuzz(fuzz::FuzzArgs),
+    /// The SMIs of the machine smmlab runs on: TSC gaps as Linux's hwlat tracer finds them,
+    /// attributed to SMIs or NMIs by the host's counters, with the time they steal (exit 0
+    /// when it ran, 2 when it could not start).
+    Host(host::HostArgs),
 }
 
 /// Refuses an output file that cannot be written, before a run that may take long: `path` is
@@ -82,5 +88,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Smm(a) => smm::run(a),
         Command::Module(a) => module::run(a),
         Command::Fuzz(a) => fuzz::run(a),
+        Command::Host(a) => host::run(a),
     }
 }

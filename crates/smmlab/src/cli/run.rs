@@ -174,6 +174,12 @@ pub struct RunArgs {
     /// Write the SMI timeline in the Chrome trace event format (Perfetto) to FILE.
     #[arg(long, value_name = "FILE")]
     pub trace_json: Option<PathBuf>,
+    /// Replay the SMIs a `smmlab host --json` report recorded on a real machine: each raised
+    /// on SMI# at its recorded time from the moment the firmware locks SMRAM (D_LCK), its
+    /// handler taking its recorded length in guest time, the pattern repeating with the
+    /// recording's length.
+    #[arg(long, value_name = "FILE")]
+    pub smi_load: Option<PathBuf>,
     /// Before the first instruction, listen for gdb on ADDR (HOST:PORT, or a bare port on
     /// 127.0.0.1) and let it drive the run: registers, physical memory as the CPU sees it (SMRAM
     /// in SMM), stepi, continue, breakpoints on RIP, `monitor smm`. The run ends when gdb
@@ -282,6 +288,7 @@ pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
             super::check_output(flag, p)?;
         }
     }
+    let smi_load = a.smi_load.as_deref().map(super::smi_load::read).transpose()?;
     let machine = a.machine.unwrap_or(if a.bios.is_none() { MachineKind::Q35 } else { MachineKind::Minimal });
     let cpu = a.cpu.unwrap_or(match machine {
         _ if builtin => CpuKind::Intel64,
@@ -319,6 +326,14 @@ pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
     let fw_cfg_files = a.fw_cfg.iter().map(|arg| machine::devices::fw_cfg_file::FwCfgFile::from_arg(arg)).collect::<Result<Vec<_>, _>>()?;
     machine::devices::fw_cfg_file::check_unique(&fw_cfg_files)?;
     let mut m = Machine::new(kind, config, rom)?;
+    if let Some(l) = &smi_load {
+        let t = |ns: u64| u64::try_from(u128::from(ns) * u128::from(a.ips) / 1_000_000_000).unwrap_or(u64::MAX);
+        let Some(load) = m.board.smi_load() else { bail!("--smi-load: the minimal board has no SMI# input; use --machine pc or q35") };
+        *load = machine::smi::smi_load::SmiLoad::new(l.smis.iter().map(|&(s, n)| (t(s), t(n))).collect(), t(l.period_ns));
+        if !a.quiet {
+            println!("smmlab: {}", l.text);
+        }
+    }
     m.set_stop_flag(interrupt.flag());
     if builtin {
         // The built-in firmware's board has the lab hardware (docs/builtin-platform.md).
