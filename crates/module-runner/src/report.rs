@@ -57,35 +57,22 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
     }
     let map = ModuleMap::new(found.clone());
     let env = &r.env;
-    let mut handlers: Vec<HandlerEntry> = env
-        .handlers
-        .iter()
-        .map(|h| HandlerEntry {
-            kind: if h.guid.is_some() { "guid" } else { "root" },
-            guid: h.guid.map(|g| g.to_string()),
-            guid_name: h.guid.as_ref().and_then(uefi_smm::guid_names::name),
-            handler: named(&map, h.handler),
-            registered_by: named(&map, h.caller),
-            seen: None,
-            removed: None,
-            dispatch: None,
-        })
-        .collect();
+    let handler_entry = |guid: Option<fwimage::Guid>, handler: u64, caller: u64| HandlerEntry {
+        kind: if guid.is_some() { "guid" } else { "root" },
+        guid: guid.map(|g| g.to_string()),
+        guid_name: guid.as_ref().and_then(uefi_smm::guid_names::name),
+        handler: named(&map, handler),
+        registered_by: named(&map, caller),
+        seen: None,
+        removed: None,
+        dispatch: None,
+    };
+    let mut handlers: Vec<HandlerEntry> = env.handlers.iter().map(|h| handler_entry(h.guid, h.handler, h.caller)).collect();
     // An SMM core run as the module keeps its own lists (it registers its handlers with its own
     // SmiHandlerRegister, not through the runner's SMST), followed through the run.
     let core = r.core.clone().unwrap_or_default();
     for reg in core.registrations().iter().filter(|reg| reg.removed.is_none()) {
-        let h = &reg.handler;
-        handlers.push(HandlerEntry {
-            kind: if h.handler_type.is_some() { "guid" } else { "root" },
-            guid: h.handler_type.map(|g| g.to_string()),
-            guid_name: h.handler_type.as_ref().and_then(uefi_smm::guid_names::name),
-            handler: named(&map, h.handler),
-            registered_by: named(&map, h.caller),
-            seen: None,
-            removed: None,
-            dispatch: None,
-        });
+        handlers.push(handler_entry(reg.handler.handler_type, reg.handler.handler, reg.handler.caller));
     }
     handlers.sort_by_key(|h| h.kind != "root");
     handlers.extend(env.dispatch.iter().map(|d| HandlerEntry {
