@@ -155,24 +155,33 @@ pub fn phases(p: PhaseArg) -> Vec<Phase> {
 /// Loads and runs `module` as `t` says: entry point, then the lifecycle events.
 pub fn start(t: &Target, module: &module_runner::Module) -> anyhow::Result<Runner> {
     let answers = answers(&t.answer)?;
+    // Read once: `Runner::start` may build the platform more than once.
+    let lone = |flag: &str, what: &str| anyhow::anyhow!("{flag} {what}: needs a firmware image as FILE, not a lone PE32+ driver");
+    let mut flash = Vec::new();
+    if module.guid.is_some() {
+        // From a firmware image: the image is the platform's flash, as on its board.
+        flash.push(PflashImage::open(&t.file, true).with_context(|| format!("{}", t.file.display()))?);
+        if let Some(v) = &t.vars {
+            flash.push(PflashImage::open(v, false).with_context(|| format!("--vars {}", v.display()))?);
+        }
+    } else if let Some(v) = &t.vars {
+        return Err(lone("--vars", &v.display().to_string()));
+    }
+    let mut first = Vec::new();
+    for w in &t.with {
+        if module.guid.is_none() {
+            return Err(lone("--with", w));
+        }
+        let (mut others, _) = source::modules(&t.file, Some(w), false).with_context(|| format!("--with {w}"))?;
+        first.push((w, others.swap_remove(0)));
+    }
     let mut setup = |r: &mut Runner| -> anyhow::Result<()> {
         r.env.answers.extend(answers.clone());
-        if module.guid.is_some() {
-            // From a firmware image: the image is the platform's flash, as on its board.
-            let mut units = vec![PflashImage::open(&t.file, true).with_context(|| format!("{}", t.file.display()))?];
-            if let Some(v) = &t.vars {
-                units.push(PflashImage::open(v, false).with_context(|| format!("--vars {}", v.display()))?);
-            }
-            r.attach_flash(units).with_context(|| format!("{}: as system flash", t.file.display()))?;
-        } else if let Some(v) = &t.vars {
-            anyhow::bail!("--vars {}: needs a firmware image as FILE, not a lone PE32+ driver", v.display());
+        if !flash.is_empty() {
+            r.attach_flash(flash.clone()).with_context(|| format!("{}: as system flash", t.file.display()))?;
         }
-        for w in &t.with {
-            if module.guid.is_none() {
-                anyhow::bail!("--with {w}: needs a firmware image as FILE, not a lone PE32+ driver");
-            }
-            let (others, _) = source::modules(&t.file, Some(w), false).with_context(|| format!("--with {w}"))?;
-            r.run_first(&others[0]).with_context(|| format!("--with {w}"))?;
+        for (w, m) in &first {
+            r.run_first(m).with_context(|| format!("--with {w}"))?;
         }
         Ok(())
     };
