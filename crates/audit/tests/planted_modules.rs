@@ -20,7 +20,7 @@ fn rules(name: &str) -> Option<(Vec<&'static str>, audit::report::Report)> {
 fn rules_on(name: &str, model: cpu::CpuModel) -> Option<(Vec<&'static str>, audit::report::Report)> {
     let dir = drivers()?;
     let pe = std::fs::read(dir.join(format!("{name}.efi"))).expect("built");
-    let m = Module { name: name.into(), guid: None, pe, kind: ModuleKind::DxeSmmDriver };
+    let m = Module { name: name.into(), guid: None, pe, kind: ModuleKind::DxeSmmDriver, pcd: None };
     let mut r = Runner::new(model, &m).expect("loads");
     r.run_entry();
     r.signal(&Phase::ALL);

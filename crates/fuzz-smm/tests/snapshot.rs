@@ -15,7 +15,7 @@ fn drivers() -> Option<&'static Path> {
 
 fn runner(name: &str) -> Option<Runner> {
     let pe = std::fs::read(drivers()?.join(format!("{name}.efi"))).expect("the driver");
-    let m = Module { name: name.into(), guid: None, pe, kind: ModuleKind::DxeSmmDriver };
+    let m = Module { name: name.into(), guid: None, pe, kind: ModuleKind::DxeSmmDriver, pcd: None };
     let mut r = Runner::new(cpu::CpuModel::default(), &m).expect("loads");
     assert_eq!(r.run_entry().status(), Some(0));
     r.signal(&Phase::through(Phase::ReadyToBoot));

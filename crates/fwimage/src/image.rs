@@ -93,6 +93,9 @@ pub struct Module {
     /// The PE32 section's image (not TE), for tools that load the module (`smmlab module`).
     #[serde(skip)]
     pub pe32: Option<Vec<u8>>,
+    /// The RAW sections' bodies (a PCD driver's database, [`crate::pcd`]).
+    #[serde(skip)]
+    pub raw: Vec<Vec<u8>>,
 }
 
 /// A parsed image.
@@ -211,6 +214,7 @@ impl Walker {
                 notes: Vec::new(),
                 pe_fingerprint: None,
                 pe32: None,
+                raw: Vec::new(),
             });
             if !f.header.file_type.has_sections() {
                 continue;
@@ -287,6 +291,11 @@ impl Walker {
                 };
                 if let Some(m) = self.image.modules.get_mut(place.module) {
                     m.version.get_or_insert(v);
+                }
+            }
+            kind::RAW => {
+                if let Some(m) = self.image.modules.get_mut(place.module) {
+                    m.raw.push(body.to_vec());
                 }
             }
             kind::PE32 | kind::TE => {

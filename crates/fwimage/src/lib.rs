@@ -27,6 +27,7 @@ pub mod decompress;
 mod error;
 pub mod ffs;
 pub mod fv;
+pub mod pcd;
 mod guid;
 mod image;
 pub mod pe;

@@ -5,6 +5,9 @@
 //! restored), memory as an SMM or a non-SMM agent sees it (SMRAM decoding applies, in
 //! `smram.rs`), and a software SMI raised by the APM write the OS would make.
 
+mod outside;
+
+pub use outside::OutsideOutcome;
 use crate::{ExitReason, Machine};
 use cpu::regs::{RAX, RBX, RCX, RDI, RDX, RSI};
 use cpu::{Access, AccessKind};

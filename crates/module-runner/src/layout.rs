@@ -24,6 +24,9 @@ pub const GDT: u64 = SMBASE + 0x6000;
 /// Where the host tells the entry stub what to call: function, four arguments, then the
 /// returned RAX.
 pub const MAILBOX: u64 = SMBASE + 0x7000;
+/// The SMM core entry the runner registers with an SMM CPU driver that took over SMI entry
+/// (see [`crate::entry_stub::core_entry`]).
+pub const CORE_ENTRY: u64 = MAILBOX + 0x100;
 /// The SMST (0xF0 bytes) and its configuration table behind it.
 pub const SMST: u64 = SMBASE + 0x1_0000;
 /// EFI_CONFIGURATION_TABLE entries the SMST may hold.
@@ -48,6 +51,14 @@ pub const DXE_TABLES: u64 = 0x10_0000;
 pub const DXE_SLOTS: u64 = 0x11_0000;
 /// The DXE heap (gBS->AllocatePool / AllocatePages): boot-services memory.
 pub const DXE_HEAP: std::ops::Range<u64> = 0x100_0000..0x200_0000;
+/// Identity page tables (as [`PML4`]'s) for code the host runs outside SMM.
+pub const OUTSIDE_PML4: u64 = 0x20_0000;
+/// The outside-SMM code's mailbox (as [`MAILBOX`]).
+pub const OUTSIDE_MAILBOX: u64 = 0x20_8000;
+/// The outside-SMM code's RAM part ([`crate::entry_stub::outside`]).
+pub const OUTSIDE_CODE: u64 = 0x20_9000;
+/// The outside-SMM stack's top (a MiB below it).
+pub const OUTSIDE_STACK_TOP: u64 = 0x30_0000;
 /// The OS-side communication buffer the runner passes to GUID handlers.
 pub const COMM_BUFFER: u64 = 0x50_0000;
 /// Bytes of [`COMM_BUFFER`].

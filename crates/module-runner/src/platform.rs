@@ -35,9 +35,10 @@ pub enum PlatformError {
 }
 
 /// A 64 KiB ROM that halts at the reset vector (HLT; JMP back): the CPU waits outside SMM for
-/// the host's SMIs.
-fn rom() -> Vec<u8> {
+/// the host's SMIs. At its start, `start`: the way to long mode ([`entry_stub::outside`]).
+fn rom(start: &[u8]) -> Vec<u8> {
     let mut r = vec![0xf4u8; 0x1_0000];
+    r[..start.len()].copy_from_slice(start);
     r[0xfff0..0xfff3].copy_from_slice(&[0xf4, 0xeb, 0xfd]);
     r
 }
@@ -45,31 +46,72 @@ fn rom() -> Vec<u8> {
 /// Builds the platform for `model`.
 pub fn build(model: cpu::CpuModel) -> Result<(Machine, Env, Tables), PlatformError> {
     let config = MachineConfig { memory_mib: MEMORY_MIB, model, ..MachineConfig::default() };
-    let mut m = Machine::new(BoardKind::Q35, config, rom()).map_err(|e| PlatformError::Machine(e.to_string()))?;
+    let outside = entry_stub::outside(OUTSIDE_CODE, OUTSIDE_PML4, OUTSIDE_MAILBOX, OUTSIDE_STACK_TOP);
+    let mut m = Machine::new(BoardKind::Q35, config, rom(&outside.rom)).map_err(|e| PlatformError::Machine(e.to_string()))?;
     // The PM I/O block and its SMI logic (ICH9 datasheet §13.8.3, §13.8.3.13).
     m.pci_write(31, 0, ich9_lpc::LPC_PMBASE, 4, PMBASE as u32);
     m.pci_write(31, 0, ich9_lpc::LPC_ACPI_CNTL, 1, ich9_lpc::ACPI_CNTL_ACPI_EN as u32);
     m.io_out(PMBASE + ich9_lpc::SMI_EN, 4, ich9_lpc::SMI_EN_GBL_SMI_EN | ich9_lpc::SMI_EN_APMC_EN);
-    relocate(&mut m)?;
-    m.write_phys(PML4, &entry_stub::page_tables());
-    m.write_phys(GDT, &entry_stub::gdt());
+    if !m.cpu_model().long_mode {
+        return Err(PlatformError::Relocation("the CPU model has no long mode, which UEFI SMM drivers need".into()));
+    }
+    m.write_phys(PML4, &entry_stub::page_tables(PML4));
+    m.write_phys(GDT, &entry_stub::gdt(GDT));
     m.write_phys(SMI_ENTRY, &entry_stub::entry(SMI_ENTRY));
+    m.write_phys(CORE_ENTRY, &entry_stub::core_entry(CORE_ENTRY));
+    m.write_phys(OUTSIDE_PML4, &entry_stub::page_tables(OUTSIDE_PML4));
+    m.write_phys(OUTSIDE_CODE, &outside.ram);
+    // Long mode outside SMM now, halted in RAM: a boot's DXE phase, before any SMI; system
+    // flash mapped later over the ROM changes nothing for it.
+    match m.run_outside_smm(0, RELOCATION_BUDGET, &mut |_| Ok(())) {
+        machine::host::OutsideOutcome::Halted { .. } if m.cpu_view().mode == "long" => {}
+        other => return Err(PlatformError::Machine(format!("the switch to long mode failed: {other:?}"))),
+    }
     let mut env = Env::new();
     let tables = tables(&mut m, &mut env);
-    // TSEG 8 MiB (TSEG_SZ = 10b) and compatible SMRAM off, then closed and locked (the MCH's
-    // D_LCK also freezes ESMRAMC; Q35 MCH datasheet §5.1.15-16).
-    m.pci_write(0, 0, mch::MCH_ESMRAMC, 1, (mch::ESMRAMC_T_EN | 0b100) as u32);
-    m.pci_write(0, 0, mch::MCH_SMRAM, 1, (mch::SMRAM_G_SMRAME | mch::SMRAM_C_BASE_SEG) as u32);
-    m.pci_write(0, 0, mch::MCH_SMRAM, 1, (mch::SMRAM_G_SMRAME | mch::SMRAM_C_BASE_SEG | mch::SMRAM_D_LCK) as u32);
+    // TSEG 8 MiB (TSEG_SZ = 10b) and compatible SMRAM off, closed: SMBASE stays at its reset
+    // value until the first SMI the runner makes relocates it (or an SMM CPU driver run here
+    // relocates it itself), and SMRAM is locked at ReadyToLock ([`lock_smram`]).
+    close_smram(&mut m);
     m.set_breakpoints(&env.breakpoints());
     Ok((m, env, tables))
 }
 
-/// The first SMI, at the default SMBASE: its handler moves SMBASE to [`SMBASE`].
-fn relocate(m: &mut Machine) -> Result<(), PlatformError> {
-    if !m.cpu_model().long_mode {
-        return Err(PlatformError::Relocation("the CPU model has no long mode, which UEFI SMM drivers need".into()));
+/// SMRAM as edk2's SMM IPL opens it for the SMM core and the drivers it dispatches outside
+/// SMM: on Q35, ESMRAMC.T_EN cleared (TSEG becomes plain RAM; OVMF's SmramInternal.c
+/// SmramAccessOpen does the same) and D_OPEN for the A/B segment. False when SMRAM is locked
+/// (D_LCK freezes both; Q35 MCH datasheet §5.1.15-16).
+pub fn open_smram(m: &mut Machine) -> bool {
+    if smram_locked(m) {
+        return false;
     }
+    m.pci_write(0, 0, mch::MCH_ESMRAMC, 1, TSEG_SZ_8M as u32);
+    m.pci_write(0, 0, mch::MCH_SMRAM, 1, (mch::SMRAM_G_SMRAME | mch::SMRAM_C_BASE_SEG | mch::SMRAM_D_OPEN) as u32);
+    true
+}
+
+/// SMRAM closed: TSEG enabled (T_EN) and D_OPEN clear.
+pub fn close_smram(m: &mut Machine) {
+    m.pci_write(0, 0, mch::MCH_ESMRAMC, 1, (mch::ESMRAMC_T_EN | TSEG_SZ_8M) as u32);
+    m.pci_write(0, 0, mch::MCH_SMRAM, 1, (mch::SMRAM_G_SMRAME | mch::SMRAM_C_BASE_SEG) as u32);
+}
+
+/// SMRAM closed and locked (D_LCK), as the SMM IPL locks it at ReadyToLock.
+pub fn lock_smram(m: &mut Machine) {
+    close_smram(m);
+    m.pci_write(0, 0, mch::MCH_SMRAM, 1, (mch::SMRAM_G_SMRAME | mch::SMRAM_C_BASE_SEG | mch::SMRAM_D_LCK) as u32);
+}
+
+/// Whether D_LCK is set.
+pub fn smram_locked(m: &mut Machine) -> bool {
+    m.pci_read(0, 0, mch::MCH_SMRAM, 1) as u8 & mch::SMRAM_D_LCK != 0
+}
+
+/// ESMRAMC.TSEG_SZ = 10b: 8 MiB.
+const TSEG_SZ_8M: u8 = 0b100;
+
+/// The first SMI, at the default SMBASE: its handler moves SMBASE to [`SMBASE`].
+pub fn relocate(m: &mut Machine) -> Result<(), PlatformError> {
     let kind = m.smm_map();
     let default = cpu::smm::DEFAULT_SMBASE as u64;
     m.write_phys(default + 0x8000, &entry_stub::relocation(SMBASE as u32, kind.smbase_offset()));
@@ -195,6 +237,8 @@ fn tables(m: &mut Machine, env: &mut Env) -> Tables {
     // EFI_SMM_ACCESS2_PROTOCOL: four functions, then LockState (TRUE) and OpenState (FALSE).
     let access = interface(m, env, false, 4, &[1], |i| Service::Access2(8 * i));
     env.provide(false, efi::SMM_ACCESS2, access);
+    let mp = interface(m, env, false, 7, &[], Service::Mp);
+    env.provide(false, efi::MP_SERVICES, mp);
     Tables { system_table: st }
 }
 

@@ -32,6 +32,9 @@ pub struct ModuleReport {
     pub companions: Vec<(LoadedModule, CallResult)>,
     /// SMM protocols answered EFI_NOT_FOUND instead of a stub (see [`Runner::start`]).
     pub absent: Vec<String>,
+    /// Set when the module took over SMI entry (an SMM CPU driver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smi_entry: Option<crate::runner::SmiEntryOwner>,
 }
 
 fn kind_name(d: uefi_smm::smst::Dispatch) -> &'static str {
@@ -120,13 +123,13 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
     inventory.add_calls(&env.calls);
     inventory.add_registrations(&core);
     let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !c.service.starts_with("core ") && !is_smm_protocol(&c.service)).cloned().collect();
-    ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len(), companions: r.companions.clone(), absent: env.absent.iter().map(uefi_smm::guid_names::describe).collect() }
+    ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len(), companions: r.companions.clone(), absent: env.absent.iter().map(uefi_smm::guid_names::describe).collect(), smi_entry: r.smi_entry.clone() }
 }
 
 /// How a call went, in words.
 pub fn describe(r: &CallResult) -> String {
     match r {
-        CallResult::Returned { name, instructions, .. } => format!("returned {name} after {instructions} instructions in SMM"),
+        CallResult::Returned { name, instructions, .. } => format!("returned {name} after {instructions} instructions"),
         CallResult::Refused { why } => format!("refused: {why}"),
         CallResult::Fault { why } => format!("did not return: {why}"),
     }
@@ -147,7 +150,15 @@ impl ModuleReport {
         let _ = writeln!(s, "module {} ({}), {:?}", m.name, m.guid.as_deref().unwrap_or("from a file"), m.kind);
         let _ = writeln!(s, "  loaded at {:#x}, {:#x} bytes, entry +{:#x}, {} relocations", m.base, m.size, m.entry - m.base, m.relocations);
         let entry = self.entry.as_ref().map_or("not run".to_string(), describe);
-        let _ = writeln!(s, "  entry point {entry}; {} service calls served", self.served);
+        let outside = if m.entry_outside_smm { " (outside SMM, SMRAM open, as before SMM entry exists)" } else { "" };
+        let _ = writeln!(s, "  entry point{outside} {entry}; {} service calls served", self.served);
+        if let Some(o) = &self.smi_entry {
+            let how = match &o.registered {
+                Some(r) => format!("the runner's SMM core entry registered through its EFI_SMM_CONFIGURATION_PROTOCOL at {:#x}: {}", o.configuration, describe(r)),
+                None => "it installed no EFI_SMM_CONFIGURATION_PROTOCOL, so no SMI reaches the runner".into(),
+            };
+            let _ = writeln!(s, "  SMI entry is the module's: SMBASE relocated to {:#x}; {how}", o.smbase);
+        }
         for (p, r) in &self.phases {
             let _ = writeln!(s, "  {p:?} signalled: {}", describe(r));
         }

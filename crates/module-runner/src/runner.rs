@@ -3,12 +3,13 @@
 //! and `smmlab audit --module` drive.
 
 use crate::efi;
+use crate::entry_stub;
 use crate::layout::{self, COMM_BUFFER, MAILBOX, SMRAM_HEAP, TSEG_BASE, TSEG_SIZE};
 use crate::loader;
 use crate::platform::{self, Tables, RUNNER_SMI};
 use crate::services::{self, Env, Service};
 use fwimage::Guid;
-use machine::host::{SmiRegisters, SwSmiOutcome};
+use machine::host::{OutsideOutcome, SmiRegisters, SwSmiOutcome};
 use machine::Machine;
 use serde::Serialize;
 
@@ -74,6 +75,8 @@ pub struct Module {
     pub pe: Vec<u8>,
     /// How its entry point is called.
     pub kind: ModuleKind,
+    /// The dynamic PCD defaults of the image it came from (see [`fwimage::pcd`]).
+    pub pcd: Option<std::sync::Arc<fwimage::pcd::Pcds>>,
 }
 
 /// Why a module could not be run.
@@ -151,6 +154,23 @@ pub struct LoadedModule {
     pub subsystem: u16,
     /// Base relocations applied.
     pub relocations: usize,
+    /// Whether its entry point runs outside SMM (see [`entry_outside_smm`]).
+    pub entry_outside_smm: bool,
+}
+
+/// Whether `module`'s entry point runs outside SMM, SMRAM open, as edk2 runs it before any SMM
+/// entry exists: an SMM core's (PiSmmIpl calls it directly), and an SMM CPU driver's, which
+/// relocates SMBASE and provides the SMM entry (the core dispatches drivers outside SMM until
+/// one registers the entry through EFI_SMM_CONFIGURATION_PROTOCOL, then returns EFI_NOT_READY
+/// so that the rest run in SMM: PiSmmCore Dispatcher.c). An SMM CPU driver is known by the
+/// protocol's GUID in its image, which it installs. Every other driver runs in SMM, through
+/// the runner's SMI entry, as the core dispatches it once SMM entry exists.
+pub fn entry_outside_smm(module: &Module) -> bool {
+    match module.kind {
+        ModuleKind::SmmCore => true,
+        ModuleKind::DxeSmmDriver => module.pe.windows(16).any(|w| w == efi::SMM_CONFIGURATION.0),
+        ModuleKind::MmStandalone => false,
+    }
 }
 
 /// SMRAM handed to an SMM core module for its own pools and pages.
@@ -206,6 +226,21 @@ pub struct Runner {
     /// Modules run before this one in the same SMRAM ([`Runner::run_first`]), and how their
     /// entry points went.
     pub companions: Vec<(LoadedModule, CallResult)>,
+    /// Set when a module relocated SMBASE itself (an SMM CPU driver): the SMI entry is its.
+    pub smi_entry: Option<SmiEntryOwner>,
+}
+
+/// An SMM CPU driver that took over SMI entry: it relocated SMBASE itself and the runner
+/// registered its SMM core entry with the driver's EFI_SMM_CONFIGURATION_PROTOCOL, so the
+/// runner's calls go through the driver's SMI entry and rendezvous.
+#[derive(Clone, Debug, Serialize)]
+pub struct SmiEntryOwner {
+    /// SMBASE after the driver's entry point.
+    pub smbase: u64,
+    /// EFI_SMM_CONFIGURATION_PROTOCOL.
+    pub configuration: u64,
+    /// What its RegisterSmmEntry returned (None: the driver installed no such protocol).
+    pub registered: Option<CallResult>,
 }
 
 /// Loads `module` into SMRAM as PiSmmCore places drivers (pages from the top), with its
@@ -245,6 +280,7 @@ fn load(m: &mut Machine, env: &mut Env, tables: &Tables, module: &Module) -> Res
         image_handle,
         subsystem: img.subsystem,
         relocations: img.relocations,
+        entry_outside_smm: entry_outside_smm(module),
     })
 }
 
@@ -278,8 +314,9 @@ impl Runner {
     /// Builds the platform for `model` and loads `module` into SMRAM (not yet run).
     pub fn new(model: cpu::CpuModel, module: &Module) -> Result<Runner, RunError> {
         let (mut m, mut env, tables) = platform::build(model)?;
+        env.pcd = module.pcd.clone();
         let module = load(&mut m, &mut env, &tables, module)?;
-        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new(), core: None, companions: Vec::new() })
+        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new(), core: None, companions: Vec::new(), smi_entry: None })
     }
 
     /// Builds a runner for `module`, lets `setup` prepare it (flash, answers, modules to run
@@ -341,6 +378,9 @@ impl Runner {
 
     /// Calls `func(args)` in SMM through the entry stub, serving the module's service calls.
     fn call(&mut self, cmd: u8, data: u8, regs: &SmiRegisters, func: u64, args: [u64; 4], budget: u64) -> CallResult {
+        if let Err(why) = self.smi_entry_ready() {
+            return CallResult::Fault { why };
+        }
         let mut mailbox = Vec::with_capacity(48);
         for v in [func, args[0], args[1], args[2], args[3], u64::MAX] {
             mailbox.extend_from_slice(&v.to_le_bytes());
@@ -358,6 +398,67 @@ impl Runner {
             SwSmiOutcome::NoSmi => CallResult::Fault { why: "the APM write raised no SMI".into() },
             SwSmiOutcome::Fault(why) => CallResult::Fault { why: self.name_addresses(why) },
         }
+    }
+
+    /// Makes sure an SMI reaches the runner's call: SMBASE still at its reset value is
+    /// relocated to the runner's entry now; one a module moved is the module's SMI entry, which
+    /// reaches the runner through the SMM core entry registered with it.
+    fn smi_entry_ready(&mut self) -> Result<(), String> {
+        let smbase = self.machine.cpu_view().smbase as u64;
+        if smbase == cpu::smm::DEFAULT_SMBASE as u64 {
+            return platform::relocate(&mut self.machine).map_err(|e| e.to_string());
+        }
+        match &self.smi_entry {
+            _ if smbase == layout::SMBASE => Ok(()),
+            Some(SmiEntryOwner { registered: Some(r), .. }) if r.status() == Some(efi::SUCCESS) => Ok(()),
+            Some(SmiEntryOwner { registered: Some(r), .. }) => Err(format!("SMBASE is {smbase:#x}, moved by a module, and its RegisterSmmEntry did not take the runner's entry: {r:?}")),
+            _ => Err(format!("SMBASE is {smbase:#x}, moved by a module that installed no EFI_SMM_CONFIGURATION_PROTOCOL: no SMI reaches the runner")),
+        }
+    }
+
+    /// Calls `func(args)` outside SMM with SMRAM open, as edk2's SMM core dispatches the
+    /// drivers it finds before any SMM entry exists (PiSmmIpl's SmmCommunicationCommunicate
+    /// calls SmiManage directly, SMRAM open, while SmmEntryPointRegistered is FALSE): the CPU
+    /// in long mode outside SMM, the module's service calls served, SMIs it raises taken.
+    fn call_outside(&mut self, func: u64, args: [u64; 4], budget: u64) -> CallResult {
+        let mut mailbox = Vec::with_capacity(48);
+        for v in [func, args[0], args[1], args[2], args[3], u64::MAX] {
+            mailbox.extend_from_slice(&v.to_le_bytes());
+        }
+        services::unobserved(&mut self.machine, |m| m.write_phys(layout::OUTSIDE_MAILBOX, &mailbox));
+        let start = layout::OUTSIDE_CODE + entry_stub::outside_layout::CALL;
+        if !platform::open_smram(&mut self.machine) {
+            return CallResult::Fault { why: "SMRAM is locked: code outside SMM cannot reach it".into() };
+        }
+        let env = &mut self.env;
+        let r = self.machine.run_outside_smm(start, budget, &mut |m| env.serve(m));
+        platform::close_smram(&mut self.machine);
+        self.look_at_core();
+        match r {
+            OutsideOutcome::Halted { instructions } => {
+                let status = services::unobserved(&mut self.machine, |m| services::read_u64(m, layout::OUTSIDE_MAILBOX + 40));
+                CallResult::Returned { status, name: efi::status_name(status), instructions }
+            }
+            OutsideOutcome::Fault(why) => CallResult::Fault { why: self.name_addresses(why) },
+        }
+    }
+
+    /// After an entry point: when it moved SMBASE (an SMM CPU driver relocating its CPU),
+    /// registers the runner's SMM core entry with the EFI_SMM_CONFIGURATION_PROTOCOL it
+    /// installed, as PiSmmIpl does when that protocol appears (SmmIplSmmConfigurationEventNotify).
+    fn adopt_smi_entry(&mut self) {
+        let smbase = self.machine.cpu_view().smbase as u64;
+        if self.smi_entry.is_some() || smbase == cpu::smm::DEFAULT_SMBASE as u64 || smbase == layout::SMBASE {
+            return;
+        }
+        let Some(conf) = self.env.dxe_db.locate(&efi::SMM_CONFIGURATION) else {
+            self.smi_entry = Some(SmiEntryOwner { smbase, configuration: 0, registered: None });
+            return;
+        };
+        // EFI_SMM_CONFIGURATION_PROTOCOL: SmramReservedRegions, then RegisterSmmEntry.
+        let register = services::unobserved(&mut self.machine, |m| services::read_u64(m, conf + 8));
+        let r = self.call_outside(register, [conf, layout::CORE_ENTRY, 0, 0], ENTRY_BUDGET);
+        self.smi_entry = Some(SmiEntryOwner { smbase, configuration: conf, registered: Some(r) });
     }
 
     /// An SMM core registers its handlers on lists of its own (with its own SmiHandlerRegister,
@@ -398,12 +499,17 @@ impl Runner {
         out
     }
 
+    /// Runs `m`'s entry point, outside SMM or in it (see [`entry_outside_smm`]); a standalone
+    /// MM module gets the MMST as its second argument, as the MM core calls it.
     fn run_entry_of(&mut self, m: &LoadedModule) -> CallResult {
         let second = match m.kind {
             ModuleKind::DxeSmmDriver | ModuleKind::SmmCore => self.tables.system_table,
             ModuleKind::MmStandalone => layout::SMST,
         };
-        self.call(RUNNER_SMI, 0, &[0; 16], m.entry, [m.image_handle, second, 0, 0], ENTRY_BUDGET)
+        let args = [m.image_handle, second, 0, 0];
+        let r = if m.entry_outside_smm { self.call_outside(m.entry, args, ENTRY_BUDGET) } else { self.call(RUNNER_SMI, 0, &[0; 16], m.entry, args, ENTRY_BUDGET) };
+        self.adopt_smi_entry();
+        r
     }
 
     /// Maps system flash below 4 GiB as a board with this firmware would have it (unit 0, the
@@ -441,6 +547,7 @@ impl Runner {
                 .parse()
                 .expect("a GUID");
                 let r = self.call_guid(&g, &[], None);
+                self.lock_at(p);
                 out.push((p, r));
             }
             self.phases.extend(out.iter().cloned());
@@ -452,10 +559,19 @@ impl Runner {
             let slot = self.env.slot(&mut self.machine, Service::Event(n), true);
             self.machine.set_breakpoints(&self.env.breakpoints());
             let r = self.call(RUNNER_SMI, 0, &[0; 16], slot, [0; 4], ENTRY_BUDGET);
+            self.lock_at(p);
             out.push((p, r));
         }
         self.phases.extend(out.iter().cloned());
         out
+    }
+
+    /// SMRAM is locked once ReadyToLock is signalled, as the SMM IPL locks it then
+    /// (SmmIplReadyToLockEventNotify: SmmAccess2->Lock).
+    fn lock_at(&mut self, p: Phase) {
+        if p == Phase::ReadyToLock {
+            platform::lock_smram(&mut self.machine);
+        }
     }
 
     /// Calls the GUID handlers of `guid` the way edk2-stable202211's core does for a

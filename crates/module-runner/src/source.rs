@@ -53,9 +53,10 @@ pub fn modules(path: &Path, select: Option<&str>, all: bool) -> Result<(Vec<Modu
     let data = std::fs::read(path).map_err(|source| SourceError::Read { path: p.clone(), source })?;
     if data.starts_with(b"MZ") {
         let name = path.file_stem().map_or_else(|| p.clone(), |s| s.to_string_lossy().into_owned());
-        return Ok((vec![Module { name, guid: None, pe: data, kind: ModuleKind::DxeSmmDriver }], None));
+        return Ok((vec![Module { name, guid: None, pe: data, kind: ModuleKind::DxeSmmDriver, pcd: None }], None));
     }
     let fw = fwimage::parse(&data).map_err(|e| SourceError::Unknown { path: p.clone(), why: e.to_string() })?;
+    let pcd = fwimage::pcd::Pcds::from_image(&fw).map(std::sync::Arc::new);
     let candidates: Vec<Module> = fw
         .mm_modules()
         .filter_map(|m| {
@@ -65,7 +66,7 @@ pub fn modules(path: &Path, select: Option<&str>, all: bool) -> Result<(Vec<Modu
                 fwimage::ffs::FileType::MmCore => ModuleKind::SmmCore,
                 _ => ModuleKind::DxeSmmDriver,
             };
-            Some(Module { name: m.name.clone().unwrap_or_else(|| m.guid.to_string()), guid: Some(m.guid), pe, kind })
+            Some(Module { name: m.name.clone().unwrap_or_else(|| m.guid.to_string()), guid: Some(m.guid), pe, kind, pcd: pcd.clone() })
         })
         .collect();
     let have = candidates.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");

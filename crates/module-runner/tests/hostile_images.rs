@@ -43,7 +43,7 @@ fn mutated_drivers_load_with_an_error_or_run_without_a_panic() {
                 }
             }
         }
-        let m = Module { name: format!("mutant{i}"), guid: None, pe: img, kind: ModuleKind::DxeSmmDriver };
+        let m = Module { name: format!("mutant{i}"), guid: None, pe: img, kind: ModuleKind::DxeSmmDriver, pcd: None };
         match Runner::new(cpu::CpuModel::default(), &m) {
             Err(e) => {
                 assert!(e.to_string().starts_with(&format!("mutant{i}")), "the error names the module: {e}");

@@ -148,3 +148,41 @@ fn fault_tolerant_write_registers_its_handler_once_an_fvb_exists() {
     assert!(r.absent.iter().any(|a| a.contains("3868fc3b-7e45-43a7-906c-4ba47de1754d")), "{:?}", r.absent);
     assert!(r.stubbed.iter().all(|s| !s.smm), "{:?}", r.stubbed);
 }
+
+/// PiSmmCpuDxeSmm on its own: its entry point runs outside SMM (as edk2 runs the SMM CPU driver,
+/// before any SMM entry exists), relocates SMBASE into SMRAM with an SMI IPI to its own CPU
+/// (the MP services report one processor), and takes over SMI entry; the lifecycle events then
+/// reach the module's notifications through its own SMI entry and rendezvous. The CPU model is
+/// amd64: OVMF's SMM CPU library writes QEMU's AMD64 save-state map.
+#[test]
+fn the_smm_cpu_driver_relocates_smbase_and_takes_over_smi_entry() {
+    if !testkit::package_file(OVMF, "ovmf") {
+        return;
+    }
+    let (mods, fw) = source::modules(Path::new(OVMF), Some("PiSmmCpuDxeSmm"), false).expect("the module is in the image");
+    assert!(mods[0].pcd.is_some(), "the image's PCD databases are read");
+    let model = cpu::CpuModel { vendor: cpu::cpuid::Vendor::Amd, ..cpu::CpuModel::default() };
+    let mut r = Runner::new(model, &mods[0]).expect("loads");
+    assert!(r.module.entry_outside_smm);
+    assert!(matches!(r.run_entry(), CallResult::Returned { status: 0, .. }), "{:?}", r.entry_result);
+    let owner = r.smi_entry.clone().expect("the module took over SMI entry");
+    let smbase = r.machine.cpu_view().smbase as u64;
+    assert_eq!(owner.smbase, smbase);
+    assert!(r.heap().contains(&smbase), "SMBASE {smbase:#x} is in the runner's SMRAM heap");
+    assert_eq!(owner.registered.as_ref().and_then(CallResult::status), Some(0), "{owner:?}");
+    // The relocation was one SMI at the default SMBASE; the events are SMIs through the module.
+    let before = r.machine.cpu_view().smi_count;
+    assert_eq!(before, 1);
+    for (p, res) in r.signal(&module_runner::Phase::ALL) {
+        assert_eq!(res.status(), Some(0), "{p:?}: {res:?}");
+    }
+    assert_eq!(r.machine.cpu_view().smi_count, before + 3);
+    // One processor asked about, as the MP services answer it.
+    assert!(r.env.served.iter().any(|c| c.service == "MpServices->GetProcessorInfo" && c.status == 0));
+    // PcdCpuMaxLogicalProcessorNumber (token 0x10 in this image) is its default, 64.
+    let pcd = r.env.stubs.iter().find(|s| s.guid.to_string() == "11b34006-d85b-4d0a-a290-d5a571310ef7").expect("the PCD protocol");
+    assert!(pcd.calls.iter().any(|c| c.index == 3 && c.args[0] == 0x10 && c.returned == 64), "{:?}", pcd.calls);
+    let rep = report::report(&mut r, fw.as_ref());
+    let installed: Vec<&str> = rep.inventory.protocols.iter().filter_map(|p| p.name).collect();
+    assert!(installed.contains(&"gEfiSmmCpuProtocolGuid"), "{installed:?}");
+}

@@ -293,6 +293,23 @@ fn smm_inventory_names_every_module_and_handler_of_ovmf() {
     // The text says the same.
     assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
     assert!(text.contains("SMI handlers registered and removed during the run"), "{text}");
+    // PiSmmCpuDxeSmm run on its own (`smmlab module run`) installs the SMM protocols it
+    // installs in this boot, from the same RVAs, and awaits the same ones.
+    let alone = d.join("cpu-alone.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab")).args(["module", "run", CODE_SECBOOT, "--module", "PiSmmCpuDxeSmm", "--json"]).arg(&alone).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let alone: Value = serde_json::from_slice(&std::fs::read(&alone).unwrap()).unwrap();
+    let by_cpu_driver = |calls: &[Value]| -> std::collections::BTreeSet<(String, String, String)> {
+        calls
+            .iter()
+            .filter(|c| c["caller"]["module"] == "PiSmmCpuDxeSmm" && (c["service"] == "install-protocol" || c["service"] == "register-notify"))
+            .map(|c| (c["service"].to_string(), c["guid"].to_string(), c["caller"]["at"].to_string()))
+            .collect()
+    };
+    let in_boot = by_cpu_driver(calls);
+    assert!(in_boot.len() >= 4, "{in_boot:?}");
+    assert_eq!(by_cpu_driver(alone[0]["inventory"]["service_calls"].as_array().unwrap()), in_boot);
+    assert_eq!(alone[0]["smi_entry"]["registered"]["status"], 0, "{}", alone[0]["smi_entry"]);
 }
 
 #[test]

@@ -15,6 +15,7 @@
 
 mod boot;
 mod dispatch;
+mod mp;
 mod protocols;
 mod save_state;
 mod smst;
@@ -59,6 +60,8 @@ pub enum Service {
     SaveState(bool),
     /// EFI_SMM_CPU_IO2_PROTOCOL (and SMST.SmmIo), by offset from the protocol's start.
     CpuIo(u64),
+    /// EFI_MP_SERVICES_PROTOCOL, by function index.
+    Mp(u64),
     /// Function `index` of stubbed protocol `stub`.
     Stub(usize, usize),
     /// Where a nested call into the module returns.
@@ -245,6 +248,10 @@ pub struct Env {
     /// the module produces itself (drivers look for their own protocol to learn whether
     /// they were initialised already; see [`crate::Runner::start`]).
     pub absent: std::collections::BTreeSet<Guid>,
+    /// The firmware image's dynamic PCD defaults, for the PCD protocol's stub.
+    pub pcd: Option<std::sync::Arc<fwimage::pcd::Pcds>>,
+    /// PCD values the module set (token -> value).
+    pub pcd_set: std::collections::BTreeMap<u64, u64>,
 }
 
 /// The SMST's functions: (offset, name).
@@ -286,6 +293,8 @@ impl Env {
             smis: 0,
             events: Vec::new(),
             absent: Default::default(),
+            pcd: None,
+            pcd_set: Default::default(),
         }
     }
 
@@ -319,6 +328,7 @@ impl Env {
             Service::Base2InSmm => "SmmBase2->InSmm".into(),
             Service::Base2GetSmst => "SmmBase2->GetSmstLocation".into(),
             Service::Access2(off) => format!("SmmAccess2+{off:#x}"),
+            Service::Mp(i) => format!("MpServices->{}", mp::FUNCTIONS.get(i as usize).unwrap_or(&"?")),
             Service::Stub(p, i) => format!("function {i} of {}, a DXE protocol nobody provides", self.stubs[p].name.map_or_else(|| self.stubs[p].guid.to_string(), str::to_string)),
             other => format!("{other:?}"),
         })
@@ -362,6 +372,7 @@ impl Env {
             Service::Dispatch(kind, op) => self.dispatcher(m, &f, kind, op),
             Service::SaveState(w) => self.save_state(m, &f, w),
             Service::CpuIo(off) => self.cpu_io(m, &f, off),
+            Service::Mp(i) => self.mp(m, &f, i),
             Service::Stub(p, i) => self.stub_call(&f, p, i),
             Service::NoHandler => ("(no handler)".into(), 4, None, Flow::Return(efi::NOT_FOUND)),
             Service::Event(n) => {

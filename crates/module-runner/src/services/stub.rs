@@ -1,8 +1,8 @@
 //! Logged stubs: a protocol nobody provides is answered by an interface of 64 function slots,
 //! each of which records its call (which protocol, which function, the arguments) and returns
 //! EFI_UNSUPPORTED, or the value recorded for it (`--answer GUID#N=VALUE`). The PCD protocols'
-//! functions return values rather than statuses, so theirs return 0 (the PCD's default
-//! unknown) unless answered. A module that would crash on efi_fuzz's EFI_NOT_FOUND runs on,
+//! functions return values rather than statuses: PCD_PROTOCOL's come from the firmware image's
+//! own PCD databases when it has them (`fwimage::pcd`), the others' return 0 unless answered. A module that would crash on efi_fuzz's EFI_NOT_FOUND runs on,
 //! and the report says what it asked for.
 
 use super::{Env, Flow, Frame, Served, Service};
@@ -48,6 +48,31 @@ pub struct StubCall {
 }
 
 impl Env {
+    /// PCD_PROTOCOL function `i` (MdePkg `Protocol/Pcd.h` order: SetSku 0, Get8..Get64 1-4,
+    /// GetPtr 5, GetBool 6, GetSize 7, the Ex forms 8-14, Set8..Set64 15-18, SetPtr 19,
+    /// SetBool 20, ...) answered from the image's PCD databases: a Get returns what a Set
+    /// stored or the token's default, a Set stores its value and returns EFI_SUCCESS; other
+    /// functions, and every one without databases, return 0.
+    fn pcd_call(&mut self, i: usize, args: [u64; 4]) -> u64 {
+        let token = args[0];
+        match i {
+            1..=4 | 6 => self.pcd_set.get(&token).copied().or_else(|| match self.pcd.as_ref()?.value(token)? {
+                fwimage::pcd::Value::Number { value, .. } => Some(value),
+                fwimage::pcd::Value::Pointer => None,
+            }),
+            7 => match self.pcd.as_ref().and_then(|p| p.value(token)) {
+                Some(fwimage::pcd::Value::Number { size, .. }) => Some(size as u64),
+                _ => None,
+            },
+            15..=18 | 20 => {
+                self.pcd_set.insert(token, args[1]);
+                Some(efi::SUCCESS)
+            }
+            _ => None,
+        }
+        .unwrap_or(0)
+    }
+
     /// A stub interface for `guid` on the SMM or DXE side.
     pub fn stub_protocol(&mut self, m: &mut Machine, guid: Guid, smm: bool) -> u64 {
         let index = self.stubs.len();
@@ -68,7 +93,12 @@ impl Env {
         let caller = f.caller();
         let guid = self.stubs[p].guid;
         let key = format!("{guid}#{i}");
-        let returned = self.answers.get(&key).copied().unwrap_or(if VALUE_PROTOCOLS.contains(&guid.to_string().as_str()) { 0 } else { efi::UNSUPPORTED });
+        let returned = match self.answers.get(&key) {
+            Some(v) => *v,
+            None if guid.to_string() == VALUE_PROTOCOLS[0] => self.pcd_call(i, args),
+            None if VALUE_PROTOCOLS.contains(&guid.to_string().as_str()) => 0,
+            None => efi::UNSUPPORTED,
+        };
         let s = &mut self.stubs[p];
         s.calls.push(StubCall { index: i, args, caller, returned });
         let label = s.name.map_or_else(|| guid.to_string(), str::to_string);

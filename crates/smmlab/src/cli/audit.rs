@@ -211,15 +211,19 @@ pub fn run(a: AuditArgs) -> anyhow::Result<i32> {
 
 /// `--module`: each module run on its own, then audited.
 fn modules(a: &AuditArgs, file: &std::path::Path) -> anyhow::Result<Vec<audit::report::Report>> {
-    let (cpu, cpu_name) = match a.target.cpu.unwrap_or(AuditCpu::Intel64) {
-        AuditCpu::Intel64 => (super::run::CpuKind::Intel64, "intel64"),
-        AuditCpu::Amd64 => (super::run::CpuKind::Amd64, "amd64"),
-    };
+    let cpu = a.target.cpu.map(|c| match c {
+        AuditCpu::Intel64 => super::run::CpuKind::Intel64,
+        AuditCpu::Amd64 => super::run::CpuKind::Amd64,
+    });
     // Started as `smmlab module run` starts it: the entry point, then every lifecycle event.
     let t = super::module::Target { file: file.to_path_buf(), vars: None, with: Vec::new(), module: a.module_name.clone(), cpu, phase: super::module::PhaseArg::ReadyToBoot, answer: Vec::new() };
     let (mods, fw) = module_runner::source::modules(file, a.module_name.as_deref(), a.all_smm)?;
     let mut out = Vec::new();
     for m in &mods {
+        let cpu_name = match super::module::cpu_for(cpu, m) {
+            super::run::CpuKind::Amd64 => "amd64",
+            _ => "intel64",
+        };
         let mut r = super::module::start(&t, m)?;
         let rep = module_runner::report::report(&mut r, fw.as_ref());
         out.push(audit::module::audit(&mut r, &rep, cpu_name, format!("{} ({})", file.display(), m.name)));

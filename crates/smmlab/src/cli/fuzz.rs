@@ -60,7 +60,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
     }
     let (mods, _fw) = source::modules(&a.module, a.module_name.as_deref(), false)?;
     let Some(m) = mods.first() else { bail!("{}: no SMM module", a.module.display()) };
-    let t = ModuleTarget { file: a.module.clone(), vars: None, with: Vec::new(), module: a.module_name.clone(), cpu: a.cpu, phase: PhaseArg::ReadyToBoot, answer: Vec::new() };
+    let t = ModuleTarget { file: a.module.clone(), vars: None, with: Vec::new(), module: a.module_name.clone(), cpu: Some(a.cpu), phase: PhaseArg::ReadyToBoot, answer: Vec::new() };
     let r = start(&t, m)?;
     let registered = match &target {
         Target::Guid(g) => r.env.handlers.iter().any(|h| h.guid == Some(*g)),

@@ -20,7 +20,8 @@ pub struct ModuleArgs {
 
 #[derive(Subcommand)]
 pub enum ModuleCommand {
-    /// Load the module into SMRAM, run its entry point in SMM, signal the boot's SMM lifecycle
+    /// Load the module into SMRAM, run its entry point (in SMM; an SMM core's or SMM CPU
+    /// driver's outside SMM with SMRAM open, as edk2 does), signal the boot's SMM lifecycle
     /// events, and list what it registered (exit 0 when every entry point returned
     /// EFI_SUCCESS, 1 when one failed or did not return, 2 on bad input).
     Run(RunArgs),
@@ -38,9 +39,11 @@ pub struct Target {
     /// The module of a firmware image: its UI name or file GUID.
     #[arg(long, value_name = "NAME|GUID")]
     pub module: Option<String>,
-    /// The CPU model (its save-state map and SMM behaviour).
-    #[arg(long, value_enum, default_value = "intel64")]
-    pub cpu: CpuKind,
+    /// The CPU model (its save-state map and SMM behaviour) [default: amd64 for a module of a
+    /// firmware image, which runs on q35 as `smmlab run` runs flash (QEMU's AMD64 save-state
+    /// map, revision 0x20064, which OVMF's SMM CPU driver writes); intel64 for a lone driver].
+    #[arg(long, value_enum)]
+    pub cpu: Option<CpuKind>,
     /// Signal the boot's SMM lifecycle events up to this one after the entry point.
     #[arg(long, value_enum, default_value = "ready-to-boot")]
     pub phase: PhaseArg,
@@ -121,6 +124,11 @@ fn parse_u8(s: &str) -> Result<u8, String> {
     u8::try_from(v).map_err(|_| format!("{s} is more than 0xff"))
 }
 
+/// The CPU model `--cpu` names, or the default for `module` (see [`Target::cpu`]).
+pub fn cpu_for(cpu: Option<CpuKind>, module: &module_runner::Module) -> CpuKind {
+    cpu.unwrap_or(if module.guid.is_some() { CpuKind::Amd64 } else { CpuKind::Intel64 })
+}
+
 fn model(k: CpuKind) -> anyhow::Result<CpuModel> {
     Ok(match k {
         CpuKind::Intel64 => CpuModel { vendor: Vendor::Intel, long_mode: true, ..CpuModel::default() },
@@ -185,7 +193,7 @@ pub fn start(t: &Target, module: &module_runner::Module) -> anyhow::Result<Runne
         }
         Ok(())
     };
-    Runner::start(model(t.cpu)?, module, &phases(t.phase), &mut setup).with_context(|| format!("{}", t.file.display()))
+    Runner::start(model(cpu_for(t.cpu, module))?, module, &phases(t.phase), &mut setup).with_context(|| format!("{}", t.file.display()))
 }
 
 fn write_json(path: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
