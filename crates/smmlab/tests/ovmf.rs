@@ -293,6 +293,14 @@ fn smm_inventory_names_every_module_and_handler_of_ovmf() {
     // The text says the same.
     assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
     assert!(text.contains("SMI handlers registered and removed during the run"), "{text}");
+    // Latency by handler: the variable handler is entered by hundreds of the boot's SMIs, each a
+    // sample of its cost; the core's DXE-dispatch handler by the dispatch SMIs.
+    let lat = inv["handler_latency"].as_array().unwrap_or_else(|| panic!("no handler_latency: {text}"));
+    let var = lat.iter().find(|l| l["handler"]["handler"]["at"] == handler("ed32d533-99e6-4209-9cc0-2d72cdd998a7")["handler"]["at"]).unwrap_or_else(|| panic!("{lat:?}"));
+    assert!(var["smis"].as_u64().unwrap() > 100, "{var}");
+    assert!(var["p50_ns"].as_u64().unwrap() > 0 && var["p50_ns"].as_u64().unwrap() <= var["max_ns"].as_u64().unwrap(), "{var}");
+    assert!(lat.iter().any(|l| l["handler"]["guid_name"] == "gEfiEventDxeDispatchGuid" && l["handler"]["handler"]["module"] == "PiSmmCore"), "{lat:?}");
+    assert!(text.contains("SMI latency by handler") && text.contains("VariableSmm+0x6b1c"), "{text}");
     // PiSmmCpuDxeSmm run on its own (`smmlab module run`) installs the SMM protocols it
     // installs in this boot, from the same RVAs, and awaits the same ones.
     let alone = d.join("cpu-alone.json");

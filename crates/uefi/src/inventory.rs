@@ -113,6 +113,9 @@ pub struct Inventory {
     /// [`Inventory::add_calls`]): who located, awaited and installed which protocol, and who
     /// registered which handler.
     pub service_calls: Vec<ServiceCall>,
+    /// SMI latency by handler (with [`Inventory::add_latency`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handler_latency: Vec<crate::handler_latency::HandlerLatency>,
 }
 
 /// One watched call through the SMST.
@@ -153,7 +156,7 @@ impl Inventory {
                 notify: p.notify.into_iter().map(named).collect(),
             })
             .collect();
-        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new() }
+        Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new(), handler_latency: Vec::new() }
     }
 
     /// Adds the SMST service calls watched during the run, callers named.
@@ -183,6 +186,12 @@ impl Inventory {
                 }
             }
         }
+    }
+
+    /// Adds the latency by handler of the SMIs sampled (see [`crate::handler_latency`]) at
+    /// `ips` instructions per second.
+    pub fn add_latency(&mut self, samples: &[crate::handler_latency::Sample], ips: u64) {
+        self.handler_latency = crate::handler_latency::summarise(self, samples, ips);
     }
 
     /// Handlers by kind: (root, guid).
@@ -265,6 +274,9 @@ impl Inventory {
                 let what = c.dispatch.as_ref().map_or(what, |d| format!("{:?} {}", d.0, d.1));
                 let _ = writeln!(s, "  after SMI {:>4}  {:<34} {verb} {what}", c.smi, c.caller.at);
             }
+        }
+        if !self.handler_latency.is_empty() {
+            s.push_str(&crate::handler_latency::render(&self.handler_latency));
         }
         let _ = writeln!(s, "\nSMM protocols ({}):", self.protocols.len());
         for p in &self.protocols {

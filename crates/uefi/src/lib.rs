@@ -17,6 +17,7 @@
 
 pub mod core_lists;
 pub mod guid_names;
+pub mod handler_latency;
 pub mod images;
 pub mod inventory;
 pub mod registrations;

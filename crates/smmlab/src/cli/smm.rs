@@ -53,9 +53,10 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         Box::new(move |m: &mut machine::Machine| {
             let smi = m.cpu_view().smi_count;
             let mut w = watch.borrow_mut();
-            if w.stopped_at_a_service(m, smi) {
+            if w.stopped_at_a_service(m, smi) || w.stopped_at_a_handler(m, smi) {
                 return;
             }
+            w.rsm(m, smi);
             let mut t = tracker.borrow_mut();
             // Until the SMST and the handler lists are found, a snapshot now and then (they
             // appear with the core), one for both.
@@ -73,6 +74,11 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
             }
             let ns = m.guest_ns();
             t.look(&module_runner::services::LiveMemory::new(m), uefi_smm::registrations::Moment { smi, ns });
+            let handlers: Vec<u64> = t.registrations().iter().map(|r| r.handler.handler).collect();
+            if handlers != w.handlers {
+                w.handlers = handlers;
+                w.arm(m);
+            }
         }) as super::observe::OnRsm
     };
     let after: run::AfterRun = Box::new(move |m| {
@@ -86,6 +92,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         let mut inv = uefi_smm::Inventory::build(&audit::dump::snapshot(m), fw.as_ref());
         inv.add_registrations(&tracker.borrow());
         inv.add_calls(&watch.borrow().calls);
+        inv.add_latency(&watch.borrow().samples, m.config.instructions_per_second);
         match json.as_deref() {
             Some("-") => println!("{}", serde_json::to_string_pretty(&inv)?),
             Some(p) => {
@@ -99,13 +106,20 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
     run::run_with(run, run::Hooks { on_rsm: Some(on_rsm), after: Some(after) })
 }
 
-/// The watch on the SMST's services and the child dispatchers' Register functions.
+/// The watch on the SMST's services, the child dispatchers' Register functions and the
+/// handlers on the core's lists.
 #[derive(Default)]
 struct Watch {
     services: Option<uefi_smm::smst::Services>,
     /// Register functions of installed child dispatch protocols.
     dispatchers: Vec<(u64, uefi_smm::smst::Dispatch)>,
     calls: Vec<uefi_smm::smst::Call>,
+    /// The handlers registered so far (their first instructions).
+    handlers: Vec<u64>,
+    /// Handlers the SMI in progress entered: (SMI, handler).
+    entered: Vec<(u64, u64)>,
+    /// One per SMI and handler it entered: the SMI's instructions in SMM.
+    samples: Vec<uefi_smm::handler_latency::Sample>,
 }
 
 impl Watch {
@@ -113,7 +127,29 @@ impl Watch {
     fn arm(&self, m: &mut machine::Machine) {
         let mut at: Vec<u64> = self.services.map(|s| s.entries.map(|e| e.1).to_vec()).unwrap_or_default();
         at.extend(self.dispatchers.iter().map(|d| d.0));
+        at.extend(&self.handlers);
         m.set_breakpoints(&at);
+    }
+
+    /// If the CPU stopped at a handler's first instruction, notes that this SMI entered it.
+    fn stopped_at_a_handler(&mut self, m: &mut machine::Machine, smi: u64) -> bool {
+        let rip = m.registers().1;
+        let hit = m.cpu_view().in_smm && self.handlers.contains(&rip);
+        if hit && !self.entered.contains(&(smi, rip)) {
+            self.entered.push((smi, rip));
+        }
+        hit
+    }
+
+    /// At RSM of SMI `smi`: one sample per handler it entered, its instructions in SMM from
+    /// entry to RSM.
+    fn rsm(&mut self, m: &mut machine::Machine, smi: u64) {
+        let instructions = m.icount().saturating_sub(m.smm_registers().entry_icount);
+        for (s, h) in self.entered.drain(..) {
+            if s == smi {
+                self.samples.push(uefi_smm::handler_latency::Sample { handler: h, instructions });
+            }
+        }
     }
 
     /// If the CPU stopped at a watched entry, records the call (and, for a child dispatch
