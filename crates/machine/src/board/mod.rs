@@ -233,6 +233,12 @@ impl Board {
         platform!(self, p => p.pause_on_rsm = on, ())
     }
 
+    /// Pauses [`crate::Machine::run`] right after every SMM entry, before the SMI's first
+    /// instruction (pc and q35 only).
+    pub fn set_pause_on_smm_entry(&mut self, on: bool) {
+        platform!(self, p => p.pause_on_smm_entry = on, ())
+    }
+
     /// The SMM access observer (None on the minimal board).
     pub fn smm_observer(&mut self) -> Option<&mut observer::SmmObserver> {
         platform!(self, p => Some(&mut p.smm_observer), None)

@@ -92,6 +92,8 @@ pub struct Platform<C: Chipset> {
     pub pause_on_debugcon_line: bool,
     /// Ask for a pause when RSM returns from SMM (the host API's SW SMIs stop there).
     pub pause_on_rsm: bool,
+    /// Ask for a pause right after every SMM entry (a debugger's break on SMI).
+    pub pause_on_smm_entry: bool,
     pub(super) pause: bool,
     /// Guest time runs faster while the guest busy-waits on the PM timer ([`crate::poll`]).
     pub poll: PollForward,
@@ -160,6 +162,7 @@ impl<C: Chipset> Platform<C> {
             smm_observer: Default::default(),
             pause_on_debugcon_line: false,
             pause_on_rsm: false,
+            pause_on_smm_entry: false,
             pause: false,
             poll: PollForward::default(),
             legacy,
@@ -399,6 +402,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn smm_entered(&mut self, e: &SmmEntry) {
+        self.pause |= self.pause_on_smm_entry;
         self.poll.disturb();
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());

@@ -60,6 +60,11 @@ pub enum Command {
     /// attributed to SMIs or NMIs by the host's counters, with the time they steal (exit 0
     /// when it ran, 2 when it could not start).
     Host(host::HostArgs),
+    /// Run firmware as `smmlab run` does (any of its options), driven by gdb over the remote
+    /// protocol: `--listen 127.0.0.1:1234`, or `--stdio` for `target remote | smmlab gdb
+    /// --stdio ...`. A target description with the segment bases and limits, CR0-CR4, EFER,
+    /// SMBASE and in_smm; `monitor smi|break-on-smi|view|inventory|timeline|smm`.
+    Gdb(gdb::GdbArgs),
 }
 
 /// Refuses an output file that cannot be written, before a run that may take long: `path` is
@@ -89,5 +94,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Module(a) => module::run(a),
         Command::Fuzz(a) => fuzz::run(a),
         Command::Host(a) => host::run(a),
+        Command::Gdb(a) => gdb::run(a),
     }
 }
