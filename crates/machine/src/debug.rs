@@ -50,6 +50,12 @@ impl Machine {
         self.board.set_pause_on_smm_entry(on);
     }
 
+    /// With `on`, [`Machine::run`] stops (exit reason paused) right after every RSM, before
+    /// the interrupted program's next instruction. Off on the minimal board.
+    pub fn set_stop_after_rsm(&mut self, on: bool) {
+        self.board.set_pause_on_rsm(on);
+    }
+
     /// Writes `data` to APM_STS (0xB3) and `cmd` to APM_CNT (0xB2) from outside SMM, as the
     /// OS's `OUT 0xB2, AL` does; nothing runs. Returns whether an SMI is now pending (it is
     /// taken at the next instruction boundary outside SMM, or after RSM when in SMM).

@@ -1,5 +1,5 @@
-//! `smmlab run --gdb`: the built-in firmware driven by a real gdb (Debian's gdb, through
-//! testkit: a skip without it, a failure under CI=true) over the remote protocol.
+//! `smmlab run --gdb` and `smmlab gdb`: the built-in firmware driven by a real gdb (Debian's
+//! gdb, through testkit: a skip without it, a failure under CI=true) over the remote protocol.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -34,9 +34,15 @@ fn wait(child: &mut Child, what: &str) -> Option<i32> {
 /// Starts `smmlab run --gdb PORT` (built-in firmware, quiet) and waits until it listens;
 /// the child and its stderr lines (all of them once the child has ended).
 fn start_smmlab(port: u16, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<&str> = ["run", "--quiet", "--gdb", &addr].into_iter().chain(extra.iter().copied()).collect();
+    start(&args)
+}
+
+/// Starts smmlab with `args` and waits until it listens for gdb.
+fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smmlab"))
-        .args(["run", "--quiet", "--gdb", &format!("127.0.0.1:{port}")])
-        .args(extra)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,8 +97,25 @@ fn session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
         return None;
     }
     let port = free_port();
-    let (mut smmlab, lines) = start_smmlab(port, extra);
-    let mut args = vec!["-batch".to_string(), "-nx".into(), "-ex".into(), "set architecture i386:x86-64".into(), "-ex".into(), format!("target remote 127.0.0.1:{port}")];
+    let (smmlab, lines) = start_smmlab(port, extra);
+    Some(drive(smmlab, lines, &format!("target remote 127.0.0.1:{port}"), commands))
+}
+
+/// Runs gdb in batch mode against a new `smmlab gdb --listen` (built-in firmware) with
+/// `commands`; None when gdb is missing.
+fn gdb_session(commands: &[&str]) -> Option<Session> {
+    if !testkit::package_command("gdb", "gdb") {
+        return None;
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (smmlab, lines) = start(&["gdb", "--listen", &addr]);
+    Some(drive(smmlab, lines, &format!("target remote {addr}"), commands))
+}
+
+/// gdb connected with `connect`, then `commands`, in batch mode; what it and `smmlab` said.
+fn drive(mut smmlab: Child, lines: mpsc::Receiver<String>, connect: &str, commands: &[&str]) -> Session {
+    let mut args = vec!["-batch".to_string(), "-nx".into(), "-ex".into(), "set architecture i386:x86-64".into(), "-ex".into(), connect.to_string()];
     for c in commands {
         args.push("-ex".into());
         args.push(c.to_string());
@@ -114,7 +137,7 @@ fn session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
     let code = wait(&mut smmlab, "smmlab");
     // The reader thread ends at the pipe's end, once smmlab has exited.
     let smmlab_err = lines.iter().collect::<Vec<_>>().join("\n");
-    Some(Session { gdb: text, gdb_code, smmlab_code: code, smmlab: smmlab_err })
+    Session { gdb: text, gdb_code, smmlab_code: code, smmlab: smmlab_err }
 }
 
 /// The value gdb printed for register `reg` in `info registers`, the n-th time (0 = first).
@@ -252,4 +275,189 @@ fn ctrl_c_stops_a_continue_with_sigint_and_bad_addresses_are_errors() {
     let code = wait(&mut smmlab, "smmlab");
     let err: Vec<String> = lines.iter().collect();
     assert_eq!(code, Some(0), "{err:?}");
+}
+
+/// The bytes of each `x/Nxb` gdb printed, one list per command: runs of `ADDR:\t0x..` lines
+/// where each line starts where the one before ended (gdb prints monitor output on stderr,
+/// so two commands' lines can be adjacent in stdout).
+fn examined(text: &str) -> Vec<Vec<u8>> {
+    let mut groups: Vec<Vec<u8>> = Vec::new();
+    let mut next: Option<u64> = None;
+    for line in text.lines() {
+        let parsed = line.split_once(":\t").and_then(|(addr, rest)| Some((u64::from_str_radix(addr.strip_prefix("0x")?, 16).ok()?, rest)));
+        let Some((addr, rest)) = parsed else {
+            next = None;
+            continue;
+        };
+        let bytes: Vec<u8> = rest.split('\t').map(|b| u8::from_str_radix(b.trim().trim_start_matches("0x"), 16).expect("a byte")).collect();
+        if next != Some(addr) {
+            groups.push(Vec::new());
+        }
+        next = Some(addr + bytes.len() as u64);
+        groups.last_mut().expect("a group").extend(bytes);
+    }
+    groups
+}
+
+/// Every `info registers` value of `reg` gdb printed, in order.
+fn registers(text: &str, reg: &str) -> Vec<u64> {
+    text.lines()
+        .filter(|l| l.split_whitespace().next() == Some(reg))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("a hex value"))
+        .collect()
+}
+
+/// The SMM entry state, step by step into the built-in firmware's 64-bit SMM code, the two
+/// views of SMRAM, and the way back out by RSM.
+#[test]
+fn break_on_smi_steps_the_entry_stub_into_long_mode_and_views_smram_both_ways() {
+    const STEPS: usize = 60;
+    let mut cmds = vec![
+        "info registers in_smm smbase cr0",
+        "monitor break-on-smi on",
+        // SMI 1: the relocation SMI at the default SMBASE; SMI 2: the first at the new one.
+        "continue",
+        "info registers rip cs cs_base smbase in_smm",
+        "continue",
+        "info registers rip cs cs_base cs_limit smbase in_smm cr0 efer",
+        "monitor view smram",
+        "x/16xb $smbase + 0x8000",
+        "monitor view normal",
+        "x/16xb $smbase + 0x8000",
+        "monitor view cpu",
+        "x/16xb $cs_base + $rip",
+        "monitor break-on-smi off",
+    ];
+    for _ in 0..STEPS {
+        cmds.extend(["stepi", "info registers cs efer cr0"]);
+    }
+    cmds.extend(["monitor break-on-rsm on", "continue", "info registers in_smm", "monitor smm", "monitor timeline", "kill"]);
+    let Some(Session { gdb: text, smmlab_code: code, smmlab: err, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    // At reset: not in SMM, the default SMBASE, CR0 60000010h (SDM vol. 3A table 10-1).
+    assert_eq!(register(&text, "in_smm", 0), 0, "{text}");
+    assert_eq!(register(&text, "smbase", 0), 0x30000, "{text}");
+    assert_eq!(register(&text, "cr0", 0), 0x6000_0010, "{text}");
+    // SMI 1 enters at 0x3000:0x8000.
+    assert_eq!(register(&text, "rip", 0), 0x8000, "{text}");
+    assert_eq!(register(&text, "cs_base", 0), 0x30000, "{text}");
+    assert_eq!(register(&text, "in_smm", 1), 1, "{text}");
+    // SMI 2 at the relocated SMBASE, in the SMM entry state: CS = SMBASE >> 4, base SMBASE,
+    // 4 GiB limit, paging and protection off.
+    let smbase = register(&text, "smbase", 2);
+    assert_ne!(smbase, 0x30000, "SMBASE was not relocated:\n{text}");
+    assert_eq!(register(&text, "rip", 1), 0x8000, "{text}");
+    // (The selector is 16 bits: SMBASE >> 4 truncated, SDM vol. 3C table 32-4.)
+    assert_eq!(register(&text, "cs", 1), (smbase >> 4) & 0xffff, "{text}");
+    assert_eq!(register(&text, "cs_base", 1), smbase, "{text}");
+    assert_eq!(register(&text, "cs_limit", 0), 0xffff_ffff, "{text}");
+    assert_eq!(register(&text, "in_smm", 2), 1, "{text}");
+    assert_eq!(register(&text, "cr0", 1) & 0x8000_0001, 0, "{text}");
+    assert_eq!(register(&text, "efer", 0), 0, "{text}");
+    assert!(err.contains("SMI 2 entered"), "{err}");
+    // The entry code through the SMM view is the firmware's stub (firmware/src/boot/stubs.rs:
+    // a short jump over the GDTR its LGDT loads, which points into the stub at +0x38); a
+    // non-SMM reader gets all-ones from the chipset; the CPU's own view now (in SMM) is SMRAM.
+    let x = examined(&text);
+    assert_eq!(x.len(), 3, "{text}");
+    assert_eq!(x[0][0], 0xeb, "SMRAM's entry code {:02x?} does not start with the stub's jump", x[0]);
+    let gdt_base = u32::from_le_bytes(x[0][10..14].try_into().unwrap());
+    assert_eq!(gdt_base as u64, smbase + 0x8038, "SMRAM's entry code {:02x?} has no GDT pointer into itself", x[0]);
+    assert_eq!(x[1], vec![0xff; 16], "{text}");
+    assert_eq!(x[2], x[0], "{text}");
+    // Stepping: from the 16-bit entry state through protected mode into long mode (EFER.LMA,
+    // CR0.PG and PE, a new CS).
+    let (cs, efer, cr0) = (registers(&text, "cs"), registers(&text, "efer"), registers(&text, "cr0"));
+    let steps = cs.len() - 2;
+    assert_eq!(steps, STEPS, "{text}");
+    let long = (2..cs.len()).find(|&i| efer[i - 1] & 0x400 != 0).unwrap_or_else(|| panic!("no step reached long mode (EFER.LMA) in {STEPS} steps:\n{text}"));
+    assert_eq!(cr0[long] & 0x8000_0001, 0x8000_0001, "{text}");
+    assert_ne!(cs[long], (smbase >> 4) & 0xffff, "{text}");
+    // With break-on-rsm: out of SMM again, SMI 2 done and in the timeline.
+    assert_eq!(*registers(&text, "in_smm").last().unwrap(), 0, "{text}");
+    assert!(text.contains("in SMM: no"), "{text}");
+    assert!(err.contains("SMI 2 returned (RSM)"), "{err}");
+    assert!(text.contains("(SMBASE relocation)"), "the timeline lacks SMI 1:\n{text}");
+    assert!(text.lines().any(|l| l.contains("SMI    2") && l.contains("instr")), "the timeline lacks SMI 2:\n{text}");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `monitor smi` is the OS's APM write: the next stepi stops at the SMI's entry, and the
+/// handler's answer (the ping's "PONG" in RAX) is there after RSM.
+#[test]
+fn monitor_smi_raises_a_software_smi() {
+    let cmds = [
+        "monitor break-on-rsm on",
+        // The firmware's first SMIs (relocation, then ready-to-lock) enable the APM SMI.
+        "continue",
+        "continue",
+        "monitor smm",
+        "monitor smi 0x01",
+        "stepi",
+        "info registers rip in_smm",
+        "monitor smm",
+        "continue",
+        "info registers rax in_smm",
+        "monitor timeline",
+        "kill",
+    ];
+    let Some(Session { gdb: text, smmlab: err, smmlab_code: code, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    assert!(text.contains("SMIs: 2\n"), "{text}");
+    assert!(text.contains("SW SMI 0x01 raised"), "{text}");
+    assert_eq!(register(&text, "rip", 0), 0x8000, "stepi did not stop at the SMI entry:\n{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    assert!(text.contains("SMIs: 3\n"), "the SMI count did not grow:\n{text}");
+    assert_eq!(register(&text, "in_smm", 1), 0, "{text}");
+    // The built-in firmware's ping (firmware/src/sw.rs): "PONG" in RAX's low half.
+    assert_eq!(register(&text, "rax", 0) & 0xffff_ffff, 0x504f_4e47, "{text}");
+    assert!(text.lines().any(|l| l.contains("SMI    3") && l.contains("apm 0x01")), "{text}");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `hbreak` is a host breakpoint too: it catches the SMI entry, where DR7 would be clear.
+#[test]
+fn hbreak_stops_in_smm() {
+    let Some(Session { gdb: text, .. }) = gdb_session(&["hbreak *0x8000", "continue", "info registers rip in_smm", "kill"]) else {
+        return;
+    };
+    // (gdb refuses to continue when the stub rejects a hardware breakpoint, Z1.)
+    assert!(text.contains("Hardware assisted breakpoint 1 at 0x8000"), "{text}");
+    assert!(text.contains("Breakpoint 1, 0x0000000000008000"), "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+}
+
+/// `target remote | smmlab gdb --stdio`: gdb starts smmlab and speaks to it over a pipe; the
+/// read-only registers refuse writes.
+#[test]
+fn gdb_over_stdio_reads_the_reset_state_and_refuses_read_only_writes() {
+    if !testkit::package_command("gdb", "gdb") {
+        return;
+    }
+    let pipe = format!("target remote | {} gdb --stdio", env!("CARGO_BIN_EXE_smmlab"));
+    let args = ["-batch", "-nx", "-ex", &pipe, "-ex", "info registers rip cs cr0 in_smm", "-ex", "set $cr0 = 5", "-ex", "info registers cr0", "-ex", "set $rax = 0x1234", "-ex", "info registers rax", "-ex", "monitor smm", "-ex", "kill"];
+    let mut gdb = Command::new("gdb").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start gdb");
+    let mut out = gdb.stdout.take().expect("stdout");
+    let mut err = gdb.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut text = String::new();
+    let _ = out.read_to_string(&mut text);
+    wait(&mut gdb, "gdb");
+    text += &reader.join().expect("gdb stderr");
+    assert_eq!(register(&text, "rip", 0), 0xfff0, "{text}");
+    assert_eq!(register(&text, "cs", 0), 0xf000, "{text}");
+    assert_eq!(register(&text, "cr0", 0), 0x6000_0010, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 0, "{text}");
+    assert!(text.contains("Could not write register"), "{text}");
+    assert_eq!(register(&text, "cr0", 1), 0x6000_0010, "{text}");
+    assert_eq!(register(&text, "rax", 0), 0x1234, "{text}");
+    assert!(text.contains("in SMM: no"), "{text}");
+    assert!(text.contains("speaking the remote protocol on stdin and stdout"), "smmlab's stderr reaches gdb's:\n{text}");
 }

@@ -63,7 +63,7 @@ pub enum Command {
     /// Run firmware as `smmlab run` does (any of its options), driven by gdb over the remote
     /// protocol: `--listen 127.0.0.1:1234`, or `--stdio` for `target remote | smmlab gdb
     /// --stdio ...`. A target description with the segment bases and limits, CR0-CR4, EFER,
-    /// SMBASE and in_smm; `monitor smi|break-on-smi|view|inventory|timeline|smm`.
+    /// SMBASE and in_smm; `monitor smi|break-on-smi|break-on-rsm|view|inventory|timeline|smm`.
     Gdb(gdb::GdbArgs),
 }
 

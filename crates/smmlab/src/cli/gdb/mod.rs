@@ -19,10 +19,12 @@
 //!   the middle of a block.
 //! - `stepi` retires one instruction; a step that meets an SMI stops at the SMI's entry
 //!   before its first instruction, and a step of RSM lands where the interrupted program goes
-//!   on. `continue` runs until a breakpoint, an SMI with `monitor break-on-smi on`, a Ctrl-C
-//!   or the end of the run (halt, shutdown, power off, reset, the instruction limit...), which
-//!   gdb sees as the program exiting with the run's exit code.
-//! - `monitor` commands ([`monitor`]): smm, smi, break-on-smi, view, inventory, timeline.
+//!   on. `continue` runs until a breakpoint, an SMI with `monitor break-on-smi on`, an RSM
+//!   with `break-on-rsm on`, a Ctrl-C or the end of the run (halt, shutdown, power off,
+//!   reset, the instruction limit...), which gdb sees as the program exiting with the run's
+//!   exit code.
+//! - `monitor` commands ([`monitor`]): smm, smi, break-on-smi, break-on-rsm, view,
+//!   inventory, timeline.
 //!
 //! A gdb that detaches, kills or drops the connection ends the run.
 

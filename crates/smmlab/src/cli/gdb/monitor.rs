@@ -10,6 +10,7 @@ const HELP: &str = "monitor commands:
   smi [CMD [DATA]]       raise a software SMI as the OS does: DATA to APM_STS (0xB3), CMD to
                          APM_CNT (0xB2) (default 0 0); the CPU takes it at its next instruction
   break-on-smi [on|off]  stop at the first instruction of every SMI (SMBASE+0x8000)
+  break-on-rsm [on|off]  stop after every RSM, where the interrupted program goes on
   view [smram|normal|cpu]  memory as a CPU in SMM sees it, as one outside SMM sees it (SMRAM
                          hidden), or as the CPU sees it now (the default)
   inventory              the SMM modules, SMI handlers and protocols in SMRAM (edk2 firmware)
@@ -45,6 +46,10 @@ impl MonitorCmd for GdbTarget<'_> {
             ("break-on-smi", [] | [_]) => on_off(args.first().copied()).map(|on| {
                 self.break_on_smi = on.unwrap_or(self.break_on_smi);
                 format!("break-on-smi: {}", if self.break_on_smi { "on (continue stops at the first instruction of every SMI)" } else { "off" })
+            }),
+            ("break-on-rsm", [] | [_]) => on_off(args.first().copied()).map(|on| {
+                self.break_on_rsm = on.unwrap_or(self.break_on_rsm);
+                format!("break-on-rsm: {}", if self.break_on_rsm { "on (continue stops after every RSM)" } else { "off" })
             }),
             ("view", [] | [_]) => self.set_view(args.first().copied()),
             ("inventory", []) => Ok(self.inventory()),

@@ -46,6 +46,8 @@ pub struct GdbTarget<'m> {
     pub hw_breakpoints: Vec<u64>,
     /// `monitor break-on-smi`.
     pub break_on_smi: bool,
+    /// `monitor break-on-rsm`.
+    pub break_on_rsm: bool,
     pub view: View,
     /// The SMIs so far (`monitor timeline`), fed from the machine's events after every stretch.
     pub timeline: trace::Timeline,
@@ -60,7 +62,7 @@ impl<'m> GdbTarget<'m> {
         if let Some(ev) = m.board.events() {
             ev.recording = true;
         }
-        GdbTarget { m, end_at, resume: Resume::Continue, sw_breakpoints: Vec::new(), hw_breakpoints: Vec::new(), break_on_smi: false, view: View::Cpu, timeline: trace::Timeline::new(ips), ended: None }
+        GdbTarget { m, end_at, resume: Resume::Continue, sw_breakpoints: Vec::new(), hw_breakpoints: Vec::new(), break_on_smi: false, break_on_rsm: false, view: View::Cpu, timeline: trace::Timeline::new(ips), ended: None }
     }
 
     /// Whether memory accesses see SMRAM now.
@@ -78,11 +80,14 @@ impl<'m> GdbTarget<'m> {
     }
 
     /// Runs at most `budget` instructions; a stop at a breakpoint where the CPU already stood
-    /// (gdb resuming from one) runs on.
+    /// (gdb resuming from one) runs on, and so does a pause that stopped nothing (no
+    /// instruction, no SMM entry: one asked for by an RSM that was a chunk's last instruction).
     fn run(&mut self, budget: u64) -> RunSummary {
-        let (start, rip) = (self.m.icount(), self.m.cpu_view().rip);
+        let (start, rip, smis) = (self.m.icount(), self.m.cpu_view().rip, self.m.cpu_view().smi_count);
         let s = self.m.run(budget);
-        if s.exit == ExitReason::Breakpoint && self.m.icount() == start && self.m.cpu_view().rip == rip {
+        let v = self.m.cpu_view();
+        let nothing_done = self.m.icount() == start && v.smi_count == smis;
+        if nothing_done && ((s.exit == ExitReason::Breakpoint && v.rip == rip) || s.exit == ExitReason::Paused) {
             return self.m.run(budget);
         }
         s
@@ -98,14 +103,18 @@ impl<'m> GdbTarget<'m> {
         // A step that meets an SMI stops at its entry, before the SMI's first instruction, as
         // does a continue with break-on-smi.
         self.m.set_stop_on_smm_entry(step || self.break_on_smi);
-        let smis = self.m.cpu_view().smi_count;
+        self.m.set_stop_after_rsm(self.break_on_rsm && !step);
+        let (smis, was_in_smm) = (self.m.cpu_view().smi_count, self.m.cpu_view().in_smm);
         let s = self.run(if step { 1 } else { left.min(CHUNK) });
         self.m.set_stop_on_smm_entry(false);
+        self.m.set_stop_after_rsm(false);
         for e in self.m.drain_events() {
             self.timeline.feed(&e);
         }
         let v = self.m.cpu_view();
         let entered = s.exit == ExitReason::Paused && v.in_smm && v.smi_count > smis;
+        // An RSM pauses the run right after it, or (the chunk's last instruction) ends the chunk.
+        let left = !v.in_smm && (was_in_smm || v.smi_count > smis) && matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit);
         match s.exit {
             ExitReason::Breakpoint if self.hw_breakpoints.contains(&v.rip) => Some(SingleThreadStopReason::HwBreak(())),
             ExitReason::Breakpoint => Some(SingleThreadStopReason::SwBreak(())),
@@ -115,6 +124,10 @@ impl<'m> GdbTarget<'m> {
                 Some(SingleThreadStopReason::Signal(Signal::SIGTRAP))
             }
             ExitReason::InstructionLimit | ExitReason::Paused if step => Some(SingleThreadStopReason::DoneStep),
+            _ if left && self.break_on_rsm => {
+                eprintln!("smmlab: gdb: SMI {} returned (RSM): stopped at {:#06x}:{:#x}", v.smi_count, v.cs, v.rip);
+                Some(SingleThreadStopReason::Signal(Signal::SIGTRAP))
+            }
             ExitReason::InstructionLimit | ExitReason::Paused if self.m.icount() < self.end_at => None,
             ExitReason::Interrupted => Some(SingleThreadStopReason::Terminated(Signal::SIGINT)),
             _ => Some(self.end(Some(s))),
