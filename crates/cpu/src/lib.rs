@@ -222,6 +222,10 @@ pub struct Cpu {
     pub breakpoints: Option<Box<rustc_hash::FxHashSet<u64>>>,
     /// Tell the bus the address of every instruction run in SMM ([`Bus::smm_instruction`]).
     pub trace_smm_rip: bool,
+    /// Run one instruction per block, so that a stop the bus asks for during an instruction
+    /// (a debugger's watchpoint) comes right after it, and [`Cpu::breakpoints`] match any
+    /// instruction, not only block starts. Slow; off by default.
+    pub one_at_a_time: bool,
     /// The breakpoint just reported: the next block runs without stopping there again.
     bp_resume: bool,
 }
@@ -273,6 +277,7 @@ impl Cpu {
             smm_blocks: None,
             breakpoints: None,
             trace_smm_rip: false,
+            one_at_a_time: false,
             bp_resume: false,
         };
         cpu.reset();
@@ -524,7 +529,7 @@ impl Cpu {
         let mask = if block.bitness == 64 { u64::MAX } else { 0xffff_ffff };
         let room = limit.saturating_sub(self.icount) as usize;
         let trap_flag = self.flags.sys(flags::bits::TF);
-        let n = if single || trap_flag { 1 } else { block.insns.len().min(room.max(1)) };
+        let n = if single || trap_flag || self.one_at_a_time { 1 } else { block.insns.len().min(room.max(1)) };
         // Decided once per block: SMM is entered only between blocks, and RSM ends its block.
         let report_rip = self.trace_smm_rip && self.smm;
         for d in &block.insns[..n] {

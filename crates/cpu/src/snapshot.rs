@@ -91,6 +91,7 @@ impl Cpu {
             smm_blocks: _,
             breakpoints,
             trace_smm_rip: _,
+            one_at_a_time: _,
             bp_resume,
         } = self;
         CpuSnapshot {

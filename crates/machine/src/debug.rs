@@ -35,6 +35,17 @@ pub struct SystemRegisters {
     pub segments: [SegmentView; 6],
 }
 
+/// A write to a watched range ([`Machine::set_write_watches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchHit {
+    /// Physical address written.
+    pub addr: u64,
+    /// Bytes written.
+    pub size: u8,
+    /// The writer was in SMM.
+    pub smm: bool,
+}
+
 impl Machine {
     /// CR0, CR2, CR3, CR4, EFER and the segment registers with their descriptor caches.
     pub fn system_registers(&self) -> SystemRegisters {
@@ -64,5 +75,24 @@ impl Machine {
         self.io_out(0xb3, 1, data as u32);
         self.io_out(0xb2, 1, cmd as u32);
         self.board.smi_pending() || self.cpu.smm_regs.smi_latched
+    }
+
+    /// Watches writes to the physical `ranges` (empty: none), from the CPU in or out of SMM
+    /// and from the host: each pauses [`Machine::run`] (exit reason paused) right after the
+    /// instruction that made it, and is kept for [`Machine::take_watch_hits`]. While any range
+    /// is watched the CPU runs one instruction at a time (`cpu::Cpu::one_at_a_time`), several
+    /// times slower, and host breakpoints match any instruction. Returns false (nothing
+    /// watched) on the minimal board. Bus masters' DMA writes are not watched.
+    pub fn set_write_watches(&mut self, ranges: &[std::ops::Range<u64>]) -> bool {
+        let ok = self.board.set_write_watches(ranges.to_vec());
+        self.cpu.one_at_a_time = ok && !ranges.is_empty();
+        // Direct write pointers the CPU holds would bypass the watch.
+        self.cpu.flush_tlb();
+        ok
+    }
+
+    /// The watched writes since the last call, oldest first.
+    pub fn take_watch_hits(&mut self) -> Vec<WatchHit> {
+        self.board.take_watch_hits()
     }
 }

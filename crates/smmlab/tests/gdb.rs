@@ -461,3 +461,26 @@ fn gdb_over_stdio_reads_the_reset_state_and_refuses_read_only_writes() {
     assert!(text.contains("in SMM: no"), "{text}");
     assert!(text.contains("speaking the remote protocol on stdin and stdout"), "smmlab's stderr reaches gdb's:\n{text}");
 }
+
+/// `watch` is a write watch on the machine's memory path: it sees the CPU's state save at SMM
+/// entry and the relocation handler's write of the new SMBASE into the save state (Intel64
+/// map: SMBASE at offset 0x7EF8 from SMBASE+0x8000, SDM vol. 3C table 32-3), stopping right
+/// after the writing instruction.
+#[test]
+fn watch_stops_after_writes_in_smm() {
+    let cmds = ["watch *(unsigned int *)0x3fef8", "continue", "info registers rip in_smm", "continue", "info registers rip in_smm", "delete", "monitor break-on-smi on", "continue", "info registers smbase", "kill"];
+    let Some(Session { gdb: text, smmlab: err, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    let news: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix("New value = ")).map(|v| v.trim().parse().expect("a number")).collect();
+    assert_eq!(news.len(), 2, "{text}");
+    // The state save at SMI 1's entry writes the SMBASE in use; the CPU stands at the entry.
+    assert_eq!(news[0], 0x30000, "{text}");
+    assert_eq!(register(&text, "rip", 0), 0x8000, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    // The relocation handler's write, in SMM, past the entry; the next SMI enters there.
+    assert_ne!(register(&text, "rip", 1), 0x8000, "{text}");
+    assert_eq!(register(&text, "in_smm", 1), 1, "{text}");
+    assert_eq!(register(&text, "smbase", 0), news[1], "{text}");
+    assert!(err.contains("watched write of 4 bytes at 0x3fef8 from SMM"), "{err}");
+}

@@ -16,7 +16,11 @@
 //!   ([`machine::Machine::set_breakpoints`]): no 0xCC is written to guest memory, DR7 is not
 //!   used (so they work in SMM), and a breakpoint catches the RIP where a block of code starts
 //!   (a function entry, a jump or call target, an SMI entry at 0x8000), not an instruction in
-//!   the middle of a block.
+//!   the middle of a block (while a watchpoint is set: any instruction).
+//! - Write watchpoints (`watch`) are watches on the machine's memory path
+//!   ([`machine::Machine::set_write_watches`]): every CPU write in or out of SMM, the SMM
+//!   entry's state save included, stops the run right after the instruction that made it.
+//!   The CPU runs one instruction at a time while one is set. `rwatch`/`awatch` are refused.
 //! - `stepi` retires one instruction; a step that meets an SMI stops at the SMI's entry
 //!   before its first instruction, and a step of RSM lands where the interrupted program goes
 //!   on. `continue` runs until a breakpoint, an SMI with `monitor break-on-smi on`, an RSM

@@ -5,7 +5,7 @@ use gdbstub::common::Signal;
 use gdbstub::stub::SingleThreadStopReason;
 use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps};
 use gdbstub::target::ext::base::BaseOps;
-use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint, SwBreakpointOps};
+use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind};
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
 use machine::{ExitReason, Machine, RunSummary};
@@ -44,6 +44,8 @@ pub struct GdbTarget<'m> {
     /// `break` and `hbreak` addresses (RIP values); both are host breakpoints, neither is DR7.
     pub sw_breakpoints: Vec<u64>,
     pub hw_breakpoints: Vec<u64>,
+    /// Write watchpoints (`watch`): physical start and length.
+    pub watches: Vec<(u64, u64)>,
     /// `monitor break-on-smi`.
     pub break_on_smi: bool,
     /// `monitor break-on-rsm`.
@@ -62,7 +64,7 @@ impl<'m> GdbTarget<'m> {
         if let Some(ev) = m.board.events() {
             ev.recording = true;
         }
-        GdbTarget { m, end_at, resume: Resume::Continue, sw_breakpoints: Vec::new(), hw_breakpoints: Vec::new(), break_on_smi: false, break_on_rsm: false, view: View::Cpu, timeline: trace::Timeline::new(ips), ended: None }
+        GdbTarget { m, end_at, resume: Resume::Continue, sw_breakpoints: Vec::new(), hw_breakpoints: Vec::new(), watches: Vec::new(), break_on_smi: false, break_on_rsm: false, view: View::Cpu, timeline: trace::Timeline::new(ips), ended: None }
     }
 
     /// Whether memory accesses see SMRAM now.
@@ -105,7 +107,10 @@ impl<'m> GdbTarget<'m> {
         self.m.set_stop_on_smm_entry(step || self.break_on_smi);
         self.m.set_stop_after_rsm(self.break_on_rsm && !step);
         let (smis, was_in_smm) = (self.m.cpu_view().smi_count, self.m.cpu_view().in_smm);
+        // (gdb's own memory writes may have hit a watch.)
+        self.m.take_watch_hits();
         let s = self.run(if step { 1 } else { left.min(CHUNK) });
+        let hit = self.m.take_watch_hits().first().copied();
         self.m.set_stop_on_smm_entry(false);
         self.m.set_stop_after_rsm(false);
         for e in self.m.drain_events() {
@@ -118,6 +123,12 @@ impl<'m> GdbTarget<'m> {
         match s.exit {
             ExitReason::Breakpoint if self.hw_breakpoints.contains(&v.rip) => Some(SingleThreadStopReason::HwBreak(())),
             ExitReason::Breakpoint => Some(SingleThreadStopReason::SwBreak(())),
+            // The write pauses the run after its instruction, or (a step) ends the step.
+            ExitReason::Paused | ExitReason::InstructionLimit if hit.is_some() => {
+                let h = hit.expect("a hit");
+                eprintln!("smmlab: gdb: watched write of {} bytes at {:#x}{}", h.size, h.addr, if h.smm { " from SMM" } else { "" });
+                Some(SingleThreadStopReason::Watch { tid: (), kind: WatchKind::Write, addr: h.addr })
+            }
             _ if entered && step => Some(SingleThreadStopReason::DoneStep),
             _ if entered => {
                 eprintln!("smmlab: gdb: SMI {} entered: stopped at its first instruction, SMBASE {:#x} + 0x8000", v.smi_count, v.smbase);
@@ -282,6 +293,10 @@ impl Breakpoints for GdbTarget<'_> {
     fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
 }
 
 /// Adds `addr` to `list`; false if it was there.
@@ -327,5 +342,39 @@ impl HwBreakpoint for GdbTarget<'_> {
         let found = remove(&mut self.hw_breakpoints, addr);
         self.set_breakpoints();
         Ok(found)
+    }
+}
+
+/// `watch`: a write watch on the machine's memory path (every CPU write, in SMM or not, and
+/// the host's), not DR7. Read and access watchpoints (`rwatch`, `awatch`) are refused.
+impl HwWatchpoint for GdbTarget<'_> {
+    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        if kind != WatchKind::Write || len == 0 {
+            return Ok(false);
+        }
+        self.watches.push((addr, len));
+        if !self.set_watches() {
+            self.watches.pop();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn remove_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        let Some(i) = self.watches.iter().position(|w| *w == (addr, len)) else { return Ok(false) };
+        if kind != WatchKind::Write {
+            return Ok(false);
+        }
+        self.watches.remove(i);
+        self.set_watches();
+        Ok(true)
+    }
+}
+
+impl GdbTarget<'_> {
+    /// Hands [`GdbTarget::watches`] to the machine; false on a board without watches.
+    fn set_watches(&mut self) -> bool {
+        let ranges: Vec<std::ops::Range<u64>> = self.watches.iter().map(|&(a, l)| a..a.saturating_add(l)).collect();
+        self.m.set_write_watches(&ranges)
     }
 }
