@@ -484,3 +484,46 @@ fn watch_stops_after_writes_in_smm() {
     assert_eq!(register(&text, "smbase", 0), news[1], "{text}");
     assert!(err.contains("watched write of 4 bytes at 0x3fef8 from SMM"), "{err}");
 }
+
+/// `reverse-stepi` replays from the session's snapshot: back through the SMI's first
+/// instructions (registers as they were), to its entry, then out of SMM to the instruction
+/// boundary before the SMI; forward again, the same SMI is entered again.
+#[test]
+fn reverse_stepi_goes_back_across_smi_entry() {
+    let cmds = [
+        "reverse-stepi",
+        "monitor break-on-smi on",
+        "continue",
+        "info registers rip rax",
+        "stepi",
+        "stepi",
+        "info registers rip rax",
+        "reverse-stepi",
+        "reverse-stepi",
+        "info registers rip rax in_smm",
+        "reverse-stepi",
+        "info registers rip in_smm",
+        "stepi",
+        "info registers rip in_smm",
+        "monitor smm",
+        "kill",
+    ];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    // At reset there is nothing before.
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+    let (rip, rax, in_smm) = (registers(&text, "rip"), registers(&text, "rax"), registers(&text, "in_smm"));
+    assert_eq!(rip.len(), 5, "{text}");
+    assert_eq!(rip[0], 0x8000, "{text}");
+    assert_ne!(rip[1], 0x8000, "{text}");
+    // Two steps back from two steps in: the entry again, with the entry's registers.
+    assert_eq!((rip[2], rax[2], in_smm[0]), (0x8000, rax[0], 1), "{text}");
+    assert_ne!(rax[1], rax[0], "the two steps changed no register; the test shows nothing:\n{text}");
+    // One more: before the SMI, outside SMM.
+    assert_eq!(in_smm[1], 0, "{text}");
+    assert!(rip[3] > 0x10_0000, "not back in the OS's code: {:#x}\n{text}", rip[3]);
+    // Forward: the same SMI (still SMI 1) enters again.
+    assert_eq!((rip[4], in_smm[2]), (0x8000, 1), "{text}");
+    assert!(text.contains("SMIs: 1\n"), "{text}");
+}

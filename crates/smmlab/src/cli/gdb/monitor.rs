@@ -86,7 +86,10 @@ impl GdbTarget<'_> {
         let parse = |i: usize| args.get(i).map_or(Some(0), |a| byte(a)).ok_or_else(|| format!("{:?} is not a byte (0-255 or 0x00-0xff)", args[i]));
         let (cmd, data) = (parse(0)?, parse(1)?);
         let in_smm = self.m.cpu_view().in_smm;
-        if !self.m.apm_write(cmd, data) {
+        let pending = self.m.apm_write(cmd, data);
+        // A replay would not redo the write: reverse stepping starts here now.
+        self.mark_history();
+        if !pending {
             return Ok(format!("APM_CNT written with {cmd:#04x}; no SMI is pending (the chipset's APM SMI is not enabled yet?)"));
         }
         Ok(match in_smm {

@@ -4,6 +4,7 @@ use super::regs::{SmmRegisters, SmmX86_64, EXTRA};
 use gdbstub::common::Signal;
 use gdbstub::stub::SingleThreadStopReason;
 use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps};
+use gdbstub::target::ext::base::reverse_exec::ReverseStepOps;
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind};
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
@@ -22,6 +23,8 @@ const GDB_TO_ENCODING: [usize; 16] = [0, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 
 pub enum Resume {
     Continue,
     Step,
+    /// `reverse-stepi` ([`super::reverse`]).
+    StepBack,
 }
 
 /// How gdb's memory reads and writes see SMRAM (`monitor view`).
@@ -55,6 +58,10 @@ pub struct GdbTarget<'m> {
     pub timeline: trace::Timeline,
     /// How the run ended, once it has.
     pub ended: Option<RunSummary>,
+    /// What `reverse-stepi` replays from.
+    pub history: Option<super::reverse::History>,
+    /// The CPU stopped at an SMI's entry (before its first instruction).
+    pub at_smm_entry: bool,
 }
 
 impl<'m> GdbTarget<'m> {
@@ -64,7 +71,23 @@ impl<'m> GdbTarget<'m> {
         if let Some(ev) = m.board.events() {
             ev.recording = true;
         }
-        GdbTarget { m, end_at, resume: Resume::Continue, sw_breakpoints: Vec::new(), hw_breakpoints: Vec::new(), watches: Vec::new(), break_on_smi: false, break_on_rsm: false, view: View::Cpu, timeline: trace::Timeline::new(ips), ended: None }
+        let mut t = GdbTarget {
+            m,
+            end_at,
+            resume: Resume::Continue,
+            sw_breakpoints: Vec::new(),
+            hw_breakpoints: Vec::new(),
+            watches: Vec::new(),
+            break_on_smi: false,
+            break_on_rsm: false,
+            view: View::Cpu,
+            timeline: trace::Timeline::new(ips),
+            ended: None,
+            history: None,
+            at_smm_entry: false,
+        };
+        t.mark_history();
+        t
     }
 
     /// Whether memory accesses see SMRAM now.
@@ -74,6 +97,11 @@ impl<'m> GdbTarget<'m> {
             View::Smram => true,
             View::Normal => false,
         }
+    }
+
+    /// Hands the breakpoints gdb set to the machine again.
+    pub fn restore_breakpoints(&mut self) {
+        self.set_breakpoints();
     }
 
     fn set_breakpoints(&mut self) {
@@ -101,6 +129,13 @@ impl<'m> GdbTarget<'m> {
         if left == 0 {
             return Some(self.end(None));
         }
+        if self.resume == Resume::StepBack {
+            return Some(self.step_back());
+        }
+        self.run_forward(left)
+    }
+
+    fn run_forward(&mut self, left: u64) -> Option<SingleThreadStopReason<u64>> {
         let step = self.resume == Resume::Step;
         // A step that meets an SMI stops at its entry, before the SMI's first instruction, as
         // does a continue with break-on-smi.
@@ -118,6 +153,7 @@ impl<'m> GdbTarget<'m> {
         }
         let v = self.m.cpu_view();
         let entered = s.exit == ExitReason::Paused && v.in_smm && v.smi_count > smis;
+        self.at_smm_entry = entered;
         // An RSM pauses the run right after it, or (the chunk's last instruction) ends the chunk.
         let left = !v.in_smm && (was_in_smm || v.smi_count > smis) && matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit);
         match s.exit {
@@ -244,6 +280,8 @@ impl SingleThreadBase for GdbTarget<'_> {
         if flags as u32 != regs.core.eflags {
             self.m.set_flags((flags & !0xffff_ffff) | regs.core.eflags as u64);
         }
+        // A replay would not redo this write: reverse stepping starts here now.
+        self.mark_history();
         Ok(())
     }
 
@@ -259,6 +297,7 @@ impl SingleThreadBase for GdbTarget<'_> {
         in_range(start_addr, data.len())?;
         let smm = self.smm_view();
         self.m.write_phys_as(start_addr, data, smm);
+        self.mark_history();
         Ok(())
     }
 
@@ -274,6 +313,10 @@ impl SingleThreadResume for GdbTarget<'_> {
     }
 
     fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
         Some(self)
     }
 }
