@@ -104,12 +104,18 @@ fn session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
 /// Runs gdb in batch mode against a new `smmlab gdb --listen` (built-in firmware) with
 /// `commands`; None when gdb is missing.
 fn gdb_session(commands: &[&str]) -> Option<Session> {
+    gdb_session_with(&[], commands)
+}
+
+/// [`gdb_session`] with `extra` run options.
+fn gdb_session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
     if !testkit::package_command("gdb", "gdb") {
         return None;
     }
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let (smmlab, lines) = start(&["gdb", "--listen", &addr]);
+    let args: Vec<&str> = ["gdb", "--listen", &addr].into_iter().chain(extra.iter().copied()).collect();
+    let (smmlab, lines) = start(&args);
     Some(drive(smmlab, lines, &format!("target remote {addr}"), commands))
 }
 
@@ -419,11 +425,15 @@ fn monitor_smi_raises_a_software_smi() {
 }
 
 /// `hbreak` is a host breakpoint too: it catches the SMI entry, where DR7 would be clear.
+/// `monitor inventory` on firmware without an SMM core.
 #[test]
 fn hbreak_stops_in_smm() {
-    let Some(Session { gdb: text, .. }) = gdb_session(&["hbreak *0x8000", "continue", "info registers rip in_smm", "kill"]) else {
+    let Some(Session { gdb: text, .. }) = gdb_session(&["hbreak *0x8000", "continue", "info registers rip in_smm", "monitor inventory", "kill"]) else {
         return;
     };
+    // The built-in firmware has no edk2 SMM core: the inventory says so, beside SMRAM.
+    assert!(text.contains("SMRAM 0xa0000-0xbffff"), "{text}");
+    assert!(text.contains("no edk2 SMM core in SMRAM: inventory unavailable"), "{text}");
     // (gdb refuses to continue when the stub rejects a hardware breakpoint, Z1.)
     assert!(text.contains("Hardware assisted breakpoint 1 at 0x8000"), "{text}");
     assert!(text.contains("Breakpoint 1, 0x0000000000008000"), "{text}");
@@ -526,4 +536,38 @@ fn reverse_stepi_goes_back_across_smi_entry() {
     // Forward: the same SMI (still SMI 1) enters again.
     assert_eq!((rip[4], in_smm[2]), (0x8000, 1), "{text}");
     assert!(text.contains("SMIs: 1\n"), "{text}");
+}
+
+/// `monitor inventory` on Debian's OVMF (package ovmf), 300 SMIs into its boot: edk2's SMM
+/// core and its modules, read out of SMRAM as `smmlab smm inventory` reads them.
+#[test]
+fn monitor_inventory_lists_ovmfs_smm_modules() {
+    if !testkit::package_file("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "ovmf") {
+        return;
+    }
+    let skip_smis = "python [gdb.execute('continue', to_string=True) for _ in range(300)]";
+    let Some(Session { gdb: text, smmlab: err, .. }) = gdb_session_with(&["--ovmf", "--pflash-snapshot"], &["monitor break-on-smi on", skip_smis, "monitor smm", "monitor inventory", "kill"]) else {
+        return;
+    };
+    assert!(text.contains("SMIs: 300\n"), "{text}\n{err}");
+    for module in ["PiSmmCore ", "PiSmmCpuDxeSmm ", "VariableSmm "] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(module) && l.contains("0x")), "no {module} in the inventory:\n{text}");
+    }
+    assert!(text.contains("gEfiSmmVariableProtocolGuid"), "{text}");
+}
+
+/// Bad `smmlab gdb` options are errors (status 2) before anything runs.
+#[test]
+fn bad_gdb_options_are_errors() {
+    for (args, says) in [
+        (&["gdb"][..], "--listen"),
+        (&["gdb", "--stdio", "--debugcon", "-"][..], "would write into gdb's connection"),
+        (&["gdb", "--listen", "1", "--gdb", "2"][..], "not --gdb"),
+        (&["gdb", "--listen", "999.1.1.1:5"][..], "cannot listen on 999.1.1.1:5"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_smmlab")).args(args).stdin(Stdio::null()).output().expect("run smmlab");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

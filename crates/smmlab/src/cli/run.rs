@@ -181,9 +181,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub smi_load: Option<PathBuf>,
     /// Before the first instruction, listen for gdb on ADDR (HOST:PORT, or a bare port on
-    /// 127.0.0.1) and let it drive the run: registers, physical memory as the CPU sees it (SMRAM
-    /// in SMM), stepi, continue, breakpoints on RIP, `monitor smm`. The run ends when gdb
-    /// detaches or kills it; the timeline, summary and output files are not produced.
+    /// 127.0.0.1) and let it drive the run, as `smmlab gdb --listen ADDR` does: registers with
+    /// the system and SMM ones, physical memory (SMRAM in SMM), stepi and reverse-stepi,
+    /// breakpoints and write watchpoints, `monitor help`. The run ends when gdb detaches or
+    /// kills it; the timeline, summary and output files are not produced.
     #[arg(long, value_name = "ADDR")]
     pub gdb: Option<String>,
 }
