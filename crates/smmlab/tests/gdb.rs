@@ -571,3 +571,53 @@ fn bad_gdb_options_are_errors() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `reverse-continue` stops where a forward continue would have, going back: the RSM of the
+/// SMI before, then (with break-on-smi) that SMI's entry, then the start of the history.
+#[test]
+fn reverse_continue_goes_back_to_the_stops_before() {
+    let cmds = [
+        "monitor break-on-rsm on",
+        "continue",
+        "continue",
+        "monitor smm",
+        "reverse-continue",
+        "info registers rip in_smm",
+        "monitor smm",
+        "monitor break-on-smi on",
+        "reverse-continue",
+        "info registers rip in_smm smbase",
+        "reverse-continue",
+        "info registers rip in_smm",
+        "kill",
+    ];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    let smis: Vec<&str> = text.lines().filter(|l| l.starts_with("SMIs: ")).collect();
+    assert_eq!(smis, ["SMIs: 2", "SMIs: 1"], "{text}");
+    let (rip, in_smm) = (registers(&text, "rip"), registers(&text, "in_smm"));
+    // After SMI 1's RSM, outside SMM; then SMI 1's entry at the default SMBASE.
+    assert_eq!(in_smm, [0, 1, 0], "{text}");
+    assert_ne!(rip[0], 0x8000, "{text}");
+    assert_eq!((rip[1], register(&text, "smbase", 0)), (0x8000, 0x30000), "{text}");
+    // Nothing before that but the reset vector, where the history starts.
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+    assert_eq!(rip[2], 0xfff0, "{text}");
+}
+
+/// `reverse-continue` to a breakpoint hit earlier: SMI 1's entry, from inside SMI 2.
+#[test]
+fn reverse_continue_stops_at_an_earlier_breakpoint() {
+    let cmds = ["break *0x8000", "continue", "continue", "stepi", "stepi", "reverse-continue", "info registers rip in_smm smbase", "monitor smm", "reverse-continue", "info registers rip in_smm smbase", "monitor smm", "kill"];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    // First back to SMI 2's entry (the breakpoint's last hit), then to SMI 1's.
+    assert_eq!(registers(&text, "rip"), [0x8000, 0x8000], "{text}");
+    assert_eq!(registers(&text, "in_smm"), [1, 1], "{text}");
+    assert_ne!(register(&text, "smbase", 0), 0x30000, "{text}");
+    assert_eq!(register(&text, "smbase", 1), 0x30000, "{text}");
+    let smis: Vec<&str> = text.lines().filter(|l| l.starts_with("SMIs: ")).collect();
+    assert_eq!(smis, ["SMIs: 2", "SMIs: 1"], "{text}");
+}

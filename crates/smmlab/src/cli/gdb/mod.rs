@@ -27,8 +27,8 @@
 //!   with `break-on-rsm on`, a Ctrl-C or the end of the run (halt, shutdown, power off,
 //!   reset, the instruction limit...), which gdb sees as the program exiting with the run's
 //!   exit code.
-//! - `reverse-stepi` ([`reverse`]) goes back one instruction boundary, SMI entries
-//!   included, by replaying from a snapshot; `reverse-continue` is not offered.
+//! - `reverse-stepi` and `reverse-continue` ([`reverse`]) go back one instruction boundary
+//!   (SMI entries included) or to the last stop before now, by replaying from a snapshot.
 //! - `monitor` commands ([`monitor`]): smm, smi, break-on-smi, break-on-rsm, view,
 //!   inventory, timeline.
 //!

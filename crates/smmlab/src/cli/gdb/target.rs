@@ -4,7 +4,7 @@ use super::regs::{SmmRegisters, SmmX86_64, EXTRA};
 use gdbstub::common::Signal;
 use gdbstub::stub::SingleThreadStopReason;
 use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps};
-use gdbstub::target::ext::base::reverse_exec::ReverseStepOps;
+use gdbstub::target::ext::base::reverse_exec::{ReverseContOps, ReverseStepOps};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind};
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
@@ -25,6 +25,8 @@ pub enum Resume {
     Step,
     /// `reverse-stepi` ([`super::reverse`]).
     StepBack,
+    /// `reverse-continue`.
+    ContinueBack,
 }
 
 /// How gdb's memory reads and writes see SMRAM (`monitor view`).
@@ -129,8 +131,10 @@ impl<'m> GdbTarget<'m> {
         if left == 0 {
             return Some(self.end(None));
         }
-        if self.resume == Resume::StepBack {
-            return Some(self.step_back());
+        match self.resume {
+            Resume::StepBack => return Some(self.step_back()),
+            Resume::ContinueBack => return Some(self.continue_back()),
+            Resume::Continue | Resume::Step => {}
         }
         self.run_forward(left)
     }
@@ -317,6 +321,10 @@ impl SingleThreadResume for GdbTarget<'_> {
     }
 
     fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
+        Some(self)
+    }
+
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, (), Self>> {
         Some(self)
     }
 }
