@@ -34,6 +34,7 @@
 //!
 //! A gdb that detaches, kills or drops the connection ends the run.
 
+mod breakpoints;
 mod link;
 mod monitor;
 mod regs;

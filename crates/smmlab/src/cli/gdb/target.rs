@@ -6,7 +6,7 @@ use gdbstub::stub::SingleThreadStopReason;
 use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps};
 use gdbstub::target::ext::base::reverse_exec::{ReverseContOps, ReverseStepOps};
 use gdbstub::target::ext::base::BaseOps;
-use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind};
+use gdbstub::target::ext::breakpoints::{BreakpointsOps, WatchKind};
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
 use machine::{ExitReason, Machine, RunSummary};
@@ -101,12 +101,9 @@ impl<'m> GdbTarget<'m> {
         }
     }
 
-    /// Hands the breakpoints gdb set to the machine again.
+    /// Hands the breakpoints gdb set to the machine (again: a snapshot's CPU holds the
+    /// breakpoints of its time).
     pub fn restore_breakpoints(&mut self) {
-        self.set_breakpoints();
-    }
-
-    fn set_breakpoints(&mut self) {
         let all: Vec<u64> = self.sw_breakpoints.iter().chain(&self.hw_breakpoints).copied().collect();
         self.m.set_breakpoints(&all);
     }
@@ -159,23 +156,22 @@ impl<'m> GdbTarget<'m> {
         let entered = s.exit == ExitReason::Paused && v.in_smm && v.smi_count > smis;
         self.at_smm_entry = entered;
         // An RSM pauses the run right after it, or (the chunk's last instruction) ends the chunk.
-        let left = !v.in_smm && (was_in_smm || v.smi_count > smis) && matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit);
+        let returned = !v.in_smm && (was_in_smm || v.smi_count > smis) && matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit);
+        // A watched write pauses the run after its instruction, or (a step) ends the step.
+        if let Some(h) = hit.filter(|_| matches!(s.exit, ExitReason::Paused | ExitReason::InstructionLimit)) {
+            eprintln!("smmlab: gdb: watched write of {} bytes at {:#x}{}", h.size, h.addr, if h.smm { " from SMM" } else { "" });
+            return Some(SingleThreadStopReason::Watch { tid: (), kind: WatchKind::Write, addr: h.addr });
+        }
         match s.exit {
             ExitReason::Breakpoint if self.hw_breakpoints.contains(&v.rip) => Some(SingleThreadStopReason::HwBreak(())),
             ExitReason::Breakpoint => Some(SingleThreadStopReason::SwBreak(())),
-            // The write pauses the run after its instruction, or (a step) ends the step.
-            ExitReason::Paused | ExitReason::InstructionLimit if hit.is_some() => {
-                let h = hit.expect("a hit");
-                eprintln!("smmlab: gdb: watched write of {} bytes at {:#x}{}", h.size, h.addr, if h.smm { " from SMM" } else { "" });
-                Some(SingleThreadStopReason::Watch { tid: (), kind: WatchKind::Write, addr: h.addr })
-            }
             _ if entered && step => Some(SingleThreadStopReason::DoneStep),
             _ if entered => {
                 eprintln!("smmlab: gdb: SMI {} entered: stopped at its first instruction, SMBASE {:#x} + 0x8000", v.smi_count, v.smbase);
                 Some(SingleThreadStopReason::Signal(Signal::SIGTRAP))
             }
             ExitReason::InstructionLimit | ExitReason::Paused if step => Some(SingleThreadStopReason::DoneStep),
-            _ if left && self.break_on_rsm => {
+            _ if returned && self.break_on_rsm => {
                 eprintln!("smmlab: gdb: SMI {} returned (RSM): stopped at {:#06x}:{:#x}", v.smi_count, v.cs, v.rip);
                 Some(SingleThreadStopReason::Signal(Signal::SIGTRAP))
             }
@@ -333,99 +329,5 @@ impl SingleThreadSingleStep for GdbTarget<'_> {
     fn step(&mut self, _signal: Option<Signal>) -> Result<(), Self::Error> {
         self.resume = Resume::Step;
         Ok(())
-    }
-}
-
-impl Breakpoints for GdbTarget<'_> {
-    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
-        Some(self)
-    }
-
-    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
-        Some(self)
-    }
-
-    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
-        Some(self)
-    }
-}
-
-/// Adds `addr` to `list`; false if it was there.
-fn add(list: &mut Vec<u64>, addr: u64) -> bool {
-    let new = !list.contains(&addr);
-    if new {
-        list.push(addr);
-    }
-    new
-}
-
-/// Removes `addr` from `list`; false if it was not there.
-fn remove(list: &mut Vec<u64>, addr: u64) -> bool {
-    let Some(i) = list.iter().position(|b| *b == addr) else { return false };
-    list.remove(i);
-    true
-}
-
-impl SwBreakpoint for GdbTarget<'_> {
-    fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        add(&mut self.sw_breakpoints, addr);
-        self.set_breakpoints();
-        Ok(true)
-    }
-
-    fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        let found = remove(&mut self.sw_breakpoints, addr);
-        self.set_breakpoints();
-        Ok(found)
-    }
-}
-
-/// `hbreak`: the same host breakpoint as `break` (no byte of guest memory changes either way),
-/// so it works in SMM and across SMM entry, where hardware's DR7 is cleared.
-impl HwBreakpoint for GdbTarget<'_> {
-    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        add(&mut self.hw_breakpoints, addr);
-        self.set_breakpoints();
-        Ok(true)
-    }
-
-    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        let found = remove(&mut self.hw_breakpoints, addr);
-        self.set_breakpoints();
-        Ok(found)
-    }
-}
-
-/// `watch`: a write watch on the machine's memory path (every CPU write, in SMM or not, and
-/// the host's), not DR7. Read and access watchpoints (`rwatch`, `awatch`) are refused.
-impl HwWatchpoint for GdbTarget<'_> {
-    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
-        if kind != WatchKind::Write || len == 0 {
-            return Ok(false);
-        }
-        self.watches.push((addr, len));
-        if !self.set_watches() {
-            self.watches.pop();
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn remove_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
-        let Some(i) = self.watches.iter().position(|w| *w == (addr, len)) else { return Ok(false) };
-        if kind != WatchKind::Write {
-            return Ok(false);
-        }
-        self.watches.remove(i);
-        self.set_watches();
-        Ok(true)
-    }
-}
-
-impl GdbTarget<'_> {
-    /// Hands [`GdbTarget::watches`] to the machine; false on a board without watches.
-    fn set_watches(&mut self) -> bool {
-        let ranges: Vec<std::ops::Range<u64>> = self.watches.iter().map(|&(a, l)| a..a.saturating_add(l)).collect();
-        self.m.set_write_watches(&ranges)
     }
 }
