@@ -621,3 +621,17 @@ fn reverse_continue_stops_at_an_earlier_breakpoint() {
     let smis: Vec<&str> = text.lines().filter(|l| l.starts_with("SMIs: ")).collect();
     assert_eq!(smis, ["SMIs: 2", "SMIs: 1"], "{text}");
 }
+
+/// stepi across RSM: stepping SMI 2's handler one instruction at a time leaves SMM in the
+/// interrupted program; one reverse-stepi stands on the RSM (0F AA) again, in SMM.
+#[test]
+fn stepi_across_rsm_and_back() {
+    let step_out = "python\nwhile int(gdb.parse_and_eval('$in_smm')) != 0: gdb.execute('stepi', to_string=True)\nend";
+    let cmds = ["monitor break-on-smi on", "continue", "continue", "monitor break-on-smi off", step_out, "info registers in_smm", "monitor smm", "reverse-stepi", "info registers in_smm", "x/2xb $cs_base + $rip", "kill"];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    assert_eq!(registers(&text, "in_smm"), [0, 1], "{text}");
+    assert!(text.contains("SMIs: 2\n") && text.contains("in SMM: no"), "{text}");
+    assert_eq!(examined(&text), [vec![0x0f, 0xaa]], "not at an RSM after stepping back:\n{text}");
+}
