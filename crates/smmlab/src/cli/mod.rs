@@ -60,10 +60,9 @@ pub enum Command {
     /// attributed to SMIs or NMIs by the host's counters, with the time they steal (exit 0
     /// when it ran, 2 when it could not start).
     Host(host::HostArgs),
-    /// Run firmware as `smmlab run` does (any of its options), driven by gdb over the remote
-    /// protocol: `--listen 127.0.0.1:1234`, or `--stdio` for `target remote | smmlab gdb
-    /// --stdio ...`. A target description with the segment bases and limits, CR0-CR4, EFER,
-    /// SMBASE and in_smm; `monitor smi|break-on-smi|break-on-rsm|view|inventory|timeline|smm`.
+    /// Run firmware as `smmlab run` does (any of its options), driven by gdb: `--listen ADDR`,
+    /// or `--stdio` for `target remote | smmlab gdb --stdio`. System and SMM registers,
+    /// watchpoints, reverse stepping, `monitor help` for SMIs, SMRAM views and the timeline.
     Gdb(gdb::GdbArgs),
 }
 
