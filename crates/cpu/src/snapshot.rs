@@ -92,6 +92,7 @@ impl Cpu {
             breakpoints,
             trace_smm_rip: _,
             one_at_a_time: _,
+            exact_breakpoints: _,
             bp_resume,
         } = self;
         CpuSnapshot {

@@ -61,6 +61,13 @@ impl Machine {
         self.board.set_pause_on_smm_entry(on);
     }
 
+    /// With `on`, the breakpoints of [`Machine::set_breakpoints`] stop before any instruction
+    /// at their address, not only where a block of code starts; it costs a lookup per
+    /// instruction while breakpoints are set.
+    pub fn set_exact_breakpoints(&mut self, on: bool) {
+        self.cpu.exact_breakpoints = on;
+    }
+
     /// With `on`, [`Machine::run`] stops (exit reason paused) right after every RSM, before
     /// the interrupted program's next instruction. Off on the minimal board.
     pub fn set_stop_after_rsm(&mut self, on: bool) {
@@ -81,7 +88,7 @@ impl Machine {
     /// and from the host: each pauses [`Machine::run`] (exit reason paused) right after the
     /// instruction that made it, and is kept for [`Machine::take_watch_hits`]. While any range
     /// is watched the CPU runs one instruction at a time (`cpu::Cpu::one_at_a_time`), several
-    /// times slower, and host breakpoints match any instruction. Returns false (nothing
+    /// times slower. Returns false (nothing
     /// watched) on the minimal board. Bus masters' DMA writes are not watched.
     pub fn set_write_watches(&mut self, ranges: &[std::ops::Range<u64>]) -> bool {
         let ok = self.board.set_write_watches(ranges.to_vec());

@@ -635,3 +635,15 @@ fn stepi_across_rsm_and_back() {
     assert!(text.contains("SMIs: 2\n") && text.contains("in SMM: no"), "{text}");
     assert_eq!(examined(&text), [vec![0x0f, 0xaa]], "not at an RSM after stepping back:\n{text}");
 }
+
+/// `break` on an instruction in the middle of straight-line code (the relocated entry stub's
+/// third instruction, after its jump to 0x8058): gdb's breakpoints are exact.
+#[test]
+fn break_stops_in_the_middle_of_straight_line_code() {
+    let Some(Session { gdb: text, .. }) = gdb_session(&["break *0x8065", "continue", "info registers rip in_smm smbase", "kill"]) else {
+        return;
+    };
+    assert!(text.contains("Breakpoint 1, 0x0000000000008065"), "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    assert_ne!(register(&text, "smbase", 0), 0x30000, "{text}");
+}

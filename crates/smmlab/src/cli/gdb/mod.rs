@@ -13,10 +13,8 @@
 //!   state (SMRAM decoding applies), or as `monitor view` says. There is no segment or paging
 //!   translation: identity-mapped firmware, what SMM runs, reads right.
 //! - Breakpoints (`break *ADDR`, `hbreak *ADDR`) are the CPU's host breakpoints on RIP
-//!   ([`machine::Machine::set_breakpoints`]): no 0xCC is written to guest memory, DR7 is not
-//!   used (so they work in SMM), and a breakpoint catches the RIP where a block of code starts
-//!   (a function entry, a jump or call target, an SMI entry at 0x8000), not an instruction in
-//!   the middle of a block (while a watchpoint is set: any instruction).
+//!   ([`machine::Machine::set_breakpoints`], exact: any instruction): no 0xCC is written to
+//!   guest memory and DR7 is not used, so they work in SMM.
 //! - Write watchpoints (`watch`) are watches on the machine's memory path
 //!   ([`machine::Machine::set_write_watches`]): every CPU write in or out of SMM, the SMM
 //!   entry's state save included, stops the run right after the instruction that made it.
@@ -149,6 +147,8 @@ pub fn serve(m: &mut Machine, listen: &Listen, max_instructions: u64, ips: u64) 
     let result = GdbStub::new(link).run_blocking::<EventLoop>(&mut target);
     target.m.set_breakpoints(&[]);
     target.m.set_stop_on_smm_entry(false);
+    target.m.set_exact_breakpoints(false);
+    target.m.set_write_watches(&[]);
     let code = target.ended.as_ref().map_or(0, |s| s.exit_code);
     match result {
         Ok(DisconnectReason::Disconnect) => eprintln!("smmlab: gdb: gdb detached; the run ends here"),

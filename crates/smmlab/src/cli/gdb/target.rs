@@ -88,6 +88,8 @@ impl<'m> GdbTarget<'m> {
             history: None,
             at_smm_entry: false,
         };
+        // gdb's `break *ADDR` may name any instruction.
+        t.m.set_exact_breakpoints(true);
         t.mark_history();
         t
     }
