@@ -149,6 +149,8 @@ pub fn serve(m: &mut Machine, listen: &Listen, max_instructions: u64, ips: u64) 
     target.m.set_stop_on_smm_entry(false);
     target.m.set_exact_breakpoints(false);
     target.m.set_write_watches(&[]);
+    // Reverse execution's snapshot: RAM writes need not be logged any longer.
+    target.m.drop_snapshot();
     let code = target.ended.as_ref().map_or(0, |s| s.exit_code);
     match result {
         Ok(DisconnectReason::Disconnect) => eprintln!("smmlab: gdb: gdb detached; the run ends here"),
