@@ -222,6 +222,14 @@ pub struct Cpu {
     pub breakpoints: Option<Box<rustc_hash::FxHashSet<u64>>>,
     /// Tell the bus the address of every instruction run in SMM ([`Bus::smm_instruction`]).
     pub trace_smm_rip: bool,
+    /// Run one instruction per block, so that a stop the bus asks for during an instruction
+    /// (a debugger's watchpoint) comes right after it, and [`Cpu::breakpoints`] match any
+    /// instruction, not only block starts. Slow; off by default.
+    pub one_at_a_time: bool,
+    /// [`Cpu::breakpoints`] match any instruction, not only block starts: a block runs up to
+    /// the first breakpoint inside it (a debugger's `break`). Off by default: the host's tools
+    /// watch function entries, which start blocks, and pay nothing per instruction.
+    pub exact_breakpoints: bool,
     /// The breakpoint just reported: the next block runs without stopping there again.
     bp_resume: bool,
 }
@@ -273,6 +281,8 @@ impl Cpu {
             smm_blocks: None,
             breakpoints: None,
             trace_smm_rip: false,
+            one_at_a_time: false,
+            exact_breakpoints: false,
             bp_resume: false,
         };
         cpu.reset();
@@ -524,7 +534,18 @@ impl Cpu {
         let mask = if block.bitness == 64 { u64::MAX } else { 0xffff_ffff };
         let room = limit.saturating_sub(self.icount) as usize;
         let trap_flag = self.flags.sys(flags::bits::TF);
-        let n = if single || trap_flag { 1 } else { block.insns.len().min(room.max(1)) };
+        let mut n = if single || trap_flag || self.one_at_a_time { 1 } else { block.insns.len().min(room.max(1)) };
+        if let (true, Some(bp)) = (self.exact_breakpoints, &self.breakpoints) {
+            // Stop before the first breakpoint past the block's start; `run` reports it there.
+            let mut at = self.rip;
+            for (i, d) in block.insns[..n].iter().enumerate() {
+                if i > 0 && bp.contains(&at) {
+                    n = i;
+                    break;
+                }
+                at = at.wrapping_add(d.len as u64) & mask;
+            }
+        }
         // Decided once per block: SMM is entered only between blocks, and RSM ends its block.
         let report_rip = self.trace_smm_rip && self.smm;
         for d in &block.insns[..n] {

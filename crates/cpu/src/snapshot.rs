@@ -91,6 +91,8 @@ impl Cpu {
             smm_blocks: _,
             breakpoints,
             trace_smm_rip: _,
+            one_at_a_time: _,
+            exact_breakpoints: _,
             bp_resume,
         } = self;
         CpuSnapshot {

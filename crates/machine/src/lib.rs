@@ -26,6 +26,7 @@
 pub mod board;
 pub mod chipset;
 pub mod clock;
+pub mod debug;
 pub mod devices;
 pub mod events;
 pub mod host;

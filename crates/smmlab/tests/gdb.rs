@@ -1,5 +1,5 @@
-//! `smmlab run --gdb`: the built-in firmware driven by a real gdb (Debian's gdb, through
-//! testkit: a skip without it, a failure under CI=true) over the remote protocol.
+//! `smmlab run --gdb` and `smmlab gdb`: the built-in firmware driven by a real gdb (Debian's
+//! gdb, through testkit: a skip without it, a failure under CI=true) over the remote protocol.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -34,9 +34,15 @@ fn wait(child: &mut Child, what: &str) -> Option<i32> {
 /// Starts `smmlab run --gdb PORT` (built-in firmware, quiet) and waits until it listens;
 /// the child and its stderr lines (all of them once the child has ended).
 fn start_smmlab(port: u16, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<&str> = ["run", "--quiet", "--gdb", &addr].into_iter().chain(extra.iter().copied()).collect();
+    start(&args)
+}
+
+/// Starts smmlab with `args` and waits until it listens for gdb.
+fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smmlab"))
-        .args(["run", "--quiet", "--gdb", &format!("127.0.0.1:{port}")])
-        .args(extra)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,8 +97,31 @@ fn session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
         return None;
     }
     let port = free_port();
-    let (mut smmlab, lines) = start_smmlab(port, extra);
-    let mut args = vec!["-batch".to_string(), "-nx".into(), "-ex".into(), "set architecture i386:x86-64".into(), "-ex".into(), format!("target remote 127.0.0.1:{port}")];
+    let (smmlab, lines) = start_smmlab(port, extra);
+    Some(drive(smmlab, lines, &format!("target remote 127.0.0.1:{port}"), commands))
+}
+
+/// Runs gdb in batch mode against a new `smmlab gdb --listen` (built-in firmware) with
+/// `commands`; None when gdb is missing.
+fn gdb_session(commands: &[&str]) -> Option<Session> {
+    gdb_session_with(&[], commands)
+}
+
+/// [`gdb_session`] with `extra` run options.
+fn gdb_session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
+    if !testkit::package_command("gdb", "gdb") {
+        return None;
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<&str> = ["gdb", "--listen", &addr].into_iter().chain(extra.iter().copied()).collect();
+    let (smmlab, lines) = start(&args);
+    Some(drive(smmlab, lines, &format!("target remote {addr}"), commands))
+}
+
+/// gdb connected with `connect`, then `commands`, in batch mode; what it and `smmlab` said.
+fn drive(mut smmlab: Child, lines: mpsc::Receiver<String>, connect: &str, commands: &[&str]) -> Session {
+    let mut args = vec!["-batch".to_string(), "-nx".into(), "-ex".into(), "set architecture i386:x86-64".into(), "-ex".into(), connect.to_string()];
     for c in commands {
         args.push("-ex".into());
         args.push(c.to_string());
@@ -114,7 +143,7 @@ fn session_with(extra: &[&str], commands: &[&str]) -> Option<Session> {
     let code = wait(&mut smmlab, "smmlab");
     // The reader thread ends at the pipe's end, once smmlab has exited.
     let smmlab_err = lines.iter().collect::<Vec<_>>().join("\n");
-    Some(Session { gdb: text, gdb_code, smmlab_code: code, smmlab: smmlab_err })
+    Session { gdb: text, gdb_code, smmlab_code: code, smmlab: smmlab_err }
 }
 
 /// The value gdb printed for register `reg` in `info registers`, the n-th time (0 = first).
@@ -252,4 +281,369 @@ fn ctrl_c_stops_a_continue_with_sigint_and_bad_addresses_are_errors() {
     let code = wait(&mut smmlab, "smmlab");
     let err: Vec<String> = lines.iter().collect();
     assert_eq!(code, Some(0), "{err:?}");
+}
+
+/// The bytes of each `x/Nxb` gdb printed, one list per command: runs of `ADDR:\t0x..` lines
+/// where each line starts where the one before ended (gdb prints monitor output on stderr,
+/// so two commands' lines can be adjacent in stdout).
+fn examined(text: &str) -> Vec<Vec<u8>> {
+    let mut groups: Vec<Vec<u8>> = Vec::new();
+    let mut next: Option<u64> = None;
+    for line in text.lines() {
+        let parsed = line.split_once(":\t").and_then(|(addr, rest)| Some((u64::from_str_radix(addr.strip_prefix("0x")?, 16).ok()?, rest)));
+        let Some((addr, rest)) = parsed else {
+            next = None;
+            continue;
+        };
+        let bytes: Vec<u8> = rest.split('\t').map(|b| u8::from_str_radix(b.trim().trim_start_matches("0x"), 16).expect("a byte")).collect();
+        if next != Some(addr) {
+            groups.push(Vec::new());
+        }
+        next = Some(addr + bytes.len() as u64);
+        groups.last_mut().expect("a group").extend(bytes);
+    }
+    groups
+}
+
+/// Every `info registers` value of `reg` gdb printed, in order.
+fn registers(text: &str, reg: &str) -> Vec<u64> {
+    text.lines()
+        .filter(|l| l.split_whitespace().next() == Some(reg))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("a hex value"))
+        .collect()
+}
+
+/// The SMM entry state, step by step into the built-in firmware's 64-bit SMM code, the two
+/// views of SMRAM, and the way back out by RSM.
+#[test]
+fn break_on_smi_steps_the_entry_stub_into_long_mode_and_views_smram_both_ways() {
+    const STEPS: usize = 60;
+    let mut cmds = vec![
+        "info registers in_smm smbase cr0",
+        "monitor break-on-smi on",
+        // SMI 1: the relocation SMI at the default SMBASE; SMI 2: the first at the new one.
+        "continue",
+        "info registers rip cs cs_base smbase in_smm",
+        "continue",
+        "info registers rip cs cs_base cs_limit smbase in_smm cr0 efer",
+        "monitor view smram",
+        "x/16xb $smbase + 0x8000",
+        "monitor view normal",
+        "x/16xb $smbase + 0x8000",
+        "monitor view cpu",
+        "x/16xb $cs_base + $rip",
+        "monitor break-on-smi off",
+    ];
+    for _ in 0..STEPS {
+        cmds.extend(["stepi", "info registers cs efer cr0"]);
+    }
+    cmds.extend(["monitor break-on-rsm on", "continue", "info registers in_smm", "monitor smm", "monitor timeline", "kill"]);
+    let Some(Session { gdb: text, smmlab_code: code, smmlab: err, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    // At reset: not in SMM, the default SMBASE, CR0 60000010h (SDM vol. 3A table 10-1).
+    assert_eq!(register(&text, "in_smm", 0), 0, "{text}");
+    assert_eq!(register(&text, "smbase", 0), 0x30000, "{text}");
+    assert_eq!(register(&text, "cr0", 0), 0x6000_0010, "{text}");
+    // SMI 1 enters at 0x3000:0x8000.
+    assert_eq!(register(&text, "rip", 0), 0x8000, "{text}");
+    assert_eq!(register(&text, "cs_base", 0), 0x30000, "{text}");
+    assert_eq!(register(&text, "in_smm", 1), 1, "{text}");
+    // SMI 2 at the relocated SMBASE, in the SMM entry state: CS = SMBASE >> 4, base SMBASE,
+    // 4 GiB limit, paging and protection off.
+    let smbase = register(&text, "smbase", 2);
+    assert_ne!(smbase, 0x30000, "SMBASE was not relocated:\n{text}");
+    assert_eq!(register(&text, "rip", 1), 0x8000, "{text}");
+    // (The selector is 16 bits: SMBASE >> 4 truncated, SDM vol. 3C table 32-4.)
+    assert_eq!(register(&text, "cs", 1), (smbase >> 4) & 0xffff, "{text}");
+    assert_eq!(register(&text, "cs_base", 1), smbase, "{text}");
+    assert_eq!(register(&text, "cs_limit", 0), 0xffff_ffff, "{text}");
+    assert_eq!(register(&text, "in_smm", 2), 1, "{text}");
+    assert_eq!(register(&text, "cr0", 1) & 0x8000_0001, 0, "{text}");
+    assert_eq!(register(&text, "efer", 0), 0, "{text}");
+    assert!(err.contains("SMI 2 entered"), "{err}");
+    // The entry code through the SMM view is the firmware's stub (firmware/src/boot/stubs.rs:
+    // a short jump over the GDTR its LGDT loads, which points into the stub at +0x38); a
+    // non-SMM reader gets all-ones from the chipset; the CPU's own view now (in SMM) is SMRAM.
+    let x = examined(&text);
+    assert_eq!(x.len(), 3, "{text}");
+    assert_eq!(x[0][0], 0xeb, "SMRAM's entry code {:02x?} does not start with the stub's jump", x[0]);
+    let gdt_base = u32::from_le_bytes(x[0][10..14].try_into().unwrap());
+    assert_eq!(gdt_base as u64, smbase + 0x8038, "SMRAM's entry code {:02x?} has no GDT pointer into itself", x[0]);
+    assert_eq!(x[1], vec![0xff; 16], "{text}");
+    assert_eq!(x[2], x[0], "{text}");
+    // Stepping: from the 16-bit entry state through protected mode into long mode (EFER.LMA,
+    // CR0.PG and PE, a new CS).
+    let (cs, efer, cr0) = (registers(&text, "cs"), registers(&text, "efer"), registers(&text, "cr0"));
+    let steps = cs.len() - 2;
+    assert_eq!(steps, STEPS, "{text}");
+    let long = (2..cs.len()).find(|&i| efer[i - 1] & 0x400 != 0).unwrap_or_else(|| panic!("no step reached long mode (EFER.LMA) in {STEPS} steps:\n{text}"));
+    assert_eq!(cr0[long] & 0x8000_0001, 0x8000_0001, "{text}");
+    assert_ne!(cs[long], (smbase >> 4) & 0xffff, "{text}");
+    // With break-on-rsm: out of SMM again, SMI 2 done and in the timeline.
+    assert_eq!(*registers(&text, "in_smm").last().unwrap(), 0, "{text}");
+    assert!(text.contains("in SMM: no"), "{text}");
+    assert!(err.contains("SMI 2 returned (RSM)"), "{err}");
+    assert!(text.contains("(SMBASE relocation)"), "the timeline lacks SMI 1:\n{text}");
+    assert!(text.lines().any(|l| l.contains("SMI    2") && l.contains("instr")), "the timeline lacks SMI 2:\n{text}");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `monitor smi` is the OS's APM write: the next stepi stops at the SMI's entry, and the
+/// handler's answer (the ping's "PONG" in RAX) is there after RSM.
+#[test]
+fn monitor_smi_raises_a_software_smi() {
+    let cmds = [
+        "monitor break-on-rsm on",
+        // The firmware's first SMIs (relocation, then ready-to-lock) enable the APM SMI.
+        "continue",
+        "continue",
+        "monitor smm",
+        "monitor smi 0x01",
+        "stepi",
+        "info registers rip in_smm",
+        "monitor smm",
+        "continue",
+        "info registers rax in_smm",
+        "monitor timeline",
+        "kill",
+    ];
+    let Some(Session { gdb: text, smmlab: err, smmlab_code: code, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    assert!(text.contains("SMIs: 2\n"), "{text}");
+    assert!(text.contains("SW SMI 0x01 raised"), "{text}");
+    assert_eq!(register(&text, "rip", 0), 0x8000, "stepi did not stop at the SMI entry:\n{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    assert!(text.contains("SMIs: 3\n"), "the SMI count did not grow:\n{text}");
+    assert_eq!(register(&text, "in_smm", 1), 0, "{text}");
+    // The built-in firmware's ping (firmware/src/sw.rs): "PONG" in RAX's low half.
+    assert_eq!(register(&text, "rax", 0) & 0xffff_ffff, 0x504f_4e47, "{text}");
+    assert!(text.lines().any(|l| l.contains("SMI    3") && l.contains("apm 0x01")), "{text}");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `hbreak` is a host breakpoint too: it catches the SMI entry, where DR7 would be clear.
+/// `monitor inventory` on firmware without an SMM core.
+#[test]
+fn hbreak_stops_in_smm() {
+    let Some(Session { gdb: text, .. }) = gdb_session(&["hbreak *0x8000", "continue", "info registers rip in_smm", "monitor inventory", "kill"]) else {
+        return;
+    };
+    // The built-in firmware has no edk2 SMM core: the inventory says so, beside SMRAM.
+    assert!(text.contains("SMRAM 0xa0000-0xbffff"), "{text}");
+    assert!(text.contains("no edk2 SMM core in SMRAM: inventory unavailable"), "{text}");
+    // (gdb refuses to continue when the stub rejects a hardware breakpoint, Z1.)
+    assert!(text.contains("Hardware assisted breakpoint 1 at 0x8000"), "{text}");
+    assert!(text.contains("Breakpoint 1, 0x0000000000008000"), "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+}
+
+/// `target remote | smmlab gdb --stdio`: gdb starts smmlab and speaks to it over a pipe; the
+/// read-only registers refuse writes.
+#[test]
+fn gdb_over_stdio_reads_the_reset_state_and_refuses_read_only_writes() {
+    if !testkit::package_command("gdb", "gdb") {
+        return;
+    }
+    let pipe = format!("target remote | {} gdb --stdio", env!("CARGO_BIN_EXE_smmlab"));
+    let args = ["-batch", "-nx", "-ex", &pipe, "-ex", "info registers rip cs cr0 in_smm", "-ex", "set $cr0 = 5", "-ex", "info registers cr0", "-ex", "set $rax = 0x1234", "-ex", "info registers rax", "-ex", "monitor smm", "-ex", "kill"];
+    let mut gdb = Command::new("gdb").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start gdb");
+    let mut out = gdb.stdout.take().expect("stdout");
+    let mut err = gdb.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut text = String::new();
+    let _ = out.read_to_string(&mut text);
+    wait(&mut gdb, "gdb");
+    text += &reader.join().expect("gdb stderr");
+    assert_eq!(register(&text, "rip", 0), 0xfff0, "{text}");
+    assert_eq!(register(&text, "cs", 0), 0xf000, "{text}");
+    assert_eq!(register(&text, "cr0", 0), 0x6000_0010, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 0, "{text}");
+    assert!(text.contains("Could not write register"), "{text}");
+    assert_eq!(register(&text, "cr0", 1), 0x6000_0010, "{text}");
+    assert_eq!(register(&text, "rax", 0), 0x1234, "{text}");
+    assert!(text.contains("in SMM: no"), "{text}");
+    assert!(text.contains("speaking the remote protocol on stdin and stdout"), "smmlab's stderr reaches gdb's:\n{text}");
+}
+
+/// `watch` is a write watch on the machine's memory path: it sees the CPU's state save at SMM
+/// entry and the relocation handler's write of the new SMBASE into the save state (Intel64
+/// map: SMBASE at offset 0x7EF8 from SMBASE+0x8000, SDM vol. 3C table 32-3), stopping right
+/// after the writing instruction.
+#[test]
+fn watch_stops_after_writes_in_smm() {
+    let cmds = ["watch *(unsigned int *)0x3fef8", "continue", "info registers rip in_smm", "continue", "info registers rip in_smm", "delete", "monitor break-on-smi on", "continue", "info registers smbase", "kill"];
+    let Some(Session { gdb: text, smmlab: err, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    let news: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix("New value = ")).map(|v| v.trim().parse().expect("a number")).collect();
+    assert_eq!(news.len(), 2, "{text}");
+    // The state save at SMI 1's entry writes the SMBASE in use; the CPU stands at the entry.
+    assert_eq!(news[0], 0x30000, "{text}");
+    assert_eq!(register(&text, "rip", 0), 0x8000, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    // The relocation handler's write, in SMM, past the entry; the next SMI enters there.
+    assert_ne!(register(&text, "rip", 1), 0x8000, "{text}");
+    assert_eq!(register(&text, "in_smm", 1), 1, "{text}");
+    assert_eq!(register(&text, "smbase", 0), news[1], "{text}");
+    assert!(err.contains("watched write of 4 bytes at 0x3fef8 from SMM"), "{err}");
+}
+
+/// `reverse-stepi` replays from the session's snapshot: back through the SMI's first
+/// instructions (registers as they were), to its entry, then out of SMM to the instruction
+/// boundary before the SMI; forward again, the same SMI is entered again.
+#[test]
+fn reverse_stepi_goes_back_across_smi_entry() {
+    let cmds = [
+        "reverse-stepi",
+        "monitor break-on-smi on",
+        "continue",
+        "info registers rip rax",
+        "stepi",
+        "stepi",
+        "info registers rip rax",
+        "reverse-stepi",
+        "reverse-stepi",
+        "info registers rip rax in_smm",
+        "reverse-stepi",
+        "info registers rip in_smm",
+        "stepi",
+        "info registers rip in_smm",
+        "monitor smm",
+        "kill",
+    ];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    // At reset there is nothing before.
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+    let (rip, rax, in_smm) = (registers(&text, "rip"), registers(&text, "rax"), registers(&text, "in_smm"));
+    assert_eq!(rip.len(), 5, "{text}");
+    assert_eq!(rip[0], 0x8000, "{text}");
+    assert_ne!(rip[1], 0x8000, "{text}");
+    // Two steps back from two steps in: the entry again, with the entry's registers.
+    assert_eq!((rip[2], rax[2], in_smm[0]), (0x8000, rax[0], 1), "{text}");
+    assert_ne!(rax[1], rax[0], "the two steps changed no register; the test shows nothing:\n{text}");
+    // One more: before the SMI, outside SMM.
+    assert_eq!(in_smm[1], 0, "{text}");
+    assert!(rip[3] > 0x10_0000, "not back in the OS's code: {:#x}\n{text}", rip[3]);
+    // Forward: the same SMI (still SMI 1) enters again.
+    assert_eq!((rip[4], in_smm[2]), (0x8000, 1), "{text}");
+    assert!(text.contains("SMIs: 1\n"), "{text}");
+}
+
+/// `monitor inventory` on Debian's OVMF (package ovmf), 300 SMIs into its boot: edk2's SMM
+/// core and its modules, read out of SMRAM as `smmlab smm inventory` reads them.
+#[test]
+fn monitor_inventory_lists_ovmfs_smm_modules() {
+    if !testkit::package_file("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "ovmf") {
+        return;
+    }
+    let skip_smis = "python [gdb.execute('continue', to_string=True) for _ in range(300)]";
+    let Some(Session { gdb: text, smmlab: err, .. }) = gdb_session_with(&["--ovmf", "--pflash-snapshot"], &["monitor break-on-smi on", skip_smis, "monitor smm", "monitor inventory", "kill"]) else {
+        return;
+    };
+    assert!(text.contains("SMIs: 300\n"), "{text}\n{err}");
+    for module in ["PiSmmCore ", "PiSmmCpuDxeSmm ", "VariableSmm "] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(module) && l.contains("0x")), "no {module} in the inventory:\n{text}");
+    }
+    assert!(text.contains("gEfiSmmVariableProtocolGuid"), "{text}");
+}
+
+/// Bad `smmlab gdb` options are errors (status 2) before anything runs.
+#[test]
+fn bad_gdb_options_are_errors() {
+    for (args, says) in [
+        (&["gdb"][..], "--listen"),
+        (&["gdb", "--stdio", "--debugcon", "-"][..], "would write into gdb's connection"),
+        (&["gdb", "--listen", "1", "--gdb", "2"][..], "not --gdb"),
+        (&["gdb", "--listen", "999.1.1.1:5"][..], "cannot listen on 999.1.1.1:5"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_smmlab")).args(args).stdin(Stdio::null()).output().expect("run smmlab");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// `reverse-continue` stops where a forward continue would have, going back: the RSM of the
+/// SMI before, then (with break-on-smi) that SMI's entry, then the start of the history.
+#[test]
+fn reverse_continue_goes_back_to_the_stops_before() {
+    let cmds = [
+        "monitor break-on-rsm on",
+        "continue",
+        "continue",
+        "monitor smm",
+        "reverse-continue",
+        "info registers rip in_smm",
+        "monitor smm",
+        "monitor break-on-smi on",
+        "reverse-continue",
+        "info registers rip in_smm smbase",
+        "reverse-continue",
+        "info registers rip in_smm",
+        "kill",
+    ];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    let smis: Vec<&str> = text.lines().filter(|l| l.starts_with("SMIs: ")).collect();
+    assert_eq!(smis, ["SMIs: 2", "SMIs: 1"], "{text}");
+    let (rip, in_smm) = (registers(&text, "rip"), registers(&text, "in_smm"));
+    // After SMI 1's RSM, outside SMM; then SMI 1's entry at the default SMBASE.
+    assert_eq!(in_smm, [0, 1, 0], "{text}");
+    assert_ne!(rip[0], 0x8000, "{text}");
+    assert_eq!((rip[1], register(&text, "smbase", 0)), (0x8000, 0x30000), "{text}");
+    // Nothing before that but the reset vector, where the history starts.
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+    assert_eq!(rip[2], 0xfff0, "{text}");
+}
+
+/// `reverse-continue` to a breakpoint hit earlier: SMI 1's entry, from inside SMI 2.
+#[test]
+fn reverse_continue_stops_at_an_earlier_breakpoint() {
+    let cmds = ["break *0x8000", "continue", "continue", "stepi", "stepi", "reverse-continue", "info registers rip in_smm smbase", "monitor smm", "reverse-continue", "info registers rip in_smm smbase", "monitor smm", "kill"];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    // First back to SMI 2's entry (the breakpoint's last hit), then to SMI 1's.
+    assert_eq!(registers(&text, "rip"), [0x8000, 0x8000], "{text}");
+    assert_eq!(registers(&text, "in_smm"), [1, 1], "{text}");
+    assert_ne!(register(&text, "smbase", 0), 0x30000, "{text}");
+    assert_eq!(register(&text, "smbase", 1), 0x30000, "{text}");
+    let smis: Vec<&str> = text.lines().filter(|l| l.starts_with("SMIs: ")).collect();
+    assert_eq!(smis, ["SMIs: 2", "SMIs: 1"], "{text}");
+}
+
+/// stepi across RSM: stepping SMI 2's handler one instruction at a time leaves SMM in the
+/// interrupted program; one reverse-stepi stands on the RSM (0F AA) again, in SMM.
+#[test]
+fn stepi_across_rsm_and_back() {
+    let step_out = "python\nwhile int(gdb.parse_and_eval('$in_smm')) != 0: gdb.execute('stepi', to_string=True)\nend";
+    let cmds = ["monitor break-on-smi on", "continue", "continue", "monitor break-on-smi off", step_out, "info registers in_smm", "monitor smm", "reverse-stepi", "info registers in_smm", "x/2xb $cs_base + $rip", "kill"];
+    let Some(Session { gdb: text, .. }) = gdb_session(&cmds) else {
+        return;
+    };
+    assert_eq!(registers(&text, "in_smm"), [0, 1], "{text}");
+    assert!(text.contains("SMIs: 2\n") && text.contains("in SMM: no"), "{text}");
+    assert_eq!(examined(&text), [vec![0x0f, 0xaa]], "not at an RSM after stepping back:\n{text}");
+}
+
+/// `break` on an instruction in the middle of straight-line code (the relocated entry stub's
+/// third instruction, after its jump to 0x8058): gdb's breakpoints are exact.
+#[test]
+fn break_stops_in_the_middle_of_straight_line_code() {
+    let Some(Session { gdb: text, .. }) = gdb_session(&["break *0x8065", "continue", "info registers rip in_smm smbase", "kill"]) else {
+        return;
+    };
+    assert!(text.contains("Breakpoint 1, 0x0000000000008065"), "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    assert_ne!(register(&text, "smbase", 0), 0x30000, "{text}");
 }

@@ -233,6 +233,23 @@ impl Board {
         platform!(self, p => p.pause_on_rsm = on, ())
     }
 
+    /// Pauses [`crate::Machine::run`] right after every SMM entry, before the SMI's first
+    /// instruction (pc and q35 only).
+    pub fn set_pause_on_smm_entry(&mut self, on: bool) {
+        platform!(self, p => p.pause_on_smm_entry = on, ())
+    }
+
+    /// Pauses [`crate::Machine::run`] after a write to any of `ranges` (pc and q35 only:
+    /// false on the minimal board).
+    pub fn set_write_watches(&mut self, ranges: Vec<std::ops::Range<u64>>) -> bool {
+        platform!(self, p => { p.write_watches = ranges; true }, false)
+    }
+
+    /// The watched writes since the last call.
+    pub fn take_watch_hits(&mut self) -> Vec<crate::debug::WatchHit> {
+        platform!(self, p => std::mem::take(&mut p.watch_hits), Vec::new())
+    }
+
     /// The SMM access observer (None on the minimal board).
     pub fn smm_observer(&mut self) -> Option<&mut observer::SmmObserver> {
         platform!(self, p => Some(&mut p.smm_observer), None)

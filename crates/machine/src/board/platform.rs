@@ -92,6 +92,13 @@ pub struct Platform<C: Chipset> {
     pub pause_on_debugcon_line: bool,
     /// Ask for a pause when RSM returns from SMM (the host API's SW SMIs stop there).
     pub pause_on_rsm: bool,
+    /// Ask for a pause right after every SMM entry (a debugger's break on SMI).
+    pub pause_on_smm_entry: bool,
+    /// Physical ranges whose writes pause the run (a debugger's write watchpoints): their
+    /// pages get no direct write pointer, so every write, from SMM or not, comes here.
+    pub write_watches: Vec<std::ops::Range<u64>>,
+    /// The watched writes since the last look.
+    pub watch_hits: Vec<crate::debug::WatchHit>,
     pub(super) pause: bool,
     /// Guest time runs faster while the guest busy-waits on the PM timer ([`crate::poll`]).
     pub poll: PollForward,
@@ -160,6 +167,9 @@ impl<C: Chipset> Platform<C> {
             smm_observer: Default::default(),
             pause_on_debugcon_line: false,
             pause_on_rsm: false,
+            pause_on_smm_entry: false,
+            write_watches: Vec::new(),
+            watch_hits: Vec::new(),
             pause: false,
             poll: PollForward::default(),
             legacy,
@@ -225,6 +235,13 @@ impl<C: Chipset> Bus for Platform<C> {
         }
         if a.smm && self.smm_observer.enabled {
             self.observe(&a, AccessKind::Write);
+        }
+        if !self.write_watches.is_empty() {
+            let end = a.addr.saturating_add(u64::from(a.size));
+            if self.write_watches.iter().any(|w| w.start < end && a.addr < w.end) {
+                self.watch_hits.push(crate::debug::WatchHit { addr: a.addr, size: a.size, smm: a.smm });
+                self.pause = true;
+            }
         }
         match self.route(a.addr, AccessKind::Write, a.smm) {
             Target::Ram(o) => {
@@ -336,6 +353,9 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn host_page(&mut self, page: u64, kind: AccessKind, smm: bool) -> Option<NonNull<u8>> {
+        if kind == AccessKind::Write && self.write_watches.iter().any(|w| w.start < page.saturating_add(0x1000) && page < w.end) {
+            return None;
+        }
         if smm && self.smm_observer.enabled {
             return None;
         }
@@ -399,6 +419,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn smm_entered(&mut self, e: &SmmEntry) {
+        self.pause |= self.pause_on_smm_entry;
         self.poll.disturb();
         let cause = self.smi.take_taken();
         let icount = e.icount.saturating_add(self.clock.idle());

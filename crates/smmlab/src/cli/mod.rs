@@ -60,6 +60,10 @@ pub enum Command {
     /// attributed to SMIs or NMIs by the host's counters, with the time they steal (exit 0
     /// when it ran, 2 when it could not start).
     Host(host::HostArgs),
+    /// Run firmware as `smmlab run` does (any of its options), driven by gdb: `--listen ADDR`,
+    /// or `--stdio` for `target remote | smmlab gdb --stdio`. System and SMM registers,
+    /// watchpoints, reverse stepping, `monitor help` for SMIs, SMRAM views and the timeline.
+    Gdb(gdb::GdbArgs),
 }
 
 /// Refuses an output file that cannot be written, before a run that may take long: `path` is
@@ -89,5 +93,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Module(a) => module::run(a),
         Command::Fuzz(a) => fuzz::run(a),
         Command::Host(a) => host::run(a),
+        Command::Gdb(a) => gdb::run(a),
     }
 }

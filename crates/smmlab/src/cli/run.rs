@@ -181,9 +181,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub smi_load: Option<PathBuf>,
     /// Before the first instruction, listen for gdb on ADDR (HOST:PORT, or a bare port on
-    /// 127.0.0.1) and let it drive the run: registers, physical memory as the CPU sees it (SMRAM
-    /// in SMM), stepi, continue, breakpoints on RIP, `monitor smm`. The run ends when gdb
-    /// detaches or kills it; the timeline, summary and output files are not produced.
+    /// 127.0.0.1) and let it drive the run, as `smmlab gdb --listen ADDR` does: registers with
+    /// the system and SMM ones, physical memory (SMRAM in SMM), stepi and reverse-stepi,
+    /// breakpoints and write watchpoints, `monitor help`. The run ends when gdb detaches or
+    /// kills it; the timeline, summary and output files are not produced.
     #[arg(long, value_name = "ADDR")]
     pub gdb: Option<String>,
 }
@@ -246,6 +247,9 @@ pub struct Hooks<'a> {
     pub on_rsm: Option<observe::OnRsm<'a>>,
     /// Called once the run has ended.
     pub after: Option<AfterRun<'a>>,
+    /// Hand the machine to gdb there before the first instruction (`smmlab gdb`; `--gdb`
+    /// gives a TCP address).
+    pub gdb: Option<super::gdb::Listen>,
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
@@ -254,7 +258,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
 
 /// [`run`] with `hooks`.
 pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
-    let Hooks { on_rsm, after } = hooks;
+    let Hooks { on_rsm, after, gdb } = hooks;
+    let gdb = gdb.or_else(|| a.gdb.as_deref().map(|addr| super::gdb::Listen::Tcp(super::gdb::parse_addr(addr))));
     // First, so that a signal at any time after this ends the run cleanly.
     let interrupt = super::interrupt::Interrupt::install()?;
     let flash_args = if a.ovmf { super::pflash::ovmf_units()? } else { a.pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
@@ -406,11 +411,8 @@ pub fn run_with(a: RunArgs, hooks: Hooks) -> anyhow::Result<i32> {
         println!("smmlab: the built-in firmware on q35, scenario {}: {}", sc.name, sc.summary);
         println!("smmlab: fw: firmware  os: the OS  [time] SMI n: one SMI (source, SMBASE, time in SMM, instructions), then what its handler did (smm:)  -- platform event  !! SMRAM alert");
     }
-    if let Some(addr) = &a.gdb {
-        if let Some(ev) = m.board.events() {
-            ev.recording = false;
-        }
-        let code = super::gdb::serve(&mut m, &super::gdb::parse_addr(addr), a.max_instructions)?;
+    if let Some(listen) = &gdb {
+        let code = super::gdb::serve(&mut m, listen, a.max_instructions, a.ips)?;
         // What the guest stored survives the session, as it survives any other run.
         if let (Some(bank), false) = (m.board.pflash(), a.pflash_snapshot) {
             for p in super::pflash::write_back(bank)? {

@@ -103,7 +103,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     });
-    run::run_with(run, run::Hooks { on_rsm: Some(on_rsm), after: Some(after) })
+    run::run_with(run, run::Hooks { on_rsm: Some(on_rsm), after: Some(after), ..Default::default() })
 }
 
 /// The watch on the SMST's services, the child dispatchers' Register functions and the
