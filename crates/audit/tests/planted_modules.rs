@@ -59,6 +59,12 @@ fn a_boot_service_called_at_run_time_is_a_call_out() {
 #[test]
 fn a_length_checked_then_read_again_is_a_double_fetch() {
     check("double_fetch", audit::rules::DOUBLE_FETCH);
+    // And the race is staged: the Length byte changed right after the check's read makes the
+    // copy overrun its 64-byte SMRAM buffer.
+    let Some((_, a)) = rules("double_fetch") else { return };
+    let f = a.findings().next().expect("a finding");
+    let extra: u64 = f.message.split("wrote ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{}", f.message));
+    assert!(f.message.contains("raced, proved") && extra > 64, "{}", f.message);
 }
 
 #[test]

@@ -167,6 +167,20 @@ impl Machine {
         }
     }
 
+    /// Stages (Some) or drops (None) a race write: right after SMM's next data read of its
+    /// address, an agent outside SMM (another CPU, a DMA engine) writes its bytes there, once,
+    /// as the other side of a double fetch would. It needs [`Machine::observe_smm`] on, so that
+    /// every SMM read reaches the board. False on a board without an observer.
+    pub fn stage_race_write(&mut self, race: Option<crate::board::observer::RaceWrite>) -> bool {
+        match self.board.smm_observer() {
+            Some(o) => {
+                o.race = race;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The SMM accesses the observer recorded since the last call (none on a board without
     /// one); the record starts afresh.
     pub fn take_smm_accesses(&mut self) -> Vec<crate::board::observer::SmmAccess> {

@@ -35,6 +35,16 @@ pub struct SmmAccess {
     pub rip: u64,
 }
 
+/// A write another agent (a second CPU, a DMA engine) makes to memory right after SMM's first
+/// read of `addr`: the race a double fetch loses, staged to prove it matters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaceWrite {
+    /// The byte SMM reads first.
+    pub addr: u64,
+    /// What is written from `addr` once that read is done.
+    pub bytes: Vec<u8>,
+}
+
 /// The record. Fetches inside SMRAM are counted but not kept.
 #[derive(Clone, Debug, Default)]
 pub struct SmmObserver {
@@ -46,6 +56,8 @@ pub struct SmmObserver {
     pub dropped: u64,
     /// The instruction running now ([`cpu::Bus::smm_instruction`]).
     pub rip: u64,
+    /// A race write waiting for SMM's first read of its address.
+    pub race: Option<RaceWrite>,
 }
 
 /// The most accesses kept between two drains.
@@ -81,6 +93,17 @@ impl SmmObserver {
             return;
         }
         self.accesses.push(SmmAccess { seq, kind, addr, size, smram, rip: self.rip });
+    }
+
+    /// The race write due after an SMM data read of `[addr, addr+size)`, taken (it happens
+    /// once).
+    pub fn race_due(&mut self, kind: AccessKind, addr: u64, size: u8) -> Option<RaceWrite> {
+        let hit = self.race.as_ref().is_some_and(|r| kind == AccessKind::Read && r.addr >= addr && r.addr < addr + u64::from(size));
+        if hit {
+            self.race.take()
+        } else {
+            None
+        }
     }
 
     /// The accesses recorded since the last call.

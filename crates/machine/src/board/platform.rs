@@ -197,6 +197,20 @@ impl<C: Chipset> Platform<C> {
     }
 }
 
+impl<C: Chipset> Platform<C> {
+    /// After SMM's read `a`: the staged race write ([`super::observer::RaceWrite`]) if this
+    /// read was the one it waits for, made as an agent outside SMM would make it.
+    fn race_write(&mut self, a: &Access) {
+        let Some(r) = self.smm_observer.race_due(a.kind, a.addr, a.size) else { return };
+        for (i, b) in r.bytes.iter().enumerate() {
+            let at = r.addr.wrapping_add(i as u64);
+            if let Target::Ram(o) = self.route(at, AccessKind::Write, false) {
+                self.ram.write_le(o, 1, u64::from(*b));
+            }
+        }
+    }
+}
+
 impl<C: Chipset> Bus for Platform<C> {
     fn read(&mut self, a: Access) -> u64 {
         if crosses_page(&a) {
@@ -209,7 +223,7 @@ impl<C: Chipset> Bus for Platform<C> {
         if a.smm && a.kind == AccessKind::Fetch && !self.tseg_written.is_empty() {
             self.smm_fetch(a.addr & !0xfff);
         }
-        match self.route(a.addr, a.kind, a.smm) {
+        let v = match self.route(a.addr, a.kind, a.smm) {
             Target::Ram(o) => self.ram.read_le(o, a.size),
             Target::Rom(o) => self.rom.read_le(o, a.size),
             Target::Pflash(u, o) => self.pflash.as_ref().map_or(0, |b| b.units()[u].flash.read(o, a.size, a.smm)),
@@ -223,7 +237,11 @@ impl<C: Chipset> Bus for Platform<C> {
             Target::PciMmio => self.slot_access(a.addr, a.size, None) as u64,
             Target::Chipset => self.chipset.mmio_read(a.addr, a.size),
             Target::None => u64::MAX >> (64 - 8 * a.size.clamp(1, 8) as u32),
+        };
+        if a.smm && self.smm_observer.race.is_some() {
+            self.race_write(&a);
         }
+        v
     }
 
     fn write(&mut self, a: Access, value: u64) {
