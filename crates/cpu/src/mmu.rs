@@ -128,7 +128,24 @@ impl Cpu {
     }
 
     /// Translates a linear address, walking the page tables and setting A/D bits.
+    #[inline]
     pub(crate) fn translate(&mut self, bus: &mut dyn Bus, lin: u64, kind: AccessKind, pv: Priv) -> Result<u64, Exc> {
+        self.walk(bus, lin, kind, pv, true)
+    }
+
+    /// The physical address a supervisor read of `lin` reaches now, as a debugger asks: the
+    /// page tables are walked as the CPU would walk them (SMRAM decoded as for this CPU), but no
+    /// accessed or dirty bit is set, no TLB entry filled and CR2 is left as it was. None when
+    /// the read would fault.
+    pub fn probe_translate(&mut self, bus: &mut dyn Bus, lin: u64) -> Option<u64> {
+        let cr2 = self.cr2;
+        let r = self.walk(bus, lin, AccessKind::Read, Priv::Supervisor, false);
+        self.cr2 = cr2;
+        r.ok()
+    }
+
+    /// The walk behind [`Cpu::translate`]; `set_bits` false leaves the A/D bits alone.
+    fn walk(&mut self, bus: &mut dyn Bus, lin: u64, kind: AccessKind, pv: Priv, set_bits: bool) -> Result<u64, Exc> {
         // A20 masking does not apply in SMM.
         let a20 = if self.a20 || self.smm { u64::MAX } else { !(1u64 << 20) };
         if self.cr0 & CR0_PG == 0 {
@@ -246,7 +263,7 @@ impl Cpu {
             return Err(fault(self, true, false));
         }
         // Accessed bits on every level, dirty on the leaf for writes.
-        for (k, &(addr, e)) in entries[..n].iter().enumerate() {
+        for (k, &(addr, e)) in entries[..n].iter().enumerate().filter(|_| set_bits) {
             let leaf = k == n - 1;
             let mut ne = e | A;
             if leaf && write {

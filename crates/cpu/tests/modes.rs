@@ -618,6 +618,24 @@ fn paging_4k_pages_translate_and_set_accessed_and_dirty_bits() -> T {
 }
 
 #[test]
+fn a_debugger_probe_translates_without_touching_accessed_bits_tlb_or_cr2() -> T {
+    let mut m = Machine::protected32(&code(32, CODE, |a| a.hlt()));
+    m.enable_paging32();
+    m.map4k_32(0x400000, 0x600000, PTE_P | PTE_W);
+    m.cpu.cr2 = 0x1234;
+    assert_eq!(m.cpu.probe_translate(&mut m.bus, 0x400ab0), Some(0x600ab0), "mapped page");
+    assert_eq!(m.cpu.probe_translate(&mut m.bus, 0x0000_5000), Some(0x5000), "identity-mapped page");
+    let absent = m.pte32_addr(0x401000);
+    m.w32(absent, 0); // not present
+    assert_eq!(m.cpu.probe_translate(&mut m.bus, 0x401000), None, "a fault is None, not an exception");
+    assert_eq!(m.cpu.cr2, 0x1234, "CR2 untouched");
+    let pte = m.pte32_addr(0x400000);
+    assert_eq!(m.r32(pte) as u64 & PTE_A, 0, "no accessed bit set");
+    assert_eq!(m.r32(PAGE_TABLES) as u64 & PTE_A, 0, "directory entry untouched");
+    Ok(())
+}
+
+#[test]
 fn paging_4m_page_with_cr4_pse_translates() -> T {
     let prog = code(32, CODE, |a| {
         a.mov(dword_ptr(0x923456), 0x11u32)?;

@@ -103,3 +103,12 @@ impl Machine {
         self.board.take_watch_hits()
     }
 }
+
+impl Machine {
+    /// The physical address the CPU's supervisor read of linear address `lin` reaches now
+    /// (paging as the CPU has it; the identity without paging), for a debugger: nothing in the
+    /// machine changes (no accessed bits, no TLB fill). None when the read would fault.
+    pub fn linear_to_physical(&mut self, lin: u64) -> Option<u64> {
+        self.cpu.probe_translate(self.board.bus(), lin)
+    }
+}

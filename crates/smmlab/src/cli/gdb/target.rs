@@ -94,6 +94,16 @@ impl<'m> GdbTarget<'m> {
         t
     }
 
+    /// gdb's addresses are linear, as the CPU's own accesses are (CS-relative offsets are
+    /// gdb's to add): with paging on they go through the CPU's page tables, without paging
+    /// they are physical.
+    fn physical(&mut self, lin: u64) -> Option<u64> {
+        if self.m.system_registers().cr0 & (1 << 31) == 0 {
+            return Some(lin);
+        }
+        self.m.linear_to_physical(lin)
+    }
+
     /// Whether memory accesses see SMRAM now.
     fn smm_view(&self) -> bool {
         match self.view {
@@ -211,6 +221,20 @@ impl<'m> GdbTarget<'m> {
     }
 }
 
+/// `[start, start+len)` cut at page boundaries: (linear address, bytes).
+fn pages(start: u64, len: usize) -> impl Iterator<Item = (u64, usize)> {
+    let mut at = start;
+    let end = start + len as u64;
+    std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let n = ((at | 0xfff) + 1).min(end) - at;
+            let r = (at, n as usize);
+            at += n;
+            r
+        })
+    })
+}
+
 /// gdb may ask for any address: one whose range (read 8 bytes at a time) would wrap past
 /// 2^64 is an error to gdb (EFAULT), not an overflow here.
 fn in_range(start: u64, len: usize) -> Result<(), TargetError<String>> {
@@ -290,15 +314,31 @@ impl SingleThreadBase for GdbTarget<'_> {
     fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
         in_range(start_addr, data.len())?;
         let smm = self.smm_view();
-        let bytes = self.m.read_phys(start_addr, data.len(), smm);
-        data.copy_from_slice(&bytes);
-        Ok(data.len())
+        let mut done = 0;
+        for (lin, len) in pages(start_addr, data.len()) {
+            let Some(phys) = self.physical(lin) else { break };
+            data[done..done + len].copy_from_slice(&self.m.read_phys(phys, len, smm));
+            done += len;
+        }
+        // gdb takes a short read as the end of readable memory, and none as an error.
+        if done == 0 {
+            return Err(TargetError::Errno(14));
+        }
+        Ok(done)
     }
 
     fn write_addrs(&mut self, start_addr: u64, data: &[u8]) -> TargetResult<(), Self> {
         in_range(start_addr, data.len())?;
         let smm = self.smm_view();
-        self.m.write_phys_as(start_addr, data, smm);
+        let mut at = Vec::new();
+        for (lin, len) in pages(start_addr, data.len()) {
+            at.push((self.physical(lin).ok_or(TargetError::Errno(14))?, len));
+        }
+        let mut done = 0;
+        for (phys, len) in at {
+            self.m.write_phys_as(phys, &data[done..done + len], smm);
+            done += len;
+        }
         self.mark_history();
         Ok(())
     }
