@@ -86,6 +86,10 @@ pub trait Bus {
     /// [`crate::Cpu::trace_smm_rip`] is on (the audit's observer names the instruction behind
     /// each access).
     fn smm_instruction(&mut self, _rip: u64) {}
+    /// The physical address of the block about to run in SMM, given while
+    /// [`crate::Cpu::trace_smm_rip`] is on, decoded or not (a block the CPU had decoded
+    /// already fetches nothing: the fuzzer's observer sees code run outside SMRAM this way).
+    fn smm_block(&mut self, _phys: u64) {}
     /// Guest time (ticks) that passed without retiring instructions: halted, or
     /// fast-forwarded by the platform. The TSC counts it (it counts time, not instructions).
     fn idle_ticks(&self) -> u64 {

@@ -24,6 +24,7 @@ pub mod shutdown;
 pub mod single_step;
 pub mod smm;
 pub mod smm_blocks;
+pub mod smm_edges;
 pub mod snapshot;
 pub mod undefined;
 pub mod x87;
@@ -216,6 +217,8 @@ pub struct Cpu {
     pub stalls: u64,
     /// Optional record of the decoded blocks executed in SMM (`smmlab disasm`); None: off.
     pub smm_blocks: Option<Box<smm_blocks::SmmBlockRecord>>,
+    /// Optional edge-coverage map of the code executed in SMM (the fuzzer); None: off.
+    pub smm_edges: Option<Box<smm_edges::EdgeMap>>,
     /// RIP values (offsets in CS: linear addresses in flat 64-bit code) where `run` stops before
     /// the block that starts there (the host's tools:
     /// the SMM inventory's watch on the SMM core's services). None: no check at all.
@@ -279,6 +282,7 @@ impl Cpu {
             nmi_latched: false,
             stalls: 0,
             smm_blocks: None,
+            smm_edges: None,
             breakpoints: None,
             trace_smm_rip: false,
             one_at_a_time: false,
@@ -525,6 +529,9 @@ impl Cpu {
             if let Some(r) = self.smm_blocks.as_deref_mut() {
                 r.record(&block);
             }
+            if let Some(e) = self.smm_edges.as_deref_mut() {
+                e.hit(block.phys);
+            }
         }
         self.end_block = false;
         // Sequential execution advances the full EIP in 16-bit code too: only transfers with a
@@ -548,6 +555,9 @@ impl Cpu {
         }
         // Decided once per block: SMM is entered only between blocks, and RSM ends its block.
         let report_rip = self.trace_smm_rip && self.smm;
+        if report_rip {
+            bus.smm_block(block.phys);
+        }
         for d in &block.insns[..n] {
             let start = self.rip;
             self.cur_rip = start;

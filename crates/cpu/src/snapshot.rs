@@ -89,6 +89,7 @@ impl Cpu {
             nmi_latched,
             stalls,
             smm_blocks: _,
+            smm_edges: _,
             breakpoints,
             trace_smm_rip: _,
             one_at_a_time: _,

@@ -10,9 +10,10 @@
 //!   ([`Snapshotted`]: the CPU, the device state, the host's services, and RAM through the
 //!   machine's dirty-page log), and every execution starts from that snapshot: only the pages
 //!   written since are put back. A call that brings the machine down is undone the same way.
-//! - Coverage: the SMM blocks each call ran ([`machine::Machine::record_smm_blocks`]), each
-//!   block's address hashed into a 64 KiB map of hit-count buckets, judged by
-//!   `MaxMapFeedback`. Recording is on only inside the harness.
+//! - Coverage: the SMM edges each call ran (pairs of blocks, AFL-style, counted by the CPU in
+//!   a 64 KiB map: [`cpu::smm_edges`], installed with [`machine::Machine::cover_smm_edges`]
+//!   for the campaign only), bucketed by LibAFL's `HitcountsMapObserver`, judged by
+//!   `MaxMapFeedback`.
 //! - Objectives: the audit's oracles over the call's SMM accesses (see [`judge`]); a call that
 //!   breaks one returns `ExitKind::Crash`, as a fault does.
 //! - Mutations: LibAFL's havoc mutations and token insert/replace over a dictionary of
@@ -20,30 +21,18 @@
 
 use audit::behaviour::{analyze, Pattern};
 use audit::rules;
-use libafl::corpus::{Corpus, InMemoryCorpus};
-use libafl::events::SimpleEventManager;
-use libafl::executors::{inprocess::InProcessExecutor, ExitKind};
-use libafl::feedbacks::{CrashFeedback, MaxMapFeedback};
-use libafl::fuzzer::{Fuzzer, StdFuzzer};
-use libafl::inputs::{BytesInput, HasTargetBytes};
-use libafl::monitors::NopMonitor;
-use libafl::mutators::{havoc_mutations, tokens_mutations, HavocScheduledMutator, Tokens};
-use libafl::observers::StdMapObserver;
-use libafl::schedulers::QueueScheduler;
-use libafl::stages::StdMutationalStage;
-use libafl::state::{HasCorpus, HasExecutions, StdState};
-use libafl::{Evaluator, HasMetadata};
-use libafl_bolts::rands::StdRand;
-use libafl_bolts::tuples::{tuple_list, Merge};
-use libafl_bolts::AsSlice;
 use machine::board::observer::{SmmAccess, SmmAccessKind};
 use module_runner::layout::{COMM_BUFFER, SAVE_STATE, TSEG_BASE, TSEG_SIZE};
 use module_runner::runner::RunnerSnapshot;
 use module_runner::{CallResult, Runner};
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub mod campaign;
+pub mod firmware;
+
+pub use campaign::{campaign, minimise, Execution, Subject};
 
 /// Entries of the coverage map.
 pub const MAP_SIZE: usize = 1 << 16;
@@ -88,12 +77,20 @@ pub struct Config {
 /// One finding.
 #[derive(Clone, Debug)]
 pub struct Finding {
-    /// The rule (SMM101, SMM102, SMM104, SMM106).
+    /// The rule (SMM101, SMM102, SMM103, SMM104, SMM106).
     pub rule: &'static str,
     /// What happened.
     pub message: String,
-    /// The reproducer: the input, saved.
+    /// The reproducer: the input, minimised and saved.
     pub file: PathBuf,
+    /// The instruction that broke the rule, when known.
+    pub rip: Option<u64>,
+    /// That instruction as `Module+0xRVA` (see [`Subject::place`]).
+    pub at: Option<String>,
+    /// The minimised input.
+    pub input: Vec<u8>,
+    /// The length of the input the fuzzer found it with.
+    pub original_len: usize,
 }
 
 /// How a campaign went.
@@ -178,6 +175,8 @@ pub struct Snapshotted {
 impl Snapshotted {
     /// Snapshots `runner` as it is now.
     pub fn new(mut runner: Runner) -> Self {
+        // Code stays decoded from call to call, and the accesses are numbered the same.
+        runner.machine.fuzz_mode(true);
         let snap = runner.snapshot();
         Snapshotted { runner, snap, restored_pages: 0 }
     }
@@ -204,6 +203,8 @@ pub struct Broken {
     pub message: String,
     /// What makes it one bug: the instruction (or the address for a call-out).
     pub key: u64,
+    /// The instruction that broke it, when known (for a call-out, the code fetched).
+    pub rip: Option<u64>,
 }
 
 /// The oracles, over one call's result and accesses, `control` being the SMRAM bytes the
@@ -221,7 +222,7 @@ pub struct Broken {
 pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess], control: &BTreeSet<u64>) -> Vec<Broken> {
     let mut out = Vec::new();
     if let CallResult::Fault { why } = res {
-        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0 });
+        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None });
     }
     let p = match target {
         Target::Guid(_) => Pattern { name: "fuzz", ptr: Some(MESSAGE), window: input.len() as u64, into_smram: false, header: false },
@@ -230,8 +231,8 @@ pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess],
     for f in analyze(&p, acc, control, &[]) {
         let a0 = f.addresses.first().copied().unwrap_or(0);
         match f.rule {
-            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0 }),
-            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the message's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(MESSAGE)), key: f.rip }),
+            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0) }),
+            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the message's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(MESSAGE)), key: f.rip, rip: Some(f.rip) }),
             _ => {}
         }
     }
@@ -241,15 +242,16 @@ pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess],
     };
     let aimed = |a: u64| words.iter().any(|&w| a >= w && a - w < 0x100);
     if let Some(a) = acc.iter().find(|a| a.smram && tseg(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && aimed(a.addr)) {
-        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip });
+        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip) });
     }
     out
 }
 
 /// Whether `w` is a wild pointer: at or above 4 GiB (the platform has 128 MiB of memory; a
-/// non-canonical address takes #GP in SMM and ends the SMI).
+/// non-canonical address takes #GP in SMM and ends the SMI), or in the last page below it,
+/// from which an access of a few bytes runs past 4 GiB (0xffffffff as an address of a u64).
 pub fn wild(w: u64) -> bool {
-    w >= 1 << 32
+    w >= (1 << 32) - 0x1000
 }
 
 /// `input` with every wild 64-bit word replaced by [`audit::module::MODULE_FILL`] (a canonical
@@ -281,127 +283,81 @@ fn tseg(a: u64) -> bool {
     (TSEG_BASE..TSEG_BASE + TSEG_SIZE).contains(&a)
 }
 
-static mut MAP: [u8; MAP_SIZE] = [0; MAP_SIZE];
+/// A module's handler as a campaign's [`Subject`]: the runner from its snapshot, judged
+/// against the control call (an all-zero input) made once at the start.
+pub struct ModuleSubject {
+    /// The runner and its snapshot.
+    pub snap: Snapshotted,
+    /// The handler.
+    pub target: Target,
+    control: BTreeSet<u64>,
+}
 
-fn bucket(count: u64) -> u8 {
-    match count {
-        0 => 0,
-        1 => 1,
-        2 => 2,
-        3 => 4,
-        4..=7 => 8,
-        8..=15 => 16,
-        16..=31 => 32,
-        32..=127 => 64,
-        _ => 128,
+impl ModuleSubject {
+    /// `runner` (its entry point and lifecycle run), snapshotted as it is, observed, SMM code
+    /// checks off (so a call-out is seen, not a machine check).
+    pub fn new(mut runner: Runner, target: Target) -> Self {
+        runner.machine.set_smm_code_check(false);
+        runner.machine.observe_smm(true);
+        let mut snap = Snapshotted::new(runner);
+        let (_, acc) = snap.call(&target, &[0; 0x40]);
+        let control = acc.iter().filter(|a| a.smram && a.kind == SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect();
+        ModuleSubject { snap, target, control }
     }
 }
 
-fn slot(phys: u64) -> usize {
-    let h = phys.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> 48) as usize & (MAP_SIZE - 1)
-}
+impl Subject for ModuleSubject {
+    fn machine(&mut self) -> &mut machine::Machine {
+        &mut self.snap.runner.machine
+    }
 
-/// Fuzzes `target` of the module in `r` (its entry point and lifecycle run). `report` gets
-/// each finding as it is found.
-pub fn fuzz(make: &mut dyn FnMut() -> Runner, target: &Target, cfg: &Config, report: &mut dyn FnMut(&Finding)) -> Result<Summary, FuzzError> {
-    std::fs::create_dir_all(&cfg.out)?;
-    let mut r = make();
-    r.machine.set_smm_code_check(false);
-    r.machine.observe_smm(true);
-    let mut snap = Snapshotted::new(r);
-    let (_, acc) = snap.call(target, &[0; 0x40]);
-    let control: BTreeSet<u64> = acc.iter().filter(|a| a.smram && a.kind == SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect();
-
-    let findings: RefCell<Vec<Finding>> = RefCell::new(Vec::new());
-    let mut seen: BTreeSet<(&'static str, u64)> = BTreeSet::new();
-    let mut io_error: Option<std::io::Error> = None;
-    let mut wild = 0u64;
-    let start = Instant::now();
-    let result = {
-        let mut harness = |input: &BytesInput| -> ExitKind {
-            let bytes = input.target_bytes();
-            let bytes = bytes.as_slice();
-            snap.restore();
-            snap.runner.machine.record_smm_blocks();
-            let (res, acc) = call(&mut snap.runner, target, bytes);
-            let blocks = snap.runner.machine.take_smm_blocks();
-            // SAFETY: MAP is only touched by this harness and, between executions, by the
-            // observer; both run on this thread, never at the same time.
-            let map = unsafe { &mut *std::ptr::addr_of_mut!(MAP) };
-            for ((phys, _, _), run) in &blocks.runs {
-                let s = &mut map[slot(*phys)];
-                *s = (*s).max(bucket(run.count));
+    fn execute(&mut self, input: &[u8]) -> Execution {
+        let (res, acc) = self.snap.call(&self.target, input);
+        let mut broken = judge(&self.target, input, &res, &acc, &self.control);
+        let mut wild_fault = false;
+        if matches!(res, CallResult::Fault { .. }) {
+            // The fault is the handler's (SMM106) only if it also faults with the wild words
+            // tamed.
+            let tame = tamed(&self.target, input);
+            let (snap, target) = (&mut self.snap, &self.target);
+            // The second call is a judgement, not coverage.
+            let m = snap.runner.machine.cover_smm_edges(None);
+            let (again, _) = snap.call(target, &tame);
+            snap.runner.machine.cover_smm_edges(m);
+            if !matches!(again, CallResult::Fault { .. }) {
+                broken.retain(|b| b.rule != rules::HANDLER_FAULT);
+                wild_fault = true;
             }
-            let mut broken = judge(target, bytes, &res, &acc, &control);
-            if matches!(res, CallResult::Fault { .. }) {
-                // The machine is down: back to the snapshot. Then the fault is the handler's
-                // (SMM106) only if it also faults with the wild words tamed.
-                let tame = tamed(target, bytes);
-                let (again, _) = snap.call(target, &tame);
-                if !matches!(again, CallResult::Fault { .. }) {
-                    broken.retain(|b| b.rule != rules::HANDLER_FAULT);
-                    wild += 1;
-                }
-            }
-            let mut exit = ExitKind::Ok;
-            for b in broken {
-                exit = ExitKind::Crash;
-                if !seen.insert((b.rule, b.key)) {
-                    continue;
-                }
-                let mut f = findings.borrow_mut();
-                let n = f.iter().filter(|x| x.rule == b.rule).count();
-                let file = cfg.out.join(format!("{}-{n}.bin", b.rule));
-                if let Err(e) = std::fs::write(&file, bytes) {
-                    io_error.get_or_insert(e);
-                }
-                let finding = Finding { rule: b.rule, message: b.message, file };
-                report(&finding);
-                f.push(finding);
-            }
-            exit
+        }
+        let instructions = match res {
+            CallResult::Returned { instructions, .. } => instructions,
+            _ => 0,
         };
-        run(&mut harness, cfg, start, &findings)
-    };
-    if let Some(e) = io_error {
-        return Err(e.into());
+        Execution { broken, wild_fault, instructions }
     }
-    let (executions, corpus) = result?;
-    // SAFETY: the executor, and with it every other user of MAP, is gone.
-    let coverage = unsafe { (*std::ptr::addr_of!(MAP)).iter().filter(|&&b| b != 0).count() };
-    Ok(Summary { executions, elapsed: start.elapsed(), coverage, corpus, wild_faults: wild, findings: findings.into_inner() })
+
+    fn tokens(&self) -> Vec<Vec<u8>> {
+        tokens()
+    }
+
+    fn place(&self, rip: u64) -> String {
+        let m = &self.snap.runner.module;
+        if rip >= m.base && rip < m.base + m.size {
+            format!("{}+{:#x}", m.name, rip - m.base)
+        } else {
+            format!("{rip:#x}")
+        }
+    }
+
+    fn seeds(&self) -> Vec<Vec<u8>> {
+        // An all-zero message and a message of function numbers.
+        vec![vec![0u8; 24], [1u64, 0, 0].iter().flat_map(|w| w.to_le_bytes()).collect()]
+    }
 }
 
-fn run<H: FnMut(&BytesInput) -> ExitKind>(harness: &mut H, cfg: &Config, start: Instant, findings: &RefCell<Vec<Finding>>) -> Result<(u64, usize), FuzzError> {
-    // SAFETY: a fresh campaign: clear the map before the observer borrows it.
-    unsafe { (*std::ptr::addr_of_mut!(MAP)).fill(0) };
-    // SAFETY: MAP lives for the program; the observer and the harness use it on this thread
-    // only, one after the other (see the harness).
-    let observer = unsafe { StdMapObserver::from_mut_ptr("smm-blocks", std::ptr::addr_of_mut!(MAP) as *mut u8, MAP_SIZE) };
-    let mut feedback = MaxMapFeedback::new(&observer);
-    let mut objective = CrashFeedback::new();
-    let mut state = StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<BytesInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
-    let mut t = Tokens::new();
-    for w in tokens() {
-        t.add_token(&w);
-    }
-    state.add_metadata(t);
-    let mut mgr = SimpleEventManager::new(NopMonitor::new());
-    let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
-    let mut executor = InProcessExecutor::new(harness, tuple_list!(observer), &mut fuzzer, &mut state, &mut mgr)?;
-    // Seeds: an all-zero message and a message of function numbers.
-    for seed in [vec![0u8; 24], [1u64, 0, 0].iter().flat_map(|w| w.to_le_bytes()).collect()] {
-        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(seed))?;
-    }
-    // Havoc with the token mutations among its choices, then a stage of token mutations
-    // alone (as AFL's dictionary stage): the platform's addresses in the words of the input.
-    // Few stacked mutations (at most 8 in havoc, 2 here): the messages are short structures.
-    let havoc = HavocScheduledMutator::with_max_stack_pow(havoc_mutations().merge(tokens_mutations()), 3);
-    let dictionary = HavocScheduledMutator::with_max_stack_pow(tokens_mutations(), 1);
-    let mut stages = tuple_list!(StdMutationalStage::new(havoc), StdMutationalStage::new(dictionary));
-    while start.elapsed() < cfg.time && (!cfg.stop_on_finding || findings.borrow().is_empty()) {
-        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
-    }
-    Ok((*state.executions(), state.corpus().count()))
+/// Fuzzes `target` of the module in the runner `make` builds (its entry point and lifecycle
+/// run). `report` gets each finding as it is found.
+pub fn fuzz(make: &mut dyn FnMut() -> Runner, target: &Target, cfg: &Config, report: &mut dyn FnMut(&Finding)) -> Result<Summary, FuzzError> {
+    let mut s = ModuleSubject::new(make(), target.clone());
+    campaign(&mut s, cfg, report)
 }

@@ -93,3 +93,23 @@ fn a_call_that_brings_the_machine_down_is_undone_too() {
     assert_eq!(again, ok, "after the fault, the machine is as it was");
     same(&again_acc, &ok_acc);
 }
+
+#[test]
+fn a_restore_cuts_the_hosts_records_back_and_copies_the_rest() {
+    let Some(r) = runner("counter") else { return };
+    let t = Target::Guid(GUID.parse().unwrap());
+    let (served, calls, handlers) = (r.env.served.len(), r.env.calls.len(), r.env.handlers.len());
+    assert!(served > 0 && handlers > 0, "the entry point was served and registered its handler");
+    let mut s = Snapshotted::new(r);
+    s.call(&t, &message(7));
+    // What a call may leave behind in the records: an entry appended to each, a handler gone.
+    let extra = s.runner.env.served[0].clone();
+    s.runner.env.served.push(extra);
+    let call = s.runner.env.calls.first().cloned();
+    s.runner.env.calls.extend(call);
+    s.runner.env.handlers.clear();
+    s.restore();
+    assert_eq!((s.runner.env.served.len(), s.runner.env.calls.len(), s.runner.env.handlers.len()), (served, calls, handlers));
+    let (res, _) = s.call(&t, &message(7));
+    assert!(matches!(res, CallResult::Returned { status: 0, .. }), "the handler is found again: {res:?}");
+}

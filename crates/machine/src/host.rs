@@ -197,11 +197,39 @@ impl Machine {
         self.cpu.smm_blocks.take().map(|b| *b).unwrap_or_default()
     }
 
+    /// The fuzzer's mode (off by default): the code the CPU decoded stays decoded across SW
+    /// SMIs raised by the host, and the SMM access observer numbers data accesses only.
+    ///
+    /// Off, every SW SMI starts with nothing decoded, and the bytes the CPU fetches to decode
+    /// each block take sequence numbers (the audit's double-fetch distance counts them).
+    /// On, an SMI costs what its instructions cost (the blocks are keyed by physical address
+    /// and SMM and dropped when their bytes are written or memory is remapped; nothing put back
+    /// after the SMI changes where code is), and the numbers do not depend on what was decoded
+    /// before, so one input is judged the same on every run.
+    pub fn fuzz_mode(&mut self, on: bool) {
+        self.fuzz_mode = on;
+        if let Some(o) = self.board.smm_observer() {
+            o.unnumbered_fetches = on;
+        }
+    }
+
+    /// Installs `map` as the edge-coverage map of the code the CPU runs in SMM (None: off, the
+    /// default) and returns the one it replaces. The fuzzer's observer reads the counters in
+    /// place ([`cpu::smm_edges::EdgeMap::counters`]); snapshots leave the map alone.
+    pub fn cover_smm_edges(&mut self, map: Option<Box<cpu::smm_edges::EdgeMap>>) -> Option<Box<cpu::smm_edges::EdgeMap>> {
+        std::mem::replace(&mut self.cpu.smm_edges, map)
+    }
+
     /// Takes a snapshot of the machine as it is now, replacing the previous one: the CPU, the
     /// device state ([`crate::board::snapshot`]) and RAM, whose writes are logged from now on
     /// (every path: the CPU's, the host's, bus masters'), so [`Machine::restore`] puts back
     /// only the pages written since. RAM costs nothing until it is written.
     pub fn snapshot(&mut self) -> Snapshot {
+        // A remap not yet applied is applied now: kept in the snapshot, it would drop every
+        // decoded block at every restore.
+        if self.board.take_flush() {
+            self.cpu.flush_code();
+        }
         self.board.ram().snapshot();
         // Writable host pages the CPU holds were handed out before the log: ask again.
         self.cpu.flush_tlb();
@@ -217,9 +245,10 @@ impl Machine {
         if s.id != self.snapshots || !self.board.ram().has_snapshot() {
             return None;
         }
-        let pages = self.board.ram().restore();
-        for &p in &pages {
-            self.cpu.invalidate_code(p..p + 0x1000);
+        // Only the bytes that differ from the snapshot can have stale code decoded from them.
+        let (pages, changed) = self.board.ram().restore_changed();
+        for r in changed {
+            self.cpu.invalidate_code(r);
         }
         self.cpu.restore(&s.cpu);
         self.board.restore_device_state(&s.devices);
@@ -228,7 +257,7 @@ impl Machine {
         if self.board.take_flush() {
             self.cpu.flush_code();
         }
-        Some(pages.len())
+        Some(pages)
     }
 
     /// Drops the snapshot: RAM writes are no longer logged.
@@ -318,7 +347,9 @@ impl Machine {
         let (r, rip, cs, flags, halted) = saved;
         (self.cpu.regs, self.cpu.rip, self.cpu.seg[cpu::sreg::CS], self.cpu.halted) = (r, rip, cs, halted);
         self.cpu.flags.set(flags);
-        self.cpu.flush_code();
+        if !self.fuzz_mode {
+            self.cpu.flush_code();
+        }
         outcome
     }
 

@@ -342,6 +342,8 @@ pub struct Machine {
     stop: Option<Arc<AtomicBool>>,
     /// Snapshots taken ([`Machine::snapshot`]): the last one's number.
     snapshots: u64,
+    /// [`Machine::fuzz_mode`].
+    fuzz_mode: bool,
 }
 
 /// The SMM watchdog's window ([`Machine::run`]): where it started and what the SMM counters
@@ -406,7 +408,7 @@ impl Machine {
                 l.fw_cfg.prepend_e820(AMD_HT_START, AMD_HT_SIZE, E820_RESERVED);
             }
         }
-        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default(), stop: None, snapshots: 0 })
+        Ok(Machine { cpu: Cpu::new(config.model), board, config, watch: SmmWatch::default(), stop: None, snapshots: 0, fuzz_mode: false })
     }
 
     /// A flag the host sets (from a signal handler or another thread) to end the run at the

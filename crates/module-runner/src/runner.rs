@@ -305,7 +305,7 @@ impl Runner {
     /// pages put back, None (nothing changed) when `s` is not the last one.
     pub fn restore(&mut self, s: &RunnerSnapshot) -> Option<usize> {
         let pages = self.machine.restore(&s.machine)?;
-        self.env.clone_from(&s.env);
+        self.env.restore_from(&s.env);
         self.phases.truncate(s.phases);
         self.core.clone_from(&s.core);
         Some(pages)

@@ -1,7 +1,8 @@
 //! `smmlab fuzz` through the binary on the planted-bug drivers (built from C at test time with
 //! Debian's clang and lld-link): the fuzzer finds the planted SMRAM write of `comm_pointer`
-//! and saves an input that reproduces it, and finds nothing in its clean twin. Fixed seeds and
-//! bounded times.
+//! and saves an input that reproduces it, and finds nothing in its clean twin; on the built-in
+//! firmware it finds the planted bugs of the bug-* scenarios and nothing in the default one;
+//! `fuzz replay` reruns a finding. Fixed seeds and bounded times.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -90,4 +91,113 @@ fn a_fault_on_a_wild_register_is_not_a_finding_but_the_smram_write_is() {
     assert!(text.contains("found SMM102 in the SW SMI 0x61 handler of savestate_pointer"), "{text}");
     assert!(!text.contains("found SMM106"), "{text}");
     assert!(out.join("SMM102-0.bin").is_file());
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the finding's json")).expect("json")
+}
+
+#[test]
+fn a_comm_pointer_finding_is_minimised_and_replays_with_the_same_rule() {
+    let Some(f) = driver("comm_pointer") else { return };
+    let out = out_dir("fuzz-replay-comm-pointer");
+    let o = smmlab(&["fuzz", "--module", &f, "--handler", GUID, "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let finding = out.join("SMM102-0.json");
+    let v = json(&finding);
+    assert_eq!(v["rule"], "SMM102");
+    assert_eq!(v["handler"], GUID);
+    assert_eq!(v["cpu"], "intel64");
+    assert_eq!(v["at"], "comm_pointer+0x1033", "{v}");
+    let (kept, found) = (v["input_len"].as_u64().unwrap(), v["found_len"].as_u64().unwrap());
+    assert!(kept <= found, "{v}");
+    assert_eq!(std::fs::read(out.join("SMM102-0.bin")).unwrap().len() as u64, kept);
+    let o = smmlab(&["fuzz", "replay", finding.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("fires again: SMM102: SMM wrote SMRAM at 0x7c"), "{text}");
+    assert!(text.contains("at comm_pointer+0x1033: mov qword ptr [rax],1234h"), "{text}");
+    assert!(text.contains("the SMI retired "), "{text}");
+    assert!(text.contains("the attacker's bytes (24):"), "{text}");
+}
+
+#[test]
+fn a_replay_that_no_longer_fires_exits_0() {
+    // The comm_pointer finding replayed on the clean twin: the write is refused.
+    let Some(f) = driver("comm_pointer") else { return };
+    let Some(clean) = driver("comm_pointer_clean") else { return };
+    let out = out_dir("fuzz-replay-clean");
+    std::fs::create_dir_all(&out).unwrap();
+    let input: Vec<u8> = [1u64, 0x7c0_0000, 0].iter().flat_map(|w| w.to_le_bytes()).collect();
+    std::fs::write(out.join("SMM102-0.bin"), &input).unwrap();
+    for (module, code) in [(&f, 1), (&clean, 0)] {
+        let doc = serde_json::json!({"module": module, "handler": GUID, "cpu": "intel64", "rule": "SMM102", "input": "SMM102-0.bin"});
+        let finding = out.join("SMM102-0.json");
+        std::fs::write(&finding, doc.to_string()).unwrap();
+        let o = smmlab(&["fuzz", "replay", finding.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(code), "{module}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+#[test]
+fn a_missing_or_malformed_finding_exits_2_naming_the_file() {
+    let out = out_dir("fuzz-replay-bad");
+    std::fs::create_dir_all(&out).unwrap();
+    let truncated = out.join("SMM102-0.json");
+    std::fs::write(&truncated, "{\"rule\": \"SMM102\", \"hand").unwrap();
+    let no_input = out.join("SMM101-0.json");
+    std::fs::write(&no_input, r#"{"scenario": "default", "handler": "all", "cpu": "intel64", "rule": "SMM101", "input": "SMM101-0.bin"}"#).unwrap();
+    for file in [truncated, no_input, out.join("missing.json")] {
+        let o = smmlab(&["fuzz", "replay", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", file.display());
+        assert!(err.contains(&file.display().to_string()), "{err}");
+    }
+}
+
+/// `smmlab fuzz --scenario NAME --handler all` for `time` seconds, seed 1.
+fn fuzz_scenario(name: &str, time: &str, stop: bool) -> (Option<i32>, String, PathBuf) {
+    let out = out_dir(&format!("fuzz-scenario-{name}"));
+    let mut args = vec!["fuzz", "--scenario", name, "--handler", "all", "--time", time, "--seed", "1", "--out", out.to_str().unwrap()];
+    if stop {
+        args.push("--stop-on-finding");
+    }
+    let o = smmlab(&args);
+    (o.status.code(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)), out)
+}
+
+#[test]
+fn fuzzing_the_built_in_firmware_finds_each_planted_sw_smi_bug() {
+    for (name, rule, at) in [("bug-toctou", "SMM104", "smm-image+0x"), ("bug-unchecked-pointer", "SMM102", "smm-image+0x"), ("bug-callout", "SMM101", "0x")] {
+        let (code, text, out) = fuzz_scenario(name, "20", true);
+        assert_eq!(code, Some(1), "{name}: {text}");
+        assert!(text.contains(&format!("found {rule} in the SW SMI handlers of the built-in firmware (scenario {name})")), "{name}: {text}");
+        let finding = out.join(format!("{rule}-0.json"));
+        let v = json(&finding);
+        assert_eq!(v["scenario"], name);
+        assert!(v["at"].as_str().unwrap_or("").starts_with(at), "{v}");
+        let o = smmlab(&["fuzz", "replay", finding.to_str().unwrap()]);
+        let replay = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{name}: {replay}");
+        assert!(replay.contains(&format!("fires again: {rule}")), "{replay}");
+        assert!(replay.contains("debugcon: smm: sw 0x"), "the handler's line: {replay}");
+    }
+}
+
+#[test]
+fn fuzzing_the_clean_built_in_firmware_finds_nothing() {
+    let (code, text, _) = fuzz_scenario("default", "10", false);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(", 0 findings"), "{text}");
+    assert!(!text.contains("found "), "{text}");
+}
+
+#[test]
+fn fuzz_scenario_refuses_bad_input_with_exit_2() {
+    for args in [&["--scenario", "nope", "--handler", "all"][..], &["--scenario", "default", "--handler", GUID], &["--scenario", "default"]] {
+        let mut a = vec!["fuzz", "--time", "1"];
+        a.extend_from_slice(args);
+        let o = smmlab(&a);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
 }

@@ -85,6 +85,9 @@ impl Cpu {
         if let Some(r) = self.smm_blocks.as_deref_mut() {
             r.entered(self.smm_regs.smbase);
         }
+        if let Some(e) = self.smm_edges.as_deref_mut() {
+            e.entered();
+        }
         self.smm_regs.entry_icount = self.icount;
         bus.smm_entered(&entry);
     }

@@ -58,6 +58,8 @@ pub struct SmmObserver {
     pub rip: u64,
     /// A race write waiting for SMM's first read of its address.
     pub race: Option<RaceWrite>,
+    /// Fetches take no sequence number ([`crate::Machine::fuzz_mode`]).
+    pub unnumbered_fetches: bool,
 }
 
 /// The most accesses kept between two drains.
@@ -84,7 +86,9 @@ impl SmmObserver {
             _ => SmmAccessKind::Read,
         };
         let seq = self.seq;
-        self.seq += 1;
+        if kind != SmmAccessKind::Fetch || !self.unnumbered_fetches {
+            self.seq += 1;
+        }
         if kind == SmmAccessKind::Fetch && smram {
             return;
         }
@@ -130,5 +134,16 @@ mod tests {
         assert_eq!((a[1].seq, a[1].kind, a[1].smram), (2, SmmAccessKind::Write, true));
         assert_eq!((a[2].seq, a[2].kind), (3, SmmAccessKind::Read));
         assert!(o.drain().is_empty());
+    }
+
+    #[test]
+    fn unnumbered_fetches_leave_the_numbers_to_data_accesses() {
+        let mut o = SmmObserver { enabled: true, unnumbered_fetches: true, ..Default::default() };
+        o.record(AccessKind::Fetch, 0x1000, 1, true);
+        o.record(AccessKind::Fetch, 0x2000, 1, false);
+        o.record(AccessKind::Write, 0x3000, 8, true);
+        o.record(AccessKind::Read, 0x4000, 4, false);
+        let a = o.drain();
+        assert_eq!(a.iter().map(|a| a.seq).collect::<Vec<_>>(), [0, 0, 1]);
     }
 }

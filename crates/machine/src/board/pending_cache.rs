@@ -70,6 +70,10 @@ impl<B: Bus> Bus for PendingCache<B> {
         self.deref_mut().smm_instruction(rip)
     }
 
+    fn smm_block(&mut self, phys: u64) {
+        self.deref_mut().smm_block(phys)
+    }
+
     fn idle_ticks(&self) -> u64 {
         self.board.idle_ticks()
     }

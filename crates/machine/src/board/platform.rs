@@ -412,6 +412,14 @@ impl<C: Chipset> Bus for Platform<C> {
         self.smm_observer.rip = rip;
     }
 
+    fn smm_block(&mut self, phys: u64) {
+        // In the fuzzer's mode code stays decoded, so a call-out's block fetches nothing the
+        // second time: its start is recorded as a fetch (kept only outside SMRAM).
+        if self.smm_observer.enabled && self.smm_observer.unnumbered_fetches {
+            self.observe(&Access { addr: phys, size: 1, kind: AccessKind::Fetch, smm: true }, AccessKind::Fetch);
+        }
+    }
+
     fn sync_icount(&mut self, icount: u64) {
         self.clock.set_icount(icount);
         if self.next_deadline().is_some_and(|d| d <= self.clock.now()) {

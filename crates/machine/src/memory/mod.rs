@@ -96,6 +96,30 @@ impl Ram {
         out
     }
 
+    /// [`Ram::restore`], also giving the bytes it changed: for each page put back, the span
+    /// from its first to its last byte that differed from the snapshot's (none when the page
+    /// was written back with what it held). Code decoded outside those spans is still right.
+    pub fn restore_changed(&mut self) -> (usize, Vec<std::ops::Range<u64>>) {
+        let Some(log) = &mut self.log else { return (0, Vec::new()) };
+        let mut changed = Vec::new();
+        let pages = log.dirty.len();
+        let mut now = [0u8; PAGE];
+        for p in log.dirty.drain(..) {
+            let p = p as usize;
+            log.bits[p / 64] &= !(1 << (p % 64));
+            let Some(b) = &log.saved[p] else { continue };
+            let at = (p * PAGE) as u64;
+            self.bytes.read(at, &mut now);
+            let first = now.iter().zip(b.iter()).position(|(x, y)| x != y);
+            let last = now.iter().zip(b.iter()).rposition(|(x, y)| x != y);
+            if let (Some(f), Some(l)) = (first, last) {
+                self.bytes.write(at, &b[..]);
+                changed.push(at + f as u64..at + l as u64 + 1);
+            }
+        }
+        (pages, changed)
+    }
+
     /// Ends the snapshot: writes are no longer logged.
     pub fn drop_snapshot(&mut self) {
         self.log = None;

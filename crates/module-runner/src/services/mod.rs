@@ -271,6 +271,36 @@ pub fn dispatch_max_swi() -> u64 {
 const DXE: usize = 1;
 
 impl Env {
+    /// Goes back to `s`, a copy of this environment taken earlier (a snapshot's): the two
+    /// records that only ever grow, the served calls and the watched calls, are cut back to
+    /// their lengths then instead of copied, so a restore costs what changed since, not the
+    /// whole record; everything else is copied back.
+    pub fn restore_from(&mut self, s: &Env) {
+        // Every field by name: a new one cannot be forgotten here.
+        let Env { slots, next_slot, smram, dxe, smm_db, dxe_db, handlers, dispatch, stubs, served, calls, answers, nested, monotonic, smst_config, st_config, smis, events, absent, pcd, pcd_set } = s;
+        self.served.truncate(served.len());
+        self.calls.truncate(calls.len());
+        self.slots.clone_from(slots);
+        self.next_slot = *next_slot;
+        self.smram.clone_from(smram);
+        self.dxe.clone_from(dxe);
+        self.smm_db.clone_from(smm_db);
+        self.dxe_db.clone_from(dxe_db);
+        self.handlers.clone_from(handlers);
+        self.dispatch.clone_from(dispatch);
+        self.stubs.clone_from(stubs);
+        self.answers.clone_from(answers);
+        self.nested.clone_from(nested);
+        self.monotonic = *monotonic;
+        self.smst_config.clone_from(smst_config);
+        self.st_config.clone_from(st_config);
+        self.smis = *smis;
+        self.events.clone_from(events);
+        self.absent.clone_from(absent);
+        self.pcd.clone_from(pcd);
+        self.pcd_set.clone_from(pcd_set);
+    }
+
     /// An empty environment.
     pub fn new() -> Self {
         Env {

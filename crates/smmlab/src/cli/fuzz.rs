@@ -1,80 +1,190 @@
-//! `smmlab fuzz`: coverage-guided fuzzing of one SMI handler of an SMM module run on its own
-//! (crates/fuzz-smm, built on LibAFL). The module is loaded once and its entry point and
-//! lifecycle events run as `smmlab audit --module` does; then the handler is called with
-//! mutated inputs until the time is up. Exit 1 with findings, 0 without, 2 on bad input.
+//! `smmlab fuzz`: coverage-guided fuzzing of one SMI handler (crates/fuzz-smm, built on
+//! LibAFL), of an SMM module run on its own (`--module`: loaded once, its entry point and
+//! lifecycle events run as `smmlab audit --module` does) or of the built-in firmware
+//! (`--scenario`: booted once to the hand-off as `smmlab audit` boots it); then the handler
+//! runs with mutated inputs until the time is up. Every finding is minimised and saved as
+//! RULE-N.bin (the input) and RULE-N.json (what replays it: `smmlab fuzz replay`, in
+//! [`super::fuzz_replay`]). Exit 1 with findings, 0 without, 2 on bad input.
 
 use super::module::{start, PhaseArg, Target as ModuleTarget};
 use super::run::CpuKind;
 use anyhow::{bail, Context};
-use clap::Args;
-use fuzz_smm::{Config, Target};
+use clap::{Args, Subcommand, ValueEnum};
+use fuzz_smm::firmware::FirmwareSubject;
+use fuzz_smm::{Config, Finding, ModuleSubject, Subject, Target};
 use module_runner::source;
+use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FuzzArgs {
+    #[command(subcommand)]
+    pub command: Option<FuzzCommand>,
     /// The SMM driver: a PE32+ file, or a firmware image with --module-name.
-    #[arg(long, value_name = "FILE")]
-    pub module: PathBuf,
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
+    pub module: Option<PathBuf>,
     /// The module of a firmware image given with --module: its UI name or file GUID.
-    #[arg(long, value_name = "NAME|GUID")]
+    #[arg(long, value_name = "NAME|GUID", requires = "module")]
     pub module_name: Option<String>,
-    /// The handler: a GUID handler's HandlerType, or sw:N for the SW SMI handler of value N
-    /// (the input's first 48 bytes are then RAX, RBX, RCX, RDX, RSI, RDI).
-    #[arg(long, value_name = "GUID|sw:N")]
-    pub handler: String,
+    /// A scenario of the built-in firmware (`smmlab scenarios`: default, bug-*): its SW SMI
+    /// handlers after the boot's hand-off.
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
+    /// The handler: a GUID handler's HandlerType (--module), or sw:N for the SW SMI handler of
+    /// value N (the input's first 48 bytes are then RAX, RBX, RCX, RDX, RSI, RDI; with
+    /// --scenario the rest is a buffer at 0x300000), or all (--scenario: AL picks the value).
+    #[arg(long, value_name = "GUID|sw:N|all")]
+    pub handler: Option<String>,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value = "10")]
     pub time: f64,
     /// The random seed (the same seed and time give much the same campaign).
     #[arg(long, value_name = "N", default_value = "0")]
     pub seed: u64,
-    /// Where the reproducers go: RULE-N.bin, the input that broke RULE.
+    /// Where the findings go: RULE-N.bin (the minimised input) and RULE-N.json (what replays it).
     #[arg(long, value_name = "DIR", default_value = "fuzz-out")]
     pub out: PathBuf,
     /// Stop at the first finding.
     #[arg(long)]
     pub stop_on_finding: bool,
-    /// The CPU model.
-    #[arg(long, value_enum, default_value = "intel64")]
-    pub cpu: CpuKind,
+    /// The CPU model [default: amd64 for a module of a firmware image, as its firmware runs on
+    /// QEMU's AMD64 save-state map; intel64 for a lone PE file and the built-in firmware].
+    #[arg(long, value_enum)]
+    pub cpu: Option<CpuKind>,
 }
 
-fn target(s: &str) -> anyhow::Result<Target> {
+#[derive(Subcommand)]
+pub enum FuzzCommand {
+    /// Rerun a finding (its RULE-N.json) and show what broke: exit 1 when the rule fires
+    /// again, 0 when not, 2 on a missing or malformed file.
+    Replay(super::fuzz_replay::ReplayArgs),
+}
+
+/// What `--handler` names.
+pub enum Handler {
+    /// One handler.
+    One(Target),
+    /// Every SW SMI value (the built-in firmware).
+    All,
+}
+
+pub fn handler(s: &str) -> anyhow::Result<Handler> {
+    if s == "all" {
+        return Ok(Handler::All);
+    }
     if let Some(n) = s.strip_prefix("sw:") {
         let n = n.trim();
         let v = match n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
             Some(h) => u8::from_str_radix(h, 16),
             None => n.parse(),
         };
-        return Ok(Target::Sw(v.map_err(|_| anyhow::anyhow!("--handler {s}: {n} is not a SW SMI value (0-255)"))?));
+        return Ok(Handler::One(Target::Sw(v.map_err(|_| anyhow::anyhow!("--handler {s}: {n} is not a SW SMI value (0-255)"))?)));
     }
-    Ok(Target::Guid(s.parse().map_err(|_| anyhow::anyhow!("--handler {s}: neither a GUID nor sw:N"))?))
+    Ok(Handler::One(Target::Guid(s.parse().map_err(|_| anyhow::anyhow!("--handler {s}: neither a GUID, sw:N nor all"))?)))
 }
 
-pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
-    let target = target(&a.handler)?;
-    if !(a.time.is_finite() && a.time >= 0.0) {
-        bail!("--time {}: not a number of seconds", a.time);
+/// The CPU model of the built-in firmware's machine, as `smmlab audit` builds it.
+pub fn firmware_model(cpu: CpuKind) -> anyhow::Result<cpu::CpuModel> {
+    let vendor = match cpu {
+        CpuKind::Intel64 => cpu::cpuid::Vendor::Intel,
+        CpuKind::Amd64 => cpu::cpuid::Vendor::Amd,
+        CpuKind::I686 => bail!("--cpu i686: the built-in firmware's SMM runs in long mode (intel64 or amd64)"),
+    };
+    Ok(cpu::CpuModel { vendor, long_mode: true, tsc_hz: 1_000_000_000 })
+}
+
+/// The built-in firmware's subject for `scenario` and `handler` (None: every value).
+pub fn firmware_subject(scenario: &str, cpu: CpuKind, handler: Option<u8>) -> anyhow::Result<FirmwareSubject> {
+    super::scenarios::find(scenario)?;
+    if firmware_image::scenarios::find(scenario).is_none() {
+        bail!("scenario '{scenario}' is not a built-in firmware scenario");
     }
-    let (mods, _fw) = source::modules(&a.module, a.module_name.as_deref(), false)?;
-    let Some(m) = mods.first() else { bail!("{}: no SMM module", a.module.display()) };
-    let t = ModuleTarget { file: a.module.clone(), vars: None, with: Vec::new(), module: a.module_name.clone(), cpu: Some(a.cpu), phase: PhaseArg::ReadyToBoot, answer: Vec::new() };
-    let r = start(&t, m)?;
-    let registered = match &target {
+    Ok(FirmwareSubject::boot(scenario, firmware_model(cpu)?, handler)?)
+}
+
+/// The module target of a campaign or replay.
+pub fn module_target(file: &std::path::Path, module_name: Option<&str>, cpu: CpuKind) -> ModuleTarget {
+    ModuleTarget { file: file.to_path_buf(), vars: None, with: Vec::new(), module: module_name.map(str::to_string), cpu: Some(cpu), phase: PhaseArg::ReadyToBoot, answer: Vec::new() }
+}
+
+/// The module's subject: loaded, started, the handler checked to be registered; with the CPU
+/// model it runs on (`cpu`, or the module commands' default for it).
+pub fn module_subject(file: &std::path::Path, module_name: Option<&str>, cpu: Option<CpuKind>, target: &Target) -> anyhow::Result<(ModuleSubject, CpuKind)> {
+    let (mods, _fw) = source::modules(file, module_name, false)?;
+    let Some(m) = mods.first() else { bail!("{}: no SMM module", file.display()) };
+    let cpu = super::module::cpu_for(cpu, m);
+    let r = start(&module_target(file, module_name, cpu), m)?;
+    let registered = match target {
         Target::Guid(g) => r.env.handlers.iter().any(|h| h.guid == Some(*g)),
         Target::Sw(v) => r.env.sw_registration(*v).is_some(),
     };
     if !registered {
         bail!("{} registered no {target}", r.module.name);
     }
+    Ok((ModuleSubject::new(r, target.clone()), cpu))
+}
+
+pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
+    if let Some(FuzzCommand::Replay(r)) = a.command {
+        return super::fuzz_replay::run(r);
+    }
+    if !(a.time.is_finite() && a.time >= 0.0) {
+        bail!("--time {}: not a number of seconds", a.time);
+    }
+    let Some(h) = a.handler.as_deref() else { bail!("--handler: give the handler to fuzz (GUID, sw:N or all)") };
+    let h = handler(h)?;
     let cfg = Config { time: Duration::from_secs_f64(a.time), seed: a.seed, out: a.out.clone(), stop_on_finding: a.stop_on_finding };
-    println!("fuzzing the {target} of {} for {}s (seed {}, reproducers in {})", r.module.name, a.time, a.seed, a.out.display());
-    let name = r.module.name.clone();
-    drop(r);
-    let mut make = || start(&t, m).expect("the module loaded once loads again");
-    let s = fuzz_smm::fuzz(&mut make, &target, &cfg, &mut |f| println!("found {} in the {target} of {name}: {} input {}", f.rule, f.message, f.file.display())).context("fuzz")?;
+    let (mut subject, what, name, cpu): (Box<dyn Subject>, String, String, CpuKind) = match (&a.module, &a.scenario) {
+        (Some(file), None) => {
+            let Handler::One(t) = &h else { bail!("--handler all: with --scenario only (a module's handlers are fuzzed one at a time)") };
+            let (s, cpu) = module_subject(file, a.module_name.as_deref(), a.cpu, t)?;
+            let name = s.snap.runner.module.name.clone();
+            (Box::new(s), t.to_string(), name, cpu)
+        }
+        (None, Some(sc)) => {
+            let v = match &h {
+                Handler::One(Target::Sw(v)) => Some(*v),
+                Handler::One(Target::Guid(_)) => bail!("--handler: the built-in firmware has SW SMI handlers only (sw:N or all)"),
+                Handler::All => None,
+            };
+            let cpu = a.cpu.unwrap_or(CpuKind::Intel64);
+            let s = firmware_subject(sc, cpu, v)?;
+            let what = v.map_or("SW SMI handlers".to_string(), |v| Target::Sw(v).to_string());
+            (Box::new(s), what, format!("the built-in firmware (scenario {sc})"), cpu)
+        }
+        _ => bail!("give --module FILE or --scenario NAME"),
+    };
+    let cpu_name = cpu.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    println!("fuzzing the {what} of {name} for {}s (seed {}, findings in {})", a.time, a.seed, a.out.display());
+    let mut io_error = None;
+    let s = fuzz_smm::campaign(subject.as_mut(), &cfg, &mut |f: &Finding| {
+        println!("found {} in the {what} of {name}: {} input {} ({} bytes, {} before minimising)", f.rule, f.message, f.file.display(), f.input.len(), f.original_len);
+        let doc = json!({
+            "module": a.module.as_ref().map(|p| p.display().to_string()),
+            "module_name": a.module_name,
+            "scenario": a.scenario,
+            "handler": a.handler,
+            "cpu": cpu_name,
+            "seed": a.seed,
+            "rule": f.rule,
+            "message": f.message,
+            "rip": f.rip,
+            "at": f.at,
+            "input": f.file.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "input_len": f.input.len(),
+            "found_len": f.original_len,
+        });
+        let json = f.file.with_extension("json");
+        if let Err(e) = std::fs::write(&json, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n") {
+            io_error.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", json.display()));
+        }
+    })
+    .context("fuzz")?;
+    if let Some(e) = io_error {
+        return Err(e);
+    }
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     println!("{} executions in {:.1}s ({:.0} exec/s), {} coverage entries, {} inputs in the corpus, {} faults on wild pointers only, {} findings", s.executions, secs, s.executions as f64 / secs, s.coverage, s.corpus, s.wild_faults, s.findings.len());
     Ok(if s.findings.is_empty() { 0 } else { 1 })

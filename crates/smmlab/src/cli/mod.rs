@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod disasm;
 mod fuzz;
+mod fuzz_replay;
 mod fw;
 mod gdb;
 mod host;
@@ -52,9 +53,9 @@ pub enum Command {
     /// a firmware image) into the SMRAM of a synthetic platform, runs its entry point in SMM
     /// and lists what it registered; `module call` invokes one of its handlers.
     Module(module::ModuleArgs),
-    /// Fuzz one SMI handler of an SMM driver run on its own (coverage-guided, LibAFL): the
-    /// audit's oracles judge every call; each finding's input is saved (exit 0 clean, 1
-    /// findings, 2 error).
+    /// Fuzz one SMI handler of an SMM driver run on its own, or the built-in firmware's SW SMI
+    /// handlers (coverage-guided, LibAFL): the audit's oracles judge every call; each finding
+    /// is minimised and saved (exit 0 clean, 1 findings, 2 error); `fuzz replay` reruns one.
     Fuzz(fuzz::FuzzArgs),
     /// The SMIs of the machine smmlab runs on: TSC gaps as Linux's hwlat tracer finds them,
     /// attributed to SMIs or NMIs by the host's counters, with the time they steal (exit 0

@@ -1,0 +1,192 @@
+//! The LibAFL campaign over a [`Subject`]: what is fuzzed (a module's handler, the built-in
+//! firmware's SW SMI handlers) only runs one input from its snapshot and judges it; the loop,
+//! the edge map, the findings, their minimisation and their files are here.
+
+use crate::{Broken, Config, Finding, FuzzError, Summary, MAP_SIZE};
+use libafl::corpus::{Corpus, InMemoryCorpus};
+use libafl::events::SimpleEventManager;
+use libafl::executors::{inprocess::InProcessExecutor, ExitKind};
+use libafl::feedbacks::{CrashFeedback, MaxMapFeedback};
+use libafl::fuzzer::{Fuzzer, StdFuzzer};
+use libafl::inputs::{BytesInput, HasTargetBytes};
+use libafl::monitors::NopMonitor;
+use libafl::mutators::{havoc_mutations, tokens_mutations, HavocScheduledMutator, Tokens};
+use libafl::observers::{HitcountsMapObserver, StdMapObserver};
+use libafl::schedulers::QueueScheduler;
+use libafl::stages::StdMutationalStage;
+use libafl::state::{HasCorpus, HasExecutions, StdState};
+use libafl::{Evaluator, HasMetadata, HasNamedMetadata};
+use libafl_bolts::rands::StdRand;
+use libafl_bolts::tuples::{tuple_list, Merge};
+use libafl_bolts::AsSlice;
+use machine::Machine;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// How one execution went.
+#[derive(Clone, Debug, Default)]
+pub struct Execution {
+    /// The rules it broke.
+    pub broken: Vec<Broken>,
+    /// It faulted, but only on the input's wild pointers (not a finding).
+    pub wild_fault: bool,
+    /// Instructions the SMI retired (0 when it did not come back).
+    pub instructions: u64,
+}
+
+/// What a campaign fuzzes: one handler, from a snapshot.
+pub trait Subject {
+    /// The machine the handler runs on (the campaign installs its edge map there).
+    fn machine(&mut self) -> &mut Machine;
+    /// Runs `input` once from the snapshot and judges it.
+    fn execute(&mut self, input: &[u8]) -> Execution;
+    /// The dictionary: words worth inserting (addresses of the platform).
+    fn tokens(&self) -> Vec<Vec<u8>>;
+    /// The first inputs.
+    fn seeds(&self) -> Vec<Vec<u8>>;
+    /// What the last execution's SMI wrote on debugcon (nothing when the target does not say).
+    fn said(&self) -> String {
+        String::new()
+    }
+    /// An SMM code address as a person reads it (`Module+0xRVA`, or the address).
+    fn place(&self, rip: u64) -> String {
+        format!("{rip:#x}")
+    }
+    /// The physical address of SMM code address `rip` (where its bytes are read).
+    fn code_phys(&self, rip: u64) -> u64 {
+        rip
+    }
+}
+
+/// Executions a minimisation may take.
+pub const MINIMISE_BUDGET: usize = 256;
+
+/// `input` made shorter and plainer while `rule` still fires: cut the tail (halving, then
+/// 8 bytes at a time), then zero the bytes one by one; at most [`MINIMISE_BUDGET`]
+/// executions. The result is never longer than `input`, and fires `rule` unless `input`
+/// itself did not.
+pub fn minimise(s: &mut dyn Subject, input: &[u8], rule: &str) -> Vec<u8> {
+    let mut runs = 0usize;
+    let mut fires = |s: &mut dyn Subject, c: &[u8]| -> Option<bool> {
+        if runs >= MINIMISE_BUDGET {
+            return None;
+        }
+        runs += 1;
+        Some(s.execute(c).broken.iter().any(|b| b.rule == rule))
+    };
+    let mut best = input.to_vec();
+    'cut: for halving in [true, false] {
+        while !best.is_empty() {
+            let cut = if halving { best.len() / 2 } else { best.len().saturating_sub(8) };
+            match fires(s, &best[..cut]) {
+                Some(true) => best.truncate(cut),
+                Some(false) => break,
+                None => break 'cut,
+            }
+        }
+    }
+    for i in 0..best.len() {
+        if best[i] == 0 {
+            continue;
+        }
+        let mut c = best.clone();
+        c[i] = 0;
+        match fires(s, &c) {
+            Some(true) => best = c,
+            Some(false) => {}
+            None => break,
+        }
+    }
+    best
+}
+
+/// Fuzzes `s` until `cfg.time` (or the first finding with `cfg.stop_on_finding`); `report`
+/// gets each finding, minimised and saved, as it is found.
+pub fn campaign(s: &mut dyn Subject, cfg: &Config, report: &mut dyn FnMut(&Finding)) -> Result<Summary, FuzzError> {
+    std::fs::create_dir_all(&cfg.out)?;
+    let tokens = s.tokens();
+    let seeds = s.seeds();
+    let mut edges = Box::new(cpu::smm_edges::EdgeMap::new(MAP_SIZE));
+    let counters = edges.counters().as_mut_ptr();
+    s.machine().cover_smm_edges(Some(edges));
+    let findings: RefCell<Vec<Finding>> = RefCell::new(Vec::new());
+    let mut seen: BTreeSet<(&'static str, u64)> = BTreeSet::new();
+    let mut io_error: Option<std::io::Error> = None;
+    let mut wild = 0u64;
+    let start = Instant::now();
+    let result = {
+        let mut harness = |input: &BytesInput| -> ExitKind {
+            let bytes = input.target_bytes();
+            let bytes = bytes.as_slice();
+            let e = s.execute(bytes);
+            wild += u64::from(e.wild_fault);
+            let mut exit = ExitKind::Ok;
+            for b in e.broken {
+                exit = ExitKind::Crash;
+                if !seen.insert((b.rule, b.key)) {
+                    continue;
+                }
+                let small = {
+                    let m = s.machine().cover_smm_edges(None);
+                    let small = minimise(&mut *s, bytes, b.rule);
+                    s.machine().cover_smm_edges(m);
+                    small
+                };
+                let mut f = findings.borrow_mut();
+                let n = f.iter().filter(|x| x.rule == b.rule).count();
+                let file = cfg.out.join(format!("{}-{n}.bin", b.rule));
+                if let Err(e) = std::fs::write(&file, &small) {
+                    io_error.get_or_insert(e);
+                }
+                let at = b.rip.map(|r| s.place(r));
+                let finding = Finding { rule: b.rule, message: b.message, file, rip: b.rip, at, original_len: bytes.len(), input: small };
+                report(&finding);
+                f.push(finding);
+            }
+            exit
+        };
+        run(&mut harness, counters, &tokens, &seeds, cfg, start, &findings)
+    };
+    // The map goes back to the subject's machine's owner with the machine; coverage is off.
+    drop(s.machine().cover_smm_edges(None));
+    if let Some(e) = io_error {
+        return Err(e.into());
+    }
+    let (executions, corpus, coverage) = result?;
+    Ok(Summary { executions, elapsed: start.elapsed(), coverage, corpus, wild_faults: wild, findings: findings.into_inner() })
+}
+
+/// The LibAFL loop over `harness`, whose machine counts SMM edges in the `MAP_SIZE` counters
+/// at `counters`: (executions, corpus size, edges seen).
+fn run<H: FnMut(&BytesInput) -> ExitKind>(harness: &mut H, counters: *mut u8, tokens: &[Vec<u8>], seeds: &[Vec<u8>], cfg: &Config, start: Instant, findings: &RefCell<Vec<Finding>>) -> Result<(u64, usize, usize), FuzzError> {
+    // SAFETY: the counters are the edge map the harness's machine holds for the whole
+    // campaign (it is taken back only after `run` returns); the CPU writes them while the
+    // harness runs, the observer resets and reads them between executions, on this thread.
+    let observer = HitcountsMapObserver::new(unsafe { StdMapObserver::from_mut_ptr("smm-edges", counters, MAP_SIZE) });
+    let mut feedback = MaxMapFeedback::new(&observer);
+    let mut objective = CrashFeedback::new();
+    let mut state = StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<BytesInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
+    let mut t = Tokens::new();
+    for w in tokens {
+        t.add_token(w);
+    }
+    state.add_metadata(t);
+    let mut mgr = SimpleEventManager::new(NopMonitor::new());
+    let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
+    let mut executor = InProcessExecutor::new(harness, tuple_list!(observer), &mut fuzzer, &mut state, &mut mgr)?;
+    for seed in seeds {
+        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(seed.clone()))?;
+    }
+    // Havoc with the token mutations among its choices, then a stage of token mutations
+    // alone (as AFL's dictionary stage): the platform's addresses in the words of the input.
+    // Few stacked mutations (at most 8 in havoc, 2 here): the inputs are short structures.
+    let havoc = HavocScheduledMutator::with_max_stack_pow(havoc_mutations().merge(tokens_mutations()), 3);
+    let dictionary = HavocScheduledMutator::with_max_stack_pow(tokens_mutations(), 1);
+    let mut stages = tuple_list!(StdMutationalStage::new(havoc), StdMutationalStage::new(dictionary));
+    while start.elapsed() < cfg.time && (!cfg.stop_on_finding || findings.borrow().is_empty()) {
+        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
+    }
+    let edges = state.named_metadata::<libafl::feedbacks::MapFeedbackMetadata<u8>>("smm-edges").map_or(0, |m| m.num_covered_map_indexes);
+    Ok((*state.executions(), state.corpus().count(), edges))
+}
