@@ -4,7 +4,7 @@
 
 use crate::{Broken, Config, Finding, FuzzError, Summary, MAP_SIZE};
 use libafl::corpus::{Corpus, InMemoryCorpus};
-use libafl::events::SimpleEventManager;
+use libafl::events::{EventFirer, EventReceiver, EventRestarter, ProgressReporter, SendExiting, SimpleEventManager};
 use libafl::executors::{inprocess::InProcessExecutor, ExitKind};
 use libafl::feedbacks::{CrashFeedback, MaxMapFeedback};
 use libafl::fuzzer::{Fuzzer, StdFuzzer};
@@ -14,7 +14,7 @@ use libafl::mutators::{havoc_mutations, tokens_mutations, HavocScheduledMutator,
 use libafl::observers::{HitcountsMapObserver, StdMapObserver};
 use libafl::schedulers::QueueScheduler;
 use libafl::stages::StdMutationalStage;
-use libafl::state::{HasCorpus, HasExecutions, StdState};
+use libafl::state::{HasCorpus, HasExecutions, HasImported, StdState};
 use libafl::{Evaluator, HasMetadata, HasNamedMetadata};
 use libafl_bolts::rands::StdRand;
 use libafl_bolts::tuples::{tuple_list, Merge};
@@ -22,7 +22,7 @@ use libafl_bolts::AsSlice;
 use machine::Machine;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How one execution went.
 #[derive(Clone, Debug, Default)]
@@ -104,6 +104,21 @@ pub fn minimise(s: &mut dyn Subject, input: &[u8], rule: &str) -> Vec<u8> {
 /// Fuzzes `s` until `cfg.time` (or the first finding with `cfg.stop_on_finding`); `report`
 /// gets each finding, minimised and saved, as it is found.
 pub fn campaign(s: &mut dyn Subject, cfg: &Config, report: &mut dyn FnMut(&Finding)) -> Result<Summary, FuzzError> {
+    let mut mgr = SimpleEventManager::new(NopMonitor::new());
+    campaign_with(s, cfg, report, &mut mgr, None)
+}
+
+/// The state of one campaign (what LibAFL's restarting manager hands back to a restarted
+/// client).
+pub type FuzzState = StdState<InMemoryCorpus<BytesInput>, BytesInput, StdRand, InMemoryCorpus<BytesInput>>;
+
+/// [`campaign`] with the event manager given: a [`SimpleEventManager`] alone, or one client
+/// of LibAFL's launcher (crate::parallel), which shares its corpus with the other clients.
+/// `state` is a restarted client's state.
+pub fn campaign_with<EM>(s: &mut dyn Subject, cfg: &Config, report: &mut dyn FnMut(&Finding), mgr: &mut EM, state: Option<FuzzState>) -> Result<Summary, FuzzError>
+where
+    EM: EventFirer<BytesInput, FuzzState> + EventRestarter<FuzzState> + ProgressReporter<FuzzState> + SendExiting + EventReceiver<BytesInput, FuzzState>,
+{
     std::fs::create_dir_all(&cfg.out)?;
     let tokens = s.tokens();
     let seeds = s.seeds();
@@ -135,7 +150,10 @@ pub fn campaign(s: &mut dyn Subject, cfg: &Config, report: &mut dyn FnMut(&Findi
                 };
                 let mut f = findings.borrow_mut();
                 let n = f.iter().filter(|x| x.rule == b.rule).count();
-                let file = cfg.out.join(format!("{}-{n}.bin", b.rule));
+                let file = cfg.out.join(match cfg.client {
+                    Some(c) => format!("{}-c{c}-{n}.bin", b.rule),
+                    None => format!("{}-{n}.bin", b.rule),
+                });
                 if let Err(e) = std::fs::write(&file, &small) {
                     io_error.get_or_insert(e);
                 }
@@ -146,37 +164,57 @@ pub fn campaign(s: &mut dyn Subject, cfg: &Config, report: &mut dyn FnMut(&Findi
             }
             exit
         };
-        run(&mut harness, counters, &tokens, &seeds, cfg, start, &findings)
+        run(&mut harness, mgr, state, counters, &tokens, &seeds, cfg, start, &findings)
     };
     // The map goes back to the subject's machine's owner with the machine; coverage is off.
     drop(s.machine().cover_smm_edges(None));
     if let Some(e) = io_error {
         return Err(e.into());
     }
-    let (executions, corpus, coverage) = result?;
-    Ok(Summary { executions, elapsed: start.elapsed(), coverage, corpus, wild_faults: wild, findings: findings.into_inner() })
+    let r = result?;
+    Ok(Summary { executions: r.executions, elapsed: start.elapsed(), coverage: r.covered.len(), covered: r.covered, corpus: r.corpus, imported: r.imported, received: 0, wild_faults: wild, findings: findings.into_inner() })
+}
+
+/// What the loop leaves.
+struct Ran {
+    executions: u64,
+    corpus: usize,
+    imported: usize,
+    covered: Vec<u32>,
 }
 
 /// The LibAFL loop over `harness`, whose machine counts SMM edges in the `MAP_SIZE` counters
-/// at `counters`: (executions, corpus size, edges seen).
-fn run<H: FnMut(&BytesInput) -> ExitKind>(harness: &mut H, counters: *mut u8, tokens: &[Vec<u8>], seeds: &[Vec<u8>], cfg: &Config, start: Instant, findings: &RefCell<Vec<Finding>>) -> Result<(u64, usize, usize), FuzzError> {
+/// at `counters`.
+#[allow(clippy::too_many_arguments)]
+fn run<H, EM>(harness: &mut H, mgr: &mut EM, state: Option<FuzzState>, counters: *mut u8, tokens: &[Vec<u8>], seeds: &[Vec<u8>], cfg: &Config, start: Instant, findings: &RefCell<Vec<Finding>>) -> Result<Ran, FuzzError>
+where
+    H: FnMut(&BytesInput) -> ExitKind,
+    EM: EventFirer<BytesInput, FuzzState> + EventRestarter<FuzzState> + ProgressReporter<FuzzState> + SendExiting + EventReceiver<BytesInput, FuzzState>,
+{
     // SAFETY: the counters are the edge map the harness's machine holds for the whole
     // campaign (it is taken back only after `run` returns); the CPU writes them while the
     // harness runs, the observer resets and reads them between executions, on this thread.
     let observer = HitcountsMapObserver::new(unsafe { StdMapObserver::from_mut_ptr("smm-edges", counters, MAP_SIZE) });
     let mut feedback = MaxMapFeedback::new(&observer);
     let mut objective = CrashFeedback::new();
-    let mut state = StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<BytesInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
-    let mut t = Tokens::new();
-    for w in tokens {
-        t.add_token(w);
+    let fresh = state.is_none();
+    let mut state = match state {
+        Some(s) => s,
+        None => StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<BytesInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?,
+    };
+    if fresh {
+        let mut t = Tokens::new();
+        for w in tokens {
+            t.add_token(w);
+        }
+        state.add_metadata(t);
     }
-    state.add_metadata(t);
-    let mut mgr = SimpleEventManager::new(NopMonitor::new());
     let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
-    let mut executor = InProcessExecutor::new(harness, tuple_list!(observer), &mut fuzzer, &mut state, &mut mgr)?;
-    for seed in seeds {
-        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(seed.clone()))?;
+    let mut executor = InProcessExecutor::new(harness, tuple_list!(observer), &mut fuzzer, &mut state, mgr)?;
+    if fresh {
+        for seed in seeds {
+            fuzzer.add_input(&mut state, &mut executor, mgr, BytesInput::new(seed.clone()))?;
+        }
     }
     // Havoc with the token mutations among its choices, then a stage of token mutations
     // alone (as AFL's dictionary stage): the platform's addresses in the words of the input.
@@ -185,8 +223,13 @@ fn run<H: FnMut(&BytesInput) -> ExitKind>(harness: &mut H, counters: *mut u8, to
     let dictionary = HavocScheduledMutator::with_max_stack_pow(tokens_mutations(), 1);
     let mut stages = tuple_list!(StdMutationalStage::new(havoc), StdMutationalStage::new(dictionary));
     while start.elapsed() < cfg.time && (!cfg.stop_on_finding || findings.borrow().is_empty()) {
-        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
+        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, mgr)?;
+        mgr.maybe_report_progress(&mut state, Duration::from_secs(1))?;
     }
-    let edges = state.named_metadata::<libafl::feedbacks::MapFeedbackMetadata<u8>>("smm-edges").map_or(0, |m| m.num_covered_map_indexes);
-    Ok((*state.executions(), state.corpus().count(), edges))
+    mgr.report_progress(&mut state)?;
+    let covered = state
+        .named_metadata::<libafl::feedbacks::MapFeedbackMetadata<u8>>("smm-edges")
+        .map(|m| m.history_map.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as u32).collect())
+        .unwrap_or_default();
+    Ok(Ran { executions: *state.executions(), corpus: state.corpus().count(), imported: *state.imported(), covered })
 }

@@ -31,8 +31,9 @@ use std::time::Duration;
 
 pub mod campaign;
 pub mod firmware;
+pub mod parallel;
 
-pub use campaign::{campaign, minimise, Execution, Subject};
+pub use campaign::{campaign, campaign_with, minimise, Execution, FuzzState, Subject};
 
 /// Entries of the coverage map.
 pub const MAP_SIZE: usize = 1 << 16;
@@ -72,6 +73,9 @@ pub struct Config {
     pub out: PathBuf,
     /// Stop at the first finding.
     pub stop_on_finding: bool,
+    /// This campaign is client N of several (crate::parallel): its findings are named
+    /// RULE-cN-M.bin.
+    pub client: Option<usize>,
 }
 
 /// One finding.
@@ -102,6 +106,12 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Coverage map entries set.
     pub coverage: usize,
+    /// Which entries (the map's indexes).
+    pub covered: Vec<u32>,
+    /// Inputs taken from other clients into the corpus (0 alone).
+    pub imported: usize,
+    /// Inputs received from other clients, new here or not (0 alone).
+    pub received: u64,
     /// Inputs kept in the corpus.
     pub corpus: usize,
     /// Calls that faulted only because the input held a wild pointer (see [`tamed`]): not

@@ -201,3 +201,62 @@ fn fuzz_scenario_refuses_bad_input_with_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it).
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
+}
+
+/// The figure before `what` in `text` ("12 inputs received" → 12).
+fn figure_before(text: &str, what: &str) -> u64 {
+    let at = text.find(what).unwrap_or_else(|| panic!("no '{what}' in {text}"));
+    text[..at].split_whitespace().last().and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("no figure before '{what}' in {text}"))
+}
+
+/// Waits for `child` at most `secs` seconds (then kills it and fails).
+fn wait_for(mut child: std::process::Child, secs: u64, what: &str) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            panic!("{what} still running after {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn spawn_smmlab(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_smmlab")).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn fuzzing_on_two_cores_runs_two_clients_that_share_inputs_and_find_the_planted_bug() {
+    let out = out_dir("fuzz-cores");
+    let port = free_port();
+    let child = spawn_smmlab(&["fuzz", "--scenario", "bug-unchecked-pointer", "--handler", "all", "--time", "8", "--seed", "1", "--cores", "2", "--broker-port", &port, "--out", out.to_str().unwrap()]);
+    let o = wait_for(child, 120, "fuzz --cores 2");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("on 2 client(s)"), "{t}");
+    assert!(t.contains("found SMM102 in the SW SMI handlers"), "{t}");
+    assert!(t.contains("2 client(s): "), "{t}");
+    assert!(figure_before(&t, "executions in") > 0, "{t}");
+    assert!(figure_before(&t, "inputs received from other clients") > 0, "the clients share inputs: {t}");
+    // Each client names its findings RULE-cN-M; one of them replays.
+    let finding = ["SMM102-c1-0.json", "SMM102-c2-0.json"].iter().map(|f| out.join(f)).find(|f| f.exists()).unwrap_or_else(|| panic!("no client's SMM102 finding in {}: {t}", out.display()));
+    let o = smmlab(&["fuzz", "replay", finding.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("fires again: SMM102"), "{}", text(&o));
+}
+
+#[test]
+fn fuzz_refuses_more_cores_than_the_machine_has() {
+    let o = smmlab(&["fuzz", "--scenario", "default", "--handler", "all", "--time", "1", "--cores", "4096", "--out", out_dir("fuzz-cores-bad").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--cores 4096"), "{}", text(&o));
+}

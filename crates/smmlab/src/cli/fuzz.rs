@@ -49,6 +49,14 @@ pub struct FuzzArgs {
     /// Stop at the first finding.
     #[arg(long)]
     pub stop_on_finding: bool,
+    /// Client processes on this machine (LibAFL's launcher: one per core, sharing the inputs
+    /// that found new edges through a broker this process runs).
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub cores: usize,
+    /// The TCP port of the broker the clients of --cores share their inputs through
+    /// [default: 1337].
+    #[arg(long, value_name = "PORT")]
+    pub broker_port: Option<u16>,
     /// The CPU model [default: amd64 for a module of a firmware image, as its firmware runs on
     /// QEMU's AMD64 save-state map; intel64 for a lone PE file and the built-in firmware].
     #[arg(long, value_enum)]
@@ -135,7 +143,11 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
     }
     let Some(h) = a.handler.as_deref() else { bail!("--handler: give the handler to fuzz (GUID, sw:N or all)") };
     let h = handler(h)?;
-    let cfg = Config { time: Duration::from_secs_f64(a.time), seed: a.seed, out: a.out.clone(), stop_on_finding: a.stop_on_finding };
+    let cfg = Config { time: Duration::from_secs_f64(a.time), seed: a.seed, out: a.out.clone(), stop_on_finding: a.stop_on_finding, client: None };
+    if a.cores == 0 {
+        bail!("--cores 0: give at least one client");
+    }
+    let parallel = (a.cores > 1).then(|| fuzz_smm::parallel::Parallel { cores: a.cores, broker_port: a.broker_port.unwrap_or(1337), remote_broker: None });
     let (mut subject, what, name, cpu): (Box<dyn Subject>, String, String, CpuKind) = match (&a.module, &a.scenario) {
         (Some(file), None) => {
             let Handler::One(t) = &h else { bail!("--handler all: with --scenario only (a module's handlers are fuzzed one at a time)") };
@@ -157,9 +169,20 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
         _ => bail!("give --module FILE or --scenario NAME"),
     };
     let cpu_name = cpu.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-    println!("fuzzing the {what} of {name} for {}s (seed {}, findings in {})", a.time, a.seed, a.out.display());
+    match &parallel {
+        None => println!("fuzzing the {what} of {name} for {}s (seed {}, findings in {})", a.time, a.seed, a.out.display()),
+        Some(p) => println!(
+            "fuzzing the {what} of {name} for {}s on {} client(s) (seed {}, findings in {}; broker on port {}{})",
+            a.time,
+            p.cores,
+            a.seed,
+            a.out.display(),
+            p.broker_port,
+            p.remote_broker.map(|r| format!(", joined to {r}")).unwrap_or_default()
+        ),
+    }
     let mut io_error = None;
-    let s = fuzz_smm::campaign(subject.as_mut(), &cfg, &mut |f: &Finding| {
+    let mut report = |f: &Finding| {
         println!("found {} in the {what} of {name}: {} input {} ({} bytes, {} before minimising)", f.rule, f.message, f.file.display(), f.input.len(), f.original_len);
         let doc = json!({
             "module": a.module.as_ref().map(|p| p.display().to_string()),
@@ -180,12 +203,19 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
         if let Err(e) = std::fs::write(&json, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n") {
             io_error.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", json.display()));
         }
-    })
+    };
+    let s = match &parallel {
+        None => fuzz_smm::campaign(subject.as_mut(), &cfg, &mut report),
+        Some(p) => fuzz_smm::parallel::launch(subject.as_mut(), &cfg, p, &mut report),
+    }
     .context("fuzz")?;
     if let Some(e) = io_error {
         return Err(e);
     }
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     println!("{} executions in {:.1}s ({:.0} exec/s), {} coverage entries, {} inputs in the corpus, {} faults on wild pointers only, {} findings", s.executions, secs, s.executions as f64 / secs, s.coverage, s.corpus, s.wild_faults, s.findings.len());
+    if let Some(p) = &parallel {
+        println!("{} client(s): {:.0} exec/s per client; {} inputs received from other clients, {} of them new to the receiver", p.cores, s.executions as f64 / secs / p.cores as f64, s.received, s.imported);
+    }
     Ok(if s.findings.is_empty() { 0 } else { 1 })
 }
