@@ -53,6 +53,11 @@ pub trait Subject {
     fn place(&self, rip: u64) -> String {
         format!("{rip:#x}")
     }
+    /// The entries of the edge map: few enough that clearing and scanning it each execution
+    /// stays cheap, enough that the subject's edges rarely share one.
+    fn map_size(&self) -> usize {
+        MAP_SIZE
+    }
     /// The physical address of SMM code address `rip` (where its bytes are read).
     fn code_phys(&self, rip: u64) -> u64 {
         rip
@@ -122,7 +127,8 @@ where
     std::fs::create_dir_all(&cfg.out)?;
     let tokens = s.tokens();
     let seeds = s.seeds();
-    let mut edges = Box::new(cpu::smm_edges::EdgeMap::new(MAP_SIZE));
+    let mut edges = Box::new(cpu::smm_edges::EdgeMap::new(s.map_size()));
+    let map_size = edges.counters().len();
     let counters = edges.counters().as_mut_ptr();
     s.machine().cover_smm_edges(Some(edges));
     let findings: RefCell<Vec<Finding>> = RefCell::new(Vec::new());
@@ -164,7 +170,7 @@ where
             }
             exit
         };
-        run(&mut harness, mgr, state, counters, &tokens, &seeds, cfg, start, &findings)
+        run(&mut harness, mgr, state, (counters, map_size), &tokens, &seeds, cfg, start, &findings)
     };
     // The map goes back to the subject's machine's owner with the machine; coverage is off.
     drop(s.machine().cover_smm_edges(None));
@@ -183,10 +189,10 @@ struct Ran {
     covered: Vec<u32>,
 }
 
-/// The LibAFL loop over `harness`, whose machine counts SMM edges in the `MAP_SIZE` counters
-/// at `counters`.
+/// The LibAFL loop over `harness`, whose machine counts SMM edges in the `map.1` counters at
+/// `map.0`.
 #[allow(clippy::too_many_arguments)]
-fn run<H, EM>(harness: &mut H, mgr: &mut EM, state: Option<FuzzState>, counters: *mut u8, tokens: &[Vec<u8>], seeds: &[Vec<u8>], cfg: &Config, start: Instant, findings: &RefCell<Vec<Finding>>) -> Result<Ran, FuzzError>
+fn run<H, EM>(harness: &mut H, mgr: &mut EM, state: Option<FuzzState>, map: (*mut u8, usize), tokens: &[Vec<u8>], seeds: &[Vec<u8>], cfg: &Config, start: Instant, findings: &RefCell<Vec<Finding>>) -> Result<Ran, FuzzError>
 where
     H: FnMut(&BytesInput) -> ExitKind,
     EM: EventFirer<BytesInput, FuzzState> + EventRestarter<FuzzState> + ProgressReporter<FuzzState> + SendExiting + EventReceiver<BytesInput, FuzzState>,
@@ -194,7 +200,7 @@ where
     // SAFETY: the counters are the edge map the harness's machine holds for the whole
     // campaign (it is taken back only after `run` returns); the CPU writes them while the
     // harness runs, the observer resets and reads them between executions, on this thread.
-    let observer = HitcountsMapObserver::new(unsafe { StdMapObserver::from_mut_ptr("smm-edges", counters, MAP_SIZE) });
+    let observer = HitcountsMapObserver::new(unsafe { StdMapObserver::from_mut_ptr("smm-edges", map.0, map.1) });
     let mut feedback = MaxMapFeedback::new(&observer);
     let mut objective = CrashFeedback::new();
     let fresh = state.is_none();

@@ -350,6 +350,12 @@ impl Subject for ModuleSubject {
         tokens()
     }
 
+    fn map_size(&self) -> usize {
+        // About one entry per 8 bytes of the module's image (an edge per block of a dozen
+        // bytes or so, with room to spare), 4 Ki to 64 Ki entries.
+        (self.snap.runner.module.size as usize / 8).next_power_of_two().clamp(1 << 12, MAP_SIZE)
+    }
+
     fn place(&self, rip: u64) -> String {
         let m = &self.snap.runner.module;
         if rip >= m.base && rip < m.base + m.size {
