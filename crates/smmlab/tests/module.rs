@@ -153,3 +153,38 @@ fn module_run_with_the_variable_store_and_a_companion_module_reaches_the_ftw_han
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("NoSuchModule"), "{err}");
 }
+
+/// SMM_VARIABLE_COMMUNICATE_HEADER (Function, ReturnStatus) and an ACCESS_VARIABLE for
+/// GetVariable of `name` with no room for data (edk2 MdeModulePkg/Include/Guid/
+/// SmmVariableCommon.h: Guid, DataSize, NameSize, Attributes, Name).
+fn get_variable(name: &str) -> Vec<u8> {
+    let name: Vec<u8> = name.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect();
+    let mut m = Vec::new();
+    m.extend_from_slice(&1u64.to_le_bytes()); // SMM_VARIABLE_FUNCTION_GET_VARIABLE
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&[0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c]); // EFI_GLOBAL_VARIABLE
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&(name.len() as u64).to_le_bytes());
+    m.extend_from_slice(&0u32.to_le_bytes());
+    m.extend_from_slice(&name);
+    m
+}
+
+#[test]
+fn the_variable_handler_accepts_the_communication_buffer_after_ready_to_lock_and_answers() {
+    // Once SMM is locked, edk2's SmmMemLib takes a communication buffer only from reserved,
+    // ACPI NVS or runtime-services data memory in the UEFI memory map: the runner's map says
+    // the buffer is runtime-services data, so GetVariable runs and fills in ReturnStatus.
+    if !testkit::package_file(OVMF, "ovmf") {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-reply");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (msg, reply) = (dir.join("get-variable.bin"), dir.join("reply.bin"));
+    std::fs::write(&msg, get_variable("NoSuchVariable")).unwrap();
+    let o = smmlab(&["module", "call", OVMF, "--module", "VariableSmm", "--guid", "ED32D533-99E6-4209-9CC0-2D72CDD998A7", "--buffer", msg.to_str().unwrap(), "--reply", reply.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = std::fs::read(&reply).unwrap();
+    let status = u64::from_le_bytes(r[8..16].try_into().unwrap());
+    assert_eq!(status, 0x8000_0000_0000_000e, "ReturnStatus: EFI_NOT_FOUND expected, got {status:#x}");
+}

@@ -218,11 +218,19 @@ impl Env {
     }
 
     /// GetMemoryMap(Size*, Map, MapKey*, DescriptorSize*, DescriptorVersion*): conventional
-    /// memory below TSEG and TSEG itself reserved, 48-byte descriptors, version 1.
+    /// memory below TSEG but for the communication buffer, which is runtime-services data (as
+    /// the OS-side drivers allocate theirs: SmmMemLib, once SMM is locked, accepts a buffer
+    /// only in reserved, ACPI NVS or runtime-services data memory, edk2
+    /// MdePkg/Library/SmmMemLib), and TSEG itself reserved; 48-byte descriptors, version 1.
     fn memory_map(&mut self, m: &mut Machine, f: &Frame) -> u64 {
+        use crate::layout::{COMM_BUFFER, COMM_BUFFER_SIZE, TSEG_BASE, TSEG_SIZE};
         const DESC: u64 = 48;
+        const CONVENTIONAL: u64 = 7;
+        const RUNTIME_DATA: u64 = 6;
+        const RESERVED: u64 = 0;
         let (size_ptr, map, key, dsize, dver) = (f.arg(0), f.arg(1), f.arg(2), f.arg(3), f.arg(4));
-        let regions = [(7u64, 0u64, crate::layout::TSEG_BASE), (0, crate::layout::TSEG_BASE, crate::layout::TSEG_SIZE)];
+        let comm_end = COMM_BUFFER + COMM_BUFFER_SIZE;
+        let regions = [(CONVENTIONAL, 0u64, COMM_BUFFER), (RUNTIME_DATA, COMM_BUFFER, COMM_BUFFER_SIZE), (CONVENTIONAL, comm_end, TSEG_BASE - comm_end), (RESERVED, TSEG_BASE, TSEG_SIZE)];
         let need = DESC * regions.len() as u64;
         let have = read_u64(m, size_ptr);
         write_u64(m, size_ptr, need);

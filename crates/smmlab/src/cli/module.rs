@@ -96,6 +96,10 @@ pub struct CallArgs {
     /// The message after the EFI_SMM_COMMUNICATE_HEADER (a file; empty without it).
     #[arg(long, value_name = "FILE", requires = "guid")]
     pub buffer: Option<PathBuf>,
+    /// Write the message as the handler left it (as many bytes as --buffer gave) to FILE:
+    /// the handler's reply, e.g. the ReturnStatus it filled in.
+    #[arg(long, value_name = "FILE", requires = "guid")]
+    pub reply: Option<PathBuf>,
     /// Raise this SW SMI value and call its SW dispatcher handler.
     #[arg(long, value_name = "N", value_parser = parse_u8)]
     pub sw: Option<u8>,
@@ -257,6 +261,9 @@ fn call(a: CallArgs) -> anyhow::Result<i32> {
     if let Some(p) = a.json.as_deref().filter(|p| *p != "-") {
         super::check_output("--json", std::path::Path::new(p))?;
     }
+    if let Some(p) = &a.reply {
+        super::check_output("--reply", p)?;
+    }
     let regs = registers(&a.reg)?;
     let payload = match &a.buffer {
         Some(p) => std::fs::read(p).with_context(|| format!("--buffer {}", p.display()))?,
@@ -286,6 +293,10 @@ fn call(a: CallArgs) -> anyhow::Result<i32> {
         }
         (None, None) => unreachable!("clap requires --guid or --sw"),
     };
+    if let Some(p) = &a.reply {
+        let reply = r.machine.read_phys(module_runner::layout::COMM_BUFFER + 24, payload.len(), false);
+        std::fs::write(p, reply).with_context(|| format!("--reply {}", p.display()))?;
+    }
     let text = format!("{}: {what}: {}", r.module.name, report::describe(&result));
     match a.json.as_deref() {
         Some(p) => {
