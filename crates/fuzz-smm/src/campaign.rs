@@ -148,11 +148,14 @@ where
                 if !seen.insert((b.rule, b.key)) {
                     continue;
                 }
-                let small = {
+                // The finding describes the minimised input (what its file replays): its
+                // message and instruction come from running that once more.
+                let (small, b) = {
                     let m = s.machine().cover_smm_edges(None);
                     let small = minimise(&mut *s, bytes, b.rule);
+                    let again = s.execute(&small).broken.into_iter().find(|x| x.rule == b.rule);
                     s.machine().cover_smm_edges(m);
-                    small
+                    (small, again.unwrap_or(b))
                 };
                 let mut f = findings.borrow_mut();
                 let n = f.iter().filter(|x| x.rule == b.rule).count();

@@ -100,9 +100,19 @@ impl FirmwareSubject {
 
     /// Runs `input` once from the snapshot: the outcome and the SMI's accesses.
     pub fn raise(&mut self, input: &[u8]) -> (SwSmiOutcome, Vec<SmmAccess>) {
+        self.raise_with(input, &[], &mut |_| Ok(()))
+    }
+
+    /// [`FirmwareSubject::raise`] with `breakpoints` set (after the restore, which puts back
+    /// the snapshot's none), calling `on_breakpoint` at each (see
+    /// [`Machine::raise_sw_smi_with`]): how a debugger stops in the SMI.
+    pub fn raise_with(&mut self, input: &[u8], breakpoints: &[u64], on_breakpoint: &mut dyn FnMut(&mut Machine) -> Result<(), String>) -> (SwSmiOutcome, Vec<SmmAccess>) {
         let m = &mut self.machine;
         // The snapshot is the machine's only one: restore cannot refuse.
         let _ = m.restore(&self.snap);
+        if !breakpoints.is_empty() {
+            m.set_breakpoints(breakpoints);
+        }
         m.board.debugcon().output.truncate(self.debugcon);
         let buffer = input.get(REGISTERS..).unwrap_or(&[]);
         if !buffer.is_empty() {
@@ -111,7 +121,7 @@ impl FirmwareSubject {
         let regs = sw_registers(input);
         let cmd = self.handler.unwrap_or((regs[cpu::regs::RAX] & 0xff) as u8);
         m.take_smm_accesses();
-        let r = m.raise_sw_smi(cmd, 0, &regs, SMI_BUDGET);
+        let r = m.raise_sw_smi_with(cmd, 0, &regs, SMI_BUDGET, on_breakpoint);
         let acc = m.take_smm_accesses();
         let out = &m.board.debugcon().output;
         self.said = String::from_utf8_lossy(out.get(self.debugcon..).unwrap_or(&[])).into_owned();

@@ -647,3 +647,35 @@ fn break_stops_in_the_middle_of_straight_line_code() {
     assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
     assert_ne!(register(&text, "smbase", 0), 0x30000, "{text}");
 }
+
+#[test]
+fn gdb_opens_a_fuzz_finding_stopped_at_the_instruction_that_broke_the_rule() {
+    if !testkit::package_command("gdb", "gdb") {
+        return;
+    }
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gdb-finding");
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .args(["fuzz", "--scenario", "bug-unchecked-pointer", "--handler", "all", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("smmlab fuzz");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let finding = out.join("SMM102-0.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
+    let rip = v["rip"].as_u64().expect("the finding's rip");
+    // "SMM wrote SMRAM at 0x7f80100 through a pointer...": the address the write goes to.
+    let message = v["message"].as_str().unwrap();
+    let target = message.split("SMRAM at 0x").nth(1).and_then(|t| t.split_whitespace().next()).map(|h| u64::from_str_radix(h, 16).unwrap()).expect("the written address");
+    let Some(Session { gdb: text, .. }) = gdb_session_with(&["--finding", finding.to_str().unwrap()], &["info registers rip in_smm rax", "x/i $pc", "kill"]) else {
+        return;
+    };
+    assert_eq!(register(&text, "rip", 0), rip, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    // The instruction about to write through the caller's pointer, and the pointer in RAX.
+    assert!(text.contains(&format!("{rip:#x}:\tmov")), "{text}");
+    assert_eq!(register(&text, "rax", 0), target, "{text}");
+    // A missing finding is an error naming it.
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab")).args(["gdb", "--stdio", "--finding", "/nonexistent/F.json"]).output().expect("smmlab gdb");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/F.json"), "{}", String::from_utf8_lossy(&o.stderr));
+}

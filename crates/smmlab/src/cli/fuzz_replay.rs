@@ -20,17 +20,20 @@ pub struct ReplayArgs {
 }
 
 /// What a finding file says.
-struct Saved {
-    module: Option<PathBuf>,
-    module_name: Option<String>,
-    scenario: Option<String>,
-    handler: String,
-    cpu: CpuKind,
-    rule: String,
-    input: Vec<u8>,
+pub struct Saved {
+    pub module: Option<PathBuf>,
+    pub module_name: Option<String>,
+    pub scenario: Option<String>,
+    pub handler: String,
+    pub cpu: CpuKind,
+    pub rule: String,
+    /// The instruction that broke the rule, when the finding names one.
+    pub rip: Option<u64>,
+    pub input: Vec<u8>,
 }
 
-fn read(file: &Path) -> anyhow::Result<Saved> {
+/// Reads finding `file` and its input.
+pub fn read(file: &Path) -> anyhow::Result<Saved> {
     let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the finding", file.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not a finding of smmlab fuzz (bad JSON)", file.display()))?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
@@ -43,7 +46,8 @@ fn read(file: &Path) -> anyhow::Result<Saved> {
     if module.is_some() == scenario.is_some() {
         bail!("{}: not a finding of smmlab fuzz (one of \"module\" and \"scenario\" needed)", file.display());
     }
-    Ok(Saved { module, module_name: field("module_name"), scenario, handler: need("handler")?, cpu, rule: need("rule")?, input })
+    let rip = v.get("rip").and_then(Value::as_u64);
+    Ok(Saved { module, module_name: field("module_name"), scenario, handler: need("handler")?, cpu, rule: need("rule")?, rip, input })
 }
 
 /// Hex lines of 16 bytes with their offsets.

@@ -33,6 +33,7 @@
 //! A gdb that detaches, kills or drops the connection ends the run.
 
 mod breakpoints;
+mod finding;
 mod link;
 mod monitor;
 mod regs;
@@ -61,6 +62,10 @@ pub struct GdbArgs {
     /// --stdio ...` (the run's own output is off; messages go to stderr).
     #[arg(long)]
     pub stdio: bool,
+    /// Open a finding of `smmlab fuzz` (its RULE-N.json) instead of a run: the machine is
+    /// handed to gdb stopped at the instruction that broke the rule, in its SMI.
+    #[arg(long, value_name = "FINDING.json")]
+    pub finding: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -75,7 +80,7 @@ pub enum Listen {
 }
 
 pub fn run(a: GdbArgs) -> anyhow::Result<i32> {
-    let GdbArgs { listen, stdio, mut run } = a;
+    let GdbArgs { listen, stdio, finding, mut run } = a;
     anyhow::ensure!(run.gdb.is_none(), "smmlab gdb: use --listen ADDR or --stdio, not --gdb");
     let listen = match listen {
         Some(addr) => Listen::Tcp(parse_addr(&addr)),
@@ -87,6 +92,9 @@ pub fn run(a: GdbArgs) -> anyhow::Result<i32> {
             anyhow::ensure!(value.as_deref() != Some("-"), "smmlab gdb --stdio: {flag} - would write into gdb's connection; give a file");
         }
         run.quiet = true;
+    }
+    if let Some(f) = finding {
+        return finding::open(&f, &listen, run.max_instructions, run.ips);
     }
     super::run::run_with(run, super::run::Hooks { gdb: Some(listen), ..Default::default() })
 }
