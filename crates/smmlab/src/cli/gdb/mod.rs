@@ -9,9 +9,10 @@
 //!   Only GPRs, RIP and EFLAGS can be written.
 //! - RIP is the CPU's RIP as it is, an offset in CS: in real mode at reset gdb shows 0xfff0
 //!   (CS 0xf000), and at an SMI entry 0x8000 (CS base SMBASE).
-//! - Memory addresses are physical, read and written as the CPU sees memory in its current SMM
-//!   state (SMRAM decoding applies), or as `monitor view` says. There is no segment or paging
-//!   translation: identity-mapped firmware, what SMM runs, reads right.
+//! - Memory addresses are linear: with paging on they go through the guest's page tables
+//!   ([`machine::Machine::linear_to_physical`]), page by page; memory is read and written as
+//!   the CPU sees it in its current SMM state (SMRAM decoding applies), or as `monitor view`
+//!   says.
 //! - Breakpoints (`break *ADDR`, `hbreak *ADDR`) are the CPU's host breakpoints on RIP
 //!   ([`machine::Machine::set_breakpoints`], exact: any instruction): no 0xCC is written to
 //!   guest memory and DR7 is not used, so they work in SMM.
