@@ -24,6 +24,11 @@
 //! * **TSEG**, [top of low RAM - size, top of low RAM), enabled when T_EN = 1 and G_SMRAME = 1:
 //!   DRAM in SMM; outside SMM a hole that reads all ones and drops writes, even with D_OPEN
 //!   (MCH datasheet ESMRAMC T_EN; QEMU `mch_update_smram` for the blackhole).
+//! * **SMRAM at the default SMBASE**, 0x30000-0x4FFFF (QEMU's q35 MCH, register 0x9C
+//!   F_SMBASE, `mch_update_smbase_smram`; not an Intel register): once firmware has set its
+//!   lock, DRAM in SMM and outside SMM a hole that reads all ones and drops writes, so that
+//!   a hot-plugged CPU's first SMI, at the default SMBASE 0x30000, runs from SMRAM. Before the
+//!   lock it is ordinary RAM.
 //! * Everything else: the normal decoding.
 //!
 //! CPU accesses carry their SMM state; bus masters (DMA) always decide as an access from
@@ -36,6 +41,8 @@ use std::ops::Range;
 pub const AB_SEG: Range<u64> = 0xa_0000..0xc_0000;
 /// The high SMRAM alias window (MCH datasheet: 0FEDA_0000h-0FEDB_FFFFh).
 pub const HSEG: Range<u64> = 0xfeda_0000..0xfedc_0000;
+/// SMRAM at the default SMBASE (QEMU's q35: 128 KiB from 0x30000).
+pub const DEFAULT_SMBASE_WINDOW: Range<u64> = 0x3_0000..0x5_0000;
 
 /// SMRAM control, decoded from a chipset's registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -56,6 +63,8 @@ pub struct SmramConfig {
     pub tseg_size: u64,
     /// Top of RAM below 4 GiB: TSEG ends here.
     pub low_ram_top: u64,
+    /// SMRAM at the default SMBASE ([`DEFAULT_SMBASE_WINDOW`]) is locked in.
+    pub default_smbase: bool,
 }
 
 impl SmramConfig {
@@ -107,6 +116,9 @@ pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visib
     if AB_SEG.contains(&addr) {
         return if cfg.g_smrame && !cfg.h_smrame { compat(addr, Visibility::VgaWindow) } else { Visibility::VgaWindow };
     }
+    if cfg.default_smbase && DEFAULT_SMBASE_WINDOW.contains(&addr) {
+        return if smm { Visibility::Ram(addr) } else { Visibility::Hole };
+    }
     if !cfg.g_smrame {
         return Visibility::Normal;
     }
@@ -122,10 +134,11 @@ pub fn route(cfg: &SmramConfig, addr: u64, kind: AccessKind, smm: bool) -> Visib
 }
 
 /// Whether [`route`] can answer anything but [`Visibility::Normal`] at `addr` (a cheap
-/// pre-check): the A/B segment always, HSEG and TSEG while SMRAM is enabled.
+/// pre-check): the A/B segment always, HSEG and TSEG while SMRAM is enabled, the default
+/// SMBASE window once locked.
 #[inline]
 pub fn covers(cfg: &SmramConfig, addr: u64) -> bool {
-    AB_SEG.contains(&addr) || (cfg.g_smrame && (HSEG.contains(&addr) || cfg.tseg().is_some_and(|t| t.contains(&addr))))
+    AB_SEG.contains(&addr) || (cfg.default_smbase && DEFAULT_SMBASE_WINDOW.contains(&addr)) || (cfg.g_smrame && (HSEG.contains(&addr) || cfg.tseg().is_some_and(|t| t.contains(&addr))))
 }
 
 #[cfg(test)]
@@ -145,6 +158,23 @@ mod tests {
             t_en: bits & 32 != 0,
             tseg_size: TSEG_SIZE,
             low_ram_top: LOW_TOP,
+            default_smbase: false,
+        }
+    }
+
+    #[test]
+    fn the_default_smbase_window_is_ram_until_locked_then_smram() {
+        let open = SmramConfig::default();
+        let locked = SmramConfig { default_smbase: true, ..open };
+        for kind in [AccessKind::Fetch, AccessKind::Read, AccessKind::Write] {
+            for addr in [0x3_0000u64, 0x3_8000, 0x4_ffff] {
+                assert_eq!(route(&open, addr, kind, false), Visibility::Normal);
+                assert_eq!(route(&locked, addr, kind, false), Visibility::Hole, "{addr:#x}");
+                assert_eq!(route(&locked, addr, kind, true), Visibility::Ram(addr));
+                assert!(covers(&locked, addr) && !covers(&open, addr));
+            }
+            assert_eq!(route(&locked, 0x2_ffff, kind, false), Visibility::Normal);
+            assert_eq!(route(&locked, 0x5_0000, kind, false), Visibility::Normal);
         }
     }
 

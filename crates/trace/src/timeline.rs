@@ -284,6 +284,10 @@ impl Timeline {
                 // Opening TSEG (T_EN cleared) before the lock is how UEFI's SMM IPL loads the
                 // SMM core into SMRAM; once locked it cannot happen on ICH9/Q35.
                 let opened = old.t_en && !new.t_en;
+                // Locking SMRAM at the default SMBASE (QEMU's q35) adds SMRAM, whenever it comes.
+                if !old.default_smbase && new.default_smbase && (machine::smram::SmramConfig { default_smbase: true, ..*old }) == *new {
+                    return self.note(*icount, false, "SMRAM at the default SMBASE locked (0x30000-0x4FFFF)".to_string());
+                }
                 if let Some(what) = match (self.locked_at.is_some(), opened) {
                     (true, true) => Some("TSEG disabled (ESMRAMC.T_EN cleared): TSEG is ordinary memory now"),
                     (true, false) => Some("SMRAM decoding changed"),

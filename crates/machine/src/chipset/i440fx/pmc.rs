@@ -81,6 +81,7 @@ impl Pmc {
             t_en: false,
             tseg_size: 0,
             low_ram_top,
+            default_smbase: false,
         }
     }
 

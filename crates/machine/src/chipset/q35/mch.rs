@@ -39,9 +39,18 @@ pub const MCH_PCIEXBAR_WMASK_LO: u32 = 0xfc00_0007;
 pub const MCH_PCIEXBAR_WMASK_HI: u32 = 0x0000_000f;
 /// PAM0 (0xF0000-0xFFFFF); PAM1-PAM6 follow at 0x91-0x96.
 pub const MCH_PAM0: u8 = 0x90;
-/// F_SMBASE (QEMU 0x9C): not modelled as SMRAM at the default SMBASE; plain storage, so a
-/// written 0xFF query reads back 0xFF ("feature absent").
+/// F_SMBASE (QEMU 0x9C, not an Intel register): SMRAM at the default SMBASE. Firmware writes
+/// QUERY (0xFF) and reads IN_RAM (0x01) back when the feature exists; then only LCK (0x02)
+/// is writable, and setting it locks 0x30000-0x4FFFF as SMRAM until reset. Any other write
+/// before the query reads back 0 (QEMU 7.2 `mch_update_smbase_smram`, hw/pci-host/q35.c;
+/// on for q35 machine types from 4.2, as OVMF's PlatformPei probes it).
 pub const MCH_F_SMBASE: u8 = 0x9c;
+/// F_SMBASE: the query value.
+pub const F_SMBASE_QUERY: u8 = 0xff;
+/// F_SMBASE: the feature exists (the query's answer).
+pub const F_SMBASE_IN_RAM: u8 = 0x01;
+/// F_SMBASE: locked.
+pub const F_SMBASE_LCK: u8 = 0x02;
 /// SMRAM, system management RAM control (8 bits).
 pub const MCH_SMRAM: u8 = 0x9d;
 pub use crate::chipset::smram_reg::{SMRAM_C_BASE_SEG, SMRAM_D_CLS, SMRAM_D_LCK, SMRAM_D_OPEN, SMRAM_G_SMRAME, SMRAM_RESET};
@@ -109,6 +118,8 @@ pub struct Mch {
     ext_tseg_mbytes: u16,
     /// Registers whose write D_LCK dropped or changed ("SMRAM", "ESMRAMC"), until taken.
     violations: Vec<&'static str>,
+    /// F_SMBASE's writable bits (0xFF until queried, then LCK, then none).
+    smbase_wmask: u8,
 }
 
 impl Mch {
@@ -137,7 +148,7 @@ impl Mch {
         }
         cfg.set_w1cmask(MCH_ERRSTS, 2, (ERRSTS_DSERR | ERRSTS_DMERR) as u32);
         cfg.set_wmask(MCH_SMICMD, 2, (SMICMD_DSESMI | SMICMD_DMESMI) as u32);
-        Mch { cfg, ext_tseg_mbytes, violations: Vec::new() }
+        Mch { cfg, ext_tseg_mbytes, violations: Vec::new(), smbase_wmask: 0xff }
     }
 
     /// The ECC logic saw an error at `addr`: ERRSTS, DEAP and CECNT record it. Returns
@@ -152,6 +163,24 @@ impl Mch {
             self.cfg.set(MCH_CECNT, 2, n.saturating_add(1) as u32);
         }
         crate::smi::memory_error::mch_sends_smi(self.cfg.read(MCH_SMICMD, 2) as u16, uncorrectable)
+    }
+
+    /// F_SMBASE after a write ([`MCH_F_SMBASE`]); `wmask` its writable bits before it.
+    fn update_default_smbase(&mut self, wmask: u8) {
+        let reg = self.cfg.byte(MCH_F_SMBASE);
+        let (value, wmask) = if reg == F_SMBASE_QUERY {
+            (F_SMBASE_IN_RAM, F_SMBASE_LCK)
+        } else if wmask == 0xff {
+            // Not queried yet: the write is dropped.
+            (0, wmask)
+        } else if reg & F_SMBASE_LCK != 0 {
+            (F_SMBASE_LCK, 0)
+        } else {
+            (reg, wmask)
+        };
+        self.cfg.set(MCH_F_SMBASE, 1, value as u32);
+        self.cfg.set_wmask(MCH_F_SMBASE, 1, wmask as u32);
+        self.smbase_wmask = wmask;
     }
 
     /// Registers whose guest write D_LCK dropped or changed since the last call.
@@ -187,6 +216,7 @@ impl Mch {
             t_en: e & ESMRAMC_T_EN != 0,
             tseg_size: self.tseg_size(),
             low_ram_top,
+            default_smbase: self.cfg.byte(MCH_F_SMBASE) & F_SMBASE_LCK != 0,
         }
     }
 
@@ -226,7 +256,11 @@ impl PciFunction for Mch {
 
     fn config_write(&mut self, offset: u8, size: u8, value: u32) {
         let locked_before = self.locked();
+        let smbase_wmask = self.smbase_wmask;
         self.cfg.write(offset, size, value);
+        if (offset..offset.saturating_add(size.min(4))).contains(&MCH_F_SMBASE) {
+            self.update_default_smbase(smbase_wmask);
+        }
         let ext = offset as u16 <= MCH_EXT_TSEG_MBYTES as u16 + 1 && offset as u16 + size as u16 > MCH_EXT_TSEG_MBYTES as u16;
         if ext && self.ext_tseg_mbytes != 0 && self.cfg.read(MCH_EXT_TSEG_MBYTES, 2) == MCH_EXT_TSEG_MBYTES_QUERY as u32 {
             self.cfg.set(MCH_EXT_TSEG_MBYTES, 2, self.ext_tseg_mbytes as u32);
@@ -265,6 +299,26 @@ mod tests {
         assert_eq!(m.config_read(VENDOR_ID, 2), 0x8086);
         assert_eq!(m.config_read(DEVICE_ID, 2), 0x29c0);
         assert_eq!(m.config_read(CLASS_CODE + 1, 2), 0x0600);
+    }
+
+    #[test]
+    fn smram_at_the_default_smbase_is_queried_then_locked() {
+        let mut m = mch();
+        // Before the query a write is dropped.
+        m.config_write(MCH_F_SMBASE, 1, F_SMBASE_LCK as u32);
+        assert_eq!(m.config_read(MCH_F_SMBASE, 1), 0);
+        assert!(!m.smram(128 << 20).default_smbase);
+        m.config_write(MCH_F_SMBASE, 1, F_SMBASE_QUERY as u32);
+        assert_eq!(m.config_read(MCH_F_SMBASE, 1), F_SMBASE_IN_RAM as u32, "the feature exists");
+        assert!(!m.smram(128 << 20).default_smbase);
+        m.config_write(MCH_F_SMBASE, 1, F_SMBASE_LCK as u32);
+        assert_eq!(m.config_read(MCH_F_SMBASE, 1), F_SMBASE_LCK as u32);
+        assert!(m.smram(128 << 20).default_smbase);
+        // Locked until reset: neither a clear nor another query undoes it.
+        for v in [0, F_SMBASE_QUERY] {
+            m.config_write(MCH_F_SMBASE, 1, v as u32);
+            assert_eq!(m.config_read(MCH_F_SMBASE, 1), F_SMBASE_LCK as u32);
+        }
     }
 
     #[test]
