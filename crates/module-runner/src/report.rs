@@ -120,7 +120,7 @@ pub fn report(r: &mut Runner, fw: Option<&fwimage::Image>) -> ModuleReport {
         if iface { protocols[i].interfaces.push(n) } else { protocols[i].notify.push(n) }
     }
     let mut inventory = Inventory { smram: vec![(TSEG_BASE, TSEG_SIZE)], modules: found, not_resident: Vec::new(), handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new(), handler_latency: Vec::new() };
-    inventory.add_calls(&env.calls);
+    inventory.add_calls(&env.calls, None);
     inventory.add_registrations(&core);
     let dxe_calls = env.served.iter().filter(|c| !c.service.starts_with("SMST") && !c.service.starts_with("stub") && !c.service.starts_with("core ") && !is_smm_protocol(&c.service)).cloned().collect();
     ModuleReport { module: r.module.clone(), entry: r.entry_result.clone(), phases: r.phases.clone(), inventory, stubbed: env.stubs.clone(), dxe_calls, served: env.served.len(), companions: r.companions.clone(), absent: env.absent.iter().map(uefi_smm::guid_names::describe).collect(), smi_entry: r.smi_entry.clone() }

@@ -80,7 +80,30 @@ pub fn find(smram: &Smram, fw: Option<&fwimage::Image>) -> Vec<LoadedImage> {
     out
 }
 
-fn image_at(base: u64, bytes: &[u8], fw: Option<&fwimage::Image>) -> Option<LoadedImage> {
+/// The image whose first page is `base` and whose bytes `read(addr, len)` returns, if it
+/// holds `addr`: the page of `addr` and up to 1 MiB below it searched for a PE header whose
+/// image spans `addr` (images are page-aligned). Its base and bytes.
+pub fn enclosing(addr: u64, read: &mut dyn FnMut(u64, usize) -> Vec<u8>) -> Option<(u64, Vec<u8>)> {
+    const SEARCH: u64 = 1 << 20;
+    let top = addr & !(PAGE - 1);
+    let mut page = top;
+    while top - page <= SEARCH {
+        let head = read(page, PAGE as usize);
+        if head.get(..2) == Some(b"MZ") {
+            let size = goblin::pe::header::Header::parse(&head).ok().and_then(|h| h.optional_header).map(|o| u64::from(o.windows_fields.size_of_image));
+            // The nearest header below `addr` is its image's, or `addr` is in none.
+            return match size {
+                Some(size) if size <= MAX_IMAGE && addr < page + size => Some((page, read(page, size as usize))),
+                _ => None,
+            };
+        }
+        page = page.checked_sub(PAGE)?;
+    }
+    None
+}
+
+/// The image at `base` in `bytes`, named from `fw` where it matches.
+pub fn image_at(base: u64, bytes: &[u8], fw: Option<&fwimage::Image>) -> Option<LoadedImage> {
     if bytes.get(..2) != Some(b"MZ") {
         return None;
     }

@@ -159,12 +159,19 @@ impl Inventory {
         Inventory { smram: smram.ranges().map(|(b, d)| (b, d.len() as u64)).collect(), modules: map.images().to_vec(), not_resident, handlers, removed_handlers: Vec::new(), protocols, service_calls: Vec::new(), handler_latency: Vec::new() }
     }
 
-    /// Adds the SMST service calls watched during the run, callers named.
-    pub fn add_calls(&mut self, calls: &[crate::smst::Call]) {
+    /// Adds the SMST service calls watched during the run, callers named by the image they
+    /// ran in at the call when it was recorded (named from `fw` as [`Inventory::build`]
+    /// names), else by the images resident at the end.
+    pub fn add_calls(&mut self, calls: &[crate::smst::Call], fw: Option<&fwimage::Image>) {
         let map = ModuleMap::new(self.modules.clone());
         for c in calls {
             let guid_name = c.guid.as_deref().and_then(|g| g.parse().ok()).and_then(|g: fwimage::Guid| guid_names::name(&g));
-            self.service_calls.push(ServiceCall { service: c.service, guid: c.guid.clone(), guid_name, caller: named(&map, c.caller), smi: c.smi, dispatch: c.dispatch.clone() });
+            let then = c.image.as_ref().and_then(|(base, bytes)| crate::images::image_at(*base, bytes, fw));
+            let caller = match then {
+                Some(img) => named(&ModuleMap::new(vec![img]), c.caller),
+                None => named(&map, c.caller),
+            };
+            self.service_calls.push(ServiceCall { service: c.service, guid: c.guid.clone(), guid_name, caller, smi: c.smi, dispatch: c.dispatch.clone() });
         }
     }
 

@@ -152,6 +152,11 @@ pub struct Call {
     /// For a child dispatcher's Register: which dispatcher and its RegisterContext, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<(Dispatch, String)>,
+    /// The image the caller ran in, as it was at the call (its base and bytes): an image whose
+    /// entry point fails is unloaded and its memory reused, so the images resident at the end
+    /// may not be the caller's ([`crate::images::enclosing`]).
+    #[serde(skip)]
+    pub image: Option<(u64, Vec<u8>)>,
 }
 
 /// A child dispatcher's Register call, stopped at its entry with `regs`: the handler (RDX)
@@ -166,6 +171,7 @@ pub fn dispatch_call(mem: &(impl Memory + ?Sized), kind: Dispatch, regs: &[u64; 
         caller: mem.u64(regs[RSP]).unwrap_or(0),
         smi,
         dispatch: Some((kind, format!("{} -> handler {:#x}", kind.context(mem, regs[R8]), regs[RDX]))),
+        image: None,
     }
 }
 
@@ -180,7 +186,7 @@ pub fn call(mem: &(impl Memory + ?Sized), service: Service, regs: &[u64; 16], sm
         Service::DispatchRegister => 0,
     };
     let guid: Option<Guid> = if guid_arg == 0 { None } else { mem.guid(guid_arg) };
-    Call { service, guid: guid.map(|g| g.to_string()), caller: mem.u64(regs[RSP]).unwrap_or(0), smi, dispatch: None }
+    Call { service, guid: guid.map(|g| g.to_string()), caller: mem.u64(regs[RSP]).unwrap_or(0), smi, dispatch: None, image: None }
 }
 
 #[cfg(test)]

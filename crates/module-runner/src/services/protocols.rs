@@ -134,7 +134,7 @@ impl Env {
         }
         if smm {
             let caller = f.caller();
-            self.calls.push(uefi_smm::smst::Call { service: uefi_smm::smst::Service::LocateProtocol, guid: Some(guid.to_string()), caller, smi: self.smis, dispatch: None });
+            self.calls.push(uefi_smm::smst::Call { service: uefi_smm::smst::Service::LocateProtocol, guid: Some(guid.to_string()), caller, smi: self.smis, dispatch: None, image: None });
             if self.absent.contains(&guid) && self.smm_db.locate(&guid).is_none() {
                 write_u64(m, out, 0);
                 return (Some(guid), efi::NOT_FOUND);
@@ -210,7 +210,7 @@ impl Env {
         let token = self.smram.pool(0x10).expect("room for a registration");
         write_u64(m, reg, token);
         self.smm_db.notify.push((g, func, token, caller));
-        self.calls.push(uefi_smm::smst::Call { service: uefi_smm::smst::Service::RegisterNotify, guid: Some(g.to_string()), caller, smi: self.smis, dispatch: None });
+        self.calls.push(uefi_smm::smst::Call { service: uefi_smm::smst::Service::RegisterNotify, guid: Some(g.to_string()), caller, smi: self.smis, dispatch: None, image: None });
         (guid, efi::SUCCESS)
     }
 

@@ -109,7 +109,7 @@ impl Env {
                 let caller = f.caller();
                 let flow = match guid {
                     Some(g) if ty == 0 => {
-                        self.calls.push(Call { service: Watched::InstallProtocol, guid: Some(g.to_string()), caller, smi: self.smis, dispatch: None });
+                        self.calls.push(Call { service: Watched::InstallProtocol, guid: Some(g.to_string()), caller, smi: self.smis, dispatch: None, image: None });
                         match self.install(m, true, hp, g, iface, caller) {
                             Ok((_, calls)) => Flow::Call { status: efi::SUCCESS, calls },
                             Err(st) => Flow::Return(st),
@@ -162,7 +162,7 @@ impl Env {
                     let handle = self.smram.pool(0x40).expect("room for a handler record");
                     write_u64(m, out, handle);
                     self.handlers.push(HandlerRegistration { handler, guid, handle, caller });
-                    self.calls.push(Call { service: Watched::HandlerRegister, guid: guid.map(|g| g.to_string()), caller, smi: self.smis, dispatch: None });
+                    self.calls.push(Call { service: Watched::HandlerRegister, guid: guid.map(|g| g.to_string()), caller, smi: self.smis, dispatch: None, image: None });
                     efi::SUCCESS
                 };
                 (3, Flow::Return(st))

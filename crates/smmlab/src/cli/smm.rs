@@ -91,7 +91,7 @@ fn inventory(a: InventoryArgs) -> anyhow::Result<i32> {
         anyhow::ensure!(!audit::dump::ranges(m).is_empty(), "the machine has no SMRAM decoded when the run ends (pc or q35, with SMRAM enabled)");
         let mut inv = uefi_smm::Inventory::build(&audit::dump::snapshot(m), fw.as_ref());
         inv.add_registrations(&tracker.borrow());
-        inv.add_calls(&watch.borrow().calls);
+        inv.add_calls(&watch.borrow().calls, fw.as_ref());
         inv.add_latency(&watch.borrow().samples, m.config.instructions_per_second);
         match json.as_deref() {
             Some("-") => println!("{}", serde_json::to_string_pretty(&inv)?),
@@ -157,11 +157,14 @@ impl Watch {
     fn stopped_at_a_service(&mut self, m: &mut machine::Machine, smi: u64) -> bool {
         let (regs, rip) = m.registers();
         if let Some(&(_, kind)) = self.dispatchers.iter().find(|d| d.0 == rip) {
-            self.calls.push(uefi_smm::smst::dispatch_call(&module_runner::services::LiveMemory::new(m), kind, &regs, smi));
+            let mut call = uefi_smm::smst::dispatch_call(&module_runner::services::LiveMemory::new(m), kind, &regs, smi);
+            call.image = caller_image(m, call.caller);
+            self.calls.push(call);
             return true;
         }
         let Some(service) = self.services.and_then(|s| s.at(rip)) else { return false };
-        let call = uefi_smm::smst::call(&module_runner::services::LiveMemory::new(m), service, &regs, smi);
+        let mut call = uefi_smm::smst::call(&module_runner::services::LiveMemory::new(m), service, &regs, smi);
+        call.image = caller_image(m, call.caller);
         // InstallProtocolInterface(Handle*, Protocol*, InterfaceType, Interface): R9 is the
         // interface, whose first member is Register.
         let dispatch = (service == uefi_smm::smst::Service::InstallProtocol).then(|| call.guid.as_deref().and_then(uefi_smm::smst::Dispatch::of)).flatten();
@@ -176,6 +179,11 @@ impl Watch {
         }
         true
     }
+}
+
+/// The image the return address `caller` is in, now, read as SMM sees memory.
+fn caller_image(m: &mut machine::Machine, caller: u64) -> Option<(u64, Vec<u8>)> {
+    uefi_smm::images::enclosing(caller, &mut |a, n| m.read_phys(a, n, true))
 }
 
 /// SMRAM, and TSEG even while the firmware has it open (T_EN cleared): the SMM IPL loads the
