@@ -298,6 +298,7 @@ fn smm_inventory_names_every_module_and_handler_of_ovmf() {
     let located: std::collections::BTreeSet<&str> = hotplug.iter().filter(|c| c["service"] == "locate-protocol").filter_map(|c| c["guid_name"].as_str()).collect();
     assert_eq!(located, ["gEfiSmmCpuIo2ProtocolGuid", "gEfiSmmCpuServiceProtocolGuid"].into_iter().collect(), "{calls:?}");
     assert!(inv["not_resident"].as_array().unwrap().iter().any(|m| m["name"] == "CpuHotplugSmm"), "{}", inv["not_resident"]);
+    assert!(text.contains("CpuHotplugSmm                not in SMRAM (dispatched, made 2 SMST call(s), then unloaded"), "{text}");
     // The text says the same.
     assert!(text.contains("gEfiSmmVariableProtocolGuid") && text.contains("registered at VariableSmm+0x"), "{text}");
     assert!(text.contains("SMI handlers registered and removed during the run"), "{text}");

@@ -229,7 +229,13 @@ impl Inventory {
             let _ = writeln!(s, "  {:<28} {:<#12x} {:<#10x} +{:<#11x} {}", m.name, m.base, m.size, m.entry - m.base, file);
         }
         for m in &self.not_resident {
-            let _ = writeln!(s, "  {:<28} not in SMRAM (never dispatched, or its entry point failed)  {}", m.name, m.guid);
+            // A module that called the SMST ran its entry point: it was unloaded after it.
+            let calls = self.service_calls.iter().filter(|c| c.caller.module.as_deref() == Some(m.name.as_str())).count();
+            let why = match calls {
+                0 => "never dispatched, or its entry point failed".to_string(),
+                n => format!("dispatched, made {n} SMST call(s), then unloaded: its entry point failed"),
+            };
+            let _ = writeln!(s, "  {:<28} not in SMRAM ({why})  {}", m.name, m.guid);
         }
         let (root, guid) = self.counts();
         let dispatched = match self.dispatched() {
