@@ -121,6 +121,11 @@ impl Machine {
         self.cpu.breakpoints = (!rips.is_empty()).then(|| Box::new(rips.iter().copied().collect()));
     }
 
+    /// The addresses [`Machine::set_breakpoints`] set, in no particular order.
+    pub fn breakpoints(&self) -> Vec<u64> {
+        self.cpu.breakpoints.as_ref().map(|b| b.iter().copied().collect()).unwrap_or_default()
+    }
+
     /// The general registers, RAX..R15 in encoding order, and RIP.
     pub fn registers(&self) -> (SmiRegisters, u64) {
         (self.cpu.regs, self.cpu.rip)

@@ -212,6 +212,8 @@ fn core_private_data(m: &mut Machine, env: &mut Env, base: u64, size: u64, entry
 pub struct Runner {
     /// The machine.
     pub machine: Machine,
+    /// Where a debugger wants the next calls stopped (see [`DebugStop`]).
+    pub debug_stop: Option<DebugStop>,
     /// The host's services and what they recorded.
     pub env: Env,
     tables: Tables,
@@ -284,6 +286,20 @@ fn load(m: &mut Machine, env: &mut Env, tables: &Tables, module: &Module) -> Res
     })
 }
 
+/// A debugger's stop in the runner's calls: when a call's SMI reaches `at`, `hook` gets the
+/// machine there, the host's services and the addresses of their breakpoints (what the SMM
+/// services need while the debugger runs the machine: `env.serve(m)` at each); its error
+/// ends the SMI.
+pub struct DebugStop {
+    /// The RIP to stop at.
+    pub at: u64,
+    /// What runs there.
+    pub hook: Box<StopHook>,
+}
+
+/// [`DebugStop::hook`]: (the machine, the host's services, their breakpoints' addresses).
+pub type StopHook = dyn FnMut(&mut Machine, &mut Env, &[u64]) -> Result<(), String>;
+
 /// A runner's state at one point ([`Runner::snapshot`]): the machine's and the host's
 /// services'.
 pub struct RunnerSnapshot {
@@ -316,7 +332,7 @@ impl Runner {
         let (mut m, mut env, tables) = platform::build(model)?;
         env.pcd = module.pcd.clone();
         let module = load(&mut m, &mut env, &tables, module)?;
-        Ok(Runner { machine: m, env, tables, module, entry_result: None, phases: Vec::new(), core: None, companions: Vec::new(), smi_entry: None })
+        Ok(Runner { machine: m, debug_stop: None, env, tables, module, entry_result: None, phases: Vec::new(), core: None, companions: Vec::new(), smi_entry: None })
     }
 
     /// Builds a runner for `module`, lets `setup` prepare it (flash, answers, modules to run
@@ -388,7 +404,18 @@ impl Runner {
         services::unobserved(&mut self.machine, |m| services::write(m, MAILBOX, &mailbox));
         self.env.smis += 1;
         let env = &mut self.env;
-        let r = self.machine.raise_sw_smi_with(cmd, data, regs, budget, &mut |m| env.serve(m));
+        let stop = &mut self.debug_stop;
+        // The host's own breakpoints (its services), then the debugger's stop among them.
+        let services = self.machine.breakpoints();
+        if let Some(s) = stop.as_ref() {
+            let mut at = services.clone();
+            at.push(s.at);
+            self.machine.set_breakpoints(&at);
+        }
+        let r = self.machine.raise_sw_smi_with(cmd, data, regs, budget, &mut |m| match stop.as_mut() {
+            Some(s) if m.registers().1 == s.at => (s.hook)(m, env, &services),
+            _ => env.serve(m),
+        });
         self.look_at_core();
         match r {
             SwSmiOutcome::Returned { instructions, .. } => {

@@ -679,3 +679,64 @@ fn gdb_opens_a_fuzz_finding_stopped_at_the_instruction_that_broke_the_rule() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/F.json"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn gdb_opens_a_fuzz_finding_of_a_module_run_alone() {
+    if !testkit::package_command("gdb", "gdb") {
+        return;
+    }
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let Some(drivers) = testkit::smm_drivers(&tmp.join("smm-drivers-gdb")) else { return };
+    let out = tmp.join("gdb-module-finding");
+    let _ = std::fs::remove_dir_all(&out);
+    let driver = drivers.join("comm_pointer.efi");
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .args(["fuzz", "--module", driver.to_str().unwrap(), "--handler", "99d0b2aa-ec71-4a07-ae94-44b51113a5f7", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("smmlab fuzz");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let finding = out.join("SMM102-0.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
+    let rip = v["rip"].as_u64().expect("the finding's rip");
+    let Some(Session { gdb: text, .. }) = gdb_session_with(&["--finding", finding.to_str().unwrap()], &["info registers rip in_smm", "x/i $pc", "stepi", "info registers rip", "continue"]) else {
+        return;
+    };
+    assert_eq!(register(&text, "rip", 0), rip, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    assert!(text.contains(&format!("{rip:#x}:\tmov")), "{text}");
+    assert!(register(&text, "rip", 1) > rip, "stepi goes on: {text}");
+    // The handler returns, the SMI ends with RSM, and so does the run.
+    assert!(text.contains("exited with code"), "{text}");
+}
+
+#[test]
+fn gdb_on_a_call_out_finding_stops_at_the_boot_service_and_the_host_serves_it_on_stepi() {
+    if !testkit::package_command("gdb", "gdb") {
+        return;
+    }
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let Some(drivers) = testkit::smm_drivers(&tmp.join("smm-drivers-gdb")) else { return };
+    let out = tmp.join("gdb-callout-finding");
+    let _ = std::fs::remove_dir_all(&out);
+    let driver = drivers.join("callout.efi");
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .args(["fuzz", "--module", driver.to_str().unwrap(), "--handler", "D9398575-3EA0-47FC-B431-3D458FE47AB4", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("smmlab fuzz");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let finding = out.join("SMM101-0.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
+    let rip = v["rip"].as_u64().expect("the finding's rip");
+    let Some(Session { gdb: text, .. }) = gdb_session_with(&["--finding", finding.to_str().unwrap()], &["info registers rip rax in_smm", "x/i $pc", "stepi", "info registers rip rax", "continue"]) else {
+        return;
+    };
+    // SMM stands at the boot service's code, outside SMRAM: the host's RET stub for it.
+    assert_eq!(register(&text, "rip", 0), rip, "{text}");
+    assert_eq!(register(&text, "in_smm", 0), 1, "{text}");
+    assert!(text.contains(&format!("{rip:#x}:\tret")), "{text}");
+    // stepi: the host serves the call (its status in RAX, which a bare RET would not change)
+    // and the RET goes back into the handler.
+    assert_ne!(register(&text, "rax", 1), register(&text, "rax", 0), "{text}");
+    assert!(register(&text, "rip", 1) != rip, "{text}");
+    assert!(text.contains("exited with code"), "{text}");
+}

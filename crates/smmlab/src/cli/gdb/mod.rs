@@ -64,7 +64,8 @@ pub struct GdbArgs {
     #[arg(long)]
     pub stdio: bool,
     /// Open a finding of `smmlab fuzz` (its RULE-N.json) instead of a run: the machine is
-    /// handed to gdb stopped at the instruction that broke the rule, in its SMI.
+    /// handed to gdb stopped at the instruction that broke the rule, in its SMI (a module's
+    /// SMM services stay the host's, served at breakpoints gdb does not see).
     #[arg(long, value_name = "FINDING.json")]
     pub finding: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -137,6 +138,11 @@ impl<'m> BlockingEventLoop for EventLoop<'m> {
 /// Waits for one gdb at `listen` and serves it until it detaches or the run ends. Returns
 /// the run's exit code if the run ended, 0 if gdb left first.
 pub fn serve(m: &mut Machine, listen: &Listen, max_instructions: u64, ips: u64) -> anyhow::Result<i32> {
+    serve_with(m, None, listen, max_instructions, ips)
+}
+
+/// [`serve`], the host serving `host`'s breakpoints of its own meanwhile.
+pub fn serve_with<'m>(m: &'m mut Machine, host: Option<target::HostServices<'m>>, listen: &Listen, max_instructions: u64, ips: u64) -> anyhow::Result<i32> {
     use anyhow::Context;
     let link = match listen {
         Listen::Tcp(addr) => {
@@ -153,6 +159,10 @@ pub fn serve(m: &mut Machine, listen: &Listen, max_instructions: u64, ips: u64) 
         }
     };
     let mut target = GdbTarget::new(m, max_instructions, ips);
+    if host.is_some() {
+        target.host = host;
+        target.restore_breakpoints();
+    }
     let result = GdbStub::new(link).run_blocking::<EventLoop>(&mut target);
     target.m.set_breakpoints(&[]);
     target.m.set_stop_on_smm_entry(false);

@@ -64,6 +64,19 @@ pub struct GdbTarget<'m> {
     pub history: Option<super::reverse::History>,
     /// The CPU stopped at an SMI's entry (before its first instruction).
     pub at_smm_entry: bool,
+    /// Services the host runs at breakpoints of its own (a module run alone: the SMST's), which
+    /// gdb does not see: served and run on.
+    pub host: Option<HostServices<'m>>,
+    /// Where the host last served (instruction count, RIP): a run that starts there has been.
+    served_at: Option<(u64, u64)>,
+}
+
+/// The host's breakpoints and what serves them ([`GdbTarget::host`]).
+pub struct HostServices<'m> {
+    /// Their addresses.
+    pub at: Vec<u64>,
+    /// Serves the one the CPU stands at; an error ends the run.
+    pub serve: &'m mut dyn FnMut(&mut Machine) -> Result<(), String>,
 }
 
 impl<'m> GdbTarget<'m> {
@@ -87,6 +100,8 @@ impl<'m> GdbTarget<'m> {
             ended: None,
             history: None,
             at_smm_entry: false,
+            host: None,
+            served_at: None,
         };
         // gdb's `break *ADDR` may name any instruction.
         t.m.set_exact_breakpoints(true);
@@ -116,8 +131,28 @@ impl<'m> GdbTarget<'m> {
     /// Hands the breakpoints gdb set to the machine (again: a snapshot's CPU holds the
     /// breakpoints of its time).
     pub fn restore_breakpoints(&mut self) {
-        let all: Vec<u64> = self.sw_breakpoints.iter().chain(&self.hw_breakpoints).copied().collect();
+        let host = self.host.as_ref().map(|h| h.at.as_slice()).unwrap_or(&[]);
+        let all: Vec<u64> = self.sw_breakpoints.iter().chain(&self.hw_breakpoints).chain(host).copied().collect();
         self.m.set_breakpoints(&all);
+    }
+
+    /// Whether `rip` is only the host's breakpoint, not gdb's.
+    fn host_only(&self, rip: u64) -> bool {
+        self.host.as_ref().is_some_and(|h| h.at.contains(&rip)) && !self.sw_breakpoints.contains(&rip) && !self.hw_breakpoints.contains(&rip)
+    }
+
+    /// If the CPU stands at a host service not served yet, serves it: Err(why) if that failed.
+    fn serve_host(&mut self) -> Result<(), String> {
+        let (rip, icount) = (self.m.cpu_view().rip, self.m.icount());
+        let is_host = self.host.as_ref().is_some_and(|h| h.at.contains(&rip));
+        if !is_host || self.served_at == Some((icount, rip)) {
+            return Ok(());
+        }
+        self.served_at = Some((icount, rip));
+        match self.host.as_mut() {
+            Some(h) => (h.serve)(self.m),
+            None => Ok(()),
+        }
     }
 
     /// Runs at most `budget` instructions; a stop at a breakpoint where the CPU already stood
@@ -141,6 +176,11 @@ impl<'m> GdbTarget<'m> {
             return Some(self.end(None));
         }
         match self.resume {
+            // Replaying from a snapshot would run the host's services without serving them.
+            Resume::StepBack | Resume::ContinueBack if self.host.is_some() => {
+                eprintln!("smmlab: gdb: no reverse execution in a module run alone (its SMM services are the host's)");
+                return Some(SingleThreadStopReason::Signal(Signal::SIGTRAP));
+            }
             Resume::StepBack => return Some(self.step_back()),
             Resume::ContinueBack => return Some(self.continue_back()),
             Resume::Continue | Resume::Step => {}
@@ -150,6 +190,11 @@ impl<'m> GdbTarget<'m> {
 
     fn run_forward(&mut self, left: u64) -> Option<SingleThreadStopReason<u64>> {
         let step = self.resume == Resume::Step;
+        // A step may have stopped on a host service's entry: it is served before it runs.
+        if let Err(why) = self.serve_host() {
+            eprintln!("smmlab: gdb: the host's service failed: {why}");
+            return Some(self.end(None));
+        }
         // A step that meets an SMI stops at its entry, before the SMI's first instruction, as
         // does a continue with break-on-smi.
         self.m.set_stop_on_smm_entry(step || self.break_on_smi);
@@ -175,6 +220,13 @@ impl<'m> GdbTarget<'m> {
             return Some(SingleThreadStopReason::Watch { tid: (), kind: WatchKind::Write, addr: h.addr });
         }
         match s.exit {
+            ExitReason::Breakpoint if self.host_only(v.rip) => match self.serve_host() {
+                Ok(()) => None,
+                Err(why) => {
+                    eprintln!("smmlab: gdb: the host's service failed: {why}");
+                    Some(self.end(None))
+                }
+            },
             ExitReason::Breakpoint if self.hw_breakpoints.contains(&v.rip) => Some(SingleThreadStopReason::HwBreak(())),
             ExitReason::Breakpoint => Some(SingleThreadStopReason::SwBreak(())),
             _ if entered && step => Some(SingleThreadStopReason::DoneStep),
