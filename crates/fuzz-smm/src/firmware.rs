@@ -155,7 +155,7 @@ impl FirmwareSubject {
 pub fn judge(input: &[u8], outcome: &SwSmiOutcome, acc: &[SmmAccess], control: &BTreeSet<u64>, smram: Option<(u64, u64)>, by_design: &[Range<u64>]) -> Vec<Broken> {
     let mut out = Vec::new();
     if let SwSmiOutcome::Fault(why) = outcome {
-        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the SMI did not come back: {why}"), key: 0, rip: None });
+        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the SMI did not come back: {why}"), key: 0, rip: None, written: None });
     }
     let regs = sw_registers(input);
     let buffer_len = input.len().saturating_sub(REGISTERS).clamp(1, BUFFER_LEN) as u64;
@@ -164,17 +164,17 @@ pub fn judge(input: &[u8], outcome: &SwSmiOutcome, acc: &[SmmAccess], control: &
     for f in analyze(&p, acc, control, by_design) {
         let a0 = f.addresses.first().copied().unwrap_or(0);
         match f.rule {
-            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0) }),
-            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the buffer's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(BUFFER)), key: f.rip, rip: Some(f.rip) }),
+            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None }),
+            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the buffer's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(BUFFER)), key: f.rip, rip: Some(f.rip), written: None }),
             rules::UNPASSED_WRITE if !f.addresses.iter().all(|&a| passed(a, PASSED)) => {
-                out.push(Broken { rule: f.rule, message: format!("SMM wrote {a0:#x}, outside SMRAM and outside anything the caller passed"), key: f.rip, rip: Some(f.rip) });
+                out.push(Broken { rule: f.rule, message: format!("SMM wrote {a0:#x}, outside SMRAM and outside anything the caller passed"), key: f.rip, rip: Some(f.rip), written: None });
             }
             _ => {}
         }
     }
     let in_smram = |a: u64| smram.is_some_and(|(b, s)| a >= b && a < b + s);
     if let Some(a) = acc.iter().find(|a| a.smram && in_smram(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && passed(a.addr, 0x100)) {
-        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip) });
+        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr) });
     }
     out
 }
@@ -189,6 +189,17 @@ impl Subject for FirmwareSubject {
         self.control(cmd);
         let (outcome, acc) = self.raise(input);
         let mut broken = judge(input, &outcome, &acc, &self.control[&cmd], self.smram, &self.by_design);
+        if let Some(addr) = broken.iter().find_map(|b| b.written) {
+            let offsets = crate::aiming(input, (0..6).map(|r| r * 8), addr);
+            let control = self.control[&cmd].clone();
+            // The reruns are judgements, not coverage.
+            let map = self.machine.cover_smm_edges(None);
+            let real = crate::write_follows_input(input, &offsets, addr, &control, &mut |moved| self.raise(moved).1);
+            self.machine.cover_smm_edges(map);
+            if !real {
+                broken.retain(|b| b.written.is_none());
+            }
+        }
         let mut wild_fault = false;
         if matches!(outcome, SwSmiOutcome::Fault(_)) && sw_registers(input).iter().any(|&w| wild(w)) {
             // The handler's fault (SMM106) only if it faults with the wild registers tamed.

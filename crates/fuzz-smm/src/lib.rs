@@ -215,6 +215,39 @@ pub struct Broken {
     pub key: u64,
     /// The instruction that broke it, when known (for a call-out, the code fetched).
     pub rip: Option<u64>,
+    /// For SMM102, the SMRAM address written.
+    pub written: Option<u64>,
+}
+
+/// The byte offsets of the input's 64-bit words that aim at `addr` (the word at or up to
+/// 0x100 bytes below it), among `offsets`.
+pub fn aiming(input: &[u8], offsets: impl Iterator<Item = usize>, addr: u64) -> Vec<usize> {
+    offsets.filter(|&o| {
+        let mut w = [0u8; 8];
+        let have = input.get(o..).unwrap_or(&[]);
+        let n = have.len().min(8);
+        w[..n].copy_from_slice(&have[..n]);
+        let w = u64::from_le_bytes(w);
+        addr >= w && addr - w < 0x100
+    })
+    .collect()
+}
+
+/// Whether an SMM102 candidate is one: SMM's write at `addr` follows a word of the input
+/// aimed at it, i.e. with one of those words (at `offsets`) moved 4 KiB up, the input `run`
+/// again no longer writes `addr` beyond what `control` wrote. A write that stays put does not
+/// go through the caller's pointer: the handler wrote its own data near where a word of the
+/// input happened to point.
+pub fn write_follows_input(input: &[u8], offsets: &[usize], addr: u64, control: &BTreeSet<u64>, run: &mut dyn FnMut(&[u8]) -> Vec<SmmAccess>) -> bool {
+    offsets.iter().any(|&o| {
+        let mut moved = input.to_vec();
+        if moved.len() < o + 8 {
+            moved.resize(o + 8, 0);
+        }
+        let w = u64::from_le_bytes(moved[o..o + 8].try_into().unwrap_or_default()).wrapping_add(0x1000);
+        moved[o..o + 8].copy_from_slice(&w.to_le_bytes());
+        !run(&moved).iter().any(|a| a.smram && a.kind == SmmAccessKind::Write && a.addr == addr && !control.contains(&a.addr))
+    })
 }
 
 /// The oracles, over one call's result and accesses, `control` being the SMRAM bytes the
@@ -232,7 +265,7 @@ pub struct Broken {
 pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess], control: &BTreeSet<u64>) -> Vec<Broken> {
     let mut out = Vec::new();
     if let CallResult::Fault { why } = res {
-        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None });
+        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None, written: None });
     }
     let p = match target {
         Target::Guid(_) => Pattern { name: "fuzz", ptr: Some(MESSAGE), window: input.len() as u64, into_smram: false, header: false },
@@ -241,8 +274,8 @@ pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess],
     for f in analyze(&p, acc, control, &[]) {
         let a0 = f.addresses.first().copied().unwrap_or(0);
         match f.rule {
-            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0) }),
-            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the message's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(MESSAGE)), key: f.rip, rip: Some(f.rip) }),
+            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None }),
+            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the message's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(MESSAGE)), key: f.rip, rip: Some(f.rip), written: None }),
             _ => {}
         }
     }
@@ -252,7 +285,7 @@ pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess],
     };
     let aimed = |a: u64| words.iter().any(|&w| a >= w && a - w < 0x100);
     if let Some(a) = acc.iter().find(|a| a.smram && tseg(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && aimed(a.addr)) {
-        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip) });
+        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr) });
     }
     out
 }
@@ -324,6 +357,20 @@ impl Subject for ModuleSubject {
     fn execute(&mut self, input: &[u8]) -> Execution {
         let (res, acc) = self.snap.call(&self.target, input);
         let mut broken = judge(&self.target, input, &res, &acc, &self.control);
+        if let Some(addr) = broken.iter().find_map(|b| b.written) {
+            let offsets = match self.target {
+                Target::Guid(_) => aiming(input, 0..input.len().saturating_sub(7), addr),
+                Target::Sw(_) => aiming(input, (0..6).map(|r| r * 8), addr),
+            };
+            let (snap, target, control) = (&mut self.snap, &self.target, &self.control);
+            // The reruns are judgements, not coverage.
+            let m = snap.runner.machine.cover_smm_edges(None);
+            let real = write_follows_input(input, &offsets, addr, control, &mut |moved| snap.call(target, moved).1);
+            snap.runner.machine.cover_smm_edges(m);
+            if !real {
+                broken.retain(|b| b.written.is_none());
+            }
+        }
         let mut wild_fault = false;
         if matches!(res, CallResult::Fault { .. }) {
             // The fault is the handler's (SMM106) only if it also faults with the wild words
@@ -376,4 +423,45 @@ impl Subject for ModuleSubject {
 pub fn fuzz(make: &mut dyn FnMut() -> Runner, target: &Target, cfg: &Config, report: &mut dyn FnMut(&Finding)) -> Result<Summary, FuzzError> {
     let mut s = ModuleSubject::new(make(), target.clone());
     campaign(&mut s, cfg, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(addr: u64) -> SmmAccess {
+        SmmAccess { seq: 0, kind: SmmAccessKind::Write, addr, size: 8, smram: true, rip: 0x1000 }
+    }
+
+    fn word_at(input: &[u8], o: usize) -> u64 {
+        u64::from_le_bytes(input[o..o + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_write_through_the_callers_pointer_follows_the_word() {
+        let mut input = vec![0u8; 24];
+        input[8..16].copy_from_slice(&0x7f0_0000u64.to_le_bytes());
+        let offsets = aiming(&input, 0..input.len() - 7, 0x7f0_0010);
+        assert_eq!(offsets, vec![8]);
+        // The handler writes at the word + 0x10: moved, the write moves with it.
+        let mut run = |i: &[u8]| vec![write(word_at(i, 8) + 0x10)];
+        assert!(write_follows_input(&input, &offsets, 0x7f0_0010, &BTreeSet::new(), &mut run));
+    }
+
+    #[test]
+    fn a_write_that_stays_put_is_the_handlers_own() {
+        let mut input = vec![0u8; 24];
+        input[8..16].copy_from_slice(&0x7f0_0000u64.to_le_bytes());
+        let offsets = aiming(&input, 0..input.len() - 7, 0x7f0_0050);
+        // The handler writes its own buffer at 0x7f00050 whatever the word says.
+        let mut run = |_: &[u8]| vec![write(0x7f0_0050)];
+        assert!(!write_follows_input(&input, &offsets, 0x7f0_0050, &BTreeSet::new(), &mut run));
+    }
+
+    #[test]
+    fn a_word_past_the_inputs_end_counts_as_zero_padded() {
+        // A SW SMI's registers past a short input are zero; the offsets still name them.
+        assert_eq!(aiming(&[0x00, 0x10], (0..6).map(|r| r * 8), 0x1020), vec![0]);
+        assert!(aiming(&[0x00, 0x10], (0..6).map(|r| r * 8), 0x1200).is_empty());
+    }
 }
