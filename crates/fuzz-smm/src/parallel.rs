@@ -1,10 +1,9 @@
 //! One campaign on several processes: LibAFL's `Launcher` forks a client per core, each
 //! running [`campaign_with`] on its own copy of the subject (booted and snapshotted once,
 //! before the fork), and the parent process becomes the LLMP broker through which the clients
-//! share the inputs that found new edges. Every broker also takes links from the brokers of
-//! other nodes on its port (LLMP's broker-to-broker link over TCP; the `llmp_bind_public`
-//! feature makes it listen on all interfaces), and a campaign given `remote_broker` runs its
-//! own broker that links to that one ([`joining_broker`]), so a campaign spans machines.
+//! share the inputs that found new edges. A broker given `remote_broker` also connects to the
+//! broker of another node over TCP (LLMP's broker-to-broker link: the `llmp_bind_public`
+//! feature makes every broker listen on all interfaces), so a campaign spans machines.
 //!
 //! The clients write their summaries as `.client-N.json` in the output directory; the broker
 //! process stops its broker once all are there and returns their sum. The clients and
@@ -160,13 +159,6 @@ pub fn launch(s: &mut dyn Subject, cfg: &Config, par: &Parallel, report: &mut dy
         // SAFETY: a signal to this process, whose broker loop handles SIGINT.
         unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
     });
-    // Joining another node, this node's broker runs in a process of its own that links to the
-    // other broker only once its own clients have attached (see [`joining_broker`]); the
-    // launcher then only forks the clients.
-    let own_broker = match par.remote_broker {
-        Some(remote) => Some(joining_broker(par.broker_port, remote, par.cores)?),
-        None => None,
-    };
     let launched = Launcher::builder()
         .shmem_provider(shmem)
         .configuration(EventConfig::AlwaysUnique)
@@ -174,18 +166,10 @@ pub fn launch(s: &mut dyn Subject, cfg: &Config, par: &Parallel, report: &mut dy
         .run_client(&mut client)
         .cores(&cores)
         .broker_port(par.broker_port)
-        .spawn_broker(own_broker.is_none())
+        .remote_broker_addr(par.remote_broker)
         .launch_delay(0)
         .build()
         .launch_with_hooks::<_, libafl::inputs::BytesInput, crate::FuzzState>(libafl_bolts::tuples::tuple_list!(CountReceived));
-    if let (Some(pid), true) = (own_broker, std::process::id() == broker) {
-        // The clients are gone (the launcher waited for them): stop the broker.
-        // SAFETY: a signal to, and a wait for, the broker process this process forked.
-        unsafe {
-            libc::kill(pid, libc::SIGINT);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-    }
     // Every process but the broker (this one, which forked the others) has exited or exits
     // here: a client's restarting parent returns once its client has gone.
     if std::process::id() != broker {
@@ -197,44 +181,6 @@ pub fn launch(s: &mut dyn Subject, cfg: &Config, par: &Parallel, report: &mut dy
         Err(e) => return Err(e.into()),
     }
     gather(&cfg.out, par.cores, cfg.time)
-}
-
-/// Forks this node's broker for a campaign that joins the broker at `remote`: it listens on
-/// `port`, waits until `clients` local clients have attached, then connects to `remote`, and
-/// brokers until it gets SIGINT. Linking only then keeps the link's client id apart from the
-/// local clients' (LibAFL 0.15 gives a link made earlier the id its first client then gets,
-/// and each side drops the other's messages as its own). The broker process's pid.
-fn joining_broker(port: u16, remote: SocketAddr, clients: usize) -> Result<libc::pid_t, FuzzError> {
-    use libafl_bolts::llmp::{Broker, LlmpBroker};
-    // SAFETY: this process is single-threaded but for the summary watcher, which the child
-    // does not get (fork copies only the calling thread) and which holds no lock over a fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    if pid > 0 {
-        return Ok(pid);
-    }
-    let run = || -> Result<(), libafl::Error> {
-        let hook = libafl::events::StdLlmpEventHook::<libafl::inputs::BytesInput, NopMonitor>::new(NopMonitor::new())?;
-        let mut broker = LlmpBroker::create_attach_to_tcp(StdShMemProvider::new()?, libafl_bolts::tuples::tuple_list!(hook), port)?;
-        // The broker's own listener is one of the clients seen.
-        while broker.num_clients_seen() < clients + 1 {
-            broker.broker_once()?;
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        broker.inner_mut().connect_b2b(remote)?;
-        broker.loop_forever(Some(Duration::from_millis(1)));
-        Ok(())
-    };
-    let code = match run() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("fuzz broker: {e}");
-            2
-        }
-    };
-    std::process::exit(code);
 }
 
 /// The broker's sum of the clients' summaries.

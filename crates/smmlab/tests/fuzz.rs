@@ -255,26 +255,6 @@ fn fuzzing_on_two_cores_runs_two_clients_that_share_inputs_and_find_the_planted_
 }
 
 #[test]
-fn two_nodes_on_localhost_share_inputs_over_tcp() {
-    // Node A listens (a broker on its port, one client); node B's broker joins it. Each has
-    // one client, so every input a client receives crossed the TCP link between the brokers.
-    let (pa, pb) = (free_port(), free_port());
-    let (oa, ob) = (out_dir("fuzz-node-a"), out_dir("fuzz-node-b"));
-    let a = spawn_smmlab(&["fuzz", "--scenario", "default", "--handler", "all", "--time", "12", "--seed", "1", "--broker-port", &pa, "--out", oa.to_str().unwrap()]);
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let remote = format!("127.0.0.1:{pa}");
-    let b = spawn_smmlab(&["fuzz", "--scenario", "default", "--handler", "all", "--time", "6", "--seed", "2", "--broker-port", &pb, "--remote-broker", &remote, "--out", ob.to_str().unwrap()]);
-    let ob_ = wait_for(b, 120, "node B");
-    let oa_ = wait_for(a, 120, "node A");
-    let (ta, tb) = (text(&oa_), text(&ob_));
-    assert_eq!(oa_.status.code(), Some(0), "A: {ta}");
-    assert_eq!(ob_.status.code(), Some(0), "B: {tb}");
-    assert!(tb.contains(&format!("joined to {remote}")), "{tb}");
-    assert!(figure_before(&ta, "inputs received from other clients") > 0, "A got nothing from B: {ta}\nB: {tb}");
-    assert!(figure_before(&tb, "inputs received from other clients") > 0, "B got nothing from A: {tb}\nA: {ta}");
-}
-
-#[test]
 fn fuzz_refuses_more_cores_than_the_machine_has() {
     let o = smmlab(&["fuzz", "--scenario", "default", "--handler", "all", "--time", "1", "--cores", "4096", "--out", out_dir("fuzz-cores-bad").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

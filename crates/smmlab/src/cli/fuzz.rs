@@ -53,16 +53,10 @@ pub struct FuzzArgs {
     /// that found new edges through a broker this process runs).
     #[arg(long, value_name = "N", default_value = "1")]
     pub cores: usize,
-    /// The TCP port of this node's broker, through which the clients of --cores share their
-    /// inputs [default: 1337]. Given, the campaign runs under a broker even on one core, so
-    /// that other nodes can join it with --remote-broker.
+    /// The TCP port of the broker the clients of --cores share their inputs through
+    /// [default: 1337].
     #[arg(long, value_name = "PORT")]
     pub broker_port: Option<u16>,
-    /// Join the campaign of another node (another `smmlab fuzz` on the same target): the
-    /// address of its broker. This node's broker links to it over TCP and the two share their
-    /// new inputs.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub remote_broker: Option<String>,
     /// The CPU model [default: amd64 for a module of a firmware image, as its firmware runs on
     /// QEMU's AMD64 save-state map; intel64 for a lone PE file and the built-in firmware].
     #[arg(long, value_enum)]
@@ -153,11 +147,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
     if a.cores == 0 {
         bail!("--cores 0: give at least one client");
     }
-    let remote = match a.remote_broker.as_deref() {
-        None => None,
-        Some(r) => Some(std::net::ToSocketAddrs::to_socket_addrs(r).ok().and_then(|mut i| i.next()).ok_or_else(|| anyhow::anyhow!("--remote-broker {r}: not a HOST:PORT address"))?),
-    };
-    let parallel = (a.cores > 1 || remote.is_some() || a.broker_port.is_some()).then(|| fuzz_smm::parallel::Parallel { cores: a.cores, broker_port: a.broker_port.unwrap_or(1337), remote_broker: remote });
+    let parallel = (a.cores > 1).then(|| fuzz_smm::parallel::Parallel { cores: a.cores, broker_port: a.broker_port.unwrap_or(1337), remote_broker: None });
     let (mut subject, what, name, cpu): (Box<dyn Subject>, String, String, CpuKind) = match (&a.module, &a.scenario) {
         (Some(file), None) => {
             let Handler::One(t) = &h else { bail!("--handler all: with --scenario only (a module's handlers are fuzzed one at a time)") };
