@@ -405,8 +405,9 @@ impl Runner {
         self.env.smis += 1;
         let env = &mut self.env;
         let stop = &mut self.debug_stop;
-        // The host's own breakpoints (its services), then the debugger's stop among them.
-        let services = self.machine.breakpoints();
+        // With a debugger's stop: the host's own breakpoints (its services), then the stop
+        // among them. Without one (every fuzzing execution) nothing is read or set.
+        let services = if stop.is_some() { self.machine.breakpoints() } else { Vec::new() };
         if let Some(s) = stop.as_ref() {
             let mut at = services.clone();
             at.push(s.at);

@@ -648,21 +648,37 @@ fn break_stops_in_the_middle_of_straight_line_code() {
     assert_ne!(register(&text, "smbase", 0), 0x30000, "{text}");
 }
 
+/// Runs `smmlab fuzz` with `target` (the subject and handler), seed 1, stopping at the first
+/// finding, into a fresh directory `out`; the finding file `rule`-0.json, what it says, and
+/// its instruction.
+fn fuzz_finding(out: &str, target: &[&str], rule: &str) -> (std::path::PathBuf, serde_json::Value, u64) {
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(out);
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
+        .arg("fuzz")
+        .args(target)
+        .args(["--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("smmlab fuzz");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let finding = out.join(format!("{rule}-0.json"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
+    let rip = v["rip"].as_u64().expect("the finding's rip");
+    (finding, v, rip)
+}
+
+/// The planted driver `name`.efi, built at test time (None: a skip, or a failure under CI=true).
+fn planted_driver(name: &str) -> Option<String> {
+    let drivers = testkit::smm_drivers(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smm-drivers-gdb"))?;
+    Some(drivers.join(format!("{name}.efi")).display().to_string())
+}
+
 #[test]
 fn gdb_opens_a_fuzz_finding_stopped_at_the_instruction_that_broke_the_rule() {
     if !testkit::package_command("gdb", "gdb") {
         return;
     }
-    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gdb-finding");
-    let _ = std::fs::remove_dir_all(&out);
-    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
-        .args(["fuzz", "--scenario", "bug-unchecked-pointer", "--handler", "all", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
-        .output()
-        .expect("smmlab fuzz");
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
-    let finding = out.join("SMM102-0.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
-    let rip = v["rip"].as_u64().expect("the finding's rip");
+    let (finding, v, rip) = fuzz_finding("gdb-finding", &["--scenario", "bug-unchecked-pointer", "--handler", "all"], "SMM102");
     // "SMM wrote SMRAM at 0x7f80100 through a pointer...": the address the write goes to.
     let message = v["message"].as_str().unwrap();
     let target = message.split("SMRAM at 0x").nth(1).and_then(|t| t.split_whitespace().next()).map(|h| u64::from_str_radix(h, 16).unwrap()).expect("the written address");
@@ -685,19 +701,8 @@ fn gdb_opens_a_fuzz_finding_of_a_module_run_alone() {
     if !testkit::package_command("gdb", "gdb") {
         return;
     }
-    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let Some(drivers) = testkit::smm_drivers(&tmp.join("smm-drivers-gdb")) else { return };
-    let out = tmp.join("gdb-module-finding");
-    let _ = std::fs::remove_dir_all(&out);
-    let driver = drivers.join("comm_pointer.efi");
-    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
-        .args(["fuzz", "--module", driver.to_str().unwrap(), "--handler", "99d0b2aa-ec71-4a07-ae94-44b51113a5f7", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
-        .output()
-        .expect("smmlab fuzz");
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
-    let finding = out.join("SMM102-0.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
-    let rip = v["rip"].as_u64().expect("the finding's rip");
+    let Some(driver) = planted_driver("comm_pointer") else { return };
+    let (finding, _, rip) = fuzz_finding("gdb-module-finding", &["--module", &driver, "--handler", "99d0b2aa-ec71-4a07-ae94-44b51113a5f7"], "SMM102");
     let Some(Session { gdb: text, .. }) = gdb_session_with(&["--finding", finding.to_str().unwrap()], &["info registers rip in_smm", "x/i $pc", "stepi", "info registers rip", "continue"]) else {
         return;
     };
@@ -714,19 +719,8 @@ fn gdb_on_a_call_out_finding_stops_at_the_boot_service_and_the_host_serves_it_on
     if !testkit::package_command("gdb", "gdb") {
         return;
     }
-    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let Some(drivers) = testkit::smm_drivers(&tmp.join("smm-drivers-gdb")) else { return };
-    let out = tmp.join("gdb-callout-finding");
-    let _ = std::fs::remove_dir_all(&out);
-    let driver = drivers.join("callout.efi");
-    let o = Command::new(env!("CARGO_BIN_EXE_smmlab"))
-        .args(["fuzz", "--module", driver.to_str().unwrap(), "--handler", "D9398575-3EA0-47FC-B431-3D458FE47AB4", "--time", "60", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()])
-        .output()
-        .expect("smmlab fuzz");
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
-    let finding = out.join("SMM101-0.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&finding).expect("the finding")).expect("JSON");
-    let rip = v["rip"].as_u64().expect("the finding's rip");
+    let Some(driver) = planted_driver("callout") else { return };
+    let (finding, _, rip) = fuzz_finding("gdb-callout-finding", &["--module", &driver, "--handler", "D9398575-3EA0-47FC-B431-3D458FE47AB4"], "SMM101");
     let Some(Session { gdb: text, .. }) = gdb_session_with(&["--finding", finding.to_str().unwrap()], &["info registers rip rax in_smm", "x/i $pc", "stepi", "info registers rip rax", "continue"]) else {
         return;
     };

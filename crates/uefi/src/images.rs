@@ -88,8 +88,8 @@ pub fn enclosing(addr: u64, read: &mut dyn FnMut(u64, usize) -> Vec<u8>) -> Opti
     let top = addr & !(PAGE - 1);
     let mut page = top;
     while top - page <= SEARCH {
-        let head = read(page, PAGE as usize);
-        if head.get(..2) == Some(b"MZ") {
+        if read(page, 2) == b"MZ" {
+            let head = read(page, PAGE as usize);
             let size = goblin::pe::header::Header::parse(&head).ok().and_then(|h| h.optional_header).map(|o| u64::from(o.windows_fields.size_of_image));
             // The nearest header below `addr` is its image's, or `addr` is in none.
             return match size {

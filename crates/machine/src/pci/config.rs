@@ -91,6 +91,11 @@ impl ConfigSpace {
         Self::put(&mut self.bytes, offset, size, value);
     }
 
+    /// The writable bits of the byte at `offset`.
+    pub fn wmask_byte(&self, offset: u8) -> u8 {
+        self.wmask[offset as usize]
+    }
+
     /// Sets which bits a guest write may change.
     pub fn set_wmask(&mut self, offset: u8, size: u8, mask: u32) {
         Self::put(&mut self.wmask, offset, size, mask);

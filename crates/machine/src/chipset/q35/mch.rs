@@ -118,8 +118,6 @@ pub struct Mch {
     ext_tseg_mbytes: u16,
     /// Registers whose write D_LCK dropped or changed ("SMRAM", "ESMRAMC"), until taken.
     violations: Vec<&'static str>,
-    /// F_SMBASE's writable bits (0xFF until queried, then LCK, then none).
-    smbase_wmask: u8,
 }
 
 impl Mch {
@@ -148,7 +146,7 @@ impl Mch {
         }
         cfg.set_w1cmask(MCH_ERRSTS, 2, (ERRSTS_DSERR | ERRSTS_DMERR) as u32);
         cfg.set_wmask(MCH_SMICMD, 2, (SMICMD_DSESMI | SMICMD_DMESMI) as u32);
-        Mch { cfg, ext_tseg_mbytes, violations: Vec::new(), smbase_wmask: 0xff }
+        Mch { cfg, ext_tseg_mbytes, violations: Vec::new() }
     }
 
     /// The ECC logic saw an error at `addr`: ERRSTS, DEAP and CECNT record it. Returns
@@ -165,7 +163,8 @@ impl Mch {
         crate::smi::memory_error::mch_sends_smi(self.cfg.read(MCH_SMICMD, 2) as u16, uncorrectable)
     }
 
-    /// F_SMBASE after a write ([`MCH_F_SMBASE`]); `wmask` its writable bits before it.
+    /// F_SMBASE after a write ([`MCH_F_SMBASE`]); `wmask` its writable bits before it (0xFF
+    /// until queried, then LCK, then none).
     fn update_default_smbase(&mut self, wmask: u8) {
         let reg = self.cfg.byte(MCH_F_SMBASE);
         let (value, wmask) = if reg == F_SMBASE_QUERY {
@@ -180,7 +179,6 @@ impl Mch {
         };
         self.cfg.set(MCH_F_SMBASE, 1, value as u32);
         self.cfg.set_wmask(MCH_F_SMBASE, 1, wmask as u32);
-        self.smbase_wmask = wmask;
     }
 
     /// Registers whose guest write D_LCK dropped or changed since the last call.
@@ -256,7 +254,7 @@ impl PciFunction for Mch {
 
     fn config_write(&mut self, offset: u8, size: u8, value: u32) {
         let locked_before = self.locked();
-        let smbase_wmask = self.smbase_wmask;
+        let smbase_wmask = self.cfg.wmask_byte(MCH_F_SMBASE);
         self.cfg.write(offset, size, value);
         if (offset..offset.saturating_add(size.min(4))).contains(&MCH_F_SMBASE) {
             self.update_default_smbase(smbase_wmask);
