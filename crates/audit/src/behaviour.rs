@@ -88,7 +88,9 @@ pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>, by
             v.0.push(a);
         }
     };
-    let mut reads: BTreeMap<u64, u64> = BTreeMap::new();
+    for (b, rip) in rereads(p, acc, DOUBLE_FETCH_GAP) {
+        add(rules::DOUBLE_FETCH, b, rip);
+    }
     for a in acc {
         match (a.kind, a.smram) {
             (SmmAccessKind::Fetch, false) => add(rules::CALLOUT, a.addr, a.rip),
@@ -107,21 +109,70 @@ pub fn analyze(p: &Pattern, acc: &[SmmAccess], control_smram: &BTreeSet<u64>, by
                     add(rules::UNPASSED_WRITE, a.addr, a.rip);
                 }
             }
-            (SmmAccessKind::Read, false) => {
-                if !p.into_smram && in_window(p, a.addr) {
-                    for b in a.addr..a.addr + a.size.max(1) as u64 {
-                        if let Some(&prev) = reads.get(&b) {
-                            if a.seq.saturating_sub(prev) > DOUBLE_FETCH_GAP {
-                                add(rules::DOUBLE_FETCH, b, a.rip);
-                            }
-                        }
-                        reads.insert(b, a.seq);
-                    }
-                }
-            }
+            (SmmAccessKind::Read, false) => {}
         }
     }
     out.into_iter().map(|(rule, (addresses, rip))| Finding { rule, addresses, rip }).collect()
+}
+
+/// The bytes of `p`'s window (outside SMRAM) SMM read again more than `min_gap` accesses after
+/// it last read them, each with the instruction of the read again, in the order read.
+pub fn rereads(p: &Pattern, acc: &[SmmAccess], min_gap: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    if p.into_smram {
+        return out;
+    }
+    let mut reads: BTreeMap<u64, u64> = BTreeMap::new();
+    for a in acc.iter().filter(|a| a.kind == SmmAccessKind::Read && !a.smram && in_window(p, a.addr)) {
+        for b in a.addr..a.addr + a.size.max(1) as u64 {
+            if let Some(&prev) = reads.get(&b) {
+                if a.seq.saturating_sub(prev) > min_gap {
+                    out.push((b, a.rip));
+                }
+            }
+            reads.insert(b, a.seq);
+        }
+    }
+    out
+}
+
+/// What a staged race ([`machine::Machine::stage_race_write`]) did to an SMI: SMRAM bytes it
+/// wrote that the same SMI unraced did not, or a fault the unraced one did not have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RaceEffect {
+    /// SMRAM bytes written only when raced.
+    Wrote {
+        /// How many.
+        bytes: usize,
+        /// The lowest.
+        lo: u64,
+        /// The highest.
+        hi: u64,
+    },
+    /// The raced SMI did not come back.
+    Fault(String),
+}
+
+impl RaceEffect {
+    /// `before` the unraced SMI's accesses, `raced` the raced one's, `fault` why it did not
+    /// come back. None: the race changed nothing that matters.
+    pub fn of(before: &[SmmAccess], raced: &[SmmAccess], fault: Option<String>) -> Option<RaceEffect> {
+        let written = |acc: &[SmmAccess]| -> BTreeSet<u64> { acc.iter().filter(|a| a.smram && a.kind == SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect() };
+        let extra: Vec<u64> = written(raced).difference(&written(before)).copied().collect();
+        match (extra.first(), extra.last(), fault) {
+            (Some(&lo), Some(&hi), _) => Some(RaceEffect::Wrote { bytes: extra.len(), lo, hi }),
+            (_, _, Some(why)) => Some(RaceEffect::Fault(why)),
+            _ => None,
+        }
+    }
+
+    /// The proof in words, after "with the byte set to X right after SMM's first read of it,".
+    pub fn describe(&self) -> String {
+        match self {
+            RaceEffect::Wrote { bytes, lo, hi } => format!("the handler wrote {bytes} more SMRAM bytes ({lo:#x}-{hi:#x})"),
+            RaceEffect::Fault(why) => format!("the handler did not return ({why})"),
+        }
+    }
 }
 
 /// How one SMI went.

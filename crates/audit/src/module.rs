@@ -239,25 +239,25 @@ pub fn sweep(r: &mut Runner, rep: &ModuleReport) -> ModuleSweep {
     out
 }
 
-/// What the finding rests on: the service a call-out reached, and the instruction.
 /// The double fetch at `addr` raced: the same call again with the byte set to 0xFF right
 /// after SMM's first read of it (what another CPU or a DMA agent can do between the two
 /// fetches), and what SMM then wrote in SMRAM that it did not write without the race (`acc`).
 fn race(r: &mut Runner, g: &fwimage::Guid, msg: &crate::comm::Message, acc: &[SmmAccess], addr: u64) -> String {
-    let written = |acc: &[SmmAccess]| -> BTreeSet<u64> { acc.iter().filter(|a| a.smram && a.kind == SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect() };
-    let before = written(acc);
     drained(r);
     r.machine.stage_race_write(Some(machine::board::observer::RaceWrite { addr, bytes: vec![0xff] }));
     let res = r.call_guid(g, &msg.payload, msg.size);
     r.machine.stage_race_write(None);
-    let extra: Vec<u64> = written(&drained(r)).difference(&before).copied().collect();
-    match (extra.first(), extra.last(), &res) {
-        (Some(lo), Some(hi), _) => format!("; raced, proved: with the byte set to 0xff right after SMM's first read of it, the handler wrote {} more SMRAM bytes ({lo:#x}-{hi:#x})", extra.len()),
-        (_, _, CallResult::Fault { why }) => format!("; raced, proved: with the byte set to 0xff right after SMM's first read of it, the handler did not return ({why})"),
-        _ => "; raced: setting the byte to 0xff right after SMM's first read of it changed no SMRAM write".into(),
+    let fault = match res {
+        CallResult::Fault { why } => Some(why),
+        _ => None,
+    };
+    match crate::behaviour::RaceEffect::of(acc, &drained(r), fault) {
+        Some(e) => format!("; raced, proved: with the byte set to 0xff right after SMM's first read of it, {}", e.describe()),
+        None => "; raced: setting the byte to 0xff right after SMM's first read of it changed no SMRAM write".into(),
     }
 }
 
+/// What the finding rests on: the service a call-out reached, and the instruction.
 fn by(r: &mut Runner, map: &uefi_smm::images::ModuleMap, f: &crate::behaviour::Finding) -> String {
     let into = match (f.rule, f.addresses.first()) {
         (rules::CALLOUT, Some(a)) => r.env.service_name(*a).map(|n| format!(", into {n}")).unwrap_or_default(),

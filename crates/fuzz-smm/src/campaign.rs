@@ -3,7 +3,7 @@
 //! the edge map, the findings, their minimisation and their files are here.
 
 use crate::{Broken, Config, Finding, FuzzError, Summary, MAP_SIZE};
-use libafl::corpus::{Corpus, InMemoryCorpus};
+use libafl::corpus::{Corpus, InMemoryCorpus, Testcase};
 use libafl::events::{EventFirer, EventReceiver, EventRestarter, ProgressReporter, SendExiting, SimpleEventManager};
 use libafl::executors::{inprocess::InProcessExecutor, ExitKind};
 use libafl::feedbacks::{CrashFeedback, MaxMapFeedback};
@@ -58,6 +58,8 @@ pub trait Subject {
     fn map_size(&self) -> usize {
         MAP_SIZE
     }
+    /// The campaign saved the finding `rule` at `key`: the subject need not prove it again.
+    fn found(&mut self, _rule: &'static str, _key: u64) {}
     /// The physical address of SMM code address `rip` (where its bytes are read).
     fn code_phys(&self, rip: u64) -> u64 {
         rip
@@ -166,6 +168,7 @@ where
                 if let Err(e) = std::fs::write(&file, &small) {
                     io_error.get_or_insert(e);
                 }
+                s.found(b.rule, b.key);
                 let at = b.rip.map(|r| s.place(r));
                 let finding = Finding { rule: b.rule, message: b.message, file, rip: b.rip, at, original_len: bytes.len(), input: small };
                 report(&finding);
@@ -223,6 +226,15 @@ where
     if fresh {
         for seed in seeds {
             fuzzer.add_input(&mut state, &mut executor, mgr, BytesInput::new(seed.clone()))?;
+        }
+        // A seed that breaks a rule is a solution, not a corpus entry: when every seed does,
+        // the corpus would be empty and there would be nothing to mutate. The seeds are
+        // entries all the same (their findings stand).
+        if state.corpus().count() == 0 {
+            for seed in seeds {
+                // (The queue scheduler's on_add only records a parent, which a seed has not.)
+                state.corpus_mut().add(Testcase::from(BytesInput::new(seed.clone())))?;
+            }
         }
     }
     // Havoc with the token mutations among its choices, then a stage of token mutations

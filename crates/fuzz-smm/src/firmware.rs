@@ -14,7 +14,7 @@ use crate::campaign::{Execution, Subject};
 use crate::{sw_registers, tamed, wild, Broken, Target};
 use audit::behaviour::{analyze, Pattern};
 use audit::rules;
-use machine::board::observer::{SmmAccess, SmmAccessKind};
+use machine::board::observer::{RaceWrite, SmmAccess, SmmAccessKind};
 use machine::host::{Snapshot, SwSmiOutcome};
 use machine::Machine;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +63,9 @@ pub struct FirmwareSubject {
     /// The debugcon text the last execution's SMI wrote (the firmware's handlers write one
     /// line each).
     pub said: String,
+    settled: crate::confirm::Settled,
+    /// The race the next raise stages ([`FirmwareSubject::raise_raced`]).
+    race: Option<RaceWrite>,
 }
 
 impl FirmwareSubject {
@@ -83,7 +86,7 @@ impl FirmwareSubject {
         m.fuzz_mode(true);
         let debugcon = m.board.debugcon().output.len();
         let snap = m.snapshot();
-        Ok(FirmwareSubject { machine: m, snap, handler, smram, by_design, control: BTreeMap::new(), debugcon, said: String::new() })
+        Ok(FirmwareSubject { machine: m, snap, handler, smram, by_design, control: BTreeMap::new(), debugcon, said: String::new(), settled: Default::default(), race: None })
     }
 
     /// Where `rip` is in the firmware's SMM image: it runs at [`SMM_VA`], which maps TSEG's
@@ -113,6 +116,11 @@ impl FirmwareSubject {
         if !breakpoints.is_empty() {
             m.set_breakpoints(breakpoints);
         }
+        let race = self.race.take();
+        let staged = race.is_some();
+        if staged {
+            m.stage_race_write(race);
+        }
         m.board.debugcon().output.truncate(self.debugcon);
         let buffer = input.get(REGISTERS..).unwrap_or(&[]);
         if !buffer.is_empty() {
@@ -123,9 +131,19 @@ impl FirmwareSubject {
         m.take_smm_accesses();
         let r = m.raise_sw_smi_with(cmd, 0, &regs, SMI_BUDGET, on_breakpoint);
         let acc = m.take_smm_accesses();
+        if staged {
+            m.stage_race_write(None);
+        }
         let out = &m.board.debugcon().output;
         self.said = String::from_utf8_lossy(out.get(self.debugcon..).unwrap_or(&[])).into_owned();
         (r, acc)
+    }
+
+    /// [`FirmwareSubject::raise`] with `race` staged for the SMI
+    /// ([`Machine::stage_race_write`]).
+    pub fn raise_raced(&mut self, input: &[u8], race: Option<RaceWrite>) -> (SwSmiOutcome, Vec<SmmAccess>) {
+        self.race = race;
+        self.raise(input)
     }
 
     fn control(&mut self, cmd: u8) -> &BTreeSet<u64> {
@@ -147,7 +165,8 @@ impl FirmwareSubject {
 /// `input`, `control` the SMRAM bytes the same command's all-zero SMI wrote:
 /// - SMM106: the SMI did not come back (a fault, a triple fault, a hang past the budget).
 /// - SMM101: SMM fetched code outside SMRAM.
-/// - SMM104: a byte of the attacker's buffer read twice (the audit's double-fetch rule).
+/// - SMM104: a byte of the attacker's buffer read twice, a candidate the subject races
+///   ([`crate::confirm::confirm`]).
 /// - SMM102: a write into SMRAM the control SMI did not make, within 0x100 bytes at or above
 ///   a register's value: a write through a pointer the caller passed.
 /// - SMM103: a write outside SMRAM to memory no register points at (within the largest reply
@@ -155,7 +174,7 @@ impl FirmwareSubject {
 pub fn judge(input: &[u8], outcome: &SwSmiOutcome, acc: &[SmmAccess], control: &BTreeSet<u64>, smram: Option<(u64, u64)>, by_design: &[Range<u64>]) -> Vec<Broken> {
     let mut out = Vec::new();
     if let SwSmiOutcome::Fault(why) = outcome {
-        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the SMI did not come back: {why}"), key: 0, rip: None, written: None });
+        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the SMI did not come back: {why}"), key: 0, rip: None, written: None, reread: None });
     }
     let regs = sw_registers(input);
     let buffer_len = input.len().saturating_sub(REGISTERS).clamp(1, BUFFER_LEN) as u64;
@@ -164,17 +183,17 @@ pub fn judge(input: &[u8], outcome: &SwSmiOutcome, acc: &[SmmAccess], control: &
     for f in analyze(&p, acc, control, by_design) {
         let a0 = f.addresses.first().copied().unwrap_or(0);
         match f.rule {
-            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None }),
-            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the buffer's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(BUFFER)), key: f.rip, rip: Some(f.rip), written: None }),
+            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None, reread: None }),
             rules::UNPASSED_WRITE if !f.addresses.iter().all(|&a| passed(a, PASSED)) => {
-                out.push(Broken { rule: f.rule, message: format!("SMM wrote {a0:#x}, outside SMRAM and outside anything the caller passed"), key: f.rip, rip: Some(f.rip), written: None });
+                out.push(Broken { rule: f.rule, message: format!("SMM wrote {a0:#x}, outside SMRAM and outside anything the caller passed"), key: f.rip, rip: Some(f.rip), written: None, reread: None });
             }
             _ => {}
         }
     }
+    out.extend(crate::confirm::double_fetches(&p, acc, &|a| input.get(REGISTERS + (a - BUFFER) as usize).copied().unwrap_or(0), "buffer", BUFFER));
     let in_smram = |a: u64| smram.is_some_and(|(b, s)| a >= b && a < b + s);
     if let Some(a) = acc.iter().find(|a| a.smram && in_smram(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && passed(a.addr, 0x100)) {
-        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr) });
+        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr), reread: None });
     }
     out
 }
@@ -189,34 +208,34 @@ impl Subject for FirmwareSubject {
         self.control(cmd);
         let (outcome, acc) = self.raise(input);
         let mut broken = judge(input, &outcome, &acc, &self.control[&cmd], self.smram, &self.by_design);
-        if let Some(addr) = broken.iter().find_map(|b| b.written) {
-            let offsets = crate::aiming(input, (0..6).map(|r| r * 8), addr);
-            let control = self.control[&cmd].clone();
-            // The reruns are judgements, not coverage.
-            let map = self.machine.cover_smm_edges(None);
-            let real = crate::write_follows_input(input, &offsets, addr, &control, &mut |moved| self.raise(moved).1);
-            self.machine.cover_smm_edges(map);
-            if !real {
-                broken.retain(|b| b.written.is_none());
-            }
-        }
-        let mut wild_fault = false;
-        if matches!(outcome, SwSmiOutcome::Fault(_)) && sw_registers(input).iter().any(|&w| wild(w)) {
-            // The handler's fault (SMM106) only if it faults with the wild registers tamed.
-            let tame = tamed(&Target::Sw(cmd), input);
-            let map = self.machine.cover_smm_edges(None);
-            let (again, _) = self.raise(&tame);
-            self.machine.cover_smm_edges(map);
-            if !matches!(again, SwSmiOutcome::Fault(_)) {
-                broken.retain(|b| b.rule != rules::HANDLER_FAULT);
-                wild_fault = true;
-            }
-        }
         let instructions = match outcome {
             SwSmiOutcome::Returned { instructions, .. } => instructions,
             _ => 0,
         };
+        if broken.is_empty() {
+            return Execution { broken, wild_fault: false, instructions };
+        }
+        let faulted = matches!(outcome, SwSmiOutcome::Fault(_));
+        let control = self.control[&cmd].clone();
+        let aiming = |addr: u64| crate::aiming(input, (0..6).map(|r| r * 8), addr);
+        let tame = (faulted && sw_registers(input).iter().any(|&w| wild(w))).then(|| tamed(&Target::Sw(cmd), input));
+        let j = crate::confirm::Judged { input, acc: &acc, faulted, control: &control, aiming: &aiming, tame };
+        let mut settled = std::mem::take(&mut self.settled);
+        let wild_fault = crate::confirm::confirm(&mut broken, &j, &mut settled, &mut |i, race| {
+            let map = self.machine.cover_smm_edges(None);
+            let (outcome, acc) = self.raise_raced(i, race);
+            self.machine.cover_smm_edges(map);
+            (match outcome {
+                SwSmiOutcome::Fault(why) => Some(why),
+                _ => None,
+            }, acc)
+        });
+        self.settled = settled;
         Execution { broken, wild_fault, instructions }
+    }
+
+    fn found(&mut self, rule: &'static str, key: u64) {
+        self.settled.found(rule, key);
     }
 
     fn tokens(&self) -> Vec<Vec<u8>> {

@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod campaign;
+pub mod confirm;
 pub mod firmware;
 pub mod parallel;
 
@@ -199,8 +200,22 @@ impl Snapshotted {
 
     /// One call of `target` with `input` from the snapshot's state ([`call`]).
     pub fn call(&mut self, target: &Target, input: &[u8]) -> (CallResult, Vec<SmmAccess>) {
+        self.call_raced(target, input, None)
+    }
+
+    /// [`Snapshotted::call`] with `race` staged for the call
+    /// ([`machine::Machine::stage_race_write`]).
+    pub fn call_raced(&mut self, target: &Target, input: &[u8], race: Option<machine::board::observer::RaceWrite>) -> (CallResult, Vec<SmmAccess>) {
         self.restore();
-        call(&mut self.runner, target, input)
+        let staged = race.is_some();
+        if staged {
+            self.runner.machine.stage_race_write(race);
+        }
+        let out = call(&mut self.runner, target, input);
+        if staged {
+            self.runner.machine.stage_race_write(None);
+        }
+        out
     }
 }
 
@@ -217,6 +232,9 @@ pub struct Broken {
     pub rip: Option<u64>,
     /// For SMM102, the SMRAM address written.
     pub written: Option<u64>,
+    /// For SMM104, the byte read again and its value in the input (raced by
+    /// [`confirm::confirm`]).
+    pub reread: Option<(u64, u8)>,
 }
 
 /// The byte offsets of the input's 64-bit words that aim at `addr` (the word at or up to
@@ -255,8 +273,8 @@ pub fn write_follows_input(input: &[u8], offsets: &[usize], addr: u64, control: 
 /// - SMM106: the call faulted or hung ([`fuzz`] keeps it only when the input with its wild
 ///   pointers tamed faults too, see [`tamed`]).
 /// - SMM101: SMM fetched code outside SMRAM.
-/// - SMM104 (GUID handlers): a byte of the message read twice (the audit's double-fetch rule,
-///   the message being the window).
+/// - SMM104 (GUID handlers): a byte of the message read twice, a candidate the subject races
+///   ([`confirm::confirm`]).
 /// - SMM102: SMM wrote TSEG (the A/B segment, which the runner also reports to the module as
 ///   SMRAM, is not judged yet) at an address the control call did not write, and within 0x100
 ///   bytes at or above a 64-bit word of the input (any byte offset; for a SW SMI the
@@ -265,19 +283,18 @@ pub fn write_follows_input(input: &[u8], offsets: &[usize], addr: u64, control: 
 pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess], control: &BTreeSet<u64>) -> Vec<Broken> {
     let mut out = Vec::new();
     if let CallResult::Fault { why } = res {
-        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None, written: None });
+        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None, written: None, reread: None });
     }
     let p = match target {
         Target::Guid(_) => Pattern { name: "fuzz", ptr: Some(MESSAGE), window: input.len() as u64, into_smram: false, header: false },
         Target::Sw(_) => Pattern { name: "fuzz", ptr: None, window: 0, into_smram: false, header: false },
     };
-    for f in analyze(&p, acc, control, &[]) {
+    for f in analyze(&p, acc, control, &[]).into_iter().filter(|f| f.rule == rules::CALLOUT) {
         let a0 = f.addresses.first().copied().unwrap_or(0);
-        match f.rule {
-            rules::CALLOUT => out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None }),
-            rules::DOUBLE_FETCH => out.push(Broken { rule: f.rule, message: format!("SMM read the message's byte at {a0:#x} (offset {:#x}) twice (double fetch)", a0.wrapping_sub(MESSAGE)), key: f.rip, rip: Some(f.rip), written: None }),
-            _ => {}
-        }
+        out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None, reread: None });
+    }
+    if let Target::Guid(_) = target {
+        out.extend(confirm::double_fetches(&p, acc, &|a| input.get((a - MESSAGE) as usize).copied().unwrap_or(0), "message", MESSAGE));
     }
     let words: Vec<u64> = match target {
         Target::Guid(_) => input.windows(8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default())).collect(),
@@ -285,7 +302,7 @@ pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess],
     };
     let aimed = |a: u64| words.iter().any(|&w| a >= w && a - w < 0x100);
     if let Some(a) = acc.iter().find(|a| a.smram && tseg(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && aimed(a.addr)) {
-        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr) });
+        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr), reread: None });
     }
     out
 }
@@ -334,6 +351,7 @@ pub struct ModuleSubject {
     /// The handler.
     pub target: Target,
     control: BTreeSet<u64>,
+    settled: confirm::Settled,
 }
 
 impl ModuleSubject {
@@ -345,7 +363,7 @@ impl ModuleSubject {
         let mut snap = Snapshotted::new(runner);
         let (_, acc) = snap.call(&target, &[0; 0x40]);
         let control = acc.iter().filter(|a| a.smram && a.kind == SmmAccessKind::Write).flat_map(|a| a.addr..a.addr + u64::from(a.size)).collect();
-        ModuleSubject { snap, target, control }
+        ModuleSubject { snap, target, control, settled: Default::default() }
     }
 }
 
@@ -357,40 +375,36 @@ impl Subject for ModuleSubject {
     fn execute(&mut self, input: &[u8]) -> Execution {
         let (res, acc) = self.snap.call(&self.target, input);
         let mut broken = judge(&self.target, input, &res, &acc, &self.control);
-        if let Some(addr) = broken.iter().find_map(|b| b.written) {
-            let offsets = match self.target {
-                Target::Guid(_) => aiming(input, 0..input.len().saturating_sub(7), addr),
-                Target::Sw(_) => aiming(input, (0..6).map(|r| r * 8), addr),
-            };
-            let (snap, target, control) = (&mut self.snap, &self.target, &self.control);
-            // The reruns are judgements, not coverage.
-            let m = snap.runner.machine.cover_smm_edges(None);
-            let real = write_follows_input(input, &offsets, addr, control, &mut |moved| snap.call(target, moved).1);
-            snap.runner.machine.cover_smm_edges(m);
-            if !real {
-                broken.retain(|b| b.written.is_none());
-            }
-        }
-        let mut wild_fault = false;
-        if matches!(res, CallResult::Fault { .. }) {
-            // The fault is the handler's (SMM106) only if it also faults with the wild words
-            // tamed.
-            let tame = tamed(&self.target, input);
-            let (snap, target) = (&mut self.snap, &self.target);
-            // The second call is a judgement, not coverage.
-            let m = snap.runner.machine.cover_smm_edges(None);
-            let (again, _) = snap.call(target, &tame);
-            snap.runner.machine.cover_smm_edges(m);
-            if !matches!(again, CallResult::Fault { .. }) {
-                broken.retain(|b| b.rule != rules::HANDLER_FAULT);
-                wild_fault = true;
-            }
-        }
+        let faulted = matches!(res, CallResult::Fault { .. });
         let instructions = match res {
             CallResult::Returned { instructions, .. } => instructions,
             _ => 0,
         };
+        if broken.is_empty() {
+            return Execution { broken, wild_fault: false, instructions };
+        }
+        let target = &self.target;
+        let aiming = |addr: u64| match target {
+            Target::Guid(_) => aiming(input, 0..input.len().saturating_sub(7), addr),
+            Target::Sw(_) => aiming(input, (0..6).map(|r| r * 8), addr),
+        };
+        let tame = tamed(target, input);
+        let j = confirm::Judged { input, acc: &acc, faulted, control: &self.control, aiming: &aiming, tame: (faulted && tame != input).then_some(tame) };
+        let snap = &mut self.snap;
+        let wild_fault = confirm::confirm(&mut broken, &j, &mut self.settled, &mut |i, race| {
+            let m = snap.runner.machine.cover_smm_edges(None);
+            let (res, acc) = snap.call_raced(target, i, race);
+            snap.runner.machine.cover_smm_edges(m);
+            (match res {
+                CallResult::Fault { why } => Some(why),
+                _ => None,
+            }, acc)
+        });
         Execution { broken, wild_fault, instructions }
+    }
+
+    fn found(&mut self, rule: &'static str, key: u64) {
+        self.settled.found(rule, key);
     }
 
     fn tokens(&self) -> Vec<Vec<u8>> {

@@ -62,6 +62,32 @@ fn fuzzing_the_clean_twin_finds_nothing() {
 }
 
 #[test]
+fn fuzzing_double_fetch_races_the_reread_length_and_the_clean_twin_is_clean() {
+    // The planted driver checks Length, then reads it again for the copy: the fuzzer stages
+    // the race (Length changed right after the check's read) and sees the copy overrun its
+    // 64-byte SMRAM buffer. Its twin reads Length once.
+    const DF: &str = "f41bcf43-bf26-4287-87d4-0bf914d47fea";
+    let Some(f) = driver("double_fetch") else { return };
+    let Some(clean) = driver("double_fetch_clean") else { return };
+    let out = out_dir("fuzz-double-fetch");
+    let o = smmlab(&["fuzz", "--module", &f, "--handler", DF, "--time", "20", "--seed", "1", "--stop-on-finding", "--out", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains(&format!("found SMM104 in the GUID handler {DF} of double_fetch: SMM read the message's byte at 0x500018 (offset 0x0) twice")), "{text}");
+    let extra: u64 = text.split("wrote ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    assert!(text.contains("raced, proved") && extra > 64, "{text}");
+    let o = smmlab(&["fuzz", "replay", out.join("SMM104-0.json").to_str().unwrap()]);
+    let replay = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{replay}");
+    assert!(replay.contains("fires again: SMM104") && replay.contains("raced, proved"), "{replay}");
+    let out = out_dir("fuzz-double-fetch-clean");
+    let o = smmlab(&["fuzz", "--module", &clean, "--handler", DF, "--time", "4", "--seed", "1", "--out", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains(", 0 findings"), "{text}");
+}
+
+#[test]
 fn fuzz_refuses_bad_input_with_exit_2() {
     let Some(f) = driver("comm_pointer") else { return };
     for handler in ["not-a-guid", "sw:300", "sw:0x61"] {
