@@ -32,6 +32,7 @@ use std::time::Duration;
 pub mod campaign;
 pub mod confirm;
 pub mod firmware;
+pub mod flash;
 pub mod parallel;
 
 pub use campaign::{campaign, campaign_with, minimise, Execution, FuzzState, Subject};
@@ -281,30 +282,64 @@ pub fn write_follows_input(input: &[u8], offsets: &[usize], addr: u64, control: 
 ///   registers): a write through a pointer the caller passed. A write that merely goes deeper
 ///   into the SMM stack than the control call's is not one, since the input did not name it.
 pub fn judge(target: &Target, input: &[u8], res: &CallResult, acc: &[SmmAccess], control: &BTreeSet<u64>) -> Vec<Broken> {
-    let mut out = Vec::new();
-    if let CallResult::Fault { why } = res {
-        out.push(Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None, written: None, reread: None });
-    }
-    let p = match target {
-        Target::Guid(_) => Pattern { name: "fuzz", ptr: Some(MESSAGE), window: input.len() as u64, into_smram: false, header: false },
-        Target::Sw(_) => Pattern { name: "fuzz", ptr: None, window: 0, into_smram: false, header: false },
+    let fault = match res {
+        CallResult::Fault { why } => Some(why.as_str()),
+        _ => None,
     };
-    for f in analyze(&p, acc, control, &[]).into_iter().filter(|f| f.rule == rules::CALLOUT) {
-        let a0 = f.addresses.first().copied().unwrap_or(0);
-        out.push(Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None, reread: None });
+    match target {
+        Target::Guid(_) => judge_message(MESSAGE, input, fault, acc, control, &tseg, &[]),
+        Target::Sw(_) => {
+            let mut out: Vec<Broken> = fault.map(fault_broken).into_iter().collect();
+            let p = Pattern { name: "fuzz", ptr: None, window: 0, into_smram: false, header: false };
+            out.extend(callouts(&p, acc, control, &[]));
+            out.extend(smram_pointer(acc, control, &sw_registers(input), &tseg));
+            out
+        }
     }
-    if let Target::Guid(_) = target {
-        out.extend(confirm::double_fetches(&p, acc, &|a| input.get((a - MESSAGE) as usize).copied().unwrap_or(0), "message", MESSAGE));
-    }
-    let words: Vec<u64> = match target {
-        Target::Guid(_) => input.windows(8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default())).collect(),
-        Target::Sw(_) => sw_registers(input).to_vec(),
-    };
-    let aimed = |a: u64| words.iter().any(|&w| a >= w && a - w < 0x100);
-    if let Some(a) = acc.iter().find(|a| a.smram && tseg(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && aimed(a.addr)) {
-        out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr), reread: None });
-    }
+}
+
+/// The oracles over one SMI that handed a handler the message `msg` at `at` (as [`judge`] for a
+/// GUID handler), `in_smram` saying which SMRAM a write through a passed pointer counts in,
+/// `by_design` the firmware's own areas outside SMRAM.
+pub fn judge_message(at: u64, msg: &[u8], fault: Option<&str>, acc: &[SmmAccess], control: &BTreeSet<u64>, in_smram: &dyn Fn(u64) -> bool, by_design: &[std::ops::Range<u64>]) -> Vec<Broken> {
+    let mut out: Vec<Broken> = fault.map(fault_broken).into_iter().collect();
+    let p = Pattern { name: "fuzz", ptr: Some(at), window: msg.len() as u64, into_smram: false, header: false };
+    out.extend(callouts(&p, acc, control, by_design));
+    out.extend(confirm::double_fetches(&p, acc, &|a| msg.get((a - at) as usize).copied().unwrap_or(0), "message", at));
+    let words: Vec<u64> = msg.windows(8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default())).collect();
+    out.extend(smram_pointer(acc, control, &words, in_smram));
     out
+}
+
+/// SMM106: the SMI did not come back.
+fn fault_broken(why: &str) -> Broken {
+    Broken { rule: rules::HANDLER_FAULT, message: format!("the call did not come back: {why}"), key: 0, rip: None, written: None, reread: None }
+}
+
+/// SMM101: code fetched outside SMRAM.
+fn callouts(p: &Pattern, acc: &[SmmAccess], control: &BTreeSet<u64>, by_design: &[std::ops::Range<u64>]) -> Vec<Broken> {
+    analyze(p, acc, control, by_design)
+        .into_iter()
+        .filter(|f| f.rule == rules::CALLOUT)
+        .map(|f| {
+            let a0 = f.addresses.first().copied().unwrap_or(0);
+            Broken { rule: f.rule, message: format!("SMM fetched code outside SMRAM at {a0:#x} (call-out)"), key: a0, rip: Some(a0), written: None, reread: None }
+        })
+        .collect()
+}
+
+/// SMM102 candidate: the first write into SMRAM (`in_smram`) the control call did not make,
+/// within 0x100 bytes at or above one of `words`.
+fn smram_pointer(acc: &[SmmAccess], control: &BTreeSet<u64>, words: &[u64], in_smram: &dyn Fn(u64) -> bool) -> Option<Broken> {
+    let aimed = |a: u64| words.iter().any(|&w| a >= w && a - w < 0x100);
+    acc.iter().find(|a| a.smram && in_smram(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && aimed(a.addr)).map(|a| Broken {
+        rule: rules::SMRAM_POINTER,
+        message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip),
+        key: a.rip,
+        rip: Some(a.rip),
+        written: Some(a.addr),
+        reread: None,
+    })
 }
 
 /// Whether `w` is a wild pointer: at or above 4 GiB (the platform has 128 MiB of memory; a

@@ -113,3 +113,26 @@ fn a_restore_cuts_the_hosts_records_back_and_copies_the_rest() {
     let (res, _) = s.call(&t, &message(7));
     assert!(matches!(res, CallResult::Returned { status: 0, .. }), "the handler is found again: {res:?}");
 }
+
+#[test]
+fn in_the_fuzzers_mode_smram_reads_go_unrecorded_and_the_rest_is_kept() {
+    use machine::board::observer::SmmAccessKind;
+    let t = Target::Guid(GUID.parse().unwrap());
+    let kinds = |acc: &[SmmAccess]| {
+        let n = |smram: bool, kind: SmmAccessKind| acc.iter().filter(|a| a.smram == smram && a.kind == kind).count();
+        (n(true, SmmAccessKind::Read), n(true, SmmAccessKind::Write), n(false, SmmAccessKind::Read))
+    };
+    let Some(mut r) = runner("counter") else { return };
+    let (_, acc) = fuzz_smm::call(&mut r, &t, &message(7));
+    let (smram_reads, smram_writes, outside_reads) = kinds(&acc);
+    assert!(smram_reads > 0 && smram_writes > 0 && outside_reads > 0, "{acc:x?}");
+    let Some(mut r) = runner("counter") else { return };
+    r.machine.fuzz_mode(true);
+    let (_, fast) = fuzz_smm::call(&mut r, &t, &message(7));
+    // What stays of SMRAM's reads are the page walker's (the tables are in TSEG), which do not
+    // go through the TLB.
+    let (fast_reads, fast_writes, fast_outside) = kinds(&fast);
+    assert!(fast_reads * 3 < smram_reads, "{fast_reads} of {smram_reads} SMRAM reads still recorded");
+    assert_eq!((fast_writes, fast_outside), (smram_writes, outside_reads), "SMRAM writes and reads of the message stay recorded");
+    assert_eq!(count(&mut r).0, 1, "the call did its work");
+}

@@ -214,7 +214,7 @@ impl Machine {
     pub fn fuzz_mode(&mut self, on: bool) {
         self.fuzz_mode = on;
         if let Some(o) = self.board.smm_observer() {
-            o.unnumbered_fetches = on;
+            o.fuzz_mode = on;
         }
     }
 

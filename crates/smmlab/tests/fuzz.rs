@@ -286,3 +286,57 @@ fn fuzz_refuses_more_cores_than_the_machine_has() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--cores 4096"), "{}", text(&o));
 }
+
+/// Debian's OVMF secboot build's flash units for `--pflash` (the variable store a copy in
+/// `d`), None when the package is missing (a skip, or a failure under CI).
+fn ovmf_units(d: &Path) -> Option<(String, String)> {
+    const CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+    const VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+    if !(testkit::package_file(CODE, "ovmf") && testkit::package_file(VARS, "ovmf")) {
+        return None;
+    }
+    std::fs::create_dir_all(d).unwrap();
+    let vars = d.join("vars.fd");
+    std::fs::copy(VARS, &vars).unwrap();
+    Some((format!("{CODE},readonly"), vars.display().to_string()))
+}
+
+/// gEfiSmmVariableProtocolGuid, VariableSmm's GUID handler.
+const VARIABLE: &str = "ed32d533-99e6-4209-9cc0-2d72cdd998a7";
+
+#[test]
+fn fuzzing_ovmf_booted_to_the_shell_drives_its_guid_handlers_and_finds_nothing() {
+    let out = out_dir("fuzz-ovmf");
+    let Some((code, vars)) = ovmf_units(&out.join("flash")) else { return };
+    let o = smmlab(&["fuzz", "--pflash", &code, "--pflash", &vars, "--handler", "all", "--time", "5", "--seed", "1", "--out", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    // The handlers the inventory found at the Shell, named by module.
+    assert!(text.contains("6 GUID handlers (") && text.contains("gEfiSmmVariableProtocolGuid (VariableSmm+0x"), "{text}");
+    assert!(text.contains("booted to the Shell"), "{text}");
+    assert!(text.contains(", 0 findings"), "{text}");
+    let edges = figure_before(&text, " coverage entries");
+    assert!(edges > 200, "{edges} edges: the messages get past the core's checks: {text}");
+    // The files are never written.
+    assert_eq!(std::fs::read(&vars).unwrap(), std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.fd").unwrap());
+}
+
+#[test]
+fn fuzzing_ovmf_refuses_a_handler_it_does_not_have_and_replays_a_finding() {
+    let out = out_dir("fuzz-ovmf-bad");
+    let Some((code, vars)) = ovmf_units(&out.join("flash")) else { return };
+    let o = smmlab(&["fuzz", "--pflash", &code, "--pflash", &vars, "--handler", GUID, "--time", "1", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("no GUID handler {GUID} is registered at the Shell")) && err.contains(VARIABLE), "{err}");
+    // A finding of the booted firmware, replayed: GetVariable of a zeroed header does not
+    // write SMRAM through a pointer (exit 0, the rule does not fire).
+    std::fs::write(out.join("SMM102-0.bin"), [0u8; 0x40]).unwrap();
+    let doc = serde_json::json!({"pflash": [code, vars], "ovmf": false, "handler": VARIABLE, "cpu": "amd64", "rule": "SMM102", "input": "SMM102-0.bin"});
+    let finding = out.join("SMM102-0.json");
+    std::fs::write(&finding, doc.to_string()).unwrap();
+    let o = smmlab(&["fuzz", "replay", finding.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("GUID handler ed32d533-99e6-4209-9cc0-2d72cdd998a7 of the firmware booted from flash") && text.contains("the SMI retired ") && text.contains("SMM102 did not fire"), "{text}");
+}

@@ -58,8 +58,9 @@ pub struct SmmObserver {
     pub rip: u64,
     /// A race write waiting for SMM's first read of its address.
     pub race: Option<RaceWrite>,
-    /// Fetches take no sequence number ([`crate::Machine::fuzz_mode`]).
-    pub unnumbered_fetches: bool,
+    /// The fuzzer's mode ([`crate::Machine::fuzz_mode`]): fetches take no sequence number,
+    /// and SMM reads and fetches of SMRAM pages go the CPU's fast path unrecorded.
+    pub fuzz_mode: bool,
 }
 
 /// The most accesses kept between two drains.
@@ -86,7 +87,7 @@ impl SmmObserver {
             _ => SmmAccessKind::Read,
         };
         let seq = self.seq;
-        if kind != SmmAccessKind::Fetch || !self.unnumbered_fetches {
+        if kind != SmmAccessKind::Fetch || !self.fuzz_mode {
             self.seq += 1;
         }
         if kind == SmmAccessKind::Fetch && smram {
@@ -138,7 +139,7 @@ mod tests {
 
     #[test]
     fn unnumbered_fetches_leave_the_numbers_to_data_accesses() {
-        let mut o = SmmObserver { enabled: true, unnumbered_fetches: true, ..Default::default() };
+        let mut o = SmmObserver { enabled: true, fuzz_mode: true, ..Default::default() };
         o.record(AccessKind::Fetch, 0x1000, 1, true);
         o.record(AccessKind::Fetch, 0x2000, 1, false);
         o.record(AccessKind::Write, 0x3000, 8, true);

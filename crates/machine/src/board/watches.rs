@@ -69,6 +69,13 @@ impl<C: Chipset> Platform<C> {
     }
 
     /// Records an SMM access when the observer is on.
+    /// Whether SMM's reads of the whole page at `page` reach SMRAM (as [`Self::observe`]
+    /// decides for each access; SMRAM's ranges are page-aligned).
+    pub(super) fn smram_page(&self, page: u64) -> bool {
+        let page = page & !0xfff;
+        smram::covers(&self.smram, page) && smram::covers(&self.smram, page | 0xfff) && matches!(smram::route(&self.smram, page, AccessKind::Read, true), Visibility::Ram(_))
+    }
+
     pub(super) fn observe(&mut self, a: &Access, kind: AccessKind) {
         let in_smram = smram::covers(&self.smram, a.addr) && matches!(smram::route(&self.smram, a.addr, kind, true), Visibility::Ram(_));
         self.smm_observer.record(kind, a.addr, a.size, in_smram);

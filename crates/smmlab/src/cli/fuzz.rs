@@ -11,6 +11,7 @@ use super::run::CpuKind;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use fuzz_smm::firmware::FirmwareSubject;
+use fuzz_smm::flash::FlashSubject;
 use fuzz_smm::{Config, Finding, ModuleSubject, Subject, Target};
 use module_runner::source;
 use serde_json::json;
@@ -32,9 +33,21 @@ pub struct FuzzArgs {
     /// handlers after the boot's hand-off.
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<String>,
-    /// The handler: a GUID handler's HandlerType (--module), or sw:N for the SW SMI handler of
-    /// value N (the input's first 48 bytes are then RAX, RBX, RCX, RDX, RSI, RDI; with
-    /// --scenario the rest is a buffer at 0x300000), or all (--scenario: AL picks the value).
+    /// A system flash unit of a UEFI firmware (repeatable, as for `smmlab audit`): the firmware
+    /// is booted whole to the UEFI Shell's prompt and its GUID handlers are fuzzed through the
+    /// SMM core's communication path. The files are never written.
+    #[arg(long, value_name = "FILE[,readonly]", conflicts_with_all = ["module", "scenario"])]
+    pub pflash: Vec<String>,
+    /// Debian's OVMF with SMM and secure boot, as for `smmlab audit --ovmf`.
+    #[arg(long, conflicts_with_all = ["module", "scenario", "pflash"])]
+    pub ovmf: bool,
+    /// Guest RAM in MiB for --pflash/--ovmf [default: 256 with --ovmf, else 128].
+    #[arg(long, value_name = "MiB")]
+    pub memory: Option<u64>,
+    /// The handler: a GUID handler's HandlerType (--module, --pflash, --ovmf), or sw:N for the
+    /// SW SMI handler of value N (the input's first 48 bytes are then RAX, RBX, RCX, RDX, RSI,
+    /// RDI; with --scenario the rest is a buffer at 0x300000), or all (--scenario: AL picks
+    /// the value; --pflash/--ovmf: the input's first byte picks the GUID handler).
     #[arg(long, value_name = "GUID|sw:N|all")]
     pub handler: Option<String>,
     /// Stop after this many seconds.
@@ -112,6 +125,24 @@ pub fn firmware_subject(scenario: &str, cpu: CpuKind, handler: Option<u8>) -> an
     Ok(FirmwareSubject::boot(scenario, firmware_model(cpu)?, handler)?)
 }
 
+/// A UEFI firmware booted from flash (`--pflash` units, or Debian's OVMF with `ovmf`) to the
+/// Shell, its GUID handler `handler` (None: all) fuzzed through the core's communication path.
+pub fn flash_subject(pflash: &[String], ovmf: bool, memory: Option<u64>, cpu: CpuKind, handler: Option<fwimage::Guid>) -> anyhow::Result<FlashSubject> {
+    let units = if ovmf { super::pflash::ovmf_units()? } else { pflash.iter().map(|p| super::pflash::PflashArg::parse(p)).collect::<anyhow::Result<Vec<_>>>()? };
+    let memory_mib = memory.unwrap_or(if ovmf { 256 } else { 128 });
+    let o = audit::BootOptions {
+        board: machine::BoardKind::Q35,
+        model: firmware_model(cpu)?,
+        rom: None,
+        scenario: None,
+        memory_mib,
+        max_instructions: 20_000_000_000,
+        pflash: super::pflash::open(&units)?,
+        pflash_secure: true,
+    };
+    Ok(FlashSubject::boot(&o, handler)?)
+}
+
 /// The module target of a campaign or replay.
 pub fn module_target(file: &std::path::Path, module_name: Option<&str>, cpu: CpuKind) -> ModuleTarget {
     ModuleTarget { file: file.to_path_buf(), vars: None, with: Vec::new(), module: module_name.map(str::to_string), cpu: Some(cpu), phase: PhaseArg::ReadyToBoot, answer: Vec::new() }
@@ -148,7 +179,23 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
         bail!("--cores 0: give at least one client");
     }
     let parallel = (a.cores > 1).then(|| fuzz_smm::parallel::Parallel { cores: a.cores, broker_port: a.broker_port.unwrap_or(1337), remote_broker: None });
+    let flash = a.ovmf || !a.pflash.is_empty();
     let (mut subject, what, name, cpu): (Box<dyn Subject>, String, String, CpuKind) = match (&a.module, &a.scenario) {
+        (None, None) if flash => {
+            let g = match &h {
+                Handler::One(Target::Guid(g)) => Some(*g),
+                Handler::One(Target::Sw(_)) => bail!("--handler sw:N: a firmware booted from flash is fuzzed through its GUID handlers (GUID or all)"),
+                Handler::All => None,
+            };
+            let cpu = a.cpu.unwrap_or(CpuKind::Amd64);
+            let s = flash_subject(&a.pflash, a.ovmf, a.memory, cpu, g)?;
+            let what = match s.handler {
+                Some(i) => format!("GUID handler {}", s.handlers[i].label),
+                None => format!("{} GUID handlers ({})", s.handlers.len(), s.handlers.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join(", ")),
+            };
+            let fw = if a.ovmf { super::pflash::OVMF_CODE.to_string() } else { a.pflash[0].clone() };
+            (Box::new(s), what, format!("{fw} booted to the Shell"), cpu)
+        }
         (Some(file), None) => {
             let Handler::One(t) = &h else { bail!("--handler all: with --scenario only (a module's handlers are fuzzed one at a time)") };
             let (s, cpu) = module_subject(file, a.module_name.as_deref(), a.cpu, t)?;
@@ -166,7 +213,7 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
             let what = v.map_or("SW SMI handlers".to_string(), |v| Target::Sw(v).to_string());
             (Box::new(s), what, format!("the built-in firmware (scenario {sc})"), cpu)
         }
-        _ => bail!("give --module FILE or --scenario NAME"),
+        _ => bail!("give --module FILE, --scenario NAME, --pflash FILE or --ovmf"),
     };
     let cpu_name = cpu.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
     match &parallel {
@@ -188,6 +235,9 @@ pub fn run(a: FuzzArgs) -> anyhow::Result<i32> {
             "module": a.module.as_ref().map(|p| p.display().to_string()),
             "module_name": a.module_name,
             "scenario": a.scenario,
+            "pflash": if flash { Some(&a.pflash) } else { None },
+            "ovmf": a.ovmf,
+            "memory": a.memory,
             "handler": a.handler,
             "cpu": cpu_name,
             "seed": a.seed,

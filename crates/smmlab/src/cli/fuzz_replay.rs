@@ -4,7 +4,7 @@
 //! instruction that broke it (`Module+RVA`, disassembled with iced-x86) and the attacker's
 //! bytes. Exit 1 when the rule fires again, 0 when not, 2 on a missing or malformed file.
 
-use super::fuzz::{firmware_subject, handler, module_subject, Handler};
+use super::fuzz::{firmware_subject, flash_subject, handler, module_subject, Handler};
 use super::run::CpuKind;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -24,6 +24,11 @@ pub struct Saved {
     pub module: Option<PathBuf>,
     pub module_name: Option<String>,
     pub scenario: Option<String>,
+    /// The flash units of a firmware booted from flash (empty: none, or Debian's OVMF when
+    /// `ovmf`).
+    pub pflash: Vec<String>,
+    pub ovmf: bool,
+    pub memory: Option<u64>,
     pub handler: String,
     pub cpu: CpuKind,
     pub rule: String,
@@ -43,11 +48,15 @@ pub fn read(file: &Path) -> anyhow::Result<Saved> {
     let input = std::fs::read(&bin).with_context(|| format!("{}: cannot read its input {}", file.display(), bin.display()))?;
     let module = field("module").map(PathBuf::from);
     let scenario = field("scenario");
-    if module.is_some() == scenario.is_some() {
-        bail!("{}: not a finding of smmlab fuzz (one of \"module\" and \"scenario\" needed)", file.display());
+    let pflash: Vec<String> = v.get("pflash").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+    let ovmf = v.get("ovmf").and_then(Value::as_bool).unwrap_or(false);
+    let flash = ovmf || !pflash.is_empty();
+    if [module.is_some(), scenario.is_some(), flash].iter().filter(|&&x| x).count() != 1 {
+        bail!("{}: not a finding of smmlab fuzz (one of \"module\", \"scenario\" and \"pflash\"/\"ovmf\" needed)", file.display());
     }
     let rip = v.get("rip").and_then(Value::as_u64);
-    Ok(Saved { module, module_name: field("module_name"), scenario, handler: need("handler")?, cpu, rule: need("rule")?, rip, input })
+    let memory = v.get("memory").and_then(Value::as_u64);
+    Ok(Saved { module, module_name: field("module_name"), scenario, pflash, ovmf, memory, handler: need("handler")?, cpu, rule: need("rule")?, rip, input })
 }
 
 /// Hex lines of 16 bytes with their offsets.
@@ -64,6 +73,8 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<i32> {
         }
         (_, Some(sc), Handler::One(Target::Sw(v))) => (Box::new(firmware_subject(sc, f.cpu, Some(*v))?), format!("SW SMI {v:#04x} of the built-in firmware (scenario {sc})")),
         (_, Some(sc), Handler::All) => (Box::new(firmware_subject(sc, f.cpu, None)?), format!("the SW SMI handlers of the built-in firmware (scenario {sc})")),
+        (None, None, Handler::One(Target::Guid(g))) => (Box::new(flash_subject(&f.pflash, f.ovmf, f.memory, f.cpu, Some(*g))?), format!("GUID handler {g} of the firmware booted from flash")),
+        (None, None, Handler::All) => (Box::new(flash_subject(&f.pflash, f.ovmf, f.memory, f.cpu, None)?), "the GUID handlers of the firmware booted from flash".to_string()),
         _ => bail!("{}: handler {} does not fit its target", a.finding.display(), f.handler),
     };
     println!("replaying {} ({}): {}", a.finding.display(), f.rule, what);

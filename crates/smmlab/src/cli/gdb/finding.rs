@@ -48,7 +48,12 @@ pub fn open(file: &Path, listen: &Listen, max_instructions: u64, ips: u64) -> an
 
 /// [`open`] for a finding of a module run alone.
 fn open_module(file: &Path, f: &fuzz_replay::Saved, rip: u64, listen: &Listen, max_instructions: u64, ips: u64) -> anyhow::Result<i32> {
-    let Some(module) = &f.module else { bail!("{}: names neither a scenario nor a module", file.display()) };
+    let Some(module) = &f.module else {
+        if f.ovmf || !f.pflash.is_empty() {
+            bail!("{}: a finding of a firmware booted from flash: `smmlab gdb --finding` opens findings of the built-in firmware and of modules run alone; replay it with `smmlab fuzz replay`", file.display());
+        }
+        bail!("{}: names neither a scenario nor a module", file.display())
+    };
     let Handler::One(target) = handler(&f.handler)? else { bail!("{}: handler {} is not one handler of a module", file.display(), f.handler) };
     let (mut s, _) = module_subject(module, f.module_name.as_deref(), Some(f.cpu), &target)?;
     let place = s.place(rip);
