@@ -138,6 +138,10 @@ pub struct Platform<C: Chipset> {
     pub(super) pflash_refused_blocks: std::collections::BTreeSet<u64>,
     /// End of the CPU slice in progress (None outside [`Machine::run`](crate::Machine::run)).
     pub(super) slice_end: Option<Ticks>,
+    /// [`Platform::next_deadline`] as the last device call left it (None: not known). The
+    /// CPU syncs its instruction count before every port access; this spares recomputing
+    /// every timer's deadline each time. Any call that may touch a device forgets it.
+    pub(super) deadline: Option<Option<Ticks>>,
 }
 
 impl<C: Chipset> Platform<C> {
@@ -193,6 +197,7 @@ impl<C: Chipset> Platform<C> {
             foreign_code_seen: Default::default(),
             pflash_refused_blocks: Default::default(),
             slice_end: None,
+            deadline: None,
         }
     }
 }
@@ -223,7 +228,12 @@ impl<C: Chipset> Bus for Platform<C> {
         if a.smm && a.kind == AccessKind::Fetch && !self.tseg_written.is_empty() {
             self.smm_fetch(a.addr & !0xfff);
         }
-        let v = match self.route(a.addr, a.kind, a.smm) {
+        let target = self.route(a.addr, a.kind, a.smm);
+        if !matches!(target, Target::Ram(_) | Target::Rom(_) | Target::VgaText(_) | Target::None) {
+            // A device register may change state when read.
+            self.deadline = None;
+        }
+        let v = match target {
             Target::Ram(o) => self.ram.read_le(o, a.size),
             Target::Rom(o) => self.rom.read_le(o, a.size),
             Target::Pflash(u, o) => self.pflash.as_ref().map_or(0, |b| b.units()[u].flash.read(o, a.size, a.smm)),
@@ -261,7 +271,11 @@ impl<C: Chipset> Bus for Platform<C> {
                 self.pause = true;
             }
         }
-        match self.route(a.addr, AccessKind::Write, a.smm) {
+        let target = self.route(a.addr, AccessKind::Write, a.smm);
+        if !matches!(target, Target::Ram(_) | Target::VgaText(_) | Target::None) {
+            self.deadline = None;
+        }
+        match target {
             Target::Ram(o) => {
                 if !a.smm && self.in_open_tseg(a.addr) {
                     self.tseg_written_outside_smm(a.addr);
@@ -354,6 +368,8 @@ impl<C: Chipset> Bus for Platform<C> {
                 self.debugcon.write(value as u8);
                 self.events.debugcon_byte(value as u8, now.0, a.smm);
                 self.pause |= self.pause_on_debugcon_line && value as u8 == b'\n';
+                // No device, timer or SMI source moved: nothing for after_device_call.
+                return;
             }
             Some((PlatformPort::DebugExit, _)) => self.debug_exit.write(value),
             None => {
@@ -425,7 +441,11 @@ impl<C: Chipset> Bus for Platform<C> {
 
     fn sync_icount(&mut self, icount: u64) {
         self.clock.set_icount(icount);
-        if self.next_deadline().is_some_and(|d| d <= self.clock.now()) {
+        let deadline = match self.deadline {
+            Some(d) => d,
+            None => self.next_deadline(),
+        };
+        if deadline.is_some_and(|d| d <= self.clock.now()) {
             self.advance_timers();
         }
     }
@@ -436,6 +456,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn ack_intr(&mut self) -> u8 {
+        self.deadline = None;
         self.poll.disturb();
         if let Some(v) = self.lapic.ack() {
             return v;
@@ -444,10 +465,12 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn ack_smi(&mut self) {
+        self.deadline = None;
         self.smi.ack();
     }
 
     fn smm_entered(&mut self, e: &SmmEntry) {
+        self.deadline = None;
         self.pause |= self.pause_on_smm_entry;
         self.poll.disturb();
         let cause = self.smi.take_taken();
@@ -463,6 +486,7 @@ impl<C: Chipset> Bus for Platform<C> {
     }
 
     fn smm_left(&mut self, e: &SmmExit) {
+        self.deadline = None;
         self.pause |= self.pause_on_rsm;
         if self.smm_costs.1 > 0 {
             self.clock.set_icount(e.icount);

@@ -80,5 +80,6 @@ impl<C: Chipset + Clone> Platform<C> {
         self.power_off = s.power_off;
         self.smm_observer.set_position(s.observer);
         self.slice_end = None;
+        self.deadline = None;
     }
 }

@@ -36,6 +36,8 @@ impl<C: Chipset> Platform<C> {
     pub fn begin_slice(&mut self, end: Ticks) {
         self.slice_end = Some(end);
         self.resync = false;
+        // The host may have changed any device since the last slice.
+        self.deadline = None;
     }
 
     /// The next time any timer expires.
@@ -80,7 +82,9 @@ impl<C: Chipset> Platform<C> {
                 self.events.push(MachineEvent::SmiRaised { cause, icount: t.0 });
             }
         }
-        if let (Some(d), Some(end)) = (self.next_deadline(), self.slice_end) {
+        let deadline = self.next_deadline();
+        self.deadline = Some(deadline);
+        if let (Some(d), Some(end)) = (deadline, self.slice_end) {
             self.resync |= d < end;
         }
     }
