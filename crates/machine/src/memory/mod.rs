@@ -249,6 +249,8 @@ mod tests {
         r.write(0x1010, &[7; 3]);
         r.write_le(0x2000, 1, 0);
         let (pages, changed) = r.restore_changed();
-        assert_eq!((pages, changed), (2, vec![0x1010..0x1013]), "the zero written over zero changed nothing");
+        assert_eq!(pages, 2);
+        assert_eq!(changed.len(), 1, "the zero written over zero changed nothing: {changed:?}");
+        assert_eq!(changed[0], 0x1010..0x1013);
     }
 }
