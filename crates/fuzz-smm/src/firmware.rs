@@ -192,7 +192,7 @@ pub fn judge(input: &[u8], outcome: &SwSmiOutcome, acc: &[SmmAccess], control: &
     }
     out.extend(crate::confirm::double_fetches(&p, acc, &|a| input.get(REGISTERS + (a - BUFFER) as usize).copied().unwrap_or(0), "buffer", BUFFER));
     let in_smram = |a: u64| smram.is_some_and(|(b, s)| a >= b && a < b + s);
-    if let Some(a) = acc.iter().find(|a| a.smram && in_smram(a.addr) && a.kind == SmmAccessKind::Write && !control.contains(&a.addr) && passed(a.addr, 0x100)) {
+    if let Some(a) = acc.iter().find(|a| a.smram && in_smram(a.addr) && a.kind == SmmAccessKind::Write && passed(a.addr, 0x100) && !control.contains(&a.addr)) {
         out.push(Broken { rule: rules::SMRAM_POINTER, message: format!("SMM wrote SMRAM at {:#x} through a pointer the caller passed (instruction at {:#x})", a.addr, a.rip), key: a.rip, rip: Some(a.rip), written: Some(a.addr), reread: None });
     }
     out
