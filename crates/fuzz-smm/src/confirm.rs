@@ -16,6 +16,7 @@ use crate::Broken;
 use audit::behaviour::RaceEffect;
 use audit::rules;
 use machine::board::observer::{RaceWrite, SmmAccess};
+use machine::host::SwSmiOutcome;
 use std::collections::BTreeSet;
 
 /// One run of an input again: why it did not come back (None: it did) and its accesses.
@@ -51,6 +52,18 @@ pub struct Judged<'a> {
     pub aiming: &'a dyn Fn(u64) -> Vec<usize>,
     /// The input with its wild words tamed, when it faulted and has any.
     pub tame: Option<Vec<u8>>,
+}
+
+/// A rerun for [`confirm`]: `run` on `subject` with the edge map off (a rerun is a judgement,
+/// not coverage), its outcome reduced to why it faulted.
+pub fn rerun<S: crate::campaign::Subject>(subject: &mut S, run: impl FnOnce(&mut S) -> (SwSmiOutcome, Vec<SmmAccess>)) -> Rerun {
+    let map = subject.machine().cover_smm_edges(None);
+    let (outcome, acc) = run(subject);
+    subject.machine().cover_smm_edges(map);
+    (match outcome {
+        SwSmiOutcome::Fault(why) => Some(why),
+        _ => None,
+    }, acc)
 }
 
 /// Keeps in `broken` what the reruns confirm; true when the execution faulted only on its wild

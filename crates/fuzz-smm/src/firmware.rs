@@ -221,15 +221,7 @@ impl Subject for FirmwareSubject {
         let tame = (faulted && sw_registers(input).iter().any(|&w| wild(w))).then(|| tamed(&Target::Sw(cmd), input));
         let j = crate::confirm::Judged { input, acc: &acc, faulted, control: &control, aiming: &aiming, tame };
         let mut settled = std::mem::take(&mut self.settled);
-        let wild_fault = crate::confirm::confirm(&mut broken, &j, &mut settled, &mut |i, race| {
-            let map = self.machine.cover_smm_edges(None);
-            let (outcome, acc) = self.raise_raced(i, race);
-            self.machine.cover_smm_edges(map);
-            (match outcome {
-                SwSmiOutcome::Fault(why) => Some(why),
-                _ => None,
-            }, acc)
-        });
+        let wild_fault = crate::confirm::confirm(&mut broken, &j, &mut settled, &mut |i, race| crate::confirm::rerun(self, |s| s.raise_raced(i, race)));
         self.settled = settled;
         Execution { broken, wild_fault, instructions }
     }

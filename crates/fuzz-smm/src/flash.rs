@@ -206,14 +206,10 @@ impl Subject for FlashSubject {
         let j = Judged { input, acc: &acc, faulted, control: &control, aiming: &aim, tame };
         let mut settled = std::mem::take(&mut self.settled);
         let wild_fault = confirm::confirm(&mut broken, &j, &mut settled, &mut |i, race| {
-            let map = self.machine.cover_smm_edges(None);
-            self.race = race;
-            let (outcome, acc) = self.raise(i);
-            self.machine.cover_smm_edges(map);
-            (match outcome {
-                SwSmiOutcome::Fault(why) => Some(why),
-                _ => None,
-            }, acc)
+            confirm::rerun(self, |s| {
+                s.race = race;
+                s.raise(i)
+            })
         });
         self.settled = settled;
         Execution { broken, wild_fault, instructions }
