@@ -443,7 +443,11 @@ impl<C: Chipset> Bus for Platform<C> {
         self.clock.set_icount(icount);
         let deadline = match self.deadline {
             Some(d) => d,
-            None => self.next_deadline(),
+            None => {
+                let d = self.next_deadline();
+                self.deadline = Some(d);
+                d
+            }
         };
         if deadline.is_some_and(|d| d <= self.clock.now()) {
             self.advance_timers();
